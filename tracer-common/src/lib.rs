@@ -1,0 +1,346 @@
+//! Records, map names and limits shared by the kernel programs (`tracer-ebpf`) and the daemon.
+//!
+//! Every record is `#[repr(C)]`, free of implicit padding (explicit `_pad` fields) and checked
+//! for size at compile time. Kinds are `u32` constants; the daemon decodes them with `TryFrom`.
+//! All timestamps are CLOCK_MONOTONIC nanoseconds as returned by `bpf_ktime_get_ns`.
+#![no_std]
+
+use core::mem::size_of;
+
+// ---------------------------------------------------------------------------------------------
+// Map and program names
+// ---------------------------------------------------------------------------------------------
+
+/// Ring buffer of events. Bound: set by the daemon at load time (bytes, power of two).
+/// When full, the kernel drops the event and increments `COUNTER_RINGBUF_FULL`.
+pub const MAP_EVENTS: &str = "EVENTS";
+/// Per-CPU array of `u64` counters, indexed by the `COUNTER_*` constants. Never evicts.
+pub const MAP_COUNTERS: &str = "COUNTERS";
+/// Hash map thread id (`u32`) → in-flight syscall arguments (`SyscallArgs`), written at syscall
+/// entry and removed at exit. Bound: `MAX_INFLIGHT`; LRU evicts threads that died mid-call.
+pub const MAP_INFLIGHT: &str = "INFLIGHT";
+/// Hash map tgid (`u32`) → `FILTER_INCLUDE` / `FILTER_EXCLUDE`. Bound: `MAX_FILTER_ENTRIES`.
+pub const MAP_PID_FILTER: &str = "PID_FILTER";
+/// Hash map command name (`[u8; 16]`, NUL padded) → `FILTER_INCLUDE` / `FILTER_EXCLUDE`.
+pub const MAP_COMM_FILTER: &str = "COMM_FILTER";
+/// Hash map TCP port (`u16`, host order, local or remote) → `FILTER_INCLUDE` / `FILTER_EXCLUDE`.
+pub const MAP_PORT_FILTER: &str = "PORT_FILTER";
+/// Per-CPU array with one `DataEvent` scratch slot (header + `2 * MAX_CAPTURE` bytes).
+pub const MAP_SCRATCH: &str = "SCRATCH";
+
+/// Global set by the daemon: kernel struct offsets, resolved from the running kernel's BTF.
+pub const GLOBAL_OFFSETS: &str = "OFFSETS";
+/// Global set by the daemon: runtime settings (`Settings`).
+pub const GLOBAL_SETTINGS: &str = "SETTINGS";
+
+/// Program names (the Rust function names in `tracer-ebpf`).
+pub const PROG_RAW_SYS_ENTER: &str = "raw_sys_enter";
+pub const PROG_RAW_SYS_EXIT: &str = "raw_sys_exit";
+pub const PROG_INET_SOCK_SET_STATE: &str = "inet_sock_set_state";
+pub const PROG_PROCESS_EXIT: &str = "process_exit";
+
+// ---------------------------------------------------------------------------------------------
+// Limits
+// ---------------------------------------------------------------------------------------------
+
+/// Largest number of payload bytes one data event can carry (the configured capture size is
+/// clamped to this). Power of two: the kernel masks offsets with `MAX_CAPTURE - 1`.
+pub const MAX_CAPTURE: usize = 8192;
+/// Default number of payload bytes captured per data call.
+pub const DEFAULT_CAPTURE: u32 = 4096;
+/// iovec entries walked per vector call (readv, writev, sendmsg, recvmsg).
+pub const MAX_IOV: u32 = 16;
+/// Threads with a syscall in flight that the kernel remembers.
+pub const MAX_INFLIGHT: u32 = 16384;
+pub const MAX_FILTER_ENTRIES: u32 = 1024;
+
+pub const FILTER_INCLUDE: u32 = 1;
+pub const FILTER_EXCLUDE: u32 = 2;
+
+// ---------------------------------------------------------------------------------------------
+// Counters (indices into MAP_COUNTERS)
+// ---------------------------------------------------------------------------------------------
+
+/// Ring buffer full: an event was lost in the kernel.
+pub const COUNTER_RINGBUF_FULL: u32 = 0;
+/// A kernel read (`bpf_probe_read_*`) failed while building an event.
+pub const COUNTER_READ_ERROR: u32 = 1;
+/// The in-flight entry found at syscall exit belonged to another call (an exit was missed).
+pub const COUNTER_INFLIGHT_STALE: u32 = 2;
+pub const COUNTER_SENDMMSG: u32 = 3;
+pub const COUNTER_RECVMMSG: u32 = 4;
+pub const COUNTER_SENDFILE: u32 = 5;
+pub const COUNTER_SPLICE: u32 = 6;
+/// Data calls on TCP sockets that were filtered out by pid, command or port.
+pub const COUNTER_FILTERED: u32 = 7;
+/// Events written to the ring buffer.
+pub const COUNTER_EVENTS: u32 = 8;
+pub const COUNTERS_LEN: u32 = 16;
+
+/// Names of the counters, for metrics (index = counter id).
+pub const COUNTER_NAMES: [&str; 9] = [
+    "ringbuf_full",
+    "read_error",
+    "inflight_stale",
+    "sendmmsg",
+    "recvmmsg",
+    "sendfile",
+    "splice",
+    "filtered",
+    "events",
+];
+
+// ---------------------------------------------------------------------------------------------
+// Event kinds and flags
+// ---------------------------------------------------------------------------------------------
+
+/// `ConnEvent`: a `connect` on a TCP socket returned 0 or -EINPROGRESS (role client).
+pub const EVENT_CONNECT: u32 = 1;
+/// `ConnEvent`: `accept` / `accept4` returned a TCP socket (role server).
+pub const EVENT_ACCEPT: u32 = 2;
+/// `ConnEvent`: `close` of a TCP socket fd (sent at entry, while the fd still resolves).
+pub const EVENT_CLOSE: u32 = 3;
+/// `DataEvent`: a data call on a TCP socket, followed by `captured` payload bytes.
+pub const EVENT_DATA: u32 = 4;
+/// `StateEvent`: a TCP state change of a socket (from `sock:inet_sock_set_state`).
+pub const EVENT_STATE: u32 = 5;
+/// `ExitEvent`: a process (thread group) exited.
+pub const EVENT_PROCESS_EXIT: u32 = 6;
+
+/// `DataEvent.direction`: bytes leaving the process.
+pub const DIR_EGRESS: u32 = 0;
+/// `DataEvent.direction`: bytes entering the process.
+pub const DIR_INGRESS: u32 = 1;
+
+/// `DataEvent.flags`: the call moved more bytes than were captured.
+pub const FLAG_TRUNCATED: u32 = 1;
+
+/// Syscall identities carried in events (independent of the architecture's numbers).
+pub const SYS_READ: u32 = 1;
+pub const SYS_WRITE: u32 = 2;
+pub const SYS_SENDTO: u32 = 3;
+pub const SYS_RECVFROM: u32 = 4;
+pub const SYS_SENDMSG: u32 = 5;
+pub const SYS_RECVMSG: u32 = 6;
+pub const SYS_READV: u32 = 7;
+pub const SYS_WRITEV: u32 = 8;
+pub const SYS_CONNECT: u32 = 9;
+pub const SYS_ACCEPT: u32 = 10;
+pub const SYS_ACCEPT4: u32 = 11;
+pub const SYS_CLOSE: u32 = 12;
+
+pub const AF_INET: u16 = 2;
+pub const AF_INET6: u16 = 10;
+
+// ---------------------------------------------------------------------------------------------
+// Records
+// ---------------------------------------------------------------------------------------------
+
+/// A TCP connection's addresses as the kernel socket holds them.
+/// IPv4 addresses occupy the first 4 bytes of `laddr` / `raddr` (network order) with
+/// `family == AF_INET`; IPv6 (including IPv4-mapped) use all 16 bytes with `AF_INET6`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Tuple {
+    pub family: u16,
+    /// Local port, host byte order.
+    pub lport: u16,
+    /// Remote port, host byte order.
+    pub rport: u16,
+    pub _pad: u16,
+    pub laddr: [u8; 16],
+    pub raddr: [u8; 16],
+}
+const _: () = assert!(size_of::<Tuple>() == 40);
+
+/// Common first fields of every event.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct EventHeader {
+    /// One of the `EVENT_*` constants.
+    pub kind: u32,
+    /// Thread group id (the user-visible pid); 0 for events raised outside process context.
+    pub pid: u32,
+    /// Thread id.
+    pub tid: u32,
+    pub _pad: u32,
+    /// When the event happened (for syscalls: the exit), CLOCK_MONOTONIC ns.
+    pub ts_ns: u64,
+}
+const _: () = assert!(size_of::<EventHeader>() == 24);
+
+/// `EVENT_CONNECT`, `EVENT_ACCEPT`, `EVENT_CLOSE`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ConnEvent {
+    pub header: EventHeader,
+    /// Stable identity of the connection: the kernel socket's address, unique while it lives.
+    pub conn_id: u64,
+    /// Syscall entry, CLOCK_MONOTONIC ns.
+    pub ts_enter_ns: u64,
+    /// Syscall return value (the new fd for accept).
+    pub ret: i64,
+    pub fd: i32,
+    /// One of the `SYS_*` constants.
+    pub syscall: u32,
+    pub tuple: Tuple,
+    /// Command name of the calling thread group, NUL padded.
+    pub comm: [u8; 16],
+}
+const _: () = assert!(size_of::<ConnEvent>() == 24 + 32 + 40 + 16);
+
+/// `EVENT_DATA`, followed in the ring buffer record by `captured` payload bytes.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct DataEvent {
+    pub header: EventHeader,
+    pub conn_id: u64,
+    /// Syscall entry, CLOCK_MONOTONIC ns (the header's `ts_ns` is the exit).
+    pub ts_enter_ns: u64,
+    /// Syscall return value: bytes moved, or a negative errno.
+    pub ret: i64,
+    pub fd: i32,
+    /// One of the `SYS_*` constants.
+    pub syscall: u32,
+    /// `DIR_EGRESS` or `DIR_INGRESS`.
+    pub direction: u32,
+    /// Payload bytes that follow this header.
+    pub captured: u32,
+    /// `FLAG_*` bits.
+    pub flags: u32,
+    pub _pad: u32,
+    pub tuple: Tuple,
+}
+const _: () = assert!(size_of::<DataEvent>() == 24 + 48 + 40);
+
+/// `EVENT_STATE`: raised from `sock:inet_sock_set_state`, possibly in softirq context (the
+/// header's pid and tid are then those of whatever ran; do not attribute them).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct StateEvent {
+    pub header: EventHeader,
+    pub conn_id: u64,
+    /// Kernel TCP states (`TCP_ESTABLISHED` = 1 … `TCP_CLOSE` = 7 …).
+    pub old_state: u32,
+    pub new_state: u32,
+    pub tuple: Tuple,
+}
+const _: () = assert!(size_of::<StateEvent>() == 24 + 16 + 40);
+
+/// `EVENT_PROCESS_EXIT`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ExitEvent {
+    pub header: EventHeader,
+}
+const _: () = assert!(size_of::<ExitEvent>() == 24);
+
+pub const TCP_ESTABLISHED: u32 = 1;
+pub const TCP_SYN_SENT: u32 = 2;
+pub const TCP_CLOSE: u32 = 7;
+
+// ---------------------------------------------------------------------------------------------
+// Globals set at load time
+// ---------------------------------------------------------------------------------------------
+
+/// Byte offsets of the kernel struct fields the programs read, resolved by the daemon from the
+/// running kernel's BTF (`/sys/kernel/btf/vmlinux`) so one object works across kernel builds.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct KernelOffsets {
+    /// `task_struct.files` (struct files_struct *).
+    pub task_files: u32,
+    /// `files_struct.fdt` (struct fdtable *).
+    pub files_fdt: u32,
+    /// `fdtable.max_fds` (unsigned int).
+    pub fdt_max_fds: u32,
+    /// `fdtable.fd` (struct file **).
+    pub fdt_fd: u32,
+    /// `file.f_inode` (struct inode *).
+    pub file_inode: u32,
+    /// `file.private_data` (void *, a struct socket * for sockets).
+    pub file_private_data: u32,
+    /// `inode.i_mode` (umode_t).
+    pub inode_mode: u32,
+    /// `socket.sk` (struct sock *).
+    pub socket_sk: u32,
+    /// `sock_common.skc_family` (unsigned short) inside `sock.__sk_common` at offset 0.
+    pub skc_family: u32,
+    /// `sock_common.skc_num` (local port, host order).
+    pub skc_num: u32,
+    /// `sock_common.skc_dport` (remote port, network order).
+    pub skc_dport: u32,
+    /// `sock_common.skc_rcv_saddr` (local IPv4).
+    pub skc_rcv_saddr: u32,
+    /// `sock_common.skc_daddr` (remote IPv4).
+    pub skc_daddr: u32,
+    /// `sock_common.skc_v6_rcv_saddr` (local IPv6).
+    pub skc_v6_rcv_saddr: u32,
+    /// `sock_common.skc_v6_daddr` (remote IPv6).
+    pub skc_v6_daddr: u32,
+    /// `sock.sk_protocol` (u16).
+    pub sk_protocol: u32,
+    /// `sock.sk_type` (u16).
+    pub sk_type: u32,
+    /// `sock_common.skc_net` (possible_net_t, a struct net *).
+    pub skc_net: u32,
+    /// `net.ns` + `ns_common.inum`: offset of the namespace inode number inside struct net.
+    pub net_ns_inum: u32,
+    /// `task_struct.tgid`.
+    pub task_tgid: u32,
+}
+const _: () = assert!(size_of::<KernelOffsets>() == 20 * 4);
+
+/// Runtime settings, written once by the daemon before the programs load.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Settings {
+    /// The daemon's own tgid: its syscalls are never traced.
+    pub self_tgid: u32,
+    /// Payload bytes captured per data call (at most `MAX_CAPTURE - 1`).
+    pub capture_bytes: u32,
+    /// `FILTER_FLAG_*` bits: which filter maps hold entries and whether they include or exclude.
+    pub filter_flags: u32,
+    pub _pad: u32,
+    /// Network namespace inode to trace; 0 traces every namespace.
+    pub netns_inum: u64,
+}
+const _: () = assert!(size_of::<Settings>() == 24);
+
+/// `PID_FILTER` holds entries.
+pub const FILTER_FLAG_PID: u32 = 1;
+/// `COMM_FILTER` holds entries.
+pub const FILTER_FLAG_COMM: u32 = 2;
+/// `PORT_FILTER` holds entries.
+pub const FILTER_FLAG_PORT: u32 = 4;
+/// Some pid or command is included: processes matching no include entry are not traced.
+pub const FILTER_FLAG_PROCESS_INCLUDE: u32 = 8;
+/// Some port is included: connections on no included port are not traced.
+pub const FILTER_FLAG_PORT_INCLUDE: u32 = 16;
+
+/// Syscall arguments remembered between entry and exit (value of `MAP_INFLIGHT`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SyscallArgs {
+    /// One of the `SYS_*` constants.
+    pub syscall: u32,
+    pub fd: i32,
+    /// Buffer, iovec array or msghdr pointer, by syscall.
+    pub ptr: u64,
+    /// Buffer length or iovec count, by syscall.
+    pub len: u64,
+    /// The socket (`struct sock *`) resolved at entry; 0 for connect / accept.
+    pub sock: u64,
+    /// Entry time, CLOCK_MONOTONIC ns.
+    pub ts_enter_ns: u64,
+}
+const _: () = assert!(size_of::<SyscallArgs>() == 40);
+
+#[cfg(feature = "user")]
+mod pod {
+    // SAFETY: all of these are `#[repr(C)]`, padding-free and valid for any bit pattern.
+    unsafe impl aya::Pod for super::KernelOffsets {}
+    unsafe impl aya::Pod for super::Settings {}
+    unsafe impl aya::Pod for super::SyscallArgs {}
+    unsafe impl aya::Pod for super::Tuple {}
+}

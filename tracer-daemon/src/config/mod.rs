@@ -1,0 +1,242 @@
+//! Configuration: one YAML file (`--config`, unknown keys rejected) with defaults in code, and
+//! command-line flags that override it. Every field says its meaning and unit.
+
+use std::path::{Path, PathBuf};
+
+use serde::Deserialize;
+
+use crate::probes::{Filters, SyscallHook};
+
+/// Default address of `/metrics` and `/healthz` (the jaeger-agent admin port, on loopback).
+pub const DEFAULT_METRICS_ADDR: &str = "127.0.0.1:14271";
+
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Listen address of the admin HTTP endpoint (`/metrics`, `/healthz`); empty turns it off.
+    pub metrics_addr: String,
+    pub capture: CaptureConfig,
+    pub filter: FilterConfig,
+    /// Trace only sockets of this network namespace: an `ip netns` name or a namespace file
+    /// path. Unset: every namespace of the host.
+    pub netns: Option<String>,
+    /// Redact captured payloads (SQL literals, Redis values, header values). On by default.
+    pub redact: bool,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            metrics_addr: DEFAULT_METRICS_ADDR.into(),
+            capture: CaptureConfig::default(),
+            filter: FilterConfig::default(),
+            netns: None,
+            redact: true,
+        }
+    }
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct CaptureConfig {
+    /// Payload bytes captured per data syscall (bytes; at most 8191).
+    pub capture_bytes: u32,
+    /// Kernel ring buffer size (bytes, rounded up to a power of two).
+    pub ring_buffer_bytes: u32,
+    /// How syscalls are hooked: `raw` (raw tracepoints) or `tracepoint` (classic ones).
+    pub syscall_hook: SyscallHook,
+    /// Connections tracked at once; the least recently used is evicted beyond this (count).
+    pub max_connections: usize,
+    /// Decoded events queued between the ring-buffer reader and span assembly (count).
+    pub event_queue: usize,
+}
+
+impl Default for CaptureConfig {
+    fn default() -> Self {
+        CaptureConfig {
+            capture_bytes: tracer_common::DEFAULT_CAPTURE,
+            ring_buffer_bytes: 16 * 1024 * 1024,
+            syscall_hook: SyscallHook::Raw,
+            max_connections: 65_536,
+            event_queue: 65_536,
+        }
+    }
+}
+
+/// Which processes and ports are traced. Excludes win over includes; with any include entry for
+/// processes (pids or commands), only matching processes are traced; likewise for ports.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct FilterConfig {
+    pub include_pids: Vec<u32>,
+    pub exclude_pids: Vec<u32>,
+    /// Command names (as in /proc/PID/comm, at most 15 bytes).
+    pub include_comms: Vec<String>,
+    pub exclude_comms: Vec<String>,
+    /// TCP ports, matched against either end of a connection.
+    pub include_ports: Vec<u16>,
+    pub exclude_ports: Vec<u16>,
+}
+
+impl FilterConfig {
+    pub fn to_filters(&self) -> Filters {
+        Filters {
+            include_pids: self.include_pids.clone(),
+            exclude_pids: self.exclude_pids.clone(),
+            include_comms: self.include_comms.clone(),
+            exclude_comms: self.exclude_comms.clone(),
+            include_ports: self.include_ports.clone(),
+            exclude_ports: self.exclude_ports.clone(),
+        }
+    }
+}
+
+/// Command-line flags; each overrides the YAML value when given.
+#[derive(clap::Args, Clone, Debug, Default)]
+pub struct CliOverrides {
+    /// Admin endpoint address for /metrics and /healthz (default 127.0.0.1:14271; empty = off).
+    #[arg(long)]
+    pub metrics_addr: Option<String>,
+    /// Payload bytes captured per data syscall (default 4096, at most 8191).
+    #[arg(long)]
+    pub capture_bytes: Option<u32>,
+    /// Kernel ring buffer size in bytes (default 16 MiB).
+    #[arg(long)]
+    pub ring_buffer_bytes: Option<u32>,
+    /// Syscall hook: raw (raw tracepoints, default) or tracepoint (classic syscall tracepoints).
+    #[arg(long, value_enum)]
+    pub syscall_hook: Option<SyscallHook>,
+    /// Connections tracked at once (LRU beyond this; default 65536).
+    #[arg(long)]
+    pub max_connections: Option<usize>,
+    /// Trace only these processes (repeatable).
+    #[arg(long = "include-pid")]
+    pub include_pids: Vec<u32>,
+    /// Never trace these processes (repeatable).
+    #[arg(long = "exclude-pid")]
+    pub exclude_pids: Vec<u32>,
+    /// Trace only processes with this command name (repeatable).
+    #[arg(long = "include-comm")]
+    pub include_comms: Vec<String>,
+    /// Never trace processes with this command name (repeatable).
+    #[arg(long = "exclude-comm")]
+    pub exclude_comms: Vec<String>,
+    /// Trace only connections with this port at either end (repeatable).
+    #[arg(long = "include-port")]
+    pub include_ports: Vec<u16>,
+    /// Never trace connections with this port at either end (repeatable).
+    #[arg(long = "exclude-port")]
+    pub exclude_ports: Vec<u16>,
+    /// Trace only this network namespace (an `ip netns` name or a namespace file path).
+    #[arg(long)]
+    pub netns: Option<String>,
+    /// Keep SQL literals, Redis values and header values in spans (redaction is on by default).
+    #[arg(long)]
+    pub no_redact: bool,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("reading config {path}: {source}")]
+    Read { path: PathBuf, source: std::io::Error },
+    #[error("config {path}: {source}")]
+    Parse { path: PathBuf, source: serde_yaml::Error },
+    #[error("config: {0}")]
+    Invalid(String),
+}
+
+impl Config {
+    pub fn from_yaml(text: &str, path: &Path) -> Result<Config, ConfigError> {
+        serde_yaml::from_str(text).map_err(|source| ConfigError::Parse { path: path.into(), source })
+    }
+
+    pub fn load(path: Option<&Path>) -> Result<Config, ConfigError> {
+        match path {
+            None => Ok(Config::default()),
+            Some(p) => {
+                let text = std::fs::read_to_string(p).map_err(|source| ConfigError::Read { path: p.into(), source })?;
+                Self::from_yaml(&text, p)
+            }
+        }
+    }
+
+    /// Applies command-line overrides and checks the result.
+    pub fn apply(mut self, o: &CliOverrides) -> Result<Config, ConfigError> {
+        if let Some(v) = &o.metrics_addr {
+            self.metrics_addr = v.clone();
+        }
+        if let Some(v) = o.capture_bytes {
+            self.capture.capture_bytes = v;
+        }
+        if let Some(v) = o.ring_buffer_bytes {
+            self.capture.ring_buffer_bytes = v;
+        }
+        if let Some(v) = o.syscall_hook {
+            self.capture.syscall_hook = v;
+        }
+        if let Some(v) = o.max_connections {
+            self.capture.max_connections = v;
+        }
+        let f = &mut self.filter;
+        f.include_pids.extend(&o.include_pids);
+        f.exclude_pids.extend(&o.exclude_pids);
+        f.include_comms.extend(o.include_comms.iter().cloned());
+        f.exclude_comms.extend(o.exclude_comms.iter().cloned());
+        f.include_ports.extend(&o.include_ports);
+        f.exclude_ports.extend(&o.exclude_ports);
+        if o.netns.is_some() {
+            self.netns = o.netns.clone();
+        }
+        if o.no_redact {
+            self.redact = false;
+        }
+        self.validate()?;
+        Ok(self)
+    }
+
+    fn validate(&self) -> Result<(), ConfigError> {
+        let max = tracer_common::MAX_CAPTURE as u32 - 1;
+        if self.capture.capture_bytes > max {
+            return Err(ConfigError::Invalid(format!("capture_bytes {} is above the maximum {max}", self.capture.capture_bytes)));
+        }
+        if self.capture.max_connections == 0 || self.capture.event_queue == 0 {
+            return Err(ConfigError::Invalid("max_connections and event_queue must be at least 1".into()));
+        }
+        if let Some(c) = self.filter.include_comms.iter().chain(&self.filter.exclude_comms).find(|c| c.len() > 15) {
+            return Err(ConfigError::Invalid(format!("command name `{c}` is longer than the kernel's 15 bytes")));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_example_config_parses() {
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/tracer.example.yaml");
+        let text = std::fs::read_to_string(&path).unwrap();
+        let c = Config::from_yaml(&text, &path).unwrap();
+        assert_eq!(c.capture.capture_bytes, 4096);
+        assert!(c.redact);
+    }
+
+    #[test]
+    fn unknown_keys_are_rejected_with_their_name() {
+        let err = Config::from_yaml("capture:\n  captur_bytes: 1\n", Path::new("x.yaml")).unwrap_err().to_string();
+        assert!(err.contains("captur_bytes"), "{err}");
+    }
+
+    #[test]
+    fn flags_override_the_file_and_bad_values_are_named() {
+        let c = Config::from_yaml("capture:\n  capture_bytes: 100\n", Path::new("x.yaml")).unwrap();
+        let o = CliOverrides { capture_bytes: Some(200), exclude_pids: vec![7], no_redact: true, ..Default::default() };
+        let c = c.apply(&o).unwrap();
+        assert_eq!(c.capture.capture_bytes, 200);
+        assert_eq!(c.filter.exclude_pids, vec![7]);
+        assert!(!c.redact);
+        let bad = CliOverrides { capture_bytes: Some(1 << 20), ..Default::default() };
+        assert!(Config::default().apply(&bad).unwrap_err().to_string().contains("capture_bytes"));
+    }
+}

@@ -1,0 +1,347 @@
+//! Loading and attaching the kernel programs: environment checks, kernel offsets from BTF,
+//! settings and filters, and one declarative table of probes (attach point, required or
+//! optional, fallback). An optional probe that fails is reported once and shown in metrics.
+
+pub mod btf;
+pub mod env;
+
+use std::sync::Arc;
+
+use aya::{
+    Ebpf, EbpfLoader,
+    maps::{HashMap as BpfHashMap, MapData, PerCpuArray},
+    programs::{RawTracePoint, TracePoint},
+};
+use tracer_common as k;
+
+use crate::metrics::{Kind, Registry, Sample};
+
+/// The kernel object, embedded at build time (empty when it was not built).
+static OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/tracer-ebpf.o"));
+
+#[derive(Debug, thiserror::Error)]
+pub enum ProbeError {
+    #[error("this daemon was built without its kernel programs: build it with `cargo xtask build` (or `cargo xtask run`)")]
+    NoObject,
+    #[error(transparent)]
+    Env(#[from] env::EnvError),
+    #[error("kernel BTF: {0}")]
+    Btf(#[from] btf::BtfError),
+    #[error("loading the kernel programs: {0}")]
+    Load(#[from] aya::EbpfError),
+    #[error("kernel program `{0}` is missing from the object")]
+    MissingProgram(&'static str),
+    #[error("required probe {probe} failed: {reason}")]
+    Required { probe: String, reason: String },
+    #[error("map {name}: {source}")]
+    Map { name: &'static str, source: aya::maps::MapError },
+}
+
+/// How syscalls are hooked. Raw tracepoints run one program for every syscall and filter by
+/// number; classic tracepoints run only for the traced calls but cost more per hit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SyscallHook {
+    Raw,
+    Tracepoint,
+}
+
+/// Where a program attaches.
+#[derive(Clone, Copy, Debug)]
+enum Attach {
+    Raw(&'static str),
+    Tracepoint(&'static str, &'static str),
+    /// One classic tracepoint per traced syscall: `syscalls:sys_{enter|exit}_<name>`.
+    Syscalls(&'static str),
+}
+
+struct ProbeSpec {
+    program: &'static str,
+    attach: Attach,
+    required: bool,
+    /// Program to use in this one's place when it fails (same role, other hook).
+    fallback: Option<(&'static str, Attach)>,
+}
+
+/// Syscalls hooked by the classic-tracepoint variant.
+const TRACED_SYSCALLS: &[&str] = &[
+    "read", "write", "close", "readv", "writev", "connect", "accept", "accept4", "sendto",
+    "recvfrom", "sendmsg", "recvmsg", "sendfile64", "splice", "sendmmsg", "recvmmsg",
+];
+
+fn table(hook: SyscallHook) -> Vec<ProbeSpec> {
+    let (enter, exit) = match hook {
+        SyscallHook::Raw => (
+            ProbeSpec {
+                program: k::PROG_RAW_SYS_ENTER,
+                attach: Attach::Raw("sys_enter"),
+                required: true,
+                fallback: Some(("tp_sys_enter", Attach::Syscalls("enter"))),
+            },
+            ProbeSpec {
+                program: k::PROG_RAW_SYS_EXIT,
+                attach: Attach::Raw("sys_exit"),
+                required: true,
+                fallback: Some(("tp_sys_exit", Attach::Syscalls("exit"))),
+            },
+        ),
+        SyscallHook::Tracepoint => (
+            ProbeSpec { program: "tp_sys_enter", attach: Attach::Syscalls("enter"), required: true, fallback: None },
+            ProbeSpec { program: "tp_sys_exit", attach: Attach::Syscalls("exit"), required: true, fallback: None },
+        ),
+    };
+    vec![
+        enter,
+        exit,
+        ProbeSpec {
+            program: k::PROG_INET_SOCK_SET_STATE,
+            attach: Attach::Tracepoint("sock", "inet_sock_set_state"),
+            required: false,
+            fallback: None,
+        },
+        ProbeSpec {
+            program: k::PROG_PROCESS_EXIT,
+            attach: Attach::Raw("sched_process_exit"),
+            required: false,
+            fallback: None,
+        },
+    ]
+}
+
+/// Include / exclude lists for the kernel filter maps.
+#[derive(Clone, Debug, Default)]
+pub struct Filters {
+    pub include_pids: Vec<u32>,
+    pub exclude_pids: Vec<u32>,
+    pub include_comms: Vec<String>,
+    pub exclude_comms: Vec<String>,
+    pub include_ports: Vec<u16>,
+    pub exclude_ports: Vec<u16>,
+}
+
+impl Filters {
+    fn flags(&self) -> u32 {
+        let mut f = 0;
+        if !self.include_pids.is_empty() || !self.exclude_pids.is_empty() {
+            f |= k::FILTER_FLAG_PID;
+        }
+        if !self.include_comms.is_empty() || !self.exclude_comms.is_empty() {
+            f |= k::FILTER_FLAG_COMM;
+        }
+        if !self.include_ports.is_empty() || !self.exclude_ports.is_empty() {
+            f |= k::FILTER_FLAG_PORT;
+        }
+        if !self.include_pids.is_empty() || !self.include_comms.is_empty() {
+            f |= k::FILTER_FLAG_PROCESS_INCLUDE;
+        }
+        if !self.include_ports.is_empty() {
+            f |= k::FILTER_FLAG_PORT_INCLUDE;
+        }
+        f
+    }
+}
+
+/// Command name as the kernel stores it: at most 15 bytes, NUL padded.
+pub fn comm_key(name: &str) -> [u8; 16] {
+    let mut key = [0u8; 16];
+    let n = name.len().min(15);
+    key[..n].copy_from_slice(&name.as_bytes()[..n]);
+    key
+}
+
+pub struct LoadOptions {
+    pub hook: SyscallHook,
+    /// Payload bytes captured per data call.
+    pub capture_bytes: u32,
+    /// Ring buffer size in bytes (rounded up to a power of two, at least one page).
+    pub ring_bytes: u32,
+    pub filters: Filters,
+    /// Network namespace inode to trace, 0 for all.
+    pub netns_inum: u64,
+}
+
+/// What became of one probe.
+#[derive(Clone, Debug)]
+pub struct ProbeStatus {
+    pub probe: String,
+    pub attached: bool,
+    pub detail: String,
+}
+
+/// The loaded programs; dropping it detaches everything.
+pub struct Probes {
+    pub ebpf: Ebpf,
+    pub status: Vec<ProbeStatus>,
+}
+
+impl Probes {
+    /// Checks the environment, loads the object and attaches the probe table.
+    pub fn load(opts: &LoadOptions) -> Result<Probes, ProbeError> {
+        if OBJECT.is_empty() {
+            return Err(ProbeError::NoObject);
+        }
+        env::check_privileges()?;
+        env::ensure_tracefs()?;
+        env::raise_memlock();
+        let offsets = btf::Btf::from_sys_fs()?.kernel_offsets()?;
+        let settings = k::Settings {
+            self_tgid: std::process::id(),
+            capture_bytes: opts.capture_bytes.clamp(0, k::MAX_CAPTURE as u32 - 1),
+            filter_flags: opts.filters.flags(),
+            _pad: 0,
+            netns_inum: opts.netns_inum,
+        };
+        let ring = opts.ring_bytes.max(4096).next_power_of_two();
+        let mut ebpf = EbpfLoader::new()
+            .override_global(k::GLOBAL_OFFSETS, &offsets, true)
+            .override_global(k::GLOBAL_SETTINGS, &settings, true)
+            .map_max_entries(k::MAP_EVENTS, ring)
+            .load(OBJECT)?;
+        write_filters(&mut ebpf, &opts.filters)?;
+        let mut status = Vec::new();
+        for spec in table(opts.hook) {
+            match attach(&mut ebpf, spec.program, spec.attach) {
+                Ok(detail) => status.push(ProbeStatus { probe: spec.program.into(), attached: true, detail }),
+                Err(reason) => {
+                    tracing::warn!(probe = spec.program, %reason, "probe failed to attach");
+                    status.push(ProbeStatus { probe: spec.program.into(), attached: false, detail: reason.clone() });
+                    let recovered = match spec.fallback {
+                        Some((program, at)) => match attach(&mut ebpf, program, at) {
+                            Ok(detail) => {
+                                tracing::info!(probe = program, replaces = spec.program, "fallback probe attached");
+                                status.push(ProbeStatus { probe: program.into(), attached: true, detail });
+                                true
+                            }
+                            Err(e) => {
+                                status.push(ProbeStatus { probe: program.into(), attached: false, detail: e });
+                                false
+                            }
+                        },
+                        None => false,
+                    };
+                    if spec.required && !recovered {
+                        return Err(ProbeError::Required { probe: spec.program.into(), reason });
+                    }
+                }
+            }
+        }
+        Ok(Probes { ebpf, status })
+    }
+
+    /// Takes the event ring buffer (once).
+    pub fn take_events(&mut self) -> Option<aya::maps::Map> {
+        self.ebpf.take_map(k::MAP_EVENTS)
+    }
+
+    /// Exposes kernel counters and probe status in `registry`, read at scrape time.
+    pub fn register_metrics(&mut self, registry: &Arc<Registry>) -> Result<(), ProbeError> {
+        let map = self.ebpf.take_map(k::MAP_COUNTERS).ok_or(ProbeError::Map {
+            name: k::MAP_COUNTERS,
+            source: aya::maps::MapError::InvalidName { name: k::MAP_COUNTERS.into() },
+        })?;
+        let counters: PerCpuArray<MapData, u64> =
+            PerCpuArray::try_from(map).map_err(|source| ProbeError::Map { name: k::MAP_COUNTERS, source })?;
+        let status = self.status.clone();
+        registry.add_collector(move |out: &mut Vec<Sample>| {
+            for (i, name) in k::COUNTER_NAMES.iter().enumerate() {
+                let total: u64 = counters.get(&(i as u32), 0).map(|v| v.iter().sum()).unwrap_or(0);
+                out.push(Sample::new(
+                    "tracer_kernel_events_total",
+                    "Kernel-side counters by kind (ringbuf_full = events lost in the kernel)",
+                    Kind::Counter,
+                    &[("counter", name)],
+                    total as f64,
+                ));
+            }
+            for s in &status {
+                out.push(Sample::new(
+                    "tracer_probe_attached",
+                    "1 when the probe is attached, 0 when it failed (see the daemon log for the reason)",
+                    Kind::Gauge,
+                    &[("probe", &s.probe)],
+                    if s.attached { 1.0 } else { 0.0 },
+                ));
+            }
+        });
+        Ok(())
+    }
+}
+
+fn write_filters(ebpf: &mut Ebpf, f: &Filters) -> Result<(), ProbeError> {
+    fn fill<K: aya::Pod>(
+        ebpf: &mut Ebpf,
+        name: &'static str,
+        include: impl IntoIterator<Item = K>,
+        exclude: impl IntoIterator<Item = K>,
+    ) -> Result<(), ProbeError> {
+        let map = ebpf.map_mut(name).ok_or(ProbeError::Map {
+            name,
+            source: aya::maps::MapError::InvalidName { name: name.into() },
+        })?;
+        let mut m: BpfHashMap<_, K, u32> =
+            BpfHashMap::try_from(map).map_err(|source| ProbeError::Map { name, source })?;
+        for key in include {
+            m.insert(key, k::FILTER_INCLUDE, 0).map_err(|source| ProbeError::Map { name, source })?;
+        }
+        for key in exclude {
+            m.insert(key, k::FILTER_EXCLUDE, 0).map_err(|source| ProbeError::Map { name, source })?;
+        }
+        Ok(())
+    }
+    fill(ebpf, k::MAP_PID_FILTER, f.include_pids.iter().copied(), f.exclude_pids.iter().copied())?;
+    fill(
+        ebpf,
+        k::MAP_COMM_FILTER,
+        f.include_comms.iter().map(|c| comm_key(c)),
+        f.exclude_comms.iter().map(|c| comm_key(c)),
+    )?;
+    fill(ebpf, k::MAP_PORT_FILTER, f.include_ports.iter().copied(), f.exclude_ports.iter().copied())?;
+    Ok(())
+}
+
+/// Loads `program` and attaches it; returns a short description or the reason it failed.
+fn attach(ebpf: &mut Ebpf, program: &'static str, at: Attach) -> Result<String, String> {
+    let prog = ebpf.program_mut(program).ok_or_else(|| format!("program {program} missing from the object"))?;
+    match at {
+        Attach::Raw(tp) => {
+            let p: &mut RawTracePoint = prog.try_into().map_err(|e| format!("{e}"))?;
+            p.load().map_err(|e| verifier_reason(&e))?;
+            p.attach(tp).map_err(|e| format!("attach raw_tp/{tp}: {e}"))?;
+            Ok(format!("raw_tp/{tp}"))
+        }
+        Attach::Tracepoint(cat, name) => {
+            let p: &mut TracePoint = prog.try_into().map_err(|e| format!("{e}"))?;
+            p.load().map_err(|e| verifier_reason(&e))?;
+            p.attach(cat, name).map_err(|e| format!("attach {cat}:{name}: {e}"))?;
+            Ok(format!("{cat}:{name}"))
+        }
+        Attach::Syscalls(phase) => {
+            let p: &mut TracePoint = prog.try_into().map_err(|e| format!("{e}"))?;
+            p.load().map_err(|e| verifier_reason(&e))?;
+            let mut attached = 0;
+            for sc in TRACED_SYSCALLS {
+                let name = format!("sys_{phase}_{sc}");
+                match p.attach("syscalls", &name) {
+                    Ok(_) => attached += 1,
+                    Err(e) => tracing::warn!(tracepoint = %name, error = %e, "syscall tracepoint not attached"),
+                }
+            }
+            if attached == 0 {
+                return Err(format!("no syscalls:sys_{phase}_* tracepoint attached"));
+            }
+            Ok(format!("syscalls:sys_{phase}_* ({attached} of {})", TRACED_SYSCALLS.len()))
+        }
+    }
+}
+
+/// The load error with the verifier's last lines, which name the failing instruction.
+fn verifier_reason(e: &aya::programs::ProgramError) -> String {
+    match e {
+        aya::programs::ProgramError::LoadError { io_error, verifier_log } => {
+            let log = verifier_log.to_string();
+            let tail: Vec<&str> = log.lines().rev().take(6).collect();
+            format!("load failed: {io_error}; verifier: {}", tail.into_iter().rev().collect::<Vec<_>>().join(" | "))
+        }
+        other => format!("load failed: {other}"),
+    }
+}

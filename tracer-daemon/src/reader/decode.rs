@@ -1,0 +1,361 @@
+//! Pure, total decoding of kernel event records (`tracer-common`) into owned Rust values.
+//! Any byte string decodes to an event or a `DecodeError`; nothing here panics.
+
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
+
+use serde::Serialize;
+use tracer_common as k;
+
+#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+pub enum DecodeError {
+    #[error("record of {len} bytes is shorter than its {what} header ({need} bytes)")]
+    Short { what: &'static str, len: usize, need: usize },
+    #[error("unknown event kind {0}")]
+    Kind(u32),
+    #[error("unknown {what} value {value}")]
+    Value { what: &'static str, value: u32 },
+    #[error("data record claims {claimed} payload bytes but carries {present}")]
+    Payload { claimed: u32, present: usize },
+}
+
+impl DecodeError {
+    /// A short label for the `reason` of the decode-error counter.
+    pub fn reason(&self) -> &'static str {
+        match self {
+            DecodeError::Short { .. } => "short",
+            DecodeError::Kind(_) => "kind",
+            DecodeError::Value { .. } => "value",
+            DecodeError::Payload { .. } => "payload",
+        }
+    }
+}
+
+/// A connection's endpoints as seen from the traced process.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+pub struct Tuple {
+    pub local: SocketAddr,
+    pub remote: SocketAddr,
+}
+
+impl Tuple {
+    fn from_kernel(t: &k::Tuple) -> Result<Self, DecodeError> {
+        let addr = |raw: &[u8; 16], port: u16| -> Result<SocketAddr, DecodeError> {
+            let ip = match t.family {
+                k::AF_INET => IpAddr::V4(Ipv4Addr::new(raw[0], raw[1], raw[2], raw[3])),
+                // IPv4-mapped IPv6 addresses are shown as the IPv4 address they carry.
+                k::AF_INET6 => IpAddr::V6(Ipv6Addr::from(*raw)).to_canonical(),
+                other => return Err(DecodeError::Value { what: "address family", value: other as u32 }),
+            };
+            Ok(SocketAddr::new(ip, port))
+        };
+        Ok(Tuple { local: addr(&t.laddr, t.lport)?, remote: addr(&t.raddr, t.rport)? })
+    }
+
+    /// The same connection seen from the other end.
+    pub fn reversed(self) -> Self {
+        Tuple { local: self.remote, remote: self.local }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Direction {
+    Egress,
+    Ingress,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Syscall {
+    Read,
+    Write,
+    Sendto,
+    Recvfrom,
+    Sendmsg,
+    Recvmsg,
+    Readv,
+    Writev,
+    Connect,
+    Accept,
+    Accept4,
+    Close,
+}
+
+impl TryFrom<u32> for Syscall {
+    type Error = DecodeError;
+    fn try_from(v: u32) -> Result<Self, DecodeError> {
+        Ok(match v {
+            k::SYS_READ => Syscall::Read,
+            k::SYS_WRITE => Syscall::Write,
+            k::SYS_SENDTO => Syscall::Sendto,
+            k::SYS_RECVFROM => Syscall::Recvfrom,
+            k::SYS_SENDMSG => Syscall::Sendmsg,
+            k::SYS_RECVMSG => Syscall::Recvmsg,
+            k::SYS_READV => Syscall::Readv,
+            k::SYS_WRITEV => Syscall::Writev,
+            k::SYS_CONNECT => Syscall::Connect,
+            k::SYS_ACCEPT => Syscall::Accept,
+            k::SYS_ACCEPT4 => Syscall::Accept4,
+            k::SYS_CLOSE => Syscall::Close,
+            value => return Err(DecodeError::Value { what: "syscall", value }),
+        })
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ConnKind {
+    Connect,
+    Accept,
+    Close,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ConnRecord {
+    pub kind: ConnKind,
+    pub pid: u32,
+    pub tid: u32,
+    /// CLOCK_MONOTONIC ns.
+    pub ts_enter_ns: u64,
+    /// CLOCK_MONOTONIC ns.
+    pub ts_exit_ns: u64,
+    pub conn_id: u64,
+    pub fd: i32,
+    pub ret: i64,
+    pub syscall: Syscall,
+    pub tuple: Tuple,
+    pub comm: String,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct DataRecord {
+    pub pid: u32,
+    pub tid: u32,
+    /// CLOCK_MONOTONIC ns.
+    pub ts_enter_ns: u64,
+    /// CLOCK_MONOTONIC ns.
+    pub ts_exit_ns: u64,
+    pub conn_id: u64,
+    pub fd: i32,
+    pub syscall: Syscall,
+    pub direction: Direction,
+    /// Bytes moved, or a negative errno.
+    pub ret: i64,
+    /// The call moved more than `payload` holds.
+    pub truncated: bool,
+    pub tuple: Tuple,
+    #[serde(serialize_with = "escaped")]
+    pub payload: Vec<u8>,
+}
+
+fn escaped<S: serde::Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&bytes.escape_ascii().to_string())
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct StateRecord {
+    /// CLOCK_MONOTONIC ns.
+    pub ts_ns: u64,
+    pub conn_id: u64,
+    pub old_state: u32,
+    pub new_state: u32,
+    pub tuple: Tuple,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "event", rename_all = "lowercase")]
+pub enum Event {
+    Conn(ConnRecord),
+    Data(DataRecord),
+    State(StateRecord),
+    Exit { pid: u32, ts_ns: u64 },
+}
+
+impl Event {
+    /// The label of the events-by-kind counter.
+    pub fn kind_label(&self) -> &'static str {
+        match self {
+            Event::Conn(c) => match c.kind {
+                ConnKind::Connect => "connect",
+                ConnKind::Accept => "accept",
+                ConnKind::Close => "close",
+            },
+            Event::Data(_) => "data",
+            Event::State(_) => "state",
+            Event::Exit { .. } => "exit",
+        }
+    }
+}
+
+/// Reads a plain-old-data record from the front of `bytes`.
+fn read<T: Copy>(bytes: &[u8], what: &'static str) -> Result<T, DecodeError> {
+    let need = size_of::<T>();
+    if bytes.len() < need {
+        return Err(DecodeError::Short { what, len: bytes.len(), need });
+    }
+    // SAFETY: the length is checked; `T` is one of the `#[repr(C)]` integer-only records of
+    // tracer-common, valid for any bit pattern; the read is unaligned-safe.
+    Ok(unsafe { std::ptr::read_unaligned(bytes.as_ptr().cast::<T>()) })
+}
+
+fn comm(raw: &[u8; 16]) -> String {
+    let end = raw.iter().position(|&b| b == 0).unwrap_or(raw.len());
+    String::from_utf8_lossy(&raw[..end]).into_owned()
+}
+
+/// Decodes one ring-buffer record.
+pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
+    let header: k::EventHeader = read(bytes, "event")?;
+    match header.kind {
+        k::EVENT_CONNECT | k::EVENT_ACCEPT | k::EVENT_CLOSE => {
+            let e: k::ConnEvent = read(bytes, "connection")?;
+            Ok(Event::Conn(ConnRecord {
+                kind: match header.kind {
+                    k::EVENT_CONNECT => ConnKind::Connect,
+                    k::EVENT_ACCEPT => ConnKind::Accept,
+                    _ => ConnKind::Close,
+                },
+                pid: header.pid,
+                tid: header.tid,
+                ts_enter_ns: e.ts_enter_ns,
+                ts_exit_ns: header.ts_ns,
+                conn_id: e.conn_id,
+                fd: e.fd,
+                ret: e.ret,
+                syscall: Syscall::try_from(e.syscall)?,
+                tuple: Tuple::from_kernel(&e.tuple)?,
+                comm: comm(&e.comm),
+            }))
+        }
+        k::EVENT_DATA => {
+            let e: k::DataEvent = read(bytes, "data")?;
+            let payload = &bytes[size_of::<k::DataEvent>()..];
+            if payload.len() < e.captured as usize {
+                return Err(DecodeError::Payload { claimed: e.captured, present: payload.len() });
+            }
+            Ok(Event::Data(DataRecord {
+                pid: header.pid,
+                tid: header.tid,
+                ts_enter_ns: e.ts_enter_ns,
+                ts_exit_ns: header.ts_ns,
+                conn_id: e.conn_id,
+                fd: e.fd,
+                syscall: Syscall::try_from(e.syscall)?,
+                direction: match e.direction {
+                    k::DIR_EGRESS => Direction::Egress,
+                    k::DIR_INGRESS => Direction::Ingress,
+                    value => return Err(DecodeError::Value { what: "direction", value }),
+                },
+                ret: e.ret,
+                truncated: e.flags & k::FLAG_TRUNCATED != 0,
+                tuple: Tuple::from_kernel(&e.tuple)?,
+                payload: payload[..e.captured as usize].to_vec(),
+            }))
+        }
+        k::EVENT_STATE => {
+            let e: k::StateEvent = read(bytes, "state")?;
+            Ok(Event::State(StateRecord {
+                ts_ns: header.ts_ns,
+                conn_id: e.conn_id,
+                old_state: e.old_state,
+                new_state: e.new_state,
+                tuple: Tuple::from_kernel(&e.tuple)?,
+            }))
+        }
+        k::EVENT_PROCESS_EXIT => Ok(Event::Exit { pid: header.pid, ts_ns: header.ts_ns }),
+        other => Err(DecodeError::Kind(other)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn as_bytes<T>(v: &T) -> Vec<u8> {
+        // SAFETY: test-only view of a padding-free repr(C) record.
+        unsafe { std::slice::from_raw_parts((v as *const T).cast::<u8>(), size_of::<T>()) }.to_vec()
+    }
+
+    fn v4_tuple() -> k::Tuple {
+        let mut t = k::Tuple { family: k::AF_INET, lport: 40000, rport: 6379, ..Default::default() };
+        t.laddr[..4].copy_from_slice(&[127, 0, 0, 1]);
+        t.raddr[..4].copy_from_slice(&[127, 0, 0, 2]);
+        t
+    }
+
+    #[test]
+    fn decodes_a_data_record_with_payload() {
+        let e = k::DataEvent {
+            header: k::EventHeader { kind: k::EVENT_DATA, pid: 10, tid: 11, _pad: 0, ts_ns: 200 },
+            conn_id: 0xffff_8880_0000_1000,
+            ts_enter_ns: 100,
+            ret: 9,
+            fd: 5,
+            syscall: k::SYS_WRITE,
+            direction: k::DIR_EGRESS,
+            captured: 4,
+            flags: k::FLAG_TRUNCATED,
+            _pad: 0,
+            tuple: v4_tuple(),
+        };
+        let mut bytes = as_bytes(&e);
+        bytes.extend_from_slice(b"PING");
+        let Event::Data(d) = decode(&bytes).unwrap() else { panic!("not data") };
+        assert_eq!((d.pid, d.tid, d.fd, d.ret), (10, 11, 5, 9));
+        assert_eq!((d.ts_enter_ns, d.ts_exit_ns), (100, 200));
+        assert_eq!(d.payload, b"PING");
+        assert!(d.truncated);
+        assert_eq!(d.direction, Direction::Egress);
+        assert_eq!(d.tuple.local, "127.0.0.1:40000".parse().unwrap());
+        assert_eq!(d.tuple.remote, "127.0.0.2:6379".parse().unwrap());
+    }
+
+    #[test]
+    fn ipv4_mapped_ipv6_is_shown_as_ipv4() {
+        let mut t = k::Tuple { family: k::AF_INET6, lport: 1, rport: 2, ..Default::default() };
+        t.laddr = Ipv6Addr::from(Ipv4Addr::new(127, 0, 0, 1).to_ipv6_mapped()).octets();
+        t.raddr = Ipv6Addr::LOCALHOST.octets();
+        let tuple = Tuple::from_kernel(&t).unwrap();
+        assert_eq!(tuple.local, "127.0.0.1:1".parse().unwrap());
+        assert_eq!(tuple.remote, "[::1]:2".parse().unwrap());
+    }
+
+    #[test]
+    fn every_truncation_and_corruption_is_an_error_not_a_panic() {
+        let e = k::ConnEvent {
+            header: k::EventHeader { kind: k::EVENT_CONNECT, pid: 1, tid: 1, _pad: 0, ts_ns: 1 },
+            syscall: k::SYS_CONNECT,
+            tuple: v4_tuple(),
+            ..Default::default()
+        };
+        let bytes = as_bytes(&e);
+        assert!(matches!(decode(&bytes), Ok(Event::Conn(_))));
+        for cut in 0..bytes.len() {
+            assert!(decode(&bytes[..cut]).is_err());
+        }
+        // Flip every byte through a few values: decoding must stay total.
+        for i in 0..bytes.len() {
+            for v in [0u8, 1, 0x7f, 0xff] {
+                let mut b = bytes.clone();
+                b[i] = v;
+                let _ = decode(&b);
+            }
+        }
+        let mut bad = bytes.clone();
+        bad[0] = 99;
+        assert_eq!(decode(&bad), Err(DecodeError::Kind(99)));
+    }
+
+    #[test]
+    fn payload_shorter_than_claimed_is_rejected() {
+        let e = k::DataEvent {
+            header: k::EventHeader { kind: k::EVENT_DATA, ..Default::default() },
+            syscall: k::SYS_READ,
+            direction: k::DIR_INGRESS,
+            captured: 10,
+            tuple: v4_tuple(),
+            ..Default::default()
+        };
+        assert_eq!(decode(&as_bytes(&e)), Err(DecodeError::Payload { claimed: 10, present: 0 }));
+    }
+}

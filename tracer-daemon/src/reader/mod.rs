@@ -1,0 +1,81 @@
+//! Reads the kernel's event ring buffer through `AsyncFd` and hands decoded events to the next
+//! stage over a bounded channel. The reader never blocks: when the channel is full the event is
+//! dropped and counted (`tracer_events_dropped_total{reason="pipeline_full"}`).
+
+pub mod clock;
+pub mod decode;
+
+use std::sync::Arc;
+
+use aya::maps::{MapData, RingBuf};
+use tokio::{
+    io::{Interest, unix::AsyncFd},
+    sync::mpsc,
+};
+
+use crate::metrics::{Counter, Registry};
+use decode::Event;
+
+struct ReaderMetrics {
+    decode_errors: Vec<(&'static str, Counter)>,
+    by_kind: Vec<(&'static str, Counter)>,
+    pipeline_full: Counter,
+}
+
+impl ReaderMetrics {
+    fn new(r: &Registry) -> Self {
+        let decode_errors = ["short", "kind", "value", "payload"]
+            .into_iter()
+            .map(|reason| {
+                (reason, r.counter("tracer_decode_errors_total", "Kernel records that failed to decode", &[("reason", reason)]))
+            })
+            .collect();
+        let by_kind = ["connect", "accept", "close", "data", "state", "exit"]
+            .into_iter()
+            .map(|kind| (kind, r.counter("tracer_events_total", "Kernel events decoded, by kind", &[("kind", kind)])))
+            .collect();
+        let pipeline_full = r.counter(
+            "tracer_events_dropped_total",
+            "Events dropped in the daemon, by reason",
+            &[("reason", "pipeline_full")],
+        );
+        ReaderMetrics { decode_errors, by_kind, pipeline_full }
+    }
+
+    fn find<'a>(list: &'a [(&'static str, Counter)], key: &str) -> Option<&'a Counter> {
+        list.iter().find(|(k, _)| *k == key).map(|(_, c)| c)
+    }
+}
+
+/// Reads until the ring buffer's fd fails or the receiver is gone.
+pub async fn run(ring: RingBuf<MapData>, tx: mpsc::Sender<Event>, registry: Arc<Registry>) -> std::io::Result<()> {
+    let m = ReaderMetrics::new(&registry);
+    // SAFETY: the ring buffer owns its map fd, which stays open and unchanged until the
+    // AsyncFd (which owns the ring buffer) is dropped.
+    let mut fd = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }.map_err(std::io::Error::from)?;
+    loop {
+        let mut guard = fd.readable_mut().await?;
+        let ring = guard.get_inner_mut();
+        while let Some(item) = ring.next() {
+            match decode::decode(&item) {
+                Ok(event) => {
+                    if let Some(c) = ReaderMetrics::find(&m.by_kind, event.kind_label()) {
+                        c.inc();
+                    }
+                    match tx.try_send(event) {
+                        Ok(()) => {}
+                        Err(mpsc::error::TrySendError::Full(_)) => m.pipeline_full.inc(),
+                        Err(mpsc::error::TrySendError::Closed(_)) => return Ok(()),
+                    }
+                }
+                Err(e) => {
+                    if let Some(c) = ReaderMetrics::find(&m.decode_errors, e.reason()) {
+                        c.inc();
+                    }
+                    tracing::debug!(error = %e, "undecodable kernel record");
+                }
+            }
+        }
+        guard.clear_ready();
+    }
+}

@@ -1,0 +1,126 @@
+//! Data calls on TCP sockets: the first `capture_bytes` of what moved, across iovecs for the
+//! vector calls, written to the ring buffer as one `DataEvent` record followed by the payload.
+
+use aya_ebpf::helpers::{
+    bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_user, generated,
+};
+use tracer_common::*;
+
+use crate::{filter, kernel, maps};
+
+const EAGAIN: i64 = 11;
+const MASK: u64 = MAX_CAPTURE as u64 - 1;
+/// `struct user_msghdr`: `msg_iov` at 16, `msg_iovlen` at 24.
+const MSG_IOV: u64 = 16;
+const MSG_IOVLEN: u64 = 24;
+
+#[inline(always)]
+pub fn emit(args: &SyscallArgs, ret: i64) {
+    if ret == -EAGAIN {
+        return;
+    }
+    let Some(tuple) = kernel::tuple_of(args.sock) else {
+        maps::count(COUNTER_READ_ERROR);
+        return;
+    };
+    if !filter::ports_traced(tuple.lport, tuple.rport) {
+        maps::count(COUNTER_FILTERED);
+        return;
+    }
+    let Some(scratch) = maps::SCRATCH.get_ptr_mut(0) else { return };
+    // SAFETY: per-CPU scratch slot, used by this program run only.
+    let scratch = unsafe { &mut *scratch };
+    let direction = match args.syscall {
+        SYS_READ | SYS_RECVFROM | SYS_RECVMSG | SYS_READV => DIR_INGRESS,
+        _ => DIR_EGRESS,
+    };
+    let mut captured: u64 = 0;
+    if ret > 0 {
+        let cap = (maps::SETTINGS.load().capture_bytes as u64).min(MASK);
+        let want = (ret as u64).min(cap);
+        let payload = scratch.payload.as_mut_ptr();
+        captured = match args.syscall {
+            SYS_READV | SYS_WRITEV => copy_iov(payload, args.ptr, args.len, want),
+            SYS_SENDMSG | SYS_RECVMSG => {
+                // SAFETY: user memory read through the helper.
+                let iov: u64 = unsafe { bpf_probe_read_user((args.ptr + MSG_IOV) as *const u64) }.unwrap_or(0);
+                let n: u64 = unsafe { bpf_probe_read_user((args.ptr + MSG_IOVLEN) as *const u64) }.unwrap_or(0);
+                copy_iov(payload, iov, n, want)
+            }
+            _ => copy(payload, 0, args.ptr, want),
+        };
+    }
+    let id = bpf_get_current_pid_tgid();
+    scratch.event = DataEvent {
+        header: EventHeader {
+            kind: EVENT_DATA,
+            pid: (id >> 32) as u32,
+            tid: id as u32,
+            _pad: 0,
+            // SAFETY: plain helper call.
+            ts_ns: unsafe { bpf_ktime_get_ns() },
+        },
+        conn_id: args.sock,
+        ts_enter_ns: args.ts_enter_ns,
+        ret,
+        fd: args.fd,
+        syscall: args.syscall,
+        direction,
+        captured: captured as u32,
+        flags: if ret > 0 && (ret as u64) > captured { FLAG_TRUNCATED } else { 0 },
+        _pad: 0,
+        tuple,
+    };
+    let header = core::mem::size_of::<DataEvent>() as u64;
+    // The mask is a no-op (captured < MAX_CAPTURE); it gives the verifier the bound.
+    let len = (header + captured) & (2 * MAX_CAPTURE as u64 - 1);
+    // SAFETY: `scratch` is `header + 2 * MAX_CAPTURE` bytes and `len` is below that.
+    let bytes = unsafe { core::slice::from_raw_parts(scratch as *const _ as *const u8, len as usize) };
+    match maps::EVENTS.output::<[u8]>(bytes, 0) {
+        Ok(()) => maps::count(COUNTER_EVENTS),
+        Err(_) => maps::count(COUNTER_RINGBUF_FULL),
+    }
+}
+
+/// Copies `len` user bytes from `src` to `payload[offset..]`; returns the bytes copied.
+#[inline(always)]
+fn copy(payload: *mut u8, offset: u64, src: u64, len: u64) -> u64 {
+    let offset = offset & MASK;
+    let len = len & MASK;
+    if len == 0 {
+        return 0;
+    }
+    // SAFETY: offset < MAX_CAPTURE and len < MAX_CAPTURE inside a 2 * MAX_CAPTURE buffer.
+    let rc = unsafe {
+        generated::bpf_probe_read_user(payload.add(offset as usize) as *mut _, len as u32, src as *const _)
+    };
+    if rc == 0 {
+        len
+    } else {
+        maps::count(COUNTER_READ_ERROR);
+        0
+    }
+}
+
+/// Copies up to `want` bytes from an iovec array of `count` entries.
+#[inline(always)]
+fn copy_iov(payload: *mut u8, iov: u64, count: u64, want: u64) -> u64 {
+    let mut copied: u64 = 0;
+    for i in 0..MAX_IOV as u64 {
+        if i >= count || copied >= want {
+            break;
+        }
+        // SAFETY: user memory read through the helper.
+        let entry: [u64; 2] = match unsafe { bpf_probe_read_user((iov + i * 16) as *const [u64; 2]) } {
+            Ok(e) => e,
+            Err(_) => break,
+        };
+        let chunk = entry[1].min(want - copied);
+        let n = copy(payload, copied, entry[0], chunk);
+        if n != chunk {
+            break;
+        }
+        copied += n;
+    }
+    copied
+}

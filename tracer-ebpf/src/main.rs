@@ -1,0 +1,23 @@
+//! Kernel programs of tracer: syscall hooks that turn TCP socket activity into events, the TCP
+//! state tracepoint, and process exit. One file per probe family; each program is a thin entry
+//! point over a `try_` function whose failures are counted, never fatal.
+#![no_std]
+#![no_main]
+
+mod data;
+mod filter;
+mod kernel;
+mod maps;
+mod process;
+mod sockets;
+mod syscalls;
+
+#[cfg(not(test))]
+#[panic_handler]
+fn panic(_info: &core::panic::PanicInfo) -> ! {
+    loop {}
+}
+
+#[unsafe(link_section = "license")]
+#[unsafe(no_mangle)]
+static LICENSE: [u8; 4] = *b"GPL\0";

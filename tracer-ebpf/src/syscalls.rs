@@ -1,0 +1,197 @@
+//! Syscall entry and exit hooks. Two attachments share one dispatcher: raw tracepoints on
+//! `sys_enter` / `sys_exit` (one program for all syscalls, filtered by number here) and classic
+//! `syscalls:sys_enter_*` / `sys_exit_*` tracepoints (attached only to the calls we trace). The
+//! daemon chooses one at load time; `cargo xtask bench` compares their cost.
+
+use aya_ebpf::{
+    EbpfContext,
+    helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_kernel},
+    macros::{raw_tracepoint, tracepoint},
+    programs::{RawTracePointContext, TracePointContext},
+};
+use tracer_common::*;
+
+use crate::{data, filter, kernel, maps, sockets};
+
+// x86_64 syscall numbers of the calls we trace or count.
+const NR_READ: i64 = 0;
+const NR_WRITE: i64 = 1;
+const NR_CLOSE: i64 = 3;
+const NR_READV: i64 = 19;
+const NR_WRITEV: i64 = 20;
+const NR_SENDFILE: i64 = 40;
+const NR_CONNECT: i64 = 42;
+const NR_ACCEPT: i64 = 43;
+const NR_SENDTO: i64 = 44;
+const NR_RECVFROM: i64 = 45;
+const NR_SENDMSG: i64 = 46;
+const NR_RECVMSG: i64 = 47;
+const NR_SPLICE: i64 = 275;
+const NR_ACCEPT4: i64 = 288;
+const NR_RECVMMSG: i64 = 299;
+const NR_SENDMMSG: i64 = 307;
+
+/// Calls that are only counted, not captured.
+const COUNTED: u32 = 100;
+
+/// Our identity for a syscall number; 0 for calls we ignore. Counted-only calls map to
+/// `COUNTED + counter index`.
+#[inline(always)]
+fn classify(nr: i64) -> u32 {
+    match nr {
+        NR_READ => SYS_READ,
+        NR_WRITE => SYS_WRITE,
+        NR_CLOSE => SYS_CLOSE,
+        NR_READV => SYS_READV,
+        NR_WRITEV => SYS_WRITEV,
+        NR_CONNECT => SYS_CONNECT,
+        NR_ACCEPT => SYS_ACCEPT,
+        NR_ACCEPT4 => SYS_ACCEPT4,
+        NR_SENDTO => SYS_SENDTO,
+        NR_RECVFROM => SYS_RECVFROM,
+        NR_SENDMSG => SYS_SENDMSG,
+        NR_RECVMSG => SYS_RECVMSG,
+        NR_SENDFILE => COUNTED + COUNTER_SENDFILE,
+        NR_SPLICE => COUNTED + COUNTER_SPLICE,
+        NR_RECVMMSG => COUNTED + COUNTER_RECVMMSG,
+        NR_SENDMMSG => COUNTED + COUNTER_SENDMMSG,
+        _ => 0,
+    }
+}
+
+// x86_64 `struct pt_regs` offsets of the syscall argument registers and the syscall number.
+const REG_DI: u64 = 112;
+const REG_SI: u64 = 104;
+const REG_DX: u64 = 96;
+const REG_ORIG_AX: u64 = 120;
+
+#[inline(always)]
+fn reg(regs: u64, offset: u64) -> u64 {
+    // SAFETY: reading the saved user registers of the current task.
+    unsafe { bpf_probe_read_kernel((regs + offset) as *const u64) }.unwrap_or(0)
+}
+
+#[raw_tracepoint(tracepoint = "sys_enter")]
+pub fn raw_sys_enter(ctx: RawTracePointContext) -> i32 {
+    let nr: i64 = ctx.arg(1);
+    let sys = classify(nr);
+    if sys == 0 {
+        return 0;
+    }
+    let regs: u64 = ctx.arg(0);
+    on_enter(sys, reg(regs, REG_DI), reg(regs, REG_SI), reg(regs, REG_DX));
+    0
+}
+
+#[raw_tracepoint(tracepoint = "sys_exit")]
+pub fn raw_sys_exit(ctx: RawTracePointContext) -> i32 {
+    let regs: u64 = ctx.arg(0);
+    let sys = classify(reg(regs, REG_ORIG_AX) as i64);
+    if sys == 0 || sys >= COUNTED {
+        return 0;
+    }
+    let ret: i64 = ctx.arg(1);
+    on_exit(sys, ret);
+    0
+}
+
+/// Classic `syscalls:sys_enter_*` layout: syscall number at 8, arguments from 16, 8 bytes each.
+#[tracepoint]
+pub fn tp_sys_enter(ctx: TracePointContext) -> u32 {
+    // SAFETY: offsets of the stable syscall tracepoint record.
+    let nr = unsafe { ctx.read_at::<i32>(8) }.unwrap_or(-1) as i64;
+    let sys = classify(nr);
+    if sys == 0 {
+        return 0;
+    }
+    let arg = |i: usize| unsafe { ctx.read_at::<u64>(16 + 8 * i) }.unwrap_or(0);
+    on_enter(sys, arg(0), arg(1), arg(2));
+    0
+}
+
+/// Classic `syscalls:sys_exit_*` layout: syscall number at 8, return value at 16.
+#[tracepoint]
+pub fn tp_sys_exit(ctx: TracePointContext) -> u32 {
+    // SAFETY: offsets of the stable syscall tracepoint record.
+    let nr = unsafe { ctx.read_at::<i32>(8) }.unwrap_or(-1) as i64;
+    let sys = classify(nr);
+    if sys == 0 || sys >= COUNTED {
+        return 0;
+    }
+    let ret = unsafe { ctx.read_at::<i64>(16) }.unwrap_or(0);
+    let _ = ctx.as_ptr();
+    on_exit(sys, ret);
+    0
+}
+
+#[inline(always)]
+fn on_enter(sys: u32, a0: u64, a1: u64, a2: u64) {
+    let id = bpf_get_current_pid_tgid();
+    let tgid = (id >> 32) as u32;
+    if tgid == maps::SETTINGS.load().self_tgid {
+        return;
+    }
+    let fd = a0 as i32 as i64;
+    match sys {
+        SYS_CONNECT | SYS_ACCEPT | SYS_ACCEPT4 => {
+            if filter::process_traced(tgid) {
+                stash(id as u32, sys, fd, 0, 0, 0);
+            }
+        }
+        SYS_CLOSE => {
+            if let Some(sk) = kernel::tcp_sock_of_fd(fd) {
+                if filter::process_traced(tgid) {
+                    sockets::emit_close(sk, fd);
+                }
+            }
+        }
+        _ if sys >= COUNTED => {
+            let counter = sys - COUNTED;
+            // splice may have the socket on either end.
+            let hit = kernel::tcp_sock_of_fd(fd).is_some()
+                || (counter == COUNTER_SPLICE && kernel::tcp_sock_of_fd(a2 as i32 as i64).is_some());
+            if hit {
+                maps::count(counter);
+            }
+        }
+        _ => {
+            let Some(sk) = kernel::tcp_sock_of_fd(fd) else { return };
+            if !filter::process_traced(tgid) {
+                maps::count(COUNTER_FILTERED);
+                return;
+            }
+            stash(id as u32, sys, fd, a1, a2, sk);
+        }
+    }
+}
+
+#[inline(always)]
+fn stash(tid: u32, syscall: u32, fd: i64, ptr: u64, len: u64, sock: u64) {
+    let args = SyscallArgs {
+        syscall,
+        fd: fd as i32,
+        ptr,
+        len,
+        sock,
+        // SAFETY: plain helper call.
+        ts_enter_ns: unsafe { bpf_ktime_get_ns() },
+    };
+    let _ = maps::INFLIGHT.insert(&tid, &args, 0);
+}
+
+#[inline(always)]
+fn on_exit(sys: u32, ret: i64) {
+    let tid = bpf_get_current_pid_tgid() as u32;
+    // SAFETY: the value is copied before the entry is removed.
+    let Some(args) = (unsafe { maps::INFLIGHT.get(&tid) }).copied() else { return };
+    let _ = maps::INFLIGHT.remove(&tid);
+    if args.syscall != sys {
+        maps::count(COUNTER_INFLIGHT_STALE);
+        return;
+    }
+    match sys {
+        SYS_CONNECT => sockets::on_connect_exit(&args, ret),
+        SYS_ACCEPT | SYS_ACCEPT4 => sockets::on_accept_exit(&args, ret),
+        _ => data::emit(&args, ret),
+    }
+}

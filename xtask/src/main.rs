@@ -1,0 +1,169 @@
+//! Project tasks: `cargo xtask setup | build | run | test | bench`. Each installs what it needs
+//! on a fresh machine (Debian packages, the nightly's rust-src, bpf-linker, test tools), says what
+//! it installs, and skips what is present.
+
+mod bench;
+mod setup;
+
+use std::{
+    path::{Path, PathBuf},
+    process::Command,
+};
+
+use anyhow::{Context, Result, bail};
+use clap::{Parser, Subcommand};
+
+#[derive(Parser)]
+#[command(name = "cargo xtask", about = "tracer project tasks")]
+struct Cli {
+    #[command(subcommand)]
+    task: Task,
+}
+
+#[derive(Subcommand)]
+enum Task {
+    /// Install everything the build, the run and the tests need (idempotent).
+    Setup,
+    /// Build the kernel programs (nightly) and the daemon with them embedded (release).
+    Build,
+    /// Set up, build and start the daemon as root; arguments after `--` go to the daemon.
+    Run {
+        #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+        args: Vec<String>,
+    },
+    /// Set up, build, run `cargo test`, the root end-to-end tests, then each fuzz target briefly.
+    Test {
+        /// Seconds each fuzz target runs.
+        #[arg(long, default_value_t = 20)]
+        fuzz_seconds: u32,
+        /// Only run end-to-end tests whose name contains this.
+        #[arg(long)]
+        filter: Option<String>,
+    },
+    /// Benchmarks: traced against untraced in one run, reported as ratios.
+    Bench(bench::BenchArgs),
+}
+
+fn main() -> Result<()> {
+    match Cli::parse().task {
+        Task::Setup => setup::all(),
+        Task::Build => build().map(|_| ()),
+        Task::Run { args } => run(args),
+        Task::Test { fuzz_seconds, filter } => test(fuzz_seconds, filter),
+        Task::Bench(args) => {
+            setup::all()?;
+            let daemon = build()?;
+            bench::run(&daemon, args)
+        }
+    }
+}
+
+/// The workspace root.
+pub fn root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("xtask lives in the workspace").to_path_buf()
+}
+
+/// Runs a command, failing with its command line when it fails.
+pub fn run_cmd(cmd: &mut Command) -> Result<()> {
+    let shown = format!("{cmd:?}");
+    let status = cmd.status().with_context(|| format!("starting {shown}"))?;
+    if !status.success() {
+        bail!("{shown} failed with {status}");
+    }
+    Ok(())
+}
+
+pub fn is_root() -> bool {
+    // `id -u` keeps xtask free of unsafe code and libc.
+    Command::new("id").arg("-u").output().map(|o| o.stdout.trim_ascii() == b"0").unwrap_or(false)
+}
+
+/// Builds the kernel object and the daemon; returns the daemon binary's path.
+fn build() -> Result<PathBuf> {
+    let root = root();
+    let target = root.join("target");
+    eprintln!("xtask: building the kernel programs (nightly, bpf-linker)");
+    run_cmd(
+        Command::new("cargo")
+            .current_dir(&root)
+            .env_remove("RUSTUP_TOOLCHAIN")
+            .env_remove("RUSTC")
+            .env_remove("CARGO_BUILD_RUSTC")
+            .args(["+nightly", "build", "-p", "tracer-ebpf", "--release", "--target", "bpfel-unknown-none", "-Z", "build-std=core"])
+            .arg("--target-dir")
+            .arg(&target),
+    )
+    .context("building tracer-ebpf (run `cargo xtask setup` if the nightly rust-src or bpf-linker is missing)")?;
+    let object = target.join("bpfel-unknown-none/release/tracer-ebpf");
+    eprintln!("xtask: building tracer-daemon (release)");
+    run_cmd(
+        Command::new("cargo")
+            .current_dir(&root)
+            .env("TRACER_EBPF_OBJECT", &object)
+            .args(["build", "--release", "-p", "tracer-daemon", "--bin", "tracer-daemon"])
+            .arg("--target-dir")
+            .arg(&target),
+    )?;
+    Ok(target.join("release/tracer-daemon"))
+}
+
+fn run(args: Vec<String>) -> Result<()> {
+    if !is_root() {
+        bail!("the daemon loads kernel programs and must run as root: `sudo -E cargo xtask run`");
+    }
+    setup::for_run()?;
+    let daemon = build()?;
+    eprintln!("xtask: starting {} {}", daemon.display(), args.join(" "));
+    let status = Command::new(&daemon).args(&args).status().context("starting tracer-daemon")?;
+    if !status.success() {
+        bail!("tracer-daemon exited with {status}");
+    }
+    Ok(())
+}
+
+fn test(fuzz_seconds: u32, filter: Option<String>) -> Result<()> {
+    if !is_root() {
+        bail!("the end-to-end tests load kernel programs and must run as root: `sudo -E cargo xtask test`");
+    }
+    setup::all()?;
+    let daemon = build()?;
+    let root = root();
+    eprintln!("xtask: tier 1: cargo test (pure code)");
+    run_cmd(Command::new("cargo").current_dir(&root).args(["test", "--workspace", "--exclude", "tracer-tests", "--exclude", "tracer-ebpf"]))?;
+    eprintln!("xtask: tier 2: end-to-end tests (root, real probes, real servers)");
+    let mut e2e = Command::new("cargo");
+    e2e.current_dir(&root).env("TRACER_DAEMON_BIN", &daemon).args(["test", "-p", "tracer-tests", "--", "--test-threads=1"]);
+    if let Some(f) = &filter {
+        e2e.arg(f);
+    }
+    run_cmd(&mut e2e)?;
+    if fuzz_seconds > 0 && filter.is_none() {
+        fuzz(&root, fuzz_seconds)?;
+    }
+    Ok(())
+}
+
+/// Runs every fuzz target for a bounded time, seeded from the captured traffic.
+fn fuzz(root: &Path, seconds: u32) -> Result<()> {
+    let fuzz_dir = root.join("fuzz");
+    if !fuzz_dir.join("Cargo.toml").exists() {
+        return Ok(());
+    }
+    let targets = std::fs::read_dir(fuzz_dir.join("fuzz_targets"))?
+        .filter_map(|e| e.ok())
+        .filter_map(|e| e.path().file_stem().map(|s| s.to_string_lossy().into_owned()))
+        .collect::<Vec<_>>();
+    eprintln!("xtask: fuzzing {} targets for {seconds} s each", targets.len());
+    run_cmd(Command::new("cargo").current_dir(root).args(["test", "-p", "tracer-daemon", "--lib", "write_fuzz_seeds", "--", "--ignored"]).env("TRACER_FUZZ_CORPUS", fuzz_dir.join("corpus")))?;
+    for t in targets {
+        run_cmd(
+            Command::new("cargo")
+                .current_dir(&fuzz_dir)
+                .env_remove("RUSTUP_TOOLCHAIN")
+                .args(["+nightly", "fuzz", "run", &t, "--", &format!("-max_total_time={seconds}"), "-rss_limit_mb=2048"])
+                .arg(fuzz_dir.join("corpus").join(&t)),
+        )
+        .with_context(|| format!("fuzz target {t} found a failure (see fuzz/artifacts/{t})"))?;
+    }
+    Ok(())
+}
