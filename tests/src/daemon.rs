@@ -68,7 +68,7 @@ impl Daemon {
             if let Ok(Some(status)) = d.child.try_wait() {
                 panic!("tracer-daemon exited with {status} before ready:\n{}", d.stderr_text());
             }
-            d.stderr.lock().unwrap().iter().any(|l| l.contains("tracer-daemon: ready")).then_some(())
+            d.stderr.lock().unwrap().iter().any(|l| l.starts_with("{\"ready\"")).then_some(())
         });
         d
     }

@@ -2,7 +2,9 @@
 //! `cargo xtask test`), collects what it prints, waits on predicates with deadlines, and stops
 //! every process it started by pid.
 
+pub mod collector;
 pub mod daemon;
+pub mod servers;
 
 use std::time::{Duration, Instant};
 

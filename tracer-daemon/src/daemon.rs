@@ -1,19 +1,27 @@
-//! Starts and stops the daemon: loads the probes, wires reader → processing, serves the admin
-//! endpoint, and shuts down cleanly on SIGINT / SIGTERM.
+//! Starts and stops the daemon: loads the probes, wires reader → assembly → export, starts the
+//! agent listeners, serves the admin endpoint, and on SIGINT / SIGTERM stops intake and flushes
+//! what it holds within the deadline.
 
-use std::{path::PathBuf, sync::Arc};
+use std::{collections::HashSet, path::PathBuf, sync::Arc, time::Duration};
 
 use anyhow::Context;
 use aya::maps::RingBuf;
+use clap::{CommandFactory, FromArgMatches, parser::ValueSource};
 use tokio::sync::{mpsc, watch};
 
 use crate::{
+    agent,
     api::{self, Router},
+    assemble::Assembler,
     config::{CliOverrides, Config},
+    export::{self, ExportConfig},
     metrics::Registry,
     pipeline,
     probes::{LoadOptions, Probes, env},
-    reader,
+    process_basic,
+    protocol::Redaction,
+    reader::{self, clock::WallClock},
+    stitch::StitchConfig,
 };
 
 #[derive(clap::Parser, Debug)]
@@ -22,20 +30,50 @@ pub struct Cli {
     /// YAML configuration file; flags override its values.
     #[arg(long, short = 'c')]
     pub config: Option<PathBuf>,
-    /// Print each decoded kernel event as one JSON line on stdout (debug aid).
+    /// Print each decoded kernel event as one JSON line on stdout (debug aid; raw payloads).
     #[arg(long)]
     pub print_events: bool,
     #[command(flatten)]
     pub overrides: CliOverrides,
+    #[command(flatten)]
+    pub export: ExportConfig,
 }
 
-pub async fn run(cli: Cli) -> anyhow::Result<()> {
-    let cfg = Config::load(cli.config.as_deref())?.apply(&cli.overrides)?;
+/// The parsed command line and the ids of the arguments given on it (not defaulted).
+pub struct Invocation {
+    pub cli: Cli,
+    pub explicit: HashSet<String>,
+}
+
+/// Parses the process's arguments (exits with usage on error, as clap does).
+pub fn parse_args() -> Invocation {
+    let matches = Cli::command().get_matches();
+    let cli = Cli::from_arg_matches(&matches).unwrap_or_else(|e| e.exit());
+    let explicit = matches
+        .ids()
+        .filter(|id| matches.value_source(id.as_str()) == Some(ValueSource::CommandLine))
+        .map(|id| id.as_str().to_owned())
+        .collect();
+    Invocation { cli, explicit }
+}
+
+pub async fn run(inv: Invocation) -> anyhow::Result<()> {
+    let Invocation { cli, explicit } = inv;
+    let cfg = Config::load(cli.config.as_deref())?
+        .apply(&cli.overrides)?
+        .apply_export(&cli.export, &|id| explicit.contains(id));
     let registry = Registry::new();
     let netns_inum = match &cfg.netns {
         Some(name) => env::netns_inode(name)?,
         None => 0,
     };
+
+    let host = export::HostInfo::detect(&cfg.export)?;
+    let exporter = export::Pipeline::spawn(&cfg.export, host.clone(), registry.clone())?;
+    let agent = agent::spawn(&cfg.export, &host, exporter.sender.clone(), registry.clone())
+        .await
+        .context("starting the agent listeners")?;
+
     let mut probes = Probes::load(&LoadOptions {
         hook: cfg.capture.syscall_hook,
         capture_bytes: cfg.capture.capture_bytes,
@@ -50,39 +88,82 @@ pub async fn run(cli: Cli) -> anyhow::Result<()> {
     let events = probes.take_events().context("the kernel object has no event ring buffer")?;
     let ring = RingBuf::try_from(events).context("opening the event ring buffer")?;
 
-    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let (stop_tx, stop_rx) = watch::channel(false);
+    let mut admin_addr = None;
     if !cfg.metrics_addr.is_empty() {
         let listener = tokio::net::TcpListener::bind(&cfg.metrics_addr)
             .await
             .with_context(|| format!("binding the admin endpoint on {}", cfg.metrics_addr))?;
-        let router = Arc::new(Router::new().metrics(registry.clone()).route("GET", "/healthz", |_| api::Response::text(200, "ok\n")));
-        tokio::spawn(api::serve(listener, router, shutdown_rx.clone()));
+        admin_addr = listener.local_addr().ok();
+        let router = Arc::new(
+            Router::new().metrics(registry.clone()).route("GET", "/healthz", |_| api::Response::text(200, "ok\n")),
+        );
+        tokio::spawn(api::serve(listener, router, stop_rx.clone()));
         tracing::info!(addr = %cfg.metrics_addr, "admin endpoint listening");
     }
 
     let (tx, rx) = mpsc::channel(cfg.capture.event_queue);
     let reader = tokio::spawn(reader::run(ring, tx, registry.clone()));
+    let asm = Assembler::new(
+        Redaction { enabled: cfg.redact },
+        WallClock::new(),
+        StitchConfig {
+            hold_ns: cfg.stitch.hold_ms * 1_000_000,
+            join_window_ns: cfg.stitch.join_window_ms * 1_000_000,
+        },
+        Box::new(process_basic::resolver()),
+    );
+    let mut asm = asm;
+    for addr in [admin_addr, agent.sampling_addr].into_iter().flatten() {
+        asm.own_listener(addr);
+    }
+    let sender = exporter.sender.clone();
     let processing = tokio::spawn(pipeline::run(
         rx,
         pipeline::Options { print_events: cli.print_events, max_connections: cfg.capture.max_connections },
+        asm,
+        Box::new(move |span| {
+            // A full queue drops and counts inside the sender.
+            sender.try_send(span);
+        }),
         registry.clone(),
+        stop_rx.clone(),
     ));
     tracing::info!("tracing");
-    // Lets a supervisor (or a test) know the probes are attached.
-    eprintln!("tracer-daemon: ready");
+    // One JSON line on stderr tells a supervisor (or a test) that the probes are attached and
+    // where each listener is bound (useful with port 0).
+    let show = |a: Option<std::net::SocketAddr>| a.map(|a| a.to_string());
+    eprintln!(
+        "{}",
+        serde_json::json!({"ready": {
+            "compact": show(agent.compact_addr),
+            "binary": show(agent.binary_addr),
+            "sampling": show(agent.sampling_addr),
+            "metrics": show(admin_addr),
+        }})
+    );
 
     let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())?;
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => tracing::info!("SIGINT: shutting down"),
-        _ = term.recv() => tracing::info!("SIGTERM: shutting down"),
+    let failure = tokio::select! {
+        _ = tokio::signal::ctrl_c() => { tracing::info!("SIGINT: shutting down"); None }
+        _ = term.recv() => { tracing::info!("SIGTERM: shutting down"); None }
         r = reader => match r {
-            Ok(Ok(())) => tracing::warn!("ring buffer reader stopped"),
-            Ok(Err(e)) => return Err(e).context("reading the event ring buffer"),
-            Err(e) => return Err(e).context("ring buffer reader task"),
+            Ok(Ok(())) => { tracing::warn!("ring buffer reader stopped"); None }
+            Ok(Err(e)) => Some(anyhow::Error::from(e).context("reading the event ring buffer")),
+            Err(e) => Some(anyhow::Error::from(e).context("ring buffer reader task")),
         },
-    }
-    let _ = shutdown_tx.send(true);
+    };
+    // Stop intake, let assembly release what it holds, then flush the exporters.
+    let _ = stop_tx.send(true);
     drop(probes);
-    let _ = tokio::time::timeout(std::time::Duration::from_secs(2), processing).await;
-    Ok(())
+    let _ = tokio::time::timeout(Duration::from_secs(2), processing).await;
+    agent.shutdown().await;
+    let deadline = Duration::from_millis(cfg.export.flush_deadline_ms);
+    if !exporter.shutdown(deadline).await {
+        tracing::warn!(?deadline, "not every span was delivered before the flush deadline");
+    }
+    match failure {
+        Some(e) => Err(e),
+        None => Ok(()),
+    }
 }

@@ -1,13 +1,18 @@
 //! tracer: a per-host eBPF daemon that turns socket and client-library activity into Jaeger
 //! traces. Stages follow the data flow of DESIGN.md, one module each.
 
-pub mod model;
-pub mod protocol;
+pub mod agent;
 pub mod api;
+pub mod assemble;
 pub mod config;
 pub mod conn;
 pub mod daemon;
+pub mod export;
 pub mod metrics;
+pub mod model;
 pub mod pipeline;
 pub mod probes;
+pub mod process_basic;
+pub mod protocol;
 pub mod reader;
+pub mod stitch;

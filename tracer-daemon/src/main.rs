@@ -1,7 +1,5 @@
 //! The `tracer-daemon` command line: parses flags and hands over to the library.
 
-use clap::Parser;
-
 fn main() -> std::process::ExitCode {
     tracing_subscriber::fmt()
         .with_env_filter(
@@ -10,7 +8,7 @@ fn main() -> std::process::ExitCode {
         .with_writer(std::io::stderr)
         .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
         .init();
-    let cli = tracer_daemon::daemon::Cli::parse();
+    let invocation = tracer_daemon::daemon::parse_args();
     let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
         Ok(r) => r,
         Err(e) => {
@@ -18,7 +16,7 @@ fn main() -> std::process::ExitCode {
             return std::process::ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(tracer_daemon::daemon::run(cli)) {
+    match runtime.block_on(tracer_daemon::daemon::run(invocation)) {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(e) => {
             eprintln!("tracer-daemon: error: {e:#}");

@@ -1,14 +1,17 @@
-//! The processing stage after the reader: keeps the connection table current and, with
-//! `--print-events`, prints each decoded event as one JSON line on stdout.
+//! The processing stage after the reader: keeps the connection table current, assembles spans
+//! and hands them to the exporters. With `--print-events`, it also prints each decoded event as
+//! one JSON line on stdout.
 
-use std::{io::Write, sync::Arc};
+use std::{io::Write, sync::Arc, time::Duration};
 
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, watch};
 
 use crate::{
-    conn::{ConnTable, listen::ListenTable},
+    assemble::{Assembler, ConnSpans},
+    conn::{Conn, ConnTable, listen::ListenTable},
     metrics::Registry,
-    reader::decode::Event,
+    model::Span,
+    reader::{clock::WallClock, decode::Event},
 };
 
 pub struct Options {
@@ -16,18 +19,60 @@ pub struct Options {
     pub max_connections: usize,
 }
 
-/// Consumes events until the channel closes.
-pub async fn run(mut rx: mpsc::Receiver<Event>, opts: Options, registry: Arc<Registry>) {
+/// Where finished spans go (the export pipeline's queue; must not block).
+pub type SpanSink = Box<dyn FnMut(Span) + Send>;
+
+/// How often held spans are checked for release.
+const TICK: Duration = Duration::from_millis(50);
+
+/// Consumes events until the channel closes or `stop` turns true, then flushes held spans.
+pub async fn run(
+    mut rx: mpsc::Receiver<Event>,
+    opts: Options,
+    mut asm: Assembler,
+    mut sink: SpanSink,
+    registry: Arc<Registry>,
+    mut stop: watch::Receiver<bool>,
+) {
     let tracked = registry.gauge("tracer_connections_tracked", "Connections in the connection table", &[]);
     let evicted = registry.counter(
         "tracer_connections_evicted_total",
         "Connections evicted from the full connection table (least recently used first)",
         &[],
     );
-    let mut table: ConnTable<()> = ConnTable::new(opts.max_connections);
+    let spans_total = registry.counter("tracer_spans_assembled_total", "Spans assembled from captured traffic", &[]);
+    let unknown = registry.counter(
+        "tracer_connections_unparsed_total",
+        "Connections whose protocol is not one the daemon parses (no spans)",
+        &[],
+    );
+    let joins = registry.gauge("tracer_stitch_pending_joins", "Requests waiting for their other side on this host", &[]);
+    let mut table: ConnTable<ConnSpans> = ConnTable::new(opts.max_connections);
     let mut listen = ListenTable::default();
     let stdout = std::io::stdout();
-    while let Some(event) = rx.recv().await {
+    let mut tick = tokio::time::interval(TICK);
+    let mut ready = Vec::new();
+    let own_pid = std::process::id();
+    loop {
+        let event = tokio::select! {
+            e = rx.recv() => match e {
+                Some(e) => e,
+                None => break,
+            },
+            _ = tick.tick() => {
+                asm.drain(WallClock::monotonic_now_ns(), false, &mut ready);
+                ready.drain(..).for_each(&mut sink);
+                joins.set(asm.stitcher.pending_joins() as i64);
+                continue;
+            }
+            _ = stop.changed() => break,
+        };
+        if let Event::Conn(c) = &event {
+            if c.pid == own_pid {
+                asm.own_endpoint(c.tuple.local, c.kind != crate::reader::decode::ConnKind::Close);
+                continue;
+            }
+        }
         if opts.print_events {
             let mut out = stdout.lock();
             if serde_json::to_writer(&mut out, &event).is_ok() {
@@ -35,25 +80,37 @@ pub async fn run(mut rx: mpsc::Receiver<Event>, opts: Options, registry: Arc<Reg
                 let _ = out.flush();
             }
         }
-        let before = table.evicted_total;
+        let before = (table.evicted_total, asm.stats.spans, asm.stats.unknown_protocol);
+        let mut gone: Vec<Conn<ConnSpans>> = Vec::new();
         match &event {
-            Event::Conn(c) => {
-                table.on_conn(c);
-            }
+            Event::Conn(c) => gone.extend(table.on_conn(c).into_iter().map(|(c, _)| c)),
             Event::Data(d) => {
-                let mut gone = Vec::new();
-                table.on_data(d, |pid, port| listen.is_listening(pid, port), &mut gone);
+                let mut evicted_now = Vec::new();
+                let conn = table.on_data(d, |pid, port| listen.is_listening(pid, port), &mut evicted_now);
+                asm.on_data(conn, d);
+                gone.extend(evicted_now.into_iter().map(|(c, _)| c));
             }
             Event::State(s) => {
                 if s.new_state == tracer_common::TCP_CLOSE {
-                    table.on_final_state(s.conn_id);
+                    gone.extend(table.on_final_state(s.conn_id));
                 }
             }
-            Event::Exit { pid, .. } => {
-                table.on_exit(*pid);
-            }
+            Event::Exit { pid, .. } => gone.extend(table.on_exit(*pid)),
         }
-        evicted.add(table.evicted_total - before);
+        let ts = match &event {
+            Event::Conn(c) => c.ts_exit_ns,
+            Event::Data(d) => d.ts_exit_ns,
+            Event::State(s) => s.ts_ns,
+            Event::Exit { ts_ns, .. } => *ts_ns,
+        };
+        for conn in gone {
+            asm.on_close(conn, ts);
+        }
+        evicted.add(table.evicted_total - before.0);
+        spans_total.add(asm.stats.spans - before.1);
+        unknown.add(asm.stats.unknown_protocol - before.2);
         tracked.set(table.len() as i64);
     }
+    asm.drain(WallClock::monotonic_now_ns(), true, &mut ready);
+    ready.drain(..).for_each(&mut sink);
 }

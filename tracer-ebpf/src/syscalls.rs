@@ -128,23 +128,24 @@ pub fn tp_sys_exit(ctx: TracePointContext) -> u32 {
 fn on_enter(sys: u32, a0: u64, a1: u64, a2: u64) {
     let id = bpf_get_current_pid_tgid();
     let tgid = (id >> 32) as u32;
-    if tgid == maps::SETTINGS.load().self_tgid {
-        return;
-    }
+    // The daemon's own connections are reported (connect, accept, close only) so that it can
+    // recognise its exporter traffic at the other end; its data calls never are.
+    let is_self = tgid == maps::SETTINGS.load().self_tgid;
     let fd = a0 as i32 as i64;
     match sys {
         SYS_CONNECT | SYS_ACCEPT | SYS_ACCEPT4 => {
-            if filter::process_traced(tgid) {
+            if is_self || filter::process_traced(tgid) {
                 stash(id as u32, sys, fd, 0, 0, 0);
             }
         }
         SYS_CLOSE => {
             if let Some(sk) = kernel::tcp_sock_of_fd(fd) {
-                if filter::process_traced(tgid) {
+                if is_self || filter::process_traced(tgid) {
                     sockets::emit_close(sk, fd);
                 }
             }
         }
+        _ if is_self => {}
         _ if sys >= COUNTED => {
             let counter = sys - COUNTED;
             // splice may have the socket on either end.

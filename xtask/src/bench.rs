@@ -117,7 +117,7 @@ impl Daemon {
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
             match lines.next() {
-                Some(Ok(l)) if l.contains("tracer-daemon: ready") => break,
+                Some(Ok(l)) if l.starts_with("{\"ready\"") => break,
                 Some(Ok(_)) if Instant::now() < deadline => continue,
                 _ => {
                     let _ = child.kill();

@@ -111,22 +111,26 @@ fn bpf_linker() -> Result<()> {
     .context("installing bpf-linker (needs llvm-22-dev and libpolly-22-dev)")
 }
 
+/// Every `tests/python/requirements*.txt` (pinned versions; pip skips what is satisfied).
 fn python() -> Result<()> {
-    let req = root().join("tests/python/requirements.txt");
-    if !req.exists() {
-        return Ok(());
+    let dir = root().join("tests/python");
+    let Ok(entries) = std::fs::read_dir(&dir) else { return Ok(()) };
+    let mut files: Vec<_> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|p| p.file_name().is_some_and(|n| n.to_string_lossy().starts_with("requirements")))
+        .collect();
+    files.sort();
+    for req in files {
+        eprintln!("setup: Python packages from {}", req.display());
+        run_cmd(
+            Command::new("python3")
+                .env("PIP_ROOT_USER_ACTION", "ignore")
+                .args(["-m", "pip", "install", "-q", "--disable-pip-version-check", "-r"])
+                .arg(&req),
+        )
+        .with_context(|| format!("installing the Python packages of {}", req.display()))?;
     }
-    let ok = Command::new("python3")
-        .args(["-c", "import thrift, jaeger_client, six"])
-        .output()
-        .map(|o| o.status.success())
-        .unwrap_or(false);
-    if ok {
-        eprintln!("setup: Python test packages present");
-        return Ok(());
-    }
-    eprintln!("setup: installing Python test packages from {}", req.display());
-    run_cmd(Command::new("python3").args(["-m", "pip", "install", "-q", "-r"]).arg(&req))
+    Ok(())
 }
 
 fn cargo_fuzz() -> Result<()> {

@@ -16,7 +16,7 @@
 
 mod server;
 
-pub use server::{serve, MAX_BODY_BYTES, MAX_HEADER_BYTES};
+pub use server::{MAX_BODY_BYTES, MAX_HEADER_BYTES, serve};
 
 use std::sync::Arc;
 
@@ -36,12 +36,18 @@ pub struct Request {
 impl Request {
     /// The first value of a query parameter.
     pub fn query_param(&self, name: &str) -> Option<&str> {
-        self.query.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
+        self.query
+            .iter()
+            .find(|(k, _)| k == name)
+            .map(|(_, v)| v.as_str())
     }
 
     /// The first value of a header, by case-insensitive name.
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
+        self.headers
+            .iter()
+            .find(|(k, _)| k.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
     }
 }
 
@@ -65,7 +71,11 @@ impl Response {
 
     /// An `application/json` response with an already serialised body.
     pub fn json(status: u16, body: impl Into<String>) -> Self {
-        Response { status, content_type: "application/json".to_owned(), body: body.into().into_bytes() }
+        Response {
+            status,
+            content_type: "application/json".to_owned(),
+            body: body.into().into_bytes(),
+        }
     }
 
     /// A JSON response serialised from a value (500 if it cannot be serialised).
@@ -110,7 +120,11 @@ impl Router {
         path: &str,
         handler: impl Fn(&Request) -> Response + Send + Sync + 'static,
     ) -> Self {
-        self.routes.push((method.to_ascii_uppercase(), path.to_owned(), Arc::new(handler)));
+        self.routes.push((
+            method.to_ascii_uppercase(),
+            path.to_owned(),
+            Arc::new(handler),
+        ));
         self
     }
 
@@ -205,7 +219,11 @@ mod tests {
     #[test]
     fn router_distinguishes_404_and_405() {
         let r = Router::new().route("GET", "/a", |_| Response::text(200, "a"));
-        let mut req = Request { method: "GET".into(), path: "/a".into(), ..Default::default() };
+        let mut req = Request {
+            method: "GET".into(),
+            path: "/a".into(),
+            ..Default::default()
+        };
         assert_eq!(r.handle(&req).0.status, 200);
         req.method = "POST".into();
         let (resp, allow) = r.handle(&req);

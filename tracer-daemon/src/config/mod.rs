@@ -5,7 +5,10 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::probes::{Filters, SyscallHook};
+use crate::{
+    export::ExportConfig,
+    probes::{Filters, SyscallHook},
+};
 
 /// Default address of `/metrics` and `/healthz` (the jaeger-agent admin port, on loopback).
 pub const DEFAULT_METRICS_ADDR: &str = "127.0.0.1:14271";
@@ -22,6 +25,25 @@ pub struct Config {
     pub netns: Option<String>,
     /// Redact captured payloads (SQL literals, Redis values, header values). On by default.
     pub redact: bool,
+    /// Span stitching.
+    pub stitch: StitchSettings,
+    /// Export to Jaeger collectors, console / JSON output, and the agent listeners.
+    pub export: ExportConfig,
+}
+
+#[derive(Clone, Debug, Deserialize, PartialEq)]
+#[serde(deny_unknown_fields, default)]
+pub struct StitchSettings {
+    /// How long finished spans wait for late parent links before export (milliseconds).
+    pub hold_ms: u64,
+    /// How long one side of a same-host call waits for the other side (milliseconds).
+    pub join_window_ms: u64,
+}
+
+impl Default for StitchSettings {
+    fn default() -> Self {
+        StitchSettings { hold_ms: 300, join_window_ms: 30_000 }
+    }
 }
 
 impl Default for Config {
@@ -32,6 +54,8 @@ impl Default for Config {
             filter: FilterConfig::default(),
             netns: None,
             redact: true,
+            stitch: StitchSettings::default(),
+            export: ExportConfig::default(),
         }
     }
 }
@@ -160,6 +184,24 @@ impl Config {
         }
     }
 
+    /// Export settings: the file's, with each flag given on the command line (`explicit` holds
+    /// their argument ids) taking precedence.
+    pub fn apply_export(mut self, cli: &ExportConfig, explicit: &dyn Fn(&str) -> bool) -> Config {
+        macro_rules! take {
+            ($($field:ident),* $(,)?) => {
+                $(if explicit(stringify!($field)) { self.export.$field = cli.$field.clone(); })*
+            };
+        }
+        take!(
+            collector, agent_udp, output, collector_token, collector_headers, collector_ca_file,
+            collector_timeout_ms, batch_max_spans, batch_max_bytes, batch_max_age_ms, queue_size,
+            pending_batches, retry_initial_ms, retry_max_ms, retry_max_elapsed_ms, flush_deadline_ms,
+            udp_max_packet_bytes, console_quiet_ms, host_tags, agent_compact_addr, agent_binary_addr,
+            sampling_addr, sampling_strategies_file,
+        );
+        self
+    }
+
     /// Applies command-line overrides and checks the result.
     pub fn apply(mut self, o: &CliOverrides) -> Result<Config, ConfigError> {
         if let Some(v) = &o.metrics_addr {
@@ -236,6 +278,11 @@ mod tests {
         assert_eq!(c.capture.capture_bytes, 200);
         assert_eq!(c.filter.exclude_pids, vec![7]);
         assert!(!c.redact);
+        let file = Config::from_yaml("export:\n  collector: [\"http://a:14268\"]\n  queue_size: 7\n", Path::new("x.yaml")).unwrap();
+        let cli = ExportConfig { queue_size: 9, batch_max_spans: 3, ..Default::default() };
+        let merged = file.apply_export(&cli, &|id| id == "batch_max_spans");
+        assert_eq!(merged.export.collector, vec!["http://a:14268".to_string()]);
+        assert_eq!((merged.export.queue_size, merged.export.batch_max_spans), (7, 3));
         let bad = CliOverrides { capture_bytes: Some(1 << 20), ..Default::default() };
         assert!(Config::default().apply(&bad).unwrap_err().to_string().contains("capture_bytes"));
     }

@@ -1,0 +1,105 @@
+"""An HTTP service for the end-to-end span tests.
+
+Serves one request at a time on its main thread (so its outbound calls are that request's
+children by thread causality). Depending on the path it calls a real redis-server (raw RESP over
+a socket), a real mariadb (PyMySQL) and another HTTP service, then answers.
+
+  GET /checkout  redis GET, mysql SELECT, HTTP GET <next>/hello; 200
+  GET /fail      redis LPOP on a string (WRONGTYPE), a SQL syntax error, HTTP GET <next>/boom; 500
+  GET /pipeline  three redis commands in one write; 200
+  GET /hello     200 "hello"        (a leaf service: no --redis/--mysql/--next)
+  GET /boom      500 "boom"
+"""
+import argparse
+import http.client
+import http.server
+import socket
+
+ap = argparse.ArgumentParser()
+ap.add_argument("--port", type=int, required=True)
+ap.add_argument("--redis", type=int)
+ap.add_argument("--mysql", type=int)
+ap.add_argument("--next", type=int)
+opts = ap.parse_args()
+
+
+def resp(*args):
+    out = b"*%d\r\n" % len(args)
+    for a in args:
+        a = a.encode() if isinstance(a, str) else a
+        out += b"$%d\r\n%s\r\n" % (len(a), a)
+    return out
+
+
+def redis_call(payload, replies):
+    with socket.create_connection(("127.0.0.1", opts.redis), timeout=10) as s:
+        s.sendall(payload)
+        data = b""
+        while data.count(b"\r\n") < replies:
+            chunk = s.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+        return data
+
+
+def mysql_query(sql):
+    import pymysql
+
+    conn = pymysql.connect(host="127.0.0.1", port=opts.mysql, user="root", database="shop", autocommit=True)
+    try:
+        with conn.cursor() as cur:
+            try:
+                cur.execute(sql)
+                return cur.fetchall()
+            except pymysql.err.ProgrammingError as e:
+                return str(e)
+    finally:
+        conn.close()
+
+
+def http_get(path):
+    c = http.client.HTTPConnection("127.0.0.1", opts.next, timeout=10)
+    c.request("GET", path)
+    r = c.getresponse()
+    body = r.read()
+    c.close()
+    return r.status, body
+
+
+class Handler(http.server.BaseHTTPRequestHandler):
+    def log_message(self, *args):
+        pass
+
+    def answer(self, status, body):
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def do_GET(self):
+        path = self.path.split("?")[0]
+        if path == "/checkout":
+            redis_call(resp("SET", "user:7", "alice"), 1)
+            redis_call(resp("GET", "user:7"), 2)
+            mysql_query("SELECT name FROM items WHERE id = 1")
+            status, _ = http_get("/hello")
+            self.answer(200 if status == 200 else 502, b"checked out")
+        elif path == "/fail":
+            redis_call(resp("SET", "user:8", "bob"), 1)
+            redis_call(resp("LPOP", "user:8"), 1)
+            mysql_query("SELEC broken FROM nowhere")
+            http_get("/boom")
+            self.answer(500, b"failed")
+        elif path == "/pipeline":
+            redis_call(resp("SET", "p:1", "x") + resp("INCR", "p:counter") + resp("GET", "p:1"), 3)
+            self.answer(200, b"pipelined")
+        elif path == "/hello":
+            self.answer(200, b"hello")
+        elif path == "/boom":
+            self.answer(500, b"boom")
+        else:
+            self.answer(404, b"no such path")
+
+
+http.server.HTTPServer(("127.0.0.1", opts.port), Handler).serve_forever()

@@ -1,0 +1,121 @@
+//! Real servers for the end-to-end tests, on loopback ports the tests choose: Debian's
+//! redis-server and mariadbd, and the test's own Python HTTP services. Each is stopped by pid
+//! when dropped, and its private data directory removed.
+
+use std::{
+    net::TcpStream,
+    path::{Path, PathBuf},
+    process::{Child, Command, Stdio},
+    time::Duration,
+};
+
+use crate::{daemon::free_port, stop_child, wait_for};
+
+/// A started server process, stopped by pid on drop.
+pub struct Server {
+    pub child: Child,
+    pub port: u16,
+    dir: Option<PathBuf>,
+}
+
+impl Server {
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        stop_child(&mut self.child);
+        if let Some(d) = &self.dir {
+            let _ = std::fs::remove_dir_all(d);
+        }
+    }
+}
+
+fn wait_port(port: u16, what: &str, child: &mut Child) {
+    wait_for(Duration::from_secs(60), what, || {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("{what}: the process exited with {status}");
+        }
+        TcpStream::connect(("127.0.0.1", port)).ok().map(|_| ())
+    });
+}
+
+fn scratch_dir(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("tracer-e2e-{name}-{}-{}", std::process::id(), free_port()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// Debian's redis-server on a free loopback port, no persistence.
+pub fn redis() -> Server {
+    let port = free_port();
+    let mut child = Command::new("redis-server")
+        .args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"])
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("starting redis-server (installed by `cargo xtask setup`)");
+    wait_port(port, "redis-server to listen", &mut child);
+    Server { child, port, dir: None }
+}
+
+/// Debian's mariadbd with a private data directory, root without password on loopback, and a
+/// database `shop` with a table `items`.
+pub fn mariadb() -> Server {
+    let dir = scratch_dir("mariadb");
+    let data = dir.join("data");
+    let out = Command::new("mariadb-install-db")
+        .args(["--no-defaults", "--auth-root-authentication-method=normal", "--skip-test-db", "--user=root"])
+        .arg(format!("--datadir={}", data.display()))
+        .output()
+        .expect("running mariadb-install-db (installed by `cargo xtask setup`)");
+    assert!(out.status.success(), "mariadb-install-db: {}", String::from_utf8_lossy(&out.stderr));
+    let port = free_port();
+    let mut child = Command::new("mariadbd")
+        .arg("--no-defaults")
+        .arg(format!("--datadir={}", data.display()))
+        .arg(format!("--socket={}", dir.join("mysqld.sock").display()))
+        .arg(format!("--pid-file={}", dir.join("mysqld.pid").display()))
+        .args(["--bind-address=127.0.0.1", "--user=root", "--skip-log-bin", "--innodb-buffer-pool-size=16M"])
+        .arg(format!("--port={port}"))
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("starting mariadbd");
+    wait_port(port, "mariadbd to listen", &mut child);
+    let server = Server { child, port, dir: Some(dir) };
+    sql(&server, "CREATE DATABASE shop; CREATE TABLE shop.items (id INT PRIMARY KEY, name VARCHAR(40)); INSERT INTO shop.items VALUES (1, 'lamp'), (2, 'desk');");
+    server
+}
+
+/// Runs statements through the `mariadb` command-line client over TCP.
+pub fn sql(server: &Server, statements: &str) {
+    let out = Command::new("mariadb")
+        .args(["--no-defaults", "-h", "127.0.0.1", "-P", &server.port.to_string(), "-u", "root", "--skip-ssl", "-e", statements])
+        .output()
+        .expect("running the mariadb client");
+    assert!(out.status.success(), "mariadb client: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+/// The tests' Python helpers (`tests/python`).
+pub fn python_dir() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("python")
+}
+
+/// Starts `tests/python/<script>` with `args` and environment `env`, waiting for `port`.
+pub fn python_service(script: &str, port: u16, args: &[String], env: &[(&str, &str)]) -> Server {
+    let mut cmd = Command::new("python3");
+    cmd.arg(python_dir().join(script)).arg("--port").arg(port.to_string()).args(args);
+    for (k, v) in env {
+        cmd.env(k, v);
+    }
+    let mut child = cmd.stdout(Stdio::null()).spawn().expect("starting python3");
+    wait_port(port, script, &mut child);
+    Server { child, port, dir: None }
+}

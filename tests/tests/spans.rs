@@ -1,0 +1,170 @@
+//! Spans end to end on one host: curl calls service A; A calls a real redis-server, a real
+//! mariadb and HTTP service B. The daemon prints spans as JSON lines; one trace must come out
+//! with the right parent for every hop and the conventional tags. Error paths give error spans;
+//! pipelined Redis gives one span per command.
+
+use std::{collections::HashMap, process::Command, time::Duration};
+
+use serde_json::Value;
+use tracer_tests::{
+    daemon::{Daemon, free_port},
+    servers::{self, Server},
+    wait_for,
+};
+
+const TIMEOUT: Duration = Duration::from_secs(30);
+
+struct Chain {
+    daemon: Daemon,
+    a: Server,
+    _b: Server,
+    redis: Server,
+    mysql: Server,
+}
+
+fn chain() -> Chain {
+    let daemon = Daemon::start(&["--output", "json"]);
+    let redis = servers::redis();
+    let mysql = servers::mariadb();
+    let b = servers::python_service("chain_service.py", free_port(), &[], &[("OTEL_SERVICE_NAME", "service-b")]);
+    let args = vec![
+        "--redis".to_string(),
+        redis.port.to_string(),
+        "--mysql".into(),
+        mysql.port.to_string(),
+        "--next".into(),
+        b.port.to_string(),
+    ];
+    let a = servers::python_service("chain_service.py", free_port(), &args, &[("OTEL_SERVICE_NAME", "service-a")]);
+    Chain { daemon, a, _b: b, redis, mysql }
+}
+
+fn curl(url: &str) -> u16 {
+    let out = Command::new("curl").args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "20", url]).output().unwrap();
+    String::from_utf8_lossy(&out.stdout).parse().unwrap_or(0)
+}
+
+fn spans(d: &Daemon) -> Vec<Value> {
+    d.json_lines().into_iter().filter(|v| v.get("spanId").is_some()).collect()
+}
+
+fn tag<'a>(s: &'a Value, key: &str) -> &'a Value {
+    &s["tags"][key]
+}
+
+/// Every span of the trace that contains a server span for `target` on service A.
+fn trace_of(d: &Daemon, target: &str, want: impl Fn(&[Value]) -> bool) -> Vec<Value> {
+    wait_for(TIMEOUT, &format!("the trace of {target}"), || {
+        let all = spans(d);
+        let root = all.iter().find(|s| {
+            s["service"] == "service-a" && s["kind"] == "server" && tag(s, "http.target") == target
+        })?;
+        let trace: Vec<Value> = all.iter().filter(|s| s["traceId"] == root["traceId"]).cloned().collect();
+        want(&trace).then_some(trace)
+    })
+}
+
+fn find<'a>(trace: &'a [Value], service: &str, kind: &str, op: &str) -> &'a Value {
+    trace
+        .iter()
+        .find(|s| s["service"] == service && s["kind"] == kind && s["operation"] == op)
+        .unwrap_or_else(|| panic!("no {kind} span {op} of {service} in {trace:#?}"))
+}
+
+fn count(trace: &[Value], service: &str, kind: &str, op: &str) -> usize {
+    trace.iter().filter(|s| s["service"] == service && s["kind"] == kind && s["operation"] == op).count()
+}
+
+fn parent_of<'a>(trace: &'a [Value], s: &Value) -> Option<&'a Value> {
+    trace.iter().find(|p| p["spanId"] == s["parentSpanId"])
+}
+
+#[test]
+fn one_trace_with_every_hop_parented_and_tagged() {
+    let c = chain();
+    assert_eq!(curl(&format!("http://{}/checkout?user=7", c.a.addr())), 200);
+    let trace = trace_of(&c.daemon, "/checkout?user=?", |t| {
+        t.iter().any(|s| s["service"] == "service-b" && s["kind"] == "server")
+            && t.iter().any(|s| s["operation"] == "mysql SELECT" && s["kind"] == "client")
+            && t.iter().any(|s| s["operation"] == "redis GET" && s["kind"] == "server")
+            && t.iter().any(|s| s["kind"] == "client" && s["operation"] == "GET /checkout")
+    });
+    let curl_span = find(&trace, "curl", "client", "GET /checkout");
+    let a = find(&trace, "service-a", "server", "GET /checkout");
+    let redis_get = find(&trace, "service-a", "client", "redis GET");
+    let select = find(&trace, "service-a", "client", "mysql SELECT");
+    let to_b = find(&trace, "service-a", "client", "GET /hello");
+    let b = find(&trace, "service-b", "server", "GET /hello");
+    let redis_server = trace.iter().find(|s| s["kind"] == "server" && s["operation"] == "redis GET").unwrap();
+
+    assert!(curl_span["parentSpanId"].is_null(), "curl starts the trace: {curl_span}");
+    assert_eq!(a["parentSpanId"], curl_span["spanId"]);
+    assert_eq!(tag(a, "tracer.link"), "same-host-tuple");
+    for child in [redis_get, select, to_b] {
+        assert_eq!(child["parentSpanId"], a["spanId"], "{} is a child of A", child["operation"]);
+        assert_eq!(tag(child, "tracer.link"), "thread");
+    }
+    assert_eq!(b["parentSpanId"], to_b["spanId"]);
+    assert_eq!(redis_server["parentSpanId"], redis_get["spanId"]);
+    assert_eq!(parent_of(&trace, redis_server).unwrap()["service"], "service-a");
+
+    assert_eq!(tag(a, "http.method"), "GET");
+    assert_eq!(tag(a, "http.status_code"), 200);
+    assert_eq!(tag(a, "span.kind"), "server");
+    assert_eq!(tag(redis_get, "db.system"), "redis");
+    assert_eq!(tag(redis_get, "db.statement"), "GET user:7");
+    assert_eq!(tag(redis_get, "net.peer.port"), c.redis.port as i64);
+    assert_eq!(tag(redis_get, "peer.service"), c.redis.addr().as_str());
+    assert_eq!(tag(select, "db.system"), "mysql");
+    assert_eq!(tag(select, "db.statement"), "SELECT name FROM items WHERE id = ?", "SQL literals are redacted");
+    assert_eq!(tag(select, "net.peer.port"), c.mysql.port as i64);
+    assert_eq!(count(&trace, "service-a", "client", "redis SET"), 1, "one span per call, no duplicates");
+    assert_eq!(count(&trace, "service-a", "client", "redis GET"), 1);
+    assert_eq!(count(&trace, "service-a", "server", "GET /checkout"), 1);
+    // Timing: a child lies within its parent.
+    for s in [redis_get, select, to_b] {
+        let (ps, pd) = (a["startUs"].as_i64().unwrap(), a["durationUs"].as_i64().unwrap());
+        let (cs, cd) = (s["startUs"].as_i64().unwrap(), s["durationUs"].as_i64().unwrap());
+        assert!(cs >= ps && cs + cd <= ps + pd + 1, "{} within A", s["operation"]);
+    }
+}
+
+#[test]
+fn errors_become_error_spans() {
+    let c = chain();
+    assert_eq!(curl(&format!("http://{}/fail", c.a.addr())), 500);
+    let trace = trace_of(&c.daemon, "/fail", |t| {
+        t.iter().any(|s| s["service"] == "service-b" && s["kind"] == "server")
+            && t.iter().any(|s| s["operation"] == "redis LPOP" && s["kind"] == "client")
+            && t.iter().any(|s| s["kind"] == "client" && s["tags"]["db.system"] == "mysql" && s["tags"]["error"] == true)
+    });
+    let lpop = find(&trace, "service-a", "client", "redis LPOP");
+    assert_eq!(tag(lpop, "error"), true);
+    assert!(tag(lpop, "error.message").as_str().unwrap().starts_with("WRONGTYPE"));
+    let bad_sql = trace.iter().find(|s| s["kind"] == "client" && s["tags"]["db.system"] == "mysql" && s["tags"]["error"] == true).unwrap();
+    assert!(tag(bad_sql, "error.message").as_str().unwrap().contains("1064"), "{bad_sql}");
+    let boom = find(&trace, "service-b", "server", "GET /boom");
+    assert_eq!(tag(boom, "http.status_code"), 500);
+    assert_eq!(tag(boom, "error"), true);
+    let a = find(&trace, "service-a", "server", "GET /fail");
+    assert_eq!(tag(a, "error"), true);
+}
+
+#[test]
+fn pipelined_redis_gives_one_span_per_command() {
+    let c = chain();
+    assert_eq!(curl(&format!("http://{}/pipeline", c.a.addr())), 200);
+    let trace = trace_of(&c.daemon, "/pipeline", |t| {
+        ["redis SET", "redis INCR", "redis GET"].iter().all(|op| t.iter().any(|s| s["operation"] == *op && s["kind"] == "client"))
+    });
+    let a = find(&trace, "service-a", "server", "GET /pipeline");
+    let mut by_op: HashMap<String, usize> = HashMap::new();
+    for s in trace.iter().filter(|s| s["service"] == "service-a" && s["kind"] == "client") {
+        assert_eq!(s["parentSpanId"], a["spanId"]);
+        *by_op.entry(s["operation"].as_str().unwrap().to_owned()).or_default() += 1;
+    }
+    assert_eq!(by_op.get("redis SET"), Some(&1));
+    assert_eq!(by_op.get("redis INCR"), Some(&1));
+    assert_eq!(by_op.get("redis GET"), Some(&1));
+    assert_eq!(tag(find(&trace, "service-a", "client", "redis INCR"), "db.statement"), "INCR p:counter");
+}

@@ -1,0 +1,270 @@
+//! The Jaeger agent role: UDP receivers for apps' `emitBatch` (compact on 6831, binary on
+//! 6832) that forward spans through the export pipeline with this host's tags, and the HTTP
+//! sampling endpoint on 5778.
+
+pub mod decode;
+pub mod sampling;
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::net::{TcpListener, UdpSocket};
+use tokio::sync::watch;
+use tokio::task::JoinHandle;
+
+use crate::api;
+use crate::export::config::ConfigError;
+use crate::export::retry::LogLimiter;
+use crate::export::{ExportConfig, HostInfo, Protocol, SpanSender};
+use crate::metrics::{Counter, Registry};
+use crate::model::{Process, Tag};
+use decode::{DecodeError, decode_emit_batch};
+
+/// Receive buffer: the largest UDP payload.
+const MAX_DATAGRAM: usize = 65_536;
+/// Distinct client processes whose tagged copy is kept per listener.
+const PROCESS_CACHE: usize = 64;
+
+#[derive(Debug, thiserror::Error)]
+pub enum AgentError {
+    #[error("cannot listen for {what} on {addr}: {source}")]
+    Bind {
+        what: &'static str,
+        addr: String,
+        source: std::io::Error,
+    },
+    #[error(transparent)]
+    Config(#[from] ConfigError),
+}
+
+/// The running listeners and the addresses they are bound to (`None` when turned off).
+pub struct AgentHandle {
+    pub compact_addr: Option<SocketAddr>,
+    pub binary_addr: Option<SocketAddr>,
+    pub sampling_addr: Option<SocketAddr>,
+    stop: watch::Sender<bool>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl AgentHandle {
+    /// Stops the listeners and waits for them.
+    pub async fn shutdown(self) {
+        let _ = self.stop.send(true);
+        for t in self.tasks {
+            let _ = t.await;
+        }
+    }
+}
+
+#[derive(Clone)]
+struct AgentMetrics {
+    packets: Counter,
+    batches: Counter,
+    spans: Counter,
+    malformed: Counter,
+    unsupported: Counter,
+    spans_dropped: Counter,
+}
+
+impl AgentMetrics {
+    fn new(reg: &Registry, proto: &str) -> Self {
+        let p = [("protocol", proto)];
+        let dropped = |reason: &str| {
+            reg.counter(
+                "tracer_agent_packets_dropped_total",
+                "UDP packets from Jaeger clients that were ignored, by reason.",
+                &[("protocol", proto), ("reason", reason)],
+            )
+        };
+        AgentMetrics {
+            packets: reg.counter(
+                "tracer_agent_packets_received_total",
+                "UDP packets received from Jaeger clients.",
+                &p,
+            ),
+            batches: reg.counter(
+                "tracer_agent_batches_received_total",
+                "emitBatch calls decoded.",
+                &p,
+            ),
+            spans: reg.counter(
+                "tracer_agent_spans_received_total",
+                "Spans received from Jaeger clients.",
+                &p,
+            ),
+            malformed: dropped("malformed"),
+            unsupported: dropped("unsupported"),
+            spans_dropped: reg.counter(
+                "tracer_agent_spans_dropped_total",
+                "Spans from Jaeger clients the export queue refused.",
+                &p,
+            ),
+        }
+    }
+}
+
+/// Turns packets into queued spans.
+struct Forwarder {
+    proto: Protocol,
+    sender: SpanSender,
+    agent_tags: Vec<Tag>,
+    metrics: AgentMetrics,
+    /// Client processes and their copies with the agent tags.
+    processes: Vec<(Arc<Process>, Arc<Process>)>,
+    warn: LogLimiter,
+}
+
+impl Forwarder {
+    fn tagged(&mut self, process: &Process) -> Arc<Process> {
+        if let Some((_, tagged)) = self.processes.iter().find(|(p, _)| **p == *process) {
+            return tagged.clone();
+        }
+        let mut p = process.clone();
+        p.tags
+            .retain(|t| !self.agent_tags.iter().any(|a| a.key == t.key));
+        p.tags.extend(self.agent_tags.iter().cloned());
+        let tagged = Arc::new(p);
+        if self.processes.len() >= PROCESS_CACHE {
+            self.processes.remove(0);
+        }
+        self.processes
+            .push((Arc::new(process.clone()), tagged.clone()));
+        tagged
+    }
+
+    fn packet(&mut self, bytes: &[u8], peer: SocketAddr) {
+        self.metrics.packets.inc();
+        match decode_emit_batch(self.proto, bytes) {
+            Ok(batch) => {
+                self.metrics.batches.inc();
+                self.metrics.spans.add(batch.spans.len() as u64);
+                let process = self.tagged(&batch.process);
+                for mut span in batch.spans {
+                    span.process = process.clone();
+                    if !self.sender.try_send(span) {
+                        self.metrics.spans_dropped.inc();
+                    }
+                }
+            }
+            Err(e) => {
+                match e {
+                    DecodeError::Method(_) => self.metrics.unsupported.inc(),
+                    _ => self.metrics.malformed.inc(),
+                }
+                if let Some(suppressed) = self.warn.allow(Instant::now()) {
+                    tracing::warn!(protocol = ?self.proto, %peer, bytes = bytes.len(), error = %e, suppressed,
+                        "ignored a packet from a Jaeger client");
+                }
+            }
+        }
+    }
+}
+
+async fn receive(socket: UdpSocket, mut fwd: Forwarder, mut stop: watch::Receiver<bool>) {
+    let mut buf = vec![0u8; MAX_DATAGRAM];
+    let mut warn = LogLimiter::new(Duration::from_secs(10));
+    loop {
+        tokio::select! {
+            changed = stop.changed() => {
+                if changed.is_err() || *stop.borrow() {
+                    return;
+                }
+            }
+            got = socket.recv_from(&mut buf) => match got {
+                Ok((n, peer)) => fwd.packet(&buf[..n], peer),
+                Err(e) => {
+                    if let Some(suppressed) = warn.allow(Instant::now()) {
+                        tracing::warn!(error = %e, suppressed, "UDP receive failed");
+                    }
+                }
+            },
+        }
+    }
+}
+
+/// Starts the agent listeners configured in `cfg` (an empty address turns one off): spans
+/// received go to `sender`, their process tagged with `agent.hostname`, `agent.ip` and
+/// `agent.version`; the pipeline then adds `hostname` / `ip` where the client left them out.
+pub async fn spawn(
+    cfg: &ExportConfig,
+    host: &HostInfo,
+    sender: SpanSender,
+    metrics: Arc<Registry>,
+) -> Result<AgentHandle, AgentError> {
+    let (stop, stop_rx) = watch::channel(false);
+    let mut handle = AgentHandle {
+        compact_addr: None,
+        binary_addr: None,
+        sampling_addr: None,
+        stop,
+        tasks: Vec::new(),
+    };
+    let strategies = Arc::new(sampling::Strategies::load(
+        cfg.sampling_strategies_file.as_deref(),
+        cfg.sampling.as_ref(),
+    )?);
+    for (addr, proto, what) in [
+        (
+            &cfg.agent_compact_addr,
+            Protocol::Compact,
+            "compact emitBatch",
+        ),
+        (&cfg.agent_binary_addr, Protocol::Binary, "binary emitBatch"),
+    ] {
+        if addr.trim().is_empty() {
+            continue;
+        }
+        let bind_err = |e| AgentError::Bind {
+            what,
+            addr: addr.clone(),
+            source: e,
+        };
+        let socket = UdpSocket::bind(addr.as_str()).await.map_err(bind_err)?;
+        let local = socket.local_addr().map_err(bind_err)?;
+        let label = if proto == Protocol::Compact {
+            "compact"
+        } else {
+            "binary"
+        };
+        let fwd = Forwarder {
+            proto,
+            sender: sender.clone(),
+            agent_tags: host.agent_tags(),
+            metrics: AgentMetrics::new(&metrics, label),
+            processes: Vec::new(),
+            warn: LogLimiter::new(Duration::from_secs(10)),
+        };
+        tracing::info!(addr = %local, protocol = label, "agent listening for emitBatch");
+        handle
+            .tasks
+            .push(tokio::spawn(receive(socket, fwd, stop_rx.clone())));
+        match proto {
+            Protocol::Compact => handle.compact_addr = Some(local),
+            Protocol::Binary => handle.binary_addr = Some(local),
+        }
+    }
+    if !cfg.sampling_addr.trim().is_empty() {
+        let addr = &cfg.sampling_addr;
+        let bind_err = |e| AgentError::Bind {
+            what: "sampling HTTP",
+            addr: addr.clone(),
+            source: e,
+        };
+        let listener = TcpListener::bind(addr.as_str()).await.map_err(bind_err)?;
+        let local = listener.local_addr().map_err(bind_err)?;
+        let router = Arc::new(sampling::router(strategies, &metrics));
+        tracing::info!(addr = %local, "agent serving sampling strategies");
+        let rx = stop_rx.clone();
+        handle.tasks.push(tokio::spawn(async move {
+            if let Err(e) = api::serve(listener, router, rx).await {
+                tracing::warn!(error = %e, "sampling server stopped");
+            }
+        }));
+        handle.sampling_addr = Some(local);
+    }
+    Ok(handle)
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,327 @@
+//! Span assembly: per connection, detects the protocol from the first bytes, feeds each captured
+//! call to the protocol session, asks the stitcher for ids when a request starts, and turns each
+//! finished exchange into a client or server span with the conventional tags.
+
+use std::{
+    collections::{HashMap, HashSet},
+    net::SocketAddr,
+    sync::Arc,
+};
+
+use crate::{
+    conn::{Conn, Role},
+    model::{Log, Process, Span, SpanKind, Tag},
+    protocol::{self, Detect, Direction as PDir, Exchange, Redaction, Session},
+    reader::{
+        clock::WallClock,
+        decode::{DataRecord, Direction},
+    },
+    stitch::{IdSource, Ids, Origin, RandomIds, StitchConfig, Stitcher},
+};
+
+/// Bytes kept while the protocol of a connection is not yet known.
+const DETECT_BYTES: usize = 4096;
+/// Calls kept while the protocol of a connection is not yet known.
+const DETECT_CALLS: usize = 8;
+
+const ECONNRESET: i64 = 104;
+const EPIPE: i64 = 32;
+
+/// A captured call kept for replay once the protocol is known.
+struct Buffered {
+    dir: PDir,
+    data: Vec<u8>,
+    total: usize,
+    tid: u32,
+    enter: u64,
+    exit: u64,
+}
+
+#[derive(Default)]
+enum Proto {
+    #[default]
+    Fresh,
+    Detecting(Vec<Buffered>),
+    Active(Box<Session>),
+    /// Not a protocol the daemon parses; the connection gives no spans.
+    Unknown,
+    /// The other end is the daemon itself (its exporter or admin traffic): never traced.
+    Own,
+}
+
+/// Per-connection assembly state (the connection table's payload).
+#[derive(Default)]
+pub struct ConnSpans {
+    proto: Proto,
+    /// Requests started and not finished: seq → (ids, thread that carried the request).
+    open: HashMap<u64, (Ids, u32)>,
+    /// The connection saw a reset (ECONNRESET / EPIPE).
+    reset: bool,
+}
+
+/// Counts for metrics, read by the pipeline.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct AssemblyStats {
+    pub spans: u64,
+    pub unknown_protocol: u64,
+    /// Connections whose other end is the daemon itself.
+    pub own_traffic: u64,
+    pub detected: [u64; 3],
+}
+
+pub struct Assembler<I: IdSource = RandomIds> {
+    pub stitcher: Stitcher<I>,
+    redaction: Redaction,
+    clock: WallClock,
+    resolve: Box<dyn Fn(u32) -> Arc<Process> + Send>,
+    /// Local endpoints of the daemon's own connections.
+    own: HashSet<SocketAddr>,
+    /// The daemon's listening addresses (an unspecified address matches any on this host).
+    own_listeners: Vec<SocketAddr>,
+    pub stats: AssemblyStats,
+}
+
+fn pdir(d: Direction) -> PDir {
+    match d {
+        Direction::Egress => PDir::Egress,
+        Direction::Ingress => PDir::Ingress,
+    }
+}
+
+fn prole(r: Role) -> protocol::Role {
+    match r {
+        Role::Client => protocol::Role::Client,
+        Role::Server => protocol::Role::Server,
+    }
+}
+
+impl Assembler<RandomIds> {
+    pub fn new(
+        redaction: Redaction,
+        clock: WallClock,
+        stitch: StitchConfig,
+        resolve: Box<dyn Fn(u32) -> Arc<Process> + Send>,
+    ) -> Self {
+        Self::with_stitcher(redaction, clock, Stitcher::new(stitch), resolve)
+    }
+}
+
+impl<I: IdSource> Assembler<I> {
+    pub fn with_stitcher(
+        redaction: Redaction,
+        clock: WallClock,
+        stitcher: Stitcher<I>,
+        resolve: Box<dyn Fn(u32) -> Arc<Process> + Send>,
+    ) -> Self {
+        Assembler { stitcher, redaction, clock, resolve, own: HashSet::new(), own_listeners: Vec::new(), stats: AssemblyStats::default() }
+    }
+
+    /// The daemon opened (`open`) or closed a connection with this local endpoint: traffic whose
+    /// other end it is belongs to the daemon (exporting to a collector on this host, a scrape of
+    /// its admin endpoint) and is never traced.
+    /// A listening address of the daemon (admin endpoint, sampling endpoint): connections to it
+    /// are the daemon's own traffic from their first byte, before its `accept` returns.
+    pub fn own_listener(&mut self, addr: SocketAddr) {
+        self.own_listeners.push(addr);
+    }
+
+    fn is_own(&self, remote: SocketAddr) -> bool {
+        self.own.contains(&remote)
+            || self.own_listeners.iter().any(|l| l.port() == remote.port() && (l.ip().is_unspecified() || l.ip() == remote.ip()))
+    }
+
+    pub fn own_endpoint(&mut self, local: SocketAddr, open: bool) {
+        if open {
+            self.own.insert(local);
+        } else {
+            self.own.remove(&local);
+        }
+    }
+
+    /// One captured data call on `conn`.
+    pub fn on_data(&mut self, conn: &mut Conn<ConnSpans>, rec: &DataRecord) {
+        if rec.ret < 0 {
+            if rec.ret == -ECONNRESET || rec.ret == -EPIPE {
+                conn.state.reset = true;
+            }
+            return;
+        }
+        if rec.ret == 0 {
+            return;
+        }
+        // Bytes a process receives exist for it when its read returns: a blocking read's entry
+        // only says when it started waiting. Bytes it sends leave from the write's entry.
+        let enter = match rec.direction {
+            Direction::Ingress => rec.ts_exit_ns,
+            Direction::Egress => rec.ts_enter_ns,
+        };
+        let call = Buffered {
+            dir: pdir(rec.direction),
+            data: rec.payload.clone(),
+            total: rec.ret as usize,
+            tid: rec.tid,
+            enter,
+            exit: rec.ts_exit_ns,
+        };
+        let role = prole(conn.role);
+        let pending = match std::mem::take(&mut conn.state.proto) {
+            Proto::Fresh if self.is_own(conn.tuple.remote) => {
+                self.stats.own_traffic += 1;
+                conn.state.proto = Proto::Own;
+                return;
+            }
+            Proto::Fresh => vec![call],
+            Proto::Detecting(mut calls) => {
+                calls.push(call);
+                calls
+            }
+            state @ (Proto::Unknown | Proto::Own) => {
+                conn.state.proto = state;
+                return;
+            }
+            Proto::Active(mut session) => {
+                self.feed(conn, &mut session, &call);
+                conn.state.proto = Proto::Active(session);
+                return;
+            }
+        };
+        // Detect on everything seen so far in the first direction that spoke.
+        let first_dir = pending[0].dir;
+        let seen: Vec<u8> = pending.iter().filter(|c| c.dir == first_dir).flat_map(|c| c.data.iter().copied()).collect();
+        match protocol::detect(&seen, first_dir, role) {
+            Detect::Found(p) => {
+                self.stats.detected[p as usize] += 1;
+                let mut session = Box::new(Session::new(p, role, self.redaction));
+                for call in &pending {
+                    self.feed(conn, &mut session, call);
+                }
+                conn.state.proto = Proto::Active(session);
+            }
+            Detect::NeedMore if seen.len() < DETECT_BYTES && pending.len() < DETECT_CALLS => {
+                conn.state.proto = Proto::Detecting(pending);
+            }
+            _ => {
+                self.stats.unknown_protocol += 1;
+                conn.state.proto = Proto::Unknown;
+            }
+        }
+    }
+
+    fn feed(&mut self, conn: &mut Conn<ConnSpans>, session: &mut Session, call: &Buffered) {
+        let mut done = Vec::new();
+        session.feed(call.dir, &call.data, call.total, call.enter, call.exit, &mut done);
+        self.start_requests(conn, session, call.tid, call.exit);
+        for ex in done {
+            self.finish(conn, ex, call.exit);
+        }
+    }
+
+    fn start_requests(&mut self, conn: &mut Conn<ConnSpans>, session: &mut Session, tid: u32, ts: u64) {
+        for started in session.take_started() {
+            let origin = Origin { pid: conn.pid, tid, tuple: conn.tuple, seq: started.seq, ts_ns: ts };
+            let ids = match conn.role {
+                Role::Server => self.stitcher.server_request(origin, started.context.as_ref(), None),
+                Role::Client => self.stitcher.client_request(origin, started.context.as_ref()),
+            };
+            conn.state.open.insert(started.seq, (ids, tid));
+        }
+    }
+
+    fn finish(&mut self, conn: &mut Conn<ConnSpans>, ex: Exchange, now_ns: u64) {
+        let (ids, tid) = match conn.state.open.remove(&ex.seq) {
+            Some(v) => v,
+            None => {
+                // A request that never reported its start (should not happen): stitch it now.
+                let origin = Origin { pid: conn.pid, tid: 0, tuple: conn.tuple, seq: ex.seq, ts_ns: ex.start_ns };
+                let ids = match conn.role {
+                    Role::Server => self.stitcher.server_request(origin, ex.context.as_ref(), None),
+                    Role::Client => self.stitcher.client_request(origin, ex.context.as_ref()),
+                };
+                (ids, 0)
+            }
+        };
+        if conn.role == Role::Server {
+            self.stitcher.server_done(conn.pid, Some(tid), ids.span_id);
+        }
+        let span = self.span(conn, &ex, &ids, tid);
+        self.stats.spans += 1;
+        self.stitcher.finish(span, now_ns);
+    }
+
+    fn span(&self, conn: &Conn<ConnSpans>, ex: &Exchange, ids: &Ids, tid: u32) -> Span {
+        let kind = match conn.role {
+            Role::Client => SpanKind::Client,
+            Role::Server => SpanKind::Server,
+        };
+        let mut tags = Vec::with_capacity(ex.tags.len() + 10);
+        tags.push(Tag::str("span.kind", kind.as_str()));
+        tags.extend(ex.tags.iter().cloned());
+        let peer = conn.tuple.remote;
+        tags.push(Tag::str("net.peer.ip", peer.ip().to_string()));
+        tags.push(Tag::long("net.peer.port", peer.port() as i64));
+        tags.push(Tag::str("net.host.ip", conn.tuple.local.ip().to_string()));
+        tags.push(Tag::long("net.host.port", conn.tuple.local.port() as i64));
+        if conn.role == Role::Client {
+            // A peer that is not traced is named by its address.
+            tags.push(Tag::str("peer.service", format!("{}", peer)));
+        }
+        if tid != 0 {
+            tags.push(Tag::long("thread.id", tid as i64));
+        }
+        if let Some(link) = ids.link {
+            tags.push(Tag::str("tracer.link", link.as_str()));
+        }
+        if ids.ambiguous {
+            tags.push(Tag::bool("tracer.link.ambiguous", true));
+        }
+        let start_us = self.clock.unix_us(ex.start_ns);
+        let mut logs = Vec::new();
+        if let Some(msg) = &ex.error {
+            tags.push(Tag::bool("error", true));
+            tags.push(Tag::str("error.message", msg.clone()));
+            logs.push(Log {
+                timestamp_us: self.clock.unix_us(ex.end_ns),
+                fields: vec![Tag::str("event", "error"), Tag::str("message", msg.clone())],
+            });
+        }
+        Span {
+            trace_id: ids.trace_id,
+            span_id: ids.span_id,
+            parent_span_id: ids.parent_span_id,
+            operation: ex.operation.clone(),
+            flags: 1,
+            start_us,
+            duration_us: (ex.end_ns.saturating_sub(ex.start_ns) / 1000) as i64,
+            tags,
+            logs,
+            references: Vec::new(),
+            process: (self.resolve)(conn.pid),
+        }
+    }
+
+    /// The connection ended (close, final TCP state, process exit or eviction): requests still
+    /// open end with an error span.
+    pub fn on_close(&mut self, mut conn: Conn<ConnSpans>, ts_ns: u64) {
+        if let Proto::Active(mut session) = std::mem::take(&mut conn.state.proto) {
+            let mut done = Vec::new();
+            let reset = conn.state.reset;
+            session.close(ts_ns, reset, &mut done);
+            for ex in done {
+                self.finish(&mut conn, ex, ts_ns);
+            }
+        }
+        for (_, (ids, tid)) in conn.state.open.drain() {
+            if conn.role == Role::Server {
+                self.stitcher.server_done(conn.pid, Some(tid), ids.span_id);
+            }
+        }
+    }
+
+    /// Spans ready to leave at `now_ns` (all with `flush`).
+    pub fn drain(&mut self, now_ns: u64, flush: bool, out: &mut Vec<Span>) {
+        self.stitcher.drain(now_ns, flush, out);
+    }
+}
+
+#[cfg(test)]
+mod tests;

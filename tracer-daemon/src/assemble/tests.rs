@@ -1,0 +1,232 @@
+//! Assembly over synthetic captured calls with real protocol bytes: spans, tags and links.
+
+use std::sync::Arc;
+
+use super::*;
+use crate::{
+    conn::{ConnTable, Removal},
+    model::TagValue,
+    reader::decode::{ConnKind, ConnRecord, Syscall, Tuple},
+};
+
+fn process(pid: u32) -> Arc<Process> {
+    Arc::new(Process { service_name: format!("svc-{pid}"), tags: vec![] })
+}
+
+fn assembler() -> Assembler {
+    Assembler::new(Redaction::default(), WallClock::with_offset(0), StitchConfig::default(), Box::new(process))
+}
+
+fn tuple(local: &str, remote: &str) -> Tuple {
+    Tuple { local: local.parse().unwrap(), remote: remote.parse().unwrap() }
+}
+
+struct Host {
+    table: ConnTable<ConnSpans>,
+    asm: Assembler,
+    ts: u64,
+}
+
+impl Host {
+    fn new() -> Self {
+        Host { table: ConnTable::new(64), asm: assembler(), ts: 1_000_000 }
+    }
+
+    fn open(&mut self, kind: ConnKind, id: u64, pid: u32, t: Tuple) {
+        self.ts += 1000;
+        let rec = ConnRecord {
+            kind,
+            pid,
+            tid: pid,
+            ts_enter_ns: self.ts,
+            ts_exit_ns: self.ts,
+            conn_id: id,
+            fd: 3,
+            ret: 0,
+            syscall: Syscall::Connect,
+            tuple: t,
+            comm: "x".into(),
+        };
+        for (c, _) in self.table.on_conn(&rec) {
+            self.asm.on_close(c, self.ts);
+        }
+    }
+
+    fn data(&mut self, id: u64, tid: u32, dir: Direction, bytes: &[u8]) {
+        self.data_waited(id, tid, dir, bytes, 0);
+    }
+
+    /// A call that blocked `wait_ns` inside the kernel before it moved `bytes`.
+    fn data_waited(&mut self, id: u64, tid: u32, dir: Direction, bytes: &[u8], wait_ns: u64) {
+        self.ts += 1000;
+        let enter = self.ts;
+        self.ts += wait_ns;
+        let conn = self.table.get(id).expect("open connection");
+        let rec = DataRecord {
+            pid: conn.pid,
+            tid,
+            ts_enter_ns: enter,
+            ts_exit_ns: self.ts + 500,
+            conn_id: id,
+            fd: 3,
+            syscall: Syscall::Read,
+            direction: dir,
+            ret: bytes.len() as i64,
+            truncated: false,
+            tuple: conn.tuple,
+            payload: bytes.to_vec(),
+        };
+        let mut ev = Vec::new();
+        let conn = self.table.on_data(&rec, |_, _| false, &mut ev);
+        self.asm.on_data(conn, &rec);
+    }
+
+    fn close(&mut self, id: u64) {
+        self.ts += 1000;
+        if let Some(c) = self.table.on_final_state(id) {
+            self.asm.on_close(c, self.ts);
+        }
+    }
+
+    fn spans(&mut self) -> Vec<Span> {
+        let mut out = Vec::new();
+        self.asm.drain(0, true, &mut out);
+        out
+    }
+}
+
+fn tag<'a>(s: &'a Span, key: &str) -> Option<&'a TagValue> {
+    s.tags.iter().find(|t| t.key == key).map(|t| &t.value)
+}
+
+const GET: &[u8] = b"GET /users/7?x=1 HTTP/1.1\r\nHost: a\r\n\r\n";
+const OK: &[u8] = b"HTTP/1.1 200 OK\r\nContent-Length: 2\r\n\r\nok";
+
+#[test]
+fn http_client_and_server_on_one_host_make_one_trace() {
+    let mut h = Host::new();
+    let (c, s) = (tuple("127.0.0.1:40000", "127.0.0.1:8080"), tuple("127.0.0.1:8080", "127.0.0.1:40000"));
+    h.open(ConnKind::Connect, 1, 100, c);
+    h.open(ConnKind::Accept, 2, 200, s);
+    h.data(1, 100, Direction::Egress, GET);
+    h.data(2, 200, Direction::Ingress, GET);
+    // The server calls Redis from the serving thread.
+    h.open(ConnKind::Connect, 3, 200, tuple("127.0.0.1:50000", "127.0.0.1:6379"));
+    h.data(3, 200, Direction::Egress, b"*2\r\n$3\r\nGET\r\n$6\r\nuser:7\r\n");
+    h.data(3, 200, Direction::Ingress, b"$5\r\nalice\r\n");
+    h.data(2, 200, Direction::Egress, OK);
+    h.data(1, 100, Direction::Ingress, OK);
+    let spans = h.spans();
+    assert_eq!(spans.len(), 3, "{spans:#?}");
+    let client = spans.iter().find(|s| s.kind() == Some("client") && s.operation.starts_with("GET")).unwrap();
+    let server = spans.iter().find(|s| s.kind() == Some("server")).unwrap();
+    let redis = spans.iter().find(|s| s.operation == "redis GET").unwrap();
+    assert_eq!(client.operation, "GET /users/7");
+    assert_eq!(server.parent_span_id, client.span_id);
+    assert_eq!(redis.parent_span_id, server.span_id);
+    assert!(spans.iter().all(|s| s.trace_id == client.trace_id));
+    assert_eq!(client.parent_span_id, 0);
+    assert_eq!(server.tag_str("tracer.link"), Some("same-host-tuple"));
+    assert_eq!(redis.tag_str("tracer.link"), Some("thread"));
+    assert_eq!(server.process.service_name, "svc-200");
+    assert_eq!(tag(server, "http.status_code"), Some(&TagValue::Long(200)));
+    assert_eq!(redis.tag_str("peer.service"), Some("127.0.0.1:6379"));
+    assert_eq!(redis.tag_str("net.peer.ip"), Some("127.0.0.1"));
+    assert_eq!(tag(redis, "net.peer.port"), Some(&TagValue::Long(6379)));
+    assert!(client.duration_us >= server.duration_us);
+}
+
+#[test]
+fn a_server_span_starts_when_the_request_arrives_not_when_the_read_began_waiting() {
+    let mut h = Host::new();
+    h.open(ConnKind::Accept, 2, 200, tuple("127.0.0.1:8080", "127.0.0.1:40009"));
+    // A blocking read that waited 10 s before the request arrived.
+    h.data_waited(2, 200, Direction::Ingress, GET, 10_000_000_000);
+    h.data(2, 200, Direction::Egress, OK);
+    let spans = h.spans();
+    assert_eq!(spans.len(), 1);
+    assert!(spans[0].duration_us < 10, "duration {} us includes the wait", spans[0].duration_us);
+}
+
+#[test]
+fn server_read_reported_before_client_write_still_joins() {
+    let mut h = Host::new();
+    let (c, s) = (tuple("127.0.0.1:40001", "127.0.0.1:8080"), tuple("127.0.0.1:8080", "127.0.0.1:40001"));
+    h.open(ConnKind::Connect, 1, 100, c);
+    h.open(ConnKind::Accept, 2, 200, s);
+    h.data(2, 200, Direction::Ingress, GET);
+    h.data(1, 100, Direction::Egress, GET);
+    h.data(2, 200, Direction::Egress, OK);
+    h.data(1, 100, Direction::Ingress, OK);
+    let spans = h.spans();
+    let client = spans.iter().find(|s| s.kind() == Some("client")).unwrap();
+    let server = spans.iter().find(|s| s.kind() == Some("server")).unwrap();
+    assert_eq!(server.parent_span_id, client.span_id);
+    assert_eq!(server.trace_id, client.trace_id);
+}
+
+#[test]
+fn pipelined_redis_gives_one_span_per_command_and_errors_are_error_spans() {
+    let mut h = Host::new();
+    h.open(ConnKind::Connect, 1, 100, tuple("127.0.0.1:40002", "127.0.0.1:6379"));
+    h.data(1, 100, Direction::Egress, b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\nv\r\n*2\r\n$4\r\nLPOP\r\n$1\r\nk\r\n*2\r\n$3\r\nGET\r\n$1\r\nk\r\n");
+    h.data(1, 100, Direction::Ingress, b"+OK\r\n-WRONGTYPE Operation against a key holding the wrong kind of value\r\n$1\r\nv\r\n");
+    let spans = h.spans();
+    let ops: Vec<&str> = spans.iter().map(|s| s.operation.as_str()).collect();
+    assert_eq!(ops, ["redis SET", "redis LPOP", "redis GET"]);
+    let lpop = &spans[1];
+    assert_eq!(tag(lpop, "error"), Some(&TagValue::Bool(true)));
+    assert!(lpop.tag_str("error.message").unwrap().starts_with("WRONGTYPE"));
+    assert_eq!(lpop.logs.len(), 1);
+    assert_eq!(spans[0].tag_str("db.statement"), Some("SET k ?"), "values are redacted");
+    assert!(tag(&spans[2], "error").is_none());
+}
+
+#[test]
+fn a_connection_closed_mid_request_ends_its_span_with_an_error() {
+    let mut h = Host::new();
+    h.open(ConnKind::Connect, 1, 100, tuple("127.0.0.1:40003", "127.0.0.1:8080"));
+    h.data(1, 100, Direction::Egress, GET);
+    h.close(1);
+    let spans = h.spans();
+    assert_eq!(spans.len(), 1);
+    assert_eq!(tag(&spans[0], "error"), Some(&TagValue::Bool(true)));
+}
+
+#[test]
+fn unknown_protocols_give_no_spans_and_are_counted() {
+    let mut h = Host::new();
+    h.open(ConnKind::Connect, 1, 100, tuple("127.0.0.1:40004", "127.0.0.1:9999"));
+    h.data(1, 100, Direction::Egress, &[0x16, 0x03, 0x01, 0x00, 0xa5, 0x01, 0x00]);
+    h.data(1, 100, Direction::Ingress, b"\x16\x03\x03binary");
+    assert!(h.spans().is_empty());
+    assert_eq!(h.asm.stats.unknown_protocol, 1);
+    let _ = Removal::Closed;
+}
+
+#[test]
+fn traffic_to_the_daemons_own_sockets_is_never_traced() {
+    let mut h = Host::new();
+    // The daemon posts a batch to a collector on this host.
+    h.asm.own_endpoint("127.0.0.1:45000".parse().unwrap(), true);
+    h.open(ConnKind::Accept, 9, 300, tuple("127.0.0.1:14268", "127.0.0.1:45000"));
+    h.data(9, 300, Direction::Ingress, b"POST /api/traces HTTP/1.1\r\nContent-Length: 0\r\n\r\n");
+    h.data(9, 300, Direction::Egress, b"HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n");
+    assert!(h.spans().is_empty());
+    assert_eq!(h.asm.stats.own_traffic, 1);
+}
+
+#[test]
+fn requests_to_the_daemons_listeners_are_never_traced_even_before_accept() {
+    let mut h = Host::new();
+    h.asm.own_listener("0.0.0.0:14271".parse().unwrap());
+    h.open(ConnKind::Connect, 9, 300, tuple("127.0.0.1:45001", "127.0.0.1:14271"));
+    h.data(9, 300, Direction::Egress, b"GET /metrics HTTP/1.0\r\n\r\n");
+    h.data(9, 300, Direction::Ingress, b"HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n");
+    h.open(ConnKind::Connect, 10, 300, tuple("127.0.0.1:45002", "127.0.0.1:8080"));
+    h.data(10, 300, Direction::Egress, b"GET /other HTTP/1.0\r\n\r\n");
+    h.data(10, 300, Direction::Ingress, b"HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n");
+    let spans = h.spans();
+    assert_eq!(spans.len(), 1);
+    assert_eq!(spans[0].operation, "GET /other");
+}

@@ -1,0 +1,256 @@
+//! The batcher: groups spans by process into batches closed by span count, encoded bytes or
+//! age. Pure: the clock is passed in.
+
+use std::collections::HashMap;
+use std::fmt::Write as _;
+use std::sync::Arc;
+use std::time::Instant;
+
+use super::Batch;
+use super::config::BatchLimits;
+use super::encode::{Protocol, span_len};
+use super::host::HostInfo;
+use crate::model::{Process, Span};
+
+/// Most distinct process objects remembered for the fast lookup; past it the cache restarts.
+const PROCESS_CACHE: usize = 4096;
+
+struct Group {
+    /// The process with host tags, as it goes on the wire.
+    process: Arc<Process>,
+    spans: Vec<Span>,
+    bytes: usize,
+    opened: Instant,
+}
+
+/// Open batches, one per process.
+pub struct Batcher {
+    limits: BatchLimits,
+    /// The protocol whose encoded size counts toward `max_bytes`; `None` counts no bytes.
+    proto: Option<Protocol>,
+    host: HostInfo,
+    groups: HashMap<String, Group>,
+    /// `Arc<Process>` address -> (the process, kept alive so the address is not reused; its key).
+    by_ptr: HashMap<usize, (Arc<Process>, String)>,
+}
+
+/// A key equal for equal processes: service name and tags.
+fn process_key(p: &Process) -> String {
+    let mut k = String::with_capacity(p.service_name.len() + 16 * p.tags.len());
+    k.push_str(&p.service_name);
+    for t in &p.tags {
+        let _ = write!(k, "\u{0}{}\u{1}{:?}", t.key, t.value);
+    }
+    k
+}
+
+impl Batcher {
+    pub fn new(limits: BatchLimits, proto: Option<Protocol>, host: HostInfo) -> Self {
+        Batcher {
+            limits,
+            proto,
+            host,
+            groups: HashMap::new(),
+            by_ptr: HashMap::new(),
+        }
+    }
+
+    /// Spans held in open batches.
+    pub fn pending_spans(&self) -> usize {
+        self.groups.values().map(|g| g.spans.len()).sum()
+    }
+
+    fn key_of(&mut self, process: &Arc<Process>) -> String {
+        let ptr = Arc::as_ptr(process) as usize;
+        if let Some((_, key)) = self.by_ptr.get(&ptr) {
+            return key.clone();
+        }
+        if self.by_ptr.len() >= PROCESS_CACHE {
+            self.by_ptr.clear();
+        }
+        let key = process_key(process);
+        self.by_ptr.insert(ptr, (process.clone(), key.clone()));
+        key
+    }
+
+    /// Adds a span; batches closed by this span are appended to `out` (at most two: the open
+    /// one when this span would overflow its bytes, and the new one when it is full at once).
+    pub fn push(&mut self, span: Span, now: Instant, out: &mut Vec<Batch>) {
+        let key = self.key_of(&span.process);
+        let bytes = self.proto.map_or(0, |p| span_len(p, &span));
+        if let Some(g) = self.groups.get(&key)
+            && !g.spans.is_empty()
+            && g.bytes.saturating_add(bytes) > self.limits.max_bytes
+            && let Some(g) = self.groups.remove(&key)
+        {
+            out.push(Batch {
+                process: g.process,
+                spans: g.spans,
+            });
+        }
+        let host = &self.host;
+        let g = self.groups.entry(key.clone()).or_insert_with(|| Group {
+            process: host.complete(&span.process),
+            spans: Vec::new(),
+            bytes: 0,
+            opened: now,
+        });
+        g.spans.push(span);
+        g.bytes = g.bytes.saturating_add(bytes);
+        if (g.spans.len() >= self.limits.max_spans || g.bytes >= self.limits.max_bytes)
+            && let Some(g) = self.groups.remove(&key)
+        {
+            out.push(Batch {
+                process: g.process,
+                spans: g.spans,
+            });
+        }
+    }
+
+    /// When the oldest open batch reaches its age limit.
+    pub fn next_deadline(&self) -> Option<Instant> {
+        self.groups
+            .values()
+            .map(|g| g.opened + self.limits.max_age)
+            .min()
+    }
+
+    /// Closes the batches that reached their age limit at `now`.
+    pub fn expired(&mut self, now: Instant, out: &mut Vec<Batch>) {
+        let max_age = self.limits.max_age;
+        let keys: Vec<String> = self
+            .groups
+            .iter()
+            .filter(|(_, g)| g.opened + max_age <= now)
+            .map(|(k, _)| k.clone())
+            .collect();
+        for k in keys {
+            if let Some(g) = self.groups.remove(&k) {
+                out.push(Batch {
+                    process: g.process,
+                    spans: g.spans,
+                });
+            }
+        }
+    }
+
+    /// Closes every open batch, oldest first.
+    pub fn drain(&mut self, out: &mut Vec<Batch>) {
+        let mut groups: Vec<Group> = self.groups.drain().map(|(_, g)| g).collect();
+        groups.sort_by_key(|g| g.opened);
+        out.extend(groups.into_iter().map(|g| Batch {
+            process: g.process,
+            spans: g.spans,
+        }));
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::{Tag, TraceId};
+    use std::time::Duration;
+
+    fn span(process: &Arc<Process>, id: u64, op_len: usize) -> Span {
+        Span {
+            trace_id: TraceId { high: 0, low: 1 },
+            span_id: id,
+            parent_span_id: 0,
+            operation: "x".repeat(op_len),
+            flags: 1,
+            start_us: 0,
+            duration_us: 1,
+            tags: vec![],
+            logs: vec![],
+            references: vec![],
+            process: process.clone(),
+        }
+    }
+
+    fn limits(spans: usize, bytes: usize, age_ms: u64) -> BatchLimits {
+        BatchLimits {
+            max_spans: spans,
+            max_bytes: bytes,
+            max_age: Duration::from_millis(age_ms),
+        }
+    }
+
+    fn proc_(name: &str) -> Arc<Process> {
+        Arc::new(Process {
+            service_name: name.into(),
+            tags: vec![Tag::str("hostname", "h")],
+        })
+    }
+
+    #[test]
+    fn one_batch_per_process_closed_by_count() {
+        let mut b = Batcher::new(
+            limits(3, usize::MAX, 1000),
+            Some(Protocol::Binary),
+            HostInfo::new("h", "1.1.1.1"),
+        );
+        let (a, c) = (proc_("a"), proc_("c"));
+        let a2 = Arc::new(Process::clone(&a)); // equal value, another allocation
+        let t = Instant::now();
+        let mut out = Vec::new();
+        b.push(span(&a, 1, 1), t, &mut out);
+        b.push(span(&c, 2, 1), t, &mut out);
+        b.push(span(&a2, 3, 1), t, &mut out);
+        assert!(out.is_empty());
+        b.push(span(&a, 4, 1), t, &mut out);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].process.service_name, "a");
+        assert_eq!(
+            out[0].spans.iter().map(|s| s.span_id).collect::<Vec<_>>(),
+            [1, 3, 4]
+        );
+        // The wire process carries the host tags the span's process lacked.
+        assert!(out[0].process.tags.contains(&Tag::str("ip", "1.1.1.1")));
+        assert_eq!(b.pending_spans(), 1);
+    }
+
+    #[test]
+    fn bytes_limit_closes_before_overflow() {
+        let p = proc_("a");
+        let one = span_len(Protocol::Compact, &span(&p, 1, 100));
+        let mut b = Batcher::new(
+            limits(100, one * 2 + 10, 1000),
+            Some(Protocol::Compact),
+            HostInfo::new("h", "i"),
+        );
+        let t = Instant::now();
+        let mut out = Vec::new();
+        for id in 1..=3 {
+            b.push(span(&p, id, 100), t, &mut out);
+        }
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].spans.len(), 2);
+        // A span larger than the limit on its own still goes, alone.
+        b.push(span(&p, 9, 10_000), t, &mut out);
+        assert_eq!(out.len(), 3);
+        assert_eq!(out[1].spans.len(), 1);
+        assert_eq!(out[2].spans[0].span_id, 9);
+    }
+
+    #[test]
+    fn age_limit_and_drain() {
+        let mut b = Batcher::new(limits(100, usize::MAX, 1000), None, HostInfo::new("h", "i"));
+        let t = Instant::now();
+        let mut out = Vec::new();
+        b.push(span(&proc_("a"), 1, 1), t, &mut out);
+        b.push(
+            span(&proc_("b"), 2, 1),
+            t + Duration::from_millis(500),
+            &mut out,
+        );
+        assert_eq!(b.next_deadline(), Some(t + Duration::from_millis(1000)));
+        b.expired(t + Duration::from_millis(999), &mut out);
+        assert!(out.is_empty());
+        b.expired(t + Duration::from_millis(1000), &mut out);
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].process.service_name, "a");
+        b.drain(&mut out);
+        assert_eq!(out.len(), 2);
+        assert_eq!(b.next_deadline(), None);
+    }
+}

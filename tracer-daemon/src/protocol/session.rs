@@ -1,0 +1,495 @@
+//! A connection's protocol session: drives one protocol machine over both directions, passes
+//! over bodies and capture gaps, resynchronises after lost framing, and pairs requests with
+//! responses (FIFO) into [`Exchange`]s with the calls' timestamps.
+
+use std::collections::VecDeque;
+
+use crate::model::Tag;
+
+use super::stream::{Stream, UNTIL_CLOSE};
+use super::{
+    Ctx, Direction, Event, Exchange, GapOutcome, Progress, Protocol, Redaction, Request, Response,
+    Role, Side, http, mysql, redis,
+};
+
+/// Most requests waiting for a response on one connection.
+pub const MAX_PENDING: usize = 1024;
+
+/// Counters of what a session could not parse or pair.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct SessionStats {
+    /// Times framing was lost (capture gap in a header, garbage, oversize header).
+    pub resyncs: u64,
+    /// Calls dropped while waiting for a plausible message start.
+    pub dropped_calls: u64,
+    /// Responses with no pending request.
+    pub orphan_responses: u64,
+    /// Requests not queued because `MAX_PENDING` were already waiting.
+    pub dropped_requests: u64,
+}
+
+struct Pending {
+    seq: u64,
+    start_ns: u64,
+    req: Request,
+}
+
+enum Machine {
+    Http(http::Machine),
+    Redis(redis::Machine),
+    Mysql(mysql::Machine),
+}
+
+impl Machine {
+    fn decode(&mut self, side: Side, buf: &[u8], head: Option<&Request>, ctx: &Ctx) -> Progress {
+        match self {
+            Machine::Http(m) => m.decode(side, buf, head, ctx),
+            Machine::Redis(m) => m.decode(side, buf, head, ctx),
+            Machine::Mysql(m) => m.decode(side, buf, head, ctx),
+        }
+    }
+
+    fn on_gap(&mut self, side: Side, buf: &[u8], head: Option<&Request>, ctx: &Ctx) -> GapOutcome {
+        match self {
+            Machine::Http(m) => m.on_gap(side, buf, head, ctx),
+            Machine::Redis(m) => m.on_gap(side, buf, head, ctx),
+            Machine::Mysql(m) => m.on_gap(side, buf, head, ctx),
+        }
+    }
+
+    fn resync(&mut self, side: Side, data: &[u8]) -> bool {
+        match self {
+            Machine::Http(m) => m.resync(side, data),
+            Machine::Redis(m) => m.resync(side, data),
+            Machine::Mysql(m) => m.resync(side, data),
+        }
+    }
+}
+
+/// The protocol state of one TCP connection, fed with its captured calls in order.
+pub struct Session {
+    protocol: Protocol,
+    ctx: Ctx,
+    machine: Machine,
+    /// Index 0: the request direction; 1: the response direction.
+    streams: [Stream; 2],
+    pending: VecDeque<Pending>,
+    next_seq: u64,
+    /// `next_seq` when the response stream lost its framing: it resyncs only on a response to
+    /// a later request, and the requests before answer nothing that can still be paired.
+    response_lost_at: Option<u64>,
+    stopped: bool,
+    stats: SessionStats,
+    /// Requests parsed since the last `take_started`.
+    started: Vec<Started>,
+}
+
+/// A request whose message has been parsed: its span can get ids before the response comes.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Started {
+    pub seq: u64,
+    /// CLOCK_MONOTONIC ns of the call carrying the request's first byte.
+    pub start_ns: u64,
+    pub context: Option<super::TraceContext>,
+}
+
+fn index(side: Side) -> usize {
+    match side {
+        Side::Request => 0,
+        Side::Response => 1,
+    }
+}
+
+impl Session {
+    pub fn new(protocol: Protocol, role: Role, redaction: Redaction) -> Self {
+        let machine = match protocol {
+            Protocol::Http => Machine::Http(http::Machine::default()),
+            Protocol::Redis => Machine::Redis(redis::Machine::default()),
+            Protocol::Mysql => Machine::Mysql(mysql::Machine::default()),
+        };
+        Session {
+            protocol,
+            ctx: Ctx { role, redaction },
+            machine,
+            streams: [Stream::default(), Stream::default()],
+            pending: VecDeque::new(),
+            next_seq: 0,
+            response_lost_at: None,
+            stopped: false,
+            stats: SessionStats::default(),
+            started: Vec::new(),
+        }
+    }
+
+    pub fn protocol(&self) -> Protocol {
+        self.protocol
+    }
+
+    pub fn stats(&self) -> SessionStats {
+        self.stats
+    }
+
+    /// Requests parsed since the last call, in order (each later completes as an `Exchange`
+    /// with the same `seq`, or is dropped when the pending queue is full).
+    pub fn take_started(&mut self) -> std::vec::Drain<'_, Started> {
+        self.started.drain(..)
+    }
+
+    /// Requests still waiting for their response.
+    pub fn pending(&self) -> usize {
+        self.pending.len()
+    }
+
+    /// One captured syscall's bytes. `data` is what was captured (maybe a prefix); `total_len`
+    /// (at least `data.len()`) is how many bytes the call really moved: the rest is a gap the
+    /// parser accounts for. Timestamps are CLOCK_MONOTONIC ns of the syscall's entry and exit.
+    pub fn feed(
+        &mut self,
+        dir: Direction,
+        data: &[u8],
+        total_len: usize,
+        ts_enter_ns: u64,
+        ts_exit_ns: u64,
+        out: &mut Vec<Exchange>,
+    ) {
+        if self.stopped {
+            return;
+        }
+        let side = if dir == self.ctx.role.request_direction() {
+            Side::Request
+        } else {
+            Side::Response
+        };
+        let i = index(side);
+        let gap = total_len.saturating_sub(data.len()) as u64;
+        self.streams[i].last_exit = ts_exit_ns;
+        if self.streams[i].lost {
+            let fresh =
+                side == Side::Request || self.response_lost_at.is_none_or(|at| self.next_seq > at);
+            if data.is_empty() || !fresh || !self.machine.resync(side, data) {
+                self.stats.dropped_calls += 1;
+                return;
+            }
+            self.streams[i].lost = false;
+            if side == Side::Response {
+                self.abandon_before_loss(ts_enter_ns, out);
+            }
+        }
+        if !self.feed_data(side, data, ts_enter_ns, ts_exit_ns, out) || self.stopped {
+            return;
+        }
+        if gap > 0 {
+            self.feed_gap(side, gap, ts_exit_ns, out);
+        }
+    }
+
+    /// Parses captured bytes; false when the rest of the call was dropped (framing lost).
+    fn feed_data(
+        &mut self,
+        side: Side,
+        data: &[u8],
+        enter: u64,
+        exit: u64,
+        out: &mut Vec<Exchange>,
+    ) -> bool {
+        let i = index(side);
+        let mut rest = data;
+        loop {
+            if self.streams[i].skip > 0 {
+                let st = &mut self.streams[i];
+                let buffered = st.data().len() as u64;
+                let mut end = exit;
+                if buffered > 0 {
+                    let n = st.skip.min(buffered);
+                    end = st.consume(n as usize).unwrap_or(exit);
+                    if st.skip != UNTIL_CLOSE {
+                        st.skip -= n;
+                    }
+                }
+                if st.skip > 0 && !rest.is_empty() {
+                    let n = st.skip.min(rest.len() as u64);
+                    rest = &rest[n as usize..];
+                    if st.skip != UNTIL_CLOSE {
+                        st.skip -= n;
+                    }
+                    end = exit;
+                }
+                if st.skip > 0 {
+                    return true;
+                }
+                if let Some(ev) = st.after_skip.take() {
+                    let start = st.msg_start;
+                    self.handle(ev, start, end, out);
+                    if self.stopped {
+                        return false;
+                    }
+                }
+                continue;
+            }
+            if !rest.is_empty() {
+                let n = self.streams[i].append(rest, enter, exit);
+                rest = &rest[n..];
+            }
+            if self.streams[i].is_empty() {
+                return true;
+            }
+            let head = self.pending.front().map(|p| &p.req);
+            let progress = self
+                .machine
+                .decode(side, self.streams[i].data(), head, &self.ctx);
+            match progress {
+                Progress::Advance {
+                    consumed,
+                    begins,
+                    now,
+                    skip,
+                    then,
+                } => {
+                    if consumed == 0 && skip == 0 && now.is_none() && then.is_none() {
+                        self.lose(side);
+                        return false;
+                    }
+                    let st = &mut self.streams[i];
+                    if begins {
+                        st.msg_start = st.front_enter().unwrap_or(enter);
+                    }
+                    let end = st.consume(consumed).unwrap_or(exit);
+                    let start = st.msg_start;
+                    if let Some(ev) = now {
+                        self.handle(ev, start, end, out);
+                        if self.stopped {
+                            return false;
+                        }
+                    }
+                    let st = &mut self.streams[i];
+                    if skip > 0 {
+                        st.skip = skip;
+                        st.after_skip = then;
+                    } else if let Some(ev) = then {
+                        self.handle(ev, start, end, out);
+                        if self.stopped {
+                            return false;
+                        }
+                    }
+                }
+                Progress::NeedMore => {
+                    if rest.is_empty() {
+                        return true;
+                    }
+                    if self.streams[i].room() == 0 {
+                        // A header larger than the buffer: treat it like a cut message.
+                        if !self.cut(side, exit, out) {
+                            return false;
+                        }
+                    }
+                }
+                Progress::Invalid => {
+                    self.lose(side);
+                    return false;
+                }
+            }
+        }
+    }
+
+    /// Accounts for `gap` bytes the call moved beyond its capture.
+    fn feed_gap(&mut self, side: Side, mut gap: u64, exit: u64, out: &mut Vec<Exchange>) {
+        let i = index(side);
+        if self.streams[i].skip > 0 {
+            let st = &mut self.streams[i];
+            let n = st.skip.min(gap);
+            if st.skip != UNTIL_CLOSE {
+                st.skip -= n;
+            }
+            gap -= n;
+            if st.skip == 0
+                && let Some(ev) = st.after_skip.take()
+            {
+                let start = st.msg_start;
+                self.handle(ev, start, exit, out);
+            }
+        }
+        if gap == 0 || self.stopped {
+            return;
+        }
+        // The gap cuts a message (or starts one that was never seen).
+        if !self.cut(side, exit, out) {
+            return;
+        }
+        let st = &mut self.streams[i];
+        let n = st.skip.min(gap);
+        if st.skip != UNTIL_CLOSE {
+            st.skip -= n;
+        }
+        gap -= n;
+        if st.skip == 0
+            && let Some(ev) = st.after_skip.take()
+        {
+            let start = st.msg_start;
+            self.handle(ev, start, exit, out);
+        }
+        if gap > 0 && !self.stopped {
+            self.lose(side);
+        }
+    }
+
+    /// The buffered message is cut (gap or oversize): asks the machine what survives. True when
+    /// framing survives (the rest of the message is then skipped).
+    fn cut(&mut self, side: Side, exit: u64, out: &mut Vec<Exchange>) -> bool {
+        let i = index(side);
+        let head = self.pending.front().map(|p| &p.req);
+        let outcome = self
+            .machine
+            .on_gap(side, self.streams[i].data(), head, &self.ctx);
+        let st = &mut self.streams[i];
+        if !st.is_empty() && st.skip == 0 && st.after_skip.is_none() {
+            // The cut message starts in the buffer.
+            st.msg_start = st.front_enter().unwrap_or(exit);
+        }
+        st.clear();
+        match outcome.resume_skip {
+            Some(n) if n > 0 => {
+                st.skip = n;
+                st.after_skip = outcome.event;
+                true
+            }
+            resume => {
+                if let Some(ev) = outcome.event {
+                    let start = st.msg_start;
+                    self.handle(ev, start, exit, out);
+                }
+                if resume.is_some() {
+                    return true;
+                }
+                self.lose(side);
+                false
+            }
+        }
+    }
+
+    fn lose(&mut self, side: Side) {
+        self.streams[index(side)].lose();
+        self.stats.resyncs += 1;
+        if side == Side::Response {
+            self.response_lost_at = Some(self.next_seq);
+        }
+    }
+
+    /// Requests sent before the response stream lost its framing got responses nobody saw:
+    /// they end (at `end`) marked `tracer.truncated`, so later responses pair correctly.
+    fn abandon_before_loss(&mut self, end: u64, out: &mut Vec<Exchange>) {
+        let Some(at) = self.response_lost_at.take() else {
+            return;
+        };
+        while self.pending.front().is_some_and(|p| p.seq < at) {
+            if let Some(p) = self.pending.pop_front() {
+                let resp = Response {
+                    tags: vec![Tag::bool("tracer.truncated", true)],
+                    ..Response::default()
+                };
+                out.push(self.exchange(p, resp, end));
+            }
+        }
+    }
+
+    fn handle(&mut self, ev: Event, start: u64, end: u64, out: &mut Vec<Exchange>) {
+        match ev {
+            Event::Request(req) => {
+                let seq = self.next_seq;
+                self.next_seq += 1;
+                self.started.push(Started {
+                    seq,
+                    start_ns: start,
+                    context: req.context,
+                });
+                if self.pending.len() >= MAX_PENDING {
+                    self.stats.dropped_requests += 1;
+                } else {
+                    self.pending.push_back(Pending {
+                        seq,
+                        start_ns: start,
+                        req,
+                    });
+                }
+            }
+            Event::OneWay(req) => {
+                let seq = self.next_seq;
+                self.next_seq += 1;
+                self.started.push(Started {
+                    seq,
+                    start_ns: start,
+                    context: req.context,
+                });
+                let p = Pending {
+                    seq,
+                    start_ns: start,
+                    req,
+                };
+                out.push(self.exchange(p, Response::default(), end));
+            }
+            Event::Response(resp) => match self.pending.pop_front() {
+                Some(p) => out.push(self.exchange(p, resp, end)),
+                None => self.stats.orphan_responses += 1,
+            },
+            Event::Stop => {
+                self.stopped = true;
+                for st in &mut self.streams {
+                    st.clear();
+                    st.skip = 0;
+                    st.after_skip = None;
+                }
+            }
+        }
+    }
+
+    fn exchange(&self, p: Pending, resp: Response, end: u64) -> Exchange {
+        let mut tags = p.req.tags;
+        for t in resp.replace_tags {
+            match tags.iter_mut().find(|x| x.key == t.key) {
+                Some(slot) => *slot = t,
+                None => tags.push(t),
+            }
+        }
+        tags.extend(resp.tags);
+        Exchange {
+            protocol: self.protocol,
+            seq: p.seq,
+            start_ns: p.start_ns,
+            end_ns: end.max(p.start_ns),
+            operation: resp.operation.unwrap_or(p.req.operation),
+            tags,
+            error: resp.error,
+            context: p.req.context.or(resp.context),
+        }
+    }
+
+    /// The connection closed (or was reset): a response delimited by the close completes;
+    /// requests still waiting end with an error exchange.
+    pub fn close(&mut self, ts_ns: u64, reset: bool, out: &mut Vec<Exchange>) {
+        for side in [Side::Request, Side::Response] {
+            let st = &mut self.streams[index(side)];
+            if st.skip == UNTIL_CLOSE
+                && let Some(ev) = st.after_skip.take()
+            {
+                let (start, end) = (st.msg_start, st.last_exit);
+                st.skip = 0;
+                self.handle(ev, start, end, out);
+            }
+        }
+        let error = if reset {
+            "connection reset before response"
+        } else {
+            "connection closed before response"
+        };
+        while let Some(p) = self.pending.pop_front() {
+            let resp = Response {
+                error: Some(error.to_string()),
+                ..Response::default()
+            };
+            out.push(self.exchange(p, resp, ts_ns));
+        }
+        self.stopped = true;
+        for st in &mut self.streams {
+            st.clear();
+        }
+    }
+}

@@ -1,0 +1,150 @@
+//! One direction of a connection as the session sees it: buffered unparsed bytes (bounded), the
+//! timing of the calls that carried them, and the count of bytes still to pass over.
+
+use std::collections::VecDeque;
+
+use super::Event;
+
+/// Most bytes buffered per direction while a message is incomplete.
+pub(crate) const MAX_BUF: usize = 64 * 1024;
+
+/// A skip that only the end of the connection ends (HTTP/1.0 body delimited by close).
+pub(crate) const UNTIL_CLOSE: u64 = u64::MAX;
+
+/// The call that carried some buffered bytes (CLOCK_MONOTONIC ns).
+#[derive(Debug, Clone, Copy)]
+struct Seg {
+    len: usize,
+    enter: u64,
+    exit: u64,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Stream {
+    buf: Vec<u8>,
+    /// Index of the first unconsumed byte of `buf`.
+    head: usize,
+    /// Timing of the unconsumed bytes, oldest first; lengths add up to `len()`.
+    segs: VecDeque<Seg>,
+    /// Bytes (captured or not) to pass over before parsing resumes.
+    pub skip: u64,
+    /// Fires when `skip` reaches 0.
+    pub after_skip: Option<Event>,
+    /// Entry time of the call that carried the first byte of the message being parsed.
+    pub msg_start: u64,
+    /// Framing was lost: bytes are dropped until a call starts with a plausible message.
+    pub lost: bool,
+    /// Exit time of the last call seen on this direction.
+    pub last_exit: u64,
+}
+
+impl Stream {
+    pub fn data(&self) -> &[u8] {
+        self.buf.get(self.head..).unwrap_or(&[])
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.head >= self.buf.len()
+    }
+
+    pub fn room(&self) -> usize {
+        MAX_BUF.saturating_sub(self.buf.len().saturating_sub(self.head))
+    }
+
+    /// Buffers as much of `data` as fits; returns how many bytes were taken.
+    pub fn append(&mut self, data: &[u8], enter: u64, exit: u64) -> usize {
+        let n = data.len().min(self.room());
+        if n == 0 {
+            return 0;
+        }
+        if self.head > 0 {
+            self.buf.drain(..self.head);
+            self.head = 0;
+        }
+        self.buf.extend_from_slice(&data[..n]);
+        self.segs.push_back(Seg {
+            len: n,
+            enter,
+            exit,
+        });
+        n
+    }
+
+    /// Entry time of the call that carried the first buffered byte.
+    pub fn front_enter(&self) -> Option<u64> {
+        self.segs.front().map(|s| s.enter)
+    }
+
+    /// Drops `n` bytes from the front; returns the exit time of the call that carried the last.
+    pub fn consume(&mut self, n: usize) -> Option<u64> {
+        let n = n.min(self.buf.len().saturating_sub(self.head));
+        self.head += n;
+        let mut left = n;
+        let mut exit = None;
+        while left > 0 {
+            let Some(seg) = self.segs.front_mut() else {
+                break;
+            };
+            exit = Some(seg.exit);
+            if seg.len > left {
+                seg.len -= left;
+                left = 0;
+            } else {
+                left -= seg.len;
+                self.segs.pop_front();
+            }
+        }
+        if self.head >= self.buf.len() {
+            self.buf.clear();
+            self.head = 0;
+        }
+        exit
+    }
+
+    /// Drops everything buffered.
+    pub fn clear(&mut self) {
+        self.buf.clear();
+        self.head = 0;
+        self.segs.clear();
+    }
+
+    /// Forgets the framing: nothing buffered, nothing to skip.
+    pub fn lose(&mut self) {
+        self.clear();
+        self.skip = 0;
+        self.after_skip = None;
+        self.lost = true;
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn consume_reports_the_call_of_the_last_byte() {
+        let mut s = Stream::default();
+        assert_eq!(s.append(b"abc", 1, 2), 3);
+        assert_eq!(s.append(b"de", 3, 4), 2);
+        assert_eq!(s.front_enter(), Some(1));
+        assert_eq!(s.consume(3), Some(2));
+        assert_eq!(s.front_enter(), Some(3));
+        assert_eq!(s.data(), b"de");
+        assert_eq!(s.consume(1), Some(4));
+        assert_eq!(s.data(), b"e");
+        assert_eq!(s.consume(5), Some(4));
+        assert!(s.is_empty());
+        assert_eq!(s.front_enter(), None);
+    }
+
+    #[test]
+    fn append_is_bounded() {
+        let mut s = Stream::default();
+        let big = vec![b'x'; MAX_BUF + 10];
+        assert_eq!(s.append(&big, 0, 0), MAX_BUF);
+        assert_eq!(s.room(), 0);
+        assert_eq!(s.append(b"y", 0, 0), 0);
+        s.consume(10);
+        assert_eq!(s.room(), 10);
+    }
+}

@@ -1,0 +1,8 @@
+//! Tests of the protocol layer against captures of real servers (`testdata/<proto>/*.cap`) and
+//! hand-written edge cases.
+
+mod edge;
+mod harness;
+mod http_captures;
+mod mysql_captures;
+mod redis_captures;
