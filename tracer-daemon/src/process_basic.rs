@@ -1,10 +1,11 @@
 //! Service naming from the process itself: `OTEL_SERVICE_NAME`, then `JAEGER_SERVICE_NAME` from
-//! its environment, then its command name. Cached per pid (with the process start time, so a
-//! reused pid is named afresh).
+//! its environment, then its command name. Cached per pid; the process start time is checked
+//! again at most once per `RECHECK`, so a reused pid is named afresh without a file read per span.
 
 use std::{
     collections::HashMap,
     sync::{Arc, Mutex},
+    time::{Duration, Instant},
 };
 
 use crate::model::{Process, Tag};
@@ -13,6 +14,8 @@ use crate::model::{Process, Tag};
 const NAME_VARS: [&str; 2] = ["OTEL_SERVICE_NAME", "JAEGER_SERVICE_NAME"];
 /// Processes remembered at once; the cache is cleared beyond this.
 const MAX_CACHED: usize = 16_384;
+/// How long a cached entry is trusted before the pid's start time is checked again.
+const RECHECK: Duration = Duration::from_secs(1);
 
 /// The first service-name variable set in a `/proc/PID/environ` blob.
 pub fn service_from_environ(environ: &[u8]) -> Option<String> {
@@ -44,21 +47,30 @@ fn describe(pid: u32) -> Process {
 
 /// A caching resolver pid → `Process`.
 pub fn resolver() -> impl Fn(u32) -> Arc<Process> + Send + 'static {
-    let cache: Mutex<HashMap<u32, (Option<u64>, Arc<Process>)>> = Mutex::new(HashMap::new());
+    struct Entry {
+        started: Option<u64>,
+        checked: Instant,
+        process: Arc<Process>,
+    }
+    let cache: Mutex<HashMap<u32, Entry>> = Mutex::new(HashMap::new());
     move |pid| {
-        let started = start_time(pid);
         let mut cache = cache.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some((s, p)) = cache.get(&pid) {
-            if *s == started {
-                return p.clone();
+        if let Some(e) = cache.get_mut(&pid) {
+            if e.checked.elapsed() < RECHECK {
+                return e.process.clone();
+            }
+            let started = start_time(pid);
+            if started == e.started {
+                e.checked = Instant::now();
+                return e.process.clone();
             }
         }
         if cache.len() >= MAX_CACHED {
             cache.clear();
         }
-        let p = Arc::new(describe(pid));
-        cache.insert(pid, (started, p.clone()));
-        p
+        let process = Arc::new(describe(pid));
+        cache.insert(pid, Entry { started: start_time(pid), checked: Instant::now(), process: process.clone() });
+        process
     }
 }
 

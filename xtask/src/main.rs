@@ -149,19 +149,25 @@ fn fuzz(root: &Path, seconds: u32) -> Result<()> {
     if !fuzz_dir.join("Cargo.toml").exists() {
         return Ok(());
     }
-    let targets = std::fs::read_dir(fuzz_dir.join("fuzz_targets"))?
-        .filter_map(|e| e.ok())
-        .filter_map(|e| e.path().file_stem().map(|s| s.to_string_lossy().into_owned()))
-        .collect::<Vec<_>>();
+    let list = Command::new("cargo")
+        .current_dir(root)
+        .env_remove("RUSTUP_TOOLCHAIN")
+        .args(["+nightly", "fuzz", "list"])
+        .output()
+        .context("listing the fuzz targets (cargo-fuzz is installed by `cargo xtask setup`)")?;
+    let targets: Vec<String> = String::from_utf8_lossy(&list.stdout).split_whitespace().map(str::to_owned).collect();
+    if targets.is_empty() {
+        bail!("cargo fuzz list found no targets: {}", String::from_utf8_lossy(&list.stderr));
+    }
     eprintln!("xtask: fuzzing {} targets for {seconds} s each", targets.len());
-    run_cmd(Command::new("cargo").current_dir(root).args(["test", "-p", "tracer-daemon", "--lib", "write_fuzz_seeds", "--", "--ignored"]).env("TRACER_FUZZ_CORPUS", fuzz_dir.join("corpus")))?;
+    run_cmd(Command::new("python3").arg(fuzz_dir.join("seed_corpus.py")).current_dir(root))
+        .context("writing the fuzz seed corpus from the recorded captures")?;
     for t in targets {
         run_cmd(
             Command::new("cargo")
-                .current_dir(&fuzz_dir)
+                .current_dir(root)
                 .env_remove("RUSTUP_TOOLCHAIN")
-                .args(["+nightly", "fuzz", "run", &t, "--", &format!("-max_total_time={seconds}"), "-rss_limit_mb=2048"])
-                .arg(fuzz_dir.join("corpus").join(&t)),
+                .args(["+nightly", "fuzz", "run", &t, "--", &format!("-max_total_time={seconds}"), "-rss_limit_mb=2048"]),
         )
         .with_context(|| format!("fuzz target {t} found a failure (see fuzz/artifacts/{t})"))?;
     }

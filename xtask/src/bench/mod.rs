@@ -1,0 +1,134 @@
+//! `cargo xtask bench`: real servers under real load generators, each workload run under
+//! several arms (no daemon; the daemon with one probe set or another) in interleaved windows
+//! (warm-up, then A B C, A B C, …). The report gives, per workload and arm, the median of the
+//! per-round ratios against the untraced arm with its spread, latency percentiles, daemon CPU
+//! seconds per thousand requests, daemon RSS, and lost events / dropped spans. Servers run on
+//! CPU 0; the load generator and the daemon on CPU 1. Reports go to `bench-results/` as
+//! Markdown, JSON and an SVG chart of the ratios.
+
+mod chart;
+mod daemon;
+mod report;
+mod workloads;
+
+use std::{path::Path, time::Duration};
+
+use anyhow::{Result, bail};
+
+use daemon::Daemon;
+use workloads::Workload;
+
+#[derive(clap::Args)]
+pub struct BenchArgs {
+    /// Fewer and shorter windows (the whole run stays under five minutes).
+    #[arg(long)]
+    quick: bool,
+    /// Only workloads whose name contains this.
+    #[arg(long)]
+    only: Option<String>,
+}
+
+/// One way of running a workload.
+#[derive(Clone, Debug)]
+pub struct Arm {
+    pub name: &'static str,
+    /// Daemon arguments; `None` runs without the daemon.
+    pub daemon_args: Option<Vec<&'static str>>,
+}
+
+/// What one window measured.
+#[derive(Clone, Debug, Default)]
+pub struct Sample {
+    pub ops_per_sec: f64,
+    pub p50_ms: f64,
+    pub p99_ms: f64,
+    /// Requests completed in the window.
+    pub requests: f64,
+    /// How long the load ran (seconds).
+    pub secs: f64,
+}
+
+/// A window's measurement with the daemon's figures.
+#[derive(Clone, Debug, Default)]
+pub struct Window {
+    pub round: usize,
+    pub arm: usize,
+    pub sample: Sample,
+    /// Daemon CPU seconds per thousand requests (0 without the daemon).
+    pub cpu_per_kreq: f64,
+    pub rss_mib: f64,
+    pub spans_per_sec: f64,
+    /// Daemon CPU seconds per span (0 when no span was made).
+    pub cpu_per_span: f64,
+    pub lost_events: f64,
+    pub dropped_spans: f64,
+}
+
+pub fn arms_socket() -> Vec<Arm> {
+    vec![
+        Arm { name: "untraced", daemon_args: None },
+        Arm { name: "socket probes", daemon_args: Some(vec![]) },
+    ]
+}
+
+pub fn run(daemon_bin: &Path, args: BenchArgs) -> Result<()> {
+    if !crate::is_root() {
+        bail!("benchmarks load kernel programs and must run as root");
+    }
+    let (rounds, window) = if args.quick { (3, Duration::from_secs(3)) } else { (6, Duration::from_secs(8)) };
+    // The load generators and the daemon share CPU 1; the servers get CPU 0.
+    workloads::pin_self(1)?;
+    let mut results = Vec::new();
+    for w in workloads::all() {
+        if args.only.as_deref().is_some_and(|o| !w.name().contains(o)) {
+            continue;
+        }
+        eprintln!("bench: {} — {rounds} rounds of {window:?} per arm, interleaved", w.name());
+        results.push(run_workload(daemon_bin, w.as_ref(), rounds, window)?);
+    }
+    report::write(&results, rounds, window)
+}
+
+pub struct WorkloadResult {
+    pub name: String,
+    pub description: String,
+    pub arms: Vec<Arm>,
+    pub windows: Vec<Window>,
+}
+
+fn run_workload(daemon_bin: &Path, w: &dyn Workload, rounds: usize, window: Duration) -> Result<WorkloadResult> {
+    let mut running = w.start()?;
+    running.window(window / 2)?; // warm-up
+    let arms = w.arms();
+    let mut windows = Vec::new();
+    for round in 0..rounds {
+        for (i, arm) in arms.iter().enumerate() {
+            let daemon = match &arm.daemon_args {
+                Some(a) => Some(Daemon::start(daemon_bin, a)?),
+                None => None,
+            };
+            let before = daemon.as_ref().map(|d| d.figures()).transpose()?;
+            let sample = running.window(window)?;
+            let after = daemon.as_ref().map(|d| d.figures()).transpose()?;
+            let mut win = Window { round, arm: i, sample, ..Default::default() };
+            if let (Some(b), Some(a)) = (before, after) {
+                let reqs = win.sample.requests;
+                let cpu = a.cpu_secs - b.cpu_secs;
+                let spans = a.spans - b.spans;
+                win.cpu_per_kreq = if reqs > 0.0 { cpu / (reqs / 1000.0) } else { 0.0 };
+                win.rss_mib = a.rss_mib;
+                win.spans_per_sec = if win.sample.secs > 0.0 { spans / win.sample.secs } else { 0.0 };
+                win.cpu_per_span = if spans > 0.0 { cpu / spans } else { 0.0 };
+                win.lost_events = a.lost_events - b.lost_events;
+                win.dropped_spans = a.dropped_spans - b.dropped_spans;
+            }
+            drop(daemon);
+            eprintln!(
+                "bench:   round {round} {:<22} {:>12.0} ops/s  p50 {:.3} ms  p99 {:.3} ms  daemon {:.4} CPU s/kreq  {:.0} spans/s  lost {}  dropped {}",
+                arm.name, win.sample.ops_per_sec, win.sample.p50_ms, win.sample.p99_ms, win.cpu_per_kreq, win.spans_per_sec, win.lost_events, win.dropped_spans
+            );
+            windows.push(win);
+        }
+    }
+    Ok(WorkloadResult { name: w.name().into(), description: w.description(), arms, windows })
+}

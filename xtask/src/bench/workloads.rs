@@ -1,0 +1,396 @@
+//! The benchmark workloads: a syscall loop, redis-benchmark (pipelining 1 and 16), sysbench
+//! point selects against mariadb, and wrk against nginx. Servers are Debian's, started here on
+//! loopback ports, pinned to CPU 0, and stopped by pid.
+
+use std::{
+    io::{Read, Write},
+    net::{TcpListener, TcpStream},
+    path::PathBuf,
+    process::{Child, Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use anyhow::{Context, Result, bail};
+
+use super::{Arm, Sample, arms_socket};
+
+pub trait Workload {
+    fn name(&self) -> &'static str;
+    fn description(&self) -> String;
+    fn arms(&self) -> Vec<Arm> {
+        arms_socket()
+    }
+    fn start(&self) -> Result<Box<dyn Running>>;
+}
+
+/// A started workload: its servers run until it is dropped.
+pub trait Running {
+    /// Runs the load for about `d` and measures it.
+    fn window(&mut self, d: Duration) -> Result<Sample>;
+}
+
+pub fn all() -> Vec<Box<dyn Workload>> {
+    vec![
+        Box::new(SyscallLoop),
+        Box::new(RedisBench { pipeline: 1 }),
+        Box::new(RedisBench { pipeline: 16 }),
+        Box::new(Sysbench),
+        Box::new(WrkNginx),
+    ]
+}
+
+/// Pins this process (and the loads it starts) to one CPU.
+pub fn pin_self(cpu: u32) -> Result<()> {
+    crate::run_cmd(Command::new("taskset").args(["-pc", &cpu.to_string(), &std::process::id().to_string()]).stdout(Stdio::null()))
+}
+
+fn free_port() -> Result<u16> {
+    Ok(TcpListener::bind("127.0.0.1:0")?.local_addr()?.port())
+}
+
+/// A server process on CPU 0, stopped by pid when dropped.
+struct Server {
+    child: Child,
+    dir: Option<PathBuf>,
+}
+
+impl Server {
+    fn start(cmd: &mut Command, port: u16, dir: Option<PathBuf>) -> Result<Server> {
+        let child = cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn().with_context(|| format!("starting {cmd:?}"))?;
+        let mut s = Server { child, dir };
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while TcpStream::connect(("127.0.0.1", port)).is_err() {
+            if Instant::now() > deadline || s.child.try_wait()?.is_some() {
+                bail!("{cmd:?} did not listen on port {port}");
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        Ok(s)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let _ = self.child.wait();
+        if let Some(d) = &self.dir {
+            let _ = std::fs::remove_dir_all(d);
+        }
+    }
+}
+
+fn on_cpu0(program: &str) -> Command {
+    let mut c = Command::new("taskset");
+    c.args(["-c", "0", program]);
+    c
+}
+
+fn scratch(name: &str) -> Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!("tracer-bench-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir)?;
+    Ok(dir)
+}
+
+fn output(cmd: &mut Command) -> Result<String> {
+    let out = cmd.output().with_context(|| format!("running {cmd:?}"))?;
+    if !out.status.success() {
+        bail!("{cmd:?} failed: {}", String::from_utf8_lossy(&out.stderr));
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+// ---------------------------------------------------------------------------------------------
+
+/// 16-byte write + read round trips on one loopback connection: the cost per traced syscall.
+struct SyscallLoop;
+
+impl Workload for SyscallLoop {
+    fn name(&self) -> &'static str {
+        "syscall-loop"
+    }
+    fn description(&self) -> String {
+        "16-byte write+read round trips over loopback TCP, echoed by a thread: 4 traced data syscalls per round trip (no protocol, no spans). Compares the syscall hooks.".into()
+    }
+    fn arms(&self) -> Vec<Arm> {
+        vec![
+            Arm { name: "untraced", daemon_args: None },
+            Arm { name: "raw tracepoints", daemon_args: Some(vec!["--syscall-hook", "raw"]) },
+            Arm { name: "classic tracepoints", daemon_args: Some(vec!["--syscall-hook", "tracepoint"]) },
+        ]
+    }
+    fn start(&self) -> Result<Box<dyn Running>> {
+        Ok(Box::new(SyscallLoopRun))
+    }
+}
+
+struct SyscallLoopRun;
+
+impl Running for SyscallLoopRun {
+    fn window(&mut self, d: Duration) -> Result<Sample> {
+        let listener = TcpListener::bind("127.0.0.1:0")?;
+        let addr = listener.local_addr()?;
+        let echo = std::thread::spawn(move || -> std::io::Result<()> {
+            let (mut s, _) = listener.accept()?;
+            s.set_nodelay(true)?;
+            let mut buf = [0u8; 16];
+            while s.read_exact(&mut buf).is_ok() {
+                s.write_all(&buf)?;
+            }
+            Ok(())
+        });
+        let mut c = TcpStream::connect(addr)?;
+        c.set_nodelay(true)?;
+        let (msg, mut buf) = ([7u8; 16], [0u8; 16]);
+        let start = Instant::now();
+        let mut n: u64 = 0;
+        while start.elapsed() < d && n < 100_000_000 {
+            for _ in 0..100 {
+                c.write_all(&msg)?;
+                c.read_exact(&mut buf)?;
+            }
+            n += 100;
+        }
+        let secs = start.elapsed().as_secs_f64();
+        drop(c);
+        let _ = echo.join();
+        let per_op_ms = secs * 1000.0 / n as f64;
+        Ok(Sample { ops_per_sec: n as f64 / secs, p50_ms: per_op_ms, p99_ms: per_op_ms, requests: n as f64, secs })
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+struct RedisBench {
+    pipeline: u32,
+}
+
+struct RedisRun {
+    port: u16,
+    pipeline: u32,
+    _server: Server,
+}
+
+impl Workload for RedisBench {
+    fn name(&self) -> &'static str {
+        if self.pipeline == 1 { "redis-benchmark-p1" } else { "redis-benchmark-p16" }
+    }
+    fn description(&self) -> String {
+        format!("redis-benchmark GET and SET, 50 clients, pipelining {}, against redis-server", self.pipeline)
+    }
+    fn start(&self) -> Result<Box<dyn Running>> {
+        let port = free_port()?;
+        let server = Server::start(
+            on_cpu0("redis-server").args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]),
+            port,
+            None,
+        )?;
+        Ok(Box::new(RedisRun { port, pipeline: self.pipeline, _server: server }))
+    }
+}
+
+impl Running for RedisRun {
+    fn window(&mut self, d: Duration) -> Result<Sample> {
+        // Requests sized to last about `d` at the expected rate, split between GET and SET.
+        let per_test = (if self.pipeline == 1 { 25_000.0 } else { 150_000.0 } * d.as_secs_f64()) as u64;
+        let start = Instant::now();
+        let csv = output(Command::new("redis-benchmark").args([
+            "-p",
+            &self.port.to_string(),
+            "-t",
+            "get,set",
+            "-c",
+            "50",
+            "-P",
+            &self.pipeline.to_string(),
+            "-n",
+            &per_test.to_string(),
+            "--csv",
+        ]))?;
+        let secs = start.elapsed().as_secs_f64();
+        // "test","rps","avg_latency_ms","min_latency_ms","p50_latency_ms","p95_latency_ms","p99_latency_ms","max_latency_ms"
+        let rows: Vec<Vec<f64>> = csv
+            .lines()
+            .skip(1)
+            .map(|l| l.split(',').skip(1).filter_map(|f| f.trim_matches('"').parse().ok()).collect())
+            .filter(|r: &Vec<f64>| r.len() >= 6)
+            .collect();
+        if rows.is_empty() {
+            bail!("redis-benchmark printed no results: {csv}");
+        }
+        let n = rows.len() as f64;
+        Ok(Sample {
+            ops_per_sec: rows.iter().map(|r| r[0]).sum::<f64>() / n,
+            p50_ms: rows.iter().map(|r| r[3]).fold(0.0, f64::max),
+            p99_ms: rows.iter().map(|r| r[5]).fold(0.0, f64::max),
+            requests: per_test as f64 * n,
+            secs,
+        })
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+struct Sysbench;
+
+struct SysbenchRun {
+    port: u16,
+    _server: Server,
+}
+
+impl Workload for Sysbench {
+    fn name(&self) -> &'static str {
+        "sysbench-point-select"
+    }
+    fn description(&self) -> String {
+        "sysbench oltp_point_select, 4 threads, 1 table of 10 000 rows, against mariadbd (sysbench reports a mean, shown in the p50 column, and a p99)".into()
+    }
+    fn start(&self) -> Result<Box<dyn Running>> {
+        let dir = scratch("mariadb")?;
+        let data = dir.join("data");
+        output(
+            Command::new("mariadb-install-db")
+                .args(["--no-defaults", "--auth-root-authentication-method=normal", "--skip-test-db", "--user=root"])
+                .arg(format!("--datadir={}", data.display())),
+        )?;
+        let port = free_port()?;
+        let server = Server::start(
+            on_cpu0("mariadbd")
+                .arg("--no-defaults")
+                .arg(format!("--datadir={}", data.display()))
+                .arg(format!("--socket={}", dir.join("sock").display()))
+                .arg(format!("--pid-file={}", dir.join("pid").display()))
+                .args(["--bind-address=127.0.0.1", "--user=root", "--skip-log-bin", "--innodb-buffer-pool-size=64M"])
+                .arg(format!("--port={port}")),
+            port,
+            Some(dir),
+        )?;
+        output(Command::new("mariadb").args(["--no-defaults", "-h", "127.0.0.1", "-P", &port.to_string(), "-u", "root", "--skip-ssl", "-e", "CREATE DATABASE sbtest"]))?;
+        output(Command::new("sysbench").args(sysbench_args(port)).args(["--tables=1", "--table-size=10000", "prepare"]))?;
+        Ok(Box::new(SysbenchRun { port, _server: server }))
+    }
+}
+
+fn sysbench_args(port: u16) -> Vec<String> {
+    vec![
+        "oltp_point_select".into(),
+        "--db-driver=mysql".into(),
+        "--mysql-host=127.0.0.1".into(),
+        format!("--mysql-port={port}"),
+        "--mysql-user=root".into(),
+        "--mysql-db=sbtest".into(),
+        "--mysql-ssl=off".into(),
+    ]
+}
+
+impl Running for SysbenchRun {
+    fn window(&mut self, d: Duration) -> Result<Sample> {
+        let start = Instant::now();
+        let out = output(
+            Command::new("sysbench")
+                .args(sysbench_args(self.port))
+                .args(["--tables=1", "--table-size=10000", "--threads=4", "--percentile=99"])
+                .arg(format!("--time={}", d.as_secs().max(1)))
+                .arg("run"),
+        )?;
+        let field = |key: &str| -> Option<f64> {
+            let line = out.lines().find(|l| l.trim_start().starts_with(key))?;
+            line.split(':').nth(1)?.split_whitespace().next()?.parse().ok()
+        };
+        let per_sec = out
+            .lines()
+            .find(|l| l.trim_start().starts_with("queries:"))
+            .and_then(|l| l.split('(').nth(1)?.split_whitespace().next()?.parse().ok())
+            .context("sysbench printed no query rate")?;
+        let secs = start.elapsed().as_secs_f64();
+        Ok(Sample {
+            ops_per_sec: per_sec,
+            p50_ms: field("avg:").unwrap_or(0.0),
+            p99_ms: field("99th percentile:").unwrap_or(0.0),
+            requests: per_sec * d.as_secs() as f64,
+            secs,
+        })
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+struct WrkNginx;
+
+struct WrkRun {
+    port: u16,
+    _server: Server,
+}
+
+impl Workload for WrkNginx {
+    fn name(&self) -> &'static str {
+        "wrk-nginx"
+    }
+    fn description(&self) -> String {
+        "wrk, 2 threads, 50 keep-alive connections, GET of a 612-byte page from nginx (1 worker)".into()
+    }
+    fn start(&self) -> Result<Box<dyn Running>> {
+        let dir = scratch("nginx")?;
+        let port = free_port()?;
+        std::fs::write(dir.join("index.html"), "x".repeat(612))?;
+        let conf = format!(
+            "daemon off; master_process off; worker_processes 1; pid {d}/nginx.pid; error_log {d}/error.log;\n\
+             events {{ worker_connections 1024; }}\n\
+             http {{ access_log off; client_body_temp_path {d}; proxy_temp_path {d}; fastcgi_temp_path {d}; uwsgi_temp_path {d}; scgi_temp_path {d};\n\
+             server {{ listen 127.0.0.1:{port}; root {d}; }} }}\n",
+            d = dir.display()
+        );
+        std::fs::write(dir.join("nginx.conf"), conf)?;
+        let server = Server::start(on_cpu0("nginx").arg("-c").arg(dir.join("nginx.conf")), port, Some(dir))?;
+        Ok(Box::new(WrkRun { port, _server: server }))
+    }
+}
+
+/// A wrk latency like `1.23ms`, `850.00us`, `1.02s`, in milliseconds.
+fn wrk_ms(v: &str) -> Option<f64> {
+    let (num, unit) = v.split_at(v.find(|c: char| c.is_ascii_alphabetic())?);
+    let n: f64 = num.parse().ok()?;
+    Some(match unit {
+        "us" => n / 1000.0,
+        "ms" => n,
+        "s" => n * 1000.0,
+        _ => return None,
+    })
+}
+
+impl Running for WrkRun {
+    fn window(&mut self, d: Duration) -> Result<Sample> {
+        let start = Instant::now();
+        let out = output(Command::new("wrk").args([
+            "-t2",
+            "-c50",
+            &format!("-d{}s", d.as_secs().max(1)),
+            "--latency",
+            &format!("http://127.0.0.1:{}/index.html", self.port),
+        ]))?;
+        let pct = |p: &str| out.lines().find_map(|l| l.trim().strip_prefix(p)).and_then(|v| wrk_ms(v.trim()));
+        let rps = out
+            .lines()
+            .find_map(|l| l.strip_prefix("Requests/sec:"))
+            .and_then(|v| v.trim().parse().ok())
+            .context("wrk printed no request rate")?;
+        Ok(Sample {
+            ops_per_sec: rps,
+            p50_ms: pct("50%").unwrap_or(0.0),
+            p99_ms: pct("99%").unwrap_or(0.0),
+            requests: rps * d.as_secs() as f64,
+            secs: start.elapsed().as_secs_f64(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn wrk_latencies_convert_to_ms() {
+        assert_eq!(super::wrk_ms("850.00us"), Some(0.85));
+        assert_eq!(super::wrk_ms("1.50ms"), Some(1.5));
+        assert_eq!(super::wrk_ms("2.00s"), Some(2000.0));
+        assert_eq!(super::wrk_ms("x"), None);
+    }
+}
