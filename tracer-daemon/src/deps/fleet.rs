@@ -43,7 +43,7 @@ const MAX_NODE_ADDRESSES: usize = 64;
 pub struct FleetArgs {
     /// A daemon's admin endpoint as HOST:PORT; repeat for several. A name with several
     /// addresses (a headless Service over the DaemonSet) stands for each of them.
-    #[arg(long = "daemon", value_name = "HOST:PORT", required = true)]
+    #[arg(long = "daemon", visible_alias = "from", value_name = "HOST:PORT", required = true)]
     pub daemons: Vec<String>,
     /// Output: `dot`, `json` (the merged graph, as `/graph.json`) or `jaeger` (dependencies
     /// JSON, as `/dependencies`).
