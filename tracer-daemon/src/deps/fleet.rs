@@ -92,6 +92,9 @@ fn parse_addr(s: &str) -> Option<SocketAddr> {
     s.parse::<SocketAddr>().ok().map(|a| SocketAddr::new(a.ip().to_canonical(), a.port()))
 }
 
+/// One daemon's graph prepared for merging: node kinds by name, nodes, edges (peers renamed).
+type View = (HashMap<String, NodeKind>, Vec<Node>, Vec<Edge>);
+
 /// One graph per daemon merged into one (see the module documentation). Graphs are expected
 /// in this build's layout (`check` them first); the result is normalised.
 pub fn merge(graphs: &[Snapshot]) -> Snapshot {
@@ -110,7 +113,7 @@ pub fn merge(graphs: &[Snapshot]) -> Snapshot {
     };
 
     // Each graph with its peers renamed to the services listening on their addresses.
-    let mut views: Vec<(HashMap<String, NodeKind>, Vec<Node>, Vec<Edge>)> = Vec::with_capacity(graphs.len());
+    let mut views: Vec<View> = Vec::with_capacity(graphs.len());
     for g in graphs {
         let mut rename: HashMap<&str, &str> = HashMap::new();
         for n in g.nodes.iter().filter(|n| n.kind == NodeKind::Peer) {

@@ -199,12 +199,11 @@ impl Graph {
     }
 
     fn expire(&mut self, key: CallKey, generation: u64) {
-        if self.pending.get(&key).is_some_and(|p| p.generation == generation) {
-            if let Some(p) = self.pending.remove(&key) {
-                if !p.settled {
-                    self.settle(p.client, p.server);
-                }
-            }
+        if self.pending.get(&key).is_some_and(|p| p.generation == generation)
+            && let Some(p) = self.pending.remove(&key)
+            && !p.settled
+        {
+            self.settle(p.client, p.server);
         }
     }
 
@@ -249,11 +248,11 @@ impl Graph {
             }
             return;
         }
-        if self.pending.len() >= self.cfg.max_pending.max(1) {
-            if let Some((_, oldest, generation)) = self.order.pop_front() {
-                self.stats.pairing_evicted += 1;
-                self.expire(oldest, generation);
-            }
+        if self.pending.len() >= self.cfg.max_pending.max(1)
+            && let Some((_, oldest, generation)) = self.order.pop_front()
+        {
+            self.stats.pairing_evicted += 1;
+            self.expire(oldest, generation);
         }
         let generation = self.next_generation;
         self.next_generation += 1;
@@ -275,21 +274,22 @@ impl Graph {
         {
             self.kernel_services.insert(side.service.clone());
         }
-        if let Some(addr) = side.listen {
-            if self.listeners.contains_key(&addr) || room(self.listeners.len()) {
-                // The latest wins: a port reused by another service names the new one.
-                self.listeners.insert(addr, side.service.clone());
-            }
+        // The latest wins: a port reused by another service names the new one.
+        if let Some(addr) = side.listen
+            && (self.listeners.contains_key(&addr) || room(self.listeners.len()))
+        {
+            self.listeners.insert(addr, side.service.clone());
         }
-        if let Some((addr, name)) = &side.dns {
-            if !self.dns.contains_key(addr) && room(self.dns.len()) {
-                self.dns.insert(*addr, name.clone());
-            }
+        if let Some((addr, name)) = &side.dns
+            && !self.dns.contains_key(addr)
+            && room(self.dns.len())
+        {
+            self.dns.insert(*addr, name.clone());
         }
-        if let (Source::Kernel, Some(ip)) = (side.source, side.host_ip) {
-            if self.host_ips.len() < MAX_HOST_IPS {
-                self.host_ips.insert(ip);
-            }
+        if let (Source::Kernel, Some(ip)) = (side.source, side.host_ip)
+            && self.host_ips.len() < MAX_HOST_IPS
+        {
+            self.host_ips.insert(ip);
         }
     }
 

@@ -236,10 +236,10 @@ pub fn read(span: &Span, source: Source) -> Result<(Option<CallKey>, Side), Igno
 }
 
 fn callee(span: &Span, source: Source, peer_addr: Option<SocketAddr>) -> Callee {
-    if source == Source::Kernel {
-        if let Some(addr) = peer_addr {
-            return Callee::Addr(addr);
-        }
+    if source == Source::Kernel
+        && let Some(addr) = peer_addr
+    {
+        return Callee::Addr(addr);
     }
     // An application names its peer: the logical name first, then the host it dialled.
     if let Some(name) = tag_str(span, "peer.service") {
