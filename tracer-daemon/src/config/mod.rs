@@ -292,6 +292,10 @@ mod tests {
         let merged = file.apply_export(&cli, &|id| id == "batch_max_spans");
         assert_eq!(merged.export.collector, vec!["http://a:14268".to_string()]);
         assert_eq!((merged.export.queue_size, merged.export.batch_max_spans), (7, 3));
+        let no_edges = Config::from_yaml("deps:\n  max_edges: 0\n", Path::new("x.yaml")).unwrap();
+        assert!(no_edges.apply(&CliOverrides::default()).unwrap_err().to_string().contains("max_edges"));
+        let deps = Config::from_yaml("deps:\n  pair_window_ms: 100\n", Path::new("x.yaml")).unwrap();
+        assert_eq!((deps.deps.pair_window_ms, deps.deps.max_edges), (100, 10_000));
         let bad = CliOverrides { capture_bytes: Some(1 << 20), ..Default::default() };
         assert!(Config::default().apply(&bad).unwrap_err().to_string().contains("capture_bytes"));
     }
