@@ -14,6 +14,7 @@ use crate::{
     api::{self, Router},
     assemble::Assembler,
     config::{CliOverrides, Config},
+    deps::{self, SharedGraph, fleet::FleetArgs},
     export::{self, ExportConfig},
     metrics::Registry,
     pipeline,
@@ -25,8 +26,15 @@ use crate::{
 };
 
 #[derive(clap::Parser, Debug)]
-#[command(name = "tracer-daemon", version, about = "Traces every TCP service on this host with eBPF and sends Jaeger traces")]
+#[command(
+    name = "tracer-daemon",
+    version,
+    about = "Traces every TCP service on this host with eBPF and sends Jaeger traces",
+    args_conflicts_with_subcommands = true
+)]
 pub struct Cli {
+    #[command(subcommand)]
+    pub command: Option<Command>,
     /// YAML configuration file; flags override its values.
     #[arg(long, short = 'c')]
     pub config: Option<PathBuf>,
@@ -37,6 +45,13 @@ pub struct Cli {
     pub overrides: CliOverrides,
     #[command(flatten)]
     pub export: ExportConfig,
+}
+
+#[derive(clap::Subcommand, Debug)]
+pub enum Command {
+    /// Fetch several daemons' dependency graphs, merge them into one and print it (DOT or JSON).
+    #[command(visible_alias = "deps")]
+    Fleet(FleetArgs),
 }
 
 /// The parsed command line and the ids of the arguments given on it (not defaulted).
@@ -59,10 +74,15 @@ pub fn parse_args() -> Invocation {
 
 pub async fn run(inv: Invocation) -> anyhow::Result<()> {
     let Invocation { cli, explicit } = inv;
+    if let Some(Command::Fleet(args)) = cli.command {
+        return deps::fleet::fleet_main(args).await;
+    }
     let cfg = Config::load(cli.config.as_deref())?
         .apply(&cli.overrides)?
         .apply_export(&cli.export, &|id| explicit.contains(id));
     let registry = Registry::new();
+    let graph = SharedGraph::new(cfg.deps.clone());
+    deps::metrics::register(&registry, graph.clone());
     let netns_inum = match &cfg.netns {
         Some(name) => env::netns_inode(name)?,
         None => 0,
@@ -70,7 +90,9 @@ pub async fn run(inv: Invocation) -> anyhow::Result<()> {
 
     let host = export::HostInfo::detect(&cfg.export)?;
     let exporter = export::Pipeline::spawn(&cfg.export, host.clone(), registry.clone())?;
-    let agent = agent::spawn(&cfg.export, &host, exporter.sender.clone(), registry.clone())
+    let app_graph = graph.clone();
+    let observer: agent::SpanObserver = Arc::new(move |span| app_graph.observe_app(span));
+    let agent = agent::spawn_observed(&cfg.export, &host, exporter.sender.clone(), registry.clone(), Some(observer))
         .await
         .context("starting the agent listeners")?;
 
@@ -107,9 +129,8 @@ pub async fn run(inv: Invocation) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("binding the admin endpoint on {}", cfg.metrics_addr))?;
         admin_addr = listener.local_addr().ok();
-        let router = Arc::new(
-            Router::new().metrics(registry.clone()).route("GET", "/healthz", |_| api::Response::text(200, "ok\n")),
-        );
+        let router = Router::new().metrics(registry.clone()).route("GET", "/healthz", |_| api::Response::text(200, "ok\n"));
+        let router = Arc::new(deps::api::routes(router, graph.clone()));
         tokio::spawn(api::serve(listener, router, stop_rx.clone()));
         tracing::info!(addr = %cfg.metrics_addr, "admin endpoint listening");
     }
@@ -130,11 +151,13 @@ pub async fn run(inv: Invocation) -> anyhow::Result<()> {
         asm.own_listener(addr);
     }
     let sender = exporter.sender.clone();
+    let span_graph = graph.clone();
     let processing = tokio::spawn(pipeline::run(
         rx,
         pipeline::Options { print_events: cli.print_events, max_connections: cfg.capture.max_connections },
         asm,
         Box::new(move |span| {
+            span_graph.observe(&span);
             // A full queue drops and counts inside the sender.
             sender.try_send(span);
         }),

@@ -72,6 +72,9 @@ pub async fn run(
                 asm.own_endpoint(c.tuple.local, c.kind != crate::reader::decode::ConnKind::Close);
                 continue;
             }
+            if c.kind != crate::reader::decode::ConnKind::Close {
+                asm.process_seen(c.pid);
+            }
         }
         if opts.print_events {
             let mut out = stdout.lock();

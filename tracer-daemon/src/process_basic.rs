@@ -1,6 +1,7 @@
 //! Service naming from the process itself: `OTEL_SERVICE_NAME`, then `JAEGER_SERVICE_NAME` from
 //! its environment, then its command name. Cached per pid; the process start time is checked
-//! again at most once per `RECHECK`, so a reused pid is named afresh without a file read per span.
+//! again at most once per `RECHECK`, so a reused pid is named afresh without a file read per span,
+//! while a process that has exited keeps its name.
 
 use std::{
     collections::HashMap,
@@ -60,7 +61,9 @@ pub fn resolver() -> impl Fn(u32) -> Arc<Process> + Send + 'static {
                 return e.process.clone();
             }
             let started = start_time(pid);
-            if started == e.started {
+            // A process that has exited keeps its name: spans of its last calls may finish
+            // after it is gone. A reused pid has a start time of its own.
+            if started.is_none() || started == e.started {
                 e.checked = Instant::now();
                 return e.process.clone();
             }

@@ -8,7 +8,7 @@ use anyhow::{Context, Result, bail};
 use crate::{is_root, root, run_cmd};
 
 /// Debian packages: LLVM 22 for bpf-linker, the servers and client libraries the tests and
-/// benchmarks use, and the network tools for namespaces.
+/// benchmarks use, the network tools for namespaces, and a headless browser for the graph page.
 const BUILD_PACKAGES: &[&str] = &["llvm-22-dev", "libpolly-22-dev", "libzstd-dev", "zlib1g-dev", "pkg-config"];
 const TEST_PACKAGES: &[&str] = &[
     "redis-server",
@@ -20,6 +20,7 @@ const TEST_PACKAGES: &[&str] = &[
     "libmariadb-dev",
     "iproute2",
     "curl",
+    "chromium",
 ];
 const BENCH_PACKAGES: &[&str] = &["sysbench", "wrk"];
 

@@ -18,8 +18,11 @@ use crate::export::config::ConfigError;
 use crate::export::retry::LogLimiter;
 use crate::export::{ExportConfig, HostInfo, Protocol, SpanSender};
 use crate::metrics::{Counter, Registry};
-use crate::model::{Process, Tag};
+use crate::model::{Process, Span, Tag};
 use decode::{DecodeError, decode_emit_batch};
+
+/// Sees each span an app sent before it is queued for export (the dependency graph).
+pub type SpanObserver = Arc<dyn Fn(&Span) + Send + Sync>;
 
 /// Receive buffer: the largest UDP payload.
 const MAX_DATAGRAM: usize = 65_536;
@@ -113,6 +116,7 @@ struct Forwarder {
     /// Client processes and their copies with the agent tags.
     processes: Vec<(Arc<Process>, Arc<Process>)>,
     warn: LogLimiter,
+    observer: Option<SpanObserver>,
 }
 
 impl Forwarder {
@@ -142,6 +146,9 @@ impl Forwarder {
                 let process = self.tagged(&batch.process);
                 for mut span in batch.spans {
                     span.process = process.clone();
+                    if let Some(observe) = &self.observer {
+                        observe(&span);
+                    }
                     if !self.sender.try_send(span) {
                         self.metrics.spans_dropped.inc();
                     }
@@ -192,6 +199,17 @@ pub async fn spawn(
     sender: SpanSender,
     metrics: Arc<Registry>,
 ) -> Result<AgentHandle, AgentError> {
+    spawn_observed(cfg, host, sender, metrics, None).await
+}
+
+/// `spawn`, with `observer` called on every span received before it is queued.
+pub async fn spawn_observed(
+    cfg: &ExportConfig,
+    host: &HostInfo,
+    sender: SpanSender,
+    metrics: Arc<Registry>,
+    observer: Option<SpanObserver>,
+) -> Result<AgentHandle, AgentError> {
     let (stop, stop_rx) = watch::channel(false);
     let mut handle = AgentHandle {
         compact_addr: None,
@@ -234,6 +252,7 @@ pub async fn spawn(
             metrics: AgentMetrics::new(&metrics, label),
             processes: Vec::new(),
             warn: LogLimiter::new(Duration::from_secs(10)),
+            observer: observer.clone(),
         };
         tracing::info!(addr = %local, protocol = label, "agent listening for emitBatch");
         handle

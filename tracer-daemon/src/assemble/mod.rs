@@ -155,6 +155,13 @@ impl<I: IdSource> Assembler<I> {
         Assembler { stitcher, redaction, clock, resolve, own: HashSet::new(), own_listeners: Vec::new(), stats: AssemblyStats::default() }
     }
 
+    /// A process opened a connection: its service name is read now, while the process is
+    /// surely alive, so that a short-lived client (a `curl` that exits as soon as it has its
+    /// answer) keeps its name on spans finished after it exited.
+    pub fn process_seen(&self, pid: u32) {
+        let _ = (self.resolve)(pid);
+    }
+
     /// The daemon opened (`open`) or closed a connection with this local endpoint: traffic whose
     /// other end it is belongs to the daemon (exporting to a collector on this host, a scrape of
     /// its admin endpoint) and is never traced.

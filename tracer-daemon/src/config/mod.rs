@@ -6,6 +6,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 use crate::{
+    deps::GraphConfig,
     export::ExportConfig,
     probes::{Filters, SyscallHook},
 };
@@ -29,6 +30,8 @@ pub struct Config {
     pub stitch: StitchSettings,
     /// Export to Jaeger collectors, console / JSON output, and the agent listeners.
     pub export: ExportConfig,
+    /// The service dependency graph served on the admin endpoint (limits, pairing window).
+    pub deps: GraphConfig,
 }
 
 #[derive(Clone, Debug, Deserialize, PartialEq)]
@@ -56,6 +59,7 @@ impl Default for Config {
             redact: true,
             stitch: StitchSettings::default(),
             export: ExportConfig::default(),
+            deps: GraphConfig::default(),
         }
     }
 }
@@ -254,6 +258,10 @@ impl Config {
         if self.capture.max_connections == 0 || self.capture.event_queue == 0 {
             return Err(ConfigError::Invalid("max_connections and event_queue must be at least 1".into()));
         }
+        let d = &self.deps;
+        if d.max_edges == 0 || d.max_nodes < 2 || d.max_pending == 0 {
+            return Err(ConfigError::Invalid("deps: max_edges and max_pending must be at least 1, max_nodes at least 2".into()));
+        }
         if let Some(c) = self.filter.include_comms.iter().chain(&self.filter.exclude_comms).find(|c| c.len() > 15) {
             return Err(ConfigError::Invalid(format!("command name `{c}` is longer than the kernel's 15 bytes")));
         }
@@ -272,6 +280,7 @@ mod tests {
         let c = Config::from_yaml(&text, &path).unwrap();
         assert_eq!(c.capture.capture_bytes, 4096);
         assert!(c.redact);
+        assert_eq!(c.deps, GraphConfig::default());
     }
 
     #[test]
@@ -293,6 +302,10 @@ mod tests {
         let merged = file.apply_export(&cli, &|id| id == "batch_max_spans");
         assert_eq!(merged.export.collector, vec!["http://a:14268".to_string()]);
         assert_eq!((merged.export.queue_size, merged.export.batch_max_spans), (7, 3));
+        let no_edges = Config::from_yaml("deps:\n  max_edges: 0\n", Path::new("x.yaml")).unwrap();
+        assert!(no_edges.apply(&CliOverrides::default()).unwrap_err().to_string().contains("max_edges"));
+        let deps = Config::from_yaml("deps:\n  pair_window_ms: 100\n", Path::new("x.yaml")).unwrap();
+        assert_eq!((deps.deps.pair_window_ms, deps.deps.max_edges), (100, 10_000));
         let bad = CliOverrides { capture_bytes: Some(1 << 20), ..Default::default() };
         assert!(Config::default().apply(&bad).unwrap_err().to_string().contains("capture_bytes"));
     }
