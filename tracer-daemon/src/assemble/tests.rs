@@ -73,6 +73,7 @@ impl Host {
             direction: dir,
             ret: bytes.len() as i64,
             truncated: false,
+            context: None,
             tuple: conn.tuple,
             payload: bytes.to_vec(),
         };

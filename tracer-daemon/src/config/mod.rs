@@ -25,6 +25,9 @@ pub struct Config {
     pub netns: Option<String>,
     /// Redact captured payloads (SQL literals, Redis values, header values). On by default.
     pub redact: bool,
+    /// Carry each client request's trace context to the server host in a TCP option (kind 253,
+    /// ExID 0x7AC1) on its first packet. On by default; `false` sends nothing extra.
+    pub propagate: bool,
     /// Span stitching.
     pub stitch: StitchSettings,
     /// Export to Jaeger collectors, console / JSON output, and the agent listeners.
@@ -54,6 +57,7 @@ impl Default for Config {
             filter: FilterConfig::default(),
             netns: None,
             redact: true,
+            propagate: true,
             stitch: StitchSettings::default(),
             export: ExportConfig::default(),
         }
@@ -157,6 +161,9 @@ pub struct CliOverrides {
     /// Keep SQL literals, Redis values and header values in spans (redaction is on by default).
     #[arg(long)]
     pub no_redact: bool,
+    /// Do not carry trace context in a TCP option (propagation is on by default).
+    #[arg(long)]
+    pub no_propagate: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -231,6 +238,9 @@ impl Config {
         }
         if o.no_redact {
             self.redact = false;
+        }
+        if o.no_propagate {
+            self.propagate = false;
         }
         self.validate()?;
         Ok(self)
