@@ -1,6 +1,6 @@
 //! `sock_ops` on the cgroup2 root: carries trace context in an experimental TCP option (kind 253,
 //! ExID `TCP_OPTION_EXID`, RFC 6994). On connections of the traced network namespace it enables
-//! the header-option callbacks; it writes the context the syscall side chose on the packet that
+//! the header-option callbacks (writing on connected sockets, parsing on accepted ones); it writes the context the syscall side chose on the packet that
 //! carries a client request's first byte, and reads the option on the server side, keyed by the
 //! sequence number of the packet's first byte. Several daemons (one per namespace) attach their
 //! own copy; each acts only on sockets of its namespace.
@@ -62,13 +62,19 @@ fn try_sock_ops(ctx: &SockOpsContext) -> Option<()> {
         return None;
     }
     match ctx.op() {
-        BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB | BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB => {
+        op @ (BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB | BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB) => {
             let (sk, _) = sock_and_skb(ctx);
             if sk == 0 || !kernel::is_traced_tcp(sk, &maps::OFFSETS.load()) {
                 return None;
             }
-            let flags = ctx.cb_flags() | BPF_SOCK_OPS_WRITE_HDR_OPT_CB_FLAG | BPF_SOCK_OPS_PARSE_UNKNOWN_HDR_OPT_CB_FLAG;
-            let _ = ctx.set_cb_flags(flags as i32);
+            // The connecting side writes the option (requests), the accepting side reads it:
+            // each packet runs only the callback its direction needs.
+            let wanted = if op == BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB {
+                BPF_SOCK_OPS_WRITE_HDR_OPT_CB_FLAG
+            } else {
+                BPF_SOCK_OPS_PARSE_UNKNOWN_HDR_OPT_CB_FLAG
+            };
+            let _ = ctx.set_cb_flags((ctx.cb_flags() | wanted) as i32);
         }
         BPF_SOCK_OPS_HDR_OPT_LEN_CB => {
             let (sk, skb) = sock_and_skb(ctx);
