@@ -24,6 +24,7 @@ ap.add_argument("--next", type=int)
 ap.add_argument("--bind", default="127.0.0.1", help="address to listen on")
 ap.add_argument("--redis-host", default="127.0.0.1")
 ap.add_argument("--next-host", default="127.0.0.1")
+ap.add_argument("--keep-alive", action="store_true", help="answer as HTTP/1.1, keeping connections open")
 opts = ap.parse_args()
 
 
@@ -114,4 +115,6 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.answer(404, b"no such path")
 
 
+if opts.keep_alive:
+    Handler.protocol_version = "HTTP/1.1"
 http.server.HTTPServer((opts.bind, opts.port), Handler).serve_forever()

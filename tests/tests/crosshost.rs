@@ -76,7 +76,7 @@ fn start_services(front: Netns, middle: Netns, redis_ns: Netns, middle_ip: &str,
         .command("python3")
         .arg(&script)
         .args(["--port", &FRONT_PORT.to_string()])
-        .args(["--next", &MIDDLE_PORT.to_string(), "--next-host", middle_ip])
+        .args(["--next", &MIDDLE_PORT.to_string(), "--next-host", middle_ip, "--keep-alive"])
         .env("OTEL_SERVICE_NAME", "front")
         .stdout(Stdio::null())
         .spawn()
@@ -216,6 +216,32 @@ fn a_request_across_three_hosts_is_one_trace_linked_by_the_tcp_option() {
         option_counter(&redis_d, "option_written")
     );
     assert_eq!(no_space, 0.0);
+
+    // Keep-alive: two requests on one connection, each with its own option and parent.
+    let out = h
+        .front
+        .command("curl")
+        .args(["-s", "--max-time", "20", "-o", "/dev/null", "-o", "/dev/null", "-w", "%{http_code} %{num_connects}\n"])
+        .arg(format!("http://127.0.0.1:{FRONT_PORT}/hello?n=1"))
+        .arg(format!("http://127.0.0.1:{FRONT_PORT}/hello?n=2"))
+        .output()
+        .expect("running curl");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "200 1\n200 0\n", "two requests, one connection");
+    let spans = wait_spans(&collector, "both keep-alive requests", |s| {
+        s.iter().filter(|x| x.operation == "GET /hello" && x.process.service_name == "front").count() == 2
+            && s.iter().filter(|x| x.operation == "GET /hello" && x.process.service_name == "curl").count() == 2
+    });
+    let by = |svc: &str| -> Vec<&Span> {
+        let mut v: Vec<&Span> = spans.iter().filter(|x| x.operation == "GET /hello" && x.process.service_name == svc).collect();
+        v.sort_by_key(|x| x.start_us);
+        v
+    };
+    let (clients, servers) = (by("curl"), by("front"));
+    for (c, s) in clients.iter().zip(&servers) {
+        assert_eq!((s.trace_id, s.parent_span_id), (c.trace_id, c.span_id), "each request's own parent");
+        assert_eq!(tag(s, "tracer.link"), Some("tcp-option"));
+    }
+    assert_ne!(clients[0].span_id, clients[1].span_id);
 }
 
 #[test]
