@@ -225,10 +225,8 @@ impl<I: IdSource> Stitcher<I> {
         };
         // Calls the serving thread makes carry the kernel's trace id: on this host they join the
         // trace the request joined.
-        if let Some(kt) = kernel_trace {
-            if kt != ids.trace_id {
-                self.aliases.insert(kt, ids.trace_id);
-            }
+        if let Some(kt) = kernel_trace.filter(|kt| *kt != ids.trace_id) {
+            self.aliases.insert(kt, ids.trace_id);
         }
         self.serving.entry((o.pid, o.tid)).or_default().push((ids.span_id, ids.trace_id));
         ids
