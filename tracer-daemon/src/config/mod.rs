@@ -272,6 +272,16 @@ mod tests {
         let c = Config::from_yaml(&text, &path).unwrap();
         assert_eq!(c.capture.capture_bytes, 4096);
         assert!(c.redact);
+        assert!(c.propagate);
+    }
+
+    #[test]
+    fn propagation_is_on_by_default_and_turned_off_by_file_or_flag() {
+        assert!(Config::default().propagate);
+        let off = Config::from_yaml("propagate: false\n", Path::new("x.yaml")).unwrap();
+        assert!(!off.propagate);
+        let o = CliOverrides { no_propagate: true, ..Default::default() };
+        assert!(!Config::default().apply(&o).unwrap().propagate);
     }
 
     #[test]
