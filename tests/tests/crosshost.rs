@@ -88,13 +88,19 @@ fn start_services(front: Netns, middle: Netns, redis_ns: Netns, middle_ip: &str,
 
 /// One daemon for one host: its namespace, its admin address, its `tracer.host` tag.
 fn daemon(ns: &Netns, host: &str, collector: &Collector) -> Daemon {
-    Daemon::start(&[
+    daemon_with(ns, host, collector, &[])
+}
+
+fn daemon_with(ns: &Netns, host: &str, collector: &Collector, extra: &[&str]) -> Daemon {
+    let tag = format!("tracer.host={host}");
+    let url = collector.url();
+    let mut args = vec![
         "--netns",
         &ns.name,
         "--collector",
-        &collector.url(),
+        &url,
         "--host-tag",
-        &format!("tracer.host={host}"),
+        &tag,
         "--batch-max-age-ms",
         "200",
         // No agent listeners: three daemons share the machine's ports.
@@ -104,7 +110,9 @@ fn daemon(ns: &Netns, host: &str, collector: &Collector) -> Daemon {
         "",
         "--sampling-addr",
         "",
-    ])
+    ];
+    args.extend_from_slice(extra);
+    Daemon::start(&args)
 }
 
 fn curl(ns: &Netns, path: &str) -> u16 {
@@ -281,5 +289,32 @@ fn without_the_middle_daemon_the_rest_still_arrives_and_no_parent_is_wrong() {
             s.operation,
             s.process.service_name
         );
+    }
+}
+
+#[test]
+fn with_propagation_off_nothing_is_added_to_packets_and_hosts_are_not_linked() {
+    let (front, middle, redis_ns, middle_ip, redis_ip) = hosts("c", 233);
+    let collector = Collector::start();
+    let front_d = daemon_with(&front, "front", &collector, &["--no-propagate"]);
+    let middle_d = daemon_with(&middle, "middle", &collector, &["--no-propagate"]);
+    let _redis_d = daemon_with(&redis_ns, "redis", &collector, &["--no-propagate"]);
+    let h = start_services(front, middle, redis_ns, &middle_ip, &redis_ip);
+
+    assert_eq!(curl(&h.front, "/relay"), 200);
+    let spans = wait_spans(&collector, "the spans of every host", |s| {
+        find(s, "front", "client", "GET /relay").is_some()
+            && find(s, "middle", "server", "GET /relay").is_some()
+            && s.iter().any(|x| x.operation == "redis GET" && tag(x, "span.kind") == Some("server"))
+    });
+    let front_call = get(&spans, "front", "client", "GET /relay");
+    let middle_server = get(&spans, "middle", "server", "GET /relay");
+    assert_eq!(middle_server.parent_span_id, 0, "no evidence crosses hosts");
+    assert_ne!(middle_server.trace_id, front_call.trace_id);
+    // On one host the tuple join still links curl and front.
+    assert_eq!(tag(get(&spans, "front", "server", "GET /relay"), "tracer.link"), Some("same-host-tuple"));
+    for d in [&front_d, &middle_d] {
+        assert_eq!(option_counter(d, "option_written"), 0.0);
+        assert!(!d.metrics().contains("probe=\"tracer_sock_ops\""), "sock_ops is not attached");
     }
 }
