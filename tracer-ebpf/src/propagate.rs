@@ -6,7 +6,7 @@
 //! call on a client socket after ingress (or none), the first ingress call on a server socket
 //! after egress (or none).
 
-use aya_ebpf::helpers::bpf_get_prandom_u32;
+use aya_ebpf::helpers::{bpf_get_current_pid_tgid, bpf_get_prandom_u32};
 use tracer_common::*;
 
 use crate::{kernel, maps};
@@ -35,13 +35,21 @@ pub fn on_role(sk: u64, role: u32) {
     }
 }
 
-/// The socket is being closed.
+/// The socket is being closed (by the current thread). Closing a server connection ends
+/// whatever request the thread served on it, answered or not.
 #[inline(always)]
 pub fn on_close(sk: u64) {
-    if enabled() {
-        let _ = maps::SOCK_STATE.remove(&sk);
-        let _ = maps::PENDING_OPTION.remove(&sk);
+    if !enabled() {
+        return;
     }
+    // SAFETY: the value is copied out before removal.
+    if let Some(state) = unsafe { maps::SOCK_STATE.get(&sk) }.copied() {
+        if state.role == ROLE_SERVER {
+            let _ = maps::THREAD_TRACE.remove(&(bpf_get_current_pid_tgid() as u32));
+        }
+        let _ = maps::SOCK_STATE.remove(&sk);
+    }
+    let _ = maps::PENDING_OPTION.remove(&sk);
 }
 
 #[inline(always)]
