@@ -7,6 +7,7 @@ a socket), a real mariadb (PyMySQL) and another HTTP service, then answers.
   GET /checkout  redis GET, mysql SELECT, HTTP GET <next>/hello; 200
   GET /fail      redis LPOP on a string (WRONGTYPE), a SQL syntax error, HTTP GET <next>/boom; 500
   GET /pipeline  three redis commands in one write; 200
+  GET /relay     redis GET (with --redis), HTTP GET <next>/relay (with --next); 200
   GET /hello     200 "hello"        (a leaf service: no --redis/--mysql/--next)
   GET /boom      500 "boom"
 """
@@ -20,6 +21,10 @@ ap.add_argument("--port", type=int, required=True)
 ap.add_argument("--redis", type=int)
 ap.add_argument("--mysql", type=int)
 ap.add_argument("--next", type=int)
+ap.add_argument("--bind", default="127.0.0.1", help="address to listen on")
+ap.add_argument("--redis-host", default="127.0.0.1")
+ap.add_argument("--next-host", default="127.0.0.1")
+ap.add_argument("--keep-alive", action="store_true", help="answer as HTTP/1.1, keeping connections open")
 opts = ap.parse_args()
 
 
@@ -32,7 +37,7 @@ def resp(*args):
 
 
 def redis_call(payload, replies):
-    with socket.create_connection(("127.0.0.1", opts.redis), timeout=10) as s:
+    with socket.create_connection((opts.redis_host, opts.redis), timeout=10) as s:
         s.sendall(payload)
         data = b""
         while data.count(b"\r\n") < replies:
@@ -59,7 +64,7 @@ def mysql_query(sql):
 
 
 def http_get(path):
-    c = http.client.HTTPConnection("127.0.0.1", opts.next, timeout=10)
+    c = http.client.HTTPConnection(opts.next_host, opts.next, timeout=10)
     c.request("GET", path)
     r = c.getresponse()
     body = r.read()
@@ -94,6 +99,14 @@ class Handler(http.server.BaseHTTPRequestHandler):
         elif path == "/pipeline":
             redis_call(resp("SET", "p:1", "x") + resp("INCR", "p:counter") + resp("GET", "p:1"), 3)
             self.answer(200, b"pipelined")
+        elif path == "/relay":
+            ok = True
+            if opts.redis:
+                ok = redis_call(resp("GET", "relay:key"), 1).startswith((b"$", b"_"))
+            if opts.next:
+                status, _ = http_get("/relay")
+                ok = ok and status == 200
+            self.answer(200 if ok else 502, b"relayed")
         elif path == "/hello":
             self.answer(200, b"hello")
         elif path == "/boom":
@@ -102,4 +115,6 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.answer(404, b"no such path")
 
 
-http.server.HTTPServer(("127.0.0.1", opts.port), Handler).serve_forever()
+if opts.keep_alive:
+    Handler.protocol_version = "HTTP/1.1"
+http.server.HTTPServer((opts.bind, opts.port), Handler).serve_forever()

@@ -4,6 +4,7 @@
 
 pub mod collector;
 pub mod daemon;
+pub mod netns;
 pub mod servers;
 
 use std::time::{Duration, Instant};

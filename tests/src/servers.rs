@@ -19,6 +19,11 @@ pub struct Server {
 }
 
 impl Server {
+    /// A server process started by the caller, stopped by pid on drop.
+    pub fn from_child(child: Child, port: u16) -> Server {
+        Server { child, port, dir: None }
+    }
+
     pub fn addr(&self) -> String {
         format!("127.0.0.1:{}", self.port)
     }

@@ -99,7 +99,7 @@ fn one_trace_with_every_hop_parented_and_tagged() {
 
     assert!(curl_span["parentSpanId"].is_null(), "curl starts the trace: {curl_span}");
     assert_eq!(a["parentSpanId"], curl_span["spanId"]);
-    assert_eq!(tag(a, "tracer.link"), "same-host-tuple");
+    assert_eq!(tag(a, "tracer.link"), "tcp-option", "curl's TCP option names its span");
     for child in [redis_get, select, to_b] {
         assert_eq!(child["parentSpanId"], a["spanId"], "{} is a child of A", child["operation"]);
         assert_eq!(tag(child, "tracer.link"), "thread");

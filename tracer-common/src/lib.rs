@@ -27,6 +27,19 @@ pub const MAP_COMM_FILTER: &str = "COMM_FILTER";
 pub const MAP_PORT_FILTER: &str = "PORT_FILTER";
 /// Per-CPU array with one `DataEvent` scratch slot (header + `2 * MAX_CAPTURE` bytes).
 pub const MAP_SCRATCH: &str = "SCRATCH";
+/// LRU hash map socket (`struct sock *` as `u64`) → `SockState`: role and last data direction of
+/// the sockets whose role the kernel saw (connect / accept). Bound: `MAX_SOCKETS`.
+pub const MAP_SOCK_STATE: &str = "SOCK_STATE";
+/// LRU hash map socket → `PendingOption`: the context to write on the packet that carries the
+/// byte at `seq` (a client request's first byte). Bound: `MAX_SOCKETS`.
+pub const MAP_PENDING_OPTION: &str = "PENDING_OPTION";
+/// LRU hash map `OptionKey` (socket, sequence number) → `WireContext` read from a peer's TCP
+/// option, until the read that consumes that byte. Bound: `MAX_SOCKETS`.
+pub const MAP_RECEIVED_OPTION: &str = "RECEIVED_OPTION";
+/// LRU hash map thread id (`u32`) → trace id (`[u64; 2]`) of the inbound request the thread is
+/// serving, set when a server socket's request is read, removed when its response is written.
+/// Bound: `MAX_INFLIGHT`.
+pub const MAP_THREAD_TRACE: &str = "THREAD_TRACE";
 
 /// Global set by the daemon: kernel struct offsets, resolved from the running kernel's BTF.
 pub const GLOBAL_OFFSETS: &str = "OFFSETS";
@@ -38,6 +51,8 @@ pub const PROG_RAW_SYS_ENTER: &str = "raw_sys_enter";
 pub const PROG_RAW_SYS_EXIT: &str = "raw_sys_exit";
 pub const PROG_INET_SOCK_SET_STATE: &str = "inet_sock_set_state";
 pub const PROG_PROCESS_EXIT: &str = "process_exit";
+/// The `sock_ops` program on the cgroup2 root that writes and reads the trace-context option.
+pub const PROG_SOCK_OPS: &str = "tracer_sock_ops";
 
 // ---------------------------------------------------------------------------------------------
 // Limits
@@ -53,6 +68,20 @@ pub const MAX_IOV: u32 = 16;
 /// Threads with a syscall in flight that the kernel remembers.
 pub const MAX_INFLIGHT: u32 = 16384;
 pub const MAX_FILTER_ENTRIES: u32 = 1024;
+/// Sockets whose propagation state the kernel keeps (LRU beyond that).
+pub const MAX_SOCKETS: u32 = 65536;
+
+// ---------------------------------------------------------------------------------------------
+// Trace-context TCP option (RFC 6994 experimental option)
+// ---------------------------------------------------------------------------------------------
+
+/// TCP option kind: 253, "RFC3692-style Experiment 1" (RFC 4727), shared through an ExID.
+pub const TCP_OPTION_KIND: u8 = 253;
+/// The ExID that names tracer's option inside kind 253 (RFC 6994), network order on the wire:
+/// bytes `0x7A 0xC1` ("tracer context 1"). Options of kind 253 with another ExID are ignored.
+pub const TCP_OPTION_EXID: u16 = 0x7AC1;
+/// Length of the option on the wire: kind, length, ExID (2), trace id (16), span id (8).
+pub const TCP_OPTION_LEN: u32 = 28;
 
 pub const FILTER_INCLUDE: u32 = 1;
 pub const FILTER_EXCLUDE: u32 = 2;
@@ -75,10 +104,21 @@ pub const COUNTER_SPLICE: u32 = 6;
 pub const COUNTER_FILTERED: u32 = 7;
 /// Events written to the ring buffer.
 pub const COUNTER_EVENTS: u32 = 8;
+/// A trace-context option was written on a request's first packet.
+pub const COUNTER_OPTION_WRITTEN: u32 = 9;
+/// A request's first packet had no room left for the option (other options used it): the
+/// request goes without and the peer falls back to other evidence.
+pub const COUNTER_OPTION_NO_SPACE: u32 = 10;
+/// A trace-context option was read from a peer's packet.
+pub const COUNTER_OPTION_RECEIVED: u32 = 11;
+/// A received context was attached to the read that consumed the request's first byte.
+pub const COUNTER_OPTION_MATCHED: u32 = 12;
+/// A kind-253 option with tracer's ExID but the wrong length was seen and ignored.
+pub const COUNTER_OPTION_FOREIGN: u32 = 13;
 pub const COUNTERS_LEN: u32 = 16;
 
 /// Names of the counters, for metrics (index = counter id).
-pub const COUNTER_NAMES: [&str; 9] = [
+pub const COUNTER_NAMES: [&str; 14] = [
     "ringbuf_full",
     "read_error",
     "inflight_stale",
@@ -88,6 +128,11 @@ pub const COUNTER_NAMES: [&str; 9] = [
     "splice",
     "filtered",
     "events",
+    "option_written",
+    "option_no_space",
+    "option_received",
+    "option_matched",
+    "option_foreign",
 ];
 
 // ---------------------------------------------------------------------------------------------
@@ -114,6 +159,22 @@ pub const DIR_INGRESS: u32 = 1;
 
 /// `DataEvent.flags`: the call moved more bytes than were captured.
 pub const FLAG_TRUNCATED: u32 = 1;
+
+/// `DataEvent.ctx_kind`: no context.
+pub const CTX_NONE: u32 = 0;
+/// `DataEvent.ctx_kind`: this egress call started a client request; `ctx` holds the trace id and
+/// the client span id the kernel chose and put in the TCP option. The client span must use them.
+pub const CTX_CLIENT: u32 = 1;
+/// `DataEvent.ctx_kind`: this ingress call consumed a request's first byte, whose packet carried
+/// the peer's option; `ctx` holds the trace id and the peer's client span id (the parent).
+pub const CTX_PEER: u32 = 2;
+/// `DataEvent.ctx_kind`: this ingress call started a server request with no option; `ctx` holds
+/// the trace id the kernel chose for it (span id 0). Calls the serving thread makes use it.
+pub const CTX_SERVER: u32 = 3;
+
+/// Socket roles in `SockState`.
+pub const ROLE_CLIENT: u32 = 1;
+pub const ROLE_SERVER: u32 = 2;
 
 /// Syscall identities carried in events (independent of the architecture's numbers).
 pub const SYS_READ: u32 = 1;
@@ -208,10 +269,57 @@ pub struct DataEvent {
     pub captured: u32,
     /// `FLAG_*` bits.
     pub flags: u32,
-    pub _pad: u32,
+    /// `CTX_*`: what `ctx` holds.
+    pub ctx_kind: u32,
     pub tuple: Tuple,
+    /// Propagated trace context (see `ctx_kind`); zero when `ctx_kind` is `CTX_NONE`.
+    pub ctx: WireContext,
 }
-const _: () = assert!(size_of::<DataEvent>() == 24 + 48 + 40);
+const _: () = assert!(size_of::<DataEvent>() == 24 + 48 + 40 + 24);
+
+/// The trace context of the TCP option's payload (in the option: big-endian, trace id high,
+/// trace id low, span id).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WireContext {
+    pub trace_hi: u64,
+    pub trace_lo: u64,
+    pub span_id: u64,
+}
+const _: () = assert!(size_of::<WireContext>() == 24);
+
+/// Value of `MAP_SOCK_STATE`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct SockState {
+    /// `ROLE_CLIENT` or `ROLE_SERVER`.
+    pub role: u32,
+    /// Direction of the last data call: 0 none, 1 + `DIR_*` otherwise.
+    pub last: u32,
+}
+const _: () = assert!(size_of::<SockState>() == 8);
+
+/// Value of `MAP_PENDING_OPTION`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct PendingOption {
+    /// TCP sequence number of the request's first byte (`tcp_sock.write_seq` at the write).
+    pub seq: u32,
+    pub _pad: u32,
+    pub ctx: WireContext,
+}
+const _: () = assert!(size_of::<PendingOption>() == 32);
+
+/// Key of `MAP_RECEIVED_OPTION`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct OptionKey {
+    pub sock: u64,
+    /// TCP sequence number of the first payload byte of the packet that carried the option.
+    pub seq: u32,
+    pub _pad: u32,
+}
+const _: () = assert!(size_of::<OptionKey>() == 16);
 
 /// `EVENT_STATE`: raised from `sock:inet_sock_set_state`, possibly in softirq context (the
 /// header's pid and tid are then those of whatever ran; do not attribute them).
@@ -288,8 +396,18 @@ pub struct KernelOffsets {
     pub net_ns_inum: u32,
     /// `task_struct.tgid`.
     pub task_tgid: u32,
+    /// `tcp_sock.write_seq`: sequence number of the next byte a write queues.
+    pub tcp_write_seq: u32,
+    /// `tcp_sock.copied_seq`: sequence number of the next byte a read returns.
+    pub tcp_copied_seq: u32,
+    /// `bpf_sock_ops_kern.sk`: the socket behind a `sock_ops` context.
+    pub ops_kern_sk: u32,
+    /// `bpf_sock_ops_kern.skb`: the packet behind a `sock_ops` header-option callback.
+    pub ops_kern_skb: u32,
+    /// `sk_buff.cb`: where `struct tcp_skb_cb` (`seq`, then `end_seq`) lives.
+    pub skb_cb: u32,
 }
-const _: () = assert!(size_of::<KernelOffsets>() == 20 * 4);
+const _: () = assert!(size_of::<KernelOffsets>() == 25 * 4);
 
 /// Runtime settings, written once by the daemon before the programs load.
 #[repr(C)]
@@ -301,7 +419,8 @@ pub struct Settings {
     pub capture_bytes: u32,
     /// `FILTER_FLAG_*` bits: which filter maps hold entries and whether they include or exclude.
     pub filter_flags: u32,
-    pub _pad: u32,
+    /// 1: propagate trace context in a TCP option (client request ids chosen in the kernel).
+    pub propagate: u32,
     /// Network namespace inode to trace; 0 traces every namespace.
     pub netns_inum: u64,
 }
@@ -333,8 +452,13 @@ pub struct SyscallArgs {
     pub sock: u64,
     /// Entry time, CLOCK_MONOTONIC ns.
     pub ts_enter_ns: u64,
+    /// TCP sequence number at entry: `write_seq` for egress, `copied_seq` for ingress.
+    pub seq: u32,
+    /// `CTX_*`: what `ctx` holds (decided at entry for egress, at exit for ingress).
+    pub ctx_kind: u32,
+    pub ctx: WireContext,
 }
-const _: () = assert!(size_of::<SyscallArgs>() == 40);
+const _: () = assert!(size_of::<SyscallArgs>() == 40 + 8 + 24);
 
 #[cfg(feature = "user")]
 mod pod {
@@ -343,4 +467,8 @@ mod pod {
     unsafe impl aya::Pod for super::Settings {}
     unsafe impl aya::Pod for super::SyscallArgs {}
     unsafe impl aya::Pod for super::Tuple {}
+    unsafe impl aya::Pod for super::WireContext {}
+    unsafe impl aya::Pod for super::OptionKey {}
+    unsafe impl aya::Pod for super::PendingOption {}
+    unsafe impl aya::Pod for super::SockState {}
 }

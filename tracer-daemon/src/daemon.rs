@@ -102,6 +102,7 @@ pub async fn run(inv: Invocation) -> anyhow::Result<()> {
         ring_bytes: cfg.capture.ring_buffer_bytes,
         filters: cfg.filter.to_filters(),
         netns_inum,
+        propagate: cfg.propagate,
     })?;
     for s in &probes.status {
         tracing::info!(probe = %s.probe, attached = s.attached, detail = %s.detail, "probe");

@@ -51,26 +51,24 @@ pub fn emit(args: &SyscallArgs, ret: i64) {
         };
     }
     let id = bpf_get_current_pid_tgid();
-    scratch.event = DataEvent {
-        header: EventHeader {
-            kind: EVENT_DATA,
-            pid: (id >> 32) as u32,
-            tid: id as u32,
-            _pad: 0,
-            // SAFETY: plain helper call.
-            ts_ns: unsafe { bpf_ktime_get_ns() },
-        },
-        conn_id: args.sock,
-        ts_enter_ns: args.ts_enter_ns,
-        ret,
-        fd: args.fd,
-        syscall: args.syscall,
-        direction,
-        captured: captured as u32,
-        flags: if ret > 0 && (ret as u64) > captured { FLAG_TRUNCATED } else { 0 },
-        _pad: 0,
-        tuple,
-    };
+    let e = &mut scratch.event;
+    e.header.kind = EVENT_DATA;
+    e.header.pid = (id >> 32) as u32;
+    e.header.tid = id as u32;
+    e.header._pad = 0;
+    // SAFETY: plain helper call.
+    e.header.ts_ns = unsafe { bpf_ktime_get_ns() };
+    e.conn_id = args.sock;
+    e.ts_enter_ns = args.ts_enter_ns;
+    e.ret = ret;
+    e.fd = args.fd;
+    e.syscall = args.syscall;
+    e.direction = direction;
+    e.captured = captured as u32;
+    e.flags = if ret > 0 && (ret as u64) > captured { FLAG_TRUNCATED } else { 0 };
+    e.ctx_kind = args.ctx_kind;
+    e.tuple = tuple;
+    e.ctx = args.ctx;
     let header = core::mem::size_of::<DataEvent>() as u64;
     // The mask is a no-op (captured < MAX_CAPTURE); it gives the verifier the bound.
     let len = (header + captured) & (2 * MAX_CAPTURE as u64 - 1);

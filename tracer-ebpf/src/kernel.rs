@@ -12,7 +12,7 @@ const S_IFSOCK: u16 = 0o140000;
 const IPPROTO_TCP: u16 = 6;
 
 #[inline(always)]
-unsafe fn read<T>(base: u64, offset: u32) -> Option<T> {
+pub(crate) unsafe fn read<T>(base: u64, offset: u32) -> Option<T> {
     // SAFETY: bpf_probe_read_kernel tolerates any address and reports faults as errors.
     unsafe { bpf_probe_read_kernel((base + offset as u64) as *const T).ok() }
 }

@@ -9,6 +9,8 @@ mod filter;
 mod kernel;
 mod maps;
 mod process;
+mod propagate;
+mod sock_ops;
 mod sockets;
 mod syscalls;
 

@@ -7,7 +7,7 @@ use aya_ebpf::{
 };
 use tracer_common::{
     COUNTERS_LEN, DataEvent, KernelOffsets, MAX_CAPTURE, MAX_FILTER_ENTRIES, MAX_INFLIGHT,
-    Settings, SyscallArgs,
+    MAX_SOCKETS, OptionKey, PendingOption, Settings, SockState, SyscallArgs, WireContext,
 };
 
 /// Ring buffer of events. Key: none. Bound: bytes, set by the daemon at load time (the value
@@ -62,6 +62,28 @@ pub struct Scratch {
 #[map(name = "SCRATCH")]
 pub static SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);
 
+/// Role and last data direction per socket. Key: `struct sock *`. Value: `SockState`. Bound:
+/// `MAX_SOCKETS`. Eviction: LRU; removed at close.
+#[map(name = "SOCK_STATE")]
+pub static SOCK_STATE: LruHashMap<u64, SockState> = LruHashMap::with_max_entries(MAX_SOCKETS, 0);
+
+/// Context to write on a client request's first packet. Key: `struct sock *`. Value:
+/// `PendingOption`. Bound: `MAX_SOCKETS`. Eviction: LRU; removed once written, replaced by the
+/// next request start on the socket, removed at close.
+#[map(name = "PENDING_OPTION")]
+pub static PENDING_OPTION: LruHashMap<u64, PendingOption> = LruHashMap::with_max_entries(MAX_SOCKETS, 0);
+
+/// Contexts read from peers' options. Key: `OptionKey` (socket, sequence number of the packet's
+/// first byte). Value: `WireContext`. Bound: `MAX_SOCKETS`. Eviction: LRU; removed when a read
+/// consumes that byte.
+#[map(name = "RECEIVED_OPTION")]
+pub static RECEIVED_OPTION: LruHashMap<OptionKey, WireContext> = LruHashMap::with_max_entries(MAX_SOCKETS, 0);
+
+/// Trace id of the inbound request each thread serves. Key: thread id. Value: trace id (high,
+/// low). Bound: `MAX_INFLIGHT`. Eviction: LRU; removed when the thread writes the response.
+#[map(name = "THREAD_TRACE")]
+pub static THREAD_TRACE: LruHashMap<u32, [u64; 2]> = LruHashMap::with_max_entries(MAX_INFLIGHT, 0);
+
 /// Kernel struct offsets, resolved by the daemon from BTF before load.
 #[unsafe(no_mangle)]
 pub static OFFSETS: Global<KernelOffsets> = Global::new(KernelOffsets {
@@ -85,6 +107,11 @@ pub static OFFSETS: Global<KernelOffsets> = Global::new(KernelOffsets {
     skc_net: 0,
     net_ns_inum: 0,
     task_tgid: 0,
+    tcp_write_seq: 0,
+    tcp_copied_seq: 0,
+    ops_kern_sk: 0,
+    ops_kern_skb: 0,
+    skb_cb: 0,
 });
 
 /// Runtime settings, written by the daemon before load.
@@ -93,7 +120,7 @@ pub static SETTINGS: Global<Settings> = Global::new(Settings {
     self_tgid: 0,
     capture_bytes: tracer_common::DEFAULT_CAPTURE,
     filter_flags: 0,
-    _pad: 0,
+    propagate: 0,
     netns_inum: 0,
 });
 

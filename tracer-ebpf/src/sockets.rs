@@ -8,7 +8,7 @@ use aya_ebpf::{
 };
 use tracer_common::*;
 
-use crate::{filter, kernel, maps};
+use crate::{filter, kernel, maps, propagate};
 
 const EINPROGRESS: i64 = 115;
 
@@ -52,9 +52,15 @@ fn emit_conn(kind: u32, syscall: u32, sk: u64, fd: i64, ret: i64, ts_enter_ns: u
     }
 }
 
+#[inline(always)]
+fn is_self() -> bool {
+    (bpf_get_current_pid_tgid() >> 32) as u32 == maps::SETTINGS.load().self_tgid
+}
+
 /// `close(fd)` on a TCP socket, sent at entry while the fd still resolves.
 #[inline(always)]
 pub fn emit_close(sk: u64, fd: i64) {
+    propagate::on_close(sk);
     emit_conn(EVENT_CLOSE, SYS_CLOSE, sk, fd, 0, 0);
 }
 
@@ -65,6 +71,9 @@ pub fn on_connect_exit(args: &SyscallArgs, ret: i64) {
     }
     if let Some(sk) = kernel::tcp_sock_of_fd(args.fd as i64) {
         emit_conn(EVENT_CONNECT, SYS_CONNECT, sk, args.fd as i64, ret, args.ts_enter_ns);
+        if !is_self() {
+            propagate::on_role(sk, ROLE_CLIENT);
+        }
     }
 }
 
@@ -75,6 +84,9 @@ pub fn on_accept_exit(args: &SyscallArgs, ret: i64) {
     }
     if let Some(sk) = kernel::tcp_sock_of_fd(ret) {
         emit_conn(EVENT_ACCEPT, args.syscall, sk, ret, ret, args.ts_enter_ns);
+        if !is_self() {
+            propagate::on_role(sk, ROLE_SERVER);
+        }
     }
 }
 

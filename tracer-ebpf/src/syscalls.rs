@@ -11,7 +11,7 @@ use aya_ebpf::{
 };
 use tracer_common::*;
 
-use crate::{data, filter, kernel, maps, sockets};
+use crate::{data, filter, kernel, maps, propagate, sockets};
 
 // x86_64 syscall numbers of the calls we trace or count.
 const NR_READ: i64 = 0;
@@ -167,8 +167,13 @@ fn on_enter(sys: u32, a0: u64, a1: u64, a2: u64) {
 }
 
 #[inline(always)]
+fn is_egress(sys: u32) -> bool {
+    matches!(sys, SYS_WRITE | SYS_SENDTO | SYS_SENDMSG | SYS_WRITEV)
+}
+
+#[inline(always)]
 fn stash(tid: u32, syscall: u32, fd: i64, ptr: u64, len: u64, sock: u64) {
-    let args = SyscallArgs {
+    let mut args = SyscallArgs {
         syscall,
         fd: fd as i32,
         ptr,
@@ -176,23 +181,33 @@ fn stash(tid: u32, syscall: u32, fd: i64, ptr: u64, len: u64, sock: u64) {
         sock,
         // SAFETY: plain helper call.
         ts_enter_ns: unsafe { bpf_ktime_get_ns() },
+        seq: 0,
+        ctx_kind: CTX_NONE,
+        ctx: WireContext::default(),
     };
+    if sock != 0 {
+        propagate::on_enter(&mut args, tid, is_egress(syscall));
+    }
     let _ = maps::INFLIGHT.insert(&tid, &args, 0);
 }
 
 #[inline(always)]
 fn on_exit(sys: u32, ret: i64) {
     let tid = bpf_get_current_pid_tgid() as u32;
-    // SAFETY: the value is copied before the entry is removed.
-    let Some(args) = (unsafe { maps::INFLIGHT.get(&tid) }).copied() else { return };
-    let _ = maps::INFLIGHT.remove(&tid);
+    let Some(ptr) = maps::INFLIGHT.get_ptr_mut(&tid) else { return };
+    // SAFETY: map value pointer, valid for this program run (removed only at the end).
+    let args = unsafe { &mut *ptr };
     if args.syscall != sys {
         maps::count(COUNTER_INFLIGHT_STALE);
-        return;
+    } else {
+        match sys {
+            SYS_CONNECT => sockets::on_connect_exit(args, ret),
+            SYS_ACCEPT | SYS_ACCEPT4 => sockets::on_accept_exit(args, ret),
+            _ => {
+                propagate::on_exit(args, tid, is_egress(sys), ret);
+                data::emit(args, ret)
+            }
+        }
     }
-    match sys {
-        SYS_CONNECT => sockets::on_connect_exit(&args, ret),
-        SYS_ACCEPT | SYS_ACCEPT4 => sockets::on_accept_exit(&args, ret),
-        _ => data::emit(&args, ret),
-    }
+    let _ = maps::INFLIGHT.remove(&tid);
 }

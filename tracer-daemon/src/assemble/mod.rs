@@ -14,9 +14,10 @@ use crate::{
     protocol::{self, Detect, Direction as PDir, Exchange, Redaction, Session},
     reader::{
         clock::WallClock,
-        decode::{DataRecord, Direction},
+        decode::{DataRecord, Direction, KernelContext},
     },
-    stitch::{IdSource, Ids, Origin, RandomIds, StitchConfig, Stitcher},
+    model::TraceId,
+    stitch::{IdSource, Ids, KernelIds, Origin, RandomIds, StitchConfig, Stitcher},
 };
 
 /// Bytes kept while the protocol of a connection is not yet known.
@@ -35,6 +36,8 @@ struct Buffered {
     tid: u32,
     enter: u64,
     exit: u64,
+    /// Trace context the kernel attached to the call.
+    context: Option<KernelContext>,
 }
 
 /// One captured call as the protocol session reads it.
@@ -45,17 +48,18 @@ struct Call<'a> {
     tid: u32,
     enter: u64,
     exit: u64,
+    context: Option<KernelContext>,
 }
 
 impl Buffered {
     fn view(&self) -> Call<'_> {
-        Call { dir: self.dir, data: &self.data, total: self.total, tid: self.tid, enter: self.enter, exit: self.exit }
+        Call { dir: self.dir, data: &self.data, total: self.total, tid: self.tid, enter: self.enter, exit: self.exit, context: self.context }
     }
 }
 
 impl Call<'_> {
     fn to_owned(&self) -> Buffered {
-        Buffered { dir: self.dir, data: self.data.to_vec(), total: self.total, tid: self.tid, enter: self.enter, exit: self.exit }
+        Buffered { dir: self.dir, data: self.data.to_vec(), total: self.total, tid: self.tid, enter: self.enter, exit: self.exit, context: self.context }
     }
 }
 
@@ -79,6 +83,8 @@ pub struct ConnSpans {
     open: HashMap<u64, (Ids, u32)>,
     /// The connection saw a reset (ECONNRESET / EPIPE).
     reset: bool,
+    /// Kernel ids for the next request that starts (from the call carrying its first byte).
+    kernel: Option<KernelIds>,
     /// The address tags of every span of the connection, formatted once.
     addr_tags: std::cell::OnceCell<Vec<Tag>>,
 }
@@ -201,7 +207,15 @@ impl<I: IdSource> Assembler<I> {
             Direction::Ingress => rec.ts_exit_ns,
             Direction::Egress => rec.ts_enter_ns,
         };
-        let call = Call { dir: pdir(rec.direction), data: &rec.payload, total: rec.ret as usize, tid: rec.tid, enter, exit: rec.ts_exit_ns };
+        let call = Call {
+            dir: pdir(rec.direction),
+            data: &rec.payload,
+            total: rec.ret as usize,
+            tid: rec.tid,
+            enter,
+            exit: rec.ts_exit_ns,
+            context: rec.context,
+        };
         let role = prole(conn.role);
         let pending = match std::mem::take(&mut conn.state.proto) {
             Proto::Active(mut session) => {
@@ -248,6 +262,9 @@ impl<I: IdSource> Assembler<I> {
     }
 
     fn feed(&mut self, conn: &mut Conn<ConnSpans>, session: &mut Session, call: &Call<'_>) {
+        if let Some(k) = call.context.and_then(|c| kernel_ids(conn.role, c)) {
+            conn.state.kernel = Some(k);
+        }
         let mut done = Vec::new();
         session.feed(call.dir, call.data, call.total, call.enter, call.exit, &mut done);
         self.start_requests(conn, session, call.tid, call.exit);
@@ -259,9 +276,10 @@ impl<I: IdSource> Assembler<I> {
     fn start_requests(&mut self, conn: &mut Conn<ConnSpans>, session: &mut Session, tid: u32, ts: u64) {
         for started in session.take_started() {
             let origin = Origin { pid: conn.pid, tid, tuple: conn.tuple, seq: started.seq, ts_ns: ts };
+            let kernel = conn.state.kernel.take();
             let ids = match conn.role {
-                Role::Server => self.stitcher.server_request(origin, started.context.as_ref(), None),
-                Role::Client => self.stitcher.client_request(origin, started.context.as_ref()),
+                Role::Server => self.stitcher.server_request(origin, started.context.as_ref(), kernel),
+                Role::Client => self.stitcher.client_request(origin, started.context.as_ref(), kernel),
             };
             conn.state.open.insert(started.seq, (ids, tid));
         }
@@ -275,7 +293,7 @@ impl<I: IdSource> Assembler<I> {
                 let origin = Origin { pid: conn.pid, tid: 0, tuple: conn.tuple, seq: ex.seq, ts_ns: ex.start_ns };
                 let ids = match conn.role {
                     Role::Server => self.stitcher.server_request(origin, ex.context.as_ref(), None),
-                    Role::Client => self.stitcher.client_request(origin, ex.context.as_ref()),
+                    Role::Client => self.stitcher.client_request(origin, ex.context.as_ref(), None),
                 };
                 (ids, 0)
             }
@@ -352,6 +370,24 @@ impl<I: IdSource> Assembler<I> {
     /// Spans ready to leave at `now_ns` (all with `flush`).
     pub fn drain(&mut self, now_ns: u64, flush: bool, out: &mut Vec<Span>) {
         self.stitcher.drain(now_ns, flush, out);
+    }
+}
+
+/// The kernel context of a call, as stitching evidence for a connection with this role (a
+/// context of the other side's kind is ignored).
+fn kernel_ids(role: Role, c: KernelContext) -> Option<KernelIds> {
+    let trace = |high, low| TraceId { high, low };
+    match (role, c) {
+        (Role::Client, KernelContext::Client { trace_hi, trace_lo, span_id }) => {
+            Some(KernelIds::Client { trace_id: trace(trace_hi, trace_lo), span_id })
+        }
+        (Role::Server, KernelContext::Peer { trace_hi, trace_lo, span_id }) => {
+            Some(KernelIds::Peer { trace_id: trace(trace_hi, trace_lo), parent_span_id: span_id })
+        }
+        (Role::Server, KernelContext::Server { trace_hi, trace_lo }) => {
+            Some(KernelIds::Server { trace_id: trace(trace_hi, trace_lo) })
+        }
+        _ => None,
     }
 }
 

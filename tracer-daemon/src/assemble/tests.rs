@@ -25,11 +25,13 @@ struct Host {
     table: ConnTable<ConnSpans>,
     asm: Assembler,
     ts: u64,
+    /// Context for the next data call.
+    pending_context: Option<KernelContext>,
 }
 
 impl Host {
     fn new() -> Self {
-        Host { table: ConnTable::new(64), asm: assembler(), ts: 1_000_000 }
+        Host { table: ConnTable::new(64), asm: assembler(), ts: 1_000_000, pending_context: None }
     }
 
     fn open(&mut self, kind: ConnKind, id: u64, pid: u32, t: Tuple) {
@@ -56,6 +58,12 @@ impl Host {
         self.data_waited(id, tid, dir, bytes, 0);
     }
 
+    /// A call to which the kernel attached a trace context (TCP-option propagation).
+    fn data_ctx(&mut self, id: u64, tid: u32, dir: Direction, bytes: &[u8], context: KernelContext) {
+        self.pending_context = Some(context);
+        self.data(id, tid, dir, bytes);
+    }
+
     /// A call that blocked `wait_ns` inside the kernel before it moved `bytes`.
     fn data_waited(&mut self, id: u64, tid: u32, dir: Direction, bytes: &[u8], wait_ns: u64) {
         self.ts += 1000;
@@ -73,6 +81,7 @@ impl Host {
             direction: dir,
             ret: bytes.len() as i64,
             truncated: false,
+            context: self.pending_context.take(),
             tuple: conn.tuple,
             payload: bytes.to_vec(),
         };
@@ -229,4 +238,35 @@ fn requests_to_the_daemons_listeners_are_never_traced_even_before_accept() {
     let spans = h.spans();
     assert_eq!(spans.len(), 1);
     assert_eq!(spans[0].operation, "GET /other");
+}
+
+#[test]
+fn kernel_contexts_give_ids_and_parents_per_request_on_split_and_keep_alive_requests() {
+    let mut h = Host::new();
+    let s = tuple("10.0.0.2:8080", "10.0.0.1:40000");
+    h.open(ConnKind::Accept, 2, 200, s);
+    let peer = |span_id| KernelContext::Peer { trace_hi: 5, trace_lo: 6, span_id };
+    // The request arrives in two reads; the first carried the peer's option.
+    h.data_ctx(2, 200, Direction::Ingress, &GET[..10], peer(0x77));
+    h.data(2, 200, Direction::Ingress, &GET[10..]);
+    // The serving thread calls Redis: the kernel chose the call's ids and sent them.
+    h.open(ConnKind::Connect, 3, 200, tuple("10.0.1.1:50000", "10.0.1.2:6379"));
+    let call = KernelContext::Client { trace_hi: 5, trace_lo: 6, span_id: 0x99 };
+    h.data_ctx(3, 200, Direction::Egress, b"*2\r\n$3\r\nGET\r\n$6\r\nuser:7\r\n", call);
+    h.data(3, 200, Direction::Ingress, b"$5\r\nalice\r\n");
+    h.data(2, 200, Direction::Egress, OK);
+    // Keep-alive: the next request on the connection carries its own context.
+    h.data_ctx(2, 200, Direction::Ingress, GET, peer(0x88));
+    h.data(2, 200, Direction::Egress, OK);
+    let spans = h.spans();
+    assert_eq!(spans.len(), 3, "{spans:#?}");
+    let trace = TraceId { high: 5, low: 6 };
+    let servers: Vec<&Span> = spans.iter().filter(|s| s.kind() == Some("server")).collect();
+    assert_eq!(servers.len(), 2);
+    assert_eq!((servers[0].trace_id, servers[0].parent_span_id), (trace, 0x77));
+    assert_eq!((servers[1].trace_id, servers[1].parent_span_id), (trace, 0x88));
+    assert!(servers.iter().all(|s| s.tag_str("tracer.link") == Some("tcp-option")));
+    let redis = spans.iter().find(|s| s.operation == "redis GET").unwrap();
+    assert_eq!((redis.trace_id, redis.span_id, redis.parent_span_id), (trace, 0x99, servers[0].span_id));
+    assert_eq!(redis.tag_str("tracer.link"), Some("thread"));
 }

@@ -26,6 +26,9 @@ pub struct Config {
     pub netns: Option<String>,
     /// Redact captured payloads (SQL literals, Redis values, header values). On by default.
     pub redact: bool,
+    /// Carry each client request's trace context to the server host in a TCP option (kind 253,
+    /// ExID 0x7AC1) on its first packet. On by default; `false` sends nothing extra.
+    pub propagate: bool,
     /// Span stitching.
     pub stitch: StitchSettings,
     /// Export to Jaeger collectors, console / JSON output, and the agent listeners.
@@ -57,6 +60,7 @@ impl Default for Config {
             filter: FilterConfig::default(),
             netns: None,
             redact: true,
+            propagate: true,
             stitch: StitchSettings::default(),
             export: ExportConfig::default(),
             deps: GraphConfig::default(),
@@ -168,6 +172,9 @@ pub struct CliOverrides {
     /// Keep SQL literals, Redis values and header values in spans (redaction is on by default).
     #[arg(long)]
     pub no_redact: bool,
+    /// Do not carry trace context in a TCP option (propagation is on by default).
+    #[arg(long)]
+    pub no_propagate: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -246,6 +253,9 @@ impl Config {
         if o.no_redact {
             self.redact = false;
         }
+        if o.no_propagate {
+            self.propagate = false;
+        }
         self.validate()?;
         Ok(self)
     }
@@ -281,6 +291,16 @@ mod tests {
         assert_eq!(c.capture.capture_bytes, 4096);
         assert!(c.redact);
         assert_eq!(c.deps, GraphConfig::default());
+        assert!(c.propagate);
+    }
+
+    #[test]
+    fn propagation_is_on_by_default_and_turned_off_by_file_or_flag() {
+        assert!(Config::default().propagate);
+        let off = Config::from_yaml("propagate: false\n", Path::new("x.yaml")).unwrap();
+        assert!(!off.propagate);
+        let o = CliOverrides { no_propagate: true, ..Default::default() };
+        assert!(!Config::default().apply(&o).unwrap().propagate);
     }
 
     #[test]

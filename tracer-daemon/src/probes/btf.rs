@@ -213,6 +213,11 @@ impl Btf {
             skc_net: skc("skc_net")?,
             net_ns_inum: self.offset_path("net", &[("net", "ns"), ("ns_common", "inum")])?,
             task_tgid: self.offset_of("task_struct", "tgid")?,
+            tcp_write_seq: self.offset_of("tcp_sock", "write_seq")?,
+            tcp_copied_seq: self.offset_of("tcp_sock", "copied_seq")?,
+            ops_kern_sk: self.offset_of("bpf_sock_ops_kern", "sk")?,
+            ops_kern_skb: self.offset_of("bpf_sock_ops_kern", "skb")?,
+            skb_cb: self.offset_of("sk_buff", "cb")?,
         })
     }
 }

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use aya::{
     Ebpf, EbpfLoader,
     maps::{HashMap as BpfHashMap, MapData, PerCpuArray},
-    programs::{RawTracePoint, TracePoint},
+    programs::{CgroupAttachMode, RawTracePoint, SockOps, TracePoint},
 };
 use tracer_common as k;
 
@@ -53,6 +53,9 @@ enum Attach {
     Tracepoint(&'static str, &'static str),
     /// One classic tracepoint per traced syscall: `syscalls:sys_{enter|exit}_<name>`.
     Syscalls(&'static str),
+    /// `sock_ops` on the cgroup2 root (found in /proc/mounts), next to other programs there
+    /// (another daemon's, for another network namespace): link-based, multi-program attach.
+    CgroupSockOps,
 }
 
 struct ProbeSpec {
@@ -69,7 +72,7 @@ const TRACED_SYSCALLS: &[&str] = &[
     "recvfrom", "sendmsg", "recvmsg", "sendfile64", "splice", "sendmmsg", "recvmmsg",
 ];
 
-fn table(hook: SyscallHook) -> Vec<ProbeSpec> {
+fn table(hook: SyscallHook, propagate: bool) -> Vec<ProbeSpec> {
     let (enter, exit) = match hook {
         SyscallHook::Raw => (
             ProbeSpec {
@@ -90,7 +93,7 @@ fn table(hook: SyscallHook) -> Vec<ProbeSpec> {
             ProbeSpec { program: "tp_sys_exit", attach: Attach::Syscalls("exit"), required: true, fallback: None },
         ),
     };
-    vec![
+    let mut specs = vec![
         enter,
         exit,
         ProbeSpec {
@@ -105,7 +108,11 @@ fn table(hook: SyscallHook) -> Vec<ProbeSpec> {
             required: false,
             fallback: None,
         },
-    ]
+    ];
+    if propagate {
+        specs.push(ProbeSpec { program: k::PROG_SOCK_OPS, attach: Attach::CgroupSockOps, required: false, fallback: None });
+    }
+    specs
 }
 
 /// Include / exclude lists for the kernel filter maps.
@@ -158,6 +165,8 @@ pub struct LoadOptions {
     pub filters: Filters,
     /// Network namespace inode to trace, 0 for all.
     pub netns_inum: u64,
+    /// Carry trace context in a TCP option (`sock_ops`) and choose client ids in the kernel.
+    pub propagate: bool,
 }
 
 /// What became of one probe.
@@ -172,6 +181,8 @@ pub struct ProbeStatus {
 pub struct Probes {
     pub ebpf: Ebpf,
     pub status: Vec<ProbeStatus>,
+    /// Trace context travels in the TCP option (requested and the sock_ops program attached).
+    pub propagating: bool,
 }
 
 impl Probes {
@@ -188,7 +199,7 @@ impl Probes {
             self_tgid: std::process::id(),
             capture_bytes: opts.capture_bytes.clamp(0, k::MAX_CAPTURE as u32 - 1),
             filter_flags: opts.filters.flags(),
-            _pad: 0,
+            propagate: opts.propagate as u32,
             netns_inum: opts.netns_inum,
         };
         let ring = opts.ring_bytes.max(4096).next_power_of_two();
@@ -199,7 +210,7 @@ impl Probes {
             .load(OBJECT)?;
         write_filters(&mut ebpf, &opts.filters)?;
         let mut status = Vec::new();
-        for spec in table(opts.hook) {
+        for spec in table(opts.hook, opts.propagate) {
             match attach(&mut ebpf, spec.program, spec.attach) {
                 Ok(detail) => status.push(ProbeStatus { probe: spec.program.into(), attached: true, detail }),
                 Err(reason) => {
@@ -225,7 +236,11 @@ impl Probes {
                 }
             }
         }
-        Ok(Probes { ebpf, status })
+        let propagating = opts.propagate && status.iter().any(|s| s.probe == k::PROG_SOCK_OPS && s.attached);
+        if opts.propagate && !propagating {
+            tracing::warn!("trace-context propagation is off: the sock_ops program did not attach");
+        }
+        Ok(Probes { ebpf, status, propagating })
     }
 
     /// Takes the event ring buffer (once).
@@ -338,6 +353,20 @@ fn attach(ebpf: &mut Ebpf, program: &'static str, at: Attach) -> Result<String, 
             p.load().map_err(|e| verifier_reason(&e))?;
             p.attach(cat, name).map_err(|e| format!("attach {cat}:{name}: {e}"))?;
             Ok(format!("{cat}:{name}"))
+        }
+        Attach::CgroupSockOps => {
+            let root = env::cgroup2_root().map_err(|e| e.to_string())?;
+            let p: &mut SockOps = prog.try_into().map_err(|e| format!("{e}"))?;
+            p.load().map_err(|e| verifier_reason(&e))?;
+            let dir = std::fs::File::open(&root).map_err(|e| format!("opening {}: {e}", root.display()))?;
+            // aya attaches through `bpf_link_create` (Linux ≥ 5.7): a cgroup link always runs
+            // beside the cgroup's other programs, and the kernel rejects any mode flag there, so
+            // the mode that maps to no flag is the one that gives multi-program attach.
+            p.attach(dir, CgroupAttachMode::Single).map_err(|e| {
+                let cause = std::error::Error::source(&e).map(|c| format!(": {c}")).unwrap_or_default();
+                format!("attach sock_ops to {}: {e}{cause}", root.display())
+            })?;
+            Ok(format!("sock_ops on {}", root.display()))
         }
         Attach::Syscalls(phase) => {
             let p: &mut TracePoint = prog.try_into().map_err(|e| format!("{e}"))?;

@@ -144,8 +144,42 @@ pub struct DataRecord {
     /// The call moved more than `payload` holds.
     pub truncated: bool,
     pub tuple: Tuple,
+    /// Trace context the kernel attached (propagation through the TCP option).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub context: Option<KernelContext>,
     #[serde(serialize_with = "escaped")]
     pub payload: Vec<u8>,
+}
+
+/// Trace context attached to a data call by the kernel's propagation (`CTX_*`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
+pub enum KernelContext {
+    /// The call started a client request; the kernel chose its trace id and client span id and
+    /// put them in the TCP option of its first packet.
+    Client { trace_hi: u64, trace_lo: u64, span_id: u64 },
+    /// The call read a request's first byte, whose packet carried the peer's option: the trace
+    /// id and the peer's client span id.
+    Peer { trace_hi: u64, trace_lo: u64, span_id: u64 },
+    /// The call started a server request without an option: the trace id the kernel chose for
+    /// it (calls the serving thread makes carry it).
+    Server { trace_hi: u64, trace_lo: u64 },
+}
+
+impl KernelContext {
+    fn from_kernel(kind: u32, c: &k::WireContext) -> Result<Option<Self>, DecodeError> {
+        let (trace_hi, trace_lo, span_id) = (c.trace_hi, c.trace_lo, c.span_id);
+        Ok(match kind {
+            k::CTX_NONE => None,
+            // Zero ids are invalid in Jaeger: such a context is ignored, not an error.
+            _ if trace_hi == 0 && trace_lo == 0 => None,
+            k::CTX_CLIENT | k::CTX_PEER if span_id == 0 => None,
+            k::CTX_CLIENT => Some(KernelContext::Client { trace_hi, trace_lo, span_id }),
+            k::CTX_PEER => Some(KernelContext::Peer { trace_hi, trace_lo, span_id }),
+            k::CTX_SERVER => Some(KernelContext::Server { trace_hi, trace_lo }),
+            value => return Err(DecodeError::Value { what: "context kind", value }),
+        })
+    }
 }
 
 fn escaped<S: serde::Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
@@ -249,6 +283,7 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
                 ret: e.ret,
                 truncated: e.flags & k::FLAG_TRUNCATED != 0,
                 tuple: Tuple::from_kernel(&e.tuple)?,
+                context: KernelContext::from_kernel(e.ctx_kind, &e.ctx)?,
                 payload: payload[..e.captured as usize].to_vec(),
             }))
         }
@@ -295,8 +330,9 @@ mod tests {
             direction: k::DIR_EGRESS,
             captured: 4,
             flags: k::FLAG_TRUNCATED,
-            _pad: 0,
+            ctx_kind: k::CTX_CLIENT,
             tuple: v4_tuple(),
+            ctx: k::WireContext { trace_hi: 1, trace_lo: 2, span_id: 3 },
         };
         let mut bytes = as_bytes(&e);
         bytes.extend_from_slice(b"PING");
@@ -305,6 +341,7 @@ mod tests {
         assert_eq!((d.ts_enter_ns, d.ts_exit_ns), (100, 200));
         assert_eq!(d.payload, b"PING");
         assert!(d.truncated);
+        assert_eq!(d.context, Some(KernelContext::Client { trace_hi: 1, trace_lo: 2, span_id: 3 }));
         assert_eq!(d.direction, Direction::Egress);
         assert_eq!(d.tuple.local, "127.0.0.1:40000".parse().unwrap());
         assert_eq!(d.tuple.remote, "127.0.0.2:6379".parse().unwrap());
@@ -344,6 +381,26 @@ mod tests {
         let mut bad = bytes.clone();
         bad[0] = 99;
         assert_eq!(decode(&bad), Err(DecodeError::Kind(99)));
+    }
+
+    #[test]
+    fn contexts_decode_by_kind_and_zero_ids_are_ignored() {
+        let c = k::WireContext { trace_hi: 0, trace_lo: 9, span_id: 4 };
+        assert_eq!(KernelContext::from_kernel(k::CTX_NONE, &c), Ok(None));
+        assert_eq!(
+            KernelContext::from_kernel(k::CTX_PEER, &c),
+            Ok(Some(KernelContext::Peer { trace_hi: 0, trace_lo: 9, span_id: 4 }))
+        );
+        assert_eq!(
+            KernelContext::from_kernel(k::CTX_SERVER, &k::WireContext { span_id: 0, ..c }),
+            Ok(Some(KernelContext::Server { trace_hi: 0, trace_lo: 9 }))
+        );
+        assert_eq!(KernelContext::from_kernel(k::CTX_CLIENT, &k::WireContext { span_id: 0, ..c }), Ok(None));
+        assert_eq!(KernelContext::from_kernel(k::CTX_PEER, &k::WireContext::default()), Ok(None));
+        assert_eq!(
+            KernelContext::from_kernel(77, &c),
+            Err(DecodeError::Value { what: "context kind", value: 77 })
+        );
     }
 
     #[test]

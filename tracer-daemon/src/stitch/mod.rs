@@ -81,6 +81,28 @@ pub struct Origin {
     pub ts_ns: u64,
 }
 
+/// Ids the kernel chose or read for a request (trace-context propagation in a TCP option).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum KernelIds {
+    /// A client request: the ids the kernel put on the wire; the client span must use them.
+    Client { trace_id: TraceId, span_id: u64 },
+    /// A server request whose first packet carried the peer's option: its trace and the peer's
+    /// client span (the parent).
+    Peer { trace_id: TraceId, parent_span_id: u64 },
+    /// A server request without an option: the trace id the kernel gave the serving thread,
+    /// which its outbound calls carry.
+    Server { trace_id: TraceId },
+}
+
+impl KernelIds {
+    fn server_trace(self) -> Option<TraceId> {
+        match self {
+            KernelIds::Peer { trace_id, .. } | KernelIds::Server { trace_id } => Some(trace_id),
+            KernelIds::Client { .. } => None,
+        }
+    }
+}
+
 /// Source of fresh ids (random in the daemon, counting in tests).
 pub trait IdSource {
     fn trace_id(&mut self) -> TraceId;
@@ -175,13 +197,14 @@ impl<I: IdSource> Stitcher<I> {
         }
     }
 
-    /// A server read a request. `context` is what the request carried; `option` what a TCP
-    /// option from the peer's daemon carried.
-    pub fn server_request(&mut self, o: Origin, context: Option<&TraceContext>, option: Option<(TraceId, u64)>) -> Ids {
+    /// A server read a request. `context` is what the request carried; `kernel` what the kernel
+    /// attached (the peer daemon's TCP option, or the trace id it gave the serving thread).
+    pub fn server_request(&mut self, o: Origin, context: Option<&TraceContext>, kernel: Option<KernelIds>) -> Ids {
+        let kernel_trace = kernel.and_then(KernelIds::server_trace);
         let ids = if let Some(ctx) = context {
             self.adopt(ctx)
-        } else if let Some((trace_id, parent)) = option {
-            Ids { trace_id, span_id: self.ids.span_id(), parent_span_id: parent, link: Some(Link::TcpOption), ambiguous: false }
+        } else if let Some(KernelIds::Peer { trace_id, parent_span_id }) = kernel {
+            Ids { trace_id, span_id: self.ids.span_id(), parent_span_id, link: Some(Link::TcpOption), ambiguous: false }
         } else {
             let key = (o.tuple.reversed(), o.seq);
             match self.clients.remove(&key) {
@@ -193,18 +216,18 @@ impl<I: IdSource> Stitcher<I> {
                     ambiguous: false,
                 },
                 None => {
-                    let ids = Ids {
-                        trace_id: self.ids.trace_id(),
-                        span_id: self.ids.span_id(),
-                        parent_span_id: 0,
-                        link: None,
-                        ambiguous: false,
-                    };
+                    let trace_id = kernel_trace.unwrap_or_else(|| self.ids.trace_id());
+                    let ids = Ids { trace_id, span_id: self.ids.span_id(), parent_span_id: 0, link: None, ambiguous: false };
                     self.waiting.insert(key, WaitingServer { provisional: ids.trace_id, span_id: ids.span_id, ts_ns: o.ts_ns });
                     ids
                 }
             }
         };
+        // Calls the serving thread makes carry the kernel's trace id: on this host they join the
+        // trace the request joined.
+        if let Some(kt) = kernel_trace.filter(|kt| *kt != ids.trace_id) {
+            self.aliases.insert(kt, ids.trace_id);
+        }
         self.serving.entry((o.pid, o.tid)).or_default().push((ids.span_id, ids.trace_id));
         ids
     }
@@ -225,10 +248,28 @@ impl<I: IdSource> Stitcher<I> {
         }
     }
 
-    /// A client sent a request.
-    pub fn client_request(&mut self, o: Origin, context: Option<&TraceContext>) -> Ids {
+    /// A client sent a request. `kernel` holds the ids the kernel put in the request's TCP
+    /// option: the span uses them, so that the server host's span names it as parent.
+    pub fn client_request(&mut self, o: Origin, context: Option<&TraceContext>, kernel: Option<KernelIds>) -> Ids {
         let mut ids = if let Some(ctx) = context {
             self.adopt(ctx)
+        } else if let Some(KernelIds::Client { trace_id, span_id }) = kernel {
+            match self.serving.get(&(o.pid, o.tid)).map(|v| v.as_slice()) {
+                Some([(parent, trace)]) => {
+                    let (kt, t) = (self.resolve(trace_id), self.resolve(*trace));
+                    if kt != t {
+                        self.aliases.insert(trace_id, t);
+                    }
+                    Ids { trace_id, span_id, parent_span_id: *parent, link: Some(Link::Thread), ambiguous: false }
+                }
+                other => Ids {
+                    trace_id,
+                    span_id,
+                    parent_span_id: 0,
+                    link: None,
+                    ambiguous: other.is_some_and(|v| v.len() > 1),
+                },
+            }
         } else {
             match self.serving.get(&(o.pid, o.tid)).map(|v| v.as_slice()) {
                 Some([(parent, trace)]) => Ids {

@@ -1,0 +1,320 @@
+//! Cross-host traces on one machine: three network namespaces play three hosts (front, middle,
+//! redis), joined by veth pairs with private addresses, each with its own daemon (`--netns`,
+//! its own admin address, its own `tracer.host` tag). A request goes curl → front (HTTP) →
+//! middle (HTTP) → redis-server. The trace context rides in the TCP option between hosts: the
+//! collector must get one trace, every parent right, every span from its own host's daemon, and
+//! `tracer.link = tcp-option` on the cross-host edges. With the middle host's daemon stopped,
+//! the other spans still arrive and none gets a wrong parent.
+
+use std::{process::Stdio, time::Duration};
+
+use tracer_daemon::model::{Span, TraceId};
+use tracer_tests::{
+    collector::Collector,
+    daemon::Daemon,
+    netns::{Netns, veth},
+    servers::{self, Server},
+    wait_for,
+};
+
+const TIMEOUT: Duration = Duration::from_secs(40);
+const FRONT_PORT: u16 = 8080;
+const MIDDLE_PORT: u16 = 8081;
+const REDIS_PORT: u16 = 6379;
+
+/// Three hosts with their services. Field order is drop order: processes stop before the
+/// namespaces go.
+struct Hosts {
+    _front_svc: Server,
+    _middle_svc: Server,
+    _redis: Server,
+    front: Netns,
+    _middle: Netns,
+    _redis_ns: Netns,
+}
+
+/// Namespaces `trc<tag>{f,m,r}` joined front ↔ middle on 10.<net>.1.0/24 and middle ↔ redis on
+/// 10.<net>.2.0/24.
+fn hosts(tag: &str, net: u8) -> (Netns, Netns, Netns, String, String) {
+    let id = std::process::id() % 100_000;
+    let front = Netns::create(&format!("trc{tag}{id}f"));
+    let middle = Netns::create(&format!("trc{tag}{id}m"));
+    let redis = Netns::create(&format!("trc{tag}{id}r"));
+    let middle_ip = format!("10.{net}.1.2");
+    let redis_ip = format!("10.{net}.2.2");
+    veth(&format!("tv{tag}{id}1"), &front, &format!("10.{net}.1.1/24"), &middle, &format!("{middle_ip}/24"));
+    veth(&format!("tv{tag}{id}2"), &middle, &format!("10.{net}.2.1/24"), &redis, &format!("{redis_ip}/24"));
+    (front, middle, redis, middle_ip, redis_ip)
+}
+
+fn start_services(front: Netns, middle: Netns, redis_ns: Netns, middle_ip: &str, redis_ip: &str) -> Hosts {
+    let mut child = redis_ns
+        .command("redis-server")
+        .args(["--port", &REDIS_PORT.to_string(), "--bind", redis_ip, "--save", "", "--appendonly", "no"])
+        // Reachable from the middle host's address without a password (a private veth only).
+        .args(["--protected-mode", "no"])
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("starting redis-server");
+    redis_ns.wait_listening(&format!("{redis_ip}:{REDIS_PORT}"), &mut child);
+    let redis = Server::from_child(child, REDIS_PORT);
+
+    let script = servers::python_dir().join("chain_service.py");
+    let mut child = middle
+        .command("python3")
+        .arg(&script)
+        .args(["--port", &MIDDLE_PORT.to_string(), "--bind", middle_ip])
+        .args(["--redis", &REDIS_PORT.to_string(), "--redis-host", redis_ip])
+        .env("OTEL_SERVICE_NAME", "middle")
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("starting the middle service");
+    middle.wait_listening(&format!("{middle_ip}:{MIDDLE_PORT}"), &mut child);
+    let middle_svc = Server::from_child(child, MIDDLE_PORT);
+
+    let mut child = front
+        .command("python3")
+        .arg(&script)
+        .args(["--port", &FRONT_PORT.to_string()])
+        .args(["--next", &MIDDLE_PORT.to_string(), "--next-host", middle_ip, "--keep-alive"])
+        .env("OTEL_SERVICE_NAME", "front")
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("starting the front service");
+    front.wait_listening(&format!("127.0.0.1:{FRONT_PORT}"), &mut child);
+    let front_svc = Server::from_child(child, FRONT_PORT);
+    Hosts { _front_svc: front_svc, _middle_svc: middle_svc, _redis: redis, front, _middle: middle, _redis_ns: redis_ns }
+}
+
+/// One daemon for one host: its namespace, its admin address, its `tracer.host` tag.
+fn daemon(ns: &Netns, host: &str, collector: &Collector) -> Daemon {
+    daemon_with(ns, host, collector, &[])
+}
+
+fn daemon_with(ns: &Netns, host: &str, collector: &Collector, extra: &[&str]) -> Daemon {
+    let tag = format!("tracer.host={host}");
+    let url = collector.url();
+    let mut args = vec![
+        "--netns",
+        &ns.name,
+        "--collector",
+        &url,
+        "--host-tag",
+        &tag,
+        "--batch-max-age-ms",
+        "200",
+        // No agent listeners: three daemons share the machine's ports.
+        "--agent-compact-addr",
+        "",
+        "--agent-binary-addr",
+        "",
+        "--sampling-addr",
+        "",
+    ];
+    args.extend_from_slice(extra);
+    Daemon::start(&args)
+}
+
+fn curl(ns: &Netns, path: &str) -> u16 {
+    let out = ns
+        .command("curl")
+        .args(["-sS", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "20"])
+        .arg(format!("http://127.0.0.1:{FRONT_PORT}{path}"))
+        .output()
+        .expect("running curl");
+    let code = String::from_utf8_lossy(&out.stdout).parse().unwrap_or(0);
+    if code != 200 {
+        eprintln!("curl {path}: {code} {}", String::from_utf8_lossy(&out.stderr));
+    }
+    code
+}
+
+fn tag<'a>(s: &'a Span, key: &str) -> Option<&'a str> {
+    s.tag_str(key)
+}
+
+fn host_of(s: &Span) -> Option<&str> {
+    s.process.tags.iter().find(|t| t.key == "tracer.host").and_then(|t| match &t.value {
+        tracer_daemon::model::TagValue::Str(v) => Some(v.as_str()),
+        _ => None,
+    })
+}
+
+fn find<'a>(spans: &'a [Span], service: &str, kind: &str, op: &str) -> Option<&'a Span> {
+    spans.iter().find(|s| s.process.service_name == service && tag(s, "span.kind") == Some(kind) && s.operation == op)
+}
+
+fn get<'a>(spans: &'a [Span], service: &str, kind: &str, op: &str) -> &'a Span {
+    find(spans, service, kind, op).unwrap_or_else(|| panic!("no {kind} span {op} of {service} in {spans:#?}"))
+}
+
+/// The spans of the test's request (`/relay` and what it caused), once `done` holds.
+fn wait_spans(collector: &Collector, what: &str, done: impl Fn(&[Span]) -> bool) -> Vec<Span> {
+    wait_for(TIMEOUT, what, || {
+        let spans = collector.spans();
+        done(&spans).then_some(spans)
+    })
+}
+
+fn option_counter(d: &Daemon, name: &str) -> f64 {
+    d.metric(&format!("tracer_kernel_events_total{{counter=\"{name}\"}}"))
+}
+
+#[test]
+fn a_request_across_three_hosts_is_one_trace_linked_by_the_tcp_option() {
+    let (front, middle, redis_ns, middle_ip, redis_ip) = hosts("a", 231);
+    let collector = Collector::start();
+    let front_d = daemon(&front, "front", &collector);
+    let middle_d = daemon(&middle, "middle", &collector);
+    let redis_d = daemon(&redis_ns, "redis", &collector);
+    assert_ne!(front_d.metrics_addr, middle_d.metrics_addr);
+    let h = start_services(front, middle, redis_ns, &middle_ip, &redis_ip);
+
+    assert_eq!(curl(&h.front, "/relay"), 200);
+    let spans = wait_spans(&collector, "the six spans of the request", |s| {
+        find(s, "curl", "client", "GET /relay").is_some()
+            && find(s, "front", "server", "GET /relay").is_some()
+            && find(s, "front", "client", "GET /relay").is_some()
+            && find(s, "middle", "server", "GET /relay").is_some()
+            && find(s, "middle", "client", "redis GET").is_some()
+            && s.iter().any(|x| x.operation == "redis GET" && tag(x, "span.kind") == Some("server"))
+    });
+    let curl_span = get(&spans, "curl", "client", "GET /relay");
+    let front_server = get(&spans, "front", "server", "GET /relay");
+    let front_call = get(&spans, "front", "client", "GET /relay");
+    let middle_server = get(&spans, "middle", "server", "GET /relay");
+    let middle_call = get(&spans, "middle", "client", "redis GET");
+    let redis_server = spans.iter().find(|x| x.operation == "redis GET" && tag(x, "span.kind") == Some("server")).unwrap();
+
+    let trace: TraceId = curl_span.trace_id;
+    let chain = [curl_span, front_server, front_call, middle_server, middle_call, redis_server];
+    for s in chain {
+        assert_eq!(s.trace_id, trace, "{} of {} is in the request's trace", s.operation, s.process.service_name);
+    }
+    assert_eq!(curl_span.parent_span_id, 0, "curl starts the trace");
+    for pair in chain.windows(2) {
+        assert_eq!(pair[1].parent_span_id, pair[0].span_id, "{} of {} is a child of {} of {}",
+            pair[1].operation, pair[1].process.service_name, pair[0].operation, pair[0].process.service_name);
+    }
+    // Cross-host edges are linked by the option; calls inside a host by their thread.
+    assert_eq!(tag(middle_server, "tracer.link"), Some("tcp-option"));
+    assert_eq!(tag(redis_server, "tracer.link"), Some("tcp-option"));
+    assert_eq!(tag(front_call, "tracer.link"), Some("thread"));
+    assert_eq!(tag(middle_call, "tracer.link"), Some("thread"));
+    // Each span comes from the daemon of its own host.
+    for (s, host) in [(curl_span, "front"), (front_server, "front"), (front_call, "front"), (middle_server, "middle"), (middle_call, "middle"), (redis_server, "redis")] {
+        assert_eq!(host_of(s), Some(host), "{} of {} reported by the {host} daemon", s.operation, s.process.service_name);
+    }
+    // Exactly once each: no daemon reports another host's spans.
+    let relay_servers = spans.iter().filter(|s| s.operation == "GET /relay" && tag(s, "span.kind") == Some("server")).count();
+    assert_eq!(relay_servers, 2);
+    assert_eq!(spans.iter().filter(|s| s.operation == "redis GET").count(), 2);
+
+    // Options: written by front (curl's and front's requests) and middle, read by front, middle
+    // and redis; none lacked room.
+    assert!(option_counter(&front_d, "option_written") >= 2.0);
+    assert!(option_counter(&middle_d, "option_written") >= 1.0);
+    assert!(option_counter(&middle_d, "option_matched") >= 1.0);
+    assert!(option_counter(&redis_d, "option_matched") >= 1.0);
+    let no_space: f64 = [&front_d, &middle_d, &redis_d].iter().map(|d| option_counter(d, "option_no_space")).sum();
+    eprintln!(
+        "options: written front={} middle={} redis={}; no room: {no_space}",
+        option_counter(&front_d, "option_written"),
+        option_counter(&middle_d, "option_written"),
+        option_counter(&redis_d, "option_written")
+    );
+    assert_eq!(no_space, 0.0);
+
+    // Keep-alive: two requests on one connection, each with its own option and parent.
+    let out = h
+        .front
+        .command("curl")
+        .args(["-s", "--max-time", "20", "-o", "/dev/null", "-o", "/dev/null", "-w", "%{http_code} %{num_connects}\n"])
+        .arg(format!("http://127.0.0.1:{FRONT_PORT}/hello?n=1"))
+        .arg(format!("http://127.0.0.1:{FRONT_PORT}/hello?n=2"))
+        .output()
+        .expect("running curl");
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "200 1\n200 0\n", "two requests, one connection");
+    let spans = wait_spans(&collector, "both keep-alive requests", |s| {
+        s.iter().filter(|x| x.operation == "GET /hello" && x.process.service_name == "front").count() == 2
+            && s.iter().filter(|x| x.operation == "GET /hello" && x.process.service_name == "curl").count() == 2
+    });
+    let by = |svc: &str| -> Vec<&Span> {
+        let mut v: Vec<&Span> = spans.iter().filter(|x| x.operation == "GET /hello" && x.process.service_name == svc).collect();
+        v.sort_by_key(|x| x.start_us);
+        v
+    };
+    let (clients, servers) = (by("curl"), by("front"));
+    for (c, s) in clients.iter().zip(&servers) {
+        assert_eq!((s.trace_id, s.parent_span_id), (c.trace_id, c.span_id), "each request's own parent");
+        assert_eq!(tag(s, "tracer.link"), Some("tcp-option"));
+    }
+    assert_ne!(clients[0].span_id, clients[1].span_id);
+}
+
+#[test]
+fn without_the_middle_daemon_the_rest_still_arrives_and_no_parent_is_wrong() {
+    let (front, middle, redis_ns, middle_ip, redis_ip) = hosts("b", 232);
+    let collector = Collector::start();
+    let _front_d = daemon(&front, "front", &collector);
+    let mut middle_d = daemon(&middle, "middle", &collector);
+    let _redis_d = daemon(&redis_ns, "redis", &collector);
+    assert!(middle_d.stop(), "the middle daemon stops cleanly");
+    let h = start_services(front, middle, redis_ns, &middle_ip, &redis_ip);
+
+    assert_eq!(curl(&h.front, "/relay"), 200, "traffic is unaffected");
+    let spans = wait_spans(&collector, "the spans of the front and redis hosts", |s| {
+        find(s, "curl", "client", "GET /relay").is_some()
+            && find(s, "front", "server", "GET /relay").is_some()
+            && find(s, "front", "client", "GET /relay").is_some()
+            && s.iter().any(|x| x.operation == "redis GET" && tag(x, "span.kind") == Some("server"))
+    });
+    let curl_span = get(&spans, "curl", "client", "GET /relay");
+    let front_server = get(&spans, "front", "server", "GET /relay");
+    let front_call = get(&spans, "front", "client", "GET /relay");
+    let redis_server = spans.iter().find(|x| x.operation == "redis GET" && tag(x, "span.kind") == Some("server")).unwrap();
+    assert!(find(&spans, "middle", "server", "GET /relay").is_none(), "no daemon on the middle host");
+    assert_eq!(front_server.parent_span_id, curl_span.span_id);
+    assert_eq!(front_call.parent_span_id, front_server.span_id);
+    assert_eq!(front_call.trace_id, curl_span.trace_id);
+    // The middle host sent no option: redis's span has no evidence, so no parent.
+    assert_eq!(redis_server.parent_span_id, 0, "{redis_server:#?}");
+    assert_eq!(tag(redis_server, "tracer.link"), None);
+    assert_eq!(host_of(redis_server), Some("redis"));
+    // No span anywhere names a parent that is not a span of its own trace.
+    for s in spans.iter().filter(|s| s.parent_span_id != 0) {
+        assert!(
+            spans.iter().any(|p| p.span_id == s.parent_span_id && p.trace_id == s.trace_id),
+            "{} of {} has a parent outside its trace",
+            s.operation,
+            s.process.service_name
+        );
+    }
+}
+
+#[test]
+fn with_propagation_off_nothing_is_added_to_packets_and_hosts_are_not_linked() {
+    let (front, middle, redis_ns, middle_ip, redis_ip) = hosts("c", 233);
+    let collector = Collector::start();
+    let front_d = daemon_with(&front, "front", &collector, &["--no-propagate"]);
+    let middle_d = daemon_with(&middle, "middle", &collector, &["--no-propagate"]);
+    let _redis_d = daemon_with(&redis_ns, "redis", &collector, &["--no-propagate"]);
+    let h = start_services(front, middle, redis_ns, &middle_ip, &redis_ip);
+
+    assert_eq!(curl(&h.front, "/relay"), 200);
+    let spans = wait_spans(&collector, "the spans of every host", |s| {
+        find(s, "front", "client", "GET /relay").is_some()
+            && find(s, "middle", "server", "GET /relay").is_some()
+            && s.iter().any(|x| x.operation == "redis GET" && tag(x, "span.kind") == Some("server"))
+    });
+    let front_call = get(&spans, "front", "client", "GET /relay");
+    let middle_server = get(&spans, "middle", "server", "GET /relay");
+    assert_eq!(middle_server.parent_span_id, 0, "no evidence crosses hosts");
+    assert_ne!(middle_server.trace_id, front_call.trace_id);
+    // On one host the tuple join still links curl and front.
+    assert_eq!(tag(get(&spans, "front", "server", "GET /relay"), "tracer.link"), Some("same-host-tuple"));
+    for d in [&front_d, &middle_d] {
+        assert_eq!(option_counter(d, "option_written"), 0.0);
+        assert!(!d.metrics().contains("probe=\"tracer_sock_ops\""), "sock_ops is not attached");
+    }
+}

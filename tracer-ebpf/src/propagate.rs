@@ -1,0 +1,153 @@
+//! Trace-context propagation, syscall side: decides when a request starts on a connection,
+//! chooses the ids of client requests in the kernel (they must exist when the request's first
+//! packet leaves, before the daemon sees the write) and hands them to `sock_ops` to put in the
+//! TCP option; on the server side, attaches the context a peer's option carried to the read that
+//! consumes the request's first byte. Request starts are direction changes: the first egress
+//! call on a client socket after ingress (or none), the first ingress call on a server socket
+//! after egress (or none).
+
+use aya_ebpf::helpers::{bpf_get_current_pid_tgid, bpf_get_prandom_u32};
+use tracer_common::*;
+
+use crate::{kernel, maps};
+
+const LAST_NONE: u32 = 0;
+const LAST_EGRESS: u32 = 1 + DIR_EGRESS;
+const LAST_INGRESS: u32 = 1 + DIR_INGRESS;
+
+#[inline(always)]
+fn enabled() -> bool {
+    maps::SETTINGS.load().propagate != 0
+}
+
+#[inline(always)]
+fn random64() -> u64 {
+    // SAFETY: plain helper calls.
+    let v = unsafe { ((bpf_get_prandom_u32() as u64) << 32) | bpf_get_prandom_u32() as u64 };
+    if v == 0 { 1 } else { v }
+}
+
+/// A connection got its role (connect: client, accept: server).
+#[inline(always)]
+pub fn on_role(sk: u64, role: u32) {
+    if enabled() {
+        let _ = maps::SOCK_STATE.insert(&sk, &SockState { role, last: LAST_NONE }, 0);
+    }
+}
+
+/// The socket is being closed (by the current thread). Closing a server connection ends
+/// whatever request the thread served on it, answered or not.
+#[inline(always)]
+pub fn on_close(sk: u64) {
+    if !enabled() {
+        return;
+    }
+    // SAFETY: the value is copied out before removal.
+    if let Some(state) = unsafe { maps::SOCK_STATE.get(&sk) }.copied() {
+        if state.role == ROLE_SERVER {
+            let _ = maps::THREAD_TRACE.remove(&(bpf_get_current_pid_tgid() as u32));
+        }
+        let _ = maps::SOCK_STATE.remove(&sk);
+    }
+    let _ = maps::PENDING_OPTION.remove(&sk);
+}
+
+#[inline(always)]
+fn tcp_seq(sk: u64, offset: u32) -> Option<u32> {
+    // SAFETY: read through bpf_probe_read_kernel.
+    unsafe { kernel::read::<u32>(sk, offset) }
+}
+
+/// Syscall entry of a data call on `sk`: fills `args.seq`, and for a client request start the
+/// ids (`args.ctx_kind = CTX_CLIENT`) with the option to write on its first packet.
+#[inline(always)]
+pub fn on_enter(args: &mut SyscallArgs, tid: u32, egress: bool) {
+    if !enabled() {
+        return;
+    }
+    let sk = args.sock;
+    let Some(state) = maps::SOCK_STATE.get_ptr_mut(&sk) else { return };
+    // SAFETY: map value pointer, valid for this program run.
+    let state = unsafe { &mut *state };
+    let off = maps::OFFSETS.load();
+    if !egress {
+        if state.role == ROLE_SERVER {
+            args.seq = tcp_seq(sk, off.tcp_copied_seq).unwrap_or(0);
+        }
+        return;
+    }
+    if state.last == LAST_EGRESS {
+        return;
+    }
+    state.last = LAST_EGRESS;
+    match state.role {
+        ROLE_CLIENT => {
+            let Some(seq) = tcp_seq(sk, off.tcp_write_seq) else { return };
+            // SAFETY: the value is copied out.
+            let trace = match unsafe { maps::THREAD_TRACE.get(&tid) } {
+                Some(t) => *t,
+                None => [random64(), random64()],
+            };
+            let ctx = WireContext { trace_hi: trace[0], trace_lo: trace[1], span_id: random64() };
+            let _ = maps::PENDING_OPTION.insert(&sk, &PendingOption { seq, _pad: 0, ctx }, 0);
+            args.seq = seq;
+            args.ctx_kind = CTX_CLIENT;
+            args.ctx = ctx;
+        }
+        ROLE_SERVER => {
+            // The response starts: the thread no longer serves this request.
+            let _ = maps::THREAD_TRACE.remove(&tid);
+        }
+        _ => {}
+    }
+}
+
+/// Syscall exit of a data call: for a server read, the context of the request it starts.
+#[inline(always)]
+pub fn on_exit(args: &mut SyscallArgs, tid: u32, egress: bool, ret: i64) {
+    if !enabled() {
+        return;
+    }
+    let sk = args.sock;
+    let Some(state) = maps::SOCK_STATE.get_ptr_mut(&sk) else { return };
+    // SAFETY: map value pointer, valid for this program run.
+    let state = unsafe { &mut *state };
+    if egress {
+        if ret <= 0 && args.ctx_kind == CTX_CLIENT {
+            // Nothing was sent (EAGAIN, error): the next write starts the request again.
+            state.last = LAST_NONE;
+            args.ctx_kind = CTX_NONE;
+        }
+        return;
+    }
+    if ret <= 0 {
+        return;
+    }
+    let starts = state.last != LAST_INGRESS;
+    state.last = LAST_INGRESS;
+    if state.role != ROLE_SERVER {
+        return;
+    }
+    let key = OptionKey { sock: sk, seq: args.seq, _pad: 0 };
+    // SAFETY: the value is copied out before removal.
+    let peer = unsafe { maps::RECEIVED_OPTION.get(&key) }.copied();
+    if let Some(ctx) = peer {
+        let _ = maps::RECEIVED_OPTION.remove(&key);
+        maps::count(COUNTER_OPTION_MATCHED);
+        args.ctx_kind = CTX_PEER;
+        args.ctx = ctx;
+    }
+    if !starts {
+        return;
+    }
+    let trace = match peer {
+        Some(ctx) => [ctx.trace_hi, ctx.trace_lo],
+        None => {
+            let t = [random64(), random64()];
+            args.ctx_kind = CTX_SERVER;
+            args.ctx = WireContext { trace_hi: t[0], trace_lo: t[1], span_id: 0 };
+            t
+        }
+    };
+    let _ = maps::THREAD_TRACE.insert(&tid, &trace, 0);
+}

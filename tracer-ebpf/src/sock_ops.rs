@@ -1,0 +1,158 @@
+//! `sock_ops` on the cgroup2 root: carries trace context in an experimental TCP option (kind 253,
+//! ExID `TCP_OPTION_EXID`, RFC 6994). On connections of the traced network namespace it enables
+//! the header-option callbacks (writing on connected sockets, parsing on accepted ones); it writes the context the syscall side chose on the packet that
+//! carries a client request's first byte, and reads the option on the server side, keyed by the
+//! sequence number of the packet's first byte. Several daemons (one per namespace) attach their
+//! own copy; each acts only on sockets of its namespace.
+
+use aya_ebpf::{
+    bindings::{
+        BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB, BPF_SOCK_OPS_HDR_OPT_LEN_CB, BPF_SOCK_OPS_PARSE_HDR_OPT_CB,
+        BPF_SOCK_OPS_PARSE_UNKNOWN_HDR_OPT_CB_FLAG, BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB,
+        BPF_SOCK_OPS_WRITE_HDR_OPT_CB, BPF_SOCK_OPS_WRITE_HDR_OPT_CB_FLAG,
+    },
+    helpers::generated::{bpf_load_hdr_opt, bpf_reserve_hdr_opt, bpf_store_hdr_opt},
+    macros::sock_ops,
+    programs::SockOpsContext,
+};
+use tracer_common::*;
+
+use crate::{kernel, maps};
+
+const LEN: usize = TCP_OPTION_LEN as usize;
+
+#[sock_ops]
+pub fn tracer_sock_ops(ctx: SockOpsContext) -> u32 {
+    let _ = try_sock_ops(&ctx);
+    1
+}
+
+/// The kernel `struct sock *` and `struct sk_buff *` behind the context (scalars, so they key
+/// maps and feed `bpf_probe_read_kernel` like the syscall side's socket pointers).
+#[inline(always)]
+fn sock_and_skb(ctx: &SockOpsContext) -> (u64, u64) {
+    let off = maps::OFFSETS.load();
+    let base = ctx.ops as u64;
+    // SAFETY: reads of the kernel context through bpf_probe_read_kernel.
+    unsafe {
+        (
+            kernel::read::<u64>(base, off.ops_kern_sk).unwrap_or(0),
+            kernel::read::<u64>(base, off.ops_kern_skb).unwrap_or(0),
+        )
+    }
+}
+
+/// `TCP_SKB_CB(skb)->seq` and `end_seq`.
+#[inline(always)]
+fn skb_seq(skb: u64) -> Option<(u32, u32)> {
+    let cb = maps::OFFSETS.load().skb_cb;
+    // SAFETY: reads through bpf_probe_read_kernel.
+    unsafe { Some((kernel::read::<u32>(skb, cb)?, kernel::read::<u32>(skb, cb + 4)?)) }
+}
+
+/// Whether `seq` lies in `[start, end)`, modulo 2^32.
+#[inline(always)]
+fn covers(start: u32, end: u32, seq: u32) -> bool {
+    seq.wrapping_sub(start) < end.wrapping_sub(start)
+}
+
+#[inline(always)]
+fn try_sock_ops(ctx: &SockOpsContext) -> Option<()> {
+    if maps::SETTINGS.load().propagate == 0 {
+        return None;
+    }
+    match ctx.op() {
+        op @ (BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB | BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB) => {
+            let (sk, _) = sock_and_skb(ctx);
+            if sk == 0 || !kernel::is_traced_tcp(sk, &maps::OFFSETS.load()) {
+                return None;
+            }
+            // The connecting side writes the option (requests), the accepting side reads it:
+            // each packet runs only the callback its direction needs.
+            let wanted = if op == BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB {
+                BPF_SOCK_OPS_WRITE_HDR_OPT_CB_FLAG
+            } else {
+                BPF_SOCK_OPS_PARSE_UNKNOWN_HDR_OPT_CB_FLAG
+            };
+            let _ = ctx.set_cb_flags((ctx.cb_flags() | wanted) as i32);
+        }
+        BPF_SOCK_OPS_HDR_OPT_LEN_CB => {
+            let (sk, skb) = sock_and_skb(ctx);
+            // SAFETY: the value is copied out.
+            let pending = unsafe { maps::PENDING_OPTION.get(&sk) }.copied()?;
+            if skb == 0 {
+                // Sizing the MSS (no packet yet): keep room while a request start is pending.
+                // SAFETY: helper on this program's context.
+                unsafe { bpf_reserve_hdr_opt(ctx.ops, TCP_OPTION_LEN, 0) };
+                return None;
+            }
+            let (start, end) = skb_seq(skb)?;
+            if !covers(start, end, pending.seq) {
+                return None;
+            }
+            // SAFETY: helper on this program's context.
+            if unsafe { bpf_reserve_hdr_opt(ctx.ops, TCP_OPTION_LEN, 0) } != 0 {
+                maps::count(COUNTER_OPTION_NO_SPACE);
+                let _ = maps::PENDING_OPTION.remove(&sk);
+            }
+        }
+        BPF_SOCK_OPS_WRITE_HDR_OPT_CB => {
+            let (sk, skb) = sock_and_skb(ctx);
+            // SAFETY: the value is copied out.
+            let pending = unsafe { maps::PENDING_OPTION.get(&sk) }.copied()?;
+            let (start, end) = skb_seq(skb)?;
+            if !covers(start, end, pending.seq) {
+                return None;
+            }
+            let mut opt = [0u8; LEN];
+            opt[0] = TCP_OPTION_KIND;
+            opt[1] = LEN as u8;
+            opt[2..4].copy_from_slice(&TCP_OPTION_EXID.to_be_bytes());
+            opt[4..12].copy_from_slice(&pending.ctx.trace_hi.to_be_bytes());
+            opt[12..20].copy_from_slice(&pending.ctx.trace_lo.to_be_bytes());
+            opt[20..28].copy_from_slice(&pending.ctx.span_id.to_be_bytes());
+            // SAFETY: helper on this program's context with a stack buffer of LEN bytes.
+            let rc = unsafe { bpf_store_hdr_opt(ctx.ops, opt.as_ptr() as *const _, TCP_OPTION_LEN, 0) };
+            if rc == 0 {
+                maps::count(COUNTER_OPTION_WRITTEN);
+                let _ = maps::PENDING_OPTION.remove(&sk);
+            } else {
+                maps::count(COUNTER_OPTION_NO_SPACE);
+                let _ = maps::PENDING_OPTION.remove(&sk);
+            }
+        }
+        BPF_SOCK_OPS_PARSE_HDR_OPT_CB => {
+            let (sk, skb) = sock_and_skb(ctx);
+            if sk == 0 || !kernel::is_traced_tcp(sk, &maps::OFFSETS.load()) {
+                return None;
+            }
+            // Search by kind and ExID: for the experimental kinds the kernel matches the 2-byte
+            // ExID given after a search length of 4, and copies the whole option back.
+            let mut opt = [0u8; LEN];
+            opt[0] = TCP_OPTION_KIND;
+            opt[1] = 4;
+            opt[2..4].copy_from_slice(&TCP_OPTION_EXID.to_be_bytes());
+            // SAFETY: helper on this program's context with a stack buffer of LEN bytes.
+            let rc = unsafe { bpf_load_hdr_opt(ctx.ops, opt.as_mut_ptr() as *mut _, TCP_OPTION_LEN, 0) };
+            if rc <= 0 {
+                return None;
+            }
+            if rc != TCP_OPTION_LEN as i64
+                || opt[1] != LEN as u8
+                || u16::from_be_bytes([opt[2], opt[3]]) != TCP_OPTION_EXID
+            {
+                maps::count(COUNTER_OPTION_FOREIGN);
+                return None;
+            }
+            let (seq, _) = skb_seq(skb)?;
+            let be = |i: usize| {
+                u64::from_be_bytes([opt[i], opt[i + 1], opt[i + 2], opt[i + 3], opt[i + 4], opt[i + 5], opt[i + 6], opt[i + 7]])
+            };
+            let ctx = WireContext { trace_hi: be(4), trace_lo: be(12), span_id: be(20) };
+            let _ = maps::RECEIVED_OPTION.insert(&OptionKey { sock: sk, seq, _pad: 0 }, &ctx, 0);
+            maps::count(COUNTER_OPTION_RECEIVED);
+        }
+        _ => {}
+    }
+    Some(())
+}
