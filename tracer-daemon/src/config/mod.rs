@@ -8,6 +8,7 @@ use serde::Deserialize;
 use crate::{
     export::ExportConfig,
     probes::{Filters, SyscallHook},
+    process::{KubernetesConfig, PodSource},
 };
 
 /// Default address of `/metrics` and `/healthz` (the jaeger-agent admin port, on loopback).
@@ -29,6 +30,8 @@ pub struct Config {
     pub stitch: StitchSettings,
     /// Export to Jaeger collectors, console / JSON output, and the agent listeners.
     pub export: ExportConfig,
+    /// Process metadata: `/proc` root and the Kubernetes pod source.
+    pub kubernetes: KubernetesConfig,
 }
 
 #[derive(Clone, Debug, Deserialize, PartialEq)]
@@ -56,6 +59,7 @@ impl Default for Config {
             redact: true,
             stitch: StitchSettings::default(),
             export: ExportConfig::default(),
+            kubernetes: KubernetesConfig::default(),
         }
     }
 }
@@ -157,6 +161,24 @@ pub struct CliOverrides {
     /// Keep SQL literals, Redis values and header values in spans (redaction is on by default).
     #[arg(long)]
     pub no_redact: bool,
+    /// This node's name for pod lookup and the `k8s.node.name` tag (default: $NODE_NAME, else
+    /// the host name).
+    #[arg(long)]
+    pub node_name: Option<String>,
+    /// Read pod metadata from this kubelet (`GET URL/pods`, polled); sets `kubernetes.source`
+    /// to `kubelet`.
+    #[arg(long, conflicts_with = "api_url")]
+    pub kubelet_url: Option<String>,
+    /// Read pod metadata from this API server (list + watch of this node's pods); sets
+    /// `kubernetes.source` to `api_server`.
+    #[arg(long)]
+    pub api_url: Option<String>,
+    /// Turn pod lookup off even inside Kubernetes.
+    #[arg(long)]
+    pub no_kubernetes: bool,
+    /// Where the host's processes are read (`/proc`, or a mount of the host's `/proc`).
+    #[arg(long)]
+    pub proc_root: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -232,6 +254,24 @@ impl Config {
         if o.no_redact {
             self.redact = false;
         }
+        let k = &mut self.kubernetes;
+        if o.node_name.is_some() {
+            k.node_name = o.node_name.clone();
+        }
+        if let Some(url) = &o.kubelet_url {
+            k.source = PodSource::Kubelet;
+            k.kubelet_url = Some(url.clone());
+        }
+        if let Some(url) = &o.api_url {
+            k.source = PodSource::ApiServer;
+            k.api_url = Some(url.clone());
+        }
+        if o.no_kubernetes {
+            k.enabled = Some(false);
+        }
+        if let Some(p) = &o.proc_root {
+            k.proc_root = p.clone();
+        }
         self.validate()?;
         Ok(self)
     }
@@ -262,6 +302,31 @@ mod tests {
         let c = Config::from_yaml(&text, &path).unwrap();
         assert_eq!(c.capture.capture_bytes, 4096);
         assert!(c.redact);
+        assert_eq!(c.kubernetes, KubernetesConfig::default());
+    }
+
+    #[test]
+    fn the_deploy_configs_parse() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy");
+        for rel in ["kubernetes/base/config.yaml", "kubernetes/overlays/kubelet-source/config.yaml"] {
+            let path = root.join(rel);
+            let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            let c = Config::from_yaml(&text, &path).unwrap();
+            c.apply(&CliOverrides::default()).unwrap();
+        }
+    }
+
+    #[test]
+    fn kubernetes_flags_pick_the_source() {
+        let o = CliOverrides { kubelet_url: Some("http://127.0.0.1:1".into()), node_name: Some("n".into()), ..Default::default() };
+        let c = Config::default().apply(&o).unwrap();
+        assert_eq!(c.kubernetes.source, PodSource::Kubelet);
+        assert_eq!(c.kubernetes.kubelet_url.as_deref(), Some("http://127.0.0.1:1"));
+        assert_eq!(c.kubernetes.node_name.as_deref(), Some("n"));
+        let c = Config::default().apply(&CliOverrides { no_kubernetes: true, ..Default::default() }).unwrap();
+        assert_eq!(c.kubernetes.enabled, Some(false));
+        let c = Config::from_yaml("kubernetes:\n  source: kubelet\n  proc_root: /host/proc\n", Path::new("x")).unwrap();
+        assert_eq!(c.kubernetes.proc_root, Path::new("/host/proc"));
     }
 
     #[test]
