@@ -20,6 +20,8 @@ const TEST_PACKAGES: &[&str] = &[
     "libmariadb-dev",
     "iproute2",
     "curl",
+    // Builds the FROM-scratch runtime image in tests/tests/image.rs (deploy/image/build.sh).
+    "podman",
 ];
 const BENCH_PACKAGES: &[&str] = &["sysbench", "wrk"];
 
