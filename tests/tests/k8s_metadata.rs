@@ -284,9 +284,13 @@ fn spans_carry_pod_metadata_from_cgroups_and_the_kubelet_pod_list() {
     ] {
         assert_eq!(tag(&p.tags, key).as_deref(), Some(want), "{key} in {p:?}");
     }
-    // curl, a host process, carries no pod tags.
+    // curl, a host process, carries the node but no pod.
     let clients: Vec<Span> = collector.spans().into_iter().filter(|s| s.kind() == Some("client")).collect();
-    assert!(clients.iter().all(|s| tag(&s.process.tags, "k8s.pod.name").is_none()), "{clients:?}");
+    assert!(!clients.is_empty());
+    for s in &clients {
+        assert_eq!(tag(&s.process.tags, "k8s.pod.name"), None, "{:?}", s.process);
+        assert_eq!(tag(&s.process.tags, "k8s.node.name").as_deref(), Some(NODE), "{:?}", s.process);
+    }
 
     // Pod B is not listed yet: B's spans have its container id but no pod.
     let first_b = wait_for(TIMEOUT, "server spans of the process in pod B", || {

@@ -6,7 +6,8 @@
 //! name (`/proc/PID/exe`, else `comm`). Tags: `hostname`, `ip`, `tracer.version`,
 //! `process.pid`, `process.executable.name`; `container.id` (and `container.runtime` when the
 //! cgroup path says) for processes in a container; `k8s.namespace.name`, `k8s.pod.name`,
-//! `k8s.pod.uid`, `k8s.container.name`, `k8s.node.name` for processes of a known pod.
+//! `k8s.pod.uid`, `k8s.container.name` for processes of a known pod, and `k8s.node.name` for
+//! every process when pod lookup is on.
 //!
 //! pid → `/proc/PID/cgroup` → container id and pod uid ([`cgroup`]) → pod ([`pods`]), from a
 //! pod list that [`sync`] keeps current in the background (an API server watch, or kubelet
@@ -450,6 +451,9 @@ impl ProcessResolver {
             if let Some(c) = &m.container_name {
                 tags.push(Tag::str(keys::CONTAINER, c));
             }
+        }
+        // On a Kubernetes node every process runs on that node, pod or not.
+        if inner.pods.is_some() {
             tags.push(Tag::str(keys::NODE, &inner.node_name));
         }
         e.process = Arc::new(Process { service_name: service, tags });

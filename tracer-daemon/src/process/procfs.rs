@@ -79,9 +79,18 @@ impl ProcFs {
         Some(buf)
     }
 
-    /// The executable's name from `exe` (needs ptrace read access), else `comm`.
+    /// The process's name: `comm`, or the executable's name from `exe` (needs ptrace read
+    /// access) when `comm` is missing or is the kernel's 15-byte truncation of it. `comm` wins
+    /// otherwise: `exe` resolves symlinks (Debian's `redis-server` is a link to
+    /// `redis-check-rdb`) and interpreters (`python3.11` for `python3`).
     pub fn executable_name(&self, pid: u32) -> Option<String> {
-        std::fs::read_link(self.path(pid, "exe")).ok().and_then(|t| exe_name(&t)).or_else(|| self.comm(pid))
+        let comm = self.comm(pid);
+        let exe = || std::fs::read_link(self.path(pid, "exe")).ok().and_then(|t| exe_name(&t));
+        match comm {
+            Some(c) if c.len() >= 15 => exe().filter(|e| e.starts_with(&c)).or(Some(c)),
+            Some(c) => Some(c),
+            None => exe(),
+        }
     }
 
     /// The kernel's command name (at most 15 bytes).

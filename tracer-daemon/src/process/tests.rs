@@ -153,9 +153,11 @@ fn names_and_tags_from_proc_and_the_pod_list() {
     assert_eq!((worker.service_name.as_str(), tag_str(&worker, keys::CONTAINER)), ("worker", Some("worker")));
     let cron = r.resolve(103);
     assert_eq!(cron.service_name, "cron");
-    for k in [keys::POD, keys::CONTAINER_ID, keys::NODE] {
+    for k in [keys::POD, keys::CONTAINER_ID] {
         assert_eq!(tag(&cron, k), None, "{k}");
     }
+    // Host processes of a Kubernetes node carry the node.
+    assert_eq!(tag_str(&cron, keys::NODE), Some("node-1"));
     // A pid that never existed.
     assert_eq!(r.resolve(999).service_name, "pid-999");
 
@@ -442,4 +444,18 @@ async fn an_unusable_ca_file_is_an_error_at_start() {
     };
     let err = ProcessResolver::spawn(&cfg, host()).unwrap_err().to_string();
     assert!(err.contains("/nonexistent/ca.crt"), "{err}");
+}
+
+#[test]
+fn the_command_name_wins_unless_the_kernel_truncated_it() {
+    let fake = FakeProc::new("comm");
+    let r = ProcessResolver::with_parts(&fake.root, host(), "node-1", None);
+    // A symlinked binary keeps the name it was started by.
+    fake.add(300, 1, &[], "redis-server", Some("/usr/bin/redis-check-rdb"), "0::/\n");
+    // A 15-byte command name is the prefix of the real one.
+    fake.add(301, 1, &[], "inventory-servi", Some("/srv/inventory-service"), "0::/\n");
+    // A truncated name that is not the executable's prefix stays.
+    fake.add(302, 1, &[], "abcdefghijklmno", Some("/usr/bin/python3.11"), "0::/\n");
+    let names: Vec<String> = [300, 301, 302].into_iter().map(|pid| r.resolve(pid).service_name.clone()).collect();
+    assert_eq!(names, ["redis-server", "inventory-service", "abcdefghijklmno"]);
 }
