@@ -24,8 +24,16 @@ fn deploy_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy")
 }
 
+/// A tool installed by pip: from the scripts directory of the `python3` on PATH (pip may not
+/// refresh version-manager shims), else from PATH.
 fn tool(name: &str) -> Command {
-    let mut c = Command::new(name);
+    static SCRIPTS: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
+    let scripts = SCRIPTS.get_or_init(|| {
+        let out = Command::new("python3").args(["-c", "import sysconfig; print(sysconfig.get_path('scripts'))"]).output().ok()?;
+        Some(PathBuf::from(String::from_utf8(out.stdout).ok()?.trim()))
+    });
+    let path = scripts.as_ref().map(|d| d.join(name)).filter(|p| p.is_file()).unwrap_or_else(|| PathBuf::from(name));
+    let mut c = Command::new(path);
     c.env("PIP_ROOT_USER_ACTION", "ignore");
     c
 }
