@@ -2,7 +2,9 @@
 //! cgroup2 root, shaped like a kubelet's (`kubepods/besteffort/pod<uid>/<container id>`), and
 //! an HTTP endpoint in the test serves the node's pod list in the kubelet's JSON shape. The
 //! daemon (kubelet source) must tag the servers' spans with the pod, namespace, container and
-//! node, name them from the pod labels, and pick up a pod that appears after its process.
+//! node, name them from the pod labels, and pick up a pod that appears after its process. The
+//! daemon runs as it does in the DaemonSet: uid 0 limited to the capabilities that
+//! deploy/kubernetes/base/daemonset.yaml adds, with tracefs mounted by the host.
 
 use std::{
     io::{BufRead, BufReader, Write},
@@ -216,6 +218,43 @@ fn curl(port: u16) {
     assert_eq!(String::from_utf8_lossy(&out.stdout), "200", "curl to port {port}");
 }
 
+/// The capabilities the base DaemonSet adds (everything else is dropped there).
+fn daemonset_capabilities() -> Vec<String> {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/kubernetes/base/daemonset.yaml");
+    let ds: serde_yaml::Value = serde_yaml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let sc = &ds["spec"]["template"]["spec"]["containers"][0]["securityContext"];
+    assert_eq!(sc["capabilities"]["drop"][0], "ALL");
+    let caps: Vec<String> = sc["capabilities"]["add"].as_sequence().unwrap().iter().map(|c| c.as_str().unwrap().to_owned()).collect();
+    caps
+}
+
+fn cap_bit(name: &str) -> u32 {
+    match name {
+        "DAC_READ_SEARCH" => 2,
+        "NET_ADMIN" => 12,
+        "SYS_PTRACE" => 19,
+        "SYS_RESOURCE" => 24,
+        "PERFMON" => 38,
+        "BPF" => 39,
+        other => panic!("capability {other} not expected in the DaemonSet"),
+    }
+}
+
+/// A capability set (`CapEff`, `CapBnd`, …) of a process, from its status file.
+fn cap_set(pid: u32, which: &str) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    let hex = status.lines().find_map(|l| l.strip_prefix(which)?.strip_prefix(':')).unwrap();
+    u64::from_str_radix(hex.trim(), 16).unwrap()
+}
+
+/// The DaemonSet mounts the host's tracefs; without CAP_SYS_ADMIN the daemon cannot mount it.
+fn ensure_tracefs() {
+    if !Path::new("/sys/kernel/tracing/events").exists() {
+        let ok = Command::new("mount").args(["-t", "tracefs", "nodev", "/sys/kernel/tracing"]).status().unwrap().success();
+        assert!(ok, "mounting tracefs");
+    }
+}
+
 #[test]
 fn spans_carry_pod_metadata_from_cgroups_and_the_kubelet_pod_list() {
     tracer_tests::require_root();
@@ -243,7 +282,10 @@ fn spans_carry_pod_metadata_from_cgroups_and_the_kubelet_pod_list() {
     let config = std::env::temp_dir().join(format!("tracer-e2e-k8s-{}.yaml", std::process::id()));
     std::fs::write(&config, "kubernetes:\n  kubelet_poll_interval_s: 1\n").unwrap();
     let kubelet_url = format!("http://127.0.0.1:{}", kubelet.port);
-    let daemon = Daemon::start(&[
+    let caps = daemonset_capabilities();
+    let bounding = format!("--bounding-set=-all,{}", caps.iter().map(|c| format!("+{}", c.to_lowercase())).collect::<Vec<_>>().join(","));
+    ensure_tracefs();
+    let daemon = Daemon::start_wrapped(&["setpriv", &bounding, "--inh-caps=-all", "--"], &[
         "--config",
         config.to_str().unwrap(),
         "--kubelet-url",
@@ -261,6 +303,11 @@ fn spans_carry_pod_metadata_from_cgroups_and_the_kubelet_pod_list() {
         "--include-comm",
         "curl",
     ]);
+    // setpriv exec'd the daemon (same pid): its effective set is the DaemonSet's capabilities
+    // (as far as this machine's own bounding set has them), CAP_SYS_ADMIN not among them.
+    let want = caps.iter().fold(0u64, |m, c| m | 1 << cap_bit(c));
+    let (eff, own_bounding) = (cap_set(daemon.pid(), "CapEff"), cap_set(std::process::id(), "CapBnd"));
+    assert_eq!(eff, want & own_bounding, "CapEff {eff:x} for {caps:?}");
     wait_for(TIMEOUT, "/readyz after the pod list", || (http_get(&daemon.metrics_addr, "/readyz") == "ready\n").then_some(()));
     assert_eq!(daemon.metric("tracer_k8s_synced"), 1.0);
     assert!(kubelet.requests.load(Ordering::SeqCst) >= 1);
