@@ -1,6 +1,7 @@
 //! Kubernetes metadata end to end: HTTP servers run in cgroups this test creates under the
 //! cgroup2 root, shaped like a kubelet's (`kubepods/besteffort/pod<uid>/<container id>`), and
-//! an HTTP endpoint in the test serves the node's pod list in the kubelet's JSON shape. The
+//! an HTTP endpoint in the test serves the node's pod list in the kubelet's JSON shape (or, in
+//! the second test, an API server's list and watch stream). The
 //! daemon (kubelet source) must tag the servers' spans with the pod, namespace, container and
 //! node, name them from the pod labels, and pick up a pod that appears after its process. The
 //! daemon runs as it does in the DaemonSet: uid 0 limited to the capabilities that
@@ -177,20 +178,85 @@ struct PodDef<'a> {
     container_id: &'a str,
 }
 
-/// A kubelet `/pods` answer for this node's pods.
+/// One pod of this node, as the kubelet and the API server write it.
+fn pod_json(p: &PodDef<'_>) -> String {
+    format!(
+        r#"{{"metadata":{{"name":"{}","namespace":"shop","uid":"{}","resourceVersion":"11","labels":{{{}}}}},
+          "spec":{{"nodeName":"{NODE}","containers":[{{"name":"{}","image":"x:1"}}]}},
+          "status":{{"phase":"Running","containerStatuses":[{{"name":"{}","containerID":"containerd://{}","ready":true,"restartCount":0}}]}}}}"#,
+        p.name, p.uid, p.labels, p.container, p.container, p.container_id
+    )
+}
+
+/// A `PodList` of this node's pods (the kubelet's `/pods` and the API server's list).
 fn pod_list(pods: &[PodDef<'_>]) -> String {
-    let items: Vec<String> = pods
-        .iter()
-        .map(|p| {
-            format!(
-                r#"{{"metadata":{{"name":"{}","namespace":"shop","uid":"{}","labels":{{{}}}}},
-                  "spec":{{"nodeName":"{NODE}","containers":[{{"name":"{}","image":"x:1"}}]}},
-                  "status":{{"phase":"Running","containerStatuses":[{{"name":"{}","containerID":"containerd://{}","ready":true,"restartCount":0}}]}}}}"#,
-                p.name, p.uid, p.labels, p.container, p.container, p.container_id
-            )
-        })
-        .collect();
-    format!(r#"{{"kind":"PodList","apiVersion":"v1","metadata":{{}},"items":[{}]}}"#, items.join(","))
+    let items: Vec<String> = pods.iter().map(pod_json).collect();
+    format!(r#"{{"kind":"PodList","apiVersion":"v1","metadata":{{"resourceVersion":"10"}},"items":[{}]}}"#, items.join(","))
+}
+
+/// The test's API server: `GET /api/v1/pods?…` answers a pod list, and `…&watch=true` holds a
+/// chunked watch stream open (at most `WATCH_OPEN`), writing each event the test sends.
+struct ApiServer {
+    port: u16,
+    requests: Arc<Mutex<Vec<String>>>,
+    events: std::sync::mpsc::Sender<String>,
+}
+
+const WATCH_OPEN: Duration = Duration::from_secs(60);
+
+impl ApiServer {
+    fn start(list: String) -> ApiServer {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let requests = Arc::new(Mutex::new(Vec::new()));
+        let (events, rx) = std::sync::mpsc::channel::<String>();
+        let rx = Arc::new(Mutex::new(rx));
+        let reqs = requests.clone();
+        std::thread::spawn(move || {
+            for conn in listener.incoming() {
+                let Ok(mut conn) = conn else { continue };
+                let (reqs, rx, list) = (reqs.clone(), rx.clone(), list.clone());
+                std::thread::spawn(move || {
+                    let _ = conn.set_read_timeout(Some(Duration::from_secs(5)));
+                    let mut reader = BufReader::new(conn.try_clone().unwrap());
+                    let mut request_line = String::new();
+                    let _ = reader.read_line(&mut request_line);
+                    let mut line = String::new();
+                    while reader.read_line(&mut line).is_ok_and(|n| n > 2) {
+                        line.clear();
+                    }
+                    reqs.lock().unwrap().push(request_line.clone());
+                    if !request_line.starts_with("GET /api/v1/pods?") {
+                        let _ = write!(conn, "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+                    } else if !request_line.contains("watch=true") {
+                        let _ = write!(
+                            conn,
+                            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{list}",
+                            list.len()
+                        );
+                    } else {
+                        let _ = write!(conn, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n");
+                        let deadline = std::time::Instant::now() + WATCH_OPEN;
+                        while std::time::Instant::now() < deadline {
+                            let event = rx.lock().unwrap().recv_timeout(Duration::from_millis(100));
+                            if let Ok(e) = event {
+                                let chunk = format!("{e}\n");
+                                if write!(conn, "{:x}\r\n{chunk}\r\n", chunk.len()).is_err() {
+                                    return;
+                                }
+                            }
+                        }
+                        let _ = write!(conn, "0\r\n\r\n");
+                    }
+                });
+            }
+        });
+        ApiServer { port, requests, events }
+    }
+
+    fn requests(&self) -> Vec<String> {
+        self.requests.lock().unwrap().clone()
+    }
 }
 
 fn tag(tags: &[tracer_daemon::model::Tag], key: &str) -> Option<String> {
@@ -369,5 +435,62 @@ fn spans_carry_pod_metadata_from_cgroups_and_the_kubelet_pod_list() {
     drop(daemon);
     drop(server_a);
     drop(server_b);
+    drop(cgroups);
+}
+
+#[test]
+fn pods_added_through_the_api_server_watch_reach_the_spans() {
+    tracer_tests::require_root();
+    const ID: &str = "c0ffee00c0ffee00c0ffee00c0ffee00c0ffee00c0ffee00c0ffee00c0ffee00";
+    const UID: &str = "7f3e9a4c-5d6b-4c8a-9e0f-9a8b7c6d5e43";
+    let mut cgroups = CgroupTree::new();
+    let cg = cgroups.container(UID, ID);
+    let api = ApiServer::start(pod_list(&[]));
+    let collector = Collector::start();
+    let server = CgServer::start(&cg);
+    ensure_tracefs();
+    let api_url = format!("http://127.0.0.1:{}", api.port);
+    let daemon = Daemon::start(&[
+        "--api-url",
+        &api_url,
+        "--node-name",
+        NODE,
+        "--collector",
+        &collector.url(),
+        "--batch-max-age-ms",
+        "200",
+        "--include-comm",
+        "python3",
+    ]);
+    wait_for(TIMEOUT, "/readyz after the pod list", || (http_get(&daemon.metrics_addr, "/readyz") == "ready\n").then_some(()));
+    // The list is restricted to this node; the watch resumes from the list's version.
+    wait_for(TIMEOUT, "the watch request", || (api.requests().len() >= 2).then_some(()));
+    let reqs = api.requests();
+    assert!(reqs[0].starts_with("GET /api/v1/pods?fieldSelector=spec.nodeName%3De2e-node HTTP/1.1"), "{reqs:?}");
+    assert!(reqs[1].contains("watch=true") && reqs[1].contains("resourceVersion=10"), "{reqs:?}");
+
+    let first = wait_for(TIMEOUT, "a server span before the pod is known", || {
+        curl(server.port);
+        server_spans_of(&collector, server.child.id()).into_iter().next()
+    });
+    assert_eq!(tag(&first.process.tags, "k8s.pod.name"), None, "{:?}", first.process);
+
+    // The pod arrives as a watch event, not through another list.
+    let pod = PodDef { name: "inventory-5c4b", uid: UID, labels: r#""app.kubernetes.io/name":"inventory""#, container: "app", container_id: ID };
+    api.events.send(format!(r#"{{"type":"ADDED","object":{}}}"#, pod_json(&pod).replace('\n', " "))).unwrap();
+    let late = wait_for(TIMEOUT, "spans with the watched pod", || {
+        curl(server.port);
+        server_spans_of(&collector, server.child.id()).into_iter().find(|s| tag(&s.process.tags, "k8s.pod.name").is_some())
+    });
+    let p = &late.process;
+    assert_eq!(p.service_name, "inventory", "{p:?}");
+    assert_eq!(tag(&p.tags, "k8s.pod.name").as_deref(), Some("inventory-5c4b"));
+    assert_eq!(tag(&p.tags, "k8s.container.name").as_deref(), Some("app"));
+    assert_eq!(tag(&p.tags, "k8s.node.name").as_deref(), Some(NODE));
+    let lists = api.requests().iter().filter(|r| !r.contains("watch=true")).count();
+    assert_eq!(lists, 1, "picked up by the watch without listing again: {:?}", api.requests());
+    assert!(daemon.metric("tracer_k8s_watch_events_total") >= 1.0);
+    drop(daemon);
+    drop(server);
     drop(cgroups);
 }
