@@ -85,6 +85,18 @@ pub async fn run(inv: Invocation) -> anyhow::Result<()> {
         tracing::info!(probe = %s.probe, attached = s.attached, detail = %s.detail, "probe");
     }
     probes.register_metrics(&registry)?;
+    // Held for the daemon's lifetime: the kernel accounts program run time while it is open.
+    let _bpf_stats = if cfg.capture.bpf_stats {
+        match aya::sys::enable_stats(aya::sys::Stats::RunTime) {
+            Ok(fd) => Some(fd),
+            Err(e) => {
+                tracing::warn!(error = %e, "bpf run-time statistics unavailable");
+                None
+            }
+        }
+    } else {
+        None
+    };
     let events = probes.take_events().context("the kernel object has no event ring buffer")?;
     let ring = RingBuf::try_from(events).context("opening the event ring buffer")?;
 

@@ -76,7 +76,7 @@ pub fn emit(args: &SyscallArgs, ret: i64) {
     let len = (header + captured) & (2 * MAX_CAPTURE as u64 - 1);
     // SAFETY: `scratch` is `header + 2 * MAX_CAPTURE` bytes and `len` is below that.
     let bytes = unsafe { core::slice::from_raw_parts(scratch as *const _ as *const u8, len as usize) };
-    match maps::EVENTS.output::<[u8]>(bytes, 0) {
+    match maps::EVENTS.output::<[u8]>(bytes, maps::wakeup()) {
         Ok(()) => maps::count(COUNTER_EVENTS),
         Err(_) => maps::count(COUNTER_RINGBUF_FULL),
     }

@@ -15,6 +15,19 @@ use tracer_common::{
 #[map(name = "EVENTS")]
 pub static EVENTS: RingBuf = RingBuf::with_byte_size(16 * 1024 * 1024, 0);
 
+/// Submit flags for `EVENTS`: wake the daemon only once an eighth of the ring is waiting.
+/// Below that the daemon drains the ring on its own short timer. A wakeup per event would cost
+/// the traced thread an irq_work and the daemon a context switch on every syscall.
+#[inline(always)]
+pub fn wakeup() -> u64 {
+    // Flags of `bpf_ringbuf_query` and of the submit helpers (uapi `BPF_RB_*`).
+    const AVAIL_DATA: u64 = 0;
+    const RING_SIZE: u64 = 1;
+    const NO_WAKEUP: u64 = 1;
+    const FORCE_WAKEUP: u64 = 2;
+    if EVENTS.query(AVAIL_DATA) >= EVENTS.query(RING_SIZE) / 8 { FORCE_WAKEUP } else { NO_WAKEUP }
+}
+
 /// Per-CPU counters. Key: `COUNTER_*` index. Value: u64. Bound: `COUNTERS_LEN`. No eviction.
 #[map(name = "COUNTERS")]
 pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTERS_LEN, 0);

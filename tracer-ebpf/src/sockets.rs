@@ -46,7 +46,7 @@ fn emit_conn(kind: u32, syscall: u32, sk: u64, fd: i64, ret: i64, ts_enter_ns: u
         tuple,
         comm: bpf_get_current_comm().unwrap_or([0; 16]),
     };
-    match maps::EVENTS.output::<ConnEvent>(&event, 0) {
+    match maps::EVENTS.output::<ConnEvent>(&event, maps::wakeup()) {
         Ok(()) => maps::count(COUNTER_EVENTS),
         Err(_) => maps::count(COUNTER_RINGBUF_FULL),
     }
@@ -122,7 +122,7 @@ fn try_inet_sock_set_state(ctx: &TracePointContext) -> Option<()> {
     header.pid = 0;
     header.tid = 0;
     let event = StateEvent { header, conn_id: sk, old_state: old, new_state: new, tuple };
-    match maps::EVENTS.output::<StateEvent>(&event, 0) {
+    match maps::EVENTS.output::<StateEvent>(&event, maps::wakeup()) {
         Ok(()) => maps::count(COUNTER_EVENTS),
         Err(_) => maps::count(COUNTER_RINGBUF_FULL),
     }

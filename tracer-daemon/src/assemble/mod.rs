@@ -37,6 +37,28 @@ struct Buffered {
     exit: u64,
 }
 
+/// One captured call as the protocol session reads it.
+struct Call<'a> {
+    dir: PDir,
+    data: &'a [u8],
+    total: usize,
+    tid: u32,
+    enter: u64,
+    exit: u64,
+}
+
+impl Buffered {
+    fn view(&self) -> Call<'_> {
+        Call { dir: self.dir, data: &self.data, total: self.total, tid: self.tid, enter: self.enter, exit: self.exit }
+    }
+}
+
+impl Call<'_> {
+    fn to_owned(&self) -> Buffered {
+        Buffered { dir: self.dir, data: self.data.to_vec(), total: self.total, tid: self.tid, enter: self.enter, exit: self.exit }
+    }
+}
+
 #[derive(Default)]
 enum Proto {
     #[default]
@@ -57,6 +79,23 @@ pub struct ConnSpans {
     open: HashMap<u64, (Ids, u32)>,
     /// The connection saw a reset (ECONNRESET / EPIPE).
     reset: bool,
+    /// The address tags of every span of the connection, formatted once.
+    addr_tags: std::cell::OnceCell<Vec<Tag>>,
+}
+
+fn address_tags(conn: &Conn<ConnSpans>) -> Vec<Tag> {
+    let peer = conn.tuple.remote;
+    let mut tags = vec![
+        Tag::str("net.peer.ip", peer.ip().to_string()),
+        Tag::long("net.peer.port", peer.port() as i64),
+        Tag::str("net.host.ip", conn.tuple.local.ip().to_string()),
+        Tag::long("net.host.port", conn.tuple.local.port() as i64),
+    ];
+    if conn.role == Role::Client {
+        // A peer that is not traced is named by its address.
+        tags.push(Tag::str("peer.service", peer.to_string()));
+    }
+    tags
 }
 
 /// Counts for metrics, read by the pipeline.
@@ -155,33 +194,27 @@ impl<I: IdSource> Assembler<I> {
             Direction::Ingress => rec.ts_exit_ns,
             Direction::Egress => rec.ts_enter_ns,
         };
-        let call = Buffered {
-            dir: pdir(rec.direction),
-            data: rec.payload.clone(),
-            total: rec.ret as usize,
-            tid: rec.tid,
-            enter,
-            exit: rec.ts_exit_ns,
-        };
+        let call = Call { dir: pdir(rec.direction), data: &rec.payload, total: rec.ret as usize, tid: rec.tid, enter, exit: rec.ts_exit_ns };
         let role = prole(conn.role);
         let pending = match std::mem::take(&mut conn.state.proto) {
+            Proto::Active(mut session) => {
+                // The common case: the payload is parsed where it lies, never copied.
+                self.feed(conn, &mut session, &call);
+                conn.state.proto = Proto::Active(session);
+                return;
+            }
             Proto::Fresh if self.is_own(conn.tuple.remote) => {
                 self.stats.own_traffic += 1;
                 conn.state.proto = Proto::Own;
                 return;
             }
-            Proto::Fresh => vec![call],
+            Proto::Fresh => vec![call.to_owned()],
             Proto::Detecting(mut calls) => {
-                calls.push(call);
+                calls.push(call.to_owned());
                 calls
             }
             state @ (Proto::Unknown | Proto::Own) => {
                 conn.state.proto = state;
-                return;
-            }
-            Proto::Active(mut session) => {
-                self.feed(conn, &mut session, &call);
-                conn.state.proto = Proto::Active(session);
                 return;
             }
         };
@@ -193,7 +226,7 @@ impl<I: IdSource> Assembler<I> {
                 self.stats.detected[p as usize] += 1;
                 let mut session = Box::new(Session::new(p, role, self.redaction));
                 for call in &pending {
-                    self.feed(conn, &mut session, call);
+                    self.feed(conn, &mut session, &call.view());
                 }
                 conn.state.proto = Proto::Active(session);
             }
@@ -207,9 +240,9 @@ impl<I: IdSource> Assembler<I> {
         }
     }
 
-    fn feed(&mut self, conn: &mut Conn<ConnSpans>, session: &mut Session, call: &Buffered) {
+    fn feed(&mut self, conn: &mut Conn<ConnSpans>, session: &mut Session, call: &Call<'_>) {
         let mut done = Vec::new();
-        session.feed(call.dir, &call.data, call.total, call.enter, call.exit, &mut done);
+        session.feed(call.dir, call.data, call.total, call.enter, call.exit, &mut done);
         self.start_requests(conn, session, call.tid, call.exit);
         for ex in done {
             self.finish(conn, ex, call.exit);
@@ -256,15 +289,7 @@ impl<I: IdSource> Assembler<I> {
         let mut tags = Vec::with_capacity(ex.tags.len() + 10);
         tags.push(Tag::str("span.kind", kind.as_str()));
         tags.extend(ex.tags.iter().cloned());
-        let peer = conn.tuple.remote;
-        tags.push(Tag::str("net.peer.ip", peer.ip().to_string()));
-        tags.push(Tag::long("net.peer.port", peer.port() as i64));
-        tags.push(Tag::str("net.host.ip", conn.tuple.local.ip().to_string()));
-        tags.push(Tag::long("net.host.port", conn.tuple.local.port() as i64));
-        if conn.role == Role::Client {
-            // A peer that is not traced is named by its address.
-            tags.push(Tag::str("peer.service", format!("{}", peer)));
-        }
+        tags.extend(conn.state.addr_tags.get_or_init(|| address_tags(conn)).iter().cloned());
         if tid != 0 {
             tags.push(Tag::long("thread.id", tid as i64));
         }

@@ -77,6 +77,9 @@ pub struct CaptureConfig {
     pub max_connections: usize,
     /// Decoded events queued between the ring-buffer reader and span assembly (count).
     pub event_queue: usize,
+    /// Have the kernel account each program's run time while the daemon runs, shown as
+    /// `tracer_bpf_program_*` metrics. Costs two clock reads per program run; off by default.
+    pub bpf_stats: bool,
 }
 
 impl Default for CaptureConfig {
@@ -87,6 +90,7 @@ impl Default for CaptureConfig {
             syscall_hook: SyscallHook::Raw,
             max_connections: 65_536,
             event_queue: 65_536,
+            bpf_stats: false,
         }
     }
 }
@@ -137,6 +141,9 @@ pub struct CliOverrides {
     /// Connections tracked at once (LRU beyond this; default 65536).
     #[arg(long)]
     pub max_connections: Option<usize>,
+    /// Account each kernel program's run time (`tracer_bpf_program_*` metrics; small cost per run).
+    #[arg(long)]
+    pub bpf_stats: bool,
     /// Trace only these processes (repeatable).
     #[arg(long = "include-pid")]
     pub include_pids: Vec<u32>,
@@ -240,6 +247,9 @@ impl Config {
         }
         if let Some(v) = o.max_connections {
             self.capture.max_connections = v;
+        }
+        if o.bpf_stats {
+            self.capture.bpf_stats = true;
         }
         let f = &mut self.filter;
         f.include_pids.extend(&o.include_pids);

@@ -242,7 +242,31 @@ impl Probes {
         let counters: PerCpuArray<MapData, u64> =
             PerCpuArray::try_from(map).map_err(|source| ProbeError::Map { name: k::MAP_COUNTERS, source })?;
         let status = self.status.clone();
+        let programs: Vec<(u32, String)> = self
+            .ebpf
+            .programs()
+            .filter_map(|(name, prog)| Some((prog.info().ok()?.id(), name.to_owned())))
+            .collect();
         registry.add_collector(move |out: &mut Vec<Sample>| {
+            // Run time and count advance only while the kernel accounts them (`--bpf-stats`,
+            // or the `kernel.bpf_stats_enabled` sysctl).
+            for info in aya::programs::loaded_programs().flatten() {
+                let Some((_, name)) = programs.iter().find(|(id, _)| *id == info.id()) else { continue };
+                out.push(Sample::new(
+                    "tracer_bpf_program_run_seconds_total",
+                    "Kernel time spent in each of the daemon's programs (while bpf stats are enabled)",
+                    Kind::Counter,
+                    &[("program", name)],
+                    info.run_time().as_secs_f64(),
+                ));
+                out.push(Sample::new(
+                    "tracer_bpf_program_runs_total",
+                    "Runs of each of the daemon's programs (while bpf stats are enabled)",
+                    Kind::Counter,
+                    &[("program", name)],
+                    info.run_count() as f64,
+                ));
+            }
             for (i, name) in k::COUNTER_NAMES.iter().enumerate() {
                 let total: u64 = counters.get(&(i as u32), 0).map(|v| v.iter().sum()).unwrap_or(0);
                 out.push(Sample::new(

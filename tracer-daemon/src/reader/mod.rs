@@ -5,7 +5,7 @@
 pub mod clock;
 pub mod decode;
 
-use std::sync::Arc;
+use std::{sync::Arc, time::Duration};
 
 use aya::maps::{MapData, RingBuf};
 use tokio::{
@@ -47,35 +47,56 @@ impl ReaderMetrics {
     }
 }
 
+/// How often the ring buffer is drained without a wakeup. The kernel wakes the reader only when
+/// an eighth of the ring is waiting (see `maps::wakeup` in tracer-ebpf), so quiet periods and
+/// light load are served by this timer: it bounds how long an event waits in the ring.
+const DRAIN_EVERY: Duration = Duration::from_millis(10);
+
 /// Reads until the ring buffer's fd fails or the receiver is gone.
 pub async fn run(ring: RingBuf<MapData>, tx: mpsc::Sender<Event>, registry: Arc<Registry>) -> std::io::Result<()> {
     let m = ReaderMetrics::new(&registry);
     // SAFETY: the ring buffer owns its map fd, which stays open and unchanged until the
     // AsyncFd (which owns the ring buffer) is dropped.
     let mut fd = unsafe { AsyncFd::register_with_interest(ring, Interest::READABLE) }.map_err(std::io::Error::from)?;
+    let mut tick = tokio::time::interval(DRAIN_EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
-        let mut guard = fd.readable_mut().await?;
-        let ring = guard.get_inner_mut();
-        while let Some(item) = ring.next() {
-            match decode::decode(&item) {
-                Ok(event) => {
-                    if let Some(c) = ReaderMetrics::find(&m.by_kind, event.kind_label()) {
-                        c.inc();
-                    }
-                    match tx.try_send(event) {
-                        Ok(()) => {}
-                        Err(mpsc::error::TrySendError::Full(_)) => m.pipeline_full.inc(),
-                        Err(mpsc::error::TrySendError::Closed(_)) => return Ok(()),
-                    }
+        let open = tokio::select! {
+            ready = fd.readable_mut() => {
+                let mut guard = ready?;
+                let open = drain(guard.get_inner_mut(), &tx, &m);
+                guard.clear_ready();
+                open
+            }
+            _ = tick.tick() => drain(fd.get_mut(), &tx, &m),
+        };
+        if !open {
+            return Ok(());
+        }
+    }
+}
+
+/// Hands every record waiting in the ring to the next stage; false when the receiver is gone.
+fn drain(ring: &mut RingBuf<MapData>, tx: &mpsc::Sender<Event>, m: &ReaderMetrics) -> bool {
+    while let Some(item) = ring.next() {
+        match decode::decode(&item) {
+            Ok(event) => {
+                if let Some(c) = ReaderMetrics::find(&m.by_kind, event.kind_label()) {
+                    c.inc();
                 }
-                Err(e) => {
-                    if let Some(c) = ReaderMetrics::find(&m.decode_errors, e.reason()) {
-                        c.inc();
-                    }
-                    tracing::debug!(error = %e, "undecodable kernel record");
+                match tx.try_send(event) {
+                    Ok(()) => {}
+                    Err(mpsc::error::TrySendError::Full(_)) => m.pipeline_full.inc(),
+                    Err(mpsc::error::TrySendError::Closed(_)) => return false,
                 }
             }
+            Err(e) => {
+                if let Some(c) = ReaderMetrics::find(&m.decode_errors, e.reason()) {
+                    c.inc();
+                }
+                tracing::debug!(error = %e, "undecodable kernel record");
+            }
         }
-        guard.clear_ready();
     }
+    true
 }

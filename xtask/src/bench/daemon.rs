@@ -18,8 +18,10 @@ pub struct Daemon {
 }
 
 /// Cumulative figures at one instant.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct Figures {
+    /// Kernel time in each of the daemon's programs (seconds) and its runs, by program name.
+    pub programs: Vec<(String, f64, f64)>,
     pub cpu_secs: f64,
     pub rss_mib: f64,
     pub spans: f64,
@@ -41,7 +43,7 @@ impl Daemon {
             .args(["-c", "1"])
             .arg(bin)
             .args(args)
-            .args(["--metrics-addr", &metrics, "--agent-udp", &sink.local_addr()?.to_string()])
+            .args(["--bpf-stats", "--metrics-addr", &metrics, "--agent-udp", &sink.local_addr()?.to_string()])
             .args(["--agent-compact-addr", "", "--agent-binary-addr", "", "--sampling-addr", ""])
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
@@ -94,7 +96,25 @@ impl Daemon {
             .find_map(|l| l.strip_prefix("VmRSS:"))
             .and_then(|v| v.split_whitespace().next()?.parse().ok())
             .unwrap_or(0.0);
+        let per_program = |metric: &str| -> Vec<(String, f64)> {
+            text.lines()
+                .filter_map(|l| l.strip_prefix(metric)?.strip_prefix("{program=\""))
+                .filter_map(|l| {
+                    let (name, rest) = l.split_once('"')?;
+                    Some((name.to_owned(), rest.rsplit(' ').next()?.parse::<f64>().ok()?))
+                })
+                .collect()
+        };
+        let runs = per_program("tracer_bpf_program_runs_total");
+        let programs = per_program("tracer_bpf_program_run_seconds_total")
+            .into_iter()
+            .map(|(name, secs)| {
+                let n = runs.iter().find(|(m, _)| *m == name).map_or(0.0, |(_, n)| *n);
+                (name, secs, n)
+            })
+            .collect();
         Ok(Figures {
+            programs,
             // USER_HZ is 100 on Linux.
             cpu_secs: ticks / 100.0,
             rss_mib: rss_kib / 1024.0,

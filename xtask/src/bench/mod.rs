@@ -62,12 +62,27 @@ pub struct Window {
     pub cpu_per_span: f64,
     pub lost_events: f64,
     pub dropped_spans: f64,
+    /// Kernel time of each of the daemon's programs in the window.
+    pub kernel: Vec<ProgramCost>,
 }
 
-pub fn arms_socket() -> Vec<Arm> {
+/// One kernel program's cost in a window (from `--bpf-stats`). Its runs include every process
+/// on the machine the hook fires for, so per-request figures are an upper bound.
+#[derive(Clone, Debug, Default)]
+pub struct ProgramCost {
+    pub name: String,
+    pub us_per_req: f64,
+    pub ns_per_run: f64,
+}
+
+/// No daemon; the daemon tracing every process (the load generator's client spans too); the
+/// daemon tracing only the server under test (`--include-comm`), which is what a user who traces
+/// a service pays.
+pub fn arms_socket(server_comm: &'static str) -> Vec<Arm> {
     vec![
         Arm { name: "untraced", daemon_args: None },
-        Arm { name: "socket probes", daemon_args: Some(vec![]) },
+        Arm { name: "socket probes, all", daemon_args: Some(vec![]) },
+        Arm { name: "socket probes, server", daemon_args: Some(vec!["--include-comm", server_comm]) },
     ]
 }
 
@@ -111,7 +126,7 @@ fn run_workload(daemon_bin: &Path, w: &dyn Workload, rounds: usize, window: Dura
             let sample = running.window(window)?;
             let after = daemon.as_ref().map(|d| d.figures()).transpose()?;
             let mut win = Window { round, arm: i, sample, ..Default::default() };
-            if let (Some(b), Some(a)) = (before, after) {
+            if let (Some(b), Some(a)) = (&before, &after) {
                 let reqs = win.sample.requests;
                 let cpu = a.cpu_secs - b.cpu_secs;
                 let spans = a.spans - b.spans;
@@ -121,11 +136,19 @@ fn run_workload(daemon_bin: &Path, w: &dyn Workload, rounds: usize, window: Dura
                 win.cpu_per_span = if spans > 0.0 { cpu / spans } else { 0.0 };
                 win.lost_events = a.lost_events - b.lost_events;
                 win.dropped_spans = a.dropped_spans - b.dropped_spans;
+                for (name, secs, runs) in &a.programs {
+                    let (secs0, runs0) = b.programs.iter().find(|(n, ..)| n == name).map_or((0.0, 0.0), |(_, s, r)| (*s, *r));
+                    let (secs, runs) = (secs - secs0, runs - runs0);
+                    if runs > 0.0 && reqs > 0.0 {
+                        win.kernel.push(ProgramCost { name: name.clone(), us_per_req: secs * 1e6 / reqs, ns_per_run: secs * 1e9 / runs });
+                    }
+                }
             }
             drop(daemon);
             eprintln!(
-                "bench:   round {round} {:<22} {:>12.0} ops/s  p50 {:.3} ms  p99 {:.3} ms  daemon {:.4} CPU s/kreq  {:.0} spans/s  lost {}  dropped {}",
-                arm.name, win.sample.ops_per_sec, win.sample.p50_ms, win.sample.p99_ms, win.cpu_per_kreq, win.spans_per_sec, win.lost_events, win.dropped_spans
+                "bench:   round {round} {:<22} {:>12.0} ops/s  p50 {:.3} ms  p99 {:.3} ms  daemon {:.4} CPU s/kreq  kernel {:.2} µs/req  {:.0} spans/s  lost {}  dropped {}",
+                arm.name, win.sample.ops_per_sec, win.sample.p50_ms, win.sample.p99_ms, win.cpu_per_kreq,
+                win.kernel.iter().map(|c| c.us_per_req).sum::<f64>(), win.spans_per_sec, win.lost_events, win.dropped_spans
             );
             windows.push(win);
         }

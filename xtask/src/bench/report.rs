@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use anyhow::Result;
 
-use super::{WorkloadResult, chart};
+use super::{ProgramCost, WorkloadResult, chart};
 
 fn median(mut v: Vec<f64>) -> f64 {
     v.retain(|x| x.is_finite());
@@ -34,6 +34,19 @@ pub struct Row {
     pub rss_mib: f64,
     pub lost_events: f64,
     pub dropped_spans: f64,
+    /// Median kernel cost of each of the daemon's programs, most expensive first.
+    pub kernel: Vec<ProgramCost>,
+    /// Highest spans/s of a window of this arm without a lost event or dropped span, and the
+    /// lowest spans/s of a window with one.
+    pub max_clean_spans_per_sec: f64,
+    pub min_lossy_spans_per_sec: f64,
+}
+
+impl Row {
+    pub fn kernel_us_per_req(&self) -> f64 {
+        // `+ 0.0` turns the empty sum's -0.0 into 0.0.
+        self.kernel.iter().map(|c| c.us_per_req).sum::<f64>() + 0.0
+    }
 }
 
 pub fn summarise(r: &WorkloadResult) -> Vec<Row> {
@@ -69,6 +82,30 @@ pub fn summarise(r: &WorkloadResult) -> Vec<Row> {
                 rss_mib: wins.iter().map(|w| w.rss_mib).fold(0.0, f64::max),
                 lost_events: wins.iter().map(|w| w.lost_events).sum(),
                 dropped_spans: wins.iter().map(|w| w.dropped_spans).sum(),
+                kernel: {
+                    let mut names: Vec<&str> = wins.iter().flat_map(|w| w.kernel.iter().map(|c| c.name.as_str())).collect();
+                    names.sort();
+                    names.dedup();
+                    let mut v: Vec<ProgramCost> = names
+                        .into_iter()
+                        .map(|n| {
+                            let of = |f: fn(&ProgramCost) -> f64| median(wins.iter().flat_map(|w| w.kernel.iter()).filter(|c| c.name == n).map(f).collect());
+                            ProgramCost { name: n.to_owned(), us_per_req: of(|c| c.us_per_req), ns_per_run: of(|c| c.ns_per_run) }
+                        })
+                        .collect();
+                    v.sort_by(|a, b| b.us_per_req.total_cmp(&a.us_per_req));
+                    v
+                },
+                max_clean_spans_per_sec: wins
+                    .iter()
+                    .filter(|w| w.lost_events == 0.0 && w.dropped_spans == 0.0)
+                    .map(|w| w.spans_per_sec)
+                    .fold(0.0, f64::max),
+                min_lossy_spans_per_sec: wins
+                    .iter()
+                    .filter(|w| w.lost_events > 0.0 || w.dropped_spans > 0.0)
+                    .map(|w| w.spans_per_sec)
+                    .fold(f64::INFINITY, f64::min),
             }
         })
         .collect()
@@ -90,24 +127,36 @@ pub fn write(results: &[WorkloadResult], rounds: usize, window: Duration) -> Res
     let mut all_rows = Vec::new();
     for r in results {
         md += &format!("## {}\n\n{}\n\n", r.name, r.description);
-        md += "| arm | ops/s | ratio | p50 ms | p99 ms | p99 ratio | daemon CPU s / 1000 req | daemon CPU µs / span | spans/s | daemon RSS MiB | lost events | dropped spans |\n";
-        md += "|---|---|---|---|---|---|---|---|---|---|---|---|\n";
-        for row in summarise(r) {
+        md += "| arm | ops/s | ratio | p50 ms | p99 ms | p99 ratio | daemon CPU s / 1000 req | daemon CPU µs / span | kernel µs / req | spans/s | daemon RSS MiB | lost events | dropped spans |\n";
+        md += "|---|---|---|---|---|---|---|---|---|---|---|---|---|\n";
+        let rows = summarise(r);
+        for row in &rows {
             md += &format!(
-                "| {} | {:.0} | {:.3} ({:.3}–{:.3}) | {:.3} | {:.3} | {:.2} | {:.4} | {:.1} | {:.0} | {:.1} | {} | {} |\n",
+                "| {} | {:.0} | {:.3} ({:.3}–{:.3}) | {:.3} | {:.3} | {:.2} | {:.4} | {:.1} | {:.2} | {:.0} | {:.1} | {} | {} |\n",
                 row.arm, row.ops, row.ratio, row.ratio_min, row.ratio_max, row.p50_ms, row.p99_ms, row.p99_ratio,
-                row.cpu_per_kreq, row.cpu_us_per_span, row.spans_per_sec, row.rss_mib, row.lost_events, row.dropped_spans
+                row.cpu_per_kreq, row.cpu_us_per_span, row.kernel_us_per_req(), row.spans_per_sec, row.rss_mib, row.lost_events, row.dropped_spans
             );
+        }
+        md += "\nKernel time of each program (`--bpf-stats`): µs per request, and ns per run. A hook runs for every \
+               process on the machine, so the per-request figure is an upper bound on the traced process's share:\n\n";
+        for row in rows.iter().filter(|r| !r.kernel.is_empty()) {
+            let parts: Vec<String> =
+                row.kernel.iter().filter(|c| c.us_per_req > 0.0).map(|c| format!("{} {:.2} µs ({:.0} ns/run)", c.name, c.us_per_req, c.ns_per_run)).collect();
+            md += &format!("- {}: {}\n", row.arm, parts.join(", "));
+        }
+        for row in rows {
             json.push(format!(
-                "{{\"workload\":\"{}\",\"arm\":\"{}\",\"ops_per_sec\":{},\"ratio\":{},\"ratio_min\":{},\"ratio_max\":{},\"p50_ms\":{},\"p99_ms\":{},\"p99_ratio\":{},\"daemon_cpu_s_per_kreq\":{},\"daemon_cpu_us_per_span\":{},\"spans_per_sec\":{},\"daemon_rss_mib\":{},\"lost_events\":{},\"dropped_spans\":{}}}",
+                "{{\"workload\":\"{}\",\"arm\":\"{}\",\"ops_per_sec\":{},\"ratio\":{},\"ratio_min\":{},\"ratio_max\":{},\"p50_ms\":{},\"p99_ms\":{},\"p99_ratio\":{},\"daemon_cpu_s_per_kreq\":{},\"daemon_cpu_us_per_span\":{},\"spans_per_sec\":{},\"daemon_rss_mib\":{},\"lost_events\":{},\"dropped_spans\":{},\"kernel_us_per_req\":{}}}",
                 row.workload, row.arm, json_num(row.ops), json_num(row.ratio), json_num(row.ratio_min), json_num(row.ratio_max),
                 json_num(row.p50_ms), json_num(row.p99_ms), json_num(row.p99_ratio), json_num(row.cpu_per_kreq),
-                json_num(row.cpu_us_per_span), json_num(row.spans_per_sec), json_num(row.rss_mib), row.lost_events, row.dropped_spans
+                json_num(row.cpu_us_per_span), json_num(row.spans_per_sec), json_num(row.rss_mib), row.lost_events, row.dropped_spans,
+                json_num(row.kernel_us_per_req())
             ));
             all_rows.push(row);
         }
         md += "\n";
     }
+    md += &targets(&all_rows);
     let dir = crate::root().join("bench-results");
     std::fs::create_dir_all(&dir)?;
     std::fs::write(dir.join("ratios.svg"), chart::ratios(&all_rows))?;
@@ -117,4 +166,53 @@ pub fn write(results: &[WorkloadResult], rounds: usize, window: Duration) -> Res
     println!("{md}");
     eprintln!("bench: report written to {}", dir.display());
     Ok(())
+}
+
+/// A throughput target: the arm of the workload whose names contain these, and the least ratio.
+const RATIO_TARGETS: &[(&str, &str, f64)] = &[
+    ("redis-benchmark-p1", "socket probes", 0.97),
+    ("hiredis-loop", "uprobes", 0.90),
+    ("sysbench-point-select", "socket probes", 0.98),
+];
+/// p99 latency may be at most this much higher than untraced.
+const P99_TARGET: f64 = 1.10;
+/// Daemon CPU per span that allows 50 000 spans per second on one core.
+const CPU_PER_SPAN_TARGET_US: f64 = 20.0;
+
+fn verdict(ok: bool) -> &'static str {
+    if ok { "met" } else { "missed" }
+}
+
+/// The targets, each with the measured value and by how much it is met or missed.
+fn targets(rows: &[Row]) -> String {
+    let mut md = String::from("## Targets\n\n| target | arm | measured | verdict |\n|---|---|---|---|\n");
+    for (workload, arm, least) in RATIO_TARGETS {
+        for row in rows.iter().filter(|r| r.workload.contains(workload) && r.arm.contains(arm)) {
+            md += &format!(
+                "| {workload} throughput ratio ≥ {least} | {} | {:.3} | {} ({:+.1} points) |\n",
+                row.arm, row.ratio, verdict(row.ratio >= *least), (row.ratio - least) * 100.0
+            );
+        }
+    }
+    for row in rows.iter().filter(|r| r.arm != "untraced" && r.p99_ratio.is_finite() && r.workload != "syscall-loop") {
+        md += &format!(
+            "| {} p99 ≤ +{:.0} % | {} | {:+.1} % | {} |\n",
+            row.workload, (P99_TARGET - 1.0) * 100.0, row.arm, (row.p99_ratio - 1.0) * 100.0, verdict(row.p99_ratio <= P99_TARGET)
+        );
+    }
+    for row in rows.iter().filter(|r| r.cpu_us_per_span > 0.0) {
+        md += &format!(
+            "| daemon CPU ≤ {CPU_PER_SPAN_TARGET_US} µs/span (50 000 spans/s on one core) | {} / {} | {:.1} µs ({:.0} spans/s per core) | {} |\n",
+            row.workload, row.arm, row.cpu_us_per_span, 1e6 / row.cpu_us_per_span, verdict(row.cpu_us_per_span <= CPU_PER_SPAN_TARGET_US)
+        );
+    }
+    md += "\nFirst loss: ";
+    let clean = rows.iter().map(|r| r.max_clean_spans_per_sec).fold(0.0, f64::max);
+    let lossy = rows.iter().map(|r| r.min_lossy_spans_per_sec).fold(f64::INFINITY, f64::min);
+    md += &format!("no event was lost or span dropped in any window up to {clean:.0} spans/s");
+    if lossy.is_finite() {
+        md += &format!("; the lowest rate of a window with a loss was {lossy:.0} spans/s");
+    }
+    md += ".\n\n";
+    md
 }
