@@ -41,12 +41,21 @@ impl Daemon {
 
     /// Starts the daemon, optionally inside network namespace `netns` (`ip netns exec`).
     pub fn start_in(netns: Option<&str>, args: &[&str]) -> Daemon {
+        match netns {
+            Some(ns) => Self::start_wrapped(&["ip", "netns", "exec", ns], args),
+            None => Self::start_wrapped(&[], args),
+        }
+    }
+
+    /// Starts the daemon as the last argument of `wrapper` (e.g. `setpriv … --`), or directly
+    /// when `wrapper` is empty.
+    pub fn start_wrapped(wrapper: &[&str], args: &[&str]) -> Daemon {
         require_root();
         let metrics_addr = format!("127.0.0.1:{}", free_port());
-        let mut cmd = match netns {
-            Some(ns) => {
-                let mut c = Command::new("ip");
-                c.args(["netns", "exec", ns]).arg(daemon_bin());
+        let mut cmd = match wrapper.split_first() {
+            Some((program, rest)) => {
+                let mut c = Command::new(program);
+                c.args(rest).arg(daemon_bin());
                 c
             }
             None => Command::new(daemon_bin()),

@@ -19,7 +19,7 @@ use crate::{
     metrics::Registry,
     pipeline,
     probes::{LoadOptions, Probes, env},
-    process_basic,
+    process::{self, ProcessResolver},
     protocol::Redaction,
     reader::{self, clock::WallClock},
     stitch::StitchConfig,
@@ -123,6 +123,15 @@ pub async fn run(inv: Invocation) -> anyhow::Result<()> {
     let events = probes.take_events().context("the kernel object has no event ring buffer")?;
     let ring = RingBuf::try_from(events).context("opening the event ring buffer")?;
 
+    // Process metadata (service names, container and pod tags), with the pod sync running in
+    // the background when inside Kubernetes.
+    let resolver = ProcessResolver::spawn(&cfg.kubernetes, process::HostInfo::from(&host)).context("process metadata")?;
+    resolver.register_metrics(&registry);
+    match resolver.pod_source() {
+        Some(s) => tracing::info!(source = ?s.source, url = %s.url, node = %s.node_name, "pod metadata"),
+        None => tracing::info!("pod metadata off (not in Kubernetes)"),
+    }
+
     let (stop_tx, stop_rx) = watch::channel(false);
     let mut admin_addr = None;
     if !cfg.metrics_addr.is_empty() {
@@ -130,7 +139,12 @@ pub async fn run(inv: Invocation) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("binding the admin endpoint on {}", cfg.metrics_addr))?;
         admin_addr = listener.local_addr().ok();
-        let router = Router::new().metrics(registry.clone()).route("GET", "/healthz", |_| api::Response::text(200, "ok\n"));
+        let ready = resolver.clone();
+        let router = Router::new()
+            .metrics(registry.clone())
+            .route("GET", "/healthz", |_| api::Response::text(200, "ok
+"))
+            .route("GET", "/readyz", move |_| readiness(&ready));
         let router = Arc::new(deps::api::routes(router, graph.clone()));
         tokio::spawn(api::serve(listener, router, stop_rx.clone()));
         tracing::info!(addr = %cfg.metrics_addr, "admin endpoint listening");
@@ -145,7 +159,7 @@ pub async fn run(inv: Invocation) -> anyhow::Result<()> {
             hold_ns: cfg.stitch.hold_ms * 1_000_000,
             join_window_ns: cfg.stitch.join_window_ms * 1_000_000,
         },
-        Box::new(process_basic::resolver()),
+        resolver.resolve_fn(),
     );
     let mut asm = asm;
     for addr in [admin_addr, agent.sampling_addr].into_iter().flatten() {
@@ -155,7 +169,14 @@ pub async fn run(inv: Invocation) -> anyhow::Result<()> {
     let span_graph = graph.clone();
     let processing = tokio::spawn(pipeline::run(
         rx,
-        pipeline::Options { print_events: cli.print_events, max_connections: cfg.capture.max_connections },
+        pipeline::Options {
+            print_events: cli.print_events,
+            max_connections: cfg.capture.max_connections,
+            on_exit: Some({
+                let r = resolver.clone();
+                Box::new(move |pid| r.forget(pid))
+            }),
+        },
         asm,
         Box::new(move |span| {
             span_graph.observe(&span);
@@ -201,5 +222,14 @@ pub async fn run(inv: Invocation) -> anyhow::Result<()> {
     match failure {
         Some(e) => Err(e),
         None => Ok(()),
+    }
+}
+
+/// `/readyz`: the probes are attached (the endpoint starts after them) and, with pod lookup on,
+/// this node's pod list has been received.
+fn readiness(resolver: &ProcessResolver) -> api::Response {
+    match resolver.pods() {
+        Some(store) if !store.synced() => api::Response::text(503, "waiting for the node's pod list\n"),
+        _ => api::Response::text(200, "ready\n"),
     }
 }

@@ -12,7 +12,7 @@ pub mod metrics;
 pub mod model;
 pub mod pipeline;
 pub mod probes;
-pub mod process_basic;
+pub mod process;
 pub mod protocol;
 pub mod reader;
 pub mod stitch;

@@ -17,6 +17,8 @@ use crate::{
 pub struct Options {
     pub print_events: bool,
     pub max_connections: usize,
+    /// Told each process exit (thread group id), e.g. to age out its cached metadata.
+    pub on_exit: Option<Box<dyn Fn(u32) + Send>>,
 }
 
 /// Where finished spans go (the export pipeline's queue; must not block).
@@ -98,7 +100,12 @@ pub async fn run(
                     gone.extend(table.on_final_state(s.conn_id));
                 }
             }
-            Event::Exit { pid, .. } => gone.extend(table.on_exit(*pid)),
+            Event::Exit { pid, .. } => {
+                gone.extend(table.on_exit(*pid));
+                if let Some(f) = &opts.on_exit {
+                    f(*pid);
+                }
+            }
         }
         let ts = match &event {
             Event::Conn(c) => c.ts_exit_ns,

@@ -21,6 +21,8 @@ const TEST_PACKAGES: &[&str] = &[
     "iproute2",
     "curl",
     "chromium",
+    // Builds the FROM-scratch runtime image in tests/tests/image.rs (deploy/image/build.sh).
+    "podman",
 ];
 const BENCH_PACKAGES: &[&str] = &["sysbench", "wrk"];
 

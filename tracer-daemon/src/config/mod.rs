@@ -9,6 +9,7 @@ use crate::{
     deps::GraphConfig,
     export::ExportConfig,
     probes::{Filters, SyscallHook},
+    process::{KubernetesConfig, PodSource},
 };
 
 /// Default address of `/metrics` and `/healthz` (the jaeger-agent admin port, on loopback).
@@ -35,6 +36,8 @@ pub struct Config {
     pub export: ExportConfig,
     /// The service dependency graph served on the admin endpoint (limits, pairing window).
     pub deps: GraphConfig,
+    /// Process metadata: `/proc` root and the Kubernetes pod source.
+    pub kubernetes: KubernetesConfig,
 }
 
 #[derive(Clone, Debug, Deserialize, PartialEq)]
@@ -64,6 +67,7 @@ impl Default for Config {
             stitch: StitchSettings::default(),
             export: ExportConfig::default(),
             deps: GraphConfig::default(),
+            kubernetes: KubernetesConfig::default(),
         }
     }
 }
@@ -175,6 +179,24 @@ pub struct CliOverrides {
     /// Do not carry trace context in a TCP option (propagation is on by default).
     #[arg(long)]
     pub no_propagate: bool,
+    /// This node's name for pod lookup and the `k8s.node.name` tag (default: $NODE_NAME, else
+    /// the host name).
+    #[arg(long)]
+    pub node_name: Option<String>,
+    /// Read pod metadata from this kubelet (`GET URL/pods`, polled); sets `kubernetes.source`
+    /// to `kubelet`.
+    #[arg(long, conflicts_with = "api_url")]
+    pub kubelet_url: Option<String>,
+    /// Read pod metadata from this API server (list + watch of this node's pods); sets
+    /// `kubernetes.source` to `api_server`.
+    #[arg(long)]
+    pub api_url: Option<String>,
+    /// Turn pod lookup off even inside Kubernetes.
+    #[arg(long)]
+    pub no_kubernetes: bool,
+    /// Where the host's processes are read (`/proc`, or a mount of the host's `/proc`).
+    #[arg(long)]
+    pub proc_root: Option<PathBuf>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -256,6 +278,24 @@ impl Config {
         if o.no_propagate {
             self.propagate = false;
         }
+        let k = &mut self.kubernetes;
+        if o.node_name.is_some() {
+            k.node_name = o.node_name.clone();
+        }
+        if let Some(url) = &o.kubelet_url {
+            k.source = PodSource::Kubelet;
+            k.kubelet_url = Some(url.clone());
+        }
+        if let Some(url) = &o.api_url {
+            k.source = PodSource::ApiServer;
+            k.api_url = Some(url.clone());
+        }
+        if o.no_kubernetes {
+            k.enabled = Some(false);
+        }
+        if let Some(p) = &o.proc_root {
+            k.proc_root = p.clone();
+        }
         self.validate()?;
         Ok(self)
     }
@@ -292,6 +332,7 @@ mod tests {
         assert!(c.redact);
         assert_eq!(c.deps, GraphConfig::default());
         assert!(c.propagate);
+        assert_eq!(c.kubernetes, KubernetesConfig::default());
     }
 
     #[test]
@@ -301,6 +342,30 @@ mod tests {
         assert!(!off.propagate);
         let o = CliOverrides { no_propagate: true, ..Default::default() };
         assert!(!Config::default().apply(&o).unwrap().propagate);
+    }
+
+    #[test]
+    fn the_deploy_configs_parse() {
+        let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy");
+        for rel in ["kubernetes/base/config.yaml", "kubernetes/overlays/kubelet-source/config.yaml"] {
+            let path = root.join(rel);
+            let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+            let c = Config::from_yaml(&text, &path).unwrap();
+            c.apply(&CliOverrides::default()).unwrap();
+        }
+    }
+
+    #[test]
+    fn kubernetes_flags_pick_the_source() {
+        let o = CliOverrides { kubelet_url: Some("http://127.0.0.1:1".into()), node_name: Some("n".into()), ..Default::default() };
+        let c = Config::default().apply(&o).unwrap();
+        assert_eq!(c.kubernetes.source, PodSource::Kubelet);
+        assert_eq!(c.kubernetes.kubelet_url.as_deref(), Some("http://127.0.0.1:1"));
+        assert_eq!(c.kubernetes.node_name.as_deref(), Some("n"));
+        let c = Config::default().apply(&CliOverrides { no_kubernetes: true, ..Default::default() }).unwrap();
+        assert_eq!(c.kubernetes.enabled, Some(false));
+        let c = Config::from_yaml("kubernetes:\n  source: kubelet\n  proc_root: /host/proc\n", Path::new("x")).unwrap();
+        assert_eq!(c.kubernetes.proc_root, Path::new("/host/proc"));
     }
 
     #[test]
