@@ -48,11 +48,13 @@ pub fn ports_traced(lport: u16, rport: u16) -> bool {
     if flags & FILTER_FLAG_PORT == 0 {
         return true;
     }
+    // Plain values, not `Option`s: LLVM may read an `Option`'s payload register on the `None`
+    // path too, which the verifier rejects as a read of an uninitialised register.
     // SAFETY: values are copied out before the map can change.
-    let l = unsafe { PORT_FILTER.get(&lport) }.copied();
-    let r = unsafe { PORT_FILTER.get(&rport) }.copied();
-    if l == Some(FILTER_EXCLUDE) || r == Some(FILTER_EXCLUDE) {
+    let l = unsafe { PORT_FILTER.get(&lport) }.copied().unwrap_or(0);
+    let r = unsafe { PORT_FILTER.get(&rport) }.copied().unwrap_or(0);
+    if l == FILTER_EXCLUDE || r == FILTER_EXCLUDE {
         return false;
     }
-    flags & FILTER_FLAG_PORT_INCLUDE == 0 || l == Some(FILTER_INCLUDE) || r == Some(FILTER_INCLUDE)
+    flags & FILTER_FLAG_PORT_INCLUDE == 0 || l == FILTER_INCLUDE || r == FILTER_INCLUDE
 }
