@@ -85,6 +85,19 @@ pub async fn run(inv: Invocation) -> anyhow::Result<()> {
         tracing::info!(probe = %s.probe, attached = s.attached, detail = %s.detail, "probe");
     }
     probes.register_metrics(&registry)?;
+    // Client-library probes are optional: without them, spans still come from the wire.
+    let _uprobes = if cfg.uprobes {
+        match crate::uprobes::start(&mut probes.ebpf, &registry) {
+            Ok(u) => Some(u),
+            Err(e) => {
+                tracing::warn!(error = %e, "client-library uprobes unavailable: spans come from socket traffic only");
+                None
+            }
+        }
+    } else {
+        tracing::info!("client-library uprobes turned off");
+        None
+    };
     let events = probes.take_events().context("the kernel object has no event ring buffer")?;
     let ring = RingBuf::try_from(events).context("opening the event ring buffer")?;
 
@@ -155,6 +168,7 @@ pub async fn run(inv: Invocation) -> anyhow::Result<()> {
     };
     // Stop intake, let assembly release what it holds, then flush the exporters.
     let _ = stop_tx.send(true);
+    drop(_uprobes);
     drop(probes);
     let _ = tokio::time::timeout(Duration::from_secs(2), processing).await;
     agent.shutdown().await;

@@ -16,3 +16,4 @@ pub mod process_basic;
 pub mod protocol;
 pub mod reader;
 pub mod stitch;
+pub mod uprobes;

@@ -96,12 +96,14 @@ pub async fn run(
                 }
             }
             Event::Exit { pid, .. } => gone.extend(table.on_exit(*pid)),
+            Event::Lib(l) => asm.on_lib(l),
         }
         let ts = match &event {
             Event::Conn(c) => c.ts_exit_ns,
             Event::Data(d) => d.ts_exit_ns,
             Event::State(s) => s.ts_ns,
             Event::Exit { ts_ns, .. } => *ts_ns,
+            Event::Lib(l) => l.ts_ns,
         };
         for conn in gone {
             asm.on_close(conn, ts);

@@ -6,8 +6,8 @@ use aya_ebpf::{
     maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
 use tracer_common::{
-    COUNTERS_LEN, DataEvent, KernelOffsets, MAX_CAPTURE, MAX_FILTER_ENTRIES, MAX_INFLIGHT,
-    Settings, SyscallArgs,
+    COUNTERS_LEN, DataEvent, KernelOffsets, LibEvent, LibState, MAX_CAPTURE, MAX_FILTER_ENTRIES,
+    MAX_INFLIGHT, MAX_LIB_CAPTURE, Settings, SyscallArgs,
 };
 
 /// Ring buffer of events. Key: none. Bound: bytes, set by the daemon at load time (the value
@@ -92,3 +92,20 @@ pub fn count(index: u32) {
         unsafe { *ptr += 1 };
     }
 }
+
+/// Client-library calls in flight. Key: thread id. Value: `LibState`. Bound: `MAX_INFLIGHT`.
+/// Eviction: LRU (a thread that dies inside a call leaves an entry behind).
+#[map(name = "LIB_INFLIGHT")]
+pub static LIB_INFLIGHT: LruHashMap<u32, LibState> = LruHashMap::with_max_entries(MAX_INFLIGHT, 0);
+
+/// Scratch space to build one library event per CPU: header, then payload (twice
+/// `MAX_LIB_CAPTURE` so that masked offset plus masked length always fits). Key: 0. Bound: 1
+/// entry per CPU.
+#[repr(C)]
+pub struct LibScratch {
+    pub event: LibEvent,
+    pub payload: [u8; 2 * MAX_LIB_CAPTURE],
+}
+
+#[map(name = "LIB_SCRATCH")]
+pub static LIB_SCRATCH: PerCpuArray<LibScratch> = PerCpuArray::with_max_entries(1, 0);

@@ -25,6 +25,9 @@ pub struct Config {
     pub netns: Option<String>,
     /// Redact captured payloads (SQL literals, Redis values, header values). On by default.
     pub redact: bool,
+    /// Attach uprobes to the Redis and MySQL client libraries (hiredis, libmysqlclient,
+    /// libmariadb) found in running processes. On by default.
+    pub uprobes: bool,
     /// Span stitching.
     pub stitch: StitchSettings,
     /// Export to Jaeger collectors, console / JSON output, and the agent listeners.
@@ -54,6 +57,7 @@ impl Default for Config {
             filter: FilterConfig::default(),
             netns: None,
             redact: true,
+            uprobes: true,
             stitch: StitchSettings::default(),
             export: ExportConfig::default(),
         }
@@ -157,6 +161,9 @@ pub struct CliOverrides {
     /// Keep SQL literals, Redis values and header values in spans (redaction is on by default).
     #[arg(long)]
     pub no_redact: bool,
+    /// Do not attach uprobes to the Redis and MySQL client libraries (socket probes only).
+    #[arg(long)]
+    pub no_uprobes: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -232,6 +239,9 @@ impl Config {
         if o.no_redact {
             self.redact = false;
         }
+        if o.no_uprobes {
+            self.uprobes = false;
+        }
         self.validate()?;
         Ok(self)
     }
@@ -262,6 +272,7 @@ mod tests {
         let c = Config::from_yaml(&text, &path).unwrap();
         assert_eq!(c.capture.capture_bytes, 4096);
         assert!(c.redact);
+        assert!(c.uprobes);
     }
 
     #[test]

@@ -64,11 +64,19 @@ pub struct Window {
     pub dropped_spans: f64,
 }
 
+/// Untraced against the daemon with its socket probes only (client-library uprobes off).
 pub fn arms_socket() -> Vec<Arm> {
     vec![
         Arm { name: "untraced", daemon_args: None },
-        Arm { name: "socket probes", daemon_args: Some(vec![]) },
+        Arm { name: "socket probes", daemon_args: Some(vec!["--no-uprobes"]) },
     ]
+}
+
+/// `arms_socket` plus the daemon with its client-library uprobes too (the default).
+pub fn arms_uprobes() -> Vec<Arm> {
+    let mut arms = arms_socket();
+    arms.push(Arm { name: "socket + uprobes", daemon_args: Some(vec![]) });
+    arms
 }
 
 pub fn run(daemon_bin: &Path, args: BenchArgs) -> Result<()> {

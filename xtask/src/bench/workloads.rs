@@ -1,5 +1,5 @@
-//! The benchmark workloads: a syscall loop, redis-benchmark (pipelining 1 and 16), sysbench
-//! point selects against mariadb, and wrk against nginx. Servers are Debian's, started here on
+//! The benchmark workloads: a syscall loop, a hiredis client loop (uprobe cost), redis-benchmark
+//! (pipelining 1 and 16), sysbench point selects against mariadb, and wrk against nginx. Servers are Debian's, started here on
 //! loopback ports, pinned to CPU 0, and stopped by pid.
 
 use std::{
@@ -12,7 +12,7 @@ use std::{
 
 use anyhow::{Context, Result, bail};
 
-use super::{Arm, Sample, arms_socket};
+use super::{Arm, Sample, arms_socket, arms_uprobes};
 
 pub trait Workload {
     fn name(&self) -> &'static str;
@@ -32,6 +32,7 @@ pub trait Running {
 pub fn all() -> Vec<Box<dyn Workload>> {
     vec![
         Box::new(SyscallLoop),
+        Box::new(HiredisLoop),
         Box::new(RedisBench { pipeline: 1 }),
         Box::new(RedisBench { pipeline: 16 }),
         Box::new(Sysbench),
@@ -161,6 +162,77 @@ impl Running for SyscallLoopRun {
 
 // ---------------------------------------------------------------------------------------------
 
+/// The uprobe cost: one hiredis client (tests/c/hiredis_client.c, built here against Debian's
+/// libhiredis) calling `redisCommand(GET)` in a loop against redis-server.
+struct HiredisLoop;
+
+struct HiredisRun {
+    bin: PathBuf,
+    port: u16,
+    _server: Server,
+    /// An idle client that keeps libhiredis mapped for the whole run, so that every daemon arm
+    /// attaches its probes in its first scan, before it reports ready.
+    holder: Child,
+    dir: PathBuf,
+}
+
+impl Drop for HiredisRun {
+    fn drop(&mut self) {
+        let _ = self.holder.kill();
+        let _ = self.holder.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl Workload for HiredisLoop {
+    fn name(&self) -> &'static str {
+        "hiredis-loop"
+    }
+    fn description(&self) -> String {
+        "one hiredis client calling redisCommand(GET) in a loop against redis-server (Debian libhiredis 0.14): socket probes alone against socket probes plus the hiredis uprobes (redisCommand entry and return, nested redisvCommand / redisGetReply, __redisAppendCommand)".into()
+    }
+    fn arms(&self) -> Vec<Arm> {
+        arms_uprobes()
+    }
+    fn start(&self) -> Result<Box<dyn Running>> {
+        let dir = scratch("hiredis")?;
+        let bin = dir.join("hiredis_client");
+        let src = crate::root().join("tests/c/hiredis_client.c");
+        crate::run_cmd(Command::new("cc").args(["-O2", "-o"]).arg(&bin).arg(&src).arg("-lhiredis"))
+            .context("compiling the hiredis client (needs gcc and libhiredis-dev: `cargo xtask setup`)")?;
+        let port = free_port()?;
+        let server = Server::start(
+            on_cpu0("redis-server").args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]),
+            port,
+            None,
+        )?;
+        let holder = Command::new(&bin)
+            .args([&port.to_string(), "script"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .context("starting the idle hiredis client")?;
+        Ok(Box::new(HiredisRun { bin, port, _server: server, holder, dir }))
+    }
+}
+
+impl Running for HiredisRun {
+    fn window(&mut self, d: Duration) -> Result<Sample> {
+        let start = Instant::now();
+        let out = output(Command::new(&self.bin).args([&self.port.to_string(), "loop", &format!("{}", d.as_secs_f64())]))?;
+        let secs = start.elapsed().as_secs_f64();
+        let ops: f64 = out
+            .lines()
+            .find_map(|l| l.strip_prefix("ops_per_sec "))
+            .and_then(|v| v.trim().parse().ok())
+            .context("the hiredis client printed no rate")?;
+        let per_op_ms = 1000.0 / ops;
+        Ok(Sample { ops_per_sec: ops, p50_ms: per_op_ms, p99_ms: per_op_ms, requests: ops * d.as_secs_f64(), secs })
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+
 struct RedisBench {
     pipeline: u32,
 }
@@ -243,7 +315,10 @@ impl Workload for Sysbench {
         "sysbench-point-select"
     }
     fn description(&self) -> String {
-        "sysbench oltp_point_select, 4 threads, 1 table of 10 000 rows, against mariadbd (sysbench reports a mean, shown in the p50 column, and a p99)".into()
+        "sysbench oltp_point_select, 4 threads, 1 table of 10 000 rows, against mariadbd (sysbench reports a mean, shown in the p50 column, and a p99); sysbench calls libmariadb, so the uprobes arm adds the library probes".into()
+    }
+    fn arms(&self) -> Vec<Arm> {
+        arms_uprobes()
     }
     fn start(&self) -> Result<Box<dyn Running>> {
         let dir = scratch("mariadb")?;
