@@ -4,7 +4,8 @@
  *
  * Connects (TLS enforced with "tls"), waits for a line on stdin, then runs: mysql_query,
  * mysql_real_query, a failing query, mysql_send_query + mysql_read_query_result, and a
- * prepared statement (mysql_stmt_prepare / mysql_stmt_execute). Prints "done".
+ * prepared statement (mysql_stmt_prepare / mysql_stmt_execute). Prints "done" and exits at the
+ * next line.
  */
 #include <mysql.h>
 #include <stdio.h>
@@ -68,5 +69,7 @@ int main(int argc, char **argv) {
     mysql_close(m);
     printf("done\n");
     fflush(stdout);
+    /* Stays alive until told (the daemon names the service from this process's environment). */
+    if (fgets(line, sizeof line, stdin) == NULL) return 0;
     return 0;
 }

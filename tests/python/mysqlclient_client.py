@@ -1,7 +1,7 @@
 """A Python client on mysqlclient (MySQLdb, which links libmariadb) for tests/tests/uprobes.rs.
 
 Usage: mysqlclient_client.py PORT plain|tls. Prints "ready", waits for a line on stdin, then
-connects, runs a query and a failing query, and prints "done".
+connects, runs a query and a failing query, prints "done" and exits at the next line.
 """
 import sys
 
@@ -23,6 +23,8 @@ def main() -> None:
         pass
     conn.close()
     print("done", flush=True)
+    # Stays alive until told (the daemon names the service from this process's environment).
+    sys.stdin.readline()
 
 
 if __name__ == "__main__":

@@ -75,18 +75,27 @@ impl Client {
         assert_eq!(got, want);
     }
 
-    /// Lets the client run its calls and waits for it to finish.
+    /// Lets the client run its calls and waits until it has made them. It stays alive (the
+    /// daemon reads its service name from its environment) until dropped.
     fn go(&mut self) {
         writeln!(self.stdin.as_mut().unwrap(), "go").unwrap();
         self.expect_line("done");
-        let status = wait_for(TIMEOUT, "the client to exit", || self.child.try_wait().ok().flatten());
-        assert!(status.success(), "client failed: {status}");
     }
 }
 
 impl Drop for Client {
     fn drop(&mut self) {
-        if let Ok(None) = self.child.try_wait() {
+        if let Some(mut stdin) = self.stdin.take() {
+            let _ = writeln!(stdin, "exit");
+        }
+        let exited = (0..500).any(|_| {
+            let done = matches!(self.child.try_wait(), Ok(Some(_)));
+            if !done {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            done
+        });
+        if !exited {
             stop_child(&mut self.child);
         }
     }
@@ -205,6 +214,8 @@ fn hiredis_calls_are_one_span_each_with_library_details() {
         assert!(child.is_some(), "no server span under {}: {all:#?}", s["operation"]);
         assert_eq!(child.unwrap()["traceId"], s["traceId"]);
     }
+    assert!(d.metric("tracer_library_calls_total{outcome=\"merged\"}") >= 5.0, "{}", d.metrics());
+    assert!(d.metric("tracer_uprobes_attached") >= 2.0);
 }
 
 /// The server spans whose parent is one of `clients`, once each has one.

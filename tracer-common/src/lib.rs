@@ -80,7 +80,8 @@ pub const FILTER_EXCLUDE: u32 = 2;
 pub const COUNTER_RINGBUF_FULL: u32 = 0;
 /// A kernel read (`bpf_probe_read_*`) failed while building an event.
 pub const COUNTER_READ_ERROR: u32 = 1;
-/// The in-flight entry found at syscall exit belonged to another call (an exit was missed).
+/// The in-flight entry found at syscall exit belonged to another call (an exit was missed), or a
+/// client-library call on the thread never returned.
 pub const COUNTER_INFLIGHT_STALE: u32 = 2;
 pub const COUNTER_SENDMMSG: u32 = 3;
 pub const COUNTER_RECVMMSG: u32 = 4;

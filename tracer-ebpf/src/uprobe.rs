@@ -19,6 +19,8 @@ use tracer_common::*;
 use crate::{filter, hiredis, maps, mysql};
 
 const MASK: u64 = MAX_LIB_CAPTURE as u64 - 1;
+/// A library call in flight longer than this (ns) is taken as one whose return was lost.
+const STALE_LIB_NS: u64 = 600 * 1_000_000_000;
 
 #[uprobe]
 pub fn lib_enter(ctx: ProbeContext) -> u32 {
@@ -39,18 +41,25 @@ fn try_lib_enter(ctx: &ProbeContext) {
     if !filter::process_traced(tgid) {
         return;
     }
+    // SAFETY: plain helper call.
+    let now = unsafe { bpf_ktime_get_ns() };
     if let Some(state) = maps::LIB_INFLIGHT.get_ptr_mut(&tid) {
         // SAFETY: the entry belongs to this thread; nothing else writes it meanwhile.
         let state = unsafe { &mut *state };
-        if state.depth > 0 {
+        // A call that never returned (the thread left it with longjmp, or its uretprobe was
+        // missed) must not hide the thread's later calls for ever: past `STALE_LIB_NS` the
+        // entry is replaced.
+        if state.depth > 0 && now.wrapping_sub(state.ts_enter_ns) < STALE_LIB_NS {
             state.depth += 1;
             return;
         }
+        if state.depth > 0 {
+            maps::count(COUNTER_INFLIGHT_STALE);
+        }
     }
-    // SAFETY: plain helper calls.
+    // SAFETY: plain helper call.
     let cookie = unsafe { generated::bpf_get_attach_cookie(ctx.as_ptr()) };
     let func = (cookie & 0xffff) as u32;
-    let now = unsafe { bpf_ktime_get_ns() };
     let state = LibState {
         func,
         depth: 1,

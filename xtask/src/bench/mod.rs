@@ -46,6 +46,10 @@ pub struct Sample {
     pub requests: f64,
     /// How long the load ran (seconds).
     pub secs: f64,
+    /// CPU time (user + system) of the load generator per operation, in µs, when it reports it
+    /// (0 otherwise): probes run in the traced process's context, so this shows their cost even
+    /// on a busy machine where throughput is noisy.
+    pub client_cpu_us_per_op: f64,
 }
 
 /// A window's measurement with the daemon's figures.

@@ -34,6 +34,10 @@ pub struct Row {
     pub rss_mib: f64,
     pub lost_events: f64,
     pub dropped_spans: f64,
+    /// Load generator CPU µs per operation (0 when it does not report it).
+    pub client_cpu_us: f64,
+    /// Its median per-round ratio to the untraced arm.
+    pub client_cpu_ratio: f64,
 }
 
 pub fn summarise(r: &WorkloadResult) -> Vec<Row> {
@@ -52,6 +56,12 @@ pub fn summarise(r: &WorkloadResult) -> Vec<Row> {
                 .iter()
                 .filter_map(|w| base.iter().find(|b| b.round == w.round).map(|b| w.sample.p99_ms / b.sample.p99_ms))
                 .collect();
+            let cpu_ratios: Vec<f64> = wins
+                .iter()
+                .filter_map(|w| {
+                    base.iter().find(|b| b.round == w.round).map(|b| w.sample.client_cpu_us_per_op / b.sample.client_cpu_us_per_op)
+                })
+                .collect();
             let (lo, hi) = ratios.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), r| (l.min(*r), h.max(*r)));
             Row {
                 workload: r.name.clone(),
@@ -69,6 +79,8 @@ pub fn summarise(r: &WorkloadResult) -> Vec<Row> {
                 rss_mib: wins.iter().map(|w| w.rss_mib).fold(0.0, f64::max),
                 lost_events: wins.iter().map(|w| w.lost_events).sum(),
                 dropped_spans: wins.iter().map(|w| w.dropped_spans).sum(),
+                client_cpu_us: median(wins.iter().map(|w| w.sample.client_cpu_us_per_op).collect()),
+                client_cpu_ratio: median(cpu_ratios),
             }
         })
         .collect()
@@ -92,20 +104,30 @@ pub fn write(results: &[WorkloadResult], rounds: usize, window: Duration) -> Res
         md += &format!("## {}\n\n{}\n\n", r.name, r.description);
         md += "| arm | ops/s | ratio | p50 ms | p99 ms | p99 ratio | daemon CPU s / 1000 req | daemon CPU µs / span | spans/s | daemon RSS MiB | lost events | dropped spans |\n";
         md += "|---|---|---|---|---|---|---|---|---|---|---|---|\n";
-        for row in summarise(r) {
+        let rows = summarise(r);
+        let mut cpu_md = String::new();
+        if rows.iter().any(|r| r.client_cpu_us > 0.0) {
+            cpu_md += "\nLoad generator CPU (user + system, where the probes run) per operation; ratio to untraced, median of the rounds:\n\n| arm | client CPU µs / op | ratio |\n|---|---|---|\n";
+            for row in &rows {
+                cpu_md += &format!("| {} | {:.2} | {:.3} |\n", row.arm, row.client_cpu_us, row.client_cpu_ratio);
+            }
+        }
+        for row in rows {
             md += &format!(
                 "| {} | {:.0} | {:.3} ({:.3}–{:.3}) | {:.3} | {:.3} | {:.2} | {:.4} | {:.1} | {:.0} | {:.1} | {} | {} |\n",
                 row.arm, row.ops, row.ratio, row.ratio_min, row.ratio_max, row.p50_ms, row.p99_ms, row.p99_ratio,
                 row.cpu_per_kreq, row.cpu_us_per_span, row.spans_per_sec, row.rss_mib, row.lost_events, row.dropped_spans
             );
             json.push(format!(
-                "{{\"workload\":\"{}\",\"arm\":\"{}\",\"ops_per_sec\":{},\"ratio\":{},\"ratio_min\":{},\"ratio_max\":{},\"p50_ms\":{},\"p99_ms\":{},\"p99_ratio\":{},\"daemon_cpu_s_per_kreq\":{},\"daemon_cpu_us_per_span\":{},\"spans_per_sec\":{},\"daemon_rss_mib\":{},\"lost_events\":{},\"dropped_spans\":{}}}",
+                "{{\"workload\":\"{}\",\"arm\":\"{}\",\"ops_per_sec\":{},\"ratio\":{},\"ratio_min\":{},\"ratio_max\":{},\"p50_ms\":{},\"p99_ms\":{},\"p99_ratio\":{},\"daemon_cpu_s_per_kreq\":{},\"daemon_cpu_us_per_span\":{},\"spans_per_sec\":{},\"daemon_rss_mib\":{},\"lost_events\":{},\"dropped_spans\":{},\"client_cpu_us_per_op\":{},\"client_cpu_ratio\":{}}}",
                 row.workload, row.arm, json_num(row.ops), json_num(row.ratio), json_num(row.ratio_min), json_num(row.ratio_max),
                 json_num(row.p50_ms), json_num(row.p99_ms), json_num(row.p99_ratio), json_num(row.cpu_per_kreq),
-                json_num(row.cpu_us_per_span), json_num(row.spans_per_sec), json_num(row.rss_mib), row.lost_events, row.dropped_spans
+                json_num(row.cpu_us_per_span), json_num(row.spans_per_sec), json_num(row.rss_mib), row.lost_events, row.dropped_spans,
+                json_num(row.client_cpu_us), json_num(row.client_cpu_ratio)
             ));
             all_rows.push(row);
         }
+        md += &cpu_md;
         md += "\n";
     }
     let dir = crate::root().join("bench-results");
