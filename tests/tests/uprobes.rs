@@ -351,3 +351,35 @@ fn redis_benchmark_carries_hiredis_statically_and_is_found() {
     });
     let _ = std::fs::remove_file(&copy);
 }
+
+/// A client in a mount namespace of its own (as in a container) whose libhiredis exists only
+/// there: the daemon reaches the file through `/proc/PID/root`.
+#[test]
+fn a_library_only_visible_in_another_mount_namespace_is_traced() {
+    let bin = build_c("hiredis_client", &["hiredis"]);
+    let d = Daemon::start(DAEMON_ARGS);
+    let redis = servers::redis();
+    let dir = std::env::temp_dir().join(format!("tracer-e2e-mntns-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let lib = std::fs::canonicalize("/usr/lib/x86_64-linux-gnu/libhiredis.so.0.14").expect("libhiredis (libhiredis-dev)");
+    let script = format!(
+        "mount -t tmpfs tmpfs {d} && cp {lib} {d}/ && LD_LIBRARY_PATH={d} exec {bin} {port} script",
+        d = dir.display(),
+        lib = lib.display(),
+        bin = bin.display(),
+        port = redis.port
+    );
+    let mut cmd = Command::new("unshare");
+    cmd.args(["--mount", "--propagation", "private", "sh", "-c", &script]);
+    let mut client = Client::start(&mut cmd, "uprobe-mntns");
+    // The host sees an empty directory: the library is only in the client's namespace.
+    assert!(std::fs::read_dir(&dir).unwrap().next().is_none());
+    wait_attached(&d, &format!("{}/libhiredis.so", dir.display()));
+    client.go();
+    let spans = spans_of(&d, "uprobe-mntns", "the namespaced client's spans", |s| s.len() >= 7);
+    let set = find(&spans, "redis SET", "redisCommand");
+    assert_eq!(tag(set, "tracer.source"), "uprobe");
+    assert_eq!(spans.len(), 7, "{spans:#?}");
+    drop(client);
+    let _ = std::fs::remove_dir(&dir);
+}
