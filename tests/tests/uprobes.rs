@@ -383,3 +383,26 @@ fn a_library_only_visible_in_another_mount_namespace_is_traced() {
     drop(client);
     let _ = std::fs::remove_dir(&dir);
 }
+
+/// The async API queues commands that its event loop writes later: each wire span takes the
+/// details of the queued command it carries, one span per command.
+#[test]
+fn hiredis_async_commands_are_one_span_each() {
+    let bin = build_c("hiredis_async_client", &["hiredis"]);
+    let d = Daemon::start(DAEMON_ARGS);
+    let redis = servers::redis();
+    let mut cmd = Command::new(&bin);
+    cmd.arg(redis.port.to_string());
+    let mut client = Client::start(&mut cmd, "uprobe-hiredis-async");
+    wait_attached(&d, "libhiredis.so");
+    client.go();
+    let spans = spans_of(&d, "uprobe-hiredis-async", "the async client's spans", |s| s.len() >= 3);
+    assert_eq!(ops(&spans), ["redis GET", "redis INCR", "redis SET"], "{spans:#?}");
+    for s in &spans {
+        assert_eq!(tag(s, "code.function"), "redisAsyncCommand", "{s:#?}");
+        assert_eq!(tag(s, "net.peer.port"), redis.port as i64);
+    }
+    let set = find(&spans, "redis SET", "redisAsyncCommand");
+    assert!(!set.to_string().contains("async-secret"), "redacted: {set:#?}");
+    assert_eq!(tag(find(&spans, "redis INCR", "redisAsyncCommand"), "error"), true);
+}

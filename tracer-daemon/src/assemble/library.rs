@@ -15,7 +15,12 @@
 //!   send is held until the read returns and they make one span; in plaintext the wire span
 //!   started by the send takes the details when the read completes it;
 //! - `mysql_stmt_execute` over TLS takes the statement of the `mysql_stmt_prepare` that created
-//!   its handle.
+//!   its handle;
+//! - the async hiredis API (`redisAsyncCommand…`) only queues the command: the event loop writes
+//!   it later, outside any traced call. Queued commands wait per process, in order; the next
+//!   Redis request the process starts outside a traced call takes the details of the oldest,
+//!   and only when its operation is the queued command's (otherwise none: a wrong detail is
+//!   worse than none).
 //!
 //! Spans made here are stitched like wire client spans (thread causality gives the parent).
 
@@ -223,6 +228,9 @@ pub(super) fn stands_alone(call: &LibCall, out: &Outcome) -> bool {
         LibFunction::RedisAppendCommand | LibFunction::RedisAppendCommandArgv => false,
         // Queued for the event loop: the request leaves later, from the loop's thread.
         LibFunction::RedisAsyncCommand | LibFunction::RedisAsyncCommandArgv | LibFunction::RedisAsyncFormattedCommand => false,
+        // Without socket activity it only hands over a reply already read (also inside the
+        // async API's read handler): the request's span is the wire's.
+        LibFunction::RedisGetReply => !call.wire && call.tuple.is_some(),
         _ => !call.wire && (call.tuple.is_some() || out.error.is_some()),
     }
 }
@@ -238,6 +246,15 @@ pub(super) struct SentQuery {
 
 /// Bound of the per-handle tables below (entries); beyond it the oldest state is given up.
 const MAX_HANDLES: usize = 4096;
+/// Queued async commands remembered per process.
+const MAX_QUEUED: usize = 1024;
+
+/// An async command queued by the library: its operation name and details.
+pub(super) struct Queued {
+    pub operation: String,
+    pub out: Outcome,
+    pub at_ns: u64,
+}
 
 /// Per-thread library calls in flight, keyed by thread id.
 #[derive(Default)]
@@ -252,6 +269,10 @@ pub(super) struct Calls {
     pub sent: HashMap<(u32, u64), SentQuery>,
     /// (pid, `MYSQL_STMT *`) → the statement it was prepared with.
     pub prepared: HashMap<(u32, u64), Vec<u8>>,
+    /// pid → async commands queued and not yet seen on the wire, oldest first.
+    pub queued: HashMap<u32, std::collections::VecDeque<Queued>>,
+    /// Span id of a wire request → the async command it is expected to carry.
+    pub async_pending: HashMap<u64, Queued>,
 }
 
 impl Calls {
@@ -315,6 +336,28 @@ impl Calls {
         self.by_tid.get_mut(&tid).filter(|c| c.pid == pid)
     }
 
+    /// Remembers an async command queued by process `pid`.
+    pub fn queue_async(&mut self, pid: u32, q: Queued) {
+        if !self.queued.contains_key(&pid) && self.queued.len() >= MAX_HANDLES {
+            self.queued.clear();
+        }
+        let v = self.queued.entry(pid).or_default();
+        if v.len() >= MAX_QUEUED {
+            v.pop_front();
+        }
+        v.push_back(q);
+    }
+
+    /// The oldest async command of `pid` for a Redis request that starts outside a traced call.
+    pub fn take_async(&mut self, pid: u32, span_id: u64) {
+        if let Some(q) = self.queued.get_mut(&pid).and_then(|v| v.pop_front()) {
+            if self.async_pending.len() >= MAX_HANDLES {
+                self.async_pending.clear();
+            }
+            self.async_pending.insert(span_id, q);
+        }
+    }
+
     /// Sends whose read did not come within `STALE_NS` (all with `flush`).
     pub fn take_stale_sends(&mut self, now_ns: u64, flush: bool) -> Vec<SentQuery> {
         let old: Vec<(u32, u64)> = self
@@ -335,6 +378,11 @@ impl Calls {
             .map(|(t, _)| *t)
             .collect();
         self.pending.retain(|_, (at, _)| !flush && at.saturating_add(STALE_NS) >= now_ns);
+        self.async_pending.retain(|_, q| !flush && q.at_ns.saturating_add(STALE_NS) >= now_ns);
+        for v in self.queued.values_mut() {
+            v.retain(|q| !flush && q.at_ns.saturating_add(STALE_NS) >= now_ns);
+        }
+        self.queued.retain(|_, v| !v.is_empty());
         old.into_iter().filter_map(|t| self.by_tid.remove(&t)).collect()
     }
 

@@ -238,6 +238,7 @@ impl<I: IdSource> Assembler<I> {
     }
 
     fn start_requests(&mut self, conn: &mut Conn<ConnSpans>, session: &mut Session, tid: u32, ts: u64) {
+        let redis = session.protocol() == protocol::Protocol::Redis;
         for started in session.take_started() {
             let origin = Origin { pid: conn.pid, tid, tuple: conn.tuple, seq: started.seq, ts_ns: ts };
             let ids = match conn.role {
@@ -248,6 +249,8 @@ impl<I: IdSource> Assembler<I> {
                 if let Some(call) = self.lib.active(conn.pid, tid) {
                     call.started.push(ids.span_id);
                     call.wire = true;
+                } else if redis {
+                    self.lib.take_async(conn.pid, ids.span_id);
                 }
             }
             conn.state.open.insert(started.seq, (ids, tid));
@@ -286,6 +289,11 @@ impl<I: IdSource> Assembler<I> {
             if let Some((_, out)) = self.lib.pending.remove(&ids.span_id) {
                 library::merge(&mut span, &out);
                 self.stats.lib_merged += 1;
+            } else if let Some(q) = self.lib.async_pending.remove(&ids.span_id) {
+                if q.operation == span.operation {
+                    library::merge(&mut span, &q.out);
+                    self.stats.lib_merged += 1;
+                }
             }
         }
         self.stitcher.finish(span, now_ns);
@@ -313,6 +321,12 @@ impl<I: IdSource> Assembler<I> {
         if let Some(&span_id) = call.started.first() {
             // The wire request is still waiting for its response: it takes the details then.
             self.lib.pending.insert(span_id, (rec.ts_ns, out));
+            return;
+        }
+        if call.function.is_async() && !call.wire {
+            // Queued for the event loop: the details wait for the request on the wire.
+            let (operation, _) = library::request_facts(&call, self.redaction);
+            self.lib.queue_async(call.pid, library::Queued { operation, out, at_ns: rec.ts_ns });
             return;
         }
         if !library::stands_alone(&call, &out) {

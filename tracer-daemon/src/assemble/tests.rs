@@ -319,3 +319,39 @@ fn a_plaintext_send_and_read_make_one_span() {
     assert_eq!(spans[0].operation, "mysql SELECT");
     assert_eq!(tag(&spans[0], "code.function"), Some(&TagValue::Str("mysql_send_query".into())));
 }
+
+#[test]
+fn async_commands_lend_their_details_to_the_matching_wire_request_only() {
+    let mut h = Host::new();
+    h.open(ConnKind::Connect, 1, 100, tuple("127.0.0.1:40000", "127.0.0.1:6379"));
+    let get = b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n";
+    // Two commands queued: SET then GET.
+    for cmd in [SET, &get[..]] {
+        h.lib(LibPhase::Enter, 100, 101, LibFunction::RedisAsyncCommand, 0xa0, 0, 0, b"");
+        h.lib(LibPhase::Arg, 100, 101, LibFunction::RedisAsyncCommand, 0xa0, cmd.len() as i64, 0, cmd);
+        h.lib(LibPhase::Exit, 100, 101, LibFunction::RedisAsyncCommand, 0xa0, 0, -1, b"");
+    }
+    // The event loop writes both, outside any traced call, and reads both replies.
+    let mut both = SET.to_vec();
+    both.extend_from_slice(get);
+    h.data(1, 101, Direction::Egress, &both);
+    h.data(1, 101, Direction::Ingress, b"+OK\r\n$1\r\nv\r\n");
+    // The read handler hands the buffered replies over through redisGetReply (no socket
+    // activity inside it): no span of its own, even for an error reply.
+    h.lib(LibPhase::Enter, 100, 101, LibFunction::RedisGetReply, 0xa0, 0, 0, b"");
+    h.lib(LibPhase::Exit, 100, 101, LibFunction::RedisGetReply, 0xa0, 0, 6, b"ERR value is not an integer");
+    let spans = h.spans();
+    assert_eq!(spans.len(), 2, "{spans:#?}");
+    for s in &spans {
+        assert_eq!(tag(s, "code.function"), Some(&TagValue::Str("redisAsyncCommand".into())), "{s:#?}");
+    }
+    // A queued command whose request never shows (or another one does) lends nothing.
+    h.lib(LibPhase::Enter, 100, 101, LibFunction::RedisAsyncCommand, 0xa0, 0, 0, b"");
+    h.lib(LibPhase::Arg, 100, 101, LibFunction::RedisAsyncCommand, 0xa0, SET.len() as i64, 0, SET);
+    h.lib(LibPhase::Exit, 100, 101, LibFunction::RedisAsyncCommand, 0xa0, 0, -1, b"");
+    h.data(1, 101, Direction::Egress, get);
+    h.data(1, 101, Direction::Ingress, b"$1\r\nv\r\n");
+    let spans = h.spans();
+    assert_eq!(spans.len(), 1, "{spans:#?}");
+    assert_eq!(tag(&spans[0], "code.function"), None);
+}

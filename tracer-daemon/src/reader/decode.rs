@@ -238,6 +238,11 @@ impl LibFunction {
         Self::ALL.iter().find(|e| e.0 == self).map_or("?", |e| e.3)
     }
 
+    /// Whether this is a command entry point of the async hiredis API.
+    pub fn is_async(self) -> bool {
+        matches!(self, LibFunction::RedisAsyncCommand | LibFunction::RedisAsyncCommandArgv | LibFunction::RedisAsyncFormattedCommand)
+    }
+
     /// Whether this is a hiredis function (otherwise one of the MySQL API).
     pub fn is_hiredis(self) -> bool {
         Self::ALL.iter().find(|e| e.0 == self).is_some_and(|e| e.2 == Library::Hiredis)

@@ -80,13 +80,6 @@ pub fn analyse(data: &[u8], flavor: Option<Library>) -> Result<Analysis, object:
             if (fam == Library::Hiredis) != (family == Library::Hiredis) {
                 continue;
             }
-            // The async API queues commands for the event loop: not attached (see library.rs).
-            if matches!(
-                func,
-                LibFunction::RedisAsyncCommand | LibFunction::RedisAsyncCommandArgv | LibFunction::RedisAsyncFormattedCommand
-            ) {
-                continue;
-            }
             let lib_id = match family {
                 Library::Hiredis => k::LIB_HIREDIS,
                 Library::Mysqlclient => k::LIB_MYSQLCLIENT,
