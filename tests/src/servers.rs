@@ -16,12 +16,14 @@ pub struct Server {
     pub child: Child,
     pub port: u16,
     dir: Option<PathBuf>,
+    /// More scratch directories removed on drop.
+    extra_dirs: Vec<PathBuf>,
 }
 
 impl Server {
     /// A server process started by the caller, stopped by pid on drop.
     pub fn from_child(child: Child, port: u16) -> Server {
-        Server { child, port, dir: None }
+        Server { child, port, dir: None, extra_dirs: Vec::new() }
     }
 
     pub fn addr(&self) -> String {
@@ -36,7 +38,7 @@ impl Server {
 impl Drop for Server {
     fn drop(&mut self) {
         stop_child(&mut self.child);
-        if let Some(d) = &self.dir {
+        for d in self.dir.iter().chain(&self.extra_dirs) {
             let _ = std::fs::remove_dir_all(d);
         }
     }
@@ -67,12 +69,41 @@ pub fn redis() -> Server {
         .spawn()
         .expect("starting redis-server (installed by `cargo xtask setup`)");
     wait_port(port, "redis-server to listen", &mut child);
-    Server { child, port, dir: None }
+    Server { child, port, dir: None, extra_dirs: Vec::new() }
 }
 
 /// Debian's mariadbd with a private data directory, root without password on loopback, and a
 /// database `shop` with a table `items`.
 pub fn mariadb() -> Server {
+    mariadb_with(&[])
+}
+
+/// A self-signed certificate and key for `localhost` made with `openssl` in `dir`: (cert, key).
+pub fn self_signed_cert(dir: &Path) -> (PathBuf, PathBuf) {
+    let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
+    let out = Command::new("openssl")
+        .args(["req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1", "-subj", "/CN=localhost"])
+        .arg("-keyout")
+        .arg(&key)
+        .arg("-out")
+        .arg(&cert)
+        .output()
+        .expect("running openssl (installed by `cargo xtask setup`)");
+    assert!(out.status.success(), "openssl: {}", String::from_utf8_lossy(&out.stderr));
+    (cert, key)
+}
+
+/// `mariadb()` with TLS enabled (a self-signed certificate made with `openssl`).
+pub fn mariadb_tls() -> Server {
+    let dir = scratch_dir("mariadb-cert");
+    let (cert, key) = self_signed_cert(&dir);
+    let mut s = mariadb_with(&[format!("--ssl-cert={}", cert.display()), format!("--ssl-key={}", key.display())]);
+    s.extra_dirs.push(dir);
+    s
+}
+
+/// `mariadb()` with extra server arguments.
+pub fn mariadb_with(extra: &[String]) -> Server {
     let dir = scratch_dir("mariadb");
     let data = dir.join("data");
     let out = Command::new("mariadb-install-db")
@@ -89,12 +120,13 @@ pub fn mariadb() -> Server {
         .arg(format!("--pid-file={}", dir.join("mysqld.pid").display()))
         .args(["--bind-address=127.0.0.1", "--user=root", "--skip-log-bin", "--innodb-buffer-pool-size=16M"])
         .arg(format!("--port={port}"))
+        .args(extra)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .expect("starting mariadbd");
     wait_port(port, "mariadbd to listen", &mut child);
-    let server = Server { child, port, dir: Some(dir) };
+    let server = Server { child, port, dir: Some(dir), extra_dirs: Vec::new() };
     sql(&server, "CREATE DATABASE shop; CREATE TABLE shop.items (id INT PRIMARY KEY, name VARCHAR(40)); INSERT INTO shop.items VALUES (1, 'lamp'), (2, 'desk');");
     server
 }
@@ -122,5 +154,5 @@ pub fn python_service(script: &str, port: u16, args: &[String], env: &[(&str, &s
     }
     let mut child = cmd.stdout(Stdio::null()).spawn().expect("starting python3");
     wait_port(port, script, &mut child);
-    Server { child, port, dir: None }
+    Server { child, port, dir: None, extra_dirs: Vec::new() }
 }

@@ -53,6 +53,18 @@ pub const PROG_INET_SOCK_SET_STATE: &str = "inet_sock_set_state";
 pub const PROG_PROCESS_EXIT: &str = "process_exit";
 /// The `sock_ops` program on the cgroup2 root that writes and reads the trace-context option.
 pub const PROG_SOCK_OPS: &str = "tracer_sock_ops";
+/// Client-library uprobes: entry of a traced library function (the attach cookie says which).
+pub const PROG_LIB_ENTER: &str = "lib_enter";
+/// Client-library uretprobe: return of a traced library function.
+pub const PROG_LIB_EXIT: &str = "lib_exit";
+/// Uprobe on hiredis `__redisAppendCommand(ctx, cmd, len)`: the RESP-formatted command.
+pub const PROG_HIREDIS_APPEND: &str = "hiredis_append";
+
+/// Hash map thread id (`u32`) → the library call in flight on it (`LibState`). Bound:
+/// `MAX_INFLIGHT`; LRU evicts threads that died inside a call.
+pub const MAP_LIB_INFLIGHT: &str = "LIB_INFLIGHT";
+/// Per-CPU array with one `LibEvent` scratch slot (header + `2 * MAX_LIB_CAPTURE` bytes).
+pub const MAP_LIB_SCRATCH: &str = "LIB_SCRATCH";
 
 // ---------------------------------------------------------------------------------------------
 // Limits
@@ -70,6 +82,9 @@ pub const MAX_INFLIGHT: u32 = 16384;
 pub const MAX_FILTER_ENTRIES: u32 = 1024;
 /// Sockets whose propagation state the kernel keeps (LRU beyond that).
 pub const MAX_SOCKETS: u32 = 65536;
+/// Bytes of a library argument (statement, command, error string) one library event carries.
+/// Power of two: the kernel masks offsets with `MAX_LIB_CAPTURE - 1`.
+pub const MAX_LIB_CAPTURE: usize = 2048;
 
 // ---------------------------------------------------------------------------------------------
 // Trace-context TCP option (RFC 6994 experimental option)
@@ -94,7 +109,8 @@ pub const FILTER_EXCLUDE: u32 = 2;
 pub const COUNTER_RINGBUF_FULL: u32 = 0;
 /// A kernel read (`bpf_probe_read_*`) failed while building an event.
 pub const COUNTER_READ_ERROR: u32 = 1;
-/// The in-flight entry found at syscall exit belonged to another call (an exit was missed).
+/// The in-flight entry found at syscall exit belonged to another call (an exit was missed), or a
+/// client-library call on the thread never returned.
 pub const COUNTER_INFLIGHT_STALE: u32 = 2;
 pub const COUNTER_SENDMMSG: u32 = 3;
 pub const COUNTER_RECVMMSG: u32 = 4;
@@ -151,6 +167,76 @@ pub const EVENT_DATA: u32 = 4;
 pub const EVENT_STATE: u32 = 5;
 /// `ExitEvent`: a process (thread group) exited.
 pub const EVENT_PROCESS_EXIT: u32 = 6;
+/// `LibEvent`: a traced client-library function was entered (outermost call on the thread).
+/// The payload is the statement (MySQL) or connection parameters (`mysql_real_connect`).
+pub const EVENT_LIB_ENTER: u32 = 7;
+/// `LibEvent`: an argument seen inside the call in flight on the thread (hiredis: the
+/// RESP-formatted command passed to `__redisAppendCommand`).
+pub const EVENT_LIB_ARG: u32 = 8;
+/// `LibEvent`: the outermost traced library call on the thread returned. The payload is the
+/// error string when the library reported one (hiredis error reply or context error).
+pub const EVENT_LIB_EXIT: u32 = 9;
+
+/// `LibEvent.lib`: hiredis.
+pub const LIB_HIREDIS: u32 = 1;
+/// `LibEvent.lib`: libmysqlclient.
+pub const LIB_MYSQLCLIENT: u32 = 2;
+/// `LibEvent.lib`: libmariadb (the same API as libmysqlclient).
+pub const LIB_MARIADB: u32 = 3;
+
+/// Traced library functions (`LibEvent.func`, low 16 bits of the attach cookie).
+pub const FN_REDIS_COMMAND: u32 = 1;
+pub const FN_REDISV_COMMAND: u32 = 2;
+pub const FN_REDIS_COMMAND_ARGV: u32 = 3;
+pub const FN_REDIS_GET_REPLY: u32 = 4;
+pub const FN_REDIS_APPEND_COMMAND: u32 = 5;
+pub const FN_REDIS_APPEND_COMMAND_ARGV: u32 = 6;
+pub const FN_REDIS_ASYNC_COMMAND: u32 = 7;
+pub const FN_REDIS_ASYNC_COMMAND_ARGV: u32 = 8;
+pub const FN_REDIS_ASYNC_FORMATTED_COMMAND: u32 = 9;
+pub const FN_MYSQL_REAL_CONNECT: u32 = 20;
+pub const FN_MYSQL_REAL_QUERY: u32 = 21;
+pub const FN_MYSQL_QUERY: u32 = 22;
+pub const FN_MYSQL_SEND_QUERY: u32 = 23;
+pub const FN_MYSQL_READ_QUERY_RESULT: u32 = 24;
+pub const FN_MYSQL_STMT_PREPARE: u32 = 25;
+pub const FN_MYSQL_STMT_EXECUTE: u32 = 26;
+
+/// Attach cookie of the library probes: bits 0..16 the `FN_*` id, bits 16..24 the byte offset
+/// of `redisReply.str`, bits 24..32 the byte offset of `redisContext.errstr` (hiredis layouts
+/// differ by version; the daemon picks them from the library's version), bits 32..40 the
+/// `LIB_*` id.
+pub const fn lib_cookie(func: u32, lib: u32, reply_str: u32, ctx_errstr: u32) -> u64 {
+    (func as u64 & 0xffff)
+        | ((reply_str as u64 & 0xff) << 16)
+        | ((ctx_errstr as u64 & 0xff) << 24)
+        | ((lib as u64 & 0xff) << 32)
+}
+
+/// Attach cookie of the MySQL API probes: bits 0..16 the `FN_*` id, bits 16..32 the byte offset
+/// of the error number (`unsigned int`) in the handle (`MYSQL.net.last_errno` or
+/// `MYSQL_STMT.last_errno`), bits 32..40 the `LIB_*` id, bits 40..56 the byte offset of the error
+/// message (`char[512]`). Offsets 0: not read (layout unknown for that library build).
+pub const fn mysql_cookie(func: u32, lib: u32, errno_off: u32, errmsg_off: u32) -> u64 {
+    (func as u64 & 0xffff)
+        | ((errno_off as u64 & 0xffff) << 16)
+        | ((lib as u64 & 0xff) << 32)
+        | ((errmsg_off as u64 & 0xffff) << 40)
+}
+
+/// Whether a MySQL API function's return value `ret` (raw register) says it failed:
+/// `mysql_real_connect` returns a pointer (NULL on failure), `mysql_read_query_result` a
+/// `my_bool` (non-zero on failure), the others an `int` (non-zero on failure).
+pub const fn mysql_failed(func: u32, ret: i64) -> bool {
+    match func {
+        FN_MYSQL_REAL_CONNECT => ret == 0,
+        FN_MYSQL_READ_QUERY_RESULT => ret as u8 != 0,
+        _ => ret as i32 != 0,
+    }
+}
+
+/// hiredis `REDIS_REPLY_ERROR`.
+pub const REDIS_REPLY_ERROR: i32 = 6;
 
 /// `DataEvent.direction`: bytes leaving the process.
 pub const DIR_EGRESS: u32 = 0;
@@ -459,6 +545,52 @@ pub struct SyscallArgs {
     pub ctx: WireContext,
 }
 const _: () = assert!(size_of::<SyscallArgs>() == 40 + 8 + 24);
+
+/// `EVENT_LIB_ENTER`, `EVENT_LIB_ARG`, `EVENT_LIB_EXIT`, followed in the ring buffer record by
+/// `captured` payload bytes.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct LibEvent {
+    pub header: EventHeader,
+    /// One of the `LIB_*` constants.
+    pub lib: u32,
+    /// One of the `FN_*` constants (of the outermost call in flight).
+    pub func: u32,
+    /// Entry of the outermost call, CLOCK_MONOTONIC ns.
+    pub ts_enter_ns: u64,
+    /// Exit: the function's return value (a pointer or an int, sign-extended). Otherwise 0.
+    pub ret: i64,
+    /// The call's first argument (`redisContext *`, `MYSQL *`, `MYSQL_STMT *`): an opaque
+    /// identity of the connection handle, never dereferenced by the daemon.
+    pub handle: u64,
+    /// Enter of `mysql_real_connect`: the port argument. Otherwise 0.
+    pub arg: u64,
+    /// Exit of a hiredis call: the reply's `type` (`REDIS_REPLY_*`), or -1 without a reply.
+    /// Exit of a failed MySQL call: the library's error number (0 when not read). Otherwise 0.
+    pub status: i32,
+    /// Payload bytes that follow this header.
+    pub captured: u32,
+}
+const _: () = assert!(size_of::<LibEvent>() == 24 + 48);
+
+/// A library call in flight on a thread (value of `MAP_LIB_INFLIGHT`).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct LibState {
+    /// `FN_*` of the outermost call.
+    pub func: u32,
+    /// Nesting depth of traced calls (a traced function calling another one).
+    pub depth: u32,
+    /// Entry, CLOCK_MONOTONIC ns.
+    pub ts_enter_ns: u64,
+    /// First argument.
+    pub handle: u64,
+    /// Second argument (`redisGetReply`'s `void **reply`).
+    pub out: u64,
+    /// The attach cookie of the outermost call.
+    pub cookie: u64,
+}
+const _: () = assert!(size_of::<LibState>() == 40);
 
 #[cfg(feature = "user")]
 mod pod {

@@ -107,6 +107,19 @@ pub async fn run(inv: Invocation) -> anyhow::Result<()> {
     for s in &probes.status {
         tracing::info!(probe = %s.probe, attached = s.attached, detail = %s.detail, "probe");
     }
+    // Client-library probes are optional: without them, spans still come from the wire.
+    let _uprobes = if cfg.uprobes {
+        match crate::uprobes::start(&mut probes.ebpf, &registry) {
+            Ok(u) => Some(u),
+            Err(e) => {
+                tracing::warn!(error = %e, "client-library uprobes unavailable: spans come from socket traffic only");
+                None
+            }
+        }
+    } else {
+        tracing::info!("client-library uprobes turned off");
+        None
+    };
     probes.register_metrics(&registry)?;
     // Held for the daemon's lifetime: the kernel accounts program run time while it is open.
     let _bpf_stats = if cfg.capture.bpf_stats {
@@ -212,6 +225,7 @@ pub async fn run(inv: Invocation) -> anyhow::Result<()> {
     };
     // Stop intake, let assembly release what it holds, then flush the exporters.
     let _ = stop_tx.send(true);
+    drop(_uprobes);
     drop(probes);
     let _ = tokio::time::timeout(Duration::from_secs(2), processing).await;
     agent.shutdown().await;

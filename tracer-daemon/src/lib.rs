@@ -17,3 +17,4 @@ pub mod protocol;
 pub mod reader;
 pub mod stitch;
 pub mod deps;
+pub mod uprobes;

@@ -48,6 +48,16 @@ pub async fn run(
         "Connections whose protocol is not one the daemon parses (no spans)",
         &[],
     );
+    let lib_merged = registry.counter(
+        "tracer_library_calls_total",
+        "Client-library calls (uprobes) by outcome: merged into the wire span of the same request, or a span of their own (encrypted traffic)",
+        &[("outcome", "merged")],
+    );
+    let lib_alone = registry.counter(
+        "tracer_library_calls_total",
+        "Client-library calls (uprobes) by outcome: merged into the wire span of the same request, or a span of their own (encrypted traffic)",
+        &[("outcome", "alone")],
+    );
     let joins = registry.gauge("tracer_stitch_pending_joins", "Requests waiting for their other side on this host", &[]);
     let mut table: ConnTable<ConnSpans> = ConnTable::new(opts.max_connections);
     let mut listen = ListenTable::default();
@@ -85,7 +95,7 @@ pub async fn run(
                 let _ = out.flush();
             }
         }
-        let before = (table.evicted_total, asm.stats.spans, asm.stats.unknown_protocol);
+        let before = (table.evicted_total, asm.stats.spans, asm.stats.unknown_protocol, asm.stats.lib_merged, asm.stats.lib_alone);
         let mut gone: Vec<Conn<ConnSpans>> = Vec::new();
         match &event {
             Event::Conn(c) => gone.extend(table.on_conn(c).into_iter().map(|(c, _)| c)),
@@ -106,12 +116,14 @@ pub async fn run(
                     f(*pid);
                 }
             }
+            Event::Lib(l) => asm.on_lib(l),
         }
         let ts = match &event {
             Event::Conn(c) => c.ts_exit_ns,
             Event::Data(d) => d.ts_exit_ns,
             Event::State(s) => s.ts_ns,
             Event::Exit { ts_ns, .. } => *ts_ns,
+            Event::Lib(l) => l.ts_ns,
         };
         for conn in gone {
             asm.on_close(conn, ts);
@@ -119,6 +131,8 @@ pub async fn run(
         evicted.add(table.evicted_total - before.0);
         spans_total.add(asm.stats.spans - before.1);
         unknown.add(asm.stats.unknown_protocol - before.2);
+        lib_merged.add(asm.stats.lib_merged - before.3);
+        lib_alone.add(asm.stats.lib_alone - before.4);
         tracked.set(table.len() as i64);
     }
     asm.drain(WallClock::monotonic_now_ns(), true, &mut ready);

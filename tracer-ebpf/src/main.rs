@@ -1,18 +1,22 @@
 //! Kernel programs of tracer: syscall hooks that turn TCP socket activity into events, the TCP
-//! state tracepoint, and process exit. One file per probe family; each program is a thin entry
-//! point over a `try_` function whose failures are counted, never fatal.
+//! state tracepoint, process exit, and uprobes on the Redis and MySQL client libraries. One
+//! file per probe family; each program is a thin entry point over a `try_` function whose
+//! failures are counted, never fatal.
 #![no_std]
 #![no_main]
 
 mod data;
 mod filter;
+mod hiredis;
 mod kernel;
 mod maps;
+mod mysql;
 mod process;
 mod propagate;
 mod sock_ops;
 mod sockets;
 mod syscalls;
+mod uprobe;
 
 #[cfg(not(test))]
 #[panic_handler]

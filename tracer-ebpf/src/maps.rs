@@ -6,8 +6,9 @@ use aya_ebpf::{
     maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
 use tracer_common::{
-    COUNTERS_LEN, DataEvent, KernelOffsets, MAX_CAPTURE, MAX_FILTER_ENTRIES, MAX_INFLIGHT,
-    MAX_SOCKETS, OptionKey, PendingOption, Settings, SockState, SyscallArgs, WireContext,
+    COUNTERS_LEN, DataEvent, KernelOffsets, LibEvent, LibState, MAX_CAPTURE, MAX_FILTER_ENTRIES,
+    MAX_INFLIGHT, MAX_LIB_CAPTURE, MAX_SOCKETS, OptionKey, PendingOption, Settings, SockState,
+    SyscallArgs, WireContext,
 };
 
 /// Ring buffer of events. Key: none. Bound: bytes, set by the daemon at load time (the value
@@ -20,13 +21,17 @@ pub static EVENTS: RingBuf = RingBuf::with_byte_size(16 * 1024 * 1024, 0);
 /// the traced thread an irq_work and the daemon a context switch on every syscall.
 #[inline(always)]
 pub fn wakeup() -> u64 {
-    // Flags of `bpf_ringbuf_query` and of the submit helpers (uapi `BPF_RB_*`).
+    // Flags of `bpf_ringbuf_query` (uapi `BPF_RB_*`).
     const AVAIL_DATA: u64 = 0;
     const RING_SIZE: u64 = 1;
     const NO_WAKEUP: u64 = 1;
-    const FORCE_WAKEUP: u64 = 2;
-    if EVENTS.query(AVAIL_DATA) >= EVENTS.query(RING_SIZE) / 8 { FORCE_WAKEUP } else { NO_WAKEUP }
+    if EVENTS.query(AVAIL_DATA) >= EVENTS.query(RING_SIZE) / 8 { WAKE_NOW } else { NO_WAKEUP }
 }
+
+/// Submit flag for connection and process-exit events: wake the daemon at once. They are rare
+/// next to data, and the daemon reads a process's name and environment from `/proc` when it
+/// sees its first connection, which a short-lived client (a `curl`) must not outrun.
+pub const WAKE_NOW: u64 = 2;
 
 /// Per-CPU counters. Key: `COUNTER_*` index. Value: u64. Bound: `COUNTERS_LEN`. No eviction.
 #[map(name = "COUNTERS")]
@@ -132,3 +137,20 @@ pub fn count(index: u32) {
         unsafe { *ptr += 1 };
     }
 }
+
+/// Client-library calls in flight. Key: thread id. Value: `LibState`. Bound: `MAX_INFLIGHT`.
+/// Eviction: LRU (a thread that dies inside a call leaves an entry behind).
+#[map(name = "LIB_INFLIGHT")]
+pub static LIB_INFLIGHT: LruHashMap<u32, LibState> = LruHashMap::with_max_entries(MAX_INFLIGHT, 0);
+
+/// Scratch space to build one library event per CPU: header, then payload (twice
+/// `MAX_LIB_CAPTURE` so that masked offset plus masked length always fits). Key: 0. Bound: 1
+/// entry per CPU.
+#[repr(C)]
+pub struct LibScratch {
+    pub event: LibEvent,
+    pub payload: [u8; 2 * MAX_LIB_CAPTURE],
+}
+
+#[map(name = "LIB_SCRATCH")]
+pub static LIB_SCRATCH: PerCpuArray<LibScratch> = PerCpuArray::with_max_entries(1, 0);

@@ -23,7 +23,7 @@ pub fn process_exit(_ctx: RawTracePointContext) -> i32 {
             ts_ns: unsafe { aya_ebpf::helpers::bpf_ktime_get_ns() },
         },
     };
-    match maps::EVENTS.output::<ExitEvent>(&event, maps::wakeup()) {
+    match maps::EVENTS.output::<ExitEvent>(&event, maps::WAKE_NOW) {
         Ok(()) => maps::count(COUNTER_EVENTS),
         Err(_) => maps::count(COUNTER_RINGBUF_FULL),
     }

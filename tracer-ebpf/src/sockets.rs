@@ -46,7 +46,7 @@ fn emit_conn(kind: u32, syscall: u32, sk: u64, fd: i64, ret: i64, ts_enter_ns: u
         tuple,
         comm: bpf_get_current_comm().unwrap_or([0; 16]),
     };
-    match maps::EVENTS.output::<ConnEvent>(&event, maps::wakeup()) {
+    match maps::EVENTS.output::<ConnEvent>(&event, maps::WAKE_NOW) {
         Ok(()) => maps::count(COUNTER_EVENTS),
         Err(_) => maps::count(COUNTER_RINGBUF_FULL),
     }

@@ -81,7 +81,11 @@ pub fn is_root() -> bool {
 /// Builds the kernel object and the daemon; returns the daemon binary's path.
 fn build() -> Result<PathBuf> {
     let root = root();
-    let target = root.join("target");
+    // CARGO_TARGET_DIR is honoured, as cargo itself does.
+    let target = match std::env::var_os("CARGO_TARGET_DIR") {
+        Some(d) if !d.is_empty() => root.join(d),
+        _ => root.join("target"),
+    };
     eprintln!("xtask: building the kernel programs (nightly, bpf-linker)");
     run_cmd(
         Command::new("cargo")

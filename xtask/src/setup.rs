@@ -18,6 +18,11 @@ const TEST_PACKAGES: &[&str] = &[
     "nginx-light",
     "libhiredis-dev",
     "libmariadb-dev",
+    // The uprobe tests compile C clients (gcc), make TLS certificates (openssl) and build
+    // Python's mysqlclient from source (python3-dev, pkg-config, libmariadb-dev).
+    "gcc",
+    "openssl",
+    "python3-dev",
     "iproute2",
     "curl",
     "chromium",

@@ -1,6 +1,7 @@
 //! Span assembly: per connection, detects the protocol from the first bytes, feeds each captured
 //! call to the protocol session, asks the stitcher for ids when a request starts, and turns each
-//! finished exchange into a client or server span with the conventional tags.
+//! finished exchange into a client or server span with the conventional tags. Client-library
+//! calls seen by uprobes are joined with the wire spans of the same thread (`library`).
 
 use std::{
     collections::{HashMap, HashSet},
@@ -8,13 +9,15 @@ use std::{
     sync::Arc,
 };
 
+mod library;
+
 use crate::{
     conn::{Conn, Role},
     model::{Log, Process, Span, SpanKind, Tag},
     protocol::{self, Detect, Direction as PDir, Exchange, Redaction, Session},
     reader::{
         clock::WallClock,
-        decode::{DataRecord, Direction, KernelContext},
+        decode::{DataRecord, Direction, KernelContext, LibFunction, LibRecord},
     },
     model::TraceId,
     stitch::{IdSource, Ids, KernelIds, Origin, RandomIds, StitchConfig, Stitcher},
@@ -111,6 +114,10 @@ pub struct AssemblyStats {
     pub unknown_protocol: u64,
     /// Connections whose other end is the daemon itself.
     pub own_traffic: u64,
+    /// Client-library calls joined with a wire span of the same call.
+    pub lib_merged: u64,
+    /// Client-library calls that became spans of their own (no wire exchange: TLS).
+    pub lib_alone: u64,
     pub detected: [u64; 3],
 }
 
@@ -123,6 +130,8 @@ pub struct Assembler<I: IdSource = RandomIds> {
     own: HashSet<SocketAddr>,
     /// The daemon's listening addresses (an unspecified address matches any on this host).
     own_listeners: Vec<SocketAddr>,
+    /// Client-library calls in flight, per thread.
+    lib: library::Calls,
     pub stats: AssemblyStats,
 }
 
@@ -158,7 +167,16 @@ impl<I: IdSource> Assembler<I> {
         stitcher: Stitcher<I>,
         resolve: Box<dyn Fn(u32) -> Arc<Process> + Send>,
     ) -> Self {
-        Assembler { stitcher, redaction, clock, resolve, own: HashSet::new(), own_listeners: Vec::new(), stats: AssemblyStats::default() }
+        Assembler {
+            stitcher,
+            redaction,
+            clock,
+            resolve,
+            own: HashSet::new(),
+            own_listeners: Vec::new(),
+            lib: library::Calls::default(),
+            stats: AssemblyStats::default(),
+        }
     }
 
     /// A process opened a connection: its service name is read now, while the process is
@@ -200,6 +218,9 @@ impl<I: IdSource> Assembler<I> {
         }
         if rec.ret == 0 {
             return;
+        }
+        if let Some(call) = self.lib.active(conn.pid, rec.tid) {
+            call.tuple = Some(conn.tuple);
         }
         // Bytes a process receives exist for it when its read returns: a blocking read's entry
         // only says when it started waiting. Bytes it sends leave from the write's entry.
@@ -274,6 +295,7 @@ impl<I: IdSource> Assembler<I> {
     }
 
     fn start_requests(&mut self, conn: &mut Conn<ConnSpans>, session: &mut Session, tid: u32, ts: u64) {
+        let redis = session.protocol() == protocol::Protocol::Redis;
         for started in session.take_started() {
             let origin = Origin { pid: conn.pid, tid, tuple: conn.tuple, seq: started.seq, ts_ns: ts };
             let kernel = conn.state.kernel.take();
@@ -281,6 +303,14 @@ impl<I: IdSource> Assembler<I> {
                 Role::Server => self.stitcher.server_request(origin, started.context.as_ref(), kernel),
                 Role::Client => self.stitcher.client_request(origin, started.context.as_ref(), kernel),
             };
+            if conn.role == Role::Client {
+                if let Some(call) = self.lib.active(conn.pid, tid) {
+                    call.started.push(ids.span_id);
+                    call.wire = true;
+                } else if redis {
+                    self.lib.take_async(conn.pid, ids.span_id);
+                }
+            }
             conn.state.open.insert(started.seq, (ids, tid));
         }
     }
@@ -301,9 +331,155 @@ impl<I: IdSource> Assembler<I> {
         if conn.role == Role::Server {
             self.stitcher.server_done(conn.pid, Some(tid), ids.span_id);
         }
-        let span = self.span(conn, &ex, &ids, tid);
+        let mut span = self.span(conn, &ex, &ids, tid);
         self.stats.spans += 1;
+        if conn.role == Role::Client {
+            let active = self.lib.active(conn.pid, tid);
+            if let Some(call) = active {
+                // This call's request (or the one it completes) is on the wire.
+                call.wire = true;
+                if call.started.contains(&ids.span_id) {
+                    // Held until the library call returns, to carry its details.
+                    call.parked.push(span);
+                    return;
+                }
+            }
+            if let Some((_, out)) = self.lib.pending.remove(&ids.span_id) {
+                library::merge(&mut span, &out);
+                self.stats.lib_merged += 1;
+            } else if let Some(q) = self.lib.async_pending.remove(&ids.span_id) {
+                if q.operation == span.operation {
+                    library::merge(&mut span, &q.out);
+                    self.stats.lib_merged += 1;
+                }
+            }
+        }
         self.stitcher.finish(span, now_ns);
+    }
+
+    /// One client-library event (uprobe): calls are tied to the wire by thread and time.
+    pub fn on_lib(&mut self, rec: &LibRecord) {
+        let (lost, done) = self.lib.on_event(rec);
+        if let Some(call) = lost {
+            self.release(call, rec.ts_ns);
+        }
+        let Some(mut call) = done else { return };
+        let out = library::outcome(&call, rec);
+        let parked = std::mem::take(&mut call.parked);
+        if let Some((first, rest)) = parked.split_first() {
+            let mut first = first.clone();
+            library::merge(&mut first, &out);
+            self.stats.lib_merged += 1;
+            self.stitcher.finish(first, rec.ts_ns);
+            for s in rest {
+                self.stitcher.finish(s.clone(), rec.ts_ns);
+            }
+            return;
+        }
+        if let Some(&span_id) = call.started.first() {
+            // The wire request is still waiting for its response: it takes the details then.
+            self.lib.pending.insert(span_id, (rec.ts_ns, out));
+            return;
+        }
+        if call.function.is_async() && !call.wire {
+            // Queued for the event loop: the details wait for the request on the wire.
+            let (operation, _) = library::request_facts(&call, self.redaction);
+            self.lib.queue_async(call.pid, library::Queued { operation, out, at_ns: rec.ts_ns });
+            return;
+        }
+        if !library::stands_alone(&call, &out) {
+            return;
+        }
+        match call.function {
+            LibFunction::MysqlSendQuery => {
+                // Encrypted: one span once mysql_read_query_result returns for this handle.
+                let sent = library::SentQuery { call, out, tid: rec.tid, exit_ns: rec.ts_ns };
+                if let Some(old) = self.lib.hold_send(rec.handle, sent) {
+                    self.emit_alone(&old.call, &old.out, old.tid, old.exit_ns);
+                }
+            }
+            LibFunction::MysqlReadQueryResult => match self.lib.sent.remove(&(call.pid, rec.handle)) {
+                Some(mut sent) => {
+                    // The read's result (error number and message) is the request's.
+                    sent.call.tuple = sent.call.tuple.or(call.tuple);
+                    sent.out.tags.retain(|t| t.key != "db.mysql.return_code");
+                    for t in out.tags {
+                        if !sent.out.tags.iter().any(|s| s.key == t.key) {
+                            sent.out.tags.push(t);
+                        }
+                    }
+                    sent.out.error = out.error.or(sent.out.error);
+                    self.emit_alone(&sent.call, &sent.out, rec.tid, rec.ts_ns);
+                }
+                None => self.emit_alone(&call, &out, rec.tid, rec.ts_ns),
+            },
+            _ => self.emit_alone(&call, &out, rec.tid, rec.ts_ns),
+        }
+    }
+
+    fn emit_alone(&mut self, call: &library::LibCall, out: &library::Outcome, tid: u32, end_ns: u64) {
+        let span = self.lib_span(call, out, tid, end_ns);
+        self.stats.spans += 1;
+        self.stats.lib_alone += 1;
+        self.stitcher.finish(span, end_ns);
+    }
+
+    /// A call whose exit never came: its held wire spans leave as they are.
+    fn release(&mut self, mut call: library::LibCall, now_ns: u64) {
+        for s in call.parked.drain(..) {
+            self.stitcher.finish(s, now_ns);
+        }
+    }
+
+    /// The client span of a library call that produced no wire exchange (encrypted traffic).
+    fn lib_span(&mut self, call: &library::LibCall, out: &library::Outcome, tid: u32, end_ns: u64) -> Span {
+        let (operation, facts) = library::request_facts(call, self.redaction);
+        self.lib.next_seq += 1;
+        let tuple = call.tuple.unwrap_or(crate::reader::decode::Tuple {
+            local: SocketAddr::from(([0, 0, 0, 0], 0)),
+            remote: SocketAddr::from(([0, 0, 0, 0], 0)),
+        });
+        // Keys of calls alone never meet a server side's (their sequence has the top bit set).
+        let origin = Origin { pid: call.pid, tid, tuple, seq: (1 << 63) | self.lib.next_seq, ts_ns: call.enter_ns };
+        let ids = self.stitcher.client_request(origin, None, None);
+        let kind = library::Calls::span_kind();
+        let mut tags = vec![Tag::str("span.kind", kind.as_str())];
+        tags.extend(facts);
+        if let Some(t) = call.tuple {
+            tags.push(Tag::str("net.peer.ip", t.remote.ip().to_string()));
+            tags.push(Tag::long("net.peer.port", t.remote.port() as i64));
+            tags.push(Tag::str("net.host.ip", t.local.ip().to_string()));
+            tags.push(Tag::long("net.host.port", t.local.port() as i64));
+            tags.push(Tag::str("peer.service", t.remote.to_string()));
+        }
+        tags.push(Tag::long("thread.id", tid as i64));
+        if let Some(link) = ids.link {
+            tags.push(Tag::str("tracer.link", link.as_str()));
+        }
+        if ids.ambiguous {
+            tags.push(Tag::bool("tracer.link.ambiguous", true));
+        }
+        let mut span = Span {
+            trace_id: ids.trace_id,
+            span_id: ids.span_id,
+            parent_span_id: ids.parent_span_id,
+            operation,
+            flags: 1,
+            start_us: self.clock.unix_us(call.enter_ns),
+            duration_us: (end_ns.saturating_sub(call.enter_ns) / 1000) as i64,
+            tags,
+            logs: Vec::new(),
+            references: Vec::new(),
+            process: (self.resolve)(call.pid),
+        };
+        library::merge(&mut span, out);
+        if let Some(msg) = &out.error {
+            span.logs.push(Log {
+                timestamp_us: self.clock.unix_us(end_ns),
+                fields: vec![Tag::str("event", "error"), Tag::str("message", msg.clone())],
+            });
+        }
+        span
     }
 
     fn span(&self, conn: &Conn<ConnSpans>, ex: &Exchange, ids: &Ids, tid: u32) -> Span {
@@ -369,6 +545,12 @@ impl<I: IdSource> Assembler<I> {
 
     /// Spans ready to leave at `now_ns` (all with `flush`).
     pub fn drain(&mut self, now_ns: u64, flush: bool, out: &mut Vec<Span>) {
+        for call in self.lib.take_stale(now_ns, flush) {
+            self.release(call, now_ns);
+        }
+        for sent in self.lib.take_stale_sends(now_ns, flush) {
+            self.emit_alone(&sent.call, &sent.out, sent.tid, sent.exit_ns);
+        }
         self.stitcher.drain(now_ns, flush, out);
     }
 }

@@ -270,3 +270,128 @@ fn kernel_contexts_give_ids_and_parents_per_request_on_split_and_keep_alive_requ
     assert_eq!((redis.trace_id, redis.span_id, redis.parent_span_id), (trace, 0x99, servers[0].span_id));
     assert_eq!(redis.tag_str("tracer.link"), Some("thread"));
 }
+
+// ---------------------------------------------------------------------------------------------
+// Client-library calls (uprobes) joined with the wire
+
+impl Host {
+    fn lib(&mut self, phase: LibPhase, pid: u32, tid: u32, function: LibFunction, handle: u64, ret: i64, status: i32, payload: &[u8]) {
+        use crate::reader::decode::Library;
+        self.ts += 1000;
+        let library = if function.is_hiredis() { Library::Hiredis } else { Library::Mariadb };
+        let rec = LibRecord {
+            phase,
+            library,
+            function,
+            pid,
+            tid,
+            ts_ns: self.ts,
+            ts_enter_ns: self.ts,
+            ret,
+            handle,
+            arg: 0,
+            status,
+            payload: payload.to_vec(),
+        };
+        self.asm.on_lib(&rec);
+    }
+}
+
+use crate::reader::decode::LibPhase;
+
+const SET: &[u8] = b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$6\r\nsecret\r\n";
+
+#[test]
+fn a_plaintext_library_call_and_its_wire_exchange_are_one_span() {
+    let mut h = Host::new();
+    h.open(ConnKind::Connect, 1, 100, tuple("127.0.0.1:40000", "127.0.0.1:6379"));
+    h.lib(LibPhase::Enter, 100, 101, LibFunction::RedisCommand, 0xc0, 0, 0, b"");
+    h.lib(LibPhase::Arg, 100, 101, LibFunction::RedisCommand, 0xc0, SET.len() as i64, 0, SET);
+    h.data(1, 101, Direction::Egress, SET);
+    h.data(1, 101, Direction::Ingress, b"+OK\r\n");
+    h.lib(LibPhase::Exit, 100, 101, LibFunction::RedisCommand, 0xc0, 0x5555, 5, b"");
+    let spans = h.spans();
+    assert_eq!(spans.len(), 1, "{spans:#?}");
+    let s = &spans[0];
+    assert_eq!(s.operation, "redis SET");
+    assert_eq!(tag(s, "code.function"), Some(&TagValue::Str("redisCommand".into())));
+    assert_eq!(tag(s, "db.redis.reply_type"), Some(&TagValue::Str("status".into())));
+    assert_eq!(tag(s, "net.peer.port"), Some(&TagValue::Long(6379)));
+    assert!(!format!("{s:?}").contains("secret"));
+}
+
+#[test]
+fn an_encrypted_send_and_read_make_one_span_with_the_library_error() {
+    let mut h = Host::new();
+    h.open(ConnKind::Connect, 1, 100, tuple("127.0.0.1:40000", "127.0.0.1:3306"));
+    h.lib(LibPhase::Enter, 100, 101, LibFunction::MysqlSendQuery, 0xd0, 0, 0, b"SELECT * FROM t WHERE pw = 'x'");
+    h.data(1, 101, Direction::Egress, b"\x17\x03\x03\x00\x10encrypted-bytes!");
+    h.lib(LibPhase::Exit, 100, 101, LibFunction::MysqlSendQuery, 0xd0, 0, 0, b"");
+    h.lib(LibPhase::Enter, 100, 101, LibFunction::MysqlReadQueryResult, 0xd0, 0, 0, b"");
+    h.data(1, 101, Direction::Ingress, b"\x17\x03\x03\x00\x10encrypted-bytes!");
+    h.lib(LibPhase::Exit, 100, 101, LibFunction::MysqlReadQueryResult, 0xd0, 1, 1146, b"Table 'd.t' doesn't exist");
+    let spans = h.spans();
+    assert_eq!(spans.len(), 1, "{spans:#?}");
+    let s = &spans[0];
+    assert_eq!(s.operation, "mysql SELECT");
+    assert_eq!(tag(s, "db.statement"), Some(&TagValue::Str("SELECT * FROM t WHERE pw = ?".into())));
+    assert_eq!(tag(s, "db.mysql.error_code"), Some(&TagValue::Long(1146)));
+    assert_eq!(tag(s, "error.message"), Some(&TagValue::Str("Table 'd.t' doesn't exist".into())));
+    assert_eq!(tag(s, "net.peer.port"), Some(&TagValue::Long(3306)));
+}
+
+#[test]
+fn a_plaintext_send_and_read_make_one_span() {
+    let mut h = Host::new();
+    h.open(ConnKind::Connect, 1, 100, tuple("127.0.0.1:40000", "127.0.0.1:3306"));
+    // The protocol is detected from the server's greeting.
+    let greeting = b"\x4a\x00\x00\x00\x0a5.5.5-10.11.6-MariaDB\x00\x08\x00\x00\x00abcdefgh\x00\xfe\xf7\x2d\x02\x00\xff\x81\x15\x00\x00\x00\x00\x00\x00\x1d\x00\x00\x00ijklmnopqrst\x00mysql_native_password\x00";
+    h.data(1, 101, Direction::Ingress, greeting);
+    let query = b"\x09\x00\x00\x00\x03SELECT 1";
+    h.lib(LibPhase::Enter, 100, 101, LibFunction::MysqlSendQuery, 0xd0, 0, 0, b"SELECT 1");
+    h.data(1, 101, Direction::Egress, query);
+    h.lib(LibPhase::Exit, 100, 101, LibFunction::MysqlSendQuery, 0xd0, 0, 0, b"");
+    h.lib(LibPhase::Enter, 100, 101, LibFunction::MysqlReadQueryResult, 0xd0, 0, 0, b"");
+    h.data(1, 101, Direction::Ingress, b"\x07\x00\x00\x01\x00\x00\x00\x02\x00\x00\x00");
+    h.lib(LibPhase::Exit, 100, 101, LibFunction::MysqlReadQueryResult, 0xd0, 0, 0, b"");
+    let spans = h.spans();
+    assert_eq!(spans.len(), 1, "{spans:#?}");
+    assert_eq!(spans[0].operation, "mysql SELECT");
+    assert_eq!(tag(&spans[0], "code.function"), Some(&TagValue::Str("mysql_send_query".into())));
+}
+
+#[test]
+fn async_commands_lend_their_details_to_the_matching_wire_request_only() {
+    let mut h = Host::new();
+    h.open(ConnKind::Connect, 1, 100, tuple("127.0.0.1:40000", "127.0.0.1:6379"));
+    let get = b"*2\r\n$3\r\nGET\r\n$1\r\nk\r\n";
+    // Two commands queued: SET then GET.
+    for cmd in [SET, &get[..]] {
+        h.lib(LibPhase::Enter, 100, 101, LibFunction::RedisAsyncCommand, 0xa0, 0, 0, b"");
+        h.lib(LibPhase::Arg, 100, 101, LibFunction::RedisAsyncCommand, 0xa0, cmd.len() as i64, 0, cmd);
+        h.lib(LibPhase::Exit, 100, 101, LibFunction::RedisAsyncCommand, 0xa0, 0, -1, b"");
+    }
+    // The event loop writes both, outside any traced call, and reads both replies.
+    let mut both = SET.to_vec();
+    both.extend_from_slice(get);
+    h.data(1, 101, Direction::Egress, &both);
+    h.data(1, 101, Direction::Ingress, b"+OK\r\n$1\r\nv\r\n");
+    // The read handler hands the buffered replies over through redisGetReply (no socket
+    // activity inside it): no span of its own, even for an error reply.
+    h.lib(LibPhase::Enter, 100, 101, LibFunction::RedisGetReply, 0xa0, 0, 0, b"");
+    h.lib(LibPhase::Exit, 100, 101, LibFunction::RedisGetReply, 0xa0, 0, 6, b"ERR value is not an integer");
+    let spans = h.spans();
+    assert_eq!(spans.len(), 2, "{spans:#?}");
+    for s in &spans {
+        assert_eq!(tag(s, "code.function"), Some(&TagValue::Str("redisAsyncCommand".into())), "{s:#?}");
+    }
+    // A queued command whose request never shows (or another one does) lends nothing.
+    h.lib(LibPhase::Enter, 100, 101, LibFunction::RedisAsyncCommand, 0xa0, 0, 0, b"");
+    h.lib(LibPhase::Arg, 100, 101, LibFunction::RedisAsyncCommand, 0xa0, SET.len() as i64, 0, SET);
+    h.lib(LibPhase::Exit, 100, 101, LibFunction::RedisAsyncCommand, 0xa0, 0, -1, b"");
+    h.data(1, 101, Direction::Egress, get);
+    h.data(1, 101, Direction::Ingress, b"$1\r\nv\r\n");
+    let spans = h.spans();
+    assert_eq!(spans.len(), 1, "{spans:#?}");
+    assert_eq!(tag(&spans[0], "code.function"), None);
+}

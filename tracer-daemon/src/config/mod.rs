@@ -30,6 +30,9 @@ pub struct Config {
     /// Carry each client request's trace context to the server host in a TCP option (kind 253,
     /// ExID 0x7AC1) on its first packet. On by default; `false` sends nothing extra.
     pub propagate: bool,
+    /// Attach uprobes to the Redis and MySQL client libraries (hiredis, libmysqlclient,
+    /// libmariadb) found in running processes. On by default.
+    pub uprobes: bool,
     /// Span stitching.
     pub stitch: StitchSettings,
     /// Export to Jaeger collectors, console / JSON output, and the agent listeners.
@@ -64,6 +67,7 @@ impl Default for Config {
             netns: None,
             redact: true,
             propagate: true,
+            uprobes: true,
             stitch: StitchSettings::default(),
             export: ExportConfig::default(),
             deps: GraphConfig::default(),
@@ -197,6 +201,9 @@ pub struct CliOverrides {
     /// Where the host's processes are read (`/proc`, or a mount of the host's `/proc`).
     #[arg(long)]
     pub proc_root: Option<PathBuf>,
+    /// Do not attach uprobes to the Redis and MySQL client libraries (socket probes only).
+    #[arg(long)]
+    pub no_uprobes: bool,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -296,6 +303,9 @@ impl Config {
         if let Some(p) = &o.proc_root {
             k.proc_root = p.clone();
         }
+        if o.no_uprobes {
+            self.uprobes = false;
+        }
         self.validate()?;
         Ok(self)
     }
@@ -330,6 +340,7 @@ mod tests {
         let c = Config::from_yaml(&text, &path).unwrap();
         assert_eq!(c.capture.capture_bytes, 4096);
         assert!(c.redact);
+        assert!(c.uprobes);
         assert_eq!(c.deps, GraphConfig::default());
         assert!(c.propagate);
         assert_eq!(c.kubernetes, KubernetesConfig::default());

@@ -196,6 +196,139 @@ pub struct StateRecord {
     pub tuple: Tuple,
 }
 
+/// Which client library a library event comes from.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Library {
+    Hiredis,
+    Mysqlclient,
+    Mariadb,
+}
+
+impl Library {
+    /// The library's usual name, as shown in span tags.
+    pub fn name(self) -> &'static str {
+        match self {
+            Library::Hiredis => "hiredis",
+            Library::Mysqlclient => "libmysqlclient",
+            Library::Mariadb => "libmariadb",
+        }
+    }
+
+    /// The database system it talks to (`db.system`).
+    pub fn db_system(self) -> &'static str {
+        match self {
+            Library::Hiredis => "redis",
+            Library::Mysqlclient | Library::Mariadb => "mysql",
+        }
+    }
+}
+
+/// A traced client-library function.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum LibFunction {
+    RedisCommand,
+    RedisvCommand,
+    RedisCommandArgv,
+    RedisGetReply,
+    RedisAppendCommand,
+    RedisAppendCommandArgv,
+    RedisAsyncCommand,
+    RedisAsyncCommandArgv,
+    RedisAsyncFormattedCommand,
+    MysqlRealConnect,
+    MysqlRealQuery,
+    MysqlQuery,
+    MysqlSendQuery,
+    MysqlReadQueryResult,
+    MysqlStmtPrepare,
+    MysqlStmtExecute,
+}
+
+impl LibFunction {
+    /// Every traced function with its `FN_*` id, library family (hiredis or the MySQL API) and
+    /// symbol name.
+    pub const ALL: [(LibFunction, u32, Library, &'static str); 16] = [
+        (LibFunction::RedisCommand, k::FN_REDIS_COMMAND, Library::Hiredis, "redisCommand"),
+        (LibFunction::RedisvCommand, k::FN_REDISV_COMMAND, Library::Hiredis, "redisvCommand"),
+        (LibFunction::RedisCommandArgv, k::FN_REDIS_COMMAND_ARGV, Library::Hiredis, "redisCommandArgv"),
+        (LibFunction::RedisGetReply, k::FN_REDIS_GET_REPLY, Library::Hiredis, "redisGetReply"),
+        (LibFunction::RedisAppendCommand, k::FN_REDIS_APPEND_COMMAND, Library::Hiredis, "redisAppendCommand"),
+        (LibFunction::RedisAppendCommandArgv, k::FN_REDIS_APPEND_COMMAND_ARGV, Library::Hiredis, "redisAppendCommandArgv"),
+        (LibFunction::RedisAsyncCommand, k::FN_REDIS_ASYNC_COMMAND, Library::Hiredis, "redisAsyncCommand"),
+        (LibFunction::RedisAsyncCommandArgv, k::FN_REDIS_ASYNC_COMMAND_ARGV, Library::Hiredis, "redisAsyncCommandArgv"),
+        (LibFunction::RedisAsyncFormattedCommand, k::FN_REDIS_ASYNC_FORMATTED_COMMAND, Library::Hiredis, "redisAsyncFormattedCommand"),
+        (LibFunction::MysqlRealConnect, k::FN_MYSQL_REAL_CONNECT, Library::Mysqlclient, "mysql_real_connect"),
+        (LibFunction::MysqlRealQuery, k::FN_MYSQL_REAL_QUERY, Library::Mysqlclient, "mysql_real_query"),
+        (LibFunction::MysqlQuery, k::FN_MYSQL_QUERY, Library::Mysqlclient, "mysql_query"),
+        (LibFunction::MysqlSendQuery, k::FN_MYSQL_SEND_QUERY, Library::Mysqlclient, "mysql_send_query"),
+        (LibFunction::MysqlReadQueryResult, k::FN_MYSQL_READ_QUERY_RESULT, Library::Mysqlclient, "mysql_read_query_result"),
+        (LibFunction::MysqlStmtPrepare, k::FN_MYSQL_STMT_PREPARE, Library::Mysqlclient, "mysql_stmt_prepare"),
+        (LibFunction::MysqlStmtExecute, k::FN_MYSQL_STMT_EXECUTE, Library::Mysqlclient, "mysql_stmt_execute"),
+    ];
+
+    /// The C symbol name.
+    pub fn symbol(self) -> &'static str {
+        Self::ALL.iter().find(|e| e.0 == self).map_or("?", |e| e.3)
+    }
+
+    /// Whether this is a command entry point of the async hiredis API.
+    pub fn is_async(self) -> bool {
+        matches!(self, LibFunction::RedisAsyncCommand | LibFunction::RedisAsyncCommandArgv | LibFunction::RedisAsyncFormattedCommand)
+    }
+
+    /// Whether this is a hiredis function (otherwise one of the MySQL API).
+    pub fn is_hiredis(self) -> bool {
+        Self::ALL.iter().find(|e| e.0 == self).is_some_and(|e| e.2 == Library::Hiredis)
+    }
+}
+
+impl TryFrom<u32> for LibFunction {
+    type Error = DecodeError;
+    fn try_from(v: u32) -> Result<Self, DecodeError> {
+        LibFunction::ALL
+            .iter()
+            .find(|e| e.1 == v)
+            .map(|e| e.0)
+            .ok_or(DecodeError::Value { what: "library function", value: v })
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LibPhase {
+    /// The outermost traced call on the thread started.
+    Enter,
+    /// An argument seen inside the call (hiredis: the RESP-formatted command).
+    Arg,
+    /// The call returned.
+    Exit,
+}
+
+/// A client-library call event (`LibEvent`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct LibRecord {
+    pub phase: LibPhase,
+    pub library: Library,
+    pub function: LibFunction,
+    pub pid: u32,
+    pub tid: u32,
+    /// When the event was raised, CLOCK_MONOTONIC ns.
+    pub ts_ns: u64,
+    /// Entry of the call, CLOCK_MONOTONIC ns.
+    pub ts_enter_ns: u64,
+    /// Exit: the return value. Arg: the argument's full length.
+    pub ret: i64,
+    /// The connection handle (first argument), an opaque identity.
+    pub handle: u64,
+    /// Enter of `mysql_real_connect`: the port.
+    pub arg: u64,
+    /// Exit of a hiredis call: the reply type, -1 without a reply.
+    pub status: i32,
+    #[serde(serialize_with = "escaped")]
+    pub payload: Vec<u8>,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 #[serde(tag = "event", rename_all = "lowercase")]
 pub enum Event {
@@ -203,6 +336,7 @@ pub enum Event {
     Data(DataRecord),
     State(StateRecord),
     Exit { pid: u32, ts_ns: u64 },
+    Lib(LibRecord),
 }
 
 impl Event {
@@ -217,6 +351,11 @@ impl Event {
             Event::Data(_) => "data",
             Event::State(_) => "state",
             Event::Exit { .. } => "exit",
+            Event::Lib(l) => match l.phase {
+                LibPhase::Enter => "lib_enter",
+                LibPhase::Arg => "lib_arg",
+                LibPhase::Exit => "lib_exit",
+            },
         }
     }
 }
@@ -298,6 +437,38 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
             }))
         }
         k::EVENT_PROCESS_EXIT => Ok(Event::Exit { pid: header.pid, ts_ns: header.ts_ns }),
+        k::EVENT_LIB_ENTER | k::EVENT_LIB_ARG | k::EVENT_LIB_EXIT => {
+            let e: k::LibEvent = read(bytes, "library")?;
+            let payload = &bytes[size_of::<k::LibEvent>()..];
+            if payload.len() < e.captured as usize {
+                return Err(DecodeError::Payload { claimed: e.captured, present: payload.len() });
+            }
+            let function = LibFunction::try_from(e.func)?;
+            let library = match e.lib {
+                k::LIB_HIREDIS => Library::Hiredis,
+                k::LIB_MYSQLCLIENT => Library::Mysqlclient,
+                k::LIB_MARIADB => Library::Mariadb,
+                value => return Err(DecodeError::Value { what: "library", value }),
+            };
+            Ok(Event::Lib(LibRecord {
+                phase: match header.kind {
+                    k::EVENT_LIB_ENTER => LibPhase::Enter,
+                    k::EVENT_LIB_ARG => LibPhase::Arg,
+                    _ => LibPhase::Exit,
+                },
+                library,
+                function,
+                pid: header.pid,
+                tid: header.tid,
+                ts_ns: header.ts_ns,
+                ts_enter_ns: e.ts_enter_ns,
+                ret: e.ret,
+                handle: e.handle,
+                arg: e.arg,
+                status: e.status,
+                payload: payload[..e.captured as usize].to_vec(),
+            }))
+        }
         other => Err(DecodeError::Kind(other)),
     }
 }
@@ -401,6 +572,30 @@ mod tests {
             KernelContext::from_kernel(77, &c),
             Err(DecodeError::Value { what: "context kind", value: 77 })
         );
+    }
+
+    #[test]
+    fn decodes_library_events_and_rejects_unknown_functions() {
+        let e = k::LibEvent {
+            header: k::EventHeader { kind: k::EVENT_LIB_ENTER, pid: 7, tid: 8, _pad: 0, ts_ns: 5 },
+            lib: k::LIB_MARIADB,
+            func: k::FN_MYSQL_REAL_QUERY,
+            ts_enter_ns: 5,
+            captured: 8,
+            ..Default::default()
+        };
+        let mut bytes = as_bytes(&e);
+        bytes.extend_from_slice(b"SELECT 1");
+        let Event::Lib(l) = decode(&bytes).unwrap() else { panic!("not a library event") };
+        assert_eq!((l.phase, l.library, l.function), (LibPhase::Enter, Library::Mariadb, LibFunction::MysqlRealQuery));
+        assert_eq!(l.payload, b"SELECT 1");
+        for cut in 0..bytes.len() {
+            let _ = decode(&bytes[..cut]);
+        }
+        let bad = k::LibEvent { func: 999, ..e };
+        let mut b = as_bytes(&bad);
+        b.extend_from_slice(b"SELECT 1");
+        assert!(matches!(decode(&b), Err(DecodeError::Value { what: "library function", .. })));
     }
 
     #[test]

@@ -46,6 +46,10 @@ pub struct Sample {
     pub requests: f64,
     /// How long the load ran (seconds).
     pub secs: f64,
+    /// CPU time (user + system) of the load generator per operation, in µs, when it reports it
+    /// (0 otherwise): probes run in the traced process's context, so this shows their cost even
+    /// on a busy machine where throughput is noisy.
+    pub client_cpu_us_per_op: f64,
 }
 
 /// A window's measurement with the daemon's figures.
@@ -75,14 +79,28 @@ pub struct ProgramCost {
     pub ns_per_run: f64,
 }
 
-/// No daemon; the daemon tracing every process (the load generator's client spans too); the
-/// daemon tracing only the server under test (`--include-comm`), which is what a user who traces
-/// a service pays.
+/// No daemon; the daemon's socket probes (client-library uprobes off) tracing every process
+/// (the load generator's client spans too); the same tracing only the server under test
+/// (`--include-comm`), which is what a user who traces a service pays.
 pub fn arms_socket(server_comm: &'static str) -> Vec<Arm> {
     vec![
         Arm { name: "untraced", daemon_args: None },
-        Arm { name: "socket probes, all", daemon_args: Some(vec![]) },
-        Arm { name: "socket probes, server", daemon_args: Some(vec!["--include-comm", server_comm]) },
+        Arm { name: "socket probes, all", daemon_args: Some(vec!["--no-uprobes"]) },
+        Arm { name: "socket probes, server", daemon_args: Some(vec!["--no-uprobes", "--include-comm", server_comm]) },
+    ]
+}
+
+/// The daemon with its client-library uprobes too (the default), tracing every process.
+pub fn arm_uprobes() -> Arm {
+    Arm { name: "socket + uprobes", daemon_args: Some(vec![]) }
+}
+
+/// Untraced, socket probes only, and socket probes with the uprobes: every process traced.
+pub fn arms_uprobes() -> Vec<Arm> {
+    vec![
+        Arm { name: "untraced", daemon_args: None },
+        Arm { name: "socket probes", daemon_args: Some(vec!["--no-uprobes"]) },
+        arm_uprobes(),
     ]
 }
 

@@ -40,6 +40,10 @@ pub struct Row {
     /// lowest spans/s of a window with one.
     pub max_clean_spans_per_sec: f64,
     pub min_lossy_spans_per_sec: f64,
+    /// Load generator CPU µs per operation (0 when it does not report it).
+    pub client_cpu_us: f64,
+    /// Its median per-round ratio to the untraced arm.
+    pub client_cpu_ratio: f64,
 }
 
 impl Row {
@@ -64,6 +68,12 @@ pub fn summarise(r: &WorkloadResult) -> Vec<Row> {
             let p99_ratios: Vec<f64> = wins
                 .iter()
                 .filter_map(|w| base.iter().find(|b| b.round == w.round).map(|b| w.sample.p99_ms / b.sample.p99_ms))
+                .collect();
+            let cpu_ratios: Vec<f64> = wins
+                .iter()
+                .filter_map(|w| {
+                    base.iter().find(|b| b.round == w.round).map(|b| w.sample.client_cpu_us_per_op / b.sample.client_cpu_us_per_op)
+                })
                 .collect();
             let (lo, hi) = ratios.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), r| (l.min(*r), h.max(*r)));
             Row {
@@ -106,6 +116,8 @@ pub fn summarise(r: &WorkloadResult) -> Vec<Row> {
                     .filter(|w| w.lost_events > 0.0 || w.dropped_spans > 0.0)
                     .map(|w| w.spans_per_sec)
                     .fold(f64::INFINITY, f64::min),
+                client_cpu_us: median(wins.iter().map(|w| w.sample.client_cpu_us_per_op).collect()),
+                client_cpu_ratio: median(cpu_ratios),
             }
         })
         .collect()
@@ -130,6 +142,13 @@ pub fn write(results: &[WorkloadResult], rounds: usize, window: Duration) -> Res
         md += "| arm | ops/s | ratio | p50 ms | p99 ms | p99 ratio | daemon CPU s / 1000 req | daemon CPU µs / span | kernel µs / req | spans/s | daemon RSS MiB | lost events | dropped spans |\n";
         md += "|---|---|---|---|---|---|---|---|---|---|---|---|---|\n";
         let rows = summarise(r);
+        let mut cpu_md = String::new();
+        if rows.iter().any(|r| r.client_cpu_us > 0.0) {
+            cpu_md += "\nLoad generator CPU (user + system, where the probes run) per operation; ratio to untraced, median of the rounds:\n\n| arm | client CPU µs / op | ratio |\n|---|---|---|\n";
+            for row in &rows {
+                cpu_md += &format!("| {} | {:.2} | {:.3} |\n", row.arm, row.client_cpu_us, row.client_cpu_ratio);
+            }
+        }
         for row in &rows {
             md += &format!(
                 "| {} | {:.0} | {:.3} ({:.3}–{:.3}) | {:.3} | {:.3} | {:.2} | {:.4} | {:.1} | {:.2} | {:.0} | {:.1} | {} | {} |\n",
@@ -146,14 +165,16 @@ pub fn write(results: &[WorkloadResult], rounds: usize, window: Duration) -> Res
         }
         for row in rows {
             json.push(format!(
-                "{{\"workload\":\"{}\",\"arm\":\"{}\",\"ops_per_sec\":{},\"ratio\":{},\"ratio_min\":{},\"ratio_max\":{},\"p50_ms\":{},\"p99_ms\":{},\"p99_ratio\":{},\"daemon_cpu_s_per_kreq\":{},\"daemon_cpu_us_per_span\":{},\"spans_per_sec\":{},\"daemon_rss_mib\":{},\"lost_events\":{},\"dropped_spans\":{},\"kernel_us_per_req\":{}}}",
+                "{{\"workload\":\"{}\",\"arm\":\"{}\",\"ops_per_sec\":{},\"ratio\":{},\"ratio_min\":{},\"ratio_max\":{},\"p50_ms\":{},\"p99_ms\":{},\"p99_ratio\":{},\"daemon_cpu_s_per_kreq\":{},\"daemon_cpu_us_per_span\":{},\"spans_per_sec\":{},\"daemon_rss_mib\":{},\"lost_events\":{},\"dropped_spans\":{},\"kernel_us_per_req\":{},\"client_cpu_us_per_op\":{},\"client_cpu_ratio\":{}}}",
                 row.workload, row.arm, json_num(row.ops), json_num(row.ratio), json_num(row.ratio_min), json_num(row.ratio_max),
                 json_num(row.p50_ms), json_num(row.p99_ms), json_num(row.p99_ratio), json_num(row.cpu_per_kreq),
                 json_num(row.cpu_us_per_span), json_num(row.spans_per_sec), json_num(row.rss_mib), row.lost_events, row.dropped_spans,
-                json_num(row.kernel_us_per_req())
+                json_num(row.kernel_us_per_req()),
+                json_num(row.client_cpu_us), json_num(row.client_cpu_ratio)
             ));
             all_rows.push(row);
         }
+        md += &cpu_md;
         md += "\n";
     }
     md += &targets(&all_rows);

@@ -1,5 +1,5 @@
-//! The benchmark workloads: a syscall loop, redis-benchmark (pipelining 1 and 16), sysbench
-//! point selects against mariadb, and wrk against nginx. Servers are Debian's, started here on
+//! The benchmark workloads: a syscall loop, a hiredis client loop (uprobe cost), redis-benchmark
+//! (pipelining 1 and 16), sysbench point selects against mariadb, and wrk against nginx. Servers are Debian's, started here on
 //! loopback ports, pinned to CPU 0, and stopped by pid.
 
 use std::{
@@ -12,7 +12,7 @@ use std::{
 
 use anyhow::{Context, Result, bail};
 
-use super::{Arm, Sample, arms_socket};
+use super::{Arm, Sample, arm_uprobes, arms_socket, arms_uprobes};
 
 pub trait Workload {
     fn name(&self) -> &'static str;
@@ -30,6 +30,7 @@ pub trait Running {
 pub fn all() -> Vec<Box<dyn Workload>> {
     vec![
         Box::new(SyscallLoop),
+        Box::new(HiredisLoop),
         Box::new(RedisBench { pipeline: 1 }),
         Box::new(RedisBench { pipeline: 16 }),
         Box::new(Sysbench),
@@ -156,7 +157,86 @@ impl Running for SyscallLoopRun {
         drop(c);
         let _ = echo.join();
         let per_op_ms = secs * 1000.0 / n as f64;
-        Ok(Sample { ops_per_sec: n as f64 / secs, p50_ms: per_op_ms, p99_ms: per_op_ms, requests: n as f64, secs })
+        Ok(Sample { ops_per_sec: n as f64 / secs, p50_ms: per_op_ms, p99_ms: per_op_ms, requests: n as f64, secs, ..Sample::default() })
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+/// The uprobe cost: one hiredis client (tests/c/hiredis_client.c, built here against Debian's
+/// libhiredis) calling `redisCommand(GET)` in a loop against redis-server.
+struct HiredisLoop;
+
+struct HiredisRun {
+    bin: PathBuf,
+    port: u16,
+    _server: Server,
+    /// An idle client that keeps libhiredis mapped for the whole run, so that every daemon arm
+    /// attaches its probes in its first scan, before it reports ready.
+    holder: Child,
+    dir: PathBuf,
+}
+
+impl Drop for HiredisRun {
+    fn drop(&mut self) {
+        let _ = self.holder.kill();
+        let _ = self.holder.wait();
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl Workload for HiredisLoop {
+    fn name(&self) -> &'static str {
+        "hiredis-loop"
+    }
+    fn description(&self) -> String {
+        "one hiredis client calling redisCommand(GET) in a loop against redis-server (Debian libhiredis 0.14): socket probes alone against socket probes plus the hiredis uprobes (redisCommand entry and return, nested redisvCommand / redisGetReply, __redisAppendCommand)".into()
+    }
+    fn arms(&self) -> Vec<Arm> {
+        arms_uprobes()
+    }
+    fn start(&self) -> Result<Box<dyn Running>> {
+        let dir = scratch("hiredis")?;
+        let bin = dir.join("hiredis_client");
+        let src = crate::root().join("tests/c/hiredis_client.c");
+        crate::run_cmd(Command::new("cc").args(["-O2", "-o"]).arg(&bin).arg(&src).arg("-lhiredis"))
+            .context("compiling the hiredis client (needs gcc and libhiredis-dev: `cargo xtask setup`)")?;
+        let port = free_port()?;
+        let server = Server::start(
+            on_cpu0("redis-server").args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]),
+            port,
+            None,
+        )?;
+        let holder = Command::new(&bin)
+            .args([&port.to_string(), "script"])
+            .stdin(Stdio::piped())
+            .stdout(Stdio::null())
+            .spawn()
+            .context("starting the idle hiredis client")?;
+        Ok(Box::new(HiredisRun { bin, port, _server: server, holder, dir }))
+    }
+}
+
+impl Running for HiredisRun {
+    fn window(&mut self, d: Duration) -> Result<Sample> {
+        let start = Instant::now();
+        let out = output(Command::new(&self.bin).args([&self.port.to_string(), "loop", &format!("{}", d.as_secs_f64())]))?;
+        let secs = start.elapsed().as_secs_f64();
+        let ops: f64 = out
+            .lines()
+            .find_map(|l| l.strip_prefix("ops_per_sec "))
+            .and_then(|v| v.trim().parse().ok())
+            .context("the hiredis client printed no rate")?;
+        let cpu: f64 = out.lines().find_map(|l| l.strip_prefix("cpu_us_per_op ")).and_then(|v| v.trim().parse().ok()).unwrap_or(0.0);
+        let per_op_ms = 1000.0 / ops;
+        Ok(Sample {
+            ops_per_sec: ops,
+            p50_ms: per_op_ms,
+            p99_ms: per_op_ms,
+            requests: ops * d.as_secs_f64(),
+            secs,
+            client_cpu_us_per_op: cpu,
+        })
     }
 }
 
@@ -229,6 +309,7 @@ impl Running for RedisRun {
             p99_ms: rows.iter().map(|r| r[5]).fold(0.0, f64::max),
             requests: per_test as f64 * n,
             secs,
+            ..Sample::default()
         })
     }
 }
@@ -240,17 +321,43 @@ struct Sysbench;
 struct SysbenchRun {
     port: u16,
     _server: Server,
+    _holder: LibHolder,
+}
+
+/// An idle process that keeps a shared library mapped for the whole run, so that a daemon arm
+/// with uprobes attaches to it in its first scan, before it reports ready (the load generator
+/// itself starts after the daemon, and would otherwise run unprobed until the next rescan).
+struct LibHolder(Child);
+
+impl LibHolder {
+    fn start(soname: &str) -> Result<LibHolder> {
+        let child = Command::new("python3")
+            .args(["-c", &format!("import ctypes, sys; ctypes.CDLL('{soname}'); sys.stdin.read()")])
+            .stdin(Stdio::piped())
+            .spawn()
+            .with_context(|| format!("starting a process that maps {soname}"))?;
+        Ok(LibHolder(child))
+    }
+}
+
+impl Drop for LibHolder {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
 }
 
 impl Workload for Sysbench {
     fn name(&self) -> &'static str {
         "sysbench-point-select"
     }
-    fn arms(&self) -> Vec<Arm> {
-        arms_socket("mariadbd")
-    }
     fn description(&self) -> String {
-        "sysbench oltp_point_select, 4 threads, 1 table of 10 000 rows, against mariadbd (sysbench reports a mean, shown in the p50 column, and a p99)".into()
+        "sysbench oltp_point_select, 4 threads, 1 table of 10 000 rows, against mariadbd (sysbench reports a mean, shown in the p50 column, and a p99); sysbench calls libmariadb, so the uprobes arm adds the library probes".into()
+    }
+    fn arms(&self) -> Vec<Arm> {
+        let mut arms = arms_socket("mariadbd");
+        arms.push(arm_uprobes());
+        arms
     }
     fn start(&self) -> Result<Box<dyn Running>> {
         let dir = scratch("mariadb")?;
@@ -274,7 +381,7 @@ impl Workload for Sysbench {
         )?;
         output(Command::new("mariadb").args(["--no-defaults", "-h", "127.0.0.1", "-P", &port.to_string(), "-u", "root", "--skip-ssl", "-e", "CREATE DATABASE sbtest"]))?;
         output(Command::new("sysbench").args(sysbench_args(port)).args(["--tables=1", "--table-size=10000", "prepare"]))?;
-        Ok(Box::new(SysbenchRun { port, _server: server }))
+        Ok(Box::new(SysbenchRun { port, _server: server, _holder: LibHolder::start("libmariadb.so.3")? }))
     }
 }
 
@@ -316,6 +423,7 @@ impl Running for SysbenchRun {
             p99_ms: field("99th percentile:").unwrap_or(0.0),
             requests: per_sec * d.as_secs() as f64,
             secs,
+            ..Sample::default()
         })
     }
 }
@@ -390,6 +498,7 @@ impl Running for WrkRun {
             p99_ms: pct("99%").unwrap_or(0.0),
             requests: rps * d.as_secs() as f64,
             secs: start.elapsed().as_secs_f64(),
+            ..Sample::default()
         })
     }
 }

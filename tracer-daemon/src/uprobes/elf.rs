@@ -1,0 +1,183 @@
+//! Symbols of client libraries in ELF files (shared libraries and executables that carry a
+//! library statically), read with `object`: file offsets of the traced functions and the
+//! library version facts that decide struct offsets.
+
+use std::collections::HashMap;
+
+use object::{Object, ObjectSegment, ObjectSymbol};
+use tracer_common as k;
+
+use crate::reader::decode::{LibFunction, Library};
+
+/// hiredis's internal function every synchronous command path formats its command into.
+pub const HIREDIS_APPEND: &str = "__redisAppendCommand";
+/// Exported only by hiredis 1.0 and later (RESP3 push replies): tells the struct layout.
+const HIREDIS_V1_MARKER: &str = "redisSetPushCallback";
+/// Largest file analysed (bytes): executables bigger than this are not searched for symbols.
+pub const MAX_FILE_BYTES: u64 = 512 * 1024 * 1024;
+
+/// One probe to attach in a file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Target {
+    pub symbol: &'static str,
+    /// File offset of the function's first instruction.
+    pub offset: u64,
+    /// Attach cookie (`tracer_common::lib_cookie`); 0 for `__redisAppendCommand`.
+    pub cookie: u64,
+    /// `__redisAppendCommand` (entry only, `hiredis_append`) rather than a traced call.
+    pub append: bool,
+}
+
+/// What a file holds of the traced libraries.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Analysis {
+    pub targets: Vec<Target>,
+    /// Libraries found (by their functions), with the traced symbols they lack.
+    pub found: Vec<(Library, Vec<&'static str>)>,
+    /// The file has no symbol table at all (stripped).
+    pub stripped: bool,
+}
+
+/// Virtual address → file offset through the loadable segments.
+fn file_offset(file: &object::File<'_>, addr: u64) -> Option<u64> {
+    file.segments().find_map(|seg| {
+        let (start, size) = (seg.address(), seg.size());
+        let (off, fsize) = seg.file_range();
+        (addr >= start && addr < start + size && addr - start < fsize).then(|| off + (addr - start))
+    })
+}
+
+/// Finds the traced functions in `data`. `flavor` names the MySQL API implementation
+/// (libmysqlclient or libmariadb); executables that carry it statically are reported as
+/// libmariadb when they export its `mariadb_` functions.
+pub fn analyse(data: &[u8], flavor: Option<Library>) -> Result<Analysis, object::Error> {
+    let file = object::File::parse(data)?;
+    let mut symbols: HashMap<&str, u64> = HashMap::new();
+    let mut any = false;
+    for sym in file.dynamic_symbols().chain(file.symbols()) {
+        any = true;
+        if !sym.is_definition() || sym.address() == 0 {
+            continue;
+        }
+        if let Ok(name) = sym.name() {
+            // Versioned names (`mysql_real_query@@libmysqlclient_18`) count by their base name.
+            let base = name.split('@').next().unwrap_or(name);
+            symbols.entry(base).or_insert(sym.address());
+        }
+    }
+    let mut out = Analysis { stripped: !any, ..Analysis::default() };
+    let has = |s: &str| symbols.contains_key(s);
+    let hiredis = has("redisCommand") || has("redisvCommand") || has("redisGetReply");
+    let mysql = has("mysql_real_query") || has("mysql_query");
+    let (reply_str, ctx_errstr) = if has(HIREDIS_V1_MARKER) { (32, 12) } else { (24, 4) };
+    let mysql_lib = flavor.unwrap_or(if has("mariadb_get_infov") { Library::Mariadb } else { Library::Mysqlclient });
+    for (family, present) in [(Library::Hiredis, hiredis), (mysql_lib, mysql)] {
+        if !present {
+            continue;
+        }
+        let mut missing = Vec::new();
+        for &(func, id, fam, name) in LibFunction::ALL.iter() {
+            if (fam == Library::Hiredis) != (family == Library::Hiredis) {
+                continue;
+            }
+            let lib_id = match family {
+                Library::Hiredis => k::LIB_HIREDIS,
+                Library::Mysqlclient => k::LIB_MYSQLCLIENT,
+                Library::Mariadb => k::LIB_MARIADB,
+            };
+            let cookie = match family {
+                Library::Hiredis => k::lib_cookie(id, lib_id, reply_str, ctx_errstr),
+                _ => {
+                    let (errno_off, msg_off) = mysql_error_offsets(family, func);
+                    k::mysql_cookie(id, lib_id, errno_off, msg_off)
+                }
+            };
+            match symbols.get(name).and_then(|&a| file_offset(&file, a)) {
+                Some(offset) => out.targets.push(Target { symbol: name, offset, cookie, append: false }),
+                None => missing.push(name),
+            }
+        }
+        if family == Library::Hiredis {
+            match symbols.get(HIREDIS_APPEND).and_then(|&a| file_offset(&file, a)) {
+                Some(offset) => out.targets.push(Target { symbol: HIREDIS_APPEND, offset, cookie: 0, append: true }),
+                None => missing.push(HIREDIS_APPEND),
+            }
+        }
+        out.found.push((family, missing));
+    }
+    Ok(out)
+}
+
+/// Offsets of the error number and message in the handle a MySQL API function takes, for the
+/// builds whose layout is known: MariaDB Connector/C 3.x (`libmariadb.so.3`, ABI-stable since
+/// 3.0): `MYSQL.net.last_errno` 144, `MYSQL.net.last_error` 151, `MYSQL_STMT.last_errno` 264,
+/// `MYSQL_STMT.last_error` 268 (x86-64). libmysqlclient: (0, 0), nothing is read; its errors
+/// still come from the wire (ERR packets) when the connection is not encrypted.
+pub fn mysql_error_offsets(lib: Library, func: LibFunction) -> (u32, u32) {
+    if lib != Library::Mariadb || !cfg!(target_arch = "x86_64") {
+        return (0, 0);
+    }
+    match func {
+        LibFunction::MysqlStmtPrepare | LibFunction::MysqlStmtExecute => (264, 268),
+        _ => (144, 151),
+    }
+}
+
+/// The library a mapped file's name says it is, if it is one of the traced ones.
+pub fn library_of_path(path: &str) -> Option<Library> {
+    let name = path.rsplit('/').next()?;
+    if name.starts_with("libhiredis.so") || name.starts_with("libhiredis_ssl.so") {
+        return (!name.starts_with("libhiredis_ssl")).then_some(Library::Hiredis);
+    }
+    if name.starts_with("libmysqlclient.so") {
+        return Some(Library::Mysqlclient);
+    }
+    if name.starts_with("libmariadb.so") {
+        return Some(Library::Mariadb);
+    }
+    None
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn library_names() {
+        assert_eq!(library_of_path("/usr/lib/x86_64-linux-gnu/libhiredis.so.0.14"), Some(Library::Hiredis));
+        assert_eq!(library_of_path("/usr/lib/libhiredis.so.1.1.0"), Some(Library::Hiredis));
+        assert_eq!(library_of_path("/usr/lib/libhiredis_ssl.so.1.1.0"), None);
+        assert_eq!(library_of_path("/usr/lib/x86_64-linux-gnu/libmariadb.so.3"), Some(Library::Mariadb));
+        assert_eq!(library_of_path("/usr/lib64/libmysqlclient.so.21"), Some(Library::Mysqlclient));
+        assert_eq!(library_of_path("/usr/lib/libc.so.6"), None);
+    }
+
+    #[test]
+    fn garbage_is_an_error_not_a_panic() {
+        assert!(analyse(b"not an elf file", None).is_err());
+    }
+
+    /// Debian's libraries, when installed: every traced symbol is found.
+    #[test]
+    fn finds_the_symbols_of_installed_libraries() {
+        for (path, lib) in [
+            ("/usr/lib/x86_64-linux-gnu/libhiredis.so.0.14", Library::Hiredis),
+            ("/usr/lib/x86_64-linux-gnu/libmariadb.so.3", Library::Mariadb),
+        ] {
+            let Ok(data) = std::fs::read(path) else { continue };
+            let a = analyse(&data, Some(lib)).unwrap();
+            assert_eq!(a.found.len(), 1, "{path}: {a:?}");
+            assert!(a.found[0].1.is_empty(), "{path}: missing {:?}", a.found[0].1);
+            assert!(a.targets.iter().all(|t| t.offset > 0));
+        }
+    }
+
+    /// Debian's redis-benchmark carries hiredis statically (its symbols are in `.dynsym`).
+    #[test]
+    fn redis_benchmark_is_a_static_hiredis_carrier() {
+        let Ok(data) = std::fs::read("/usr/bin/redis-benchmark") else { return };
+        let a = analyse(&data, None).unwrap();
+        assert_eq!(a.found.first().map(|f| f.0), Some(Library::Hiredis), "{a:?}");
+        assert!(a.targets.iter().any(|t| t.symbol == "redisGetReply"));
+    }
+}

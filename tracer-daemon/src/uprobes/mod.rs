@@ -1,0 +1,371 @@
+//! Client-library uprobes: finds every loaded copy of hiredis, libmysqlclient and libmariadb
+//! (shared libraries by name, and executables that carry one statically, by their symbols) in
+//! every process, containers included (files are reached through `/proc/PID/root`), and keeps
+//! one set of probes attached per distinct file (device, inode). A rescan about once a second
+//! covers new processes (exec) and libraries loaded later (dlopen); a file no process maps any
+//! more is detached.
+//!
+//! A call is tied to its connection by the socket events of the same thread during the call, not
+//! by reading `redisContext` / `MYSQL` (their layouts change between versions): see
+//! `assemble::library`.
+
+pub mod attach;
+pub mod elf;
+
+use std::{
+    collections::HashMap,
+    os::{
+        fd::{AsFd, OwnedFd},
+        unix::fs::MetadataExt,
+    },
+    sync::{
+        Arc,
+        atomic::{AtomicBool, Ordering},
+    },
+    thread::JoinHandle,
+    time::Duration,
+};
+
+use aya::{Ebpf, programs::UProbe};
+use tracer_common as k;
+
+use crate::{
+    metrics::{Counter, Gauge, Registry},
+    reader::decode::Library,
+};
+
+/// How often `/proc` is rescanned.
+pub const RESCAN: Duration = Duration::from_secs(1);
+
+#[derive(Debug, thiserror::Error)]
+pub enum UprobeError {
+    #[error("uprobe program {0} is missing from the kernel object")]
+    MissingProgram(&'static str),
+    #[error("loading uprobe program {program}: {reason}")]
+    Load { program: &'static str, reason: String },
+    #[error("the kernel has no uprobe PMU (/sys/bus/event_source/devices/uprobe): {0}")]
+    Pmu(std::io::Error),
+}
+
+/// A file identity: device and inode as `/proc/PID/maps` shows them.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct FileKey {
+    pub dev: u64,
+    pub inode: u64,
+}
+
+/// A mapped file worth a look, as found in one process.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Candidate {
+    pub key: FileKey,
+    pub pid: u32,
+    /// Path inside the process's mount namespace.
+    pub path: String,
+    /// The library its name says it is; `None` for an executable (searched for symbols).
+    pub library: Option<Library>,
+}
+
+/// Parses `major:minor` (hex) as `/proc/PID/maps` prints it into the kernel's `dev_t` encoding
+/// used by `stat` (`st_dev`).
+fn parse_dev(s: &str) -> Option<u64> {
+    let (maj, min) = s.split_once(':')?;
+    let (maj, min) = (u64::from_str_radix(maj, 16).ok()?, u64::from_str_radix(min, 16).ok()?);
+    Some(((maj & 0xfff) << 8) | ((maj & !0xfff) << 32) | (min & 0xff) | ((min & !0xff) << 12))
+}
+
+/// The executable mappings of one process worth a look: traced libraries by name, and the
+/// process's own executable (`exe`, the target of `/proc/PID/exe`).
+pub fn candidates_in_maps(pid: u32, maps: &str, exe: Option<&str>) -> Vec<Candidate> {
+    let mut out: Vec<Candidate> = Vec::new();
+    for line in maps.lines() {
+        let mut f = line.split_ascii_whitespace();
+        let (Some(_range), Some(perms), Some(_off), Some(dev), Some(inode)) = (f.next(), f.next(), f.next(), f.next(), f.next())
+        else {
+            continue;
+        };
+        if !perms.contains('x') {
+            continue;
+        }
+        let path: String = f.collect::<Vec<_>>().join(" ");
+        if !path.starts_with('/') || path.ends_with(" (deleted)") {
+            continue;
+        }
+        let (Some(dev), Ok(inode)) = (parse_dev(dev), inode.parse::<u64>()) else { continue };
+        if inode == 0 {
+            continue;
+        }
+        let library = elf::library_of_path(&path);
+        if library.is_none() && exe != Some(path.as_str()) {
+            continue;
+        }
+        let key = FileKey { dev, inode };
+        if out.iter().any(|c| c.key == key) {
+            continue;
+        }
+        out.push(Candidate { key, pid, path, library });
+    }
+    out
+}
+
+/// Probes attached in one file.
+struct FileProbes {
+    path: String,
+    links: Vec<attach::Attached>,
+}
+
+/// What became of a file looked at once.
+enum Seen {
+    Attached(FileProbes),
+    /// No traced library in it (or it could not be read): not looked at again while mapped.
+    Nothing,
+}
+
+struct Programs {
+    pmu: attach::Pmu,
+    enter: OwnedFd,
+    exit: OwnedFd,
+    append: OwnedFd,
+}
+
+/// The discovery thread; dropping it stops the thread and detaches every probe.
+pub struct Uprobes {
+    stop: Arc<AtomicBool>,
+    thread: Option<JoinHandle<()>>,
+}
+
+impl Drop for Uprobes {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            t.thread().unpark();
+            let _ = t.join();
+        }
+    }
+}
+
+/// Loads the library programs of `ebpf` (they stay in the object; the discovery thread holds
+/// copies of their descriptors).
+fn load_programs(ebpf: &mut Ebpf) -> Result<Programs, UprobeError> {
+    let mut load = |name: &'static str| -> Result<OwnedFd, UprobeError> {
+        let prog = ebpf.program_mut(name).ok_or(UprobeError::MissingProgram(name))?;
+        let p: &mut UProbe = prog.try_into().map_err(|e| UprobeError::Load { program: name, reason: format!("{e}") })?;
+        p.load().map_err(|e| UprobeError::Load { program: name, reason: format!("{e}") })?;
+        let fd = p.fd().map_err(|e| UprobeError::Load { program: name, reason: format!("{e}") })?;
+        fd.as_fd().try_clone_to_owned().map_err(|e| UprobeError::Load { program: name, reason: format!("{e}") })
+    };
+    let enter = load(k::PROG_LIB_ENTER)?;
+    let exit = load(k::PROG_LIB_EXIT)?;
+    let append = load(k::PROG_HIREDIS_APPEND)?;
+    let pmu = attach::Pmu::detect().map_err(UprobeError::Pmu)?;
+    Ok(Programs { pmu, enter, exit, append })
+}
+
+struct Metrics {
+    files: Gauge,
+    probes: Gauge,
+    failures: Counter,
+    scans: Counter,
+}
+
+/// Starts discovery: a first scan before returning (so that clients already running are traced
+/// when the daemon says it is ready), then a rescan every `RESCAN`.
+pub fn start(ebpf: &mut Ebpf, registry: &Arc<Registry>) -> Result<Uprobes, UprobeError> {
+    let progs = load_programs(ebpf)?;
+    let metrics = Metrics {
+        files: registry.gauge("tracer_uprobe_files_attached", "Distinct files (device, inode) with client-library probes attached", &[]),
+        probes: registry.gauge("tracer_uprobes_attached", "Client-library uprobes and uretprobes attached", &[]),
+        failures: registry.counter(
+            "tracer_uprobe_failures_total",
+            "Client-library probes or files that could not be attached or read (see the daemon log)",
+            &[],
+        ),
+        scans: registry.counter("tracer_uprobe_scans_total", "Scans of /proc for client libraries", &[]),
+    };
+    let mut state = Discovery { progs, files: HashMap::new(), metrics, own_pid: std::process::id() };
+    state.scan();
+    let stop = Arc::new(AtomicBool::new(false));
+    let flag = stop.clone();
+    let thread = std::thread::Builder::new()
+        .name("uprobes".into())
+        .spawn(move || {
+            while !flag.load(Ordering::Relaxed) {
+                std::thread::park_timeout(RESCAN);
+                if flag.load(Ordering::Relaxed) {
+                    break;
+                }
+                state.scan();
+            }
+        })
+        .map_err(|e| UprobeError::Load { program: "discovery thread", reason: e.to_string() })?;
+    Ok(Uprobes { stop, thread: Some(thread) })
+}
+
+struct Discovery {
+    progs: Programs,
+    files: HashMap<FileKey, Seen>,
+    metrics: Metrics,
+    own_pid: u32,
+}
+
+impl Discovery {
+    /// One pass over `/proc`: attach new files, detach files no process maps any more.
+    fn scan(&mut self) {
+        self.metrics.scans.inc();
+        let Ok(dir) = std::fs::read_dir("/proc") else { return };
+        let mut mapped: HashMap<FileKey, Candidate> = HashMap::new();
+        for entry in dir.flatten() {
+            let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
+            if pid == self.own_pid {
+                continue;
+            }
+            // Processes may exit at any point: every read failure just skips the process.
+            let Ok(maps) = std::fs::read_to_string(format!("/proc/{pid}/maps")) else { continue };
+            let exe = std::fs::read_link(format!("/proc/{pid}/exe")).ok();
+            let exe = exe.as_ref().and_then(|p| p.to_str());
+            for c in candidates_in_maps(pid, &maps, exe) {
+                mapped.entry(c.key).or_insert(c);
+            }
+        }
+        self.files.retain(|key, seen| {
+            let keep = mapped.contains_key(key);
+            if !keep {
+                if let Seen::Attached(f) = seen {
+                    tracing::info!(path = %f.path, probes = f.links.len(), "client library no longer mapped: probes detached");
+                }
+            }
+            keep
+        });
+        for (key, c) in mapped {
+            if self.files.contains_key(&key) {
+                continue;
+            }
+            let seen = self.look_at(&c);
+            self.files.insert(key, seen);
+        }
+        let (mut files, mut probes) = (0, 0);
+        for seen in self.files.values() {
+            if let Seen::Attached(f) = seen {
+                files += 1;
+                probes += f.links.len();
+            }
+        }
+        self.metrics.files.set(files);
+        self.metrics.probes.set(probes as i64);
+    }
+
+    /// Reads one file, finds the traced functions and attaches them.
+    fn look_at(&mut self, c: &Candidate) -> Seen {
+        let path = format!("/proc/{}/root{}", c.pid, c.path);
+        let data = match read_checked(&path, c.key) {
+            Ok(d) => d,
+            Err(reason) => {
+                if c.library.is_some() {
+                    tracing::warn!(path = %c.path, pid = c.pid, %reason, "client library not readable: not traced");
+                    self.metrics.failures.inc();
+                }
+                return Seen::Nothing;
+            }
+        };
+        let analysis = match elf::analyse(&data, c.library) {
+            Ok(a) => a,
+            Err(e) => {
+                if c.library.is_some() {
+                    tracing::warn!(path = %c.path, error = %e, "client library is not a readable ELF file: not traced");
+                    self.metrics.failures.inc();
+                }
+                return Seen::Nothing;
+            }
+        };
+        drop(data);
+        if analysis.stripped && c.library.is_some() {
+            tracing::warn!(path = %c.path, "client library has no symbol table (stripped): not traced");
+            self.metrics.failures.inc();
+            return Seen::Nothing;
+        }
+        if analysis.targets.is_empty() {
+            if c.library.is_some() {
+                tracing::warn!(path = %c.path, "none of the traced functions found in the client library: not traced");
+                self.metrics.failures.inc();
+            }
+            return Seen::Nothing;
+        }
+        for (lib, missing) in &analysis.found {
+            if !missing.is_empty() {
+                tracing::warn!(path = %c.path, library = lib.name(), missing = ?missing, "traced functions missing: the others are traced");
+            }
+        }
+        let mut links = Vec::new();
+        for t in &analysis.targets {
+            let progs: &[(&OwnedFd, bool)] =
+                if t.append { &[(&self.progs.append, false)] } else { &[(&self.progs.enter, false), (&self.progs.exit, true)] };
+            for &(prog, ret) in progs {
+                match attach::attach(self.progs.pmu, prog.as_fd(), &path, t.offset, ret, t.cookie) {
+                    Ok(a) => links.push(a),
+                    Err(e) => {
+                        tracing::warn!(path = %c.path, symbol = t.symbol, retprobe = ret, error = %e, "uprobe not attached");
+                        self.metrics.failures.inc();
+                    }
+                }
+            }
+        }
+        let libs: Vec<&str> = analysis.found.iter().map(|(l, _)| l.name()).collect();
+        tracing::info!(path = %c.path, pid = c.pid, libraries = ?libs, probes = links.len(), "client library probes attached");
+        Seen::Attached(FileProbes { path: c.path.clone(), links })
+    }
+}
+
+/// Reads a file after checking that it is still the one seen in the maps (same device and
+/// inode) and not too big.
+fn read_checked(path: &str, key: FileKey) -> Result<Vec<u8>, String> {
+    let meta = std::fs::metadata(path).map_err(|e| e.to_string())?;
+    if meta.ino() != key.inode || meta.dev() != key.dev {
+        return Err("replaced since it was mapped".into());
+    }
+    if meta.len() > elf::MAX_FILE_BYTES {
+        return Err(format!("{} bytes, more than the {} analysed", meta.len(), elf::MAX_FILE_BYTES));
+    }
+    std::fs::read(path).map_err(|e| e.to_string())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MAPS: &str = "\
+55d0c0a00000-55d0c0a01000 r--p 00000000 08:01 1234 /usr/bin/client
+55d0c0a01000-55d0c0a02000 r-xp 00001000 08:01 1234 /usr/bin/client
+7f0000000000-7f0000010000 r-xp 00002000 08:01 777 /usr/lib/x86_64-linux-gnu/libhiredis.so.0.14
+7f0000020000-7f0000030000 r-xp 00002000 08:01 777 /usr/lib/x86_64-linux-gnu/libhiredis.so.0.14
+7f0000040000-7f0000050000 r-xp 00002000 103:02 99 /usr/lib/x86_64-linux-gnu/libmariadb.so.3
+7f0000060000-7f0000070000 r-xp 00002000 08:01 555 /usr/lib/x86_64-linux-gnu/libc.so.6
+7f0000080000-7f0000090000 r-xp 00000000 08:01 556 /tmp/libmariadb.so.3 (deleted)
+7ffd00000000-7ffd00001000 r-xp 00000000 00:00 0 [vdso]
+garbage line
+";
+
+    #[test]
+    fn finds_libraries_and_the_executable_once_each() {
+        let c = candidates_in_maps(42, MAPS, Some("/usr/bin/client"));
+        let names: Vec<(&str, Option<Library>)> = c.iter().map(|c| (c.path.as_str(), c.library)).collect();
+        assert_eq!(
+            names,
+            vec![
+                ("/usr/bin/client", None),
+                ("/usr/lib/x86_64-linux-gnu/libhiredis.so.0.14", Some(Library::Hiredis)),
+                ("/usr/lib/x86_64-linux-gnu/libmariadb.so.3", Some(Library::Mariadb)),
+            ]
+        );
+        // 103:02 → st_dev as stat reports it.
+        assert_eq!(c[2].key, FileKey { dev: (0x103 << 8) | 2, inode: 99 });
+        assert!(candidates_in_maps(42, MAPS, None).iter().all(|c| c.library.is_some()));
+    }
+
+    #[test]
+    fn device_numbers_match_stat() {
+        let meta = std::fs::metadata("/proc/self/exe").unwrap();
+        let maps = std::fs::read_to_string("/proc/self/maps").unwrap();
+        let exe = std::fs::read_link("/proc/self/exe").unwrap();
+        let c = candidates_in_maps(1, &maps, exe.to_str());
+        assert_eq!(c[0].key, FileKey { dev: meta.dev(), inode: meta.ino() });
+    }
+}
