@@ -398,8 +398,10 @@ fn spans_carry_pod_metadata_from_cgroups_and_the_kubelet_pod_list() {
         assert_eq!(tag(&p.tags, key).as_deref(), Some(want), "{key} in {p:?}");
     }
     // curl, a host process, carries the node but no pod.
-    let clients: Vec<Span> = collector.spans().into_iter().filter(|s| s.kind() == Some("client")).collect();
-    assert!(!clients.is_empty());
+    let clients: Vec<Span> = wait_for(TIMEOUT, "curl's client span at the collector", || {
+        let c: Vec<Span> = collector.spans().into_iter().filter(|s| s.kind() == Some("client")).collect();
+        (!c.is_empty()).then_some(c)
+    });
     for s in &clients {
         assert_eq!(tag(&s.process.tags, "k8s.pod.name"), None, "{:?}", s.process);
         assert_eq!(tag(&s.process.tags, "k8s.node.name").as_deref(), Some(NODE), "{:?}", s.process);

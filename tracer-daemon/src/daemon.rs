@@ -189,6 +189,10 @@ pub async fn run(inv: Invocation) -> anyhow::Result<()> {
                 let r = resolver.clone();
                 Box::new(move |pid| r.forget(pid))
             }),
+            on_seen: Some({
+                let r = resolver.clone();
+                Box::new(move |pid, comm| r.seen(pid, comm))
+            }),
         },
         asm,
         Box::new(move |span| {

@@ -19,6 +19,9 @@ pub struct Options {
     pub max_connections: usize,
     /// Told each process exit (thread group id), e.g. to age out its cached metadata.
     pub on_exit: Option<Box<dyn Fn(u32) + Send>>,
+    /// Told each process that opens a connection (thread group id, kernel command name), so its
+    /// metadata is read while it is alive.
+    pub on_seen: Option<Box<dyn Fn(u32, &str) + Send>>,
 }
 
 /// Where finished spans go (the export pipeline's queue; must not block).
@@ -85,7 +88,10 @@ pub async fn run(
                 continue;
             }
             if c.kind != crate::reader::decode::ConnKind::Close {
-                asm.process_seen(c.pid);
+                match &opts.on_seen {
+                    Some(f) => f(c.pid, &c.comm),
+                    None => asm.process_seen(c.pid),
+                }
             }
         }
         if opts.print_events {

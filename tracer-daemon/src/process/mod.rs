@@ -313,6 +313,24 @@ impl ProcessResolver {
         process
     }
 
+    /// A process the kernel saw open a connection, with its command name: resolved now, while
+    /// it is most likely alive. When `/proc` has no trace of it any more (a short-lived client
+    /// that exited before its first event was read), it is named by the kernel's command name
+    /// rather than `pid-N`.
+    pub fn seen(&self, pid: u32, comm: &str) {
+        let _ = self.resolve(pid);
+        if comm.is_empty() {
+            return;
+        }
+        let mut cache = self.inner.cache.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(e) = cache.entries.get_mut(&pid)
+            && e.facts.executable.is_none()
+        {
+            e.facts.executable = Some(comm.to_owned());
+            self.describe(pid, e, false);
+        }
+    }
+
     /// A boxed [`Self::resolve`] for span assembly.
     pub fn resolve_fn(&self) -> Box<dyn Fn(u32) -> Arc<Process> + Send> {
         let r = self.clone();

@@ -160,6 +160,9 @@ fn names_and_tags_from_proc_and_the_pod_list() {
     assert_eq!(tag_str(&cron, keys::NODE), Some("node-1"));
     // A pid that never existed.
     assert_eq!(r.resolve(999).service_name, "pid-999");
+    // One gone before it was read is named by the kernel's command name.
+    r.seen(998, "curl");
+    assert_eq!(r.resolve(998).service_name, "curl");
 
     // Cached: the same allocation comes back.
     assert!(Arc::ptr_eq(&r.resolve(100), &p));
