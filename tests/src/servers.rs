@@ -156,3 +156,28 @@ pub fn python_service(script: &str, port: u16, args: &[String], env: &[(&str, &s
     wait_port(port, script, &mut child);
     Server { child, port, dir: None, extra_dirs: Vec::new() }
 }
+
+/// The chain of the span tests: service A (`tests/python/chain_service.py`) calling Debian's
+/// redis-server, mariadb and service B; A and B are named `{prefix}-a` and `{prefix}-b`.
+pub struct ChainServices {
+    pub a: Server,
+    pub b: Server,
+    pub redis: Server,
+    pub mysql: Server,
+}
+
+pub fn chain_services(prefix: &str) -> ChainServices {
+    let redis = redis();
+    let mysql = mariadb();
+    let b = python_service("chain_service.py", free_port(), &[], &[("OTEL_SERVICE_NAME", &format!("{prefix}-b"))]);
+    let args = vec![
+        "--redis".to_string(),
+        redis.port.to_string(),
+        "--mysql".into(),
+        mysql.port.to_string(),
+        "--next".into(),
+        b.port.to_string(),
+    ];
+    let a = python_service("chain_service.py", free_port(), &args, &[("OTEL_SERVICE_NAME", &format!("{prefix}-a"))]);
+    ChainServices { a, b, redis, mysql }
+}

@@ -125,18 +125,7 @@ fn chromium(url: &str, png: &Path, profile: &Path) -> String {
 #[test]
 fn the_chain_gives_exactly_its_edges_counts_and_page() {
     let daemon = Daemon::start(&[&["--output", "json"][..], &NO_AGENT].concat());
-    let redis = servers::redis();
-    let mysql = servers::mariadb();
-    let b = servers::python_service("chain_service.py", free_port(), &[], &[("OTEL_SERVICE_NAME", "deps-b")]);
-    let args = vec![
-        "--redis".to_string(),
-        redis.port.to_string(),
-        "--mysql".into(),
-        mysql.port.to_string(),
-        "--next".into(),
-        b.port.to_string(),
-    ];
-    let a = servers::python_service("chain_service.py", free_port(), &args, &[("OTEL_SERVICE_NAME", "deps-a")]);
+    let servers::ChainServices { a, b, redis, mysql } = servers::chain_services("deps");
     // /checkout: redis SET and GET on two connections; on one MySQL connection PyMySQL's
     // `SET NAMES`, the SELECT and COM_QUIT; B /hello. /fail: redis SET and a failing LPOP,
     // `SET NAMES`, a failing statement and COM_QUIT, B /boom answering 500, A answering 500.

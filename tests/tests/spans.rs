@@ -7,7 +7,7 @@ use std::{collections::HashMap, process::Command, time::Duration};
 
 use serde_json::Value;
 use tracer_tests::{
-    daemon::{Daemon, free_port},
+    daemon::Daemon,
     servers::{self, Server},
     wait_for,
 };
@@ -24,18 +24,7 @@ struct Chain {
 
 fn chain() -> Chain {
     let daemon = Daemon::start(&["--output", "json"]);
-    let redis = servers::redis();
-    let mysql = servers::mariadb();
-    let b = servers::python_service("chain_service.py", free_port(), &[], &[("OTEL_SERVICE_NAME", "service-b")]);
-    let args = vec![
-        "--redis".to_string(),
-        redis.port.to_string(),
-        "--mysql".into(),
-        mysql.port.to_string(),
-        "--next".into(),
-        b.port.to_string(),
-    ];
-    let a = servers::python_service("chain_service.py", free_port(), &args, &[("OTEL_SERVICE_NAME", "service-a")]);
+    let servers::ChainServices { a, b, redis, mysql } = servers::chain_services("service");
     Chain { daemon, a, _b: b, redis, mysql }
 }
 
