@@ -293,20 +293,8 @@ impl Session {
 
     /// Accounts for `gap` bytes the call moved beyond its capture.
     fn feed_gap(&mut self, side: Side, mut gap: u64, exit: u64, out: &mut Vec<Exchange>) {
-        let i = index(side);
-        if self.streams[i].skip > 0 {
-            let st = &mut self.streams[i];
-            let n = st.skip.min(gap);
-            if st.skip != UNTIL_CLOSE {
-                st.skip -= n;
-            }
-            gap -= n;
-            if st.skip == 0
-                && let Some(ev) = st.after_skip.take()
-            {
-                let start = st.msg_start;
-                self.handle(ev, start, exit, out);
-            }
+        if self.streams[index(side)].skip > 0 {
+            gap = self.skip_gap(side, gap, exit, out);
         }
         if gap == 0 || self.stopped {
             return;
@@ -315,21 +303,27 @@ impl Session {
         if !self.cut(side, exit, out) {
             return;
         }
-        let st = &mut self.streams[i];
+        let gap = self.skip_gap(side, gap, exit, out);
+        if gap > 0 && !self.stopped {
+            self.lose(side);
+        }
+    }
+
+    /// Takes up to `gap` bytes from the side's pending skip; when the skip is done, the event
+    /// held for its end is handled. Returns the bytes of the gap left over.
+    fn skip_gap(&mut self, side: Side, gap: u64, exit: u64, out: &mut Vec<Exchange>) -> u64 {
+        let st = &mut self.streams[index(side)];
         let n = st.skip.min(gap);
         if st.skip != UNTIL_CLOSE {
             st.skip -= n;
         }
-        gap -= n;
         if st.skip == 0
             && let Some(ev) = st.after_skip.take()
         {
             let start = st.msg_start;
             self.handle(ev, start, exit, out);
         }
-        if gap > 0 && !self.stopped {
-            self.lose(side);
-        }
+        gap - n
     }
 
     /// The buffered message is cut (gap or oversize): asks the machine what survives. True when
