@@ -29,7 +29,7 @@ struct Hosts {
     _middle_svc: Server,
     _redis: Server,
     front: Netns,
-    _middle: Netns,
+    middle: Netns,
     _redis_ns: Netns,
 }
 
@@ -83,7 +83,7 @@ fn start_services(front: Netns, middle: Netns, redis_ns: Netns, middle_ip: &str,
         .expect("starting the front service");
     front.wait_listening(&format!("127.0.0.1:{FRONT_PORT}"), &mut child);
     let front_svc = Server::from_child(child, FRONT_PORT);
-    Hosts { _front_svc: front_svc, _middle_svc: middle_svc, _redis: redis, front, _middle: middle, _redis_ns: redis_ns }
+    Hosts { _front_svc: front_svc, _middle_svc: middle_svc, _redis: redis, front, middle, _redis_ns: redis_ns }
 }
 
 /// One daemon for one host: its namespace, its admin address, its `tracer.host` tag.
@@ -317,4 +317,78 @@ fn with_propagation_off_nothing_is_added_to_packets_and_hosts_are_not_linked() {
         assert_eq!(option_counter(d, "option_written"), 0.0);
         assert!(!d.metrics().contains("probe=\"tracer_sock_ops\""), "sock_ops is not attached");
     }
+}
+
+/// A client in the middle namespace that writes four requests back to back, each in its own
+/// write (the last write holds two), before it reads any reply.
+const PIPELINER: &str = r#"
+import socket, sys
+def cmd(*args):
+    out = b"*%d\r\n" % len(args)
+    for a in args:
+        out += b"$%d\r\n%s\r\n" % (len(a), a)
+    return out
+s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=20)
+s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+s.sendall(cmd(b"SET", b"pl:a", b"1"))
+s.sendall(cmd(b"INCR", b"pl:b"))
+s.sendall(cmd(b"GET", b"pl:a"))
+s.sendall(cmd(b"EXISTS", b"pl:a") + cmd(b"STRLEN", b"pl:a"))
+buf = b""
+while buf.count(b"\r\n") < 6:
+    chunk = s.recv(4096)
+    if not chunk:
+        sys.exit("connection closed early")
+    buf += chunk
+s.close()
+print(buf.decode().replace("\r\n", " "))
+"#;
+
+#[test]
+fn pipelined_requests_each_carry_their_own_context() {
+    let (front, middle, redis_ns, middle_ip, redis_ip) = hosts("d", 234);
+    let collector = Collector::start();
+    let middle_d = daemon(&middle, "middle", &collector);
+    let redis_d = daemon(&redis_ns, "redis", &collector);
+    let h = start_services(front, middle, redis_ns, &middle_ip, &redis_ip);
+    // Back-to-back small writes would be merged into one packet while the previous one is
+    // still queued (autocorking); a request that shares its first packet carries no option.
+    let sysctl = h.middle.command("sysctl").args(["-qw", "net.ipv4.tcp_autocorking=0"]).status().expect("sysctl");
+    assert!(sysctl.success());
+
+    let out = h
+        .middle
+        .command("python3")
+        .args(["-c", PIPELINER, &redis_ip, &REDIS_PORT.to_string()])
+        .env("OTEL_SERVICE_NAME", "pipeliner")
+        .output()
+        .expect("running the pipelining client");
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "+OK :1 $1 1 :1 :1");
+
+    const OPS: [&str; 5] = ["redis SET", "redis INCR", "redis GET", "redis EXISTS", "redis STRLEN"];
+    let spans = wait_spans(&collector, "both sides of the five pipelined requests", |s| {
+        OPS.iter().all(|op| {
+            find(s, "pipeliner", "client", op).is_some()
+                && s.iter().any(|x| x.operation == *op && tag(x, "span.kind") == Some("server"))
+        })
+    });
+    let server = |op: &str| spans.iter().find(|x| x.operation == op && tag(x, "span.kind") == Some("server")).unwrap();
+    for op in &OPS[..4] {
+        let (c, s) = (get(&spans, "pipeliner", "client", op), server(op));
+        assert_eq!((s.trace_id, s.parent_span_id), (c.trace_id, c.span_id), "{op}: its own client span is the parent");
+        assert_eq!(tag(s, "tracer.link"), Some("tcp-option"), "{op}");
+        assert_eq!(host_of(s), Some("redis"));
+    }
+    // STRLEN shared its packet with EXISTS: no context of its own, and no wrong parent.
+    let strlen = server("redis STRLEN");
+    assert_eq!(strlen.parent_span_id, 0, "{strlen:#?}");
+    let distinct: std::collections::HashSet<u64> = OPS.iter().map(|op| get(&spans, "pipeliner", "client", op).span_id).collect();
+    assert_eq!(distinct.len(), 5);
+    let matched = redis_d.metric("tracer_propagation_options_total{outcome=\"matched\"}");
+    eprintln!(
+        "pipelined: options written {} by the client's host, {matched} matched by the server's daemon",
+        option_counter(&middle_d, "option_written")
+    );
+    assert!(matched >= 4.0, "{matched}");
 }

@@ -30,8 +30,8 @@ pub const MAP_SCRATCH: &str = "SCRATCH";
 /// LRU hash map socket (`struct sock *` as `u64`) → `SockState`: role and last data direction of
 /// the sockets whose role the kernel saw (connect / accept). Bound: `MAX_SOCKETS`.
 pub const MAP_SOCK_STATE: &str = "SOCK_STATE";
-/// LRU hash map socket → `PendingOption`: the context to write on the packet that carries the
-/// byte at `seq` (a client request's first byte). Bound: `MAX_SOCKETS`.
+/// LRU hash map `OptionKey` (socket, sequence number of a client request's first byte) →
+/// `WireContext` to write on the packet that starts with that byte. Bound: `MAX_SOCKETS`.
 pub const MAP_PENDING_OPTION: &str = "PENDING_OPTION";
 /// LRU hash map `OptionKey` (socket, sequence number) → `WireContext` read from a peer's TCP
 /// option, until the read that consumes that byte. Bound: `MAX_SOCKETS`.
@@ -176,6 +176,9 @@ pub const EVENT_LIB_ARG: u32 = 8;
 /// `LibEvent`: the outermost traced library call on the thread returned. The payload is the
 /// error string when the library reported one (hiredis error reply or context error).
 pub const EVENT_LIB_EXIT: u32 = 9;
+/// `OptionEvent`: a packet of a traced server connection carried a peer's trace-context option
+/// (from `sock_ops`, in softirq context: the header's pid and tid are not attributable).
+pub const EVENT_OPTION: u32 = 10;
 
 /// `LibEvent.lib`: hiredis.
 pub const LIB_HIREDIS: u32 = 1;
@@ -245,6 +248,8 @@ pub const DIR_INGRESS: u32 = 1;
 
 /// `DataEvent.flags`: the call moved more bytes than were captured.
 pub const FLAG_TRUNCATED: u32 = 1;
+/// `DataEvent.flags`: `seq` holds the TCP sequence number of the call's first byte.
+pub const FLAG_SEQ: u32 = 2;
 
 /// `DataEvent.ctx_kind`: no context.
 pub const CTX_NONE: u32 = 0;
@@ -360,8 +365,12 @@ pub struct DataEvent {
     pub tuple: Tuple,
     /// Propagated trace context (see `ctx_kind`); zero when `ctx_kind` is `CTX_NONE`.
     pub ctx: WireContext,
+    /// TCP sequence number of the call's first byte when `FLAG_SEQ` is set (server reads and
+    /// client request starts, with propagation on).
+    pub seq: u32,
+    pub _pad2: u32,
 }
-const _: () = assert!(size_of::<DataEvent>() == 24 + 48 + 40 + 24);
+const _: () = assert!(size_of::<DataEvent>() == 24 + 48 + 40 + 24 + 8);
 
 /// The trace context of the TCP option's payload (in the option: big-endian, trace id high,
 /// trace id low, span id).
@@ -382,26 +391,20 @@ pub struct SockState {
     pub role: u32,
     /// Direction of the last data call: 0 none, 1 + `DIR_*` otherwise.
     pub last: u32,
+    /// Sequence number of the latest client request start with a context to write.
+    pub pending_seq: u32,
+    /// Non-zero while the packet starting at `pending_seq` has not been built: segments are
+    /// sized with room for the option.
+    pub pending: u32,
 }
-const _: () = assert!(size_of::<SockState>() == 8);
+const _: () = assert!(size_of::<SockState>() == 16);
 
-/// Value of `MAP_PENDING_OPTION`.
-#[repr(C)]
-#[derive(Clone, Copy, Debug, Default)]
-pub struct PendingOption {
-    /// TCP sequence number of the request's first byte (`tcp_sock.write_seq` at the write).
-    pub seq: u32,
-    pub _pad: u32,
-    pub ctx: WireContext,
-}
-const _: () = assert!(size_of::<PendingOption>() == 32);
-
-/// Key of `MAP_RECEIVED_OPTION`.
+/// Key of `MAP_PENDING_OPTION` and `MAP_RECEIVED_OPTION`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct OptionKey {
     pub sock: u64,
-    /// TCP sequence number of the first payload byte of the packet that carried the option.
+    /// TCP sequence number of the first payload byte of the packet that carries the option.
     pub seq: u32,
     pub _pad: u32,
 }
@@ -420,6 +423,19 @@ pub struct StateEvent {
     pub tuple: Tuple,
 }
 const _: () = assert!(size_of::<StateEvent>() == 24 + 16 + 40);
+
+/// `EVENT_OPTION`: the trace context a peer's option carried on a packet of a server connection.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct OptionEvent {
+    pub header: EventHeader,
+    pub conn_id: u64,
+    /// TCP sequence number of the packet's first payload byte.
+    pub seq: u32,
+    pub _pad: u32,
+    pub ctx: WireContext,
+}
+const _: () = assert!(size_of::<OptionEvent>() == 24 + 16 + 24);
 
 /// `EVENT_PROCESS_EXIT`.
 #[repr(C)]
@@ -538,13 +554,17 @@ pub struct SyscallArgs {
     pub sock: u64,
     /// Entry time, CLOCK_MONOTONIC ns.
     pub ts_enter_ns: u64,
-    /// TCP sequence number at entry: `write_seq` for egress, `copied_seq` for ingress.
+    /// TCP sequence number at entry, when `has_seq`: `write_seq` for a client request start,
+    /// `copied_seq` for a server read.
     pub seq: u32,
     /// `CTX_*`: what `ctx` holds (decided at entry for egress, at exit for ingress).
     pub ctx_kind: u32,
     pub ctx: WireContext,
+    /// Non-zero when `seq` was read.
+    pub has_seq: u32,
+    pub _pad: u32,
 }
-const _: () = assert!(size_of::<SyscallArgs>() == 40 + 8 + 24);
+const _: () = assert!(size_of::<SyscallArgs>() == 40 + 8 + 24 + 8);
 
 /// `EVENT_LIB_ENTER`, `EVENT_LIB_ARG`, `EVENT_LIB_EXIT`, followed in the ring buffer record by
 /// `captured` payload bytes.
@@ -601,6 +621,5 @@ mod pod {
     unsafe impl aya::Pod for super::Tuple {}
     unsafe impl aya::Pod for super::WireContext {}
     unsafe impl aya::Pod for super::OptionKey {}
-    unsafe impl aya::Pod for super::PendingOption {}
     unsafe impl aya::Pod for super::SockState {}
 }

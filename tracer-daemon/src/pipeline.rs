@@ -61,6 +61,9 @@ pub async fn run(
         "Client-library calls (uprobes) by outcome: merged into the wire span of the same request, or a span of their own (encrypted traffic)",
         &[("outcome", "alone")],
     );
+    const OPTIONS_HELP: &str = "Peers' trace-context options by outcome: matched to the server request that begins at the packet's first byte, or dropped (no request began there, or the connection ended first)";
+    let options_matched = registry.counter("tracer_propagation_options_total", OPTIONS_HELP, &[("outcome", "matched")]);
+    let options_unmatched = registry.counter("tracer_propagation_options_total", OPTIONS_HELP, &[("outcome", "unmatched")]);
     let joins = registry.gauge("tracer_stitch_pending_joins", "Requests waiting for their other side on this host", &[]);
     let mut table: ConnTable<ConnSpans> = ConnTable::new(opts.max_connections);
     let mut listen = ListenTable::default();
@@ -102,6 +105,7 @@ pub async fn run(
             }
         }
         let before = (table.evicted_total, asm.stats.spans, asm.stats.unknown_protocol, asm.stats.lib_merged, asm.stats.lib_alone);
+        let options_before = (asm.stats.options_matched, asm.stats.options_unmatched);
         let mut gone: Vec<Conn<ConnSpans>> = Vec::new();
         match &event {
             Event::Conn(c) => gone.extend(table.on_conn(c).into_iter().map(|(c, _)| c)),
@@ -114,8 +118,10 @@ pub async fn run(
             Event::State(s) => {
                 if s.new_state == tracer_common::TCP_CLOSE {
                     gone.extend(table.on_final_state(s.conn_id));
+                    asm.forget_options(s.conn_id);
                 }
             }
+            Event::Option(o) => asm.on_option(o),
             Event::Exit { pid, .. } => {
                 gone.extend(table.on_exit(*pid));
                 if let Some(f) = &opts.on_exit {
@@ -130,6 +136,7 @@ pub async fn run(
             Event::State(s) => s.ts_ns,
             Event::Exit { ts_ns, .. } => *ts_ns,
             Event::Lib(l) => l.ts_ns,
+            Event::Option(o) => o.ts_ns,
         };
         for conn in gone {
             asm.on_close(conn, ts);
@@ -139,6 +146,8 @@ pub async fn run(
         unknown.add(asm.stats.unknown_protocol - before.2);
         lib_merged.add(asm.stats.lib_merged - before.3);
         lib_alone.add(asm.stats.lib_alone - before.4);
+        options_matched.add(asm.stats.options_matched - options_before.0);
+        options_unmatched.add(asm.stats.options_unmatched - options_before.1);
         tracked.set(table.len() as i64);
     }
     asm.drain(WallClock::monotonic_now_ns(), true, &mut ready);

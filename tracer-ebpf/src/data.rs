@@ -66,9 +66,14 @@ pub fn emit(args: &SyscallArgs, ret: i64) {
     e.direction = direction;
     e.captured = captured as u32;
     e.flags = if ret > 0 && (ret as u64) > captured { FLAG_TRUNCATED } else { 0 };
+    if args.has_seq != 0 {
+        e.flags |= FLAG_SEQ;
+    }
     e.ctx_kind = args.ctx_kind;
     e.tuple = tuple;
     e.ctx = args.ctx;
+    e.seq = args.seq;
+    e._pad2 = 0;
     let header = core::mem::size_of::<DataEvent>() as u64;
     // The mask is a no-op (captured < MAX_CAPTURE); it gives the verifier the bound.
     let len = (header + captured) & (2 * MAX_CAPTURE as u64 - 1);

@@ -7,7 +7,7 @@ use aya_ebpf::{
 };
 use tracer_common::{
     COUNTERS_LEN, DataEvent, KernelOffsets, LibEvent, LibState, MAX_CAPTURE, MAX_FILTER_ENTRIES,
-    MAX_INFLIGHT, MAX_LIB_CAPTURE, MAX_SOCKETS, OptionKey, PendingOption, Settings, SockState,
+    MAX_INFLIGHT, MAX_LIB_CAPTURE, MAX_SOCKETS, OptionKey, Settings, SockState,
     SyscallArgs, WireContext,
 };
 
@@ -72,11 +72,11 @@ pub static SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);
 #[map(name = "SOCK_STATE")]
 pub static SOCK_STATE: LruHashMap<u64, SockState> = LruHashMap::with_max_entries(MAX_SOCKETS, 0);
 
-/// Context to write on a client request's first packet. Key: `struct sock *`. Value:
-/// `PendingOption`. Bound: `MAX_SOCKETS`. Eviction: LRU; removed once written, replaced by the
-/// next request start on the socket, removed at close.
+/// Contexts to write on client requests' first packets. Key: `OptionKey` (socket, sequence
+/// number of the request's first byte). Value: `WireContext`. Bound: `MAX_SOCKETS`. Eviction:
+/// LRU; removed once written (a request that shares its packet with earlier bytes never is).
 #[map(name = "PENDING_OPTION")]
-pub static PENDING_OPTION: LruHashMap<u64, PendingOption> = LruHashMap::with_max_entries(MAX_SOCKETS, 0);
+pub static PENDING_OPTION: LruHashMap<OptionKey, WireContext> = LruHashMap::with_max_entries(MAX_SOCKETS, 0);
 
 /// Contexts read from peers' options. Key: `OptionKey` (socket, sequence number of the packet's
 /// first byte). Value: `WireContext`. Bound: `MAX_SOCKETS`. Eviction: LRU; removed when a read

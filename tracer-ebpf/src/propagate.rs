@@ -1,12 +1,17 @@
-//! Trace-context propagation, syscall side: decides when a request starts on a connection,
+//! Trace-context propagation, syscall side: decides when a request may start on a connection,
 //! chooses the ids of client requests in the kernel (they must exist when the request's first
 //! packet leaves, before the daemon sees the write) and hands them to `sock_ops` to put in the
 //! TCP option; on the server side, attaches the context a peer's option carried to the read that
-//! consumes the request's first byte. Request starts are direction changes: the first egress
-//! call on a client socket after ingress (or none), the first ingress call on a server socket
-//! after egress (or none).
+//! consumes a request's first byte, and gives the daemon every read's sequence number so that it
+//! can match options to requests that begin later in a read (pipelining).
+//!
+//! Request starts on a client socket: the first egress call after ingress (or none), and any
+//! later egress call whose first byte can begin a request of a protocol that pipelines (an HTTP
+//! method's capital letter, a RESP array's `*`). Each gets its own context, keyed by the
+//! sequence number of its first byte; the daemon uses it only when a request really begins at
+//! that byte. On a server socket a request starts at the first ingress call after egress.
 
-use aya_ebpf::helpers::{bpf_get_current_pid_tgid, bpf_get_prandom_u32};
+use aya_ebpf::helpers::{bpf_get_current_pid_tgid, bpf_get_prandom_u32, bpf_probe_read_user};
 use tracer_common::*;
 
 use crate::{kernel, maps};
@@ -31,7 +36,7 @@ fn random64() -> u64 {
 #[inline(always)]
 pub fn on_role(sk: u64, role: u32) {
     if enabled() {
-        let _ = maps::SOCK_STATE.insert(&sk, &SockState { role, last: LAST_NONE }, 0);
+        let _ = maps::SOCK_STATE.insert(&sk, &SockState { role, last: LAST_NONE, pending_seq: 0, pending: 0 }, 0);
     }
 }
 
@@ -49,7 +54,6 @@ pub fn on_close(sk: u64) {
         }
         let _ = maps::SOCK_STATE.remove(&sk);
     }
-    let _ = maps::PENDING_OPTION.remove(&sk);
 }
 
 #[inline(always)]
@@ -58,8 +62,35 @@ fn tcp_seq(sk: u64, offset: u32) -> Option<u32> {
     unsafe { kernel::read::<u32>(sk, offset) }
 }
 
-/// Syscall entry of a data call on `sk`: fills `args.seq`, and for a client request start the
-/// ids (`args.ctx_kind = CTX_CLIENT`) with the option to write on its first packet.
+/// `struct user_msghdr.msg_iov`.
+const MSG_IOV: u64 = 16;
+
+/// The first byte an egress call sends (first iovec for the vector calls).
+#[inline(always)]
+fn first_byte(args: &SyscallArgs) -> Option<u8> {
+    let read = |at: u64| -> Option<u64> {
+        // SAFETY: user memory read through the helper.
+        unsafe { bpf_probe_read_user(at as *const u64) }.ok()
+    };
+    let ptr = match args.syscall {
+        SYS_WRITE | SYS_SENDTO => args.ptr,
+        SYS_WRITEV => read(args.ptr)?,
+        SYS_SENDMSG => read(read(args.ptr + MSG_IOV)?)?,
+        _ => return None,
+    };
+    // SAFETY: user memory read through the helper.
+    unsafe { bpf_probe_read_user(ptr as *const u8) }.ok()
+}
+
+/// Whether an egress call that follows another egress call may begin a pipelined request.
+#[inline(always)]
+fn may_start_request(args: &SyscallArgs) -> bool {
+    matches!(first_byte(args), Some(b'*' | b'A'..=b'Z'))
+}
+
+/// Syscall entry of a data call on `sk`: for a server read, its sequence number; for a client
+/// request start, the ids (`args.ctx_kind = CTX_CLIENT`) and the option to write on the packet
+/// that begins with its first byte.
 #[inline(always)]
 pub fn on_enter(args: &mut SyscallArgs, tid: u32, egress: bool) {
     if !enabled() {
@@ -72,16 +103,20 @@ pub fn on_enter(args: &mut SyscallArgs, tid: u32, egress: bool) {
     let off = maps::OFFSETS.load();
     if !egress {
         if state.role == ROLE_SERVER {
-            args.seq = tcp_seq(sk, off.tcp_copied_seq).unwrap_or(0);
+            if let Some(seq) = tcp_seq(sk, off.tcp_copied_seq) {
+                args.seq = seq;
+                args.has_seq = 1;
+            }
         }
         return;
     }
-    if state.last == LAST_EGRESS {
-        return;
-    }
+    let turned = state.last != LAST_EGRESS;
     state.last = LAST_EGRESS;
     match state.role {
         ROLE_CLIENT => {
+            if !turned && !may_start_request(args) {
+                return;
+            }
             let Some(seq) = tcp_seq(sk, off.tcp_write_seq) else { return };
             // SAFETY: the value is copied out.
             let trace = match unsafe { maps::THREAD_TRACE.get(&tid) } {
@@ -89,12 +124,15 @@ pub fn on_enter(args: &mut SyscallArgs, tid: u32, egress: bool) {
                 None => [random64(), random64()],
             };
             let ctx = WireContext { trace_hi: trace[0], trace_lo: trace[1], span_id: random64() };
-            let _ = maps::PENDING_OPTION.insert(&sk, &PendingOption { seq, _pad: 0, ctx }, 0);
+            let _ = maps::PENDING_OPTION.insert(&OptionKey { sock: sk, seq, _pad: 0 }, &ctx, 0);
+            state.pending_seq = seq;
+            state.pending = 1;
             args.seq = seq;
+            args.has_seq = 1;
             args.ctx_kind = CTX_CLIENT;
             args.ctx = ctx;
         }
-        ROLE_SERVER => {
+        ROLE_SERVER if turned => {
             // The response starts: the thread no longer serves this request.
             let _ = maps::THREAD_TRACE.remove(&tid);
         }
@@ -115,8 +153,10 @@ pub fn on_exit(args: &mut SyscallArgs, tid: u32, egress: bool, ret: i64) {
     if egress {
         if ret <= 0 && args.ctx_kind == CTX_CLIENT {
             // Nothing was sent (EAGAIN, error): the next write starts the request again.
+            let _ = maps::PENDING_OPTION.remove(&OptionKey { sock: sk, seq: args.seq, _pad: 0 });
             state.last = LAST_NONE;
             args.ctx_kind = CTX_NONE;
+            args.has_seq = 0;
         }
         return;
     }

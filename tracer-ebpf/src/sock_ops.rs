@@ -1,9 +1,11 @@
 //! `sock_ops` on the cgroup2 root: carries trace context in an experimental TCP option (kind 253,
 //! ExID `TCP_OPTION_EXID`, RFC 6994). On connections of the traced network namespace it enables
-//! the header-option callbacks (writing on connected sockets, parsing on accepted ones); it writes the context the syscall side chose on the packet that
-//! carries a client request's first byte, and reads the option on the server side, keyed by the
-//! sequence number of the packet's first byte. Several daemons (one per namespace) attach their
-//! own copy; each acts only on sockets of its namespace.
+//! the header-option callbacks (writing on connected sockets, parsing on accepted ones); it writes
+//! the context the syscall side chose on the packet that begins with a client request's first
+//! byte, and reads the option on the server side, keyed by the sequence number of the packet's
+//! first byte (kept for the read that starts there, and sent to the daemon as an event).
+//! Several daemons (one per namespace) attach their own copy; each acts only on sockets of its
+//! namespace.
 
 use aya_ebpf::{
     bindings::{
@@ -11,7 +13,10 @@ use aya_ebpf::{
         BPF_SOCK_OPS_PARSE_UNKNOWN_HDR_OPT_CB_FLAG, BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB,
         BPF_SOCK_OPS_WRITE_HDR_OPT_CB, BPF_SOCK_OPS_WRITE_HDR_OPT_CB_FLAG,
     },
-    helpers::generated::{bpf_load_hdr_opt, bpf_reserve_hdr_opt, bpf_store_hdr_opt},
+    helpers::{
+        bpf_ktime_get_ns,
+        generated::{bpf_load_hdr_opt, bpf_reserve_hdr_opt, bpf_store_hdr_opt},
+    },
     macros::sock_ops,
     programs::SockOpsContext,
 };
@@ -50,10 +55,10 @@ fn skb_seq(skb: u64) -> Option<(u32, u32)> {
     unsafe { Some((kernel::read::<u32>(skb, cb)?, kernel::read::<u32>(skb, cb + 4)?)) }
 }
 
-/// Whether `seq` lies in `[start, end)`, modulo 2^32.
+/// Whether sequence number `a` comes before `b`, modulo 2^32.
 #[inline(always)]
-fn covers(start: u32, end: u32, seq: u32) -> bool {
-    seq.wrapping_sub(start) < end.wrapping_sub(start)
+fn before(a: u32, b: u32) -> bool {
+    (a.wrapping_sub(b) as i32) < 0
 }
 
 #[inline(always)]
@@ -78,8 +83,13 @@ fn try_sock_ops(ctx: &SockOpsContext) -> Option<()> {
         }
         BPF_SOCK_OPS_HDR_OPT_LEN_CB => {
             let (sk, skb) = sock_and_skb(ctx);
-            // SAFETY: the value is copied out.
-            let pending = unsafe { maps::PENDING_OPTION.get(&sk) }.copied()?;
+            let state = maps::SOCK_STATE.get_ptr_mut(&sk)?;
+            // SAFETY: map value pointer, valid for this program run.
+            let state = unsafe { &mut *state };
+            if state.pending == 0 {
+                // Every request start with a context is already on a built packet.
+                return None;
+            }
             if skb == 0 {
                 // Sizing the MSS (no packet yet): keep room while a request start is pending.
                 // SAFETY: helper on this program's context.
@@ -87,39 +97,39 @@ fn try_sock_ops(ctx: &SockOpsContext) -> Option<()> {
                 return None;
             }
             let (start, end) = skb_seq(skb)?;
-            if !covers(start, end, pending.seq) {
-                return None;
+            if before(state.pending_seq, end) {
+                // Packets are built in sequence order: this one reaches the latest start.
+                state.pending = 0;
             }
+            // The option rides only on a packet that begins with the request's first byte: a
+            // request that shares its packet with earlier bytes goes without (the receiver keys
+            // the option by the packet's first byte).
+            let key = OptionKey { sock: sk, seq: start, _pad: 0 };
+            // SAFETY: the value is only tested.
+            unsafe { maps::PENDING_OPTION.get(&key) }?;
             // SAFETY: helper on this program's context.
             if unsafe { bpf_reserve_hdr_opt(ctx.ops, TCP_OPTION_LEN, 0) } != 0 {
                 maps::count(COUNTER_OPTION_NO_SPACE);
-                let _ = maps::PENDING_OPTION.remove(&sk);
+                let _ = maps::PENDING_OPTION.remove(&key);
             }
         }
         BPF_SOCK_OPS_WRITE_HDR_OPT_CB => {
             let (sk, skb) = sock_and_skb(ctx);
+            let (start, _) = skb_seq(skb)?;
+            let key = OptionKey { sock: sk, seq: start, _pad: 0 };
             // SAFETY: the value is copied out.
-            let pending = unsafe { maps::PENDING_OPTION.get(&sk) }.copied()?;
-            let (start, end) = skb_seq(skb)?;
-            if !covers(start, end, pending.seq) {
-                return None;
-            }
+            let pending = unsafe { maps::PENDING_OPTION.get(&key) }.copied()?;
+            let _ = maps::PENDING_OPTION.remove(&key);
             let mut opt = [0u8; LEN];
             opt[0] = TCP_OPTION_KIND;
             opt[1] = LEN as u8;
             opt[2..4].copy_from_slice(&TCP_OPTION_EXID.to_be_bytes());
-            opt[4..12].copy_from_slice(&pending.ctx.trace_hi.to_be_bytes());
-            opt[12..20].copy_from_slice(&pending.ctx.trace_lo.to_be_bytes());
-            opt[20..28].copy_from_slice(&pending.ctx.span_id.to_be_bytes());
+            opt[4..12].copy_from_slice(&pending.trace_hi.to_be_bytes());
+            opt[12..20].copy_from_slice(&pending.trace_lo.to_be_bytes());
+            opt[20..28].copy_from_slice(&pending.span_id.to_be_bytes());
             // SAFETY: helper on this program's context with a stack buffer of LEN bytes.
             let rc = unsafe { bpf_store_hdr_opt(ctx.ops, opt.as_ptr() as *const _, TCP_OPTION_LEN, 0) };
-            if rc == 0 {
-                maps::count(COUNTER_OPTION_WRITTEN);
-                let _ = maps::PENDING_OPTION.remove(&sk);
-            } else {
-                maps::count(COUNTER_OPTION_NO_SPACE);
-                let _ = maps::PENDING_OPTION.remove(&sk);
-            }
+            maps::count(if rc == 0 { COUNTER_OPTION_WRITTEN } else { COUNTER_OPTION_NO_SPACE });
         }
         BPF_SOCK_OPS_PARSE_HDR_OPT_CB => {
             let (sk, skb) = sock_and_skb(ctx);
@@ -151,6 +161,25 @@ fn try_sock_ops(ctx: &SockOpsContext) -> Option<()> {
             let ctx = WireContext { trace_hi: be(4), trace_lo: be(12), span_id: be(20) };
             let _ = maps::RECEIVED_OPTION.insert(&OptionKey { sock: sk, seq, _pad: 0 }, &ctx, 0);
             maps::count(COUNTER_OPTION_RECEIVED);
+            // The daemon matches it to the request that begins at `seq`, wherever in a read.
+            let event = OptionEvent {
+                header: EventHeader {
+                    kind: EVENT_OPTION,
+                    pid: 0,
+                    tid: 0,
+                    _pad: 0,
+                    // SAFETY: plain helper call.
+                    ts_ns: unsafe { bpf_ktime_get_ns() },
+                },
+                conn_id: sk,
+                seq,
+                _pad: 0,
+                ctx,
+            };
+            match maps::EVENTS.output::<OptionEvent>(&event, maps::wakeup()) {
+                Ok(()) => maps::count(COUNTER_EVENTS),
+                Err(_) => maps::count(COUNTER_RINGBUF_FULL),
+            }
         }
         _ => {}
     }

@@ -184,6 +184,8 @@ fn stash(tid: u32, syscall: u32, fd: i64, ptr: u64, len: u64, sock: u64) {
         seq: 0,
         ctx_kind: CTX_NONE,
         ctx: WireContext::default(),
+        has_seq: 0,
+        _pad: 0,
     };
     if sock != 0 {
         propagate::on_enter(&mut args, tid, is_egress(syscall));

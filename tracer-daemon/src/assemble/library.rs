@@ -30,6 +30,7 @@ use crate::{
     model::{Span, SpanKind, Tag},
     protocol::{self, Direction as PDir, Redaction, Session, redact::redact_sql, redact::sql_operation},
     reader::decode::{LibFunction, LibPhase, LibRecord, Library, Tuple},
+    stitch::KernelIds,
 };
 
 /// Calls in flight older than this are given up (their exit was lost), CLOCK_MONOTONIC ns.
@@ -47,6 +48,9 @@ pub(super) struct LibCall {
     pub connect: Option<(u64, Vec<u8>)>,
     /// The connection the thread last moved bytes on during the call.
     pub tuple: Option<Tuple>,
+    /// The ids the kernel put in the TCP option of the call's first request start (encrypted
+    /// traffic: the call's own span must use them).
+    pub kernel: Option<KernelIds>,
     /// Span ids of wire requests the thread started during the call.
     pub started: Vec<u64>,
     /// Wire spans finished during the call, held until it returns.
@@ -68,6 +72,7 @@ impl LibCall {
             statement,
             connect,
             tuple: None,
+            kernel: None,
             started: Vec::new(),
             parked: Vec::new(),
             wire: false,

@@ -4,7 +4,7 @@
 //! calls seen by uprobes are joined with the wire spans of the same thread (`library`).
 
 use std::{
-    collections::{HashMap, HashSet},
+    collections::{HashMap, HashSet, VecDeque},
     net::SocketAddr,
     sync::Arc,
 };
@@ -17,7 +17,7 @@ use crate::{
     protocol::{self, Detect, Direction as PDir, Exchange, Redaction, Session},
     reader::{
         clock::WallClock,
-        decode::{DataRecord, Direction, KernelContext, LibFunction, LibRecord},
+        decode::{DataRecord, Direction, KernelContext, LibFunction, LibRecord, OptionRecord},
     },
     model::TraceId,
     stitch::{IdSource, Ids, KernelIds, Origin, RandomIds, StitchConfig, Stitcher},
@@ -41,6 +41,8 @@ struct Buffered {
     exit: u64,
     /// Trace context the kernel attached to the call.
     context: Option<KernelContext>,
+    /// TCP sequence number of the call's first byte.
+    seq: Option<u32>,
 }
 
 /// One captured call as the protocol session reads it.
@@ -52,17 +54,20 @@ struct Call<'a> {
     enter: u64,
     exit: u64,
     context: Option<KernelContext>,
+    seq: Option<u32>,
 }
 
 impl Buffered {
     fn view(&self) -> Call<'_> {
-        Call { dir: self.dir, data: &self.data, total: self.total, tid: self.tid, enter: self.enter, exit: self.exit, context: self.context }
+        let Buffered { dir, ref data, total, tid, enter, exit, context, seq } = *self;
+        Call { dir, data, total, tid, enter, exit, context, seq }
     }
 }
 
 impl Call<'_> {
     fn to_owned(&self) -> Buffered {
-        Buffered { dir: self.dir, data: self.data.to_vec(), total: self.total, tid: self.tid, enter: self.enter, exit: self.exit, context: self.context }
+        let Call { dir, data, total, tid, enter, exit, context, seq } = *self;
+        Buffered { dir, data: data.to_vec(), total, tid, enter, exit, context, seq }
     }
 }
 
@@ -78,6 +83,28 @@ enum Proto {
     Own,
 }
 
+/// What the kernel said of one call in a connection's request direction.
+#[derive(Clone, Copy, Debug)]
+struct CallNote {
+    /// The call's entry time as fed to the session (`At::call`).
+    call: u64,
+    /// TCP sequence number of its first byte.
+    seq: Option<u32>,
+    context: Option<KernelContext>,
+}
+
+/// Most calls remembered per connection for `CallNote` lookups.
+const MAX_CALL_NOTES: usize = 32;
+/// Most peer options waiting per connection for their request.
+const MAX_OPTIONS_PER_CONN: usize = 64;
+/// Most connections with peer options waiting.
+const MAX_OPTION_CONNS: usize = 16 * 1024;
+
+/// Whether sequence number `a` comes before `b`, modulo 2^32.
+fn seq_before(a: u32, b: u32) -> bool {
+    (a.wrapping_sub(b) as i32) < 0
+}
+
 /// Per-connection assembly state (the connection table's payload).
 #[derive(Default)]
 pub struct ConnSpans {
@@ -86,8 +113,9 @@ pub struct ConnSpans {
     open: HashMap<u64, (Ids, u32)>,
     /// The connection saw a reset (ECONNRESET / EPIPE).
     reset: bool,
-    /// Kernel ids for the next request that starts (from the call carrying its first byte).
-    kernel: Option<KernelIds>,
+    /// Recent calls in the request direction that the kernel gave a sequence number or a
+    /// context, oldest first: a request that begins in one of them takes its kernel ids.
+    calls: VecDeque<CallNote>,
     /// The address tags of every span of the connection, formatted once.
     addr_tags: std::cell::OnceCell<Vec<Tag>>,
 }
@@ -119,6 +147,9 @@ pub struct AssemblyStats {
     /// Client-library calls that became spans of their own (no wire exchange: TLS).
     pub lib_alone: u64,
     pub detected: [u64; 3],
+    /// Server requests linked by a peer's option, and options that matched no request start.
+    pub options_matched: u64,
+    pub options_unmatched: u64,
 }
 
 pub struct Assembler<I: IdSource = RandomIds> {
@@ -132,6 +163,9 @@ pub struct Assembler<I: IdSource = RandomIds> {
     own_listeners: Vec<SocketAddr>,
     /// Client-library calls in flight, per thread.
     lib: library::Calls,
+    /// Peers' options not yet matched to a request, per connection id (sequence number of the
+    /// packet's first byte, parent ids), in arrival order.
+    options: HashMap<u64, VecDeque<(u32, KernelIds)>>,
     pub stats: AssemblyStats,
 }
 
@@ -175,6 +209,7 @@ impl<I: IdSource> Assembler<I> {
             own: HashSet::new(),
             own_listeners: Vec::new(),
             lib: library::Calls::default(),
+            options: HashMap::new(),
             stats: AssemblyStats::default(),
         }
     }
@@ -221,6 +256,10 @@ impl<I: IdSource> Assembler<I> {
         }
         if let Some(call) = self.lib.active(conn.pid, rec.tid) {
             call.tuple = Some(conn.tuple);
+            if let (Role::Client, Some(KernelContext::Client { .. }), None) = (conn.role, rec.context, call.kernel) {
+                // Encrypted traffic: the library call's own span is the request the option names.
+                call.kernel = rec.context.and_then(|c| kernel_ids(Role::Client, c));
+            }
         }
         // Bytes a process receives exist for it when its read returns: a blocking read's entry
         // only says when it started waiting. Bytes it sends leave from the write's entry.
@@ -236,6 +275,7 @@ impl<I: IdSource> Assembler<I> {
             enter,
             exit: rec.ts_exit_ns,
             context: rec.context,
+            seq: rec.seq,
         };
         let role = prole(conn.role);
         let pending = match std::mem::take(&mut conn.state.proto) {
@@ -283,8 +323,16 @@ impl<I: IdSource> Assembler<I> {
     }
 
     fn feed(&mut self, conn: &mut Conn<ConnSpans>, session: &mut Session, call: &Call<'_>) {
-        if let Some(k) = call.context.and_then(|c| kernel_ids(conn.role, c)) {
-            conn.state.kernel = Some(k);
+        let request_dir = match conn.role {
+            Role::Client => PDir::Egress,
+            Role::Server => PDir::Ingress,
+        };
+        if call.dir == request_dir && (call.seq.is_some() || call.context.is_some()) {
+            let notes = &mut conn.state.calls;
+            if notes.len() >= MAX_CALL_NOTES {
+                notes.pop_front();
+            }
+            notes.push_back(CallNote { call: call.enter, seq: call.seq, context: call.context });
         }
         let mut done = Vec::new();
         session.feed(call.dir, call.data, call.total, call.enter, call.exit, &mut done);
@@ -298,7 +346,7 @@ impl<I: IdSource> Assembler<I> {
         let redis = session.protocol() == protocol::Protocol::Redis;
         for started in session.take_started() {
             let origin = Origin { pid: conn.pid, tid, tuple: conn.tuple, seq: started.seq, ts_ns: ts };
-            let kernel = conn.state.kernel.take();
+            let kernel = started.at.and_then(|at| self.kernel_ids_at(conn, at));
             let ids = match conn.role {
                 Role::Server => self.stitcher.server_request(origin, started.context.as_ref(), kernel),
                 Role::Client => self.stitcher.client_request(origin, started.context.as_ref(), kernel),
@@ -312,6 +360,73 @@ impl<I: IdSource> Assembler<I> {
                 }
             }
             conn.state.open.insert(started.seq, (ids, tid));
+        }
+    }
+
+    /// The kernel ids of a request that begins at `at`: on a client, the context of the call
+    /// when the request begins at its first byte (the option went on that byte's packet); on a
+    /// server, the peer's option keyed by the request's first byte, wherever it is in the read,
+    /// else the kernel's own choice for a read that begins with the request.
+    fn kernel_ids_at(&mut self, conn: &mut Conn<ConnSpans>, at: protocol::At) -> Option<KernelIds> {
+        let notes = &mut conn.state.calls;
+        // Requests begin in order: calls before this one name no later request.
+        while notes.front().is_some_and(|n| n.call < at.call) {
+            notes.pop_front();
+        }
+        let note = *notes.front().filter(|n| n.call == at.call)?;
+        if conn.role == Role::Server
+            && let Some(seq) = note.seq
+            && let Some(peer) = self.take_option(conn.id, seq.wrapping_add(at.offset as u32))
+        {
+            return Some(peer);
+        }
+        if at.offset != 0 {
+            return None;
+        }
+        note.context.and_then(|c| kernel_ids(conn.role, c))
+    }
+
+    /// The peer's option for the byte at `seq` of connection `id`; options for earlier bytes
+    /// (mid-request writes, requests that were not parsed) are dropped.
+    fn take_option(&mut self, id: u64, seq: u32) -> Option<KernelIds> {
+        let queue = self.options.get_mut(&id)?;
+        while let Some(&(at, ids)) = queue.front() {
+            if seq_before(seq, at) {
+                break;
+            }
+            queue.pop_front();
+            if at == seq {
+                self.stats.options_matched += 1;
+                return Some(ids);
+            }
+            self.stats.options_unmatched += 1;
+        }
+        None
+    }
+
+    /// A peer's option arrived on a packet of a server connection (before the read of its
+    /// bytes: the kernel queues both in order).
+    pub fn on_option(&mut self, rec: &OptionRecord) {
+        let Some(ids) = kernel_ids(Role::Server, rec.context) else { return };
+        if !self.options.contains_key(&rec.conn_id) && self.options.len() >= MAX_OPTION_CONNS {
+            // Connections nobody reads (filtered processes) must not grow the table.
+            let victim = self.options.keys().next().copied();
+            if let Some(q) = victim.and_then(|v| self.options.remove(&v)) {
+                self.stats.options_unmatched += q.len() as u64;
+            }
+        }
+        let queue = self.options.entry(rec.conn_id).or_default();
+        if queue.len() >= MAX_OPTIONS_PER_CONN {
+            queue.pop_front();
+            self.stats.options_unmatched += 1;
+        }
+        queue.push_back((rec.seq, ids));
+    }
+
+    /// The kernel socket `id` is gone: its unmatched options with it.
+    pub fn forget_options(&mut self, id: u64) {
+        if let Some(q) = self.options.remove(&id) {
+            self.stats.options_unmatched += q.len() as u64;
         }
     }
 
@@ -441,7 +556,7 @@ impl<I: IdSource> Assembler<I> {
         });
         // Keys of calls alone never meet a server side's (their sequence has the top bit set).
         let origin = Origin { pid: call.pid, tid, tuple, seq: (1 << 63) | self.lib.next_seq, ts_ns: call.enter_ns };
-        let ids = self.stitcher.client_request(origin, None, None);
+        let ids = self.stitcher.client_request(origin, None, call.kernel);
         let kind = library::Calls::span_kind();
         let mut tags = vec![Tag::str("span.kind", kind.as_str())];
         tags.extend(facts);
@@ -528,6 +643,7 @@ impl<I: IdSource> Assembler<I> {
     /// The connection ended (close, final TCP state, process exit or eviction): requests still
     /// open end with an error span.
     pub fn on_close(&mut self, mut conn: Conn<ConnSpans>, ts_ns: u64) {
+        self.forget_options(conn.id);
         if let Proto::Active(mut session) = std::mem::take(&mut conn.state.proto) {
             let mut done = Vec::new();
             let reset = conn.state.reset;

@@ -27,11 +27,13 @@ struct Host {
     ts: u64,
     /// Context for the next data call.
     pending_context: Option<KernelContext>,
+    /// Sequence number of the next data call's first byte.
+    pending_seq: Option<u32>,
 }
 
 impl Host {
     fn new() -> Self {
-        Host { table: ConnTable::new(64), asm: assembler(), ts: 1_000_000, pending_context: None }
+        Host { table: ConnTable::new(64), asm: assembler(), ts: 1_000_000, pending_context: None, pending_seq: None }
     }
 
     fn open(&mut self, kind: ConnKind, id: u64, pid: u32, t: Tuple) {
@@ -64,6 +66,19 @@ impl Host {
         self.data(id, tid, dir, bytes);
     }
 
+    /// A call whose first byte has TCP sequence number `seq`, with the kernel's context if any.
+    fn data_seq(&mut self, id: u64, tid: u32, dir: Direction, bytes: &[u8], seq: u32, context: Option<KernelContext>) {
+        self.pending_seq = Some(seq);
+        self.pending_context = context;
+        self.data(id, tid, dir, bytes);
+    }
+
+    /// A peer's option on the packet of connection `id` that begins at `seq`.
+    fn option(&mut self, id: u64, seq: u32, span_id: u64) {
+        let context = KernelContext::Peer { trace_hi: 5, trace_lo: 6, span_id };
+        self.asm.on_option(&OptionRecord { ts_ns: self.ts, conn_id: id, seq, context });
+    }
+
     /// A call that blocked `wait_ns` inside the kernel before it moved `bytes`.
     fn data_waited(&mut self, id: u64, tid: u32, dir: Direction, bytes: &[u8], wait_ns: u64) {
         self.ts += 1000;
@@ -82,6 +97,7 @@ impl Host {
             ret: bytes.len() as i64,
             truncated: false,
             context: self.pending_context.take(),
+            seq: self.pending_seq.take(),
             tuple: conn.tuple,
             payload: bytes.to_vec(),
         };
@@ -271,6 +287,60 @@ fn kernel_contexts_give_ids_and_parents_per_request_on_split_and_keep_alive_requ
     assert_eq!(redis.tag_str("tracer.link"), Some("thread"));
 }
 
+const PING: &[u8] = b"*1\r\n$4\r\nPING\r\n";
+const PONG: &[u8] = b"+PONG\r\n";
+
+#[test]
+fn pipelined_client_requests_use_the_context_of_the_write_they_begin() {
+    let mut h = Host::new();
+    h.open(ConnKind::Connect, 1, 100, tuple("10.0.0.1:40000", "10.0.0.2:6379"));
+    let ctx = |span_id| Some(KernelContext::Client { trace_hi: 5, trace_lo: 6, span_id });
+    // Two requests in their own writes, then two in one write: the kernel gave each write a
+    // context, and the second request of the shared write has none of its own.
+    h.data_seq(1, 100, Direction::Egress, PING, 1000, ctx(0x11));
+    h.data_seq(1, 100, Direction::Egress, PING, 1014, ctx(0x22));
+    h.data_seq(1, 100, Direction::Egress, &[PING, PING].concat(), 1028, ctx(0x33));
+    h.data(1, 100, Direction::Ingress, &[PONG, PONG, PONG, PONG].concat());
+    let spans = h.spans();
+    assert_eq!(spans.len(), 4, "{spans:#?}");
+    let ids: Vec<u64> = spans.iter().map(|s| s.span_id).collect();
+    assert_eq!(&ids[..3], &[0x11, 0x22, 0x33]);
+    assert!(![0x11, 0x22, 0x33].contains(&ids[3]), "the fourth request made its own ids");
+}
+
+#[test]
+fn pipelined_server_requests_find_their_options_anywhere_in_a_read() {
+    let mut h = Host::new();
+    h.open(ConnKind::Accept, 2, 200, tuple("10.0.0.2:6379", "10.0.0.1:40000"));
+    let len = PING.len() as u32;
+    // Options on the packets of the first two requests, and one on a packet that begins
+    // inside the third request (a write that did not start a request): never a parent.
+    h.option(2, 5000, 0x11);
+    h.option(2, 5000 + len, 0x22);
+    h.option(2, 5000 + 2 * len + 3, 0x44);
+    // One read takes three requests; the last one has no option at its first byte.
+    h.data_seq(2, 200, Direction::Ingress, &[PING, PING, PING].concat(), 5000, None);
+    h.data(2, 200, Direction::Egress, &[PONG, PONG, PONG].concat());
+    // The next read begins with a request whose option came before it.
+    h.option(2, 5000 + 3 * len, 0x55);
+    h.data_seq(2, 200, Direction::Ingress, PING, 5000 + 3 * len, None);
+    h.data(2, 200, Direction::Egress, PONG);
+    let spans = h.spans();
+    assert_eq!(spans.len(), 4, "{spans:#?}");
+    let trace = TraceId { high: 5, low: 6 };
+    let parents: Vec<(TraceId, u64)> = spans.iter().map(|s| (s.trace_id, s.parent_span_id)).collect();
+    assert_eq!(parents[0], (trace, 0x11));
+    assert_eq!(parents[1], (trace, 0x22));
+    assert_eq!(parents[2].1, 0, "no option at its first byte: no parent");
+    assert_eq!(parents[3], (trace, 0x55));
+    assert_eq!(spans[2].tag_str("tracer.link"), None);
+    assert_eq!((h.asm.stats.options_matched, h.asm.stats.options_unmatched), (3, 1));
+    // Closing forgets nothing twice.
+    h.option(2, 9999, 0x66);
+    h.close(2);
+    assert_eq!(h.asm.stats.options_unmatched, 2);
+}
+
 // ---------------------------------------------------------------------------------------------
 // Client-library calls (uprobes) joined with the wire
 
@@ -325,7 +395,9 @@ fn an_encrypted_send_and_read_make_one_span_with_the_library_error() {
     let mut h = Host::new();
     h.open(ConnKind::Connect, 1, 100, tuple("127.0.0.1:40000", "127.0.0.1:3306"));
     h.lib(LibPhase::Enter, 100, 101, LibFunction::MysqlSendQuery, 0xd0, 0, 0, b"SELECT * FROM t WHERE pw = 'x'");
-    h.data(1, 101, Direction::Egress, b"\x17\x03\x03\x00\x10encrypted-bytes!");
+    // The kernel put these ids in the option of the query's first packet.
+    let sent = KernelContext::Client { trace_hi: 5, trace_lo: 6, span_id: 0x99 };
+    h.data_ctx(1, 101, Direction::Egress, b"\x17\x03\x03\x00\x10encrypted-bytes!", sent);
     h.lib(LibPhase::Exit, 100, 101, LibFunction::MysqlSendQuery, 0xd0, 0, 0, b"");
     h.lib(LibPhase::Enter, 100, 101, LibFunction::MysqlReadQueryResult, 0xd0, 0, 0, b"");
     h.data(1, 101, Direction::Ingress, b"\x17\x03\x03\x00\x10encrypted-bytes!");
@@ -338,6 +410,7 @@ fn an_encrypted_send_and_read_make_one_span_with_the_library_error() {
     assert_eq!(tag(s, "db.mysql.error_code"), Some(&TagValue::Long(1146)));
     assert_eq!(tag(s, "error.message"), Some(&TagValue::Str("Table 'd.t' doesn't exist".into())));
     assert_eq!(tag(s, "net.peer.port"), Some(&TagValue::Long(3306)));
+    assert_eq!((s.trace_id, s.span_id), (TraceId { high: 5, low: 6 }, 0x99), "the ids the peer was sent");
 }
 
 #[test]

@@ -243,6 +243,7 @@ mod tests {
             direction: Direction::Ingress,
             ret: 5,
             truncated: false,
+            seq: None,
             context: None,
             tuple: tuple(lport),
             payload: b"hello".to_vec(),

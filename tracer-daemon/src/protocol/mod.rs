@@ -101,6 +101,14 @@ pub enum ContextSource {
     SqlComment,
 }
 
+/// Where a message's first byte was: the call that carried it (named by the entry time it was
+/// fed with) and the byte's offset in that call.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct At {
+    pub call: u64,
+    pub offset: u64,
+}
+
 /// A trace context carried by a request, to be adopted as the span's parent.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct TraceContext {

@@ -8,7 +8,7 @@ use crate::model::Tag;
 
 use super::stream::{Stream, UNTIL_CLOSE};
 use super::{
-    Ctx, Direction, Event, Exchange, GapOutcome, Progress, Protocol, Redaction, Request, Response,
+    At, Ctx, Direction, Event, Exchange, GapOutcome, Progress, Protocol, Redaction, Request, Response,
     Role, Side, http, mysql, redis,
 };
 
@@ -91,6 +91,9 @@ pub struct Started {
     /// CLOCK_MONOTONIC ns of the call carrying the request's first byte.
     pub start_ns: u64,
     pub context: Option<super::TraceContext>,
+    /// Where the request's first byte was (unknown when it was never buffered: a message cut
+    /// before its start was seen).
+    pub at: Option<At>,
 }
 
 fn index(side: Side) -> usize {
@@ -227,7 +230,8 @@ impl Session {
                 continue;
             }
             if !rest.is_empty() {
-                let n = self.streams[i].append(rest, enter, exit);
+                let off = (data.len() - rest.len()) as u64;
+                let n = self.streams[i].append(rest, enter, exit, off);
                 rest = &rest[n..];
             }
             if self.streams[i].is_empty() {
@@ -252,6 +256,7 @@ impl Session {
                     let st = &mut self.streams[i];
                     if begins {
                         st.msg_start = st.front_enter().unwrap_or(enter);
+                        st.msg_at = st.front_at();
                     }
                     let end = st.consume(consumed).unwrap_or(exit);
                     let start = st.msg_start;
@@ -338,6 +343,7 @@ impl Session {
         if !st.is_empty() && st.skip == 0 && st.after_skip.is_none() {
             // The cut message starts in the buffer.
             st.msg_start = st.front_enter().unwrap_or(exit);
+            st.msg_at = st.front_at();
         }
         st.clear();
         match outcome.resume_skip {
@@ -394,6 +400,7 @@ impl Session {
                     seq,
                     start_ns: start,
                     context: req.context,
+                    at: self.streams[0].msg_at.take(),
                 });
                 if self.pending.len() >= MAX_PENDING {
                     self.stats.dropped_requests += 1;
@@ -412,6 +419,7 @@ impl Session {
                     seq,
                     start_ns: start,
                     context: req.context,
+                    at: self.streams[0].msg_at.take(),
                 });
                 let p = Pending {
                     seq,

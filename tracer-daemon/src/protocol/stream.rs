@@ -3,7 +3,7 @@
 
 use std::collections::VecDeque;
 
-use super::Event;
+use super::{At, Event};
 
 /// Most bytes buffered per direction while a message is incomplete.
 pub(crate) const MAX_BUF: usize = 64 * 1024;
@@ -11,12 +11,14 @@ pub(crate) const MAX_BUF: usize = 64 * 1024;
 /// A skip that only the end of the connection ends (HTTP/1.0 body delimited by close).
 pub(crate) const UNTIL_CLOSE: u64 = u64::MAX;
 
-/// The call that carried some buffered bytes (CLOCK_MONOTONIC ns).
+/// The call that carried some buffered bytes (CLOCK_MONOTONIC ns), and where in that call the
+/// first of them was.
 #[derive(Debug, Clone, Copy)]
 struct Seg {
     len: usize,
     enter: u64,
     exit: u64,
+    off: u64,
 }
 
 #[derive(Debug, Default)]
@@ -32,6 +34,8 @@ pub(crate) struct Stream {
     pub after_skip: Option<Event>,
     /// Entry time of the call that carried the first byte of the message being parsed.
     pub msg_start: u64,
+    /// Where the message being parsed begins, when its first byte was buffered.
+    pub msg_at: Option<At>,
     /// Framing was lost: bytes are dropped until a call starts with a plausible message.
     pub lost: bool,
     /// Exit time of the last call seen on this direction.
@@ -51,8 +55,9 @@ impl Stream {
         MAX_BUF.saturating_sub(self.buf.len().saturating_sub(self.head))
     }
 
-    /// Buffers as much of `data` as fits; returns how many bytes were taken.
-    pub fn append(&mut self, data: &[u8], enter: u64, exit: u64) -> usize {
+    /// Buffers as much of `data` as fits; returns how many bytes were taken. `off` is where
+    /// `data` begins in the call that carried it.
+    pub fn append(&mut self, data: &[u8], enter: u64, exit: u64, off: u64) -> usize {
         let n = data.len().min(self.room());
         if n == 0 {
             return 0;
@@ -66,6 +71,7 @@ impl Stream {
             len: n,
             enter,
             exit,
+            off,
         });
         n
     }
@@ -73,6 +79,11 @@ impl Stream {
     /// Entry time of the call that carried the first buffered byte.
     pub fn front_enter(&self) -> Option<u64> {
         self.segs.front().map(|s| s.enter)
+    }
+
+    /// Where the first buffered byte was: its call and its offset in that call.
+    pub fn front_at(&self) -> Option<At> {
+        self.segs.front().map(|s| At { call: s.enter, offset: s.off })
     }
 
     /// Drops `n` bytes from the front; returns the exit time of the call that carried the last.
@@ -88,6 +99,7 @@ impl Stream {
             exit = Some(seg.exit);
             if seg.len > left {
                 seg.len -= left;
+                seg.off += left as u64;
                 left = 0;
             } else {
                 left -= seg.len;
@@ -124,13 +136,16 @@ mod tests {
     #[test]
     fn consume_reports_the_call_of_the_last_byte() {
         let mut s = Stream::default();
-        assert_eq!(s.append(b"abc", 1, 2), 3);
-        assert_eq!(s.append(b"de", 3, 4), 2);
+        assert_eq!(s.append(b"abc", 1, 2, 0), 3);
+        assert_eq!(s.append(b"de", 3, 4, 5), 2);
         assert_eq!(s.front_enter(), Some(1));
+        assert_eq!(s.front_at(), Some(At { call: 1, offset: 0 }));
         assert_eq!(s.consume(3), Some(2));
         assert_eq!(s.front_enter(), Some(3));
+        assert_eq!(s.front_at(), Some(At { call: 3, offset: 5 }));
         assert_eq!(s.data(), b"de");
         assert_eq!(s.consume(1), Some(4));
+        assert_eq!(s.front_at(), Some(At { call: 3, offset: 6 }));
         assert_eq!(s.data(), b"e");
         assert_eq!(s.consume(5), Some(4));
         assert!(s.is_empty());
@@ -141,9 +156,9 @@ mod tests {
     fn append_is_bounded() {
         let mut s = Stream::default();
         let big = vec![b'x'; MAX_BUF + 10];
-        assert_eq!(s.append(&big, 0, 0), MAX_BUF);
+        assert_eq!(s.append(&big, 0, 0, 0), MAX_BUF);
         assert_eq!(s.room(), 0);
-        assert_eq!(s.append(b"y", 0, 0), 0);
+        assert_eq!(s.append(b"y", 0, 0, 0), 0);
         s.consume(10);
         assert_eq!(s.room(), 10);
     }

@@ -147,6 +147,10 @@ pub struct DataRecord {
     /// Trace context the kernel attached (propagation through the TCP option).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub context: Option<KernelContext>,
+    /// TCP sequence number of the call's first byte (server reads and client request starts,
+    /// with propagation on).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub seq: Option<u32>,
     #[serde(serialize_with = "escaped")]
     pub payload: Vec<u8>,
 }
@@ -184,6 +188,18 @@ impl KernelContext {
 
 fn escaped<S: serde::Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
     s.serialize_str(&bytes.escape_ascii().to_string())
+}
+
+/// A peer's trace-context option on a packet of a server connection.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct OptionRecord {
+    /// CLOCK_MONOTONIC ns.
+    pub ts_ns: u64,
+    pub conn_id: u64,
+    /// TCP sequence number of the packet's first payload byte.
+    pub seq: u32,
+    /// Always `KernelContext::Peer`.
+    pub context: KernelContext,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -337,6 +353,7 @@ pub enum Event {
     State(StateRecord),
     Exit { pid: u32, ts_ns: u64 },
     Lib(LibRecord),
+    Option(OptionRecord),
 }
 
 impl Event {
@@ -351,6 +368,7 @@ impl Event {
             Event::Data(_) => "data",
             Event::State(_) => "state",
             Event::Exit { .. } => "exit",
+            Event::Option(_) => "option",
             Event::Lib(l) => match l.phase {
                 LibPhase::Enter => "lib_enter",
                 LibPhase::Arg => "lib_arg",
@@ -423,6 +441,7 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
                 truncated: e.flags & k::FLAG_TRUNCATED != 0,
                 tuple: Tuple::from_kernel(&e.tuple)?,
                 context: KernelContext::from_kernel(e.ctx_kind, &e.ctx)?,
+                seq: (e.flags & k::FLAG_SEQ != 0).then_some(e.seq),
                 payload: payload[..e.captured as usize].to_vec(),
             }))
         }
@@ -437,6 +456,13 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
             }))
         }
         k::EVENT_PROCESS_EXIT => Ok(Event::Exit { pid: header.pid, ts_ns: header.ts_ns }),
+        k::EVENT_OPTION => {
+            let e: k::OptionEvent = read(bytes, "option")?;
+            match KernelContext::from_kernel(k::CTX_PEER, &e.ctx)? {
+                Some(context) => Ok(Event::Option(OptionRecord { ts_ns: header.ts_ns, conn_id: e.conn_id, seq: e.seq, context })),
+                None => Err(DecodeError::Value { what: "option span id", value: 0 }),
+            }
+        }
         k::EVENT_LIB_ENTER | k::EVENT_LIB_ARG | k::EVENT_LIB_EXIT => {
             let e: k::LibEvent = read(bytes, "library")?;
             let payload = &bytes[size_of::<k::LibEvent>()..];
@@ -500,10 +526,12 @@ mod tests {
             syscall: k::SYS_WRITE,
             direction: k::DIR_EGRESS,
             captured: 4,
-            flags: k::FLAG_TRUNCATED,
+            flags: k::FLAG_TRUNCATED | k::FLAG_SEQ,
             ctx_kind: k::CTX_CLIENT,
             tuple: v4_tuple(),
             ctx: k::WireContext { trace_hi: 1, trace_lo: 2, span_id: 3 },
+            seq: 77,
+            _pad2: 0,
         };
         let mut bytes = as_bytes(&e);
         bytes.extend_from_slice(b"PING");
@@ -513,9 +541,27 @@ mod tests {
         assert_eq!(d.payload, b"PING");
         assert!(d.truncated);
         assert_eq!(d.context, Some(KernelContext::Client { trace_hi: 1, trace_lo: 2, span_id: 3 }));
+        assert_eq!(d.seq, Some(77));
         assert_eq!(d.direction, Direction::Egress);
         assert_eq!(d.tuple.local, "127.0.0.1:40000".parse().unwrap());
         assert_eq!(d.tuple.remote, "127.0.0.2:6379".parse().unwrap());
+    }
+
+    #[test]
+    fn decodes_an_option_record_and_rejects_zero_ids() {
+        let mut e = k::OptionEvent {
+            header: k::EventHeader { kind: k::EVENT_OPTION, pid: 0, tid: 0, _pad: 0, ts_ns: 9 },
+            conn_id: 0xffff_8880_0000_2000,
+            seq: 4_000_000_000,
+            _pad: 0,
+            ctx: k::WireContext { trace_hi: 1, trace_lo: 2, span_id: 3 },
+        };
+        let Event::Option(o) = decode(&as_bytes(&e)).unwrap() else { panic!("not an option") };
+        assert_eq!((o.ts_ns, o.conn_id, o.seq), (9, 0xffff_8880_0000_2000, 4_000_000_000));
+        assert_eq!(o.context, KernelContext::Peer { trace_hi: 1, trace_lo: 2, span_id: 3 });
+        e.ctx.span_id = 0;
+        assert!(matches!(decode(&as_bytes(&e)), Err(DecodeError::Value { .. })));
+        assert!(matches!(decode(&as_bytes(&e)[..30]), Err(DecodeError::Short { .. })));
     }
 
     #[test]

@@ -549,3 +549,27 @@ fn concatenated_mysql() {
         &[("cli_queries", 0), ("pymysql_text", 1)],
     );
 }
+
+#[test]
+fn requests_report_the_call_and_offset_of_their_first_byte() {
+    use crate::protocol::At;
+    let mut s = Session::new(Protocol::Http, Role::Client, on());
+    let mut out = Vec::new();
+    let post = b"POST /a HTTP/1.1\r\nContent-Length: 4\r\n\r\nbody";
+    let get = b"GET /b HTTP/1.1\r\n\r\n";
+    // A request split over two calls, its body and the next request sharing a call, then a
+    // request in a call of its own.
+    s.feed(Direction::Egress, &post[..10], 10, 100, 101, &mut out);
+    let second: Vec<u8> = [&post[10..], &get[..]].concat();
+    s.feed(Direction::Egress, &second, second.len(), 200, 201, &mut out);
+    s.feed(Direction::Egress, get, get.len(), 300, 301, &mut out);
+    let at: Vec<Option<At>> = s.take_started().map(|st| st.at).collect();
+    assert_eq!(
+        at,
+        vec![
+            Some(At { call: 100, offset: 0 }),
+            Some(At { call: 200, offset: (post.len() - 10) as u64 }),
+            Some(At { call: 300, offset: 0 }),
+        ]
+    );
+}
