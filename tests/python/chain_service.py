@@ -8,8 +8,13 @@ a socket), a real mariadb (PyMySQL) and another HTTP service, then answers.
   GET /fail      redis LPOP on a string (WRONGTYPE), a SQL syntax error, HTTP GET <next>/boom; 500
   GET /pipeline  three redis commands in one write; 200
   GET /relay     redis GET (with --redis), HTTP GET <next>/relay (with --next); 200
+  GET /line      one "FETCH" line to the --line service, 200 when it answers "VALUE"
   GET /hello     200 "hello"        (a leaf service: no --redis/--mysql/--next)
   GET /boom      500 "boom"
+
+With --line-protocol it speaks a line protocol of its own instead of HTTP (one the daemon does
+not parse): each "FETCH <key>" line makes a redis GET (with --redis) and a mysql SELECT (with
+--mysql), answered "VALUE <n>".
 """
 import argparse
 import http.client
@@ -24,6 +29,10 @@ ap.add_argument("--next", type=int)
 ap.add_argument("--bind", default="127.0.0.1", help="address to listen on")
 ap.add_argument("--redis-host", default="127.0.0.1")
 ap.add_argument("--next-host", default="127.0.0.1")
+ap.add_argument("--mysql-host", default="127.0.0.1")
+ap.add_argument("--line", type=int, help="port of a --line-protocol service")
+ap.add_argument("--line-host", default="127.0.0.1")
+ap.add_argument("--line-protocol", action="store_true", help="serve the line protocol, not HTTP")
 ap.add_argument("--keep-alive", action="store_true", help="answer as HTTP/1.1, keeping connections open")
 opts = ap.parse_args()
 
@@ -51,7 +60,7 @@ def redis_call(payload, replies):
 def mysql_query(sql):
     import pymysql
 
-    conn = pymysql.connect(host="127.0.0.1", port=opts.mysql, user="root", database="shop", autocommit=True)
+    conn = pymysql.connect(host=opts.mysql_host, port=opts.mysql, user="root", database="shop", autocommit=True)
     try:
         with conn.cursor() as cur:
             try:
@@ -107,6 +116,11 @@ class Handler(http.server.BaseHTTPRequestHandler):
                 status, _ = http_get("/relay")
                 ok = ok and status == 200
             self.answer(200 if ok else 502, b"relayed")
+        elif path == "/line":
+            with socket.create_connection((opts.line_host, opts.line), timeout=10) as s:
+                s.sendall(b"FETCH relay:key\n")
+                reply = s.makefile("rb").readline()
+            self.answer(200 if reply.startswith(b"VALUE") else 502, reply)
         elif path == "/hello":
             self.answer(200, b"hello")
         elif path == "/boom":
@@ -115,6 +129,25 @@ class Handler(http.server.BaseHTTPRequestHandler):
             self.answer(404, b"no such path")
 
 
+def serve_lines():
+    """One connection at a time on the main thread, so its calls are the request's by thread."""
+    listener = socket.create_server((opts.bind, opts.port))
+    while True:
+        conn, _ = listener.accept()
+        with conn, conn.makefile("rwb") as f:
+            for line in f:
+                n = 0
+                if line.startswith(b"FETCH ") and opts.redis:
+                    key = line[6:].strip().decode()
+                    n += redis_call(resp("GET", key), 1).startswith((b"$", b"_"))
+                if opts.mysql:
+                    n += len(mysql_query("SELECT name FROM items WHERE id = 1"))
+                f.write(b"VALUE %d\n" % n)
+                f.flush()
+
+
+if opts.line_protocol:
+    serve_lines()
 if opts.keep_alive:
     Handler.protocol_version = "HTTP/1.1"
 http.server.HTTPServer((opts.bind, opts.port), Handler).serve_forever()

@@ -9,7 +9,7 @@ use std::{
     time::Duration,
 };
 
-use crate::{daemon::free_port, stop_child, wait_for};
+use crate::{daemon::free_port, netns::Netns, stop_child, wait_for};
 
 /// A started server process, stopped by pid on drop.
 pub struct Server {
@@ -104,6 +104,23 @@ pub fn mariadb_tls() -> Server {
 
 /// `mariadb()` with extra server arguments.
 pub fn mariadb_with(extra: &[String]) -> Server {
+    mariadb_on(None, extra)
+}
+
+/// `mariadb()` inside a test's network namespace, listening on `ip` port 3306.
+pub fn mariadb_in(ns: &Netns, ip: &str) -> Server {
+    mariadb_on(Some((ns, ip)), &[])
+}
+
+/// A command that runs on this host, or inside the namespace of `place`.
+fn command_at(place: Option<(&Netns, &str)>, program: &str) -> Command {
+    match place {
+        Some((ns, _)) => ns.command(program),
+        None => Command::new(program),
+    }
+}
+
+fn mariadb_on(place: Option<(&Netns, &str)>, extra: &[String]) -> Server {
     let dir = scratch_dir("mariadb");
     let data = dir.join("data");
     let out = Command::new("mariadb-install-db")
@@ -112,29 +129,54 @@ pub fn mariadb_with(extra: &[String]) -> Server {
         .output()
         .expect("running mariadb-install-db (installed by `cargo xtask setup`)");
     assert!(out.status.success(), "mariadb-install-db: {}", String::from_utf8_lossy(&out.stderr));
-    let port = free_port();
-    let mut child = Command::new("mariadbd")
+    let (ip, port) = match place {
+        Some((_, ip)) => (ip, 3306),
+        None => ("127.0.0.1", free_port()),
+    };
+    let mut child = command_at(place, "mariadbd")
         .arg("--no-defaults")
         .arg(format!("--datadir={}", data.display()))
         .arg(format!("--socket={}", dir.join("mysqld.sock").display()))
         .arg(format!("--pid-file={}", dir.join("mysqld.pid").display()))
-        .args(["--bind-address=127.0.0.1", "--user=root", "--skip-log-bin", "--innodb-buffer-pool-size=16M"])
+        .args([&format!("--bind-address={ip}"), "--user=root", "--skip-log-bin", "--innodb-buffer-pool-size=16M"])
         .arg(format!("--port={port}"))
         .args(extra)
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
         .expect("starting mariadbd");
-    wait_port(port, "mariadbd to listen", &mut child);
-    let server = Server { child, port, dir: Some(dir), extra_dirs: Vec::new() };
-    sql(&server, "CREATE DATABASE shop; CREATE TABLE shop.items (id INT PRIMARY KEY, name VARCHAR(40)); INSERT INTO shop.items VALUES (1, 'lamp'), (2, 'desk');");
-    server
+    match place {
+        Some((ns, _)) => ns.wait_listening(&format!("{ip}:{port}"), &mut child),
+        None => wait_port(port, "mariadbd to listen", &mut child),
+    }
+    let schema = "CREATE DATABASE shop; CREATE TABLE shop.items (id INT PRIMARY KEY, name VARCHAR(40)); INSERT INTO shop.items VALUES (1, 'lamp'), (2, 'desk');";
+    match place {
+        // Root may log in only from loopback: set up through the socket, and let root in from
+        // the namespace's private addresses.
+        Some((ns, _)) => {
+            let out = ns
+                .command("mariadb")
+                .args(["--no-defaults", "-u", "root"])
+                .arg(format!("--socket={}", dir.join("mysqld.sock").display()))
+                .arg("-e")
+                .arg(format!("CREATE USER root@'%'; GRANT ALL ON *.* TO root@'%'; {schema}"))
+                .output()
+                .expect("running the mariadb client");
+            assert!(out.status.success(), "mariadb client: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        None => sql_at(port, schema),
+    }
+    Server { child, port, dir: Some(dir), extra_dirs: Vec::new() }
 }
 
 /// Runs statements through the `mariadb` command-line client over TCP.
 pub fn sql(server: &Server, statements: &str) {
+    sql_at(server.port, statements)
+}
+
+fn sql_at(port: u16, statements: &str) {
     let out = Command::new("mariadb")
-        .args(["--no-defaults", "-h", "127.0.0.1", "-P", &server.port.to_string(), "-u", "root", "--skip-ssl", "-e", statements])
+        .args(["--no-defaults", "-h", "127.0.0.1", "-P", &port.to_string(), "-u", "root", "--skip-ssl", "-e", statements])
         .output()
         .expect("running the mariadb client");
     assert!(out.status.success(), "mariadb client: {}", String::from_utf8_lossy(&out.stderr));

@@ -4,7 +4,9 @@
 //! middle (HTTP) → redis-server. The trace context rides in the TCP option between hosts: the
 //! collector must get one trace, every parent right, every span from its own host's daemon, and
 //! `tracer.link = tcp-option` on the cross-host edges. With the middle host's daemon stopped,
-//! the other spans still arrive and none gets a wrong parent.
+//! the other spans still arrive and none gets a wrong parent. Pipelined requests each link to
+//! their own client span; MySQL links like HTTP and Redis; a protocol the daemon does not parse
+//! still carries the trace to the calls made for it on the next host.
 
 use std::{process::Stdio, time::Duration};
 
@@ -47,42 +49,40 @@ fn hosts(tag: &str, net: u8) -> (Netns, Netns, Netns, String, String) {
     (front, middle, redis, middle_ip, redis_ip)
 }
 
-fn start_services(front: Netns, middle: Netns, redis_ns: Netns, middle_ip: &str, redis_ip: &str) -> Hosts {
-    let mut child = redis_ns
+fn start_redis(ns: &Netns, ip: &str) -> Server {
+    let mut child = ns
         .command("redis-server")
-        .args(["--port", &REDIS_PORT.to_string(), "--bind", redis_ip, "--save", "", "--appendonly", "no"])
+        .args(["--port", &REDIS_PORT.to_string(), "--bind", ip, "--save", "", "--appendonly", "no"])
         // Reachable from the middle host's address without a password (a private veth only).
         .args(["--protected-mode", "no"])
         .stdout(Stdio::null())
         .spawn()
         .expect("starting redis-server");
-    redis_ns.wait_listening(&format!("{redis_ip}:{REDIS_PORT}"), &mut child);
-    let redis = Server::from_child(child, REDIS_PORT);
+    ns.wait_listening(&format!("{ip}:{REDIS_PORT}"), &mut child);
+    Server::from_child(child, REDIS_PORT)
+}
 
-    let script = servers::python_dir().join("chain_service.py");
-    let mut child = middle
+/// `tests/python/chain_service.py` named `name`, listening on `bind:port` inside `ns`.
+fn start_chain(ns: &Netns, name: &str, bind: &str, port: u16, args: &[&str]) -> Server {
+    let mut child = ns
         .command("python3")
-        .arg(&script)
-        .args(["--port", &MIDDLE_PORT.to_string(), "--bind", middle_ip])
-        .args(["--redis", &REDIS_PORT.to_string(), "--redis-host", redis_ip])
-        .env("OTEL_SERVICE_NAME", "middle")
+        .arg(servers::python_dir().join("chain_service.py"))
+        .args(["--port", &port.to_string(), "--bind", bind])
+        .args(args)
+        .env("OTEL_SERVICE_NAME", name)
         .stdout(Stdio::null())
         .spawn()
-        .expect("starting the middle service");
-    middle.wait_listening(&format!("{middle_ip}:{MIDDLE_PORT}"), &mut child);
-    let middle_svc = Server::from_child(child, MIDDLE_PORT);
+        .expect("starting a chain service");
+    ns.wait_listening(&format!("{bind}:{port}"), &mut child);
+    Server::from_child(child, port)
+}
 
-    let mut child = front
-        .command("python3")
-        .arg(&script)
-        .args(["--port", &FRONT_PORT.to_string()])
-        .args(["--next", &MIDDLE_PORT.to_string(), "--next-host", middle_ip, "--keep-alive"])
-        .env("OTEL_SERVICE_NAME", "front")
-        .stdout(Stdio::null())
-        .spawn()
-        .expect("starting the front service");
-    front.wait_listening(&format!("127.0.0.1:{FRONT_PORT}"), &mut child);
-    let front_svc = Server::from_child(child, FRONT_PORT);
+fn start_services(front: Netns, middle: Netns, redis_ns: Netns, middle_ip: &str, redis_ip: &str) -> Hosts {
+    let redis = start_redis(&redis_ns, redis_ip);
+    let redis_port = REDIS_PORT.to_string();
+    let middle_svc = start_chain(&middle, "middle", middle_ip, MIDDLE_PORT, &["--redis", &redis_port, "--redis-host", redis_ip]);
+    let next = MIDDLE_PORT.to_string();
+    let front_svc = start_chain(&front, "front", "127.0.0.1", FRONT_PORT, &["--next", &next, "--next-host", middle_ip, "--keep-alive"]);
     Hosts { _front_svc: front_svc, _middle_svc: middle_svc, _redis: redis, front, middle, _redis_ns: redis_ns }
 }
 
@@ -348,8 +348,8 @@ print(buf.decode().replace("\r\n", " "))
 fn pipelined_requests_each_carry_their_own_context() {
     let (front, middle, redis_ns, middle_ip, redis_ip) = hosts("d", 234);
     let collector = Collector::start();
-    let middle_d = daemon(&middle, "middle", &collector);
-    let redis_d = daemon(&redis_ns, "redis", &collector);
+    let middle_d = daemon_with(&middle, "middle", &collector, &["--bpf-stats"]);
+    let redis_d = daemon_with(&redis_ns, "redis", &collector, &["--bpf-stats"]);
     let h = start_services(front, middle, redis_ns, &middle_ip, &redis_ip);
     // Back-to-back small writes would be merged into one packet while the previous one is
     // still queued (autocorking); a request that shares its first packet carries no option.
@@ -391,4 +391,51 @@ fn pipelined_requests_each_carry_their_own_context() {
         option_counter(&middle_d, "option_written")
     );
     assert!(matched >= 4.0, "{matched}");
+    for (d, host) in [(&middle_d, "middle"), (&redis_d, "redis")] {
+        let runs = d.metric("tracer_bpf_program_runs_total{program=\"tracer_sock_ops\"}");
+        let secs = d.metric("tracer_bpf_program_run_seconds_total{program=\"tracer_sock_ops\"}");
+        eprintln!("sock_ops on the {host} host: {runs} runs, {:.0} ns per run", secs * 1e9 / runs.max(1.0));
+    }
+}
+
+#[test]
+fn mysql_and_an_unparsed_protocol_carry_the_trace_across_hosts_too() {
+    const LINE_PORT: u16 = 7070;
+    let (front, middle, redis_ns, middle_ip, redis_ip) = hosts("e", 235);
+    let collector = Collector::start();
+    let _front_d = daemon(&front, "front", &collector);
+    let _middle_d = daemon(&middle, "middle", &collector);
+    let _redis_d = daemon(&redis_ns, "redis", &collector);
+    // The data host runs redis-server and mariadbd; the middle host a service that speaks a
+    // line protocol of its own (not parsed) and calls both; the front an HTTP service that
+    // sends it one line.
+    let _redis = start_redis(&redis_ns, &redis_ip);
+    let _mysql = servers::mariadb_in(&redis_ns, &redis_ip);
+    let (redis_port, line_port) = (REDIS_PORT.to_string(), LINE_PORT.to_string());
+    let _liner = start_chain(&middle, "liner", &middle_ip, LINE_PORT, &[
+        "--line-protocol", "--redis", &redis_port, "--redis-host", &redis_ip, "--mysql", "3306", "--mysql-host", &redis_ip,
+    ]);
+    let _front_svc = start_chain(&front, "front", "127.0.0.1", FRONT_PORT, &["--line", &line_port, "--line-host", &middle_ip]);
+
+    assert_eq!(curl(&front, "/line"), 200);
+    let spans = wait_spans(&collector, "the spans of the request on every host", |s| {
+        find(s, "front", "server", "GET /line").is_some()
+            && find(s, "liner", "client", "redis GET").is_some()
+            && find(s, "liner", "client", "mysql SELECT").is_some()
+            && s.iter().any(|x| x.operation == "redis GET" && tag(x, "span.kind") == Some("server"))
+            && s.iter().any(|x| x.operation == "mysql SELECT" && tag(x, "span.kind") == Some("server"))
+    });
+    let front_server = get(&spans, "front", "server", "GET /line");
+    let trace = front_server.trace_id;
+    for op in ["redis GET", "mysql SELECT"] {
+        let call = get(&spans, "liner", "client", op);
+        let server = spans.iter().find(|x| x.operation == op && tag(x, "span.kind") == Some("server")).unwrap();
+        // The line protocol has no spans, but its option carried the front's trace: the calls
+        // the middle host makes for it stay in the request's trace.
+        assert_eq!(call.trace_id, trace, "{op} of the middle host is in the front's trace");
+        assert_eq!(call.parent_span_id, 0, "the unparsed hop has no span to be the parent");
+        assert_eq!((server.trace_id, server.parent_span_id), (trace, call.span_id), "{op}: the server's parent");
+        assert_eq!(tag(server, "tracer.link"), Some("tcp-option"), "{op}");
+        assert_eq!(host_of(server), Some("redis"));
+    }
 }
