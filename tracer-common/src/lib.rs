@@ -17,7 +17,7 @@ pub const MAP_EVENTS: &str = "EVENTS";
 /// Per-CPU array of `u64` counters, indexed by the `COUNTER_*` constants. Never evicts.
 pub const MAP_COUNTERS: &str = "COUNTERS";
 /// Hash map thread id (`u32`) → in-flight syscall arguments (`SyscallArgs`), written at syscall
-/// entry and removed at exit. Bound: `MAX_INFLIGHT`; LRU evicts threads that died mid-call.
+/// entry and removed at exit or thread exit. Bound: `MAX_INFLIGHT` (full: `COUNTER_INFLIGHT_FULL`).
 pub const MAP_INFLIGHT: &str = "INFLIGHT";
 /// Hash map tgid (`u32`) → `FILTER_INCLUDE` / `FILTER_EXCLUDE`. Bound: `MAX_FILTER_ENTRIES`.
 pub const MAP_PID_FILTER: &str = "PID_FILTER";
@@ -61,7 +61,7 @@ pub const PROG_LIB_EXIT: &str = "lib_exit";
 pub const PROG_HIREDIS_APPEND: &str = "hiredis_append";
 
 /// Hash map thread id (`u32`) → the library call in flight on it (`LibState`). Bound:
-/// `MAX_INFLIGHT`; LRU evicts threads that died inside a call.
+/// `MAX_INFLIGHT` (full: `COUNTER_INFLIGHT_FULL`); removed at return or thread exit.
 pub const MAP_LIB_INFLIGHT: &str = "LIB_INFLIGHT";
 /// Per-CPU array with one `LibEvent` scratch slot (header + `2 * MAX_LIB_CAPTURE` bytes).
 pub const MAP_LIB_SCRATCH: &str = "LIB_SCRATCH";
@@ -131,10 +131,12 @@ pub const COUNTER_OPTION_RECEIVED: u32 = 11;
 pub const COUNTER_OPTION_MATCHED: u32 = 12;
 /// A kind-253 option with tracer's ExID but the wrong length was seen and ignored.
 pub const COUNTER_OPTION_FOREIGN: u32 = 13;
+/// A call could not be traced: `MAX_INFLIGHT` threads were already inside traced calls.
+pub const COUNTER_INFLIGHT_FULL: u32 = 14;
 pub const COUNTERS_LEN: u32 = 16;
 
 /// Names of the counters, for metrics (index = counter id).
-pub const COUNTER_NAMES: [&str; 14] = [
+pub const COUNTER_NAMES: [&str; 15] = [
     "ringbuf_full",
     "read_error",
     "inflight_stale",
@@ -149,6 +151,7 @@ pub const COUNTER_NAMES: [&str; 14] = [
     "option_received",
     "option_matched",
     "option_foreign",
+    "inflight_full",
 ];
 
 // ---------------------------------------------------------------------------------------------

@@ -37,10 +37,12 @@ pub const WAKE_NOW: u64 = 2;
 #[map(name = "COUNTERS")]
 pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTERS_LEN, 0);
 
-/// Syscalls in flight. Key: thread id. Value: `SyscallArgs`. Bound: `MAX_INFLIGHT`.
-/// Eviction: LRU (a thread killed inside a traced call leaves an entry behind).
+/// Syscalls in flight. Key: thread id. Value: `SyscallArgs`. Bound: `MAX_INFLIGHT`; when full,
+/// the call is not traced and `COUNTER_INFLIGHT_FULL` counts it. No eviction: removed at the
+/// call's exit, or when the thread ends inside it (`process_exit`). A plain hash costs the
+/// traced call less than an LRU one, whose list upkeep doubled the cost of each insert.
 #[map(name = "INFLIGHT")]
-pub static INFLIGHT: LruHashMap<u32, SyscallArgs> = LruHashMap::with_max_entries(MAX_INFLIGHT, 0);
+pub static INFLIGHT: HashMap<u32, SyscallArgs> = HashMap::with_max_entries(MAX_INFLIGHT, 0);
 
 /// Process filter. Key: tgid. Value: `FILTER_INCLUDE` / `FILTER_EXCLUDE`. Bound:
 /// `MAX_FILTER_ENTRIES`, written by the daemon at start. No eviction.
@@ -138,10 +140,11 @@ pub fn count(index: u32) {
     }
 }
 
-/// Client-library calls in flight. Key: thread id. Value: `LibState`. Bound: `MAX_INFLIGHT`.
-/// Eviction: LRU (a thread that dies inside a call leaves an entry behind).
+/// Client-library calls in flight. Key: thread id. Value: `LibState`. Bound: `MAX_INFLIGHT`;
+/// when full, the call is not traced and `COUNTER_INFLIGHT_FULL` counts it. No eviction:
+/// removed when the outermost call returns, or when the thread ends inside it.
 #[map(name = "LIB_INFLIGHT")]
-pub static LIB_INFLIGHT: LruHashMap<u32, LibState> = LruHashMap::with_max_entries(MAX_INFLIGHT, 0);
+pub static LIB_INFLIGHT: HashMap<u32, LibState> = HashMap::with_max_entries(MAX_INFLIGHT, 0);
 
 /// Scratch space to build one library event per CPU: header, then payload (twice
 /// `MAX_LIB_CAPTURE` so that masked offset plus masked length always fits). Key: 0. Bound: 1

@@ -1,4 +1,5 @@
-//! Process exit, so the daemon can drop a process's connections and metadata.
+//! Thread and process exit: a thread's calls in flight end with it, and the daemon drops a
+//! process's connections and metadata.
 
 use aya_ebpf::{helpers::bpf_get_current_pid_tgid, macros::raw_tracepoint, programs::RawTracePointContext};
 use tracer_common::{COUNTER_EVENTS, COUNTER_RINGBUF_FULL, EVENT_PROCESS_EXIT, EventHeader, ExitEvent};
@@ -9,6 +10,9 @@ use crate::{filter, maps};
 pub fn process_exit(_ctx: RawTracePointContext) -> i32 {
     let id = bpf_get_current_pid_tgid();
     let (tgid, tid) = ((id >> 32) as u32, id as u32);
+    // A thread that ends inside a traced call never reaches its exit hook.
+    let _ = maps::INFLIGHT.remove(&tid);
+    let _ = maps::LIB_INFLIGHT.remove(&tid);
     // One event per process: when the thread group leader exits.
     if tgid != tid || !filter::process_traced(tgid) {
         return 0;

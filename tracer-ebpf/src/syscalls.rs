@@ -190,7 +190,9 @@ fn stash(tid: u32, syscall: u32, fd: i64, ptr: u64, len: u64, sock: u64) {
     if sock != 0 {
         propagate::on_enter(&mut args, tid, is_egress(syscall));
     }
-    let _ = maps::INFLIGHT.insert(&tid, &args, 0);
+    if maps::INFLIGHT.insert(&tid, &args, 0).is_err() {
+        maps::count(COUNTER_INFLIGHT_FULL);
+    }
 }
 
 #[inline(always)]

@@ -69,7 +69,7 @@ fn try_lib_enter(ctx: &ProbeContext) {
         cookie,
     };
     if maps::LIB_INFLIGHT.insert(&tid, &state, 0).is_err() {
-        maps::count(COUNTER_READ_ERROR);
+        maps::count(COUNTER_INFLIGHT_FULL);
         return;
     }
     let Some(scratch) = maps::LIB_SCRATCH.get_ptr_mut(0) else { return };
