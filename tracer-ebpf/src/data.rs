@@ -11,7 +11,7 @@ use crate::{filter, kernel, maps};
 const EAGAIN: i64 = 11;
 const MASK: u64 = MAX_CAPTURE as u64 - 1;
 /// `struct user_msghdr`: `msg_iov` at 16, `msg_iovlen` at 24.
-const MSG_IOV: u64 = 16;
+pub(crate) const MSG_IOV: u64 = 16;
 const MSG_IOVLEN: u64 = 24;
 
 #[inline(always)]

@@ -14,7 +14,7 @@
 use aya_ebpf::helpers::{bpf_get_current_pid_tgid, bpf_get_prandom_u32, bpf_probe_read_user};
 use tracer_common::*;
 
-use crate::{kernel, maps};
+use crate::{data, kernel, maps};
 
 const LAST_NONE: u32 = 0;
 const LAST_EGRESS: u32 = 1 + DIR_EGRESS;
@@ -62,9 +62,6 @@ fn tcp_seq(sk: u64, offset: u32) -> Option<u32> {
     unsafe { kernel::read::<u32>(sk, offset) }
 }
 
-/// `struct user_msghdr.msg_iov`.
-const MSG_IOV: u64 = 16;
-
 /// The first byte an egress call sends (first iovec for the vector calls).
 #[inline(always)]
 fn first_byte(args: &SyscallArgs) -> Option<u8> {
@@ -75,7 +72,7 @@ fn first_byte(args: &SyscallArgs) -> Option<u8> {
     let ptr = match args.syscall {
         SYS_WRITE | SYS_SENDTO => args.ptr,
         SYS_WRITEV => read(args.ptr)?,
-        SYS_SENDMSG => read(read(args.ptr + MSG_IOV)?)?,
+        SYS_SENDMSG => read(read(args.ptr + data::MSG_IOV)?)?,
         _ => return None,
     };
     // SAFETY: user memory read through the helper.
