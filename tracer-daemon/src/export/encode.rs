@@ -1,6 +1,6 @@
 //! Jaeger Thrift encoding (`jaeger.thrift` Batch, Process, Span, Tag, Log, SpanRef,
-//! ClientStats, and `agent.thrift` `emitBatch`) through the `thrift` crate's binary and compact
-//! protocols, with hand-written struct writers.
+//! ClientStats, and `agent.thrift` `emitBatch`) through the `thrift` crate's binary protocol
+//! and the daemon's own compact writer (`compact`), with hand-written struct writers.
 //!
 //! Optional lists (`Span.references`, `Span.tags`, `Span.logs`, `Process.tags`) are omitted
 //! when empty; `Batch.spans` is always written. Fields are written in id order, as the
@@ -9,8 +9,9 @@
 use std::borrow::Borrow;
 use std::io::{self, Write};
 
+use super::compact::{CompactWriter, Len};
 use thrift::protocol::{
-    TBinaryOutputProtocol, TCompactOutputProtocol, TFieldIdentifier, TListIdentifier,
+    TBinaryOutputProtocol, TFieldIdentifier, TListIdentifier,
     TMessageIdentifier, TMessageType, TOutputProtocol, TStructIdentifier, TType,
 };
 
@@ -327,7 +328,7 @@ pub fn encode_batch<S: Borrow<Span>>(
             meta,
         ),
         Protocol::Compact => {
-            write_batch(&mut TCompactOutputProtocol::new(out), process, spans, meta)
+            write_batch(&mut CompactWriter::new(out), process, spans, meta)
         }
     }
 }
@@ -350,7 +351,7 @@ pub fn encode_emit_batch<S: Borrow<Span>>(
             meta,
         ),
         Protocol::Compact => write_emit_batch(
-            &mut TCompactOutputProtocol::new(out),
+            &mut CompactWriter::new(out),
             seq_id,
             process,
             spans,
@@ -361,13 +362,18 @@ pub fn encode_emit_batch<S: Borrow<Span>>(
 
 /// The encoded size of one span in `proto`, exactly as it appears inside a batch's span list.
 pub fn span_len(proto: Protocol, span: &Span) -> usize {
-    let mut c = Counter::default();
     // Writing to a counter cannot fail; a span too deep for the protocol has no size.
-    let ok = match proto {
-        Protocol::Binary => write_span(&mut TBinaryOutputProtocol::new(&mut c, true), span),
-        Protocol::Compact => write_span(&mut TCompactOutputProtocol::new(&mut c), span),
+    let len = match proto {
+        Protocol::Binary => {
+            let mut c = Counter::default();
+            write_span(&mut TBinaryOutputProtocol::new(&mut c, true), span).map(|()| c.0)
+        }
+        Protocol::Compact => {
+            let mut c = Len::default();
+            write_span(&mut CompactWriter::new(&mut c), span).map(|()| c.0)
+        }
     };
-    if ok.is_ok() { c.0 } else { usize::MAX }
+    len.unwrap_or(usize::MAX)
 }
 
 /// The encoded size of an `emitBatch` message with no spans.
@@ -377,25 +383,19 @@ pub fn emit_batch_empty_len(
     process: &Process,
     meta: &BatchMeta,
 ) -> usize {
-    let mut c = Counter::default();
     let empty: &[Span] = &[];
-    let _ = match proto {
-        Protocol::Binary => write_emit_batch(
-            &mut TBinaryOutputProtocol::new(&mut c, true),
-            seq_id,
-            process,
-            empty,
-            meta,
-        ),
-        Protocol::Compact => write_emit_batch(
-            &mut TCompactOutputProtocol::new(&mut c),
-            seq_id,
-            process,
-            empty,
-            meta,
-        ),
-    };
-    c.0
+    match proto {
+        Protocol::Binary => {
+            let mut c = Counter::default();
+            let _ = write_emit_batch(&mut TBinaryOutputProtocol::new(&mut c, true), seq_id, process, empty, meta);
+            c.0
+        }
+        Protocol::Compact => {
+            let mut c = Len::default();
+            let _ = write_emit_batch(&mut CompactWriter::new(&mut c), seq_id, process, empty, meta);
+            c.0
+        }
+    }
 }
 
 /// Bytes a list header of `n` elements takes beyond the header of an empty list.

@@ -8,7 +8,7 @@ fn enc(proto: Protocol, f: impl Fn(&mut dyn TOutputProtocol) -> thrift::Result<(
     let mut out = Vec::new();
     match proto {
         Protocol::Binary => f(&mut TBinaryOutputProtocol::new(&mut out, true)).unwrap(),
-        Protocol::Compact => f(&mut TCompactOutputProtocol::new(&mut out)).unwrap(),
+        Protocol::Compact => f(&mut CompactWriter::new(&mut out)).unwrap(),
     }
     out
 }

@@ -47,6 +47,7 @@
 //! ```
 
 pub mod batch;
+pub mod compact;
 pub mod config;
 pub mod console;
 pub mod encode;
