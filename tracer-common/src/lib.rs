@@ -180,6 +180,7 @@ pub const EVENT_LIB_ARG: u32 = 8;
 /// error string when the library reported one (hiredis error reply or context error).
 pub const EVENT_LIB_EXIT: u32 = 9;
 /// `OptionEvent`: a packet of a traced server connection carried a peer's trace-context option
+/// that may begin a request inside a read: it arrived behind unread bytes or during a read
 /// (from `sock_ops`, in softirq context: the header's pid and tid are not attributable).
 pub const EVENT_OPTION: u32 = 10;
 
@@ -399,8 +400,11 @@ pub struct SockState {
     /// Non-zero while the packet starting at `pending_seq` has not been built: segments are
     /// sized with room for the option.
     pub pending: u32,
+    /// Non-zero while a read on this server socket is in flight.
+    pub reading: u32,
+    pub _pad: u32,
 }
-const _: () = assert!(size_of::<SockState>() == 16);
+const _: () = assert!(size_of::<SockState>() == 24);
 
 /// Key of `MAP_PENDING_OPTION` and `MAP_RECEIVED_OPTION`.
 #[repr(C)]

@@ -36,7 +36,7 @@ fn random64() -> u64 {
 #[inline(always)]
 pub fn on_role(sk: u64, role: u32) {
     if enabled() {
-        let _ = maps::SOCK_STATE.insert(&sk, &SockState { role, last: LAST_NONE, pending_seq: 0, pending: 0 }, 0);
+        let _ = maps::SOCK_STATE.insert(&sk, &SockState { role, last: LAST_NONE, pending_seq: 0, pending: 0, reading: 0, _pad: 0 }, 0);
     }
 }
 
@@ -100,6 +100,7 @@ pub fn on_enter(args: &mut SyscallArgs, tid: u32, egress: bool) {
     let off = maps::OFFSETS.load();
     if !egress {
         if state.role == ROLE_SERVER {
+            state.reading = 1;
             if let Some(seq) = tcp_seq(sk, off.tcp_copied_seq) {
                 args.seq = seq;
                 args.has_seq = 1;
@@ -156,6 +157,9 @@ pub fn on_exit(args: &mut SyscallArgs, tid: u32, egress: bool, ret: i64) {
             args.has_seq = 0;
         }
         return;
+    }
+    if state.role == ROLE_SERVER {
+        state.reading = 0;
     }
     if ret <= 0 {
         return;

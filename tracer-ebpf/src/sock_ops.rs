@@ -3,7 +3,8 @@
 //! the header-option callbacks (writing on connected sockets, parsing on accepted ones); it writes
 //! the context the syscall side chose on the packet that begins with a client request's first
 //! byte, and reads the option on the server side, keyed by the sequence number of the packet's
-//! first byte (kept for the read that starts there, and sent to the daemon as an event).
+//! first byte (kept for the read that starts there, and sent to the daemon as an event when the
+//! request may begin inside a read).
 //! Several daemons (one per namespace) attach their own copy; each acts only on sockets of its
 //! namespace.
 
@@ -161,7 +162,19 @@ fn try_sock_ops(ctx: &SockOpsContext) -> Option<()> {
             let ctx = WireContext { trace_hi: be(4), trace_lo: be(12), span_id: be(20) };
             let _ = maps::RECEIVED_OPTION.insert(&OptionKey { sock: sk, seq, _pad: 0 }, &ctx, 0);
             maps::count(COUNTER_OPTION_RECEIVED);
-            // The daemon matches it to the request that begins at `seq`, wherever in a read.
+            // A packet that begins where the server's next read will begin (nothing unread
+            // ahead of it, no read in flight) starts that read: the read's own lookup finds its
+            // option. Otherwise its request may begin anywhere in a read (pipelining, or a
+            // request that arrived before `accept` returned), and the daemon matches it by `seq`.
+            if let Some(state) = maps::SOCK_STATE.get_ptr_mut(&sk) {
+                // SAFETY: map value pointer, valid for this program run.
+                let reading = unsafe { (*state).reading } != 0;
+                // SAFETY: read through bpf_probe_read_kernel. (A failed read never equals.)
+                let copied = unsafe { kernel::read::<u32>(sk, maps::OFFSETS.load().tcp_copied_seq) }.unwrap_or(!seq);
+                if !reading && copied == seq {
+                    return None;
+                }
+            }
             let event = OptionEvent {
                 header: EventHeader {
                     kind: EVENT_OPTION,
