@@ -406,6 +406,12 @@ pub struct SockState {
 }
 const _: () = assert!(size_of::<SockState>() == 24);
 
+/// Whether TCP sequence number `a` comes before `b`, modulo 2^32 (RFC 1982 serial arithmetic).
+#[inline(always)]
+pub const fn seq_before(a: u32, b: u32) -> bool {
+    (a.wrapping_sub(b) as i32) < 0
+}
+
 /// Key of `MAP_PENDING_OPTION` and `MAP_RECEIVED_OPTION`.
 #[repr(C)]
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -629,4 +635,18 @@ mod pod {
     unsafe impl aya::Pod for super::WireContext {}
     unsafe impl aya::Pod for super::OptionKey {}
     unsafe impl aya::Pod for super::SockState {}
+}
+
+#[cfg(test)]
+mod tests {
+    use super::seq_before;
+
+    #[test]
+    fn sequence_order_wraps_around() {
+        assert!(seq_before(1, 2));
+        assert!(!seq_before(2, 2));
+        assert!(!seq_before(3, 2));
+        assert!(seq_before(u32::MAX - 5, 10), "across the wrap");
+        assert!(!seq_before(10, u32::MAX - 5));
+    }
 }

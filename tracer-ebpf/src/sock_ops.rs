@@ -56,12 +56,6 @@ fn skb_seq(skb: u64) -> Option<(u32, u32)> {
     unsafe { Some((kernel::read::<u32>(skb, cb)?, kernel::read::<u32>(skb, cb + 4)?)) }
 }
 
-/// Whether sequence number `a` comes before `b`, modulo 2^32.
-#[inline(always)]
-fn before(a: u32, b: u32) -> bool {
-    (a.wrapping_sub(b) as i32) < 0
-}
-
 #[inline(always)]
 fn try_sock_ops(ctx: &SockOpsContext) -> Option<()> {
     if maps::SETTINGS.load().propagate == 0 {
@@ -98,7 +92,7 @@ fn try_sock_ops(ctx: &SockOpsContext) -> Option<()> {
                 return None;
             }
             let (start, end) = skb_seq(skb)?;
-            if before(state.pending_seq, end) {
+            if seq_before(state.pending_seq, end) {
                 // Packets are built in sequence order: this one reaches the latest start.
                 state.pending = 0;
             }

@@ -100,11 +100,6 @@ const MAX_OPTIONS_PER_CONN: usize = 64;
 /// Most connections with peer options waiting.
 const MAX_OPTION_CONNS: usize = 16 * 1024;
 
-/// Whether sequence number `a` comes before `b`, modulo 2^32.
-fn seq_before(a: u32, b: u32) -> bool {
-    (a.wrapping_sub(b) as i32) < 0
-}
-
 /// Per-connection assembly state (the connection table's payload).
 #[derive(Default)]
 pub struct ConnSpans {
@@ -391,7 +386,7 @@ impl<I: IdSource> Assembler<I> {
     fn take_option(&mut self, id: u64, seq: u32) -> Option<KernelIds> {
         let queue = self.options.get_mut(&id)?;
         while let Some(&(at, ids)) = queue.front() {
-            if seq_before(seq, at) {
+            if tracer_common::seq_before(seq, at) {
                 break;
             }
             queue.pop_front();
