@@ -26,9 +26,21 @@ impl Sink for Vec<u8> {
     }
 }
 
-/// Counts the bytes an encoding would take.
+/// Counts the bytes an encoding would take: a compact sink, and an `io::Write` for the
+/// `thrift` crate's binary protocol.
 #[derive(Default)]
 pub struct Len(pub usize);
+
+impl std::io::Write for Len {
+    #[inline]
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0 += b.len();
+        Ok(b.len())
+    }
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
 
 impl Sink for Len {
     #[inline]

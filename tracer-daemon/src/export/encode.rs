@@ -7,7 +7,6 @@
 //! generated Thrift code does, so the bytes equal those of any conforming encoder.
 
 use std::borrow::Borrow;
-use std::io::{self, Write};
 
 use super::compact::{CompactWriter, Len};
 use thrift::protocol::{
@@ -297,21 +296,6 @@ pub fn write_emit_batch<P: TOutputProtocol + ?Sized, S: Borrow<Span>>(
     p.flush()
 }
 
-/// A `Write` that only counts bytes: the exact encoded size without building it.
-#[derive(Default)]
-struct Counter(usize);
-
-impl Write for Counter {
-    #[inline]
-    fn write(&mut self, b: &[u8]) -> io::Result<usize> {
-        self.0 += b.len();
-        Ok(b.len())
-    }
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
 /// Encodes a `jaeger.Batch` struct (the body of a collector's `/api/traces`) into `out`.
 pub fn encode_batch<S: Borrow<Span>>(
     proto: Protocol,
@@ -365,7 +349,7 @@ pub fn span_len(proto: Protocol, span: &Span) -> usize {
     // Writing to a counter cannot fail; a span too deep for the protocol has no size.
     let len = match proto {
         Protocol::Binary => {
-            let mut c = Counter::default();
+            let mut c = Len::default();
             write_span(&mut TBinaryOutputProtocol::new(&mut c, true), span).map(|()| c.0)
         }
         Protocol::Compact => {
@@ -386,7 +370,7 @@ pub fn emit_batch_empty_len(
     let empty: &[Span] = &[];
     match proto {
         Protocol::Binary => {
-            let mut c = Counter::default();
+            let mut c = Len::default();
             let _ = write_emit_batch(&mut TBinaryOutputProtocol::new(&mut c, true), seq_id, process, empty, meta);
             c.0
         }
