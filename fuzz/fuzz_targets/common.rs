@@ -48,7 +48,7 @@ pub fn run(protocol: Protocol, data: &[u8]) {
     for ex in &out {
         assert!(ex.end_ns >= ex.start_ns, "end before start: {ex:?}");
         assert!(ex.operation.len() <= 512, "operation unbounded");
-        assert!(ex.tags.len() <= 16, "too many tags");
+        assert!(ex.tags().len() <= 16, "too many tags");
         if ex.protocol != protocol {
             panic!("wrong protocol");
         }

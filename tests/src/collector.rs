@@ -10,7 +10,7 @@ use std::thread::JoinHandle;
 
 use tracer_daemon::agent::decode::{ReceivedBatch, decode_batch};
 use tracer_daemon::export::Protocol;
-use tracer_daemon::model::Span;
+use tracer_daemon::model::JaegerSpan as Span;
 
 /// Largest request body taken, bytes.
 const MAX_BODY: usize = 64 * 1024 * 1024;

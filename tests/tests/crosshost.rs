@@ -10,7 +10,7 @@
 
 use std::{process::Stdio, time::Duration};
 
-use tracer_daemon::model::{Span, TraceId};
+use tracer_daemon::model::{JaegerSpan as Span, TraceId};
 use tracer_tests::{
     collector::Collector,
     daemon::Daemon,

@@ -19,7 +19,7 @@ use std::{
     time::Duration,
 };
 
-use tracer_daemon::model::{Span, TagValue};
+use tracer_daemon::model::{JaegerSpan as Span, TagValue};
 use tracer_tests::{
     collector::Collector,
     daemon::{Daemon, free_port, http_get},

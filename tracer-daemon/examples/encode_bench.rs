@@ -15,10 +15,10 @@ use tracer_daemon::export::Protocol;
 use tracer_daemon::export::encode::{
     BatchMeta, ClientStats, encode_batch, encode_emit_batch, span_len,
 };
-use tracer_daemon::model::{Process, Span, Tag, TraceId};
+use tracer_daemon::model::{Process, JaegerSpan, Tag, TraceId};
 
-fn typical_span(process: &Arc<Process>, i: u64) -> Span {
-    Span {
+fn typical_span(process: &Arc<Process>, i: u64) -> JaegerSpan {
+    JaegerSpan {
         trace_id: TraceId {
             high: 0x4bf9_2f35_77b3_4da6 ^ i,
             low: 0xa3ce_929d_0e0e_4736 ^ i,
@@ -75,7 +75,7 @@ fn main() {
             Tag::str("jaeger.version", "tracer-0.1.0"),
         ],
     });
-    let spans: Vec<Span> = (0..500).map(|i| typical_span(&process, i)).collect();
+    let spans: Vec<JaegerSpan> = (0..500).map(|i| typical_span(&process, i)).collect();
     let meta = BatchMeta {
         seq_no: Some(12_345),
         stats: Some(ClientStats {

@@ -12,7 +12,7 @@ use tokio::sync::{mpsc, watch};
 use crate::{
     agent,
     api::{self, Router},
-    assemble::Assembler,
+    assemble::{AssembleCounters, Assembler},
     config::{CliOverrides, Config},
     deps::{self, SharedGraph, fleet::FleetArgs},
     export::{self, ExportConfig},
@@ -22,7 +22,7 @@ use crate::{
     process::{self, ProcessResolver},
     protocol::Redaction,
     reader::{self, clock::WallClock},
-    stitch::StitchConfig,
+    stitch::{StitchConfig, Stitcher},
 };
 
 #[derive(clap::Parser, Debug)]
@@ -165,16 +165,16 @@ pub async fn run(inv: Invocation) -> anyhow::Result<()> {
 
     let (tx, rx) = mpsc::channel(cfg.capture.event_queue);
     let reader = tokio::spawn(reader::run(ring, tx, registry.clone()));
-    let asm = Assembler::new(
+    let mut asm = Assembler::new(
         Redaction { enabled: cfg.redact },
         WallClock::new(),
-        StitchConfig {
-            hold_ns: cfg.stitch.hold_ms * 1_000_000,
-            join_window_ns: cfg.stitch.join_window_ms * 1_000_000,
-        },
         resolver.resolve_fn(),
+        AssembleCounters::register(&registry),
     );
-    let mut asm = asm;
+    let stitcher = Stitcher::new(StitchConfig {
+        hold_ns: cfg.stitch.hold_ms * 1_000_000,
+        join_window_ns: cfg.stitch.join_window_ms * 1_000_000,
+    });
     for addr in [admin_addr, agent.sampling_addr].into_iter().flatten() {
         asm.own_listener(addr);
     }
@@ -195,6 +195,7 @@ pub async fn run(inv: Invocation) -> anyhow::Result<()> {
             }),
         },
         asm,
+        stitcher,
         Box::new(move |span| {
             span_graph.observe(&span);
             // A full queue drops and counts inside the sender.

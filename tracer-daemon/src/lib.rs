@@ -14,6 +14,7 @@ pub mod pipeline;
 pub mod probes;
 pub mod process;
 pub mod protocol;
+pub mod render;
 pub mod reader;
 pub mod stitch;
 pub mod deps;

@@ -1,5 +1,5 @@
-//! The processing stage after the reader: keeps the connection table current, assembles spans
-//! and hands them to the exporters. With `--print-events`, it also prints each decoded event as
+//! The processing stage after the reader: keeps the connection table current, feeds span
+//! assembly and its sibling, the stitcher, and hands finished spans to the exporters. With `--print-events`, it also prints each decoded event as
 //! one JSON line on stdout.
 
 use std::{io::Write, sync::Arc, time::Duration};
@@ -8,6 +8,7 @@ use tokio::sync::{mpsc, watch};
 
 use crate::{
     assemble::{Assembler, ConnSpans},
+    stitch::Stitcher,
     conn::{Conn, ConnTable, listen::ListenTable},
     metrics::Registry,
     model::Span,
@@ -35,37 +36,19 @@ pub async fn run(
     mut rx: mpsc::Receiver<Event>,
     opts: Options,
     mut asm: Assembler,
+    mut stitcher: Stitcher,
     mut sink: SpanSink,
     registry: Arc<Registry>,
     mut stop: watch::Receiver<bool>,
 ) {
+    let joins = registry.gauge("tracer_stitch_pending_joins", "Requests waiting for their other side on this host", &[]);
     let tracked = registry.gauge("tracer_connections_tracked", "Connections in the connection table", &[]);
     let evicted = registry.counter(
         "tracer_connections_evicted_total",
         "Connections evicted from the full connection table (least recently used first)",
         &[],
     );
-    let spans_total = registry.counter("tracer_spans_assembled_total", "Spans assembled from captured traffic", &[]);
-    let unknown = registry.counter(
-        "tracer_connections_unparsed_total",
-        "Connections whose protocol is not one the daemon parses (no spans)",
-        &[],
-    );
-    let lib_merged = registry.counter(
-        "tracer_library_calls_total",
-        "Client-library calls (uprobes) by outcome: merged into the wire span of the same request, or a span of their own (encrypted traffic)",
-        &[("outcome", "merged")],
-    );
-    let lib_alone = registry.counter(
-        "tracer_library_calls_total",
-        "Client-library calls (uprobes) by outcome: merged into the wire span of the same request, or a span of their own (encrypted traffic)",
-        &[("outcome", "alone")],
-    );
-    const OPTIONS_HELP: &str = "Peers' trace-context options by outcome: matched to the server request that begins at the packet's first byte, or dropped (no request began there, or the connection ended first)";
-    let options_matched = registry.counter("tracer_propagation_options_total", OPTIONS_HELP, &[("outcome", "matched")]);
-    let options_unmatched = registry.counter("tracer_propagation_options_total", OPTIONS_HELP, &[("outcome", "unmatched")]);
-    let joins = registry.gauge("tracer_stitch_pending_joins", "Requests waiting for their other side on this host", &[]);
-    let mut table: ConnTable<ConnSpans> = ConnTable::new(opts.max_connections);
+    let mut table: ConnTable<ConnSpans> = ConnTable::counting(opts.max_connections, evicted, tracked);
     let mut listen = ListenTable::default();
     let stdout = std::io::stdout();
     let mut tick = tokio::time::interval(TICK);
@@ -78,9 +61,9 @@ pub async fn run(
                 None => break,
             },
             _ = tick.tick() => {
-                asm.drain(WallClock::monotonic_now_ns(), false, &mut ready);
+                asm.drain(WallClock::monotonic_now_ns(), false, &mut stitcher, &mut ready);
                 ready.drain(..).for_each(&mut sink);
-                joins.set(asm.stitcher.pending_joins() as i64);
+                joins.set(stitcher.pending_joins() as i64);
                 continue;
             }
             _ = stop.changed() => break,
@@ -104,15 +87,13 @@ pub async fn run(
                 let _ = out.flush();
             }
         }
-        let before = (table.evicted_total, asm.stats.spans, asm.stats.unknown_protocol, asm.stats.lib_merged, asm.stats.lib_alone);
-        let options_before = (asm.stats.options_matched, asm.stats.options_unmatched);
         let mut gone: Vec<Conn<ConnSpans>> = Vec::new();
         match &event {
             Event::Conn(c) => gone.extend(table.on_conn(c).into_iter().map(|(c, _)| c)),
             Event::Data(d) => {
                 let mut evicted_now = Vec::new();
                 let conn = table.on_data(d, |pid, port| listen.is_listening(pid, port), &mut evicted_now);
-                asm.on_data(conn, d);
+                asm.on_data(conn, d, &mut stitcher);
                 gone.extend(evicted_now.into_iter().map(|(c, _)| c));
             }
             Event::State(s) => {
@@ -128,7 +109,7 @@ pub async fn run(
                     f(*pid);
                 }
             }
-            Event::Lib(l) => asm.on_lib(l),
+            Event::Lib(l) => asm.on_lib(l, &mut stitcher),
         }
         let ts = match &event {
             Event::Conn(c) => c.ts_exit_ns,
@@ -139,17 +120,9 @@ pub async fn run(
             Event::Option(o) => o.ts_ns,
         };
         for conn in gone {
-            asm.on_close(conn, ts);
+            asm.on_close(conn, ts, &mut stitcher);
         }
-        evicted.add(table.evicted_total - before.0);
-        spans_total.add(asm.stats.spans - before.1);
-        unknown.add(asm.stats.unknown_protocol - before.2);
-        lib_merged.add(asm.stats.lib_merged - before.3);
-        lib_alone.add(asm.stats.lib_alone - before.4);
-        options_matched.add(asm.stats.options_matched - options_before.0);
-        options_unmatched.add(asm.stats.options_unmatched - options_before.1);
-        tracked.set(table.len() as i64);
     }
-    asm.drain(WallClock::monotonic_now_ns(), true, &mut ready);
+    asm.drain(WallClock::monotonic_now_ns(), true, &mut stitcher, &mut ready);
     ready.drain(..).for_each(&mut sink);
 }

@@ -11,7 +11,7 @@ use std::time::Duration;
 use serde_json::Value;
 use tracer_daemon::export::Protocol;
 use tracer_daemon::export::encode::{BatchMeta, encode_emit_batch};
-use tracer_daemon::model::{Process, Span, Tag, TagValue};
+use tracer_daemon::model::{Process, JaegerSpan as Span, Tag, TagValue};
 use tracer_tests::{stop_child, wait_for};
 
 /// How long any one wait of these tests may take.

@@ -9,7 +9,7 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 use tracer_daemon::export::Protocol;
 use tracer_daemon::export::encode::BatchMeta;
-use tracer_daemon::model::{Log, Process, RefKind, Span, SpanRef, Tag, TagValue, TraceId};
+use tracer_daemon::model::{Log, Process, RefKind, JaegerSpan as Span, SpanRef, Tag, TagValue, TraceId};
 
 pub fn python_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("python")

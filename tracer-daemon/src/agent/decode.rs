@@ -10,7 +10,7 @@ use thrift::protocol::{
 
 use crate::export::Protocol;
 use crate::export::encode::{ClientStats, EMIT_BATCH, ref_type, tag_type};
-use crate::model::{Log, Process, RefKind, Span, SpanRef, Tag, TagValue, TraceId};
+use crate::model::{Log, Process, RefKind, JaegerSpan, SpanRef, Tag, TagValue, TraceId};
 
 /// Why a packet was not a usable `emitBatch`.
 #[derive(Debug, thiserror::Error)]
@@ -31,7 +31,7 @@ pub enum DecodeError {
 pub struct ReceivedBatch {
     pub process: Arc<Process>,
     /// Spans whose `process` is `self.process`.
-    pub spans: Vec<Span>,
+    pub spans: Vec<JaegerSpan>,
     pub seq_no: Option<i64>,
     pub stats: Option<ClientStats>,
 }
@@ -278,8 +278,8 @@ fn read_span_ref<P: TInputProtocol>(p: &mut P) -> Result<SpanRef, DecodeError> {
     Ok(r)
 }
 
-fn read_span<P: TInputProtocol>(p: &mut P) -> Result<Span, DecodeError> {
-    let mut s = Span {
+fn read_span<P: TInputProtocol>(p: &mut P) -> Result<JaegerSpan, DecodeError> {
+    let mut s = JaegerSpan {
         trace_id: TraceId::default(),
         span_id: 0,
         parent_span_id: 0,
@@ -334,8 +334,8 @@ mod tests {
     use super::*;
     use crate::export::encode::{BatchMeta, encode_batch, encode_emit_batch};
 
-    fn rich_span(process: &Arc<Process>) -> Span {
-        Span {
+    fn rich_span(process: &Arc<Process>) -> JaegerSpan {
+        JaegerSpan {
             trace_id: TraceId {
                 high: u64::MAX,
                 low: 0x0123_4567_89ab_cdef,

@@ -146,6 +146,7 @@ impl Forwarder {
                 let process = self.tagged(&batch.process);
                 for mut span in batch.spans {
                     span.process = process.clone();
+                    let span = Span::from_app(span);
                     if let Some(observe) = &self.observer {
                         observe(&span);
                     }

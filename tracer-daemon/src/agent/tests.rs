@@ -5,7 +5,7 @@ use super::*;
 use crate::export::encode::{BatchMeta, encode_emit_batch};
 use crate::export::memory::MemoryExporter;
 use crate::export::{OutputMode, Pipeline};
-use crate::model::{Span, TraceId};
+use crate::model::{JaegerSpan, TraceId};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 async fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
@@ -27,8 +27,8 @@ fn local_cfg() -> ExportConfig {
     }
 }
 
-fn client_span(process: &Arc<Process>, id: u64) -> Span {
-    Span {
+fn client_span(process: &Arc<Process>, id: u64) -> JaegerSpan {
+    JaegerSpan {
         trace_id: TraceId {
             high: 0,
             low: 0xfeed,

@@ -24,13 +24,17 @@
 //!
 //! Spans made here are stitched like wire client spans (thread causality gives the parent).
 
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 
+use super::{Env, build};
 use crate::{
-    model::{Span, SpanKind, Tag},
+    model::{
+        Attributes, Span, Status,
+        attrs::{LibraryCall, Mysql, Redis},
+    },
     protocol::{self, Direction as PDir, Redaction, Session, redact::redact_sql, redact::sql_operation},
-    reader::decode::{LibFunction, LibPhase, LibRecord, Library, Tuple},
-    stitch::KernelIds,
+    reader::decode::{KernelContext, LibFunction, LibPhase, LibRecord, Library, Tuple},
+    stitch::{IdSource, KernelIds, Origin, Stitcher},
 };
 
 /// Calls in flight older than this are given up (their exit was lost), CLOCK_MONOTONIC ns.
@@ -90,8 +94,8 @@ impl LibCall {
 
 /// What the library said about a finished call.
 pub(super) struct Outcome {
-    /// Tags every span of the call carries.
-    pub tags: Vec<Tag>,
+    /// Details every span of the call carries.
+    pub lib: LibraryCall,
     /// The library reported a failure; with its message when it gave one.
     pub error: Option<String>,
 }
@@ -122,15 +126,16 @@ fn reply_type(t: i32) -> Option<&'static str> {
 }
 
 pub(super) fn outcome(call: &LibCall, exit: &LibRecord) -> Outcome {
-    let mut tags = vec![
-        Tag::str("code.function", call.function.symbol()),
-        Tag::str(format!("db.{}.library", call.library.db_system()), call.library.name()),
-        Tag::str("tracer.source", "uprobe"),
-    ];
+    let mut lib = LibraryCall {
+        function: call.function.symbol(),
+        library: call.library.name(),
+        system: call.library.db_system(),
+        reply_type: None,
+        return_code: None,
+        error_code: None,
+    };
     let error = if call.function.is_hiredis() {
-        if let Some(t) = reply_type(exit.status) {
-            tags.push(Tag::str("db.redis.reply_type", t));
-        }
+        lib.reply_type = reply_type(exit.status);
         let failed = match call.function {
             LibFunction::RedisCommand | LibFunction::RedisvCommand | LibFunction::RedisCommandArgv => {
                 exit.ret == 0 || exit.status == tracer_common::REDIS_REPLY_ERROR
@@ -143,18 +148,18 @@ pub(super) fn outcome(call: &LibCall, exit: &LibRecord) -> Outcome {
     } else {
         // int for queries (0 is success), a pointer for mysql_real_connect (NULL is failure).
         let failed = tracer_common::mysql_failed(lib_id(call.function), exit.ret);
-        match call.function {
-            LibFunction::MysqlRealConnect => {}
-            LibFunction::MysqlReadQueryResult => tags.push(Tag::long("db.mysql.return_code", (exit.ret as u8) as i64)),
-            _ => tags.push(Tag::long("db.mysql.return_code", (exit.ret as i32) as i64)),
-        }
+        lib.return_code = match call.function {
+            LibFunction::MysqlRealConnect => None,
+            LibFunction::MysqlReadQueryResult => Some(i64::from(exit.ret as u8)),
+            _ => Some(i64::from(exit.ret as i32)),
+        };
         if failed && exit.status != 0 {
-            tags.push(Tag::long("db.mysql.error_code", exit.status as i64));
+            lib.error_code = Some(i64::from(exit.status));
         }
         let msg = lossy(&exit.payload);
         failed.then(|| if msg.is_empty() { format!("{} failed", call.function.symbol()) } else { msg })
     };
-    Outcome { tags, error }
+    Outcome { lib, error }
 }
 
 /// The `FN_*` id of a function.
@@ -164,39 +169,32 @@ fn lib_id(f: LibFunction) -> u32 {
 
 /// Adds the library's details to a wire span of the call.
 pub(super) fn merge(span: &mut Span, out: &Outcome) {
-    for t in &out.tags {
-        if !span.tags.iter().any(|s| s.key == t.key) {
-            span.tags.push(t.clone());
-        }
+    let Some(t) = span.traced_mut() else { return };
+    if t.library.is_none() {
+        t.library = Some(out.lib.clone());
     }
-    if let Some(msg) = &out.error {
-        if !span.tags.iter().any(|t| t.key == "error") {
-            span.tags.push(Tag::bool("error", true));
-            span.tags.push(Tag::str("error.message", msg.clone()));
-        }
+    if let Some(msg) = &out.error
+        && !t.status.is_error()
+    {
+        t.status = Status::Error { message: msg.clone(), log_at_us: None };
     }
 }
 
-/// Operation name and statement tags of a call, from the library's arguments.
-pub(super) fn request_facts(call: &LibCall, redaction: Redaction) -> (String, Vec<Tag>) {
-    let system = call.library.db_system();
+/// Operation name and attributes of a call, from the library's arguments.
+pub(super) fn request_facts(call: &LibCall, redaction: Redaction) -> (String, Attributes) {
     if let Some((port, params)) = &call.connect {
         let mut parts = params.split(|&b| b == 0).map(lossy);
         let (host, user, db) = (parts.next().unwrap_or_default(), parts.next().unwrap_or_default(), parts.next().unwrap_or_default());
-        let mut tags = vec![Tag::str("db.system", system), Tag::str("db.operation", "connect")];
-        if !host.is_empty() {
-            tags.push(Tag::str("net.peer.name", host));
-        }
-        if *port != 0 {
-            tags.push(Tag::long("db.mysql.connect_port", *port as i64));
-        }
-        if !user.is_empty() {
-            tags.push(Tag::str("db.user", user));
-        }
-        if !db.is_empty() {
-            tags.push(Tag::str("db.name", db));
-        }
-        return ("mysql connect".into(), tags);
+        let some = |s: String| (!s.is_empty()).then_some(s);
+        let attrs = Mysql {
+            operation: Some("connect".into()),
+            peer_name: some(host),
+            connect_port: Some(*port as i64).filter(|p| *p != 0),
+            user: some(user),
+            database: some(db),
+            ..Mysql::default()
+        };
+        return ("mysql connect".into(), Attributes::Mysql(attrs));
     }
     if call.function.is_hiredis() {
         if !call.statement.is_empty() {
@@ -207,10 +205,10 @@ pub(super) fn request_facts(call: &LibCall, redaction: Redaction) -> (String, Ve
             session.feed(PDir::Egress, &call.statement, call.statement.len(), 0, 0, &mut done);
             session.close(0, false, &mut done);
             if let Some(ex) = done.into_iter().next() {
-                return (ex.operation, ex.tags);
+                return (ex.operation, ex.attrs);
             }
         }
-        return (format!("redis {}", call.function.symbol()), vec![Tag::str("db.system", system)]);
+        return (format!("redis {}", call.function.symbol()), Attributes::Redis(Redis::default()));
     }
     let sql = lossy(&call.statement);
     // Named as the wire parser names the same request (`PREPARE` for a preparation).
@@ -218,12 +216,9 @@ pub(super) fn request_facts(call: &LibCall, redaction: Redaction) -> (String, Ve
         LibFunction::MysqlStmtPrepare => "PREPARE".to_string(),
         _ => sql_operation(call.statement.as_slice()).unwrap_or_else(|| call.function.symbol().to_string()),
     };
-    let mut tags = vec![Tag::str("db.system", system), Tag::str("db.operation", op.clone())];
-    if !sql.is_empty() {
-        let stmt = if redaction.enabled { redact_sql(&sql) } else { sql };
-        tags.push(Tag::str("db.statement", stmt));
-    }
-    (format!("mysql {op}"), tags)
+    let statement = (!sql.is_empty()).then(|| if redaction.enabled { redact_sql(&sql) } else { sql });
+    let attrs = Mysql { operation: Some(op.clone()), statement, ..Mysql::default() };
+    (format!("mysql {op}"), Attributes::Mysql(attrs))
 }
 
 /// Whether a call that produced no wire exchange becomes a span of its own.
@@ -242,11 +237,11 @@ pub(super) fn stands_alone(call: &LibCall, out: &Outcome) -> bool {
 
 /// A `mysql_send_query` that produced no wire exchange, waiting for the
 /// `mysql_read_query_result` of its handle.
-pub(super) struct SentQuery {
-    pub call: LibCall,
-    pub out: Outcome,
-    pub tid: u32,
-    pub exit_ns: u64,
+struct SentQuery {
+    call: LibCall,
+    out: Outcome,
+    tid: u32,
+    exit_ns: u64,
 }
 
 /// Bound of the per-handle tables below (entries); beyond it the oldest state is given up.
@@ -255,34 +250,169 @@ const MAX_HANDLES: usize = 4096;
 const MAX_QUEUED: usize = 1024;
 
 /// An async command queued by the library: its operation name and details.
-pub(super) struct Queued {
-    pub operation: String,
-    pub out: Outcome,
-    pub at_ns: u64,
+struct Queued {
+    operation: String,
+    out: Outcome,
+    at_ns: u64,
 }
 
-/// Per-thread library calls in flight, keyed by thread id.
+/// Client-library calls: per-thread calls in flight and the details waiting for their wire
+/// spans.
 #[derive(Default)]
 pub(super) struct Calls {
-    pub by_tid: HashMap<u32, LibCall>,
+    by_tid: HashMap<u32, LibCall>,
     /// Library details waiting for a wire span that started during a call and had not
     /// finished when the call returned: span id → details.
-    pub pending: HashMap<u64, (u64, Outcome)>,
+    pending: HashMap<u64, (u64, Outcome)>,
     /// Sequence for the stitcher's keys of spans made from calls alone.
-    pub next_seq: u64,
+    next_seq: u64,
     /// (pid, `MYSQL *`) → a send waiting for its read (TLS).
-    pub sent: HashMap<(u32, u64), SentQuery>,
+    sent: HashMap<(u32, u64), SentQuery>,
     /// (pid, `MYSQL_STMT *`) → the statement it was prepared with.
-    pub prepared: HashMap<(u32, u64), Vec<u8>>,
+    prepared: HashMap<(u32, u64), Vec<u8>>,
     /// pid → async commands queued and not yet seen on the wire, oldest first.
-    pub queued: HashMap<u32, std::collections::VecDeque<Queued>>,
+    queued: HashMap<u32, VecDeque<Queued>>,
     /// Span id of a wire request → the async command it is expected to carry.
-    pub async_pending: HashMap<u64, Queued>,
+    async_pending: HashMap<u64, Queued>,
 }
 
 impl Calls {
+    /// A thread moved bytes on a connection (`tuple`) of this client-side (`client`) process:
+    /// a call in flight on it learns its connection, and over TLS the ids the kernel put in the
+    /// option of its first request.
+    pub fn on_wire(&mut self, pid: u32, tid: u32, tuple: Tuple, client: bool, context: Option<KernelContext>) {
+        let Some(call) = self.active(pid, tid) else { return };
+        call.tuple = Some(tuple);
+        if let (true, Some(KernelContext::Client { .. }), None) = (client, context, call.kernel) {
+            // Encrypted traffic: the library call's own span is the request the option names.
+            call.kernel = context.and_then(|c| super::kernel_ids(crate::conn::Role::Client, c));
+        }
+    }
+
+    /// A client request started on the wire with span id `span_id`.
+    pub fn on_request_started(&mut self, pid: u32, tid: u32, span_id: u64, redis: bool) {
+        if let Some(call) = self.active(pid, tid) {
+            call.started.push(span_id);
+            call.wire = true;
+        } else if redis {
+            self.take_async(pid, span_id);
+        }
+    }
+
+    /// A client wire span finished: it is held while the call that started it runs, else it
+    /// takes the details of its call that already returned. `Some`: the span leaves now.
+    pub fn on_wire_span(&mut self, pid: u32, tid: u32, mut span: Span, env: &Env) -> Option<Span> {
+        if let Some(call) = self.active(pid, tid) {
+            // This call's request (or the one it completes) is on the wire.
+            call.wire = true;
+            if call.started.contains(&span.span_id) {
+                // Held until the library call returns, to carry its details.
+                call.parked.push(span);
+                return None;
+            }
+        }
+        if let Some((_, out)) = self.pending.remove(&span.span_id) {
+            merge(&mut span, &out);
+            env.counters.library(true);
+        } else if let Some(q) = self.async_pending.remove(&span.span_id)
+            && q.operation == span.operation
+        {
+            merge(&mut span, &q.out);
+            env.counters.library(true);
+        }
+        Some(span)
+    }
+
+    /// One client-library event (uprobe): calls are tied to the wire by thread and time.
+    pub fn on_event<I: IdSource>(&mut self, rec: &LibRecord, st: &mut Stitcher<I>, env: &Env) {
+        let (lost, done) = self.route(rec);
+        if let Some(call) = lost {
+            release(call, rec.ts_ns, st);
+        }
+        let Some(mut call) = done else { return };
+        let out = outcome(&call, rec);
+        let parked = std::mem::take(&mut call.parked);
+        if let Some((first, rest)) = parked.split_first() {
+            let mut first = first.clone();
+            merge(&mut first, &out);
+            env.counters.library(true);
+            st.finish(first, rec.ts_ns);
+            for s in rest {
+                st.finish(s.clone(), rec.ts_ns);
+            }
+            return;
+        }
+        if let Some(&span_id) = call.started.first() {
+            // The wire request is still waiting for its response: it takes the details then.
+            self.pending.insert(span_id, (rec.ts_ns, out));
+            return;
+        }
+        if call.function.is_async() && !call.wire {
+            // Queued for the event loop: the details wait for the request on the wire.
+            let (operation, _) = request_facts(&call, env.redaction);
+            self.queue_async(call.pid, Queued { operation, out, at_ns: rec.ts_ns });
+            return;
+        }
+        if !stands_alone(&call, &out) {
+            return;
+        }
+        match call.function {
+            LibFunction::MysqlSendQuery => {
+                // Encrypted: one span once mysql_read_query_result returns for this handle.
+                let sent = SentQuery { call, out, tid: rec.tid, exit_ns: rec.ts_ns };
+                if let Some(old) = self.hold_send(rec.handle, sent) {
+                    self.emit_alone(&old.call, &old.out, old.tid, old.exit_ns, st, env);
+                }
+            }
+            LibFunction::MysqlReadQueryResult => match self.sent.remove(&(call.pid, rec.handle)) {
+                Some(mut sent) => {
+                    // The read's result (return code, error number and message) is the request's.
+                    sent.call.tuple = sent.call.tuple.or(call.tuple);
+                    sent.out.lib.return_code = out.lib.return_code;
+                    sent.out.lib.error_code = sent.out.lib.error_code.or(out.lib.error_code);
+                    sent.out.error = out.error.or(sent.out.error);
+                    self.emit_alone(&sent.call, &sent.out, rec.tid, rec.ts_ns, st, env);
+                }
+                None => self.emit_alone(&call, &out, rec.tid, rec.ts_ns, st, env),
+            },
+            _ => self.emit_alone(&call, &out, rec.tid, rec.ts_ns, st, env),
+        }
+    }
+
+    /// The client span of a library call that produced no wire exchange (encrypted traffic).
+    fn emit_alone<I: IdSource>(&mut self, call: &LibCall, out: &Outcome, tid: u32, end_ns: u64, st: &mut Stitcher<I>, env: &Env) {
+        let (operation, attrs) = request_facts(call, env.redaction);
+        self.next_seq += 1;
+        let tuple = call.tuple.unwrap_or(Tuple {
+            local: std::net::SocketAddr::from(([0, 0, 0, 0], 0)),
+            remote: std::net::SocketAddr::from(([0, 0, 0, 0], 0)),
+        });
+        // Keys of calls alone never meet a server side's (their sequence has the top bit set).
+        let origin = Origin { pid: call.pid, tid, tuple, seq: (1 << 63) | self.next_seq, ts_ns: call.enter_ns };
+        let ids = st.client_request(origin, None, call.kernel);
+        let facts = build::Facts {
+            kind: crate::model::SpanKind::Client,
+            pid: call.pid,
+            tid,
+            tuple: call.tuple,
+            operation,
+            attrs,
+            truncated: false,
+            start_ns: call.enter_ns,
+            end_ns,
+            error: out.error.clone(),
+        };
+        let mut span = build::span(facts, &ids, env);
+        if let Some(t) = span.traced_mut() {
+            t.library = Some(out.lib.clone());
+        }
+        env.counters.library(false);
+        env.counters.span();
+        st.finish(span, end_ns);
+    }
+
     /// Routes a library event: returns the finished call (with its exit record) on exit.
-    pub fn on_event(&mut self, rec: &LibRecord) -> (Option<LibCall>, Option<LibCall>) {
+    fn route(&mut self, rec: &LibRecord) -> (Option<LibCall>, Option<LibCall>) {
         match rec.phase {
             LibPhase::Enter => {
                 // A call still recorded on this thread lost its exit: hand it back as it is.
@@ -326,7 +456,7 @@ impl Calls {
 
     /// Holds a send alone until its read returns; a send still held for the handle is handed
     /// back (its read never came).
-    pub fn hold_send(&mut self, handle: u64, sent: SentQuery) -> Option<SentQuery> {
+    fn hold_send(&mut self, handle: u64, sent: SentQuery) -> Option<SentQuery> {
         let key = (sent.call.pid, handle);
         let old = self.sent.remove(&key);
         if self.sent.len() >= MAX_HANDLES {
@@ -337,12 +467,12 @@ impl Calls {
     }
 
     /// The call in flight on `tid` of `pid`, if any.
-    pub fn active(&mut self, pid: u32, tid: u32) -> Option<&mut LibCall> {
+    fn active(&mut self, pid: u32, tid: u32) -> Option<&mut LibCall> {
         self.by_tid.get_mut(&tid).filter(|c| c.pid == pid)
     }
 
     /// Remembers an async command queued by process `pid`.
-    pub fn queue_async(&mut self, pid: u32, q: Queued) {
+    fn queue_async(&mut self, pid: u32, q: Queued) {
         if !self.queued.contains_key(&pid) && self.queued.len() >= MAX_HANDLES {
             self.queued.clear();
         }
@@ -354,7 +484,7 @@ impl Calls {
     }
 
     /// The oldest async command of `pid` for a Redis request that starts outside a traced call.
-    pub fn take_async(&mut self, pid: u32, span_id: u64) {
+    fn take_async(&mut self, pid: u32, span_id: u64) {
         if let Some(q) = self.queued.get_mut(&pid).and_then(|v| v.pop_front()) {
             if self.async_pending.len() >= MAX_HANDLES {
                 self.async_pending.clear();
@@ -363,19 +493,10 @@ impl Calls {
         }
     }
 
-    /// Sends whose read did not come within `STALE_NS` (all with `flush`).
-    pub fn take_stale_sends(&mut self, now_ns: u64, flush: bool) -> Vec<SentQuery> {
-        let old: Vec<(u32, u64)> = self
-            .sent
-            .iter()
-            .filter(|(_, s)| flush || s.exit_ns.saturating_add(STALE_NS) < now_ns)
-            .map(|(k, _)| *k)
-            .collect();
-        old.into_iter().filter_map(|k| self.sent.remove(&k)).collect()
-    }
-
-    /// Calls whose entry is older than `STALE_NS` at `now_ns` (all with `flush`).
-    pub fn take_stale(&mut self, now_ns: u64, flush: bool) -> Vec<LibCall> {
+    /// Gives up calls whose exit was lost and sends whose read never came, older than
+    /// `STALE_NS` at `now_ns` (all with `flush`): their held wire spans leave as they are, the
+    /// sends as spans of their own.
+    pub fn expire<I: IdSource>(&mut self, now_ns: u64, flush: bool, st: &mut Stitcher<I>, env: &Env) {
         let old: Vec<u32> = self
             .by_tid
             .iter()
@@ -388,10 +509,25 @@ impl Calls {
             v.retain(|q| !flush && q.at_ns.saturating_add(STALE_NS) >= now_ns);
         }
         self.queued.retain(|_, v| !v.is_empty());
-        old.into_iter().filter_map(|t| self.by_tid.remove(&t)).collect()
+        for call in old.into_iter().filter_map(|t| self.by_tid.remove(&t)) {
+            release(call, now_ns, st);
+        }
+        let sends: Vec<(u32, u64)> = self
+            .sent
+            .iter()
+            .filter(|(_, s)| flush || s.exit_ns.saturating_add(STALE_NS) < now_ns)
+            .map(|(k, _)| *k)
+            .collect();
+        let sends: Vec<SentQuery> = sends.into_iter().filter_map(|k| self.sent.remove(&k)).collect();
+        for sent in sends {
+            self.emit_alone(&sent.call, &sent.out, sent.tid, sent.exit_ns, st, env);
+        }
     }
+}
 
-    pub fn span_kind() -> SpanKind {
-        SpanKind::Client
+/// A call whose exit never came: its held wire spans leave as they are.
+fn release<I: IdSource>(mut call: LibCall, now_ns: u64, st: &mut Stitcher<I>) {
+    for s in call.parked.drain(..) {
+        st.finish(s, now_ns);
     }
 }

@@ -5,16 +5,31 @@ use std::sync::Arc;
 use super::*;
 use crate::{
     conn::{ConnTable, Removal},
-    model::TagValue,
-    reader::decode::{ConnKind, ConnRecord, Syscall, Tuple},
+    model::{JaegerSpan, TagValue},
+    reader::decode::{ConnKind, ConnRecord, LibFunction, Syscall, Tuple},
+    render,
+    stitch::StitchConfig,
 };
 
 fn process(pid: u32) -> Arc<Process> {
     Arc::new(Process { service_name: format!("svc-{pid}"), tags: vec![] })
 }
 
-fn assembler() -> Assembler {
-    Assembler::new(Redaction::default(), WallClock::with_offset(0), StitchConfig::default(), Box::new(process))
+fn assembler(counters: &AssembleCounters) -> Assembler {
+    Assembler::new(Redaction::default(), WallClock::with_offset(0), Box::new(process), counters.clone())
+}
+
+/// What the assembler counted, as the pipeline exports it.
+struct Stats<'a>(&'a AssembleCounters);
+
+impl Stats<'_> {
+    fn unknown_protocol(&self) -> u64 {
+        self.0.unknown_protocol.get()
+    }
+    fn options(&self) -> (u64, u64) {
+        use counters::OptionOutcome::{Matched, Unmatched};
+        (self.0.option(Matched).get(), self.0.option(Unmatched).get())
+    }
 }
 
 fn tuple(local: &str, remote: &str) -> Tuple {
@@ -24,6 +39,8 @@ fn tuple(local: &str, remote: &str) -> Tuple {
 struct Host {
     table: ConnTable<ConnSpans>,
     asm: Assembler,
+    st: Stitcher,
+    counters: AssembleCounters,
     ts: u64,
     /// Context for the next data call.
     pending_context: Option<KernelContext>,
@@ -33,7 +50,16 @@ struct Host {
 
 impl Host {
     fn new() -> Self {
-        Host { table: ConnTable::new(64), asm: assembler(), ts: 1_000_000, pending_context: None, pending_seq: None }
+        let counters = AssembleCounters::detached();
+        Host {
+            table: ConnTable::new(64),
+            asm: assembler(&counters),
+            st: Stitcher::new(StitchConfig::default()),
+            counters,
+            ts: 1_000_000,
+            pending_context: None,
+            pending_seq: None,
+        }
     }
 
     fn open(&mut self, kind: ConnKind, id: u64, pid: u32, t: Tuple) {
@@ -52,7 +78,7 @@ impl Host {
             comm: "x".into(),
         };
         for (c, _) in self.table.on_conn(&rec) {
-            self.asm.on_close(c, self.ts);
+            self.asm.on_close(c, self.ts, &mut self.st);
         }
     }
 
@@ -103,24 +129,29 @@ impl Host {
         };
         let mut ev = Vec::new();
         let conn = self.table.on_data(&rec, |_, _| false, &mut ev);
-        self.asm.on_data(conn, &rec);
+        self.asm.on_data(conn, &rec, &mut self.st);
     }
 
     fn close(&mut self, id: u64) {
         self.ts += 1000;
         if let Some(c) = self.table.on_final_state(id) {
-            self.asm.on_close(c, self.ts);
+            self.asm.on_close(c, self.ts, &mut self.st);
         }
     }
 
-    fn spans(&mut self) -> Vec<Span> {
+    /// The spans as the Jaeger exporters write them.
+    fn spans(&mut self) -> Vec<JaegerSpan> {
         let mut out = Vec::new();
-        self.asm.drain(0, true, &mut out);
-        out
+        self.asm.drain(0, true, &mut self.st, &mut out);
+        out.into_iter().map(render::jaeger::render).collect()
+    }
+
+    fn stats(&self) -> Stats<'_> {
+        Stats(&self.counters)
     }
 }
 
-fn tag<'a>(s: &'a Span, key: &str) -> Option<&'a TagValue> {
+fn tag<'a>(s: &'a JaegerSpan, key: &str) -> Option<&'a TagValue> {
     s.tags.iter().find(|t| t.key == key).map(|t| &t.value)
 }
 
@@ -225,7 +256,7 @@ fn unknown_protocols_give_no_spans_and_are_counted() {
     h.data(1, 100, Direction::Egress, &[0x16, 0x03, 0x01, 0x00, 0xa5, 0x01, 0x00]);
     h.data(1, 100, Direction::Ingress, b"\x16\x03\x03binary");
     assert!(h.spans().is_empty());
-    assert_eq!(h.asm.stats.unknown_protocol, 1);
+    assert_eq!(h.stats().unknown_protocol(), 1);
     let _ = Removal::Closed;
 }
 
@@ -238,7 +269,7 @@ fn traffic_to_the_daemons_own_sockets_is_never_traced() {
     h.data(9, 300, Direction::Ingress, b"POST /api/traces HTTP/1.1\r\nContent-Length: 0\r\n\r\n");
     h.data(9, 300, Direction::Egress, b"HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n");
     assert!(h.spans().is_empty());
-    assert_eq!(h.asm.stats.own_traffic, 1);
+    assert_eq!(h.counters.own_traffic.get(), 1);
 }
 
 #[test]
@@ -277,7 +308,7 @@ fn kernel_contexts_give_ids_and_parents_per_request_on_split_and_keep_alive_requ
     let spans = h.spans();
     assert_eq!(spans.len(), 3, "{spans:#?}");
     let trace = TraceId { high: 5, low: 6 };
-    let servers: Vec<&Span> = spans.iter().filter(|s| s.kind() == Some("server")).collect();
+    let servers: Vec<&JaegerSpan> = spans.iter().filter(|s| s.kind() == Some("server")).collect();
     assert_eq!(servers.len(), 2);
     assert_eq!((servers[0].trace_id, servers[0].parent_span_id), (trace, 0x77));
     assert_eq!((servers[1].trace_id, servers[1].parent_span_id), (trace, 0x88));
@@ -334,11 +365,11 @@ fn pipelined_server_requests_find_their_options_anywhere_in_a_read() {
     assert_eq!(parents[2].1, 0, "no option at its first byte: no parent");
     assert_eq!(parents[3], (trace, 0x55));
     assert_eq!(spans[2].tag_str("tracer.link"), None);
-    assert_eq!((h.asm.stats.options_matched, h.asm.stats.options_unmatched), (3, 1));
+    assert_eq!(h.stats().options(), (3, 1));
     // Closing forgets nothing twice.
     h.option(2, 9999, 0x66);
     h.close(2);
-    assert_eq!(h.asm.stats.options_unmatched, 2);
+    assert_eq!(h.stats().options().1, 2);
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -363,7 +394,7 @@ impl Host {
             status,
             payload: payload.to_vec(),
         };
-        self.asm.on_lib(&rec);
+        self.asm.on_lib(&rec, &mut self.st);
     }
 }
 

@@ -9,7 +9,10 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 
 use serde::Serialize;
 
-use crate::reader::decode::{ConnKind, ConnRecord, DataRecord, Tuple};
+use crate::{
+    metrics::{Counter, Gauge},
+    reader::decode::{ConnKind, ConnRecord, DataRecord, Tuple},
+};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
 #[serde(rename_all = "lowercase")]
@@ -61,19 +64,33 @@ pub struct ConnTable<T> {
     lru: BTreeMap<u64, u64>,
     clock: u64,
     capacity: usize,
-    pub evicted_total: u64,
+    /// Connections evicted from the full table.
+    evicted: Counter,
+    /// Connections in the table.
+    tracked: Gauge,
 }
 
 impl<T: Default> ConnTable<T> {
     pub fn new(capacity: usize) -> Self {
+        Self::counting(capacity, Counter::detached(), Gauge::detached())
+    }
+
+    /// A table that counts evictions into `evicted` and its size into `tracked`.
+    pub fn counting(capacity: usize, evicted: Counter, tracked: Gauge) -> Self {
         ConnTable {
             conns: HashMap::new(),
             by_pid: HashMap::new(),
             lru: BTreeMap::new(),
             clock: 0,
             capacity: capacity.max(1),
-            evicted_total: 0,
+            evicted,
+            tracked,
         }
+    }
+
+    /// Connections evicted since the table was made.
+    pub fn evicted_total(&self) -> u64 {
+        self.evicted.get()
     }
 
     pub fn len(&self) -> usize {
@@ -105,18 +122,20 @@ impl<T: Default> ConnTable<T> {
         while self.conns.len() >= self.capacity {
             let Some((_, oldest)) = self.lru.pop_first() else { break };
             if let Some(c) = self.detach(oldest) {
-                self.evicted_total += 1;
+                self.evicted.inc();
                 evicted.push((c, Removal::Evicted));
             }
         }
         let id = conn.id;
         self.by_pid.entry(conn.pid).or_default().insert(id);
         self.conns.insert(id, conn);
+        self.tracked.set(self.conns.len() as i64);
         self.touch(id);
     }
 
     fn detach(&mut self, id: u64) -> Option<Conn<T>> {
         let c = self.conns.remove(&id)?;
+        self.tracked.set(self.conns.len() as i64);
         self.lru.remove(&c.touched);
         if let Some(set) = self.by_pid.get_mut(&c.pid) {
             set.remove(&id);
@@ -285,7 +304,7 @@ mod tests {
         let out = t.on_conn(&conn(ConnKind::Connect, 3, 10));
         assert_eq!(out.len(), 1);
         assert_eq!((out[0].0.id, out[0].1), (2, Removal::Evicted));
-        assert_eq!(t.evicted_total, 1);
+        assert_eq!(t.evicted_total(), 1);
         assert!(t.get(1).is_some() && t.get(3).is_some());
     }
 

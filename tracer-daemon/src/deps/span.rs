@@ -7,7 +7,10 @@ use std::{
     sync::Arc,
 };
 
-use crate::model::{Span, TagValue, TraceId};
+use crate::{
+    model::{AppSpan, Attributes, Body, Span, SpanKind, Tag, TagValue, TraceId, Traced},
+    render::keys as k,
+};
 
 /// A node or protocol name, shared between the graph's tables.
 pub type Name = Arc<str>;
@@ -78,18 +81,21 @@ pub enum Ignored {
     Kind,
 }
 
-fn tag<'a>(span: &'a Span, key: &str) -> Option<&'a TagValue> {
-    span.tags.iter().find(|t| t.key == key).map(|t| &t.value)
+/// An app span's tags, as its tracing client sent them.
+type Tags = [Tag];
+
+fn tag<'a>(span: &'a Tags, key: &str) -> Option<&'a TagValue> {
+    span.iter().find(|t| t.key == key).map(|t| &t.value)
 }
 
-fn tag_str<'a>(span: &'a Span, key: &str) -> Option<&'a str> {
+fn tag_str<'a>(span: &'a Tags, key: &str) -> Option<&'a str> {
     match tag(span, key) {
         Some(TagValue::Str(s)) if !s.is_empty() => Some(s.as_str()),
         _ => None,
     }
 }
 
-fn tag_long(span: &Span, key: &str) -> Option<i64> {
+fn tag_long(span: &Tags, key: &str) -> Option<i64> {
     match tag(span, key) {
         Some(TagValue::Long(v)) => Some(*v),
         Some(TagValue::Str(s)) => s.parse().ok(),
@@ -97,7 +103,7 @@ fn tag_long(span: &Span, key: &str) -> Option<i64> {
     }
 }
 
-fn port_tag(span: &Span, keys: &[&str]) -> Option<u16> {
+fn port_tag(span: &Tags, keys: &[&str]) -> Option<u16> {
     keys.iter().find_map(|k| tag_long(span, k)).and_then(|p| u16::try_from(p).ok()).filter(|p| *p != 0)
 }
 
@@ -118,7 +124,7 @@ pub fn canonical(ip: IpAddr) -> IpAddr {
     ip.to_canonical()
 }
 
-fn ip_tag(span: &Span, key: &str) -> Option<IpAddr> {
+fn ip_tag(span: &Tags, key: &str) -> Option<IpAddr> {
     match tag(span, key)? {
         TagValue::Str(s) => s.parse::<IpAddr>().ok().map(canonical),
         // Jaeger clients send `peer.ipv4` as a 32-bit integer.
@@ -128,27 +134,27 @@ fn ip_tag(span: &Span, key: &str) -> Option<IpAddr> {
 }
 
 /// Whether the span failed: `error` true, or an OpenTelemetry status of `ERROR`.
-fn failed(span: &Span) -> bool {
-    match tag(span, "error") {
+fn failed(span: &Tags) -> bool {
+    match tag(span, k::ERROR) {
         Some(TagValue::Bool(b)) => return *b,
         Some(TagValue::Str(s)) if s.eq_ignore_ascii_case("true") => return true,
         _ => {}
     }
-    tag_str(span, "otel.status_code").is_some_and(|s| s.eq_ignore_ascii_case("error"))
+    tag_str(span, k::OTEL_STATUS_CODE).is_some_and(|s| s.eq_ignore_ascii_case("error"))
 }
 
 /// The protocol and whether it is a database.
-fn protocol(span: &Span) -> (Name, bool) {
-    if let Some(db) = tag_str(span, "db.system") {
+fn protocol(span: &Tags) -> (Name, bool) {
+    if let Some(db) = tag_str(span, k::DB_SYSTEM) {
         return (bounded(&db.to_ascii_lowercase(), MAX_PROTOCOL), true);
     }
-    if ["http.method", "http.request.method", "http.status_code", "http.response.status_code"]
+    if [k::HTTP_METHOD, k::HTTP_REQUEST_METHOD, k::HTTP_STATUS_CODE, k::HTTP_RESPONSE_STATUS_CODE]
         .iter()
         .any(|k| tag(span, k).is_some())
     {
         return (Arc::from("http"), false);
     }
-    for key in ["rpc.system", "messaging.system"] {
+    for key in [k::RPC_SYSTEM, k::MESSAGING_SYSTEM] {
         if let Some(v) = tag_str(span, key) {
             return (bounded(&v.to_ascii_lowercase(), MAX_PROTOCOL), false);
         }
@@ -184,19 +190,25 @@ pub fn dns_name(host_header: &str) -> Option<Name> {
 /// The span's side of a call, and the key that pairs it with the other side (`None`: the span
 /// can never be paired, it is a server span that starts its trace).
 pub fn read(span: &Span, source: Source) -> Result<(Option<CallKey>, Side), Ignored> {
-    let role = match span.kind().map(str::to_ascii_lowercase).as_deref() {
-        Some("client") => Role::Client,
-        Some("server") => Role::Server,
+    let role = match span.kind() {
+        Some(SpanKind::Client) => Role::Client,
+        Some(SpanKind::Server) => Role::Server,
         _ => return Err(Ignored::Kind),
     };
-    let (protocol, database) = protocol(span);
-    let mut side = Side {
+    match &span.body {
+        Body::Traced(t) => Ok(read_traced(span, t, role, source)),
+        Body::App(a) => Ok(read_app(span, a, role, source)),
+    }
+}
+
+fn side(span: &Span, role: Role, source: Source, (protocol, database): (Name, bool), error: bool) -> Side {
+    Side {
         role,
         source,
         service: bounded(&span.process.service_name, MAX_NAME),
         protocol,
         database,
-        error: failed(span),
+        error,
         start_us: span.start_us,
         duration_us: span.duration_us.max(0),
         callee: None,
@@ -204,52 +216,99 @@ pub fn read(span: &Span, source: Source) -> Result<(Option<CallKey>, Side), Igno
         host_ip: None,
         caller_ip: None,
         listen: None,
+    }
+}
+
+fn canonical_addr(a: SocketAddr) -> Option<SocketAddr> {
+    (a.port() != 0).then(|| SocketAddr::new(canonical(a.ip()), a.port()))
+}
+
+/// A span this daemon built: its facts are typed.
+fn read_traced(span: &Span, t: &Traced, role: Role, source: Source) -> (Option<CallKey>, Side) {
+    let protocol = match t.attrs.db_system() {
+        Some(db) => (Arc::from(db), true),
+        None => (Arc::from(t.attrs.protocol()), false),
     };
-    let peer_addr = match (ip_tag(span, "net.peer.ip").or_else(|| ip_tag(span, "peer.ipv4")), port_tag(span, &["net.peer.port", "peer.port"])) {
-        (Some(ip), Some(port)) => Some(SocketAddr::new(ip, port)),
-        _ => None,
-    };
+    let mut side = side(span, role, source, protocol, t.status.is_error());
+    let peer_addr = t.peer.and_then(canonical_addr);
     let key = match role {
         Role::Client => {
-            side.callee = Some(callee(span, source, peer_addr));
-            side.host_ip = ip_tag(span, "net.host.ip");
-            if let (Some(addr), Some(name)) = (peer_addr, tag_str(span, "http.host").and_then(dns_name)) {
+            side.callee = Some(match peer_addr {
+                Some(addr) => Callee::Addr(addr),
+                None => traced_callee_name(&t.attrs),
+            });
+            side.host_ip = t.local.map(|l| canonical(l.ip()));
+            if let (Some(addr), Some(name)) = (peer_addr, t.attrs.http_host().and_then(dns_name)) {
                 side.dns = Some((addr, name));
             }
             // A client span that adopted a context carried by its own request (an instrumented
             // app's header) describes the same call as the app's span named in that context:
             // the server side adopts the same parent.
-            let adopted = source == Source::Kernel
-                && matches!(span.tag_str("tracer.link"), Some("traceparent" | "uber-trace-id" | "sql-comment"));
+            let adopted = source == Source::Kernel && t.link.is_some_and(|l| l.is_adopted());
             let id = if adopted && span.parent_span_id != 0 { span.parent_span_id } else { span.span_id };
             Some((span.trace_id, id))
         }
         Role::Server => {
-            side.caller_ip = ip_tag(span, "net.peer.ip").or_else(|| ip_tag(span, "peer.ipv4"));
-            if let (Some(ip), Some(port)) = (ip_tag(span, "net.host.ip"), port_tag(span, &["net.host.port"])) {
+            side.caller_ip = t.peer.map(|p| canonical(p.ip()));
+            side.listen = t.local.and_then(canonical_addr);
+            (span.parent_span_id != 0).then_some((span.trace_id, span.parent_span_id))
+        }
+    };
+    (key, side)
+}
+
+/// How a client span with no connection (a library call that touched no socket) names its peer.
+fn traced_callee_name(attrs: &Attributes) -> Callee {
+    if let Attributes::Mysql(m) = attrs {
+        if let Some(host) = &m.peer_name {
+            return Callee::Named(bounded(host, MAX_NAME));
+        }
+        if let Some(db) = &m.database {
+            return Callee::Named(bounded(db, MAX_NAME));
+        }
+    }
+    Callee::Named(Arc::from("unknown"))
+}
+
+/// An app's span: what its tags say, by the conventions Jaeger clients and OpenTelemetry use.
+fn read_app(span: &Span, app: &AppSpan, role: Role, source: Source) -> (Option<CallKey>, Side) {
+    let tags = app.tags.as_slice();
+    let mut side = side(span, role, source, protocol(tags), failed(tags));
+    let peer_ip = ip_tag(tags, k::NET_PEER_IP).or_else(|| ip_tag(tags, k::PEER_IPV4));
+    let peer_addr = match (peer_ip, port_tag(tags, &[k::NET_PEER_PORT, k::PEER_PORT])) {
+        (Some(ip), Some(port)) => Some(SocketAddr::new(ip, port)),
+        _ => None,
+    };
+    let key = match role {
+        Role::Client => {
+            side.callee = Some(callee(tags, peer_addr));
+            side.host_ip = ip_tag(tags, k::NET_HOST_IP);
+            if let (Some(addr), Some(name)) = (peer_addr, tag_str(tags, k::HTTP_HOST).and_then(dns_name)) {
+                side.dns = Some((addr, name));
+            }
+            Some((span.trace_id, span.span_id))
+        }
+        Role::Server => {
+            side.caller_ip = peer_ip;
+            if let (Some(ip), Some(port)) = (ip_tag(tags, k::NET_HOST_IP), port_tag(tags, &[k::NET_HOST_PORT])) {
                 side.listen = Some(SocketAddr::new(ip, port));
             }
             (span.parent_span_id != 0).then_some((span.trace_id, span.parent_span_id))
         }
     };
-    Ok((key, side))
+    (key, side)
 }
 
-fn callee(span: &Span, source: Source, peer_addr: Option<SocketAddr>) -> Callee {
-    if source == Source::Kernel
-        && let Some(addr) = peer_addr
-    {
-        return Callee::Addr(addr);
-    }
+fn callee(tags: &Tags, peer_addr: Option<SocketAddr>) -> Callee {
     // An application names its peer: the logical name first, then the host it dialled.
-    if let Some(name) = tag_str(span, "peer.service") {
+    if let Some(name) = tag_str(tags, k::PEER_SERVICE) {
         return match name.parse::<SocketAddr>() {
             Ok(a) => Callee::Addr(SocketAddr::new(canonical(a.ip()), a.port())),
             Err(_) => Callee::Named(bounded(name, MAX_NAME)),
         };
     }
-    if let Some(host) = ["net.peer.name", "server.address", "peer.hostname"].iter().find_map(|k| tag_str(span, k)) {
-        let name = match port_tag(span, &["net.peer.port", "server.port", "peer.port"]) {
+    if let Some(host) = [k::NET_PEER_NAME, k::SERVER_ADDRESS, k::PEER_HOSTNAME].iter().find_map(|key| tag_str(tags, key)) {
+        let name = match port_tag(tags, &[k::NET_PEER_PORT, k::SERVER_PORT, k::PEER_PORT]) {
             Some(port) => format!("{host}:{port}"),
             None => host.to_owned(),
         };
@@ -258,7 +317,7 @@ fn callee(span: &Span, source: Source, peer_addr: Option<SocketAddr>) -> Callee 
     if let Some(addr) = peer_addr {
         return Callee::Addr(addr);
     }
-    if let Some(db) = tag_str(span, "db.name") {
+    if let Some(db) = tag_str(tags, k::DB_NAME) {
         return Callee::Named(bounded(db, MAX_NAME));
     }
     Callee::Named(Arc::from("unknown"))

@@ -10,7 +10,10 @@ use super::Batch;
 use super::config::BatchLimits;
 use super::encode::{Protocol, span_len};
 use super::host::HostInfo;
-use crate::model::{Process, Span};
+use crate::{
+    model::{JaegerSpan, Process, Span},
+    render,
+};
 
 /// Most distinct process objects remembered for the fast lookup; past it the cache restarts.
 const PROCESS_CACHE: usize = 4096;
@@ -18,7 +21,7 @@ const PROCESS_CACHE: usize = 4096;
 struct Group {
     /// The process with host tags, as it goes on the wire.
     process: Arc<Process>,
-    spans: Vec<Span>,
+    spans: Vec<JaegerSpan>,
     bytes: usize,
     opened: Instant,
 }
@@ -76,6 +79,8 @@ impl Batcher {
     /// Adds a span; batches closed by this span are appended to `out` (at most two: the open
     /// one when this span would overflow its bytes, and the new one when it is full at once).
     pub fn push(&mut self, span: Span, now: Instant, out: &mut Vec<Batch>) {
+        // Jaeger destinations take the span as Jaeger's model has it.
+        let span = render::jaeger::render(span);
         let key = self.key_of(&span.process);
         let bytes = self.proto.map_or(0, |p| span_len(p, &span));
         if let Some(g) = self.groups.get(&key)
@@ -152,7 +157,7 @@ mod tests {
     use std::time::Duration;
 
     fn span(process: &Arc<Process>, id: u64, op_len: usize) -> Span {
-        Span {
+        Span::from_app(JaegerSpan {
             trace_id: TraceId { high: 0, low: 1 },
             span_id: id,
             parent_span_id: 0,
@@ -164,7 +169,7 @@ mod tests {
             logs: vec![],
             references: vec![],
             process: process.clone(),
-        }
+        })
     }
 
     fn limits(spans: usize, bytes: usize, age_ms: u64) -> BatchLimits {
@@ -212,7 +217,7 @@ mod tests {
     #[test]
     fn bytes_limit_closes_before_overflow() {
         let p = proc_("a");
-        let one = span_len(Protocol::Compact, &span(&p, 1, 100));
+        let one = span_len(Protocol::Compact, &render::jaeger::render(span(&p, 1, 100)));
         let mut b = Batcher::new(
             limits(100, one * 2 + 10, 1000),
             Some(Protocol::Compact),

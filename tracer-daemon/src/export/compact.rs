@@ -292,7 +292,7 @@ mod tests {
 
     use super::*;
     use crate::export::encode::{BatchMeta, ClientStats, write_batch, write_emit_batch};
-    use crate::model::{Log, Process, RefKind, Span, SpanRef, Tag, TagValue, TraceId};
+    use crate::model::{Log, Process, RefKind, JaegerSpan, SpanRef, Tag, TagValue, TraceId};
 
     /// The `thrift` crate's bytes and ours for the same writes.
     fn both(f: impl Fn(&mut dyn TOutputProtocol) -> thrift::Result<()>) -> (Vec<u8>, Vec<u8>) {
@@ -305,7 +305,7 @@ mod tests {
         (theirs, ours)
     }
 
-    fn span(i: u64, tags: usize) -> Span {
+    fn span(i: u64, tags: usize) -> JaegerSpan {
         let values = [
             TagValue::Str("value with ünïcode".into()),
             TagValue::Double(-2.5),
@@ -315,7 +315,7 @@ mod tests {
             TagValue::Long(300),
             TagValue::Binary(vec![0, 255, 7]),
         ];
-        Span {
+        JaegerSpan {
             trace_id: TraceId { high: u64::MAX - i, low: i * 0x1234_5678_9abc },
             span_id: i + 1,
             parent_span_id: i.saturating_sub(1) << 40,
@@ -333,7 +333,7 @@ mod tests {
     #[test]
     fn batches_and_messages_match_the_thrift_crate_byte_for_byte() {
         // Short and long lists (the header changes past 14), every tag type, logs, references.
-        let spans: Vec<Span> = (0..40).map(|i| span(i, (i as usize) % 20)).collect();
+        let spans: Vec<JaegerSpan> = (0..40).map(|i| span(i, (i as usize) % 20)).collect();
         let meta = BatchMeta { seq_no: Some(1 << 40), stats: Some(ClientStats { full_queue_dropped_spans: 3, too_large_dropped_spans: -1, failed_to_emit_spans: 1 << 33 }) };
         let process = spans[0].process.clone();
         let (theirs, ours) = both(|p| write_emit_batch(p, 12345, &process, &spans, &meta));

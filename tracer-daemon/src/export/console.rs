@@ -7,7 +7,7 @@ use std::io::Write;
 use std::time::{Duration, Instant};
 
 use super::{Batch, Delivered, ExportError, Exporter};
-use crate::model::{RefKind, Span, TagValue, TraceId};
+use crate::model::{RefKind, JaegerSpan, TagValue, TraceId};
 
 /// Most traces held back at once; past it the oldest is printed early.
 const MAX_TRACES: usize = 10_000;
@@ -15,7 +15,7 @@ const MAX_TRACES: usize = 10_000;
 const MAX_SPANS_PER_TRACE: usize = 10_000;
 
 struct Pending {
-    spans: Vec<Span>,
+    spans: Vec<JaegerSpan>,
     first_seen: Instant,
     last_seen: Instant,
 }
@@ -48,7 +48,7 @@ impl<W: Write + Send + 'static> ConsoleExporter<W> {
     }
 
     /// Adds spans at `now`; traces over the bounds are printed at once.
-    pub fn add(&mut self, spans: &[Span], now: Instant) {
+    pub fn add(&mut self, spans: &[JaegerSpan], now: Instant) {
         for span in spans {
             let p = self.traces.entry(span.trace_id).or_insert_with(|| Pending {
                 spans: Vec::new(),
@@ -152,7 +152,7 @@ pub fn fmt_duration(us: i64) -> String {
 }
 
 /// `ok`, or `ERROR`, with the HTTP status code or DB error when the span has one.
-pub fn status(span: &Span) -> String {
+pub fn status(span: &JaegerSpan) -> String {
     let mut error = false;
     let mut code: Option<String> = None;
     for t in &span.tags {
@@ -178,7 +178,7 @@ pub fn status(span: &Span) -> String {
     }
 }
 
-fn parent_of(span: &Span) -> u64 {
+fn parent_of(span: &JaegerSpan) -> u64 {
     if span.parent_span_id != 0 {
         return span.parent_span_id;
     }
@@ -190,7 +190,7 @@ fn parent_of(span: &Span) -> u64 {
 
 /// One trace as text: a header line, then one line per span, children under their parent,
 /// siblings by start time. Spans whose parent is not in the trace are shown as roots.
-pub fn render_trace(spans: &[Span]) -> String {
+pub fn render_trace(spans: &[JaegerSpan]) -> String {
     let Some(first) = spans.first() else {
         return String::new();
     };
@@ -255,7 +255,7 @@ pub fn render_trace(spans: &[Span]) -> String {
 
 fn line(
     out: &mut String,
-    spans: &[Span],
+    spans: &[JaegerSpan],
     children: &HashMap<u64, Vec<usize>>,
     i: usize,
     prefix: &str,
@@ -305,8 +305,8 @@ mod tests {
         start: i64,
         dur: i64,
         tags: Vec<Tag>,
-    ) -> Span {
-        Span {
+    ) -> JaegerSpan {
+        JaegerSpan {
             trace_id: TraceId {
                 high: 0,
                 low: 0xabc,
@@ -327,7 +327,7 @@ mod tests {
         }
     }
 
-    fn sample() -> Vec<Span> {
+    fn sample() -> Vec<JaegerSpan> {
         vec![
             span(
                 "backend",

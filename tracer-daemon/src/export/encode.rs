@@ -14,7 +14,7 @@ use thrift::protocol::{
     TMessageIdentifier, TMessageType, TOutputProtocol, TStructIdentifier, TType,
 };
 
-use crate::model::{Log, Process, RefKind, Span, SpanRef, Tag, TagValue};
+use crate::model::{Log, Process, RefKind, JaegerSpan, SpanRef, Tag, TagValue};
 
 /// A Thrift wire protocol.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -168,7 +168,7 @@ pub fn write_span_ref<P: TOutputProtocol + ?Sized>(p: &mut P, r: &SpanRef) -> th
 }
 
 /// Writes a `jaeger.Span` (the process is written once per batch, not per span).
-pub fn write_span<P: TOutputProtocol + ?Sized>(p: &mut P, s: &Span) -> thrift::Result<()> {
+pub fn write_span<P: TOutputProtocol + ?Sized>(p: &mut P, s: &JaegerSpan) -> thrift::Result<()> {
     p.write_struct_begin(&struct_id())?;
     i64_field(p, 1, s.trace_id.low as i64)?;
     i64_field(p, 2, s.trace_id.high as i64)?;
@@ -244,7 +244,7 @@ pub struct BatchMeta {
 }
 
 /// Writes a `jaeger.Batch`.
-pub fn write_batch<P: TOutputProtocol + ?Sized, S: Borrow<Span>>(
+pub fn write_batch<P: TOutputProtocol + ?Sized, S: Borrow<JaegerSpan>>(
     p: &mut P,
     process: &Process,
     spans: &[S],
@@ -274,7 +274,7 @@ pub fn write_batch<P: TOutputProtocol + ?Sized, S: Borrow<Span>>(
 }
 
 /// Writes the oneway `Agent.emitBatch(1: Batch batch)` call.
-pub fn write_emit_batch<P: TOutputProtocol + ?Sized, S: Borrow<Span>>(
+pub fn write_emit_batch<P: TOutputProtocol + ?Sized, S: Borrow<JaegerSpan>>(
     p: &mut P,
     seq_id: i32,
     process: &Process,
@@ -297,7 +297,7 @@ pub fn write_emit_batch<P: TOutputProtocol + ?Sized, S: Borrow<Span>>(
 }
 
 /// Encodes a `jaeger.Batch` struct (the body of a collector's `/api/traces`) into `out`.
-pub fn encode_batch<S: Borrow<Span>>(
+pub fn encode_batch<S: Borrow<JaegerSpan>>(
     proto: Protocol,
     process: &Process,
     spans: &[S],
@@ -318,7 +318,7 @@ pub fn encode_batch<S: Borrow<Span>>(
 }
 
 /// Encodes an `emitBatch` oneway message (one UDP packet) into `out`.
-pub fn encode_emit_batch<S: Borrow<Span>>(
+pub fn encode_emit_batch<S: Borrow<JaegerSpan>>(
     proto: Protocol,
     seq_id: i32,
     process: &Process,
@@ -345,7 +345,7 @@ pub fn encode_emit_batch<S: Borrow<Span>>(
 }
 
 /// The encoded size of one span in `proto`, exactly as it appears inside a batch's span list.
-pub fn span_len(proto: Protocol, span: &Span) -> usize {
+pub fn span_len(proto: Protocol, span: &JaegerSpan) -> usize {
     // Writing to a counter cannot fail; a span too deep for the protocol has no size.
     let len = match proto {
         Protocol::Binary => {
@@ -367,7 +367,7 @@ pub fn emit_batch_empty_len(
     process: &Process,
     meta: &BatchMeta,
 ) -> usize {
-    let empty: &[Span] = &[];
+    let empty: &[JaegerSpan] = &[];
     match proto {
         Protocol::Binary => {
             let mut c = Len::default();

@@ -140,8 +140,8 @@ fn client_stats_and_span_ref() {
     );
 }
 
-fn minimal_span() -> Span {
-    Span {
+fn minimal_span() -> JaegerSpan {
+    JaegerSpan {
         trace_id: TraceId { high: 0, low: 1 },
         span_id: 2,
         parent_span_id: 0,
@@ -256,7 +256,7 @@ fn sizes_add_up_for_long_lists() {
         timestamp_us: 9,
         fields: vec![Tag::str("event", "x")],
     }];
-    let spans: Vec<&Span> = std::iter::repeat_n(&span, 200).collect();
+    let spans: Vec<&JaegerSpan> = std::iter::repeat_n(&span, 200).collect();
     for proto in [Protocol::Binary, Protocol::Compact] {
         let meta = BatchMeta {
             seq_no: Some(1),

@@ -5,7 +5,7 @@ use std::io::Write;
 use serde_json::{Map, Value};
 
 use super::{Batch, Delivered, ExportError, Exporter};
-use crate::model::{Span, TagValue};
+use crate::model::{JaegerSpan, TagValue};
 
 /// Writes each span as one line of JSON.
 pub struct JsonExporter<W: Write + Send + 'static> {
@@ -50,7 +50,7 @@ fn tags_object<'a>(tags: impl Iterator<Item = &'a crate::model::Tag>) -> Value {
 
 /// The JSON object for one span. Ids are lowercase hex; `parentSpanId` is null for a root;
 /// `kind` is the `span.kind` tag or null; times are Unix microseconds.
-pub fn span_json(span: &Span) -> Value {
+pub fn span_json(span: &JaegerSpan) -> Value {
     let mut m = Map::new();
     m.insert("traceId".into(), Value::String(span.trace_id.to_hex()));
     m.insert(
@@ -152,7 +152,7 @@ mod tests {
             service_name: "svc".into(),
             tags: vec![Tag::str("ip", "1.2.3.4")],
         });
-        let span = Span {
+        let span = JaegerSpan {
             trace_id: TraceId { high: 1, low: 2 },
             span_id: 0xab,
             parent_span_id: 0xcd,

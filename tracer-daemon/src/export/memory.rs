@@ -5,7 +5,7 @@ use std::collections::VecDeque;
 use std::sync::{Arc, Mutex, MutexGuard};
 
 use super::{Batch, Delivered, ExportError, Exporter};
-use crate::model::Span;
+use crate::model::JaegerSpan;
 
 #[derive(Default)]
 struct State {
@@ -27,7 +27,7 @@ impl MemorySink {
     pub fn batches(&self) -> Vec<Batch> {
         lock(&self.0).batches.clone()
     }
-    pub fn spans(&self) -> Vec<Span> {
+    pub fn spans(&self) -> Vec<JaegerSpan> {
         lock(&self.0)
             .batches
             .iter()

@@ -71,13 +71,13 @@ pub use memory::MemoryExporter;
 pub use pipeline::{ExportHandle, ExportMetrics, Pipeline, wait_for_signal};
 pub use queue::SpanSender;
 
-use crate::model::{Process, Span};
+use crate::model::{Process, JaegerSpan};
 
 /// Spans of one process, delivered together. `process` carries the host tags.
 #[derive(Clone, Debug, PartialEq)]
 pub struct Batch {
     pub process: Arc<Process>,
-    pub spans: Vec<Span>,
+    pub spans: Vec<JaegerSpan>,
 }
 
 /// What one successful export delivered.

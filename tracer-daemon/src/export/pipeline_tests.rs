@@ -7,7 +7,7 @@ use crate::export::memory::{MemoryExporter, MemorySink};
 use crate::model::{Process, Tag, TraceId};
 
 fn span(process: &Arc<Process>, id: u64) -> Span {
-    Span {
+    Span::from_app(crate::model::JaegerSpan {
         trace_id: TraceId {
             high: 0,
             low: id / 10 + 1,
@@ -22,7 +22,7 @@ fn span(process: &Arc<Process>, id: u64) -> Span {
         logs: vec![],
         references: vec![],
         process: process.clone(),
-    }
+    })
 }
 
 fn cfg() -> ExportConfig {

@@ -4,7 +4,7 @@
 use super::*;
 use crate::agent::decode::decode_batch;
 use crate::api::{self, Request, Response, Router};
-use crate::model::{Process, Span, Tag, TraceId};
+use crate::model::{Process, JaegerSpan, Tag, TraceId};
 use std::path::PathBuf;
 use std::sync::Mutex;
 use tokio::net::TcpListener;
@@ -44,7 +44,7 @@ fn batch(n: u64) -> Batch {
         tags: vec![Tag::str("hostname", "h")],
     });
     let spans = (0..n)
-        .map(|i| Span {
+        .map(|i| JaegerSpan {
             trace_id: TraceId { high: 0, low: 77 },
             span_id: i + 1,
             parent_span_id: 0,

@@ -13,7 +13,7 @@ use super::encode::{
 };
 use super::pipeline::ExportMetrics;
 use super::{Batch, Delivered, ExportError, Exporter};
-use crate::model::{Process, Span};
+use crate::model::{Process, JaegerSpan};
 
 /// Meta values large enough that any real trailer encodes no longer than this one.
 const WORST_META: BatchMeta = BatchMeta {
@@ -119,7 +119,7 @@ impl UdpExporter {
     }
 
     /// Encodes one packet of `spans` into `self.buf`.
-    fn encode(&mut self, process: &Process, spans: &[&Span]) -> Result<(), ExportError> {
+    fn encode(&mut self, process: &Process, spans: &[&JaegerSpan]) -> Result<(), ExportError> {
         let meta = BatchMeta {
             seq_no: Some(self.metrics.next_seq()),
             stats: Some(self.metrics.client_stats()),
@@ -155,7 +155,7 @@ impl Exporter for UdpExporter {
         }
         let mut done = Delivered::default();
         for (n, packet) in plan.packets.iter().enumerate() {
-            let spans: Vec<&Span> = packet.iter().map(|&i| &batch.spans[i]).collect();
+            let spans: Vec<&JaegerSpan> = packet.iter().map(|&i| &batch.spans[i]).collect();
             self.encode(&batch.process, &spans)?;
             if self.buf.len() > self.max_packet {
                 // The plan bounds every packet; should it ever be off, never send an oversize one.
@@ -222,8 +222,8 @@ mod tests {
         );
     }
 
-    fn big_span(id: u64, bytes: usize) -> Span {
-        Span {
+    fn big_span(id: u64, bytes: usize) -> JaegerSpan {
+        JaegerSpan {
             trace_id: TraceId { high: 0, low: 1 },
             span_id: id,
             parent_span_id: 0,
@@ -247,7 +247,7 @@ mod tests {
         let addr = rx.local_addr().unwrap().to_string();
         let m = ExportMetrics::detached();
         let mut ex = UdpExporter::new(addr, 65_000, m.clone());
-        let mut spans: Vec<Span> = (0..10).map(|i| big_span(i, 20_000)).collect();
+        let mut spans: Vec<JaegerSpan> = (0..10).map(|i| big_span(i, 20_000)).collect();
         spans.insert(3, big_span(99, 70_000));
         let process = spans[0].process.clone();
         let d = ex.export(&Batch { process, spans }).await.unwrap();

@@ -1,7 +1,16 @@
-//! The span model every stage shares: what span assembly produces, what the agent receiver
-//! decodes from apps' Jaeger batches, and what the exporters encode. It mirrors `jaeger.thrift`.
+//! The types that cross stages. [`Span`] is the typed span every stage hands on: built by span
+//! assembly from kernel events ([`Traced`], protocol facts as [`Attributes`]), or adopted from
+//! an application's own tracing client ([`AppSpan`]). Tags exist only for what apps send and for
+//! what a renderer writes: [`JaegerSpan`] mirrors `jaeger.thrift` and is what the Thrift
+//! exporters, the console and the agent's decoder speak.
 
 use std::sync::Arc;
+
+pub mod attrs;
+mod span;
+
+pub use attrs::Attributes;
+pub use span::{AppSpan, Body, Link, Span, Status, Traced};
 
 /// A 128-bit trace id; `high` is 0 for 64-bit ids.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -98,8 +107,9 @@ pub struct Process {
     pub tags: Vec<Tag>,
 }
 
+/// A span as Jaeger's Thrift model has it: tags, logs and references.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Span {
+pub struct JaegerSpan {
     pub trace_id: TraceId,
     pub span_id: u64,
     /// 0 when the span is a root.
@@ -116,7 +126,7 @@ pub struct Span {
     pub process: Arc<Process>,
 }
 
-impl Span {
+impl JaegerSpan {
     /// The `span.kind` tag, when present.
     pub fn kind(&self) -> Option<&str> {
         self.tag_str("span.kind")

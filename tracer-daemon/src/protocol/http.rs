@@ -6,9 +6,9 @@ use super::redact::redact_query;
 use super::stream::UNTIL_CLOSE;
 use super::{
     Ctx, Event, GapOutcome, MAX_TAG_LEN, Parse, Progress, Request, RequestMeta as Meta, Response,
-    Role, Side, TraceContext, bounded_str, truncate,
+    ResponseFacts, Role, Side, TraceContext, bounded_str, truncate,
 };
-use crate::model::Tag;
+use crate::model::{Attributes, attrs};
 
 /// Facts about a pending request that decide how its response is framed.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -312,30 +312,21 @@ fn request_event(head: &RequestHead<'_>, ctx: &Ctx) -> Request {
     } else {
         target
     };
-    let mut tags = vec![
-        Tag::str("http.method", method.clone()),
-        Tag::str("http.target", truncate(target, MAX_TAG_LEN)),
-    ];
-    if let Some(host) = &head.headers.host {
-        tags.push(Tag::str("http.host", host.clone()));
-    }
-    tags.push(Tag::str(
-        "http.flavor",
-        if head.minor == 0 { "1.0" } else { "1.1" },
-    ));
-    if let Some(n) = head
-        .headers
-        .content_length
-        .filter(|_| !head.headers.chunked)
-    {
-        tags.push(Tag::long(
-            "http.request_content_length",
-            i64::try_from(n).unwrap_or(i64::MAX),
-        ));
-    }
+    let attrs = attrs::Http {
+        method: method.clone(),
+        target: truncate(target, MAX_TAG_LEN),
+        host: head.headers.host.clone(),
+        flavor: if head.minor == 0 { "1.0" } else { "1.1" },
+        request_content_length: head
+            .headers
+            .content_length
+            .filter(|_| !head.headers.chunked)
+            .map(|n| i64::try_from(n).unwrap_or(i64::MAX)),
+        ..attrs::Http::default()
+    };
     Request {
         operation,
-        tags,
+        attrs: Attributes::Http(attrs),
         context: head.headers.context,
         meta: Meta::Http(RequestMeta {
             head: method == "HEAD",
@@ -345,17 +336,14 @@ fn request_event(head: &RequestHead<'_>, ctx: &Ctx) -> Request {
 }
 
 fn response_event(status: u16, content_length: Option<u64>, role: Role) -> Response {
-    let mut tags = vec![Tag::long("http.status_code", i64::from(status))];
-    if let Some(n) = content_length {
-        tags.push(Tag::long(
-            "http.response_content_length",
-            i64::try_from(n).unwrap_or(i64::MAX),
-        ));
-    }
+    let facts = ResponseFacts::Http {
+        status,
+        content_length: content_length.map(|n| i64::try_from(n).unwrap_or(i64::MAX)),
+    };
     let error = (status >= 500 || (status >= 400 && role == Role::Client))
         .then(|| format!("HTTP {status}"));
     Response {
-        tags,
+        facts,
         error,
         ..Response::default()
     }

@@ -19,10 +19,10 @@ mod stream;
 #[cfg(test)]
 mod tests;
 
-use crate::model::{Tag, TraceId};
+use crate::model::{Attributes, TraceId};
 
 pub use detect::{Detect, detect};
-pub use session::{Session, SessionStats, Started};
+pub use session::{ParseDrop, Session, SessionCounters, SessionStats, Started};
 
 /// An application protocol the daemon parses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -33,6 +33,8 @@ pub enum Protocol {
 }
 
 impl Protocol {
+    pub const ALL: [Protocol; 3] = [Protocol::Http, Protocol::Redis, Protocol::Mysql];
+
     /// Lower-case name, as used in metrics and tags.
     pub fn as_str(self) -> &'static str {
         match self {
@@ -134,19 +136,30 @@ pub struct Exchange {
     pub end_ns: u64,
     /// Human-scannable: `GET /path`, `redis GET`, `mysql SELECT`.
     pub operation: String,
-    /// OpenTelemetry / Jaeger conventional tags.
-    pub tags: Vec<Tag>,
+    /// What the request and its response said.
+    pub attrs: Attributes,
+    /// The response was never seen: its stream lost framing before it.
+    pub truncated: bool,
     /// Why the exchange failed, when it did.
     pub error: Option<String>,
     /// Trace context found in the request.
     pub context: Option<TraceContext>,
 }
 
+impl Exchange {
+    /// The protocol's tags as the Jaeger renderer writes them.
+    pub fn tags(&self) -> Vec<crate::model::Tag> {
+        let mut tags = Vec::new();
+        crate::render::jaeger::attribute_tags(&self.attrs, self.truncated, &mut tags);
+        tags
+    }
+}
+
 /// What a request turned into while it waits for its response.
 #[derive(Clone, Debug, PartialEq)]
 pub(crate) struct Request {
     pub operation: String,
-    pub tags: Vec<Tag>,
+    pub attrs: Attributes,
     pub context: Option<TraceContext>,
     pub meta: RequestMeta,
 }
@@ -162,13 +175,52 @@ pub(crate) enum RequestMeta {
 /// What a complete response adds to its request.
 #[derive(Clone, Debug, Default, PartialEq)]
 pub(crate) struct Response {
-    pub tags: Vec<Tag>,
+    pub facts: ResponseFacts,
     pub error: Option<String>,
     /// Replaces the request's operation (a prepared statement resolved late).
     pub operation: Option<String>,
-    /// Tags that replace request tags with the same key.
-    pub replace_tags: Vec<Tag>,
     pub context: Option<TraceContext>,
+    /// The response was never seen (its request is abandoned after a loss of framing).
+    pub truncated: bool,
+}
+
+/// What a response adds to its request's attributes.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub(crate) enum ResponseFacts {
+    #[default]
+    None,
+    Http {
+        status: u16,
+        content_length: Option<i64>,
+    },
+    Mysql {
+        rows: Option<i64>,
+        error_code: Option<i64>,
+        /// A prepared statement named by an execute whose preparation was learnt late:
+        /// (operation, statement).
+        resolved: Option<(String, String)>,
+    },
+}
+
+impl ResponseFacts {
+    /// Adds the response's facts to the request's.
+    pub(crate) fn apply(self, attrs: &mut Attributes) {
+        match (self, attrs) {
+            (ResponseFacts::Http { status, content_length }, Attributes::Http(h)) => {
+                h.status_code = Some(status);
+                h.response_content_length = content_length;
+            }
+            (ResponseFacts::Mysql { rows, error_code, resolved }, Attributes::Mysql(m)) => {
+                if let Some((operation, statement)) = resolved {
+                    m.operation = Some(operation);
+                    m.statement = Some(statement);
+                }
+                m.rows = rows;
+                m.error_code = error_code;
+            }
+            _ => {}
+        }
+    }
 }
 
 /// Something a protocol machine recognised in a stream.

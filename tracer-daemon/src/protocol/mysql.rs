@@ -8,10 +8,10 @@ use super::context::find_sql_traceparent;
 use super::mysql_resp::{MAX_PAYLOAD, Outcome, ResponseReader};
 use super::redact::{redact_sql, sql_operation};
 use super::{
-    Ctx, Event, GapOutcome, MAX_TAG_LEN, Progress, Request, RequestMeta as Meta, Response, Side,
+    Ctx, Event, GapOutcome, MAX_TAG_LEN, Progress, Request, RequestMeta as Meta, Response, ResponseFacts, Side,
     TraceContext, bounded_str, truncate,
 };
-use crate::model::Tag;
+use crate::model::{Attributes, attrs};
 
 pub(crate) const COM_QUIT: u8 = 0x01;
 pub(crate) const COM_INIT_DB: u8 = 0x02;
@@ -276,15 +276,12 @@ impl Machine {
         None
     }
 
-    fn base_tags(&self) -> Vec<Tag> {
-        let mut tags = vec![Tag::str("db.system", "mysql")];
-        if let Some(db) = &self.database {
-            tags.push(Tag::str("db.name", db.clone()));
+    fn base_attrs(&self) -> attrs::Mysql {
+        attrs::Mysql {
+            database: self.database.clone(),
+            user: self.user.clone(),
+            ..attrs::Mysql::default()
         }
-        if let Some(user) = &self.user {
-            tags.push(Tag::str("db.user", user.clone()));
-        }
-        tags
     }
 
     fn command(&mut self, p: &[u8], ctx: &Ctx) -> Option<Event> {
@@ -302,7 +299,7 @@ impl Machine {
             unresolved_statement: None,
             database: None,
         };
-        let mut tags = self.base_tags();
+        let mut attrs = self.base_attrs();
         let mut operation = name.to_string();
         let mut statement = None;
         let mut context = None;
@@ -343,19 +340,18 @@ impl Machine {
             }
             COM_INIT_DB => {
                 let db = bounded_str(&p[1..], 128);
-                tags.retain(|t| t.key != "db.name");
-                tags.insert(1, Tag::str("db.name", db.clone()));
+                attrs.database = Some(db.clone());
                 meta.database = Some(db);
             }
             _ => {}
         }
-        tags.push(Tag::str("db.operation", operation.clone()));
-        if let Some(s) = statement {
-            tags.push(Tag::str("db.statement", s));
-        }
         let req = Request {
             operation: format!("mysql {operation}"),
-            tags,
+            attrs: Attributes::Mysql(attrs::Mysql {
+                operation: Some(operation),
+                statement,
+                ..attrs
+            }),
             context,
             meta: Meta::Mysql(meta),
         };
@@ -402,10 +398,17 @@ impl Machine {
                         .and_then(|id| self.statements.get(&id))
                     {
                         resp.operation = Some(format!("mysql {}", s.operation));
-                        resp.replace_tags
-                            .push(Tag::str("db.operation", s.operation.clone()));
-                        resp.tags
-                            .insert(0, Tag::str("db.statement", s.statement.clone()));
+                        let known = Some((s.operation.clone(), s.statement.clone()));
+                        match &mut resp.facts {
+                            ResponseFacts::Mysql { resolved, .. } => *resolved = known,
+                            facts => {
+                                *facts = ResponseFacts::Mysql {
+                                    rows: None,
+                                    error_code: None,
+                                    resolved: known,
+                                }
+                            }
+                        }
                         resp.context = s.context;
                     }
                 }

@@ -2,12 +2,11 @@
 //! result sets (with and without CLIENT_DEPRECATE_EOF), multi-results, prepare responses and
 //! LOCAL INFILE requests, one packet at a time.
 
-use crate::model::Tag;
 
 use super::mysql::{
     COM_CHANGE_USER, COM_FIELD_LIST, COM_STATISTICS, COM_STMT_FETCH, COM_STMT_PREPARE, Command,
 };
-use super::{Response, bounded_str};
+use super::{Response, ResponseFacts, bounded_str};
 
 /// Server status flag: another result follows this one.
 pub(crate) const SERVER_MORE_RESULTS_EXISTS: u16 = 0x0008;
@@ -130,20 +129,22 @@ impl ResponseReader {
     }
 
     fn done(&mut self, error: Option<(String, u16)>) -> Outcome {
-        let mut tags = Vec::new();
-        if self.result_set {
-            tags.push(Tag::long(
-                "db.mysql.rows",
-                i64::try_from(self.rows).unwrap_or(i64::MAX),
-            ));
-        }
-        let error = error.map(|(msg, code)| {
-            tags.push(Tag::long("db.mysql.error_code", i64::from(code)));
-            msg
-        });
+        let rows = self
+            .result_set
+            .then(|| i64::try_from(self.rows).unwrap_or(i64::MAX));
+        let error_code = error.as_ref().map(|(_, code)| i64::from(*code));
+        let error = error.map(|(msg, _)| msg);
         self.reset();
         Outcome::Done(Response {
-            tags,
+            facts: if rows.is_none() && error_code.is_none() {
+                ResponseFacts::None
+            } else {
+                ResponseFacts::Mysql {
+                    rows,
+                    error_code,
+                    resolved: None,
+                }
+            },
             error,
             ..Response::default()
         })
@@ -364,7 +365,11 @@ mod tests {
         assert_eq!(
             got[2],
             Outcome::Done(Response {
-                tags: vec![Tag::long("db.mysql.rows", 2)],
+                facts: ResponseFacts::Mysql {
+                    rows: Some(2),
+                    error_code: None,
+                    resolved: None,
+                },
                 ..Response::default()
             })
         );

@@ -6,7 +6,7 @@ use super::{
     Ctx, Event, GapOutcome, MAX_TAG_LEN, Progress, Request, RequestMeta as Meta, Response, Side,
     bounded_str, truncate,
 };
-use crate::model::Tag;
+use crate::model::{Attributes, attrs};
 
 /// Bytes kept of each command argument.
 const ARG_MAX: usize = 128;
@@ -255,11 +255,10 @@ fn command_event(args: &[Vec<u8>], total: u64, ctx: &Ctx) -> Option<Event> {
     };
     Some(Event::Request(Request {
         operation: format!("redis {op}"),
-        tags: vec![
-            Tag::str("db.system", "redis"),
-            Tag::str("db.operation", op),
-            Tag::str("db.statement", truncate(stmt, MAX_TAG_LEN)),
-        ],
+        attrs: Attributes::Redis(attrs::Redis {
+            operation: Some(op),
+            statement: Some(truncate(stmt, MAX_TAG_LEN)),
+        }),
         context: None,
         meta: Meta::Redis(RequestMeta { sub, replies }),
     }))

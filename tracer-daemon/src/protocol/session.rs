@@ -4,7 +4,8 @@
 
 use std::collections::VecDeque;
 
-use crate::model::Tag;
+use crate::metrics::{Counter, Registry};
+
 
 use super::stream::{Stream, UNTIL_CLOSE};
 use super::{
@@ -15,7 +16,69 @@ use super::{
 /// Most requests waiting for a response on one connection.
 pub const MAX_PENDING: usize = 1024;
 
-/// Counters of what a session could not parse or pair.
+/// What sessions could not parse or pair, counted where it happens. Sessions of the daemon
+/// share one set; a session made with [`Session::new`] has its own.
+#[derive(Clone, Debug)]
+pub struct SessionCounters {
+    pub resyncs: Counter,
+    /// Drops by [`ParseDrop`], indexed by `ParseDrop as usize`.
+    pub dropped: [Counter; ParseDrop::ALL.len()],
+}
+
+/// Why a session gave up captured bytes or a message.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ParseDrop {
+    /// A call dropped while waiting for a plausible message start.
+    Unframed,
+    /// A request not queued because `MAX_PENDING` were already waiting.
+    PendingFull,
+    /// A response with no pending request.
+    OrphanResponse,
+}
+
+impl ParseDrop {
+    pub const ALL: [ParseDrop; 3] = [ParseDrop::Unframed, ParseDrop::PendingFull, ParseDrop::OrphanResponse];
+
+    /// The `reason` label.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ParseDrop::Unframed => "unframed_call",
+            ParseDrop::PendingFull => "pending_full",
+            ParseDrop::OrphanResponse => "orphan_response",
+        }
+    }
+}
+
+impl SessionCounters {
+    /// Counters registered nowhere (tests, fuzzing, one-off sessions).
+    pub fn detached() -> Self {
+        SessionCounters { resyncs: Counter::detached(), dropped: ParseDrop::ALL.map(|_| Counter::detached()) }
+    }
+
+    /// `tracer_protocol_resyncs_total` and `tracer_protocol_dropped_total{reason}`.
+    pub fn register(reg: &Registry) -> Self {
+        SessionCounters {
+            resyncs: reg.counter(
+                "tracer_protocol_resyncs_total",
+                "Times a protocol session lost framing (capture gap in a header, garbage, oversize header) and resynchronised",
+                &[],
+            ),
+            dropped: ParseDrop::ALL.map(|r| {
+                reg.counter(
+                    "tracer_protocol_dropped_total",
+                    "Captured calls or messages protocol sessions gave up, by reason",
+                    &[("reason", r.as_str())],
+                )
+            }),
+        }
+    }
+
+    fn drop(&self, reason: ParseDrop) {
+        self.dropped[reason as usize].inc();
+    }
+}
+
+/// A snapshot of a session's counters.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
 pub struct SessionStats {
     /// Times framing was lost (capture gap in a header, garbage, oversize header).
@@ -79,7 +142,7 @@ pub struct Session {
     /// a later request, and the requests before answer nothing that can still be paired.
     response_lost_at: Option<u64>,
     stopped: bool,
-    stats: SessionStats,
+    stats: SessionCounters,
     /// Requests parsed since the last `take_started`.
     started: Vec<Started>,
 }
@@ -105,6 +168,11 @@ fn index(side: Side) -> usize {
 
 impl Session {
     pub fn new(protocol: Protocol, role: Role, redaction: Redaction) -> Self {
+        Self::with_counters(protocol, role, redaction, SessionCounters::detached())
+    }
+
+    /// A session that counts into `counters`.
+    pub fn with_counters(protocol: Protocol, role: Role, redaction: Redaction, counters: SessionCounters) -> Self {
         let machine = match protocol {
             Protocol::Http => Machine::Http(http::Machine::default()),
             Protocol::Redis => Machine::Redis(redis::Machine::default()),
@@ -119,7 +187,7 @@ impl Session {
             next_seq: 0,
             response_lost_at: None,
             stopped: false,
-            stats: SessionStats::default(),
+            stats: counters,
             started: Vec::new(),
         }
     }
@@ -129,7 +197,13 @@ impl Session {
     }
 
     pub fn stats(&self) -> SessionStats {
-        self.stats
+        let d = |r: ParseDrop| self.stats.dropped[r as usize].get();
+        SessionStats {
+            resyncs: self.stats.resyncs.get(),
+            dropped_calls: d(ParseDrop::Unframed),
+            orphan_responses: d(ParseDrop::OrphanResponse),
+            dropped_requests: d(ParseDrop::PendingFull),
+        }
     }
 
     /// Requests parsed since the last call, in order (each later completes as an `Exchange`
@@ -170,7 +244,7 @@ impl Session {
             let fresh =
                 side == Side::Request || self.response_lost_at.is_none_or(|at| self.next_seq > at);
             if data.is_empty() || !fresh || !self.machine.resync(side, data) {
-                self.stats.dropped_calls += 1;
+                self.stats.drop(ParseDrop::Unframed);
                 return;
             }
             self.streams[i].lost = false;
@@ -368,7 +442,7 @@ impl Session {
 
     fn lose(&mut self, side: Side) {
         self.streams[index(side)].lose();
-        self.stats.resyncs += 1;
+        self.stats.resyncs.inc();
         if side == Side::Response {
             self.response_lost_at = Some(self.next_seq);
         }
@@ -383,7 +457,7 @@ impl Session {
         while self.pending.front().is_some_and(|p| p.seq < at) {
             if let Some(p) = self.pending.pop_front() {
                 let resp = Response {
-                    tags: vec![Tag::bool("tracer.truncated", true)],
+                    truncated: true,
                     ..Response::default()
                 };
                 out.push(self.exchange(p, resp, end));
@@ -403,7 +477,7 @@ impl Session {
                     at: self.streams[0].msg_at.take(),
                 });
                 if self.pending.len() >= MAX_PENDING {
-                    self.stats.dropped_requests += 1;
+                    self.stats.drop(ParseDrop::PendingFull);
                 } else {
                     self.pending.push_back(Pending {
                         seq,
@@ -430,7 +504,7 @@ impl Session {
             }
             Event::Response(resp) => match self.pending.pop_front() {
                 Some(p) => out.push(self.exchange(p, resp, end)),
-                None => self.stats.orphan_responses += 1,
+                None => self.stats.drop(ParseDrop::OrphanResponse),
             },
             Event::Stop => {
                 self.stopped = true;
@@ -444,21 +518,16 @@ impl Session {
     }
 
     fn exchange(&self, p: Pending, resp: Response, end: u64) -> Exchange {
-        let mut tags = p.req.tags;
-        for t in resp.replace_tags {
-            match tags.iter_mut().find(|x| x.key == t.key) {
-                Some(slot) => *slot = t,
-                None => tags.push(t),
-            }
-        }
-        tags.extend(resp.tags);
+        let mut attrs = p.req.attrs;
+        resp.facts.apply(&mut attrs);
         Exchange {
             protocol: self.protocol,
             seq: p.seq,
             start_ns: p.start_ns,
             end_ns: end.max(p.start_ns),
             operation: resp.operation.unwrap_or(p.req.operation),
-            tags,
+            attrs,
+            truncated: resp.truncated,
             error: resp.error,
             context: p.req.context.or(resp.context),
         }

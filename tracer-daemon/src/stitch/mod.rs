@@ -1,5 +1,5 @@
 //! Stitching: gives each span its trace id and parent from the strongest evidence available
-//! (DESIGN.md, Stitching), recorded in the `tracer.link` tag. Ids are assigned when a request
+//! (DESIGN.md, Stitching), recorded as the span's [`Link`]. Ids are assigned when a request
 //! starts, so calls made while it is served can name it as their parent before it ends.
 //!
 //! Evidence, strongest first:
@@ -18,41 +18,18 @@
 
 use std::collections::{HashMap, VecDeque};
 
+pub use crate::model::Link;
 use crate::{
-    model::{Span, Tag, TraceId},
+    model::{Span, TraceId},
     protocol::{ContextSource, TraceContext},
     reader::decode::Tuple,
 };
 
-/// Which evidence linked a span to its parent (the `tracer.link` tag).
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Link {
-    Traceparent,
-    UberTraceId,
-    SqlComment,
-    TcpOption,
-    SameHostTuple,
-    Thread,
-}
-
-impl Link {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Link::Traceparent => "traceparent",
-            Link::UberTraceId => "uber-trace-id",
-            Link::SqlComment => "sql-comment",
-            Link::TcpOption => "tcp-option",
-            Link::SameHostTuple => "same-host-tuple",
-            Link::Thread => "thread",
-        }
-    }
-
-    fn from_source(s: ContextSource) -> Self {
-        match s {
-            ContextSource::Traceparent => Link::Traceparent,
-            ContextSource::UberTraceId => Link::UberTraceId,
-            ContextSource::SqlComment => Link::SqlComment,
-        }
+fn link_from_source(s: ContextSource) -> Link {
+    match s {
+        ContextSource::Traceparent => Link::Traceparent,
+        ContextSource::UberTraceId => Link::UberTraceId,
+        ContextSource::SqlComment => Link::SqlComment,
     }
 }
 
@@ -192,7 +169,7 @@ impl<I: IdSource> Stitcher<I> {
             trace_id: ctx.trace_id,
             span_id: self.ids.span_id(),
             parent_span_id: ctx.span_id,
-            link: Some(Link::from_source(ctx.source)),
+            link: Some(link_from_source(ctx.source)),
             ambiguous: false,
         }
     }
@@ -334,8 +311,9 @@ impl<I: IdSource> Stitcher<I> {
             if let Some((parent, link)) = self.late_parents.remove(&span.span_id) {
                 if span.parent_span_id == 0 {
                     span.parent_span_id = parent;
-                    span.tags.retain(|t| t.key != "tracer.link");
-                    span.tags.push(Tag::str("tracer.link", link.as_str()));
+                    if let Some(t) = span.traced_mut() {
+                        t.link = Some(link);
+                    }
                 }
             }
             out.push(span);

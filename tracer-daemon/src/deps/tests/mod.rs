@@ -8,7 +8,9 @@ mod output;
 use std::sync::Arc;
 
 use super::{Graph, GraphConfig, Snapshot};
-use crate::model::{Process, Span, Tag, TraceId};
+use crate::model::{
+    Attributes, Body, JaegerSpan, Link, Process, Span, SpanKind, Status, Tag, TagValue, TraceId, Traced, attrs,
+};
 
 /// The graph's clock at the start of every test (Unix epoch µs).
 pub const T0: i64 = 1_700_000_000_000_000;
@@ -31,12 +33,13 @@ pub fn settled(g: &mut Graph) -> Snapshot {
     g.snapshot()
 }
 
-/// A span under construction.
-pub struct B(pub Span);
+/// A span under construction, as tags; `kernel` spans become typed spans the way span
+/// assembly builds them, the others enter as apps' spans do.
+pub struct B(pub JaegerSpan, bool);
 
 impl B {
     pub fn new(kind: &str, service: &str, trace: u64, id: u64, parent: u64) -> B {
-        B(Span {
+        B(JaegerSpan {
             trace_id: TraceId { high: 0, low: trace },
             span_id: id,
             parent_span_id: parent,
@@ -48,7 +51,13 @@ impl B {
             logs: vec![],
             references: vec![],
             process: Arc::new(Process { service_name: service.into(), tags: vec![] }),
-        })
+        }, false)
+    }
+
+    /// Built by span assembly from kernel events.
+    pub fn kernel(mut self) -> B {
+        self.1 = true;
+        self
     }
 
     pub fn tag(mut self, key: &str, value: &str) -> B {
@@ -84,7 +93,7 @@ impl B {
     }
 
     pub fn span(self) -> Span {
-        self.0
+        if self.1 { traced(self.0) } else { Span::from_app(self.0) }
     }
 }
 
@@ -97,6 +106,7 @@ fn split(addr: &str) -> (String, i64) {
 pub fn kclient(service: &str, trace: u64, id: u64, parent: u64, host_ip: &str, peer: &str) -> B {
     let (ip, port) = split(peer);
     B::new("client", service, trace, id, parent)
+        .kernel()
         .tag("net.peer.ip", &ip)
         .long("net.peer.port", port)
         .tag("net.host.ip", host_ip)
@@ -109,6 +119,7 @@ pub fn kserver(service: &str, trace: u64, id: u64, parent: u64, listen: &str, ca
     let (lip, lport) = split(listen);
     let (cip, cport) = split(caller);
     B::new("server", service, trace, id, parent)
+        .kernel()
         .tag("net.peer.ip", &cip)
         .long("net.peer.port", cport)
         .tag("net.host.ip", &lip)
@@ -123,4 +134,49 @@ pub fn same_host_call(g: &mut Graph, caller: &str, callee: &str, listen: &str, t
     // The server's span usually finishes first.
     g.observe(&server);
     g.observe(&client);
+}
+
+/// The typed span span assembly would have built with these tags.
+fn traced(j: JaegerSpan) -> Span {
+    let get = |k: &str| j.tags.iter().find(|t| t.key == k).map(|t| t.value.clone());
+    let text = |k: &str| match get(k) {
+        Some(TagValue::Str(s)) => Some(s),
+        _ => None,
+    };
+    let long = |k: &str| match get(k) {
+        Some(TagValue::Long(v)) => Some(v),
+        _ => None,
+    };
+    let addr = |ip: &str, port: &str| Some(std::net::SocketAddr::new(text(ip)?.parse().ok()?, long(port)? as u16));
+    let attrs = match text("db.system").as_deref() {
+        Some("redis") => Attributes::Redis(Default::default()),
+        Some("mysql") => Attributes::Mysql(Default::default()),
+        _ => Attributes::Http(attrs::Http { method: "GET".into(), host: text("http.host"), ..Default::default() }),
+    };
+    let link = text("tracer.link").and_then(|l| Link::ALL.into_iter().find(|x| x.as_str() == l));
+    let error = matches!(get("error"), Some(TagValue::Bool(true)));
+    let traced = Traced {
+        kind: SpanKind::parse(j.kind().expect("kernel spans have a kind")).expect("client or server"),
+        pid: 1,
+        tid: 0,
+        local: addr("net.host.ip", "net.host.port"),
+        peer: addr("net.peer.ip", "net.peer.port"),
+        link,
+        ambiguous: false,
+        status: if error { Status::Error { message: "failed".into(), log_at_us: None } } else { Status::Ok },
+        attrs,
+        library: None,
+        truncated: false,
+    };
+    Span {
+        trace_id: j.trace_id,
+        span_id: j.span_id,
+        parent_span_id: j.parent_span_id,
+        operation: j.operation,
+        flags: j.flags,
+        start_us: j.start_us,
+        duration_us: j.duration_us,
+        process: j.process,
+        body: Body::Traced(Box::new(traced)),
+    }
 }

@@ -430,7 +430,7 @@ fn tag_order_and_types() {
         4,
         &mut out,
     );
-    assert_eq!(out[0].tags[4], Tag::long("http.status_code", 404));
+    assert_eq!(out[0].tags()[4], Tag::long("http.status_code", 404));
     assert_eq!(out[0].error, None, "4xx is not a server-side error");
     assert_eq!(out[0].protocol.as_str(), "http");
 }

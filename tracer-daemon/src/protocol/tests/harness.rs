@@ -213,7 +213,7 @@ pub fn pipelined(chunks: &[Chunk]) -> Vec<Chunk> {
 /// indices of its start and end when `timing`.
 pub fn render(ex: &Exchange, timing: bool) -> String {
     let mut s = format!("{} {} |", ex.seq, ex.operation);
-    for t in &ex.tags {
+    for t in &ex.tags() {
         match &t.value {
             TagValue::Str(v) => write!(s, " {}={v:?}", t.key),
             TagValue::Long(v) => write!(s, " {}={v}", t.key),

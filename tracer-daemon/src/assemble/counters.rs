@@ -1,0 +1,118 @@
+//! The assembly stage's counters, handed in at construction and counted where things happen.
+
+use crate::{metrics::Counter, metrics::Registry, protocol::Protocol, protocol::SessionCounters};
+
+/// How a client-library call ended up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LibraryOutcome {
+    /// Its details joined the wire span of the same request.
+    Merged,
+    /// It became a span of its own (no wire exchange: encrypted traffic).
+    Alone,
+}
+
+impl LibraryOutcome {
+    pub const ALL: [LibraryOutcome; 2] = [LibraryOutcome::Merged, LibraryOutcome::Alone];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LibraryOutcome::Merged => "merged",
+            LibraryOutcome::Alone => "alone",
+        }
+    }
+}
+
+/// What a peer's trace-context option came to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum OptionOutcome {
+    Matched,
+    Unmatched,
+}
+
+impl OptionOutcome {
+    pub const ALL: [OptionOutcome; 2] = [OptionOutcome::Matched, OptionOutcome::Unmatched];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            OptionOutcome::Matched => "matched",
+            OptionOutcome::Unmatched => "unmatched",
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct AssembleCounters {
+    pub spans: Counter,
+    /// Connections whose protocol is not one the daemon parses.
+    pub unknown_protocol: Counter,
+    /// Connections whose other end is the daemon itself.
+    pub own_traffic: Counter,
+    /// Connections by detected protocol, indexed by `Protocol::ALL` order.
+    pub detected: [Counter; Protocol::ALL.len()],
+    /// By `LibraryOutcome`.
+    pub library: [Counter; LibraryOutcome::ALL.len()],
+    /// By `OptionOutcome`.
+    pub options: [Counter; OptionOutcome::ALL.len()],
+    /// Shared by every connection's protocol session.
+    pub sessions: SessionCounters,
+}
+
+impl AssembleCounters {
+    /// Counters registered nowhere (tests).
+    pub fn detached() -> Self {
+        AssembleCounters {
+            spans: Counter::detached(),
+            unknown_protocol: Counter::detached(),
+            own_traffic: Counter::detached(),
+            detected: Protocol::ALL.map(|_| Counter::detached()),
+            library: LibraryOutcome::ALL.map(|_| Counter::detached()),
+            options: OptionOutcome::ALL.map(|_| Counter::detached()),
+            sessions: SessionCounters::detached(),
+        }
+    }
+
+    pub fn register(reg: &Registry) -> Self {
+        const LIB_HELP: &str = "Client-library calls (uprobes) by outcome: merged into the wire span of the same request, or a span of their own (encrypted traffic)";
+        const OPTIONS_HELP: &str = "Peers' trace-context options by outcome: matched to the server request that begins at the packet's first byte, or dropped (no request began there, or the connection ended first)";
+        AssembleCounters {
+            spans: reg.counter("tracer_spans_assembled_total", "Spans assembled from captured traffic", &[]),
+            unknown_protocol: reg.counter(
+                "tracer_connections_unparsed_total",
+                "Connections whose protocol is not one the daemon parses (no spans)",
+                &[],
+            ),
+            own_traffic: reg.counter(
+                "tracer_connections_own_total",
+                "Connections whose other end is the daemon itself (never traced)",
+                &[],
+            ),
+            detected: Protocol::ALL.map(|p| {
+                reg.counter("tracer_connections_detected_total", "Connections by detected protocol", &[("protocol", p.as_str())])
+            }),
+            library: LibraryOutcome::ALL
+                .map(|o| reg.counter("tracer_library_calls_total", LIB_HELP, &[("outcome", o.as_str())])),
+            options: OptionOutcome::ALL
+                .map(|o| reg.counter("tracer_propagation_options_total", OPTIONS_HELP, &[("outcome", o.as_str())])),
+            sessions: SessionCounters::register(reg),
+        }
+    }
+
+    pub fn span(&self) {
+        self.spans.inc();
+    }
+
+    pub fn library(&self, merged: bool) {
+        let o = if merged { LibraryOutcome::Merged } else { LibraryOutcome::Alone };
+        self.library[o as usize].inc();
+    }
+
+    pub fn option(&self, o: OptionOutcome) -> &Counter {
+        &self.options[o as usize]
+    }
+
+    pub fn detected(&self, p: Protocol) {
+        if let Some(i) = Protocol::ALL.iter().position(|x| *x == p) {
+            self.detected[i].inc();
+        }
+    }
+}

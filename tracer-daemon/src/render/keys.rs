@@ -1,0 +1,61 @@
+//! Every tag and attribute key the renderers write or the daemon reads from apps' spans, after
+//! the OpenTelemetry semantic conventions (the versions Jaeger clients and go-zero emit) and the
+//! daemon's own `tracer.*` keys.
+
+pub const SPAN_KIND: &str = "span.kind";
+pub const ERROR: &str = "error";
+pub const ERROR_MESSAGE: &str = "error.message";
+pub const OTEL_STATUS_CODE: &str = "otel.status_code";
+/// Log fields of an error log.
+pub const LOG_EVENT: &str = "event";
+pub const LOG_MESSAGE: &str = "message";
+
+pub const HTTP_METHOD: &str = "http.method";
+pub const HTTP_REQUEST_METHOD: &str = "http.request.method";
+pub const HTTP_TARGET: &str = "http.target";
+pub const HTTP_HOST: &str = "http.host";
+pub const HTTP_FLAVOR: &str = "http.flavor";
+pub const HTTP_REQUEST_CONTENT_LENGTH: &str = "http.request_content_length";
+pub const HTTP_STATUS_CODE: &str = "http.status_code";
+pub const HTTP_RESPONSE_STATUS_CODE: &str = "http.response.status_code";
+pub const HTTP_RESPONSE_CONTENT_LENGTH: &str = "http.response_content_length";
+
+pub const DB_SYSTEM: &str = "db.system";
+pub const DB_NAME: &str = "db.name";
+pub const DB_USER: &str = "db.user";
+pub const DB_OPERATION: &str = "db.operation";
+pub const DB_STATEMENT: &str = "db.statement";
+pub const DB_MYSQL_ROWS: &str = "db.mysql.rows";
+pub const DB_MYSQL_ERROR_CODE: &str = "db.mysql.error_code";
+pub const DB_MYSQL_RETURN_CODE: &str = "db.mysql.return_code";
+pub const DB_MYSQL_CONNECT_PORT: &str = "db.mysql.connect_port";
+pub const DB_REDIS_REPLY_TYPE: &str = "db.redis.reply_type";
+pub const DB_REDIS_LIBRARY: &str = "db.redis.library";
+pub const DB_MYSQL_LIBRARY: &str = "db.mysql.library";
+pub const CODE_FUNCTION: &str = "code.function";
+
+pub const RPC_SYSTEM: &str = "rpc.system";
+pub const MESSAGING_SYSTEM: &str = "messaging.system";
+
+pub const NET_PEER_IP: &str = "net.peer.ip";
+pub const NET_PEER_PORT: &str = "net.peer.port";
+pub const NET_PEER_NAME: &str = "net.peer.name";
+pub const NET_HOST_IP: &str = "net.host.ip";
+pub const NET_HOST_PORT: &str = "net.host.port";
+pub const PEER_SERVICE: &str = "peer.service";
+/// Jaeger clients' peer tags.
+pub const PEER_IPV4: &str = "peer.ipv4";
+pub const PEER_PORT: &str = "peer.port";
+pub const PEER_HOSTNAME: &str = "peer.hostname";
+pub const SERVER_ADDRESS: &str = "server.address";
+pub const SERVER_PORT: &str = "server.port";
+pub const THREAD_ID: &str = "thread.id";
+
+/// The evidence that linked a span to its parent.
+pub const TRACER_LINK: &str = "tracer.link";
+/// Thread causality was ambiguous: no thread link was made.
+pub const TRACER_LINK_AMBIGUOUS: &str = "tracer.link.ambiguous";
+/// The response was never seen (framing lost).
+pub const TRACER_TRUNCATED: &str = "tracer.truncated";
+/// `uprobe` on spans with client-library details.
+pub const TRACER_SOURCE: &str = "tracer.source";

@@ -1,0 +1,5 @@
+//! Renderers: typed spans become the tags and attributes of a wire format, with every key from
+//! [`keys`].
+
+pub mod jaeger;
+pub mod keys;
