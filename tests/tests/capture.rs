@@ -290,6 +290,15 @@ fn ipv4_every_syscall_variant_both_sides() {
 }
 
 #[test]
+fn ipv4_every_syscall_variant_through_classic_syscall_tracepoints() {
+    let d = Daemon::start(&["--print-events", "--include-pid", &this_process(), "--syscall-hook", "tracepoint"]);
+    let lo: SocketAddr = "127.0.0.1:0".parse().unwrap();
+    exchange_and_check(&d, libc::AF_INET, lo, lo);
+    assert_eq!(d.metric("tracer_probe_attached{probe=\"tp_sys_enter\"}"), 1.0, "classic entry hook attached");
+    assert_eq!(d.metric("tracer_probe_attached{probe=\"tp_sys_exit\"}"), 1.0, "classic exit hook attached");
+}
+
+#[test]
 fn ipv6_every_syscall_variant_both_sides() {
     let d = Daemon::start(&["--print-events", "--include-pid", &this_process()]);
     let lo: SocketAddr = "[::1]:0".parse().unwrap();
@@ -421,6 +430,12 @@ fn sendfile_is_counted_and_the_daemon_never_traces_itself() {
     // The admin endpoint was just scraped over TCP: none of it may come from the daemon's pid.
     let daemon_pid = d.pid();
     assert!(!d.json_lines().iter().any(|e| e["pid"] == daemon_pid), "the daemon traced its own sockets");
+    // Every kernel program has its error series, attached or not.
+    let metrics = d.metrics();
+    for program in tracer_common::PROGRAM_NAMES {
+        let series = format!("tracer_kernel_program_errors_total{{program=\"{program}\"}} ");
+        assert!(metrics.lines().any(|l| l.starts_with(&series)), "{series} missing from /metrics");
+    }
     close(c);
     close(s);
     close(listener);

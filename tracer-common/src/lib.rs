@@ -49,6 +49,10 @@ pub const GLOBAL_SETTINGS: &str = "SETTINGS";
 /// Program names (the Rust function names in `tracer-ebpf`).
 pub const PROG_RAW_SYS_ENTER: &str = "raw_sys_enter";
 pub const PROG_RAW_SYS_EXIT: &str = "raw_sys_exit";
+/// Classic `syscalls:sys_enter_*` tracepoints: the fallback (or chosen) syscall entry hook.
+pub const PROG_TP_SYS_ENTER: &str = "tp_sys_enter";
+/// Classic `syscalls:sys_exit_*` tracepoints: the fallback (or chosen) syscall exit hook.
+pub const PROG_TP_SYS_EXIT: &str = "tp_sys_exit";
 pub const PROG_INET_SOCK_SET_STATE: &str = "inet_sock_set_state";
 pub const PROG_PROCESS_EXIT: &str = "process_exit";
 /// The `sock_ops` program on the cgroup2 root that writes and reads the trace-context option.
@@ -65,6 +69,58 @@ pub const PROG_HIREDIS_APPEND: &str = "hiredis_append";
 pub const MAP_LIB_INFLIGHT: &str = "LIB_INFLIGHT";
 /// Per-CPU array with one `LibEvent` scratch slot (header + `2 * MAX_LIB_CAPTURE` bytes).
 pub const MAP_LIB_SCRATCH: &str = "LIB_SCRATCH";
+/// Per-CPU array of `u64`: failed runs of each program, indexed by the `PROG_INDEX_*`
+/// constants (`PROGRAM_NAMES` gives the names). Bound: `PROGRAMS_LEN`. Never evicts.
+pub const MAP_PROGRAM_ERRORS: &str = "PROGRAM_ERRORS";
+
+/// Every map of the kernel object, by name.
+pub const MAP_NAMES: [&str; 14] = [
+    MAP_EVENTS,
+    MAP_COUNTERS,
+    MAP_INFLIGHT,
+    MAP_PID_FILTER,
+    MAP_COMM_FILTER,
+    MAP_PORT_FILTER,
+    MAP_SCRATCH,
+    MAP_SOCK_STATE,
+    MAP_PENDING_OPTION,
+    MAP_RECEIVED_OPTION,
+    MAP_THREAD_TRACE,
+    MAP_LIB_INFLIGHT,
+    MAP_LIB_SCRATCH,
+    MAP_PROGRAM_ERRORS,
+];
+
+/// Every global the daemon sets before load, by name.
+pub const GLOBAL_NAMES: [&str; 2] = [GLOBAL_OFFSETS, GLOBAL_SETTINGS];
+
+/// Index of each program in `MAP_PROGRAM_ERRORS` and `PROGRAM_NAMES`.
+pub const PROG_INDEX_RAW_SYS_ENTER: u32 = 0;
+pub const PROG_INDEX_RAW_SYS_EXIT: u32 = 1;
+pub const PROG_INDEX_TP_SYS_ENTER: u32 = 2;
+pub const PROG_INDEX_TP_SYS_EXIT: u32 = 3;
+pub const PROG_INDEX_INET_SOCK_SET_STATE: u32 = 4;
+pub const PROG_INDEX_PROCESS_EXIT: u32 = 5;
+pub const PROG_INDEX_SOCK_OPS: u32 = 6;
+pub const PROG_INDEX_LIB_ENTER: u32 = 7;
+pub const PROG_INDEX_LIB_EXIT: u32 = 8;
+pub const PROG_INDEX_HIREDIS_APPEND: u32 = 9;
+/// Number of programs, and entries of `MAP_PROGRAM_ERRORS`.
+pub const PROGRAMS_LEN: u32 = 10;
+
+/// Every program of the kernel object, by name (index = `PROG_INDEX_*`).
+pub const PROGRAM_NAMES: [&str; PROGRAMS_LEN as usize] = [
+    PROG_RAW_SYS_ENTER,
+    PROG_RAW_SYS_EXIT,
+    PROG_TP_SYS_ENTER,
+    PROG_TP_SYS_EXIT,
+    PROG_INET_SOCK_SET_STATE,
+    PROG_PROCESS_EXIT,
+    PROG_SOCK_OPS,
+    PROG_LIB_ENTER,
+    PROG_LIB_EXIT,
+    PROG_HIREDIS_APPEND,
+];
 
 // ---------------------------------------------------------------------------------------------
 // Limits
@@ -639,7 +695,35 @@ mod pod {
 
 #[cfg(test)]
 mod tests {
-    use super::seq_before;
+    use super::*;
+
+    #[test]
+    fn program_names_follow_their_indices() {
+        let pairs = [
+            (PROG_INDEX_RAW_SYS_ENTER, PROG_RAW_SYS_ENTER),
+            (PROG_INDEX_RAW_SYS_EXIT, PROG_RAW_SYS_EXIT),
+            (PROG_INDEX_TP_SYS_ENTER, PROG_TP_SYS_ENTER),
+            (PROG_INDEX_TP_SYS_EXIT, PROG_TP_SYS_EXIT),
+            (PROG_INDEX_INET_SOCK_SET_STATE, PROG_INET_SOCK_SET_STATE),
+            (PROG_INDEX_PROCESS_EXIT, PROG_PROCESS_EXIT),
+            (PROG_INDEX_SOCK_OPS, PROG_SOCK_OPS),
+            (PROG_INDEX_LIB_ENTER, PROG_LIB_ENTER),
+            (PROG_INDEX_LIB_EXIT, PROG_LIB_EXIT),
+            (PROG_INDEX_HIREDIS_APPEND, PROG_HIREDIS_APPEND),
+        ];
+        assert_eq!(pairs.len(), PROGRAMS_LEN as usize, "every program has an index");
+        for (index, name) in pairs {
+            assert_eq!(PROGRAM_NAMES[index as usize], name, "PROGRAM_NAMES[{index}]");
+        }
+    }
+
+    #[test]
+    fn names_are_unique() {
+        let names = MAP_NAMES.iter().chain(&GLOBAL_NAMES).chain(&PROGRAM_NAMES);
+        for (i, a) in names.clone().enumerate() {
+            assert!(!names.clone().skip(i + 1).any(|b| b == a), "{a} is used twice");
+        }
+    }
 
     #[test]
     fn sequence_order_wraps_around() {

@@ -1,12 +1,13 @@
 //! Data calls on TCP sockets: the first `capture_bytes` of what moved, across iovecs for the
 //! vector calls, written to the ring buffer as one `DataEvent` record followed by the payload.
 
-use aya_ebpf::helpers::{
-    bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_user, generated,
-};
+use aya_ebpf::helpers::{bpf_get_current_pid_tgid, bpf_probe_read_user, generated};
 use tracer_common::*;
 
-use crate::{filter, kernel, maps};
+use crate::{
+    event::{self, Failed, Outcome},
+    filter, kernel, maps,
+};
 
 const EAGAIN: i64 = 11;
 const MASK: u64 = MAX_CAPTURE as u64 - 1;
@@ -15,19 +16,16 @@ pub(crate) const MSG_IOV: u64 = 16;
 const MSG_IOVLEN: u64 = 24;
 
 #[inline(always)]
-pub fn emit(args: &SyscallArgs, ret: i64) {
+pub fn emit(args: &SyscallArgs, ret: i64) -> Outcome {
     if ret == -EAGAIN {
-        return;
+        return Ok(());
     }
-    let Some(tuple) = kernel::tuple_of(args.sock) else {
-        maps::count(COUNTER_READ_ERROR);
-        return;
-    };
+    let tuple = kernel::tuple_of(args.sock).ok_or_else(|| event::fail(COUNTER_READ_ERROR))?;
     if !filter::ports_traced(tuple.lport, tuple.rport) {
         maps::count(COUNTER_FILTERED);
-        return;
+        return Ok(());
     }
-    let Some(scratch) = maps::SCRATCH.get_ptr_mut(0) else { return };
+    let scratch = maps::SCRATCH.get_ptr_mut(0).ok_or(Failed)?;
     // SAFETY: per-CPU scratch slot, used by this program run only.
     let scratch = unsafe { &mut *scratch };
     let direction = match args.syscall {
@@ -50,14 +48,8 @@ pub fn emit(args: &SyscallArgs, ret: i64) {
             _ => copy(payload, 0, args.ptr, want),
         };
     }
-    let id = bpf_get_current_pid_tgid();
     let e = &mut scratch.event;
-    e.header.kind = EVENT_DATA;
-    e.header.pid = (id >> 32) as u32;
-    e.header.tid = id as u32;
-    e.header._pad = 0;
-    // SAFETY: plain helper call.
-    e.header.ts_ns = unsafe { bpf_ktime_get_ns() };
+    e.header = event::header(EVENT_DATA, bpf_get_current_pid_tgid(), event::now());
     e.conn_id = args.sock;
     e.ts_enter_ns = args.ts_enter_ns;
     e.ret = ret;
@@ -79,10 +71,7 @@ pub fn emit(args: &SyscallArgs, ret: i64) {
     let len = (header + captured) & (2 * MAX_CAPTURE as u64 - 1);
     // SAFETY: `scratch` is `header + 2 * MAX_CAPTURE` bytes and `len` is below that.
     let bytes = unsafe { core::slice::from_raw_parts(scratch as *const _ as *const u8, len as usize) };
-    match maps::EVENTS.output::<[u8]>(bytes, maps::wakeup()) {
-        Ok(()) => maps::count(COUNTER_EVENTS),
-        Err(_) => maps::count(COUNTER_RINGBUF_FULL),
-    }
+    event::submit::<[u8]>(bytes, maps::wakeup())
 }
 
 /// Copies `len` user bytes from `src` to `payload[offset..]`; returns the bytes copied.

@@ -6,36 +6,38 @@
 //! library's exported symbols.
 
 use aya_ebpf::{
-    helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_user},
+    helpers::{bpf_get_current_pid_tgid, bpf_probe_read_user},
     macros::uprobe,
     programs::ProbeContext,
 };
 use tracer_common::*;
 
-use crate::{maps, uprobe};
+use crate::{
+    event::{self, Failed, Outcome},
+    maps, uprobe,
+};
 
 #[uprobe]
 pub fn hiredis_append(ctx: ProbeContext) -> u32 {
-    try_hiredis_append(&ctx);
+    event::finish(PROG_INDEX_HIREDIS_APPEND, try_hiredis_append(&ctx));
     0
 }
 
 #[inline(always)]
-fn try_hiredis_append(ctx: &ProbeContext) {
+fn try_hiredis_append(ctx: &ProbeContext) -> Outcome {
     let id = bpf_get_current_pid_tgid();
     let tid = id as u32;
     // SAFETY: the value is copied out at once.
-    let Some(state) = (unsafe { maps::LIB_INFLIGHT.get(&tid) }).copied() else { return };
+    let Some(state) = (unsafe { maps::LIB_INFLIGHT.get(&tid) }).copied() else { return Ok(()) };
     let cmd: u64 = ctx.arg(1).unwrap_or(0);
     let len: u64 = ctx.arg(2).unwrap_or(0);
-    let Some(scratch) = maps::LIB_SCRATCH.get_ptr_mut(0) else { return };
+    let scratch = maps::LIB_SCRATCH.get_ptr_mut(0).ok_or(Failed)?;
     // SAFETY: per-CPU scratch slot, used by this program run only.
     let scratch = unsafe { &mut *scratch };
     let want = len.min(MAX_LIB_CAPTURE as u64 - 1);
     let n = uprobe::copy(scratch.payload.as_mut_ptr(), 0, cmd, want);
     scratch.event = LibEvent {
-        // SAFETY: plain helper call.
-        header: uprobe::header(EVENT_LIB_ARG, id, unsafe { bpf_ktime_get_ns() }),
+        header: event::header(EVENT_LIB_ARG, id, event::now()),
         lib: LIB_HIREDIS,
         func: state.func,
         ts_enter_ns: state.ts_enter_ns,
@@ -45,7 +47,7 @@ fn try_hiredis_append(ctx: &ProbeContext) {
         status: 0,
         captured: n as u32,
     };
-    uprobe::output(scratch, n);
+    uprobe::output(scratch, n)
 }
 
 /// At the return of the outermost hiredis call: the reply type (or -1 without a reply) and the

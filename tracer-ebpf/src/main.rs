@@ -6,6 +6,7 @@
 #![no_main]
 
 mod data;
+mod event;
 mod filter;
 mod hiredis;
 mod kernel;

@@ -1,4 +1,6 @@
-//! Maps, globals and counters shared by every program (names are in `tracer-common`).
+//! Maps, globals and counters shared by every program. Their names are the `MAP_*` / `GLOBAL_*`
+//! constants of `tracer-common`; `#[map(name = …)]` takes only a literal, so a daemon test
+//! (`probes::object_names`) checks the built object against those constants.
 
 use aya_ebpf::{
     Global,
@@ -7,7 +9,7 @@ use aya_ebpf::{
 };
 use tracer_common::{
     COUNTERS_LEN, DataEvent, KernelOffsets, LibEvent, LibState, MAX_CAPTURE, MAX_FILTER_ENTRIES,
-    MAX_INFLIGHT, MAX_LIB_CAPTURE, MAX_SOCKETS, OptionKey, Settings, SockState,
+    MAX_INFLIGHT, MAX_LIB_CAPTURE, MAX_SOCKETS, OptionKey, PROGRAMS_LEN, Settings, SockState,
     SyscallArgs, WireContext,
 };
 
@@ -36,6 +38,11 @@ pub const WAKE_NOW: u64 = 2;
 /// Per-CPU counters. Key: `COUNTER_*` index. Value: u64. Bound: `COUNTERS_LEN`. No eviction.
 #[map(name = "COUNTERS")]
 pub static COUNTERS: PerCpuArray<u64> = PerCpuArray::with_max_entries(COUNTERS_LEN, 0);
+
+/// Failed runs per program. Key: `PROG_INDEX_*`. Value: u64. Bound: `PROGRAMS_LEN`. No
+/// eviction.
+#[map(name = "PROGRAM_ERRORS")]
+pub static PROGRAM_ERRORS: PerCpuArray<u64> = PerCpuArray::with_max_entries(PROGRAMS_LEN, 0);
 
 /// Syscalls in flight. Key: thread id. Value: `SyscallArgs`. Bound: `MAX_INFLIGHT`; when full,
 /// the call is not traced and `COUNTER_INFLIGHT_FULL` counts it. No eviction: removed at the

@@ -14,22 +14,22 @@ use aya_ebpf::{
         BPF_SOCK_OPS_PARSE_UNKNOWN_HDR_OPT_CB_FLAG, BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB,
         BPF_SOCK_OPS_WRITE_HDR_OPT_CB, BPF_SOCK_OPS_WRITE_HDR_OPT_CB_FLAG,
     },
-    helpers::{
-        bpf_ktime_get_ns,
-        generated::{bpf_load_hdr_opt, bpf_reserve_hdr_opt, bpf_store_hdr_opt},
-    },
+    helpers::generated::{bpf_load_hdr_opt, bpf_reserve_hdr_opt, bpf_store_hdr_opt},
     macros::sock_ops,
     programs::SockOpsContext,
 };
 use tracer_common::*;
 
-use crate::{kernel, maps};
+use crate::{
+    event::{self, Failed, Outcome},
+    kernel, maps,
+};
 
 const LEN: usize = TCP_OPTION_LEN as usize;
 
 #[sock_ops]
 pub fn tracer_sock_ops(ctx: SockOpsContext) -> u32 {
-    let _ = try_sock_ops(&ctx);
+    event::finish(PROG_INDEX_SOCK_OPS, try_sock_ops(&ctx));
     1
 }
 
@@ -50,22 +50,23 @@ fn sock_and_skb(ctx: &SockOpsContext) -> (u64, u64) {
 
 /// `TCP_SKB_CB(skb)->seq` and `end_seq`.
 #[inline(always)]
-fn skb_seq(skb: u64) -> Option<(u32, u32)> {
+fn skb_seq(skb: u64) -> Result<(u32, u32), Failed> {
     let cb = maps::OFFSETS.load().skb_cb;
     // SAFETY: reads through bpf_probe_read_kernel.
-    unsafe { Some((kernel::read::<u32>(skb, cb)?, kernel::read::<u32>(skb, cb + 4)?)) }
+    let read = |at: u32| unsafe { kernel::read::<u32>(skb, at) }.ok_or_else(|| event::fail(COUNTER_READ_ERROR));
+    Ok((read(cb)?, read(cb + 4)?))
 }
 
 #[inline(always)]
-fn try_sock_ops(ctx: &SockOpsContext) -> Option<()> {
+fn try_sock_ops(ctx: &SockOpsContext) -> Outcome {
     if maps::SETTINGS.load().propagate == 0 {
-        return None;
+        return Ok(());
     }
     match ctx.op() {
         op @ (BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB | BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB) => {
             let (sk, _) = sock_and_skb(ctx);
             if sk == 0 || !kernel::is_traced_tcp(sk, &maps::OFFSETS.load()) {
-                return None;
+                return Ok(());
             }
             // The connecting side writes the option (requests), the accepting side reads it:
             // each packet runs only the callback its direction needs.
@@ -78,18 +79,19 @@ fn try_sock_ops(ctx: &SockOpsContext) -> Option<()> {
         }
         BPF_SOCK_OPS_HDR_OPT_LEN_CB => {
             let (sk, skb) = sock_and_skb(ctx);
-            let state = maps::SOCK_STATE.get_ptr_mut(&sk)?;
+            // Not a socket whose role the kernel saw: nothing to write.
+            let Some(state) = maps::SOCK_STATE.get_ptr_mut(&sk) else { return Ok(()) };
             // SAFETY: map value pointer, valid for this program run.
             let state = unsafe { &mut *state };
             if state.pending == 0 {
                 // Every request start with a context is already on a built packet.
-                return None;
+                return Ok(());
             }
             if skb == 0 {
                 // Sizing the MSS (no packet yet): keep room while a request start is pending.
                 // SAFETY: helper on this program's context.
                 unsafe { bpf_reserve_hdr_opt(ctx.ops, TCP_OPTION_LEN, 0) };
-                return None;
+                return Ok(());
             }
             let (start, end) = skb_seq(skb)?;
             if seq_before(state.pending_seq, end) {
@@ -101,7 +103,9 @@ fn try_sock_ops(ctx: &SockOpsContext) -> Option<()> {
             // the option by the packet's first byte).
             let key = OptionKey { sock: sk, seq: start, _pad: 0 };
             // SAFETY: the value is only tested.
-            unsafe { maps::PENDING_OPTION.get(&key) }?;
+            if unsafe { maps::PENDING_OPTION.get(&key) }.is_none() {
+                return Ok(());
+            }
             // SAFETY: helper on this program's context.
             if unsafe { bpf_reserve_hdr_opt(ctx.ops, TCP_OPTION_LEN, 0) } != 0 {
                 maps::count(COUNTER_OPTION_NO_SPACE);
@@ -113,7 +117,7 @@ fn try_sock_ops(ctx: &SockOpsContext) -> Option<()> {
             let (start, _) = skb_seq(skb)?;
             let key = OptionKey { sock: sk, seq: start, _pad: 0 };
             // SAFETY: the value is copied out.
-            let pending = unsafe { maps::PENDING_OPTION.get(&key) }.copied()?;
+            let Some(pending) = unsafe { maps::PENDING_OPTION.get(&key) }.copied() else { return Ok(()) };
             let _ = maps::PENDING_OPTION.remove(&key);
             let mut opt = [0u8; LEN];
             opt[0] = TCP_OPTION_KIND;
@@ -129,7 +133,7 @@ fn try_sock_ops(ctx: &SockOpsContext) -> Option<()> {
         BPF_SOCK_OPS_PARSE_HDR_OPT_CB => {
             let (sk, skb) = sock_and_skb(ctx);
             if sk == 0 || !kernel::is_traced_tcp(sk, &maps::OFFSETS.load()) {
-                return None;
+                return Ok(());
             }
             // Search by kind and ExID: for the experimental kinds the kernel matches the 2-byte
             // ExID given after a search length of 4, and copies the whole option back.
@@ -140,14 +144,15 @@ fn try_sock_ops(ctx: &SockOpsContext) -> Option<()> {
             // SAFETY: helper on this program's context with a stack buffer of LEN bytes.
             let rc = unsafe { bpf_load_hdr_opt(ctx.ops, opt.as_mut_ptr() as *mut _, TCP_OPTION_LEN, 0) };
             if rc <= 0 {
-                return None;
+                // No option of ours on this packet.
+                return Ok(());
             }
             if rc != TCP_OPTION_LEN as i64
                 || opt[1] != LEN as u8
                 || u16::from_be_bytes([opt[2], opt[3]]) != TCP_OPTION_EXID
             {
                 maps::count(COUNTER_OPTION_FOREIGN);
-                return None;
+                return Ok(());
             }
             let (seq, _) = skb_seq(skb)?;
             let be = |i: usize| {
@@ -166,29 +171,15 @@ fn try_sock_ops(ctx: &SockOpsContext) -> Option<()> {
                 // SAFETY: read through bpf_probe_read_kernel. (A failed read never equals.)
                 let copied = unsafe { kernel::read::<u32>(sk, maps::OFFSETS.load().tcp_copied_seq) }.unwrap_or(!seq);
                 if !reading && copied == seq {
-                    return None;
+                    return Ok(());
                 }
             }
-            let event = OptionEvent {
-                header: EventHeader {
-                    kind: EVENT_OPTION,
-                    pid: 0,
-                    tid: 0,
-                    _pad: 0,
-                    // SAFETY: plain helper call.
-                    ts_ns: unsafe { bpf_ktime_get_ns() },
-                },
-                conn_id: sk,
-                seq,
-                _pad: 0,
-                ctx,
-            };
-            match maps::EVENTS.output::<OptionEvent>(&event, maps::wakeup()) {
-                Ok(()) => maps::count(COUNTER_EVENTS),
-                Err(_) => maps::count(COUNTER_RINGBUF_FULL),
-            }
+            // Softirq context: no process to name.
+            let header = event::header(EVENT_OPTION, 0, event::now());
+            let event = OptionEvent { header, conn_id: sk, seq, _pad: 0, ctx };
+            return event::submit(&event, maps::wakeup());
         }
         _ => {}
     }
-    Some(())
+    Ok(())
 }

@@ -2,40 +2,27 @@
 //! state changes from `sock:inet_sock_set_state` (non-blocking connects completing, final close).
 
 use aya_ebpf::{
-    helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid, bpf_ktime_get_ns},
+    helpers::{bpf_get_current_comm, bpf_get_current_pid_tgid},
     macros::tracepoint,
     programs::TracePointContext,
 };
 use tracer_common::*;
 
-use crate::{filter, kernel, maps, propagate};
+use crate::{
+    event::{self, Outcome},
+    filter, kernel, maps, propagate,
+};
 
 const EINPROGRESS: i64 = 115;
 
 #[inline(always)]
-fn header(kind: u32) -> EventHeader {
-    let id = bpf_get_current_pid_tgid();
-    EventHeader {
-        kind,
-        pid: (id >> 32) as u32,
-        tid: id as u32,
-        _pad: 0,
-        // SAFETY: plain helper call.
-        ts_ns: unsafe { bpf_ktime_get_ns() },
-    }
-}
-
-#[inline(always)]
-fn emit_conn(kind: u32, syscall: u32, sk: u64, fd: i64, ret: i64, ts_enter_ns: u64) {
-    let Some(tuple) = kernel::tuple_of(sk) else {
-        maps::count(COUNTER_READ_ERROR);
-        return;
-    };
+fn emit_conn(kind: u32, syscall: u32, sk: u64, fd: i64, ret: i64, ts_enter_ns: u64) -> Outcome {
+    let tuple = kernel::tuple_of(sk).ok_or_else(|| event::fail(COUNTER_READ_ERROR))?;
     if !filter::ports_traced(tuple.lport, tuple.rport) {
         maps::count(COUNTER_FILTERED);
-        return;
+        return Ok(());
     }
-    let header = header(kind);
+    let header = event::header(kind, bpf_get_current_pid_tgid(), event::now());
     let event = ConnEvent {
         ts_enter_ns: if ts_enter_ns == 0 { header.ts_ns } else { ts_enter_ns },
         header,
@@ -46,10 +33,7 @@ fn emit_conn(kind: u32, syscall: u32, sk: u64, fd: i64, ret: i64, ts_enter_ns: u
         tuple,
         comm: bpf_get_current_comm().unwrap_or([0; 16]),
     };
-    match maps::EVENTS.output::<ConnEvent>(&event, maps::WAKE_NOW) {
-        Ok(()) => maps::count(COUNTER_EVENTS),
-        Err(_) => maps::count(COUNTER_RINGBUF_FULL),
-    }
+    event::submit(&event, maps::WAKE_NOW)
 }
 
 #[inline(always)]
@@ -59,35 +43,36 @@ fn is_self() -> bool {
 
 /// `close(fd)` on a TCP socket, sent at entry while the fd still resolves.
 #[inline(always)]
-pub fn emit_close(sk: u64, fd: i64) {
+pub fn emit_close(sk: u64, fd: i64) -> Outcome {
     propagate::on_close(sk);
-    emit_conn(EVENT_CLOSE, SYS_CLOSE, sk, fd, 0, 0);
+    emit_conn(EVENT_CLOSE, SYS_CLOSE, sk, fd, 0, 0)
 }
 
 #[inline(always)]
-pub fn on_connect_exit(args: &SyscallArgs, ret: i64) {
+pub fn on_connect_exit(args: &SyscallArgs, ret: i64) -> Outcome {
     if ret != 0 && ret != -EINPROGRESS {
-        return;
+        return Ok(());
     }
-    if let Some(sk) = kernel::tcp_sock_of_fd(args.fd as i64) {
-        emit_conn(EVENT_CONNECT, SYS_CONNECT, sk, args.fd as i64, ret, args.ts_enter_ns);
-        if !is_self() {
-            propagate::on_role(sk, ROLE_CLIENT);
-        }
+    let Some(sk) = kernel::tcp_sock_of_fd(args.fd as i64) else { return Ok(()) };
+    let sent = emit_conn(EVENT_CONNECT, SYS_CONNECT, sk, args.fd as i64, ret, args.ts_enter_ns);
+    // The role holds whether or not the event made it to the ring.
+    if !is_self() {
+        propagate::on_role(sk, ROLE_CLIENT);
     }
+    sent
 }
 
 #[inline(always)]
-pub fn on_accept_exit(args: &SyscallArgs, ret: i64) {
+pub fn on_accept_exit(args: &SyscallArgs, ret: i64) -> Outcome {
     if ret < 0 {
-        return;
+        return Ok(());
     }
-    if let Some(sk) = kernel::tcp_sock_of_fd(ret) {
-        emit_conn(EVENT_ACCEPT, args.syscall, sk, ret, ret, args.ts_enter_ns);
-        if !is_self() {
-            propagate::on_role(sk, ROLE_SERVER);
-        }
+    let Some(sk) = kernel::tcp_sock_of_fd(ret) else { return Ok(()) };
+    let sent = emit_conn(EVENT_ACCEPT, args.syscall, sk, ret, ret, args.ts_enter_ns);
+    if !is_self() {
+        propagate::on_role(sk, ROLE_SERVER);
     }
+    sent
 }
 
 /// `sock:inet_sock_set_state` record offsets (stable since Linux 4.16).
@@ -98,45 +83,40 @@ const TP_PROTOCOL: usize = 30;
 
 #[tracepoint]
 pub fn inet_sock_set_state(ctx: TracePointContext) -> u32 {
-    let _ = try_inet_sock_set_state(&ctx);
+    event::finish(PROG_INDEX_INET_SOCK_SET_STATE, try_inet_sock_set_state(&ctx));
     0
 }
 
 #[inline(always)]
-fn try_inet_sock_set_state(ctx: &TracePointContext) -> Option<()> {
+fn try_inet_sock_set_state(ctx: &TracePointContext) -> Outcome {
+    let read_error = |_| event::fail(COUNTER_READ_ERROR);
     // SAFETY: offsets of the tracepoint record, checked against its format file.
     let (protocol, old, new, sk) = unsafe {
         (
-            ctx.read_at::<u16>(TP_PROTOCOL).ok()?,
-            ctx.read_at::<i32>(TP_OLDSTATE).ok()? as u32,
-            ctx.read_at::<i32>(TP_NEWSTATE).ok()? as u32,
-            ctx.read_at::<u64>(TP_SKADDR).ok()?,
+            ctx.read_at::<u16>(TP_PROTOCOL).map_err(read_error)?,
+            ctx.read_at::<i32>(TP_OLDSTATE).map_err(read_error)? as u32,
+            ctx.read_at::<i32>(TP_NEWSTATE).map_err(read_error)? as u32,
+            ctx.read_at::<u64>(TP_SKADDR).map_err(read_error)?,
         )
     };
     if protocol != 6 {
-        return None;
+        return Ok(());
     }
     // Only transitions the daemon acts on: a connect that completed, and a socket's end.
     let wanted = (old == TCP_SYN_SENT && new == TCP_ESTABLISHED) || new == TCP_CLOSE;
     if !wanted {
-        return None;
+        return Ok(());
     }
     let off = maps::OFFSETS.load();
     if !kernel::is_traced_tcp(sk, &off) {
-        return None;
+        return Ok(());
     }
-    let tuple = kernel::tuple_of(sk)?;
+    let tuple = kernel::tuple_of(sk).ok_or_else(|| event::fail(COUNTER_READ_ERROR))?;
     if !filter::ports_traced(tuple.lport, tuple.rport) {
-        return None;
+        return Ok(());
     }
     // Raised in whatever context changed the state (often softirq): no process to name.
-    let mut header = header(EVENT_STATE);
-    header.pid = 0;
-    header.tid = 0;
+    let header = event::header(EVENT_STATE, 0, event::now());
     let event = StateEvent { header, conn_id: sk, old_state: old, new_state: new, tuple };
-    match maps::EVENTS.output::<StateEvent>(&event, maps::wakeup()) {
-        Ok(()) => maps::count(COUNTER_EVENTS),
-        Err(_) => maps::count(COUNTER_RINGBUF_FULL),
-    }
-    Some(())
+    event::submit(&event, maps::wakeup())
 }

@@ -5,13 +5,17 @@
 
 use aya_ebpf::{
     EbpfContext,
-    helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns, bpf_probe_read_kernel},
+    helpers::{bpf_get_current_pid_tgid, bpf_probe_read_kernel},
     macros::{raw_tracepoint, tracepoint},
     programs::{RawTracePointContext, TracePointContext},
 };
 use tracer_common::*;
 
-use crate::{data, filter, kernel, maps, propagate, sockets};
+use crate::{
+    data,
+    event::{self, Outcome},
+    filter, kernel, maps, propagate, sockets,
+};
 
 // x86_64 syscall numbers of the calls we trace or count.
 const NR_READ: i64 = 0;
@@ -73,59 +77,79 @@ fn reg(regs: u64, offset: u64) -> u64 {
 
 #[raw_tracepoint(tracepoint = "sys_enter")]
 pub fn raw_sys_enter(ctx: RawTracePointContext) -> i32 {
-    let nr: i64 = ctx.arg(1);
-    let sys = classify(nr);
-    if sys == 0 {
-        return 0;
-    }
-    let regs: u64 = ctx.arg(0);
-    on_enter(sys, reg(regs, REG_DI), reg(regs, REG_SI), reg(regs, REG_DX));
+    event::finish(PROG_INDEX_RAW_SYS_ENTER, try_raw_sys_enter(&ctx));
     0
 }
 
 #[raw_tracepoint(tracepoint = "sys_exit")]
 pub fn raw_sys_exit(ctx: RawTracePointContext) -> i32 {
-    let regs: u64 = ctx.arg(0);
-    let sys = classify(reg(regs, REG_ORIG_AX) as i64);
-    if sys == 0 || sys >= COUNTED {
-        return 0;
-    }
-    let ret: i64 = ctx.arg(1);
-    on_exit(sys, ret);
+    event::finish(PROG_INDEX_RAW_SYS_EXIT, try_raw_sys_exit(&ctx));
     0
 }
 
 /// Classic `syscalls:sys_enter_*` layout: syscall number at 8, arguments from 16, 8 bytes each.
 #[tracepoint]
 pub fn tp_sys_enter(ctx: TracePointContext) -> u32 {
-    // SAFETY: offsets of the stable syscall tracepoint record.
-    let nr = unsafe { ctx.read_at::<i32>(8) }.unwrap_or(-1) as i64;
-    let sys = classify(nr);
-    if sys == 0 {
-        return 0;
-    }
-    let arg = |i: usize| unsafe { ctx.read_at::<u64>(16 + 8 * i) }.unwrap_or(0);
-    on_enter(sys, arg(0), arg(1), arg(2));
+    event::finish(PROG_INDEX_TP_SYS_ENTER, try_tp_sys_enter(&ctx));
     0
 }
 
 /// Classic `syscalls:sys_exit_*` layout: syscall number at 8, return value at 16.
 #[tracepoint]
 pub fn tp_sys_exit(ctx: TracePointContext) -> u32 {
-    // SAFETY: offsets of the stable syscall tracepoint record.
-    let nr = unsafe { ctx.read_at::<i32>(8) }.unwrap_or(-1) as i64;
-    let sys = classify(nr);
-    if sys == 0 || sys >= COUNTED {
-        return 0;
-    }
-    let ret = unsafe { ctx.read_at::<i64>(16) }.unwrap_or(0);
-    let _ = ctx.as_ptr();
-    on_exit(sys, ret);
+    event::finish(PROG_INDEX_TP_SYS_EXIT, try_tp_sys_exit(&ctx));
     0
 }
 
 #[inline(always)]
-fn on_enter(sys: u32, a0: u64, a1: u64, a2: u64) {
+fn try_raw_sys_enter(ctx: &RawTracePointContext) -> Outcome {
+    let nr: i64 = ctx.arg(1);
+    let sys = classify(nr);
+    if sys == 0 {
+        return Ok(());
+    }
+    let regs: u64 = ctx.arg(0);
+    on_enter(sys, reg(regs, REG_DI), reg(regs, REG_SI), reg(regs, REG_DX))
+}
+
+#[inline(always)]
+fn try_raw_sys_exit(ctx: &RawTracePointContext) -> Outcome {
+    let regs: u64 = ctx.arg(0);
+    let sys = classify(reg(regs, REG_ORIG_AX) as i64);
+    if sys == 0 || sys >= COUNTED {
+        return Ok(());
+    }
+    let ret: i64 = ctx.arg(1);
+    on_exit(sys, ret)
+}
+
+#[inline(always)]
+fn try_tp_sys_enter(ctx: &TracePointContext) -> Outcome {
+    // SAFETY: offsets of the stable syscall tracepoint record.
+    let nr = unsafe { ctx.read_at::<i32>(8) }.map_err(|_| event::fail(COUNTER_READ_ERROR))? as i64;
+    let sys = classify(nr);
+    if sys == 0 {
+        return Ok(());
+    }
+    let arg = |i: usize| unsafe { ctx.read_at::<u64>(16 + 8 * i) }.unwrap_or(0);
+    on_enter(sys, arg(0), arg(1), arg(2))
+}
+
+#[inline(always)]
+fn try_tp_sys_exit(ctx: &TracePointContext) -> Outcome {
+    // SAFETY: offsets of the stable syscall tracepoint record.
+    let nr = unsafe { ctx.read_at::<i32>(8) }.map_err(|_| event::fail(COUNTER_READ_ERROR))? as i64;
+    let sys = classify(nr);
+    if sys == 0 || sys >= COUNTED {
+        return Ok(());
+    }
+    let ret = unsafe { ctx.read_at::<i64>(16) }.unwrap_or(0);
+    let _ = ctx.as_ptr();
+    on_exit(sys, ret)
+}
+
+#[inline(always)]
+fn on_enter(sys: u32, a0: u64, a1: u64, a2: u64) -> Outcome {
     let id = bpf_get_current_pid_tgid();
     let tgid = (id >> 32) as u32;
     // The daemon's own connections are reported (connect, accept, close only) so that it can
@@ -135,13 +159,13 @@ fn on_enter(sys: u32, a0: u64, a1: u64, a2: u64) {
     match sys {
         SYS_CONNECT | SYS_ACCEPT | SYS_ACCEPT4 => {
             if is_self || filter::process_traced(tgid) {
-                stash(id as u32, sys, fd, 0, 0, 0);
+                return stash(id as u32, sys, fd, 0, 0, 0);
             }
         }
         SYS_CLOSE => {
             if let Some(sk) = kernel::tcp_sock_of_fd(fd) {
                 if is_self || filter::process_traced(tgid) {
-                    sockets::emit_close(sk, fd);
+                    return sockets::emit_close(sk, fd);
                 }
             }
         }
@@ -156,14 +180,15 @@ fn on_enter(sys: u32, a0: u64, a1: u64, a2: u64) {
             }
         }
         _ => {
-            let Some(sk) = kernel::tcp_sock_of_fd(fd) else { return };
+            let Some(sk) = kernel::tcp_sock_of_fd(fd) else { return Ok(()) };
             if !filter::process_traced(tgid) {
                 maps::count(COUNTER_FILTERED);
-                return;
+                return Ok(());
             }
-            stash(id as u32, sys, fd, a1, a2, sk);
+            return stash(id as u32, sys, fd, a1, a2, sk);
         }
     }
+    Ok(())
 }
 
 #[inline(always)]
@@ -172,15 +197,14 @@ fn is_egress(sys: u32) -> bool {
 }
 
 #[inline(always)]
-fn stash(tid: u32, syscall: u32, fd: i64, ptr: u64, len: u64, sock: u64) {
+fn stash(tid: u32, syscall: u32, fd: i64, ptr: u64, len: u64, sock: u64) -> Outcome {
     let mut args = SyscallArgs {
         syscall,
         fd: fd as i32,
         ptr,
         len,
         sock,
-        // SAFETY: plain helper call.
-        ts_enter_ns: unsafe { bpf_ktime_get_ns() },
+        ts_enter_ns: event::now(),
         seq: 0,
         ctx_kind: CTX_NONE,
         ctx: WireContext::default(),
@@ -190,19 +214,19 @@ fn stash(tid: u32, syscall: u32, fd: i64, ptr: u64, len: u64, sock: u64) {
     if sock != 0 {
         propagate::on_enter(&mut args, tid, is_egress(syscall));
     }
-    if maps::INFLIGHT.insert(&tid, &args, 0).is_err() {
-        maps::count(COUNTER_INFLIGHT_FULL);
-    }
+    maps::INFLIGHT.insert(&tid, &args, 0).map_err(|_| event::fail(COUNTER_INFLIGHT_FULL))
 }
 
 #[inline(always)]
-fn on_exit(sys: u32, ret: i64) {
+fn on_exit(sys: u32, ret: i64) -> Outcome {
     let tid = bpf_get_current_pid_tgid() as u32;
-    let Some(ptr) = maps::INFLIGHT.get_ptr_mut(&tid) else { return };
+    let Some(ptr) = maps::INFLIGHT.get_ptr_mut(&tid) else { return Ok(()) };
     // SAFETY: map value pointer, valid for this program run (removed only at the end).
     let args = unsafe { &mut *ptr };
-    if args.syscall != sys {
+    let outcome = if args.syscall != sys {
+        // An exit this thread missed earlier, not a failure of this run.
         maps::count(COUNTER_INFLIGHT_STALE);
+        Ok(())
     } else {
         match sys {
             SYS_CONNECT => sockets::on_connect_exit(args, ret),
@@ -212,6 +236,7 @@ fn on_exit(sys: u32, ret: i64) {
                 data::emit(args, ret)
             }
         }
-    }
+    };
     let _ = maps::INFLIGHT.remove(&tid);
+    outcome
 }

@@ -10,13 +10,16 @@
 
 use aya_ebpf::{
     EbpfContext,
-    helpers::{bpf_get_current_pid_tgid, bpf_ktime_get_ns, generated},
+    helpers::{bpf_get_current_pid_tgid, generated},
     macros::{uprobe, uretprobe},
     programs::{ProbeContext, RetProbeContext},
 };
 use tracer_common::*;
 
-use crate::{filter, hiredis, maps, mysql};
+use crate::{
+    event::{self, Failed, Outcome},
+    filter, hiredis, maps, mysql,
+};
 
 const MASK: u64 = MAX_LIB_CAPTURE as u64 - 1;
 /// A library call in flight longer than this (ns) is taken as one whose return was lost.
@@ -24,25 +27,24 @@ const STALE_LIB_NS: u64 = 600 * 1_000_000_000;
 
 #[uprobe]
 pub fn lib_enter(ctx: ProbeContext) -> u32 {
-    try_lib_enter(&ctx);
+    event::finish(PROG_INDEX_LIB_ENTER, try_lib_enter(&ctx));
     0
 }
 
 #[uretprobe]
 pub fn lib_exit(ctx: RetProbeContext) -> u32 {
-    try_lib_exit(&ctx);
+    event::finish(PROG_INDEX_LIB_EXIT, try_lib_exit(&ctx));
     0
 }
 
 #[inline(always)]
-fn try_lib_enter(ctx: &ProbeContext) {
+fn try_lib_enter(ctx: &ProbeContext) -> Outcome {
     let id = bpf_get_current_pid_tgid();
     let (tgid, tid) = ((id >> 32) as u32, id as u32);
     if !filter::process_traced(tgid) {
-        return;
+        return Ok(());
     }
-    // SAFETY: plain helper call.
-    let now = unsafe { bpf_ktime_get_ns() };
+    let now = event::now();
     if let Some(state) = maps::LIB_INFLIGHT.get_ptr_mut(&tid) {
         // SAFETY: the entry belongs to this thread; nothing else writes it meanwhile.
         let state = unsafe { &mut *state };
@@ -51,7 +53,7 @@ fn try_lib_enter(ctx: &ProbeContext) {
         // entry is replaced.
         if state.depth > 0 && now.wrapping_sub(state.ts_enter_ns) < STALE_LIB_NS {
             state.depth += 1;
-            return;
+            return Ok(());
         }
         if state.depth > 0 {
             maps::count(COUNTER_INFLIGHT_STALE);
@@ -68,11 +70,8 @@ fn try_lib_enter(ctx: &ProbeContext) {
         out: ctx.arg::<u64>(1).unwrap_or(0),
         cookie,
     };
-    if maps::LIB_INFLIGHT.insert(&tid, &state, 0).is_err() {
-        maps::count(COUNTER_INFLIGHT_FULL);
-        return;
-    }
-    let Some(scratch) = maps::LIB_SCRATCH.get_ptr_mut(0) else { return };
+    maps::LIB_INFLIGHT.insert(&tid, &state, 0).map_err(|_| event::fail(COUNTER_INFLIGHT_FULL))?;
+    let scratch = maps::LIB_SCRATCH.get_ptr_mut(0).ok_or(Failed)?;
     // SAFETY: per-CPU scratch slot, used by this program run only.
     let scratch = unsafe { &mut *scratch };
     let lib = ((cookie >> 32) & 0xff) as u32;
@@ -82,7 +81,7 @@ fn try_lib_enter(ctx: &ProbeContext) {
         mysql::enter_payload(ctx, func, scratch.payload.as_mut_ptr())
     };
     scratch.event = LibEvent {
-        header: header(EVENT_LIB_ENTER, id, now),
+        header: event::header(EVENT_LIB_ENTER, id, now),
         lib,
         func,
         ts_enter_ns: now,
@@ -92,24 +91,24 @@ fn try_lib_enter(ctx: &ProbeContext) {
         status: 0,
         captured: captured as u32,
     };
-    output(scratch, captured);
+    output(scratch, captured)
 }
 
 #[inline(always)]
-fn try_lib_exit(ctx: &RetProbeContext) {
+fn try_lib_exit(ctx: &RetProbeContext) -> Outcome {
     let id = bpf_get_current_pid_tgid();
     let tid = id as u32;
-    let Some(state) = maps::LIB_INFLIGHT.get_ptr_mut(&tid) else { return };
+    let Some(state) = maps::LIB_INFLIGHT.get_ptr_mut(&tid) else { return Ok(()) };
     // SAFETY: the entry belongs to this thread.
     let state = unsafe { &mut *state };
     if state.depth > 1 {
         state.depth -= 1;
-        return;
+        return Ok(());
     }
     let s = *state;
     let _ = maps::LIB_INFLIGHT.remove(&tid);
     let ret: i64 = ctx.ret::<i64>();
-    let Some(scratch) = maps::LIB_SCRATCH.get_ptr_mut(0) else { return };
+    let scratch = maps::LIB_SCRATCH.get_ptr_mut(0).ok_or(Failed)?;
     // SAFETY: per-CPU scratch slot, used by this program run only.
     let scratch = unsafe { &mut *scratch };
     let lib = ((s.cookie >> 32) & 0xff) as u32;
@@ -119,7 +118,7 @@ fn try_lib_exit(ctx: &RetProbeContext) {
         mysql::exit_payload(&s, ret, scratch.payload.as_mut_ptr())
     };
     scratch.event = LibEvent {
-        header: header(EVENT_LIB_EXIT, id, unsafe { bpf_ktime_get_ns() }),
+        header: event::header(EVENT_LIB_EXIT, id, event::now()),
         lib,
         func: s.func,
         ts_enter_ns: s.ts_enter_ns,
@@ -129,26 +128,18 @@ fn try_lib_exit(ctx: &RetProbeContext) {
         status,
         captured: captured as u32,
     };
-    output(scratch, captured);
-}
-
-#[inline(always)]
-pub fn header(kind: u32, id: u64, ts_ns: u64) -> EventHeader {
-    EventHeader { kind, pid: (id >> 32) as u32, tid: id as u32, _pad: 0, ts_ns }
+    output(scratch, captured)
 }
 
 /// Writes the scratch event and its first `captured` payload bytes to the ring buffer.
 #[inline(always)]
-pub fn output(scratch: &maps::LibScratch, captured: u64) {
+pub fn output(scratch: &maps::LibScratch, captured: u64) -> Outcome {
     let header = core::mem::size_of::<LibEvent>() as u64;
     // The mask is a no-op (captured < MAX_LIB_CAPTURE); it gives the verifier the bound.
     let len = (header + (captured & MASK)) & (2 * MAX_LIB_CAPTURE as u64 - 1);
     // SAFETY: `scratch` is `header + 2 * MAX_LIB_CAPTURE` bytes and `len` is below that.
     let bytes = unsafe { core::slice::from_raw_parts(scratch as *const _ as *const u8, len as usize) };
-    match maps::EVENTS.output::<[u8]>(bytes, 0) {
-        Ok(()) => maps::count(COUNTER_EVENTS),
-        Err(_) => maps::count(COUNTER_RINGBUF_FULL),
-    }
+    event::submit::<[u8]>(bytes, 0)
 }
 
 /// Copies `len` user bytes at `src` to `dst + offset`; returns the bytes copied.

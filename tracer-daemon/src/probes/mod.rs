@@ -4,6 +4,8 @@
 
 pub mod btf;
 pub mod env;
+#[cfg(test)]
+mod object_names;
 
 use std::sync::Arc;
 
@@ -79,18 +81,28 @@ fn table(hook: SyscallHook, propagate: bool) -> Vec<ProbeSpec> {
                 program: k::PROG_RAW_SYS_ENTER,
                 attach: Attach::Raw("sys_enter"),
                 required: true,
-                fallback: Some(("tp_sys_enter", Attach::Syscalls("enter"))),
+                fallback: Some((k::PROG_TP_SYS_ENTER, Attach::Syscalls("enter"))),
             },
             ProbeSpec {
                 program: k::PROG_RAW_SYS_EXIT,
                 attach: Attach::Raw("sys_exit"),
                 required: true,
-                fallback: Some(("tp_sys_exit", Attach::Syscalls("exit"))),
+                fallback: Some((k::PROG_TP_SYS_EXIT, Attach::Syscalls("exit"))),
             },
         ),
         SyscallHook::Tracepoint => (
-            ProbeSpec { program: "tp_sys_enter", attach: Attach::Syscalls("enter"), required: true, fallback: None },
-            ProbeSpec { program: "tp_sys_exit", attach: Attach::Syscalls("exit"), required: true, fallback: None },
+            ProbeSpec {
+                program: k::PROG_TP_SYS_ENTER,
+                attach: Attach::Syscalls("enter"),
+                required: true,
+                fallback: None,
+            },
+            ProbeSpec {
+                program: k::PROG_TP_SYS_EXIT,
+                attach: Attach::Syscalls("exit"),
+                required: true,
+                fallback: None,
+            },
         ),
     };
     let mut specs = vec![
@@ -248,14 +260,20 @@ impl Probes {
         self.ebpf.take_map(k::MAP_EVENTS)
     }
 
-    /// Exposes kernel counters and probe status in `registry`, read at scrape time.
-    pub fn register_metrics(&mut self, registry: &Arc<Registry>) -> Result<(), ProbeError> {
-        let map = self.ebpf.take_map(k::MAP_COUNTERS).ok_or(ProbeError::Map {
-            name: k::MAP_COUNTERS,
-            source: aya::maps::MapError::InvalidName { name: k::MAP_COUNTERS.into() },
+    /// Takes a per-CPU array of `u64` counters out of the object.
+    fn take_counters(&mut self, name: &'static str) -> Result<PerCpuArray<MapData, u64>, ProbeError> {
+        let map = self.ebpf.take_map(name).ok_or(ProbeError::Map {
+            name,
+            source: aya::maps::MapError::InvalidName { name: name.into() },
         })?;
-        let counters: PerCpuArray<MapData, u64> =
-            PerCpuArray::try_from(map).map_err(|source| ProbeError::Map { name: k::MAP_COUNTERS, source })?;
+        PerCpuArray::try_from(map).map_err(|source| ProbeError::Map { name, source })
+    }
+
+    /// Exposes kernel counters, per-program errors and probe status in `registry`, read at
+    /// scrape time.
+    pub fn register_metrics(&mut self, registry: &Arc<Registry>) -> Result<(), ProbeError> {
+        let counters = self.take_counters(k::MAP_COUNTERS)?;
+        let program_errors = self.take_counters(k::MAP_PROGRAM_ERRORS)?;
         let status = self.status.clone();
         let programs: Vec<(u32, String)> = self
             .ebpf
@@ -289,6 +307,17 @@ impl Probes {
                     "Kernel-side counters by kind (ringbuf_full = events lost in the kernel)",
                     Kind::Counter,
                     &[("counter", name)],
+                    total as f64,
+                ));
+            }
+            for (i, name) in k::PROGRAM_NAMES.iter().enumerate() {
+                let total: u64 = program_errors.get(&(i as u32), 0).map(|v| v.iter().sum()).unwrap_or(0);
+                out.push(Sample::new(
+                    "tracer_kernel_program_errors_total",
+                    "Runs of each kernel program that could not finish (the reason is counted in \
+                     tracer_kernel_events_total)",
+                    Kind::Counter,
+                    &[("program", name)],
                     total as f64,
                 ));
             }
