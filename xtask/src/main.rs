@@ -1,4 +1,4 @@
-//! Project tasks: `cargo xtask setup | build | run | test | bench`. Each installs what it needs
+//! Project tasks: `cargo xtask setup | build | run | lint | test | bench`. Each installs what it needs
 //! on a fresh machine (Debian packages, the nightly's rust-src, bpf-linker, test tools), says what
 //! it installs, and skips what is present.
 
@@ -31,7 +31,11 @@ enum Task {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
         args: Vec<String>,
     },
-    /// Set up, build, run `cargo test`, the root end-to-end tests, then each fuzz target briefly.
+    /// Check formatting (rustfmt) and lints (clippy on every member, the kernel crate for its
+    /// BPF target); any warning fails.
+    Lint,
+    /// Set up, build, lint, run `cargo test`, the root end-to-end tests, then each fuzz target
+    /// briefly.
     Test {
         /// Seconds each fuzz target runs.
         #[arg(long, default_value_t = 20)]
@@ -48,6 +52,7 @@ fn main() -> Result<()> {
     match Cli::parse().task {
         Task::Setup => setup::all(),
         Task::Build => build().map(|_| ()),
+        Task::Lint => lint(),
         Task::Run { args } => run(args),
         Task::Test { fuzz_seconds, filter } => test(fuzz_seconds, filter),
         Task::Bench(args) => {
@@ -132,6 +137,7 @@ fn test(fuzz_seconds: u32, filter: Option<String>) -> Result<()> {
     setup::all()?;
     let daemon = build()?;
     let root = root();
+    lint()?;
     eprintln!("xtask: tier 1: cargo test (pure code)");
     run_cmd(Command::new("cargo").current_dir(&root).args(["test", "--workspace", "--exclude", "tracer-tests", "--exclude", "tracer-ebpf"]))?;
     eprintln!("xtask: tier 2: end-to-end tests (root, real probes, real servers)");
@@ -145,6 +151,39 @@ fn test(fuzz_seconds: u32, filter: Option<String>) -> Result<()> {
         fuzz(&root, fuzz_seconds)?;
     }
     Ok(())
+}
+
+/// rustfmt's check and clippy with warnings denied: the userspace members for the host, the
+/// kernel crate for its BPF target with the nightly toolchain.
+fn lint() -> Result<()> {
+    let root = root();
+    eprintln!("xtask: lint: rustfmt --check, clippy -D warnings");
+    run_cmd(Command::new("cargo").current_dir(&root).args(["fmt", "--all", "--", "--check"]))
+        .context("formatting differs from rustfmt.toml: run `cargo fmt --all`")?;
+    run_cmd(Command::new("cargo").current_dir(&root).args([
+        "clippy",
+        "--workspace",
+        "--exclude",
+        "tracer-ebpf",
+        "--all-targets",
+        "--",
+        "-D",
+        "warnings",
+    ]))
+    .context("clippy found warnings in the userspace crates")?;
+    let target = root.join("target/lint-ebpf");
+    run_cmd(
+        Command::new("cargo")
+            .current_dir(&root)
+            .env_remove("RUSTUP_TOOLCHAIN")
+            .env_remove("RUSTC")
+            .env_remove("CARGO_BUILD_RUSTC")
+            .args(["+nightly", "clippy", "-p", "tracer-ebpf", "--release", "--target", "bpfel-unknown-none"])
+            .args(["-Z", "build-std=core", "--target-dir"])
+            .arg(&target)
+            .args(["--", "-D", "warnings"]),
+    )
+    .context("clippy found warnings in the kernel crate")
 }
 
 /// Runs every fuzz target for a bounded time, seeded from the captured traffic.
