@@ -19,7 +19,7 @@ use crate::{
     metrics::Registry,
     pipeline,
     probes::{LoadOptions, Probes, env},
-    process::{self, ProcessResolver},
+    process::ProcessResolver,
     protocol::Redaction,
     reader::{self, clock::WallClock},
     stitch::StitchConfig,
@@ -88,7 +88,7 @@ pub async fn run(inv: Invocation) -> anyhow::Result<()> {
         None => 0,
     };
 
-    let host = export::HostInfo::detect(&cfg.export)?;
+    let host = export::HostInfo::detect().with_tags(cfg.export.parsed_host_tags()?);
     let exporter = export::Pipeline::spawn(&cfg.export, host.clone(), registry.clone())?;
     let app_graph = graph.clone();
     let observer: agent::SpanObserver = Arc::new(move |span| app_graph.observe_app(span));
@@ -138,7 +138,7 @@ pub async fn run(inv: Invocation) -> anyhow::Result<()> {
 
     // Process metadata (service names, container and pod tags), with the pod sync running in
     // the background when inside Kubernetes.
-    let resolver = ProcessResolver::spawn(&cfg.kubernetes, process::HostInfo::from(&host)).context("process metadata")?;
+    let resolver = ProcessResolver::spawn(&cfg.kubernetes, host.clone()).context("process metadata")?;
     resolver.register_metrics(&registry);
     match resolver.pod_source() {
         Some(s) => tracing::info!(source = ?s.source, url = %s.url, node = %s.node_name, "pod metadata"),

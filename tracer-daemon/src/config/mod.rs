@@ -5,9 +5,12 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
+pub mod agent;
+pub mod export;
+
 use crate::{
+    config::export::ExportConfig,
     deps::GraphConfig,
-    export::ExportConfig,
     probes::{Filters, SyscallHook},
     process::{KubernetesConfig, PodSource},
 };

@@ -291,7 +291,7 @@ mod tests {
     use thrift::protocol::{TCompactOutputProtocol, TMessageType};
 
     use super::*;
-    use crate::export::encode::{BatchMeta, ClientStats, write_batch, write_emit_batch};
+    use crate::jaeger::encode::{BatchMeta, ClientStats, write_batch, write_emit_batch};
     use crate::model::{Log, Process, RefKind, Span, SpanRef, Tag, TagValue, TraceId};
 
     /// The `thrift` crate's bytes and ours for the same writes.
