@@ -29,7 +29,7 @@ use std::collections::HashMap;
 use crate::{
     model::{Span, SpanKind, Tag},
     protocol::{self, Direction as PDir, Redaction, Session, redact::redact_sql, redact::sql_operation},
-    reader::decode::{LibFunction, LibPhase, LibRecord, Library, Tuple},
+    reader::decode::{LibFunction, LibPhase, LibRecord, Library}, model::conn::Tuple,
     stitch::KernelIds,
 };
 

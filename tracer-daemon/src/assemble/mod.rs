@@ -17,9 +17,9 @@ use crate::{
     protocol::{self, Detect, Direction as PDir, Exchange, Redaction, Session},
     reader::{
         clock::WallClock,
-        decode::{DataRecord, Direction, KernelContext, LibFunction, LibRecord, OptionRecord},
+        decode::{DataRecord, KernelContext, LibFunction, LibRecord, OptionRecord},
     },
-    model::TraceId,
+    model::{TraceId, conn::Direction},
     stitch::{IdSource, Ids, KernelIds, Origin, RandomIds, StitchConfig, Stitcher},
 };
 
@@ -545,7 +545,7 @@ impl<I: IdSource> Assembler<I> {
     fn lib_span(&mut self, call: &library::LibCall, out: &library::Outcome, tid: u32, end_ns: u64) -> Span {
         let (operation, facts) = library::request_facts(call, self.redaction);
         self.lib.next_seq += 1;
-        let tuple = call.tuple.unwrap_or(crate::reader::decode::Tuple {
+        let tuple = call.tuple.unwrap_or(crate::model::conn::Tuple {
             local: SocketAddr::from(([0, 0, 0, 0], 0)),
             remote: SocketAddr::from(([0, 0, 0, 0], 0)),
         });

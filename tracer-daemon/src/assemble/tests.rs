@@ -6,7 +6,7 @@ use super::*;
 use crate::{
     conn::{ConnTable, Removal},
     model::TagValue,
-    reader::decode::{ConnKind, ConnRecord, Syscall, Tuple},
+    reader::decode::{ConnRecord, Syscall}, model::conn::{ConnKind, Tuple},
 };
 
 fn process(pid: u32) -> Arc<Process> {

@@ -1,6 +1,8 @@
 //! The span model every stage shares: what span assembly produces, what the agent receiver
 //! decodes from apps' Jaeger batches, and what the exporters encode. It mirrors `jaeger.thrift`.
 
+pub mod conn;
+
 use std::sync::Arc;
 
 /// A 128-bit trace id; `high` is 0 for 64-bit ids.

@@ -21,7 +21,7 @@ use std::collections::{HashMap, VecDeque};
 use crate::{
     model::{Span, Tag, TraceId},
     protocol::{ContextSource, TraceContext},
-    reader::decode::Tuple,
+    model::conn::Tuple,
 };
 
 /// Which evidence linked a span to its parent (the `tracer.link` tag).
