@@ -100,7 +100,7 @@ pub async fn run(inv: Invocation) -> anyhow::Result<()> {
         hook: cfg.capture.syscall_hook,
         capture_bytes: cfg.capture.capture_bytes,
         ring_bytes: cfg.capture.ring_buffer_bytes,
-        filters: cfg.filter.to_filters(),
+        filters: cfg.filter.clone(),
         netns_inum,
         propagate: cfg.propagate,
     })?;

@@ -14,6 +14,7 @@ use aya::{
 };
 use tracer_common as k;
 
+use crate::config::Filters;
 use crate::metrics::{Kind, Registry, Sample};
 
 /// The kernel object, embedded at build time (empty when it was not built).
@@ -113,17 +114,6 @@ fn table(hook: SyscallHook, propagate: bool) -> Vec<ProbeSpec> {
         specs.push(ProbeSpec { program: k::PROG_SOCK_OPS, attach: Attach::CgroupSockOps, required: false, fallback: None });
     }
     specs
-}
-
-/// Include / exclude lists for the kernel filter maps.
-#[derive(Clone, Debug, Default)]
-pub struct Filters {
-    pub include_pids: Vec<u32>,
-    pub exclude_pids: Vec<u32>,
-    pub include_comms: Vec<String>,
-    pub exclude_comms: Vec<String>,
-    pub include_ports: Vec<u16>,
-    pub exclude_ports: Vec<u16>,
 }
 
 impl Filters {
