@@ -251,3 +251,22 @@ fn readiness(resolver: &ProcessResolver) -> api::Response {
         _ => api::Response::text(200, "ready\n"),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_fleet_subcommand_parses_daemons_and_format() {
+        use clap::Parser;
+        let argv = ["tracer-daemon", "fleet", "--daemon", "a:14271", "--from", "tracer.obs.svc:14271", "--format", "json"];
+        let cli = Cli::try_parse_from(argv).unwrap();
+        let Some(Command::Fleet(args)) = cli.command else { panic!("no fleet subcommand") };
+        assert_eq!(args.daemons, ["a:14271", "tracer.obs.svc:14271"]);
+        assert_eq!(args.format, deps::fleet::FleetFormat::Json);
+        assert!(Cli::try_parse_from(["tracer-daemon", "deps", "--from", "a:1"]).is_ok(), "`deps` is an alias");
+        assert!(Cli::try_parse_from(["tracer-daemon", "fleet"]).is_err(), "at least one daemon");
+        let daemon = Cli::try_parse_from(["tracer-daemon", "--output", "json"]).unwrap();
+        assert!(daemon.command.is_none(), "without a subcommand the daemon runs");
+    }
+}

@@ -6,17 +6,16 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 
 pub mod agent;
+pub mod deps;
 pub mod export;
 pub mod filter;
+pub mod kubernetes;
 
 pub use filter::Filters;
 
-use crate::{
-    config::export::ExportConfig,
-    deps::GraphConfig,
-    probes::SyscallHook,
-    process::{KubernetesConfig, PodSource},
-};
+use self::deps::GraphConfig;
+use self::export::ExportConfig;
+use self::kubernetes::{KubernetesConfig, PodSource};
 
 /// Default address of `/metrics` and `/healthz` (the jaeger-agent admin port, on loopback).
 pub const DEFAULT_METRICS_ADDR: &str = "127.0.0.1:14271";
@@ -80,6 +79,15 @@ impl Default for Config {
             kubernetes: KubernetesConfig::default(),
         }
     }
+}
+
+/// How syscalls are hooked. Raw tracepoints run one program for every syscall and filter by
+/// number; classic tracepoints run only for the traced calls but cost more per hit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SyscallHook {
+    Raw,
+    Tracepoint,
 }
 
 #[derive(Clone, Debug, Deserialize, PartialEq)]

@@ -14,7 +14,7 @@ use aya::{
 };
 use tracer_common as k;
 
-use crate::config::Filters;
+use crate::config::{Filters, SyscallHook};
 use crate::metrics::{Kind, Registry, Sample};
 
 /// The kernel object, embedded at build time (empty when it was not built).
@@ -36,15 +36,6 @@ pub enum ProbeError {
     Required { probe: String, reason: String },
     #[error("map {name}: {source}")]
     Map { name: &'static str, source: aya::maps::MapError },
-}
-
-/// How syscalls are hooked. Raw tracepoints run one program for every syscall and filter by
-/// number; classic tracepoints run only for the traced calls but cost more per hit.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum SyscallHook {
-    Raw,
-    Tracepoint,
 }
 
 /// Where a program attaches.

@@ -37,7 +37,6 @@
 //! ```
 
 pub mod cgroup;
-pub mod config;
 pub mod pods;
 pub mod procfs;
 pub mod sync;
@@ -51,7 +50,7 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 pub use cgroup::{ContainerRef, Runtime, parse_cgroup_file};
-pub use config::{KubernetesConfig, PodSource, SourceSettings};
+pub use crate::config::kubernetes::{KubernetesConfig, PodSource, SourceSettings};
 pub use pods::{PodList, PodMatch, PodMeta, PodStore};
 pub use procfs::{ProcFs, service_from_environ};
 
@@ -168,7 +167,7 @@ impl ProcessResolver {
     /// A resolver reading `cfg.proc_root`, with an (empty) pod store when pod lookup is on
     /// (see [`KubernetesConfig`]); nothing runs in the background until [`Self::start_sync`].
     pub fn new(cfg: &KubernetesConfig, host: HostInfo) -> Self {
-        let env = config::process_env;
+        let env = crate::config::kubernetes::process_env;
         let settings = cfg.source_settings(&env, &host.hostname);
         let node_name = cfg.node_name_or(&env, &host.hostname);
         let pods = settings.as_ref().map(|s| Arc::new(PodStore::new(Some(s.node_name.clone()))));

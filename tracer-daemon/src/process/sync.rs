@@ -8,7 +8,7 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use super::config::{PodSource, SourceSettings};
+use crate::config::kubernetes::{PodSource, SourceSettings};
 use crate::net::backoff::{Backoff, RetryPolicy};
 use crate::net::http::{HttpClient, HttpError, encode_query_value};
 use crate::net::tls::TlsOptions;
