@@ -259,7 +259,8 @@ mod tests {
     #[test]
     fn the_fleet_subcommand_parses_daemons_and_format() {
         use clap::Parser;
-        let argv = ["tracer-daemon", "fleet", "--daemon", "a:14271", "--from", "tracer.obs.svc:14271", "--format", "json"];
+        let argv =
+            ["tracer-daemon", "fleet", "--daemon", "a:14271", "--from", "tracer.obs.svc:14271", "--format", "json"];
         let cli = Cli::try_parse_from(argv).unwrap();
         let Some(Command::Fleet(args)) = cli.command else { panic!("no fleet subcommand") };
         assert_eq!(args.daemons, ["a:14271", "tracer.obs.svc:14271"]);

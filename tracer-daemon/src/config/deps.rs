@@ -25,6 +25,12 @@ pub struct GraphConfig {
 
 impl Default for GraphConfig {
     fn default() -> Self {
-        GraphConfig { max_edges: 10_000, max_nodes: 2_000, max_pending: 65_536, pair_window_ms: 5_000, max_names: 10_000 }
+        GraphConfig {
+            max_edges: 10_000,
+            max_nodes: 2_000,
+            max_pending: 65_536,
+            pair_window_ms: 5_000,
+            max_names: 10_000,
+        }
     }
 }

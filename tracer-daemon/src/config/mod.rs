@@ -352,7 +352,8 @@ mod tests {
     #[test]
     fn flags_override_the_file_and_bad_values_are_named() {
         let c = Config::from_yaml("capture:\n  capture_bytes: 100\n", Path::new("x.yaml")).unwrap();
-        let o = CliOverrides { capture_bytes: Some(200), filter: Filters { exclude_pids: vec![7], ..Default::default() }, no_redact: true, ..Default::default() };
+        let filter = Filters { exclude_pids: vec![7], ..Default::default() };
+        let o = CliOverrides { capture_bytes: Some(200), filter, no_redact: true, ..Default::default() };
         let c = c.apply(&o).unwrap();
         assert_eq!(c.capture.capture_bytes, 200);
         assert_eq!(c.filter.exclude_pids, vec![7]);

@@ -5,6 +5,7 @@
 //! `Content-Length`, chunked or read-to-close framing.
 
 use std::path::{Path, PathBuf};
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -180,6 +181,19 @@ impl HttpClient {
             false => None,
         };
         Ok(HttpClient { base, tls, token_file, timeout })
+    }
+
+    /// A plain `http://` client for one resolved address, `authority` being the `Host` header
+    /// (another daemon's admin endpoint, one of the addresses its name resolves to).
+    pub fn for_addr(addr: SocketAddr, authority: &str, timeout: Duration) -> Self {
+        let base = Url {
+            tls: false,
+            host: addr.ip().to_string(),
+            port: addr.port(),
+            authority: authority.to_owned(),
+            path: String::new(),
+        };
+        HttpClient { base, tls: None, token_file: None, timeout }
     }
 
     pub fn base(&self) -> &Url {
@@ -466,7 +480,8 @@ mod tests {
         assert_eq!(u.path, "/pods?x");
         assert_eq!((u.tls, u.host.as_str(), u.port, u.authority.as_str()), (false, "::1", 8080, "[::1]:8080"));
         assert_eq!(u.endpoint("/pods"), "http://[::1]:8080/pods");
-        for bad in ["ftp://x", "http://", "https://u:p@h", "http://h:99999", "http://[::1", "http://[::1]x", "http://a b", "http://h/a b"] {
+        let bad_urls = ["ftp://x", "http://", "https://u:p@h", "http://h:99999", "http://[::1", "http://[::1]x"];
+        for bad in bad_urls.into_iter().chain(["http://a b", "http://h/a b"]) {
             assert!(Url::parse(bad).is_err(), "{bad}");
         }
         assert_eq!(encode_query_value("spec.nodeName=node-1"), "spec.nodeName%3Dnode-1");
