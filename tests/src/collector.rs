@@ -8,8 +8,8 @@ use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
-use tracer_daemon::agent::decode::{ReceivedBatch, decode_batch};
-use tracer_daemon::export::Protocol;
+use tracer_daemon::jaeger::decode::{ReceivedBatch, decode_batch};
+use tracer_daemon::jaeger::Protocol;
 use tracer_daemon::model::JaegerSpan as Span;
 
 /// Largest request body taken, bytes.

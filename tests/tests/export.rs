@@ -14,8 +14,8 @@ use std::net::UdpSocket;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use tracer_daemon::export::Protocol;
-use tracer_daemon::export::encode::{BatchMeta, ClientStats, encode_batch, encode_emit_batch};
+use tracer_daemon::jaeger::Protocol;
+use tracer_daemon::jaeger::encode::{BatchMeta, ClientStats, encode_batch, encode_emit_batch};
 use tracer_daemon::model::{JaegerSpan as Span, Tag, TagValue, TraceId};
 use tracer_tests::collector::Collector;
 use tracer_tests::wait_for;

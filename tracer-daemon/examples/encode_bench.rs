@@ -10,9 +10,9 @@ use std::hint::black_box;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tracer_daemon::agent::decode::decode_emit_batch;
-use tracer_daemon::export::Protocol;
-use tracer_daemon::export::encode::{
+use tracer_daemon::jaeger::decode::decode_emit_batch;
+use tracer_daemon::jaeger::Protocol;
+use tracer_daemon::jaeger::encode::{
     BatchMeta, ClientStats, encode_batch, encode_emit_batch, span_len,
 };
 use tracer_daemon::model::{Process, JaegerSpan, Tag, TraceId};

@@ -19,7 +19,7 @@ use crate::{
     metrics::Registry,
     pipeline,
     probes::{LoadOptions, Probes, env},
-    process::{self, ProcessResolver},
+    process::ProcessResolver,
     protocol::Redaction,
     reader::{self, clock::WallClock},
     stitch::{StitchConfig, Stitcher},
@@ -88,7 +88,7 @@ pub async fn run(inv: Invocation) -> anyhow::Result<()> {
         None => 0,
     };
 
-    let host = export::HostInfo::detect(&cfg.export)?;
+    let host = export::HostInfo::detect().with_tags(cfg.export.parsed_host_tags()?);
     let exporter = export::Pipeline::spawn(&cfg.export, host.clone(), registry.clone())?;
     let app_graph = graph.clone();
     let observer: agent::SpanObserver = Arc::new(move |span| app_graph.observe_app(span));
@@ -100,7 +100,7 @@ pub async fn run(inv: Invocation) -> anyhow::Result<()> {
         hook: cfg.capture.syscall_hook,
         capture_bytes: cfg.capture.capture_bytes,
         ring_bytes: cfg.capture.ring_buffer_bytes,
-        filters: cfg.filter.to_filters(),
+        filters: cfg.filter.clone(),
         netns_inum,
         propagate: cfg.propagate,
     })?;
@@ -138,7 +138,7 @@ pub async fn run(inv: Invocation) -> anyhow::Result<()> {
 
     // Process metadata (service names, container and pod tags), with the pod sync running in
     // the background when inside Kubernetes.
-    let resolver = ProcessResolver::spawn(&cfg.kubernetes, process::HostInfo::from(&host)).context("process metadata")?;
+    let resolver = ProcessResolver::spawn(&cfg.kubernetes, host.clone()).context("process metadata")?;
     resolver.register_metrics(&registry);
     match resolver.pod_source() {
         Some(s) => tracing::info!(source = ?s.source, url = %s.url, node = %s.node_name, "pod metadata"),
@@ -250,5 +250,25 @@ fn readiness(resolver: &ProcessResolver) -> api::Response {
     match resolver.pods() {
         Some(store) if !store.synced() => api::Response::text(503, "waiting for the node's pod list\n"),
         _ => api::Response::text(200, "ready\n"),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_fleet_subcommand_parses_daemons_and_format() {
+        use clap::Parser;
+        let argv =
+            ["tracer-daemon", "fleet", "--daemon", "a:14271", "--from", "tracer.obs.svc:14271", "--format", "json"];
+        let cli = Cli::try_parse_from(argv).unwrap();
+        let Some(Command::Fleet(args)) = cli.command else { panic!("no fleet subcommand") };
+        assert_eq!(args.daemons, ["a:14271", "tracer.obs.svc:14271"]);
+        assert_eq!(args.format, deps::fleet::FleetFormat::Json);
+        assert!(Cli::try_parse_from(["tracer-daemon", "deps", "--from", "a:1"]).is_ok(), "`deps` is an alias");
+        assert!(Cli::try_parse_from(["tracer-daemon", "fleet"]).is_err(), "at least one daemon");
+        let daemon = Cli::try_parse_from(["tracer-daemon", "--output", "json"]).unwrap();
+        assert!(daemon.command.is_none(), "without a subcommand the daemon runs");
     }
 }

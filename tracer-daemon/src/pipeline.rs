@@ -70,10 +70,10 @@ pub async fn run(
         };
         if let Event::Conn(c) = &event {
             if c.pid == own_pid {
-                asm.own_endpoint(c.tuple.local, c.kind != crate::reader::decode::ConnKind::Close);
+                asm.own_endpoint(c.tuple.local, c.kind != crate::model::conn::ConnKind::Close);
                 continue;
             }
-            if c.kind != crate::reader::decode::ConnKind::Close {
+            if c.kind != crate::model::conn::ConnKind::Close {
                 match &opts.on_seen {
                     Some(f) => f(c.pid, &c.comm),
                     None => asm.process_seen(c.pid),

@@ -9,8 +9,8 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::Value;
-use tracer_daemon::export::Protocol;
-use tracer_daemon::export::encode::{BatchMeta, encode_emit_batch};
+use tracer_daemon::jaeger::Protocol;
+use tracer_daemon::jaeger::encode::{BatchMeta, encode_emit_batch};
 use tracer_daemon::model::{Process, JaegerSpan as Span, Tag, TagValue};
 use tracer_tests::{stop_child, wait_for};
 

@@ -7,8 +7,8 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 
 use serde_json::{Value, json};
-use tracer_daemon::export::Protocol;
-use tracer_daemon::export::encode::BatchMeta;
+use tracer_daemon::jaeger::Protocol;
+use tracer_daemon::jaeger::encode::BatchMeta;
 use tracer_daemon::model::{Log, Process, RefKind, JaegerSpan as Span, SpanRef, Tag, TagValue, TraceId};
 
 pub fn python_dir() -> PathBuf {

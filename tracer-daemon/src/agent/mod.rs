@@ -2,7 +2,6 @@
 //! 6832) that forward spans through the export pipeline with this host's tags, and the HTTP
 //! sampling endpoint on 5778.
 
-pub mod decode;
 pub mod sampling;
 
 use std::net::SocketAddr;
@@ -14,12 +13,15 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 use crate::api;
-use crate::export::config::ConfigError;
-use crate::export::retry::LogLimiter;
-use crate::export::{ExportConfig, HostInfo, Protocol, SpanSender};
+use crate::config::export::ConfigError;
+use crate::logging::LogLimiter;
+use crate::config::export::ExportConfig;
+use crate::export::SpanSender;
+use crate::net::host::HostInfo;
+use crate::jaeger::Protocol;
 use crate::metrics::{Counter, Registry};
 use crate::model::{Process, Span, Tag};
-use decode::{DecodeError, decode_emit_batch};
+use crate::jaeger::decode::{DecodeError, decode_emit_batch};
 
 /// Sees each span an app sent before it is queued for export (the dependency graph).
 pub type SpanObserver = Arc<dyn Fn(&Span) + Send + Sync>;

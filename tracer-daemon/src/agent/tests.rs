@@ -2,7 +2,7 @@
 //! and the sampling endpoint over HTTP.
 
 use super::*;
-use crate::export::encode::{BatchMeta, encode_emit_batch};
+use crate::jaeger::encode::{BatchMeta, encode_emit_batch};
 use crate::export::memory::MemoryExporter;
 use crate::export::{OutputMode, Pipeline};
 use crate::model::{JaegerSpan, TraceId};

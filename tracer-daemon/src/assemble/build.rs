@@ -4,7 +4,7 @@
 use super::Env;
 use crate::{
     model::{Attributes, Body, Span, SpanKind, Status, Traced},
-    reader::decode::Tuple,
+    model::conn::Tuple,
     stitch::Ids,
 };
 

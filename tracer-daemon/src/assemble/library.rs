@@ -33,7 +33,8 @@ use crate::{
         attrs::{LibraryCall, Mysql, Redis},
     },
     protocol::{self, Direction as PDir, Redaction, Session, redact::redact_sql, redact::sql_operation},
-    reader::decode::{KernelContext, LibFunction, LibPhase, LibRecord, Library, Tuple},
+    model::conn::Tuple,
+    reader::decode::{KernelContext, LibFunction, LibPhase, LibRecord, Library},
     stitch::{IdSource, KernelIds, Origin, Stitcher},
 };
 

@@ -20,11 +20,11 @@ pub use counters::AssembleCounters;
 use self::detect::{Call, Detection, Proto};
 use crate::{
     conn::{Conn, Role},
-    model::{Process, Span, SpanKind, TraceId},
+    model::{Process, Span, SpanKind, TraceId, conn::Direction},
     protocol::{self, Direction as PDir, Exchange, Redaction, Session},
     reader::{
         clock::WallClock,
-        decode::{DataRecord, Direction, KernelContext, LibRecord, OptionRecord},
+        decode::{DataRecord, KernelContext, LibRecord, OptionRecord},
     },
     stitch::{IdSource, Ids, KernelIds, Origin, Stitcher},
 };

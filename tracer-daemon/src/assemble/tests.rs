@@ -6,7 +6,8 @@ use super::*;
 use crate::{
     conn::{ConnTable, Removal},
     model::{JaegerSpan, TagValue},
-    reader::decode::{ConnKind, ConnRecord, LibFunction, Syscall, Tuple},
+    model::conn::{ConnKind, Tuple},
+    reader::decode::{ConnRecord, LibFunction, Syscall},
     render,
     stitch::StitchConfig,
 };

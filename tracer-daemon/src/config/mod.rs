@@ -5,12 +5,17 @@ use std::path::{Path, PathBuf};
 
 use serde::Deserialize;
 
-use crate::{
-    deps::GraphConfig,
-    export::ExportConfig,
-    probes::{Filters, SyscallHook},
-    process::{KubernetesConfig, PodSource},
-};
+pub mod agent;
+pub mod deps;
+pub mod export;
+pub mod filter;
+pub mod kubernetes;
+
+pub use filter::Filters;
+
+use self::deps::GraphConfig;
+use self::export::ExportConfig;
+use self::kubernetes::{KubernetesConfig, PodSource};
 
 /// Default address of `/metrics` and `/healthz` (the jaeger-agent admin port, on loopback).
 pub const DEFAULT_METRICS_ADDR: &str = "127.0.0.1:14271";
@@ -21,7 +26,7 @@ pub struct Config {
     /// Listen address of the admin HTTP endpoint (`/metrics`, `/healthz`); empty turns it off.
     pub metrics_addr: String,
     pub capture: CaptureConfig,
-    pub filter: FilterConfig,
+    pub filter: Filters,
     /// Trace only sockets of this network namespace: an `ip netns` name or a namespace file
     /// path. Unset: every namespace of the host.
     pub netns: Option<String>,
@@ -63,7 +68,7 @@ impl Default for Config {
         Config {
             metrics_addr: DEFAULT_METRICS_ADDR.into(),
             capture: CaptureConfig::default(),
-            filter: FilterConfig::default(),
+            filter: Filters::default(),
             netns: None,
             redact: true,
             propagate: true,
@@ -74,6 +79,15 @@ impl Default for Config {
             kubernetes: KubernetesConfig::default(),
         }
     }
+}
+
+/// How syscalls are hooked. Raw tracepoints run one program for every syscall and filter by
+/// number; classic tracepoints run only for the traced calls but cost more per hit.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum SyscallHook {
+    Raw,
+    Tracepoint,
 }
 
 #[derive(Clone, Debug, Deserialize, PartialEq)]
@@ -107,34 +121,6 @@ impl Default for CaptureConfig {
     }
 }
 
-/// Which processes and ports are traced. Excludes win over includes; with any include entry for
-/// processes (pids or commands), only matching processes are traced; likewise for ports.
-#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
-#[serde(deny_unknown_fields, default)]
-pub struct FilterConfig {
-    pub include_pids: Vec<u32>,
-    pub exclude_pids: Vec<u32>,
-    /// Command names (as in /proc/PID/comm, at most 15 bytes).
-    pub include_comms: Vec<String>,
-    pub exclude_comms: Vec<String>,
-    /// TCP ports, matched against either end of a connection.
-    pub include_ports: Vec<u16>,
-    pub exclude_ports: Vec<u16>,
-}
-
-impl FilterConfig {
-    pub fn to_filters(&self) -> Filters {
-        Filters {
-            include_pids: self.include_pids.clone(),
-            exclude_pids: self.exclude_pids.clone(),
-            include_comms: self.include_comms.clone(),
-            exclude_comms: self.exclude_comms.clone(),
-            include_ports: self.include_ports.clone(),
-            exclude_ports: self.exclude_ports.clone(),
-        }
-    }
-}
-
 /// Command-line flags; each overrides the YAML value when given.
 #[derive(clap::Args, Clone, Debug, Default)]
 pub struct CliOverrides {
@@ -156,24 +142,8 @@ pub struct CliOverrides {
     /// Account each kernel program's run time (`tracer_bpf_program_*` metrics; small cost per run).
     #[arg(long)]
     pub bpf_stats: bool,
-    /// Trace only these processes (repeatable).
-    #[arg(long = "include-pid")]
-    pub include_pids: Vec<u32>,
-    /// Never trace these processes (repeatable).
-    #[arg(long = "exclude-pid")]
-    pub exclude_pids: Vec<u32>,
-    /// Trace only processes with this command name (repeatable).
-    #[arg(long = "include-comm")]
-    pub include_comms: Vec<String>,
-    /// Never trace processes with this command name (repeatable).
-    #[arg(long = "exclude-comm")]
-    pub exclude_comms: Vec<String>,
-    /// Trace only connections with this port at either end (repeatable).
-    #[arg(long = "include-port")]
-    pub include_ports: Vec<u16>,
-    /// Never trace connections with this port at either end (repeatable).
-    #[arg(long = "exclude-port")]
-    pub exclude_ports: Vec<u16>,
+    #[command(flatten)]
+    pub filter: Filters,
     /// Trace only this network namespace (an `ip netns` name or a namespace file path).
     #[arg(long)]
     pub netns: Option<String>,
@@ -269,13 +239,7 @@ impl Config {
         if o.bpf_stats {
             self.capture.bpf_stats = true;
         }
-        let f = &mut self.filter;
-        f.include_pids.extend(&o.include_pids);
-        f.exclude_pids.extend(&o.exclude_pids);
-        f.include_comms.extend(o.include_comms.iter().cloned());
-        f.exclude_comms.extend(o.exclude_comms.iter().cloned());
-        f.include_ports.extend(&o.include_ports);
-        f.exclude_ports.extend(&o.exclude_ports);
+        self.filter.extend(&o.filter);
         if o.netns.is_some() {
             self.netns = o.netns.clone();
         }
@@ -388,7 +352,8 @@ mod tests {
     #[test]
     fn flags_override_the_file_and_bad_values_are_named() {
         let c = Config::from_yaml("capture:\n  capture_bytes: 100\n", Path::new("x.yaml")).unwrap();
-        let o = CliOverrides { capture_bytes: Some(200), exclude_pids: vec![7], no_redact: true, ..Default::default() };
+        let filter = Filters { exclude_pids: vec![7], ..Default::default() };
+        let o = CliOverrides { capture_bytes: Some(200), filter, no_redact: true, ..Default::default() };
         let c = c.apply(&o).unwrap();
         assert_eq!(c.capture.capture_bytes, 200);
         assert_eq!(c.filter.exclude_pids, vec![7]);

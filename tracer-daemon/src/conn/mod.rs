@@ -11,7 +11,8 @@ use serde::Serialize;
 
 use crate::{
     metrics::{Counter, Gauge},
-    reader::decode::{ConnKind, ConnRecord, DataRecord, Tuple},
+    model::conn::{ConnKind, Tuple},
+    reader::decode::{ConnRecord, DataRecord},
 };
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
@@ -205,8 +206,8 @@ impl<T: Default> ConnTable<T> {
         let c = self.conns.get_mut(&rec.conn_id).expect("inserted or present above");
         if rec.ret > 0 {
             match rec.direction {
-                crate::reader::decode::Direction::Ingress => c.bytes_in += rec.ret as u64,
-                crate::reader::decode::Direction::Egress => c.bytes_out += rec.ret as u64,
+                crate::model::conn::Direction::Ingress => c.bytes_in += rec.ret as u64,
+                crate::model::conn::Direction::Egress => c.bytes_out += rec.ret as u64,
             }
         }
         c.pid = rec.pid;
@@ -228,7 +229,8 @@ impl<T: Default> ConnTable<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::reader::decode::{Direction, Syscall};
+    use crate::model::conn::Direction;
+    use crate::reader::decode::Syscall;
 
     fn tuple(lport: u16) -> Tuple {
         Tuple { local: format!("127.0.0.1:{lport}").parse().unwrap(), remote: "127.0.0.1:80".parse().unwrap() }

@@ -22,10 +22,7 @@ use std::{
 };
 
 use anyhow::Context as _;
-use tokio::{
-    io::{AsyncReadExt, AsyncWriteExt},
-    net::TcpStream,
-};
+use crate::net::http::{HttpClient, HttpError};
 
 use super::{
     dot,
@@ -222,32 +219,21 @@ pub async fn resolve(daemon: &str) -> Result<Vec<SocketAddr>, FleetError> {
     Ok(set.into_iter().collect())
 }
 
-/// `GET /graph.json` from one daemon (HTTP/1.0, the connection closed after the answer).
+/// `GET /graph.json` from one daemon (`net`'s HTTP/1.1 client, the connection closed after the
+/// answer).
 pub async fn fetch(addr: SocketAddr, host: &str, timeout: Duration) -> Result<Snapshot, FleetError> {
-    let io = |source| FleetError::Io { addr, source };
     let bad = |why: String| FleetError::Answer { addr, why };
-    let exchange = async {
-        let mut stream = TcpStream::connect(addr).await.map_err(io)?;
-        let request = format!("GET /graph.json HTTP/1.0\r\nHost: {host}\r\nAccept: application/json\r\nConnection: close\r\n\r\n");
-        stream.write_all(request.as_bytes()).await.map_err(io)?;
-        let mut answer = Vec::new();
-        let read = (&mut stream).take(MAX_ANSWER as u64 + 1).read_to_end(&mut answer).await.map_err(io)?;
-        if read > MAX_ANSWER {
-            return Err(bad(format!("answer larger than {MAX_ANSWER} bytes")));
+    let client = HttpClient::for_addr(addr, host, timeout);
+    let body = client.get_body("/graph.json", MAX_ANSWER).await.map_err(|e| match e {
+        HttpError::Io { source, .. } => FleetError::Io { addr, source },
+        HttpError::Timeout { .. } => FleetError::Timeout { addr },
+        HttpError::Status { status, .. } => {
+            bad(format!("HTTP status {status} (is it a tracer daemon's admin endpoint?)"))
         }
-        Ok(answer)
-    };
-    let answer = tokio::time::timeout(timeout, exchange).await.map_err(|_| FleetError::Timeout { addr })??;
-    let split = answer.windows(4).position(|w| w == b"\r\n\r\n").ok_or_else(|| bad("no HTTP header end".to_owned()))?;
-    let head = String::from_utf8_lossy(&answer[..split]);
-    let status = head.split_whitespace().nth(1).unwrap_or("");
-    if status != "200" {
-        return Err(bad(format!("HTTP status {status} (is it a tracer daemon's admin endpoint?)")));
-    }
-    if head.lines().any(|l| l.to_ascii_lowercase().starts_with("transfer-encoding:")) {
-        return Err(bad("chunked answers are not read".to_owned()));
-    }
-    let graph: Snapshot = serde_json::from_slice(&answer[split + 4..]).map_err(|e| bad(format!("graph.json: {e}")))?;
+        HttpError::Protocol { why, .. } => bad(why),
+        other => bad(other.to_string()),
+    })?;
+    let graph: Snapshot = serde_json::from_slice(&body).map_err(|e| bad(format!("graph.json: {e}")))?;
     check(&graph).map_err(bad)?;
     Ok(graph)
 }

@@ -7,9 +7,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use super::Batch;
-use super::config::BatchLimits;
-use super::encode::{Protocol, span_len};
-use super::host::HostInfo;
+use crate::config::export::BatchLimits;
+use crate::jaeger::encode::{Protocol, span_len};
+use crate::net::host::HostInfo;
 use crate::{
     model::{JaegerSpan, Process, Span},
     render,

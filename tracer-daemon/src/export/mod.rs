@@ -23,7 +23,7 @@
 //! # async fn run() -> anyhow::Result<()> {
 //! let cli = Cli::parse();
 //! let metrics = Registry::new();
-//! let host = export::HostInfo::detect(&cli.export)?;
+//! let host = export::HostInfo::detect().with_tags(cli.export.parsed_host_tags()?);
 //! let handle = export::Pipeline::spawn(&cli.export, host.clone(), metrics.clone())?;
 //!
 //! // Span producers clone the sender; try_send never blocks (a full queue drops and counts).
@@ -47,16 +47,11 @@
 //! ```
 
 pub mod batch;
-pub mod compact;
-pub mod config;
 pub mod console;
-pub mod encode;
-pub mod host;
 pub mod json;
 pub mod memory;
 pub mod pipeline;
 pub mod queue;
-pub mod retry;
 pub mod transport_http;
 pub mod transport_udp;
 
@@ -64,9 +59,8 @@ use std::future::Future;
 use std::sync::Arc;
 use std::time::Instant;
 
-pub use config::{BatchLimits, ConfigError, Destination, ExportConfig, OutputMode, RetryPolicy};
-pub use encode::{ClientStats, Protocol};
-pub use host::HostInfo;
+pub use crate::config::export::{BatchLimits, ConfigError, Destination, ExportConfig, OutputMode, RetryPolicy};
+pub use crate::net::host::HostInfo;
 pub use memory::MemoryExporter;
 pub use pipeline::{ExportHandle, ExportMetrics, Pipeline, wait_for_signal};
 pub use queue::SpanSender;
@@ -121,7 +115,7 @@ impl ExportError {
             ExportError::Io { .. } | ExportError::Timeout { .. } | ExportError::Protocol { .. } => {
                 true
             }
-            ExportError::Status { status, .. } => retry::status_is_retryable(*status),
+            ExportError::Status { status, .. } => crate::net::backoff::status_is_retryable(*status),
             ExportError::Tls { .. } | ExportError::Encode(_) => false,
         }
     }

@@ -9,13 +9,14 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use super::batch::Batcher;
-use super::config::{ConfigError, Destination, ExportConfig, RetryPolicy};
+use crate::config::export::{ConfigError, Destination, ExportConfig, RetryPolicy};
 use super::console::ConsoleExporter;
-use super::encode::{ClientStats, Protocol};
-use super::host::HostInfo;
+use crate::jaeger::encode::{ClientStats, Protocol};
+use crate::net::host::HostInfo;
 use super::json::JsonExporter;
 use super::queue::SpanSender;
-use super::retry::{Backoff, LogLimiter};
+use crate::logging::LogLimiter;
+use crate::net::backoff::Backoff;
 use super::transport_http::HttpExporter;
 use super::transport_udp::UdpExporter;
 use super::{Batch, Exporter};

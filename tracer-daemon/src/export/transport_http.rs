@@ -1,16 +1,16 @@
 //! HTTP transport to Jaeger collectors: `POST /api/traces` with a binary-protocol `Batch`
 //! (`Content-Type: application/x-thrift`), keep-alive connections, optional TLS for
 //! `https://`, extra headers, round-robin across collectors and fail-over when one is down.
+//! URLs, connecting and TLS come from `net`.
 
-use std::path::Path;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-use super::config::{ConfigError, ExportConfig};
-use super::encode::{BatchMeta, Protocol, encode_batch};
+use crate::config::export::{ConfigError, ExportConfig};
+use crate::jaeger::encode::{BatchMeta, Protocol, encode_batch};
+use crate::net::http::{self, ConnectError, Stream, Url};
+use crate::net::tls::{self, TlsOptions};
 use super::pipeline::ExportMetrics;
 use super::{Batch, Delivered, ExportError, Exporter};
 
@@ -22,100 +22,17 @@ const MAX_RESPONSE_BODY: usize = 1024 * 1024;
 const DOWN_MIN: Duration = Duration::from_millis(500);
 const DOWN_MAX: Duration = Duration::from_secs(30);
 
-/// A parsed collector URL.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct CollectorUrl {
-    pub tls: bool,
-    pub host: String,
-    pub port: u16,
-    /// Path and query, e.g. `/api/traces`.
-    pub path: String,
-    /// The `Host` header value.
-    pub authority: String,
-}
-
-impl CollectorUrl {
-    /// Parses `http(s)://host[:port][/path]`; the path defaults to `/api/traces`, the port to
-    /// 80 or 443.
-    pub fn parse(url: &str) -> Result<Self, ConfigError> {
-        let bad = |why: &str| ConfigError::CollectorUrl {
-            url: url.to_owned(),
-            why: why.to_owned(),
-        };
-        let (tls, rest) = if let Some(r) = url.strip_prefix("http://") {
-            (false, r)
-        } else if let Some(r) = url.strip_prefix("https://") {
-            (true, r)
-        } else {
-            return Err(bad("the scheme must be http:// or https://"));
-        };
-        let (authority, path) = match rest.find('/') {
-            Some(i) => (&rest[..i], &rest[i..]),
-            None => (rest, ""),
-        };
-        if authority.is_empty() || authority.contains('@') {
-            return Err(bad(
-                "a host is required (credentials in the URL are not supported)",
-            ));
-        }
-        let (host, port) = if let Some(v6) = authority.strip_prefix('[') {
-            let (h, after) = v6
-                .split_once(']')
-                .ok_or_else(|| bad("unclosed IPv6 bracket"))?;
-            let port = match after.strip_prefix(':') {
-                Some(p) => Some(p.parse::<u16>().map_err(|_| bad("invalid port"))?),
-                None if after.is_empty() => None,
-                None => return Err(bad("junk after IPv6 address")),
-            };
-            (h.to_owned(), port)
-        } else {
-            match authority.rsplit_once(':') {
-                Some((h, p)) => (
-                    h.to_owned(),
-                    Some(p.parse::<u16>().map_err(|_| bad("invalid port"))?),
-                ),
-                None => (authority.to_owned(), None),
-            }
-        };
-        if host.is_empty() || host.bytes().any(|b| b.is_ascii_whitespace()) {
-            return Err(bad("invalid host"));
-        }
-        let path = if path.is_empty() || path == "/" {
-            "/api/traces".to_owned()
-        } else {
-            path.to_owned()
-        };
-        if path
-            .bytes()
-            .any(|b| b.is_ascii_whitespace() || b.is_ascii_control())
-        {
-            return Err(bad("invalid path"));
-        }
-        Ok(CollectorUrl {
-            tls,
-            port: port.unwrap_or(if tls { 443 } else { 80 }),
-            host,
-            path,
-            authority: authority.to_owned(),
-        })
+/// A collector URL: `http(s)://host[:port][/path]`, the path defaulting to `/api/traces`.
+pub fn collector_url(url: &str) -> Result<Url, ConfigError> {
+    let mut u = Url::parse(url).map_err(|e| ConfigError::CollectorUrl { url: e.url, why: e.why })?;
+    if u.path.is_empty() || u.path == "/" {
+        u.path = "/api/traces".to_owned();
     }
-
-    fn endpoint(&self) -> String {
-        format!(
-            "{}://{}{}",
-            if self.tls { "https" } else { "http" },
-            self.authority,
-            self.path
-        )
-    }
+    Ok(u)
 }
-
-/// A byte stream to a collector, plain or TLS.
-trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
-impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
 
 struct Endpoint {
-    url: CollectorUrl,
+    url: Url,
     name: String,
     conn: Option<Box<dyn Stream>>,
     /// Tried after the healthy ones until then.
@@ -135,53 +52,16 @@ pub struct HttpExporter {
     metrics: ExportMetrics,
 }
 
-/// The TLS client settings: web PKI roots plus the CA certificates in `ca_file`.
-pub fn tls_config(ca_file: Option<&Path>) -> Result<rustls::ClientConfig, ConfigError> {
-    use rustls::pki_types::CertificateDer;
-    use rustls::pki_types::pem::PemObject;
-    let mut roots = rustls::RootCertStore {
-        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-    };
-    if let Some(path) = ca_file {
-        let certs = CertificateDer::pem_file_iter(path)
-            .map_err(|e| ConfigError::Tls(format!("{}: {e}", path.display())))?;
-        let mut n = 0;
-        for cert in certs {
-            let cert = cert.map_err(|e| ConfigError::Tls(format!("{}: {e}", path.display())))?;
-            roots
-                .add(cert)
-                .map_err(|e| ConfigError::Tls(format!("{}: {e}", path.display())))?;
-            n += 1;
-        }
-        if n == 0 {
-            return Err(ConfigError::Tls(format!(
-                "{}: no certificate found",
-                path.display()
-            )));
-        }
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    Ok(rustls::ClientConfig::builder_with_provider(provider)
-        .with_safe_default_protocol_versions()
-        .map_err(|e| ConfigError::Tls(e.to_string()))?
-        .with_root_certificates(roots)
-        .with_no_client_auth())
-}
-
 impl HttpExporter {
     pub fn new(
         urls: &[String],
         cfg: &ExportConfig,
         metrics: ExportMetrics,
     ) -> Result<Self, ConfigError> {
-        let parsed: Vec<CollectorUrl> = urls
-            .iter()
-            .map(|u| CollectorUrl::parse(u))
-            .collect::<Result<_, _>>()?;
+        let parsed: Vec<Url> = urls.iter().map(|u| collector_url(u)).collect::<Result<_, _>>()?;
         let tls = if parsed.iter().any(|u| u.tls) {
-            Some(tokio_rustls::TlsConnector::from(Arc::new(tls_config(
-                cfg.collector_ca_file.as_deref(),
-            )?)))
+            let opts = TlsOptions { ca_file: cfg.collector_ca_file.clone(), insecure_skip_verify: false };
+            Some(tls::connector(&opts).map_err(|e| ConfigError::Tls(e.0))?)
         } else {
             None
         };
@@ -199,7 +79,7 @@ impl HttpExporter {
             endpoints: parsed
                 .into_iter()
                 .map(|url| Endpoint {
-                    name: url.endpoint(),
+                    name: url.endpoint(&url.path),
                     url,
                     conn: None,
                     down_until: None,
@@ -228,48 +108,16 @@ impl HttpExporter {
     }
 }
 
-async fn connect(
-    tls: Option<tokio_rustls::TlsConnector>,
-    url: CollectorUrl,
-) -> Result<Box<dyn Stream>, ExportError> {
-    let endpoint = url.endpoint();
-    let tcp = TcpStream::connect((url.host.as_str(), url.port))
-        .await
-        .map_err(|e| ExportError::Io {
-            endpoint: endpoint.clone(),
-            source: e,
-        })?;
-    let _ = tcp.set_nodelay(true);
-    if !url.tls {
-        return Ok(Box::new(tcp));
+async fn connect(tls: Option<tokio_rustls::TlsConnector>, url: Url) -> Result<Box<dyn Stream>, ExportError> {
+    let endpoint = url.endpoint(&url.path);
+    if url.tls && tls.is_none() {
+        return Err(ExportError::Tls { endpoint, why: "TLS is not configured".into() });
     }
-    let Some(connector) = tls else {
-        return Err(ExportError::Tls {
-            endpoint,
-            why: "TLS is not configured".into(),
-        });
-    };
-    let name = rustls::pki_types::ServerName::try_from(url.host.clone()).map_err(|e| {
-        ExportError::Tls {
-            endpoint: endpoint.clone(),
-            why: e.to_string(),
-        }
-    })?;
-    let tls = connector.connect(name, tcp).await.map_err(|e| {
-        // Certificate and handshake failures come back as InvalidData: not retryable.
-        if e.kind() == std::io::ErrorKind::InvalidData {
-            ExportError::Tls {
-                endpoint: endpoint.clone(),
-                why: e.to_string(),
-            }
-        } else {
-            ExportError::Io {
-                endpoint: endpoint.clone(),
-                source: e,
-            }
-        }
-    })?;
-    Ok(Box::new(tls))
+    let tls = if url.tls { tls.as_ref() } else { None };
+    http::connect(&url.host, url.port, tls).await.map_err(|e| match e {
+        ConnectError::Io(source) => ExportError::Io { endpoint, source },
+        ConnectError::Tls(why) => ExportError::Tls { endpoint, why },
+    })
 }
 
 impl HttpExporter {

@@ -7,7 +7,7 @@ use std::net::SocketAddr;
 
 use tokio::net::UdpSocket;
 
-use super::encode::{
+use crate::jaeger::encode::{
     BatchMeta, ClientStats, Protocol, emit_batch_empty_len, encode_emit_batch, list_header_extra,
     span_len,
 };

@@ -4,6 +4,8 @@
 //! what a renderer writes: [`JaegerSpan`] mirrors `jaeger.thrift` and is what the Thrift
 //! exporters, the console and the agent's decoder speak.
 
+pub mod conn;
+
 use std::sync::Arc;
 
 pub mod attrs;

@@ -16,6 +16,7 @@ use aya::{
 };
 use tracer_common as k;
 
+use crate::config::{Filters, SyscallHook};
 use crate::metrics::{Kind, Registry, Sample};
 
 /// The kernel object, embedded at build time (empty when it was not built).
@@ -37,15 +38,6 @@ pub enum ProbeError {
     Required { probe: String, reason: String },
     #[error("map {name}: {source}")]
     Map { name: &'static str, source: aya::maps::MapError },
-}
-
-/// How syscalls are hooked. Raw tracepoints run one program for every syscall and filter by
-/// number; classic tracepoints run only for the traced calls but cost more per hit.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum SyscallHook {
-    Raw,
-    Tracepoint,
 }
 
 /// Where a program attaches.
@@ -125,17 +117,6 @@ fn table(hook: SyscallHook, propagate: bool) -> Vec<ProbeSpec> {
         specs.push(ProbeSpec { program: k::PROG_SOCK_OPS, attach: Attach::CgroupSockOps, required: false, fallback: None });
     }
     specs
-}
-
-/// Include / exclude lists for the kernel filter maps.
-#[derive(Clone, Debug, Default)]
-pub struct Filters {
-    pub include_pids: Vec<u32>,
-    pub exclude_pids: Vec<u32>,
-    pub include_comms: Vec<String>,
-    pub exclude_comms: Vec<String>,
-    pub include_ports: Vec<u16>,
-    pub exclude_ports: Vec<u16>,
 }
 
 impl Filters {

@@ -21,11 +21,11 @@
 //! use std::sync::Arc;
 //! use tracer_daemon::{metrics::Registry, model::Process, process};
 //!
-//! # async fn run(cfg: process::KubernetesConfig, exported_host: tracer_daemon::export::HostInfo) -> anyhow::Result<()> {
+//! # async fn run(cfg: process::KubernetesConfig, host: tracer_daemon::net::host::HostInfo) -> anyhow::Result<()> {
 //! let registry = Registry::new();
 //! // Inside the tokio runtime: starts the pod sync when running in Kubernetes (YAML key
 //! // `kubernetes`); fails on unusable settings (bad URL, unreadable CA file).
-//! let resolver = process::ProcessResolver::spawn(&cfg, process::HostInfo::from(&exported_host))?;
+//! let resolver = process::ProcessResolver::spawn(&cfg, host)?;
 //! resolver.register_metrics(&registry);
 //!
 //! // Span assembly names processes through it (a cache read per call):
@@ -37,8 +37,6 @@
 //! ```
 
 pub mod cgroup;
-pub mod config;
-pub mod http;
 pub mod pods;
 pub mod procfs;
 pub mod sync;
@@ -52,7 +50,7 @@ use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
 pub use cgroup::{ContainerRef, Runtime, parse_cgroup_file};
-pub use config::{KubernetesConfig, PodSource, SourceSettings};
+pub use crate::config::kubernetes::{KubernetesConfig, PodSource, SourceSettings};
 pub use pods::{PodList, PodMatch, PodMeta, PodStore};
 pub use procfs::{ProcFs, service_from_environ};
 
@@ -86,37 +84,12 @@ pub mod keys {
 }
 
 /// The host every traced process runs on.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct HostInfo {
-    pub hostname: String,
-    /// The host's primary address (first non-loopback IPv4, else IPv6), or a configured one.
-    pub ip: String,
-}
-
-impl HostInfo {
-    pub fn new(hostname: impl Into<String>, ip: impl Into<String>) -> Self {
-        HostInfo { hostname: hostname.into(), ip: ip.into() }
-    }
-
-    /// The machine's host name and primary address (the export stage's detection).
-    pub fn detect() -> Self {
-        match crate::export::HostInfo::detect(&crate::export::ExportConfig::default()) {
-            Ok(h) => HostInfo::from(&h),
-            Err(_) => HostInfo::new("localhost", "127.0.0.1"),
-        }
-    }
-}
-
-impl From<&crate::export::HostInfo> for HostInfo {
-    fn from(h: &crate::export::HostInfo) -> Self {
-        HostInfo::new(h.hostname.clone(), h.ip.clone())
-    }
-}
+pub use crate::net::host::HostInfo;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProcessError {
     #[error("kubernetes pod source: {0}")]
-    Http(#[from] http::HttpError),
+    Http(#[from] crate::net::http::HttpError),
     #[error("kubernetes pod source: the sync needs a tokio runtime")]
     NoRuntime,
 }
@@ -194,7 +167,7 @@ impl ProcessResolver {
     /// A resolver reading `cfg.proc_root`, with an (empty) pod store when pod lookup is on
     /// (see [`KubernetesConfig`]); nothing runs in the background until [`Self::start_sync`].
     pub fn new(cfg: &KubernetesConfig, host: HostInfo) -> Self {
-        let env = config::process_env;
+        let env = crate::config::kubernetes::process_env;
         let settings = cfg.source_settings(&env, &host.hostname);
         let node_name = cfg.node_name_or(&env, &host.hostname);
         let pods = settings.as_ref().map(|s| Arc::new(PodStore::new(Some(s.node_name.clone()))));

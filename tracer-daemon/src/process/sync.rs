@@ -8,8 +8,10 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
-use super::config::{PodSource, SourceSettings};
-use super::http::{HttpClient, HttpError, TlsOptions, encode_query_value};
+use crate::config::kubernetes::{PodSource, SourceSettings};
+use crate::net::backoff::{Backoff, RetryPolicy};
+use crate::net::http::{HttpClient, HttpError, encode_query_value};
+use crate::net::tls::TlsOptions;
 use super::pods::{PodList, PodStore, WatchEvent, parse_watch_event};
 
 /// Largest pod list accepted, bytes (a node with hundreds of pods lists a few MiB).
@@ -50,24 +52,9 @@ pub async fn run(settings: SourceSettings, client: HttpClient, store: Arc<PodSto
     }
 }
 
-struct Backoff {
-    next: Duration,
-}
-
-impl Backoff {
-    fn new() -> Self {
-        Backoff { next: BACKOFF_MIN }
-    }
-    fn reset(&mut self) {
-        self.next = BACKOFF_MIN;
-    }
-    /// The delay to wait now: uniformly jittered in [d/2, d], d doubling up to the maximum.
-    fn delay(&mut self) -> Duration {
-        let d = self.next;
-        self.next = (self.next * 2).min(BACKOFF_MAX);
-        let half = d.as_millis() as u64 / 2;
-        Duration::from_millis(half + fastrand::u64(0..=half))
-    }
+/// The sync's backoff: 1 s doubling to 30 s, jittered in the upper half.
+fn backoff() -> Backoff {
+    Backoff::new(RetryPolicy { initial: BACKOFF_MIN, max: BACKOFF_MAX, max_elapsed: Duration::MAX })
 }
 
 fn selector(node: &str) -> String {
@@ -143,7 +130,7 @@ pub async fn watch_once(s: &SourceSettings, client: &HttpClient, store: &PodStor
 }
 
 async fn api_server(s: &SourceSettings, client: &HttpClient, store: &PodStore) {
-    let mut backoff = Backoff::new();
+    let mut backoff = backoff();
     loop {
         let mut rv = match list_api_server(s, client, store).await {
             Ok(rv) => {
@@ -154,7 +141,7 @@ async fn api_server(s: &SourceSettings, client: &HttpClient, store: &PodStore) {
             }
             Err(e) => {
                 store.stats.lists_failed.fetch_add(1, Ordering::Relaxed);
-                let wait = backoff.delay();
+                let wait = backoff.next_delay();
                 tracing::warn!(error = %e, retry_in = ?wait, "listing pods failed");
                 tokio::time::sleep(wait).await;
                 continue;
@@ -168,12 +155,12 @@ async fn api_server(s: &SourceSettings, client: &HttpClient, store: &PodStore) {
                 Ok(WatchEnd::Closed { events }) => {
                     // A server that ends watches at once is not hammered.
                     if events == 0 && started.elapsed() < BACKOFF_MIN {
-                        tokio::time::sleep(backoff.delay()).await;
+                        tokio::time::sleep(backoff.next_delay()).await;
                     }
                 }
                 Err(e) => {
                     store.stats.watch_failed.fetch_add(1, Ordering::Relaxed);
-                    let wait = backoff.delay();
+                    let wait = backoff.next_delay();
                     tracing::warn!(error = %e, retry_in = ?wait, "watching pods failed; listing again");
                     tokio::time::sleep(wait).await;
                     break;
@@ -184,7 +171,7 @@ async fn api_server(s: &SourceSettings, client: &HttpClient, store: &PodStore) {
 }
 
 async fn kubelet(s: &SourceSettings, client: &HttpClient, store: &PodStore) {
-    let mut backoff = Backoff::new();
+    let mut backoff = backoff();
     loop {
         let listed = Instant::now();
         let wait = match list_kubelet(client, store).await {
@@ -195,7 +182,7 @@ async fn kubelet(s: &SourceSettings, client: &HttpClient, store: &PodStore) {
             }
             Err(e) => {
                 store.stats.lists_failed.fetch_add(1, Ordering::Relaxed);
-                let wait = backoff.delay();
+                let wait = backoff.next_delay();
                 tracing::warn!(error = %e, retry_in = ?wait, "listing the kubelet's pods failed");
                 wait
             }
@@ -215,14 +202,14 @@ mod tests {
 
     #[test]
     fn backoff_grows_jittered_and_resets() {
-        let mut b = Backoff::new();
-        let delays: Vec<Duration> = (0..8).map(|_| b.delay()).collect();
+        let mut b = backoff();
+        let delays: Vec<Duration> = (0..8).map(|_| b.next_delay()).collect();
         for (d, cap) in delays.iter().zip([1u64, 2, 4, 8, 16, 30, 30, 30]) {
             let cap = Duration::from_secs(cap);
             assert!(*d >= cap / 2 && *d <= cap, "{d:?} vs {cap:?}");
         }
         b.reset();
-        assert!(b.delay() <= BACKOFF_MIN);
+        assert!(b.next_delay() <= BACKOFF_MIN);
     }
 
     #[test]

@@ -6,6 +6,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use serde::Serialize;
 use tracer_common as k;
 
+use crate::model::conn::{ConnKind, Direction, Tuple};
+
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
 pub enum DecodeError {
     #[error("record of {len} bytes is shorter than its {what} header ({need} bytes)")]
@@ -30,13 +32,6 @@ impl DecodeError {
     }
 }
 
-/// A connection's endpoints as seen from the traced process.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
-pub struct Tuple {
-    pub local: SocketAddr,
-    pub remote: SocketAddr,
-}
-
 impl Tuple {
     fn from_kernel(t: &k::Tuple) -> Result<Self, DecodeError> {
         let addr = |raw: &[u8; 16], port: u16| -> Result<SocketAddr, DecodeError> {
@@ -50,18 +45,6 @@ impl Tuple {
         };
         Ok(Tuple { local: addr(&t.laddr, t.lport)?, remote: addr(&t.raddr, t.rport)? })
     }
-
-    /// The same connection seen from the other end.
-    pub fn reversed(self) -> Self {
-        Tuple { local: self.remote, remote: self.local }
-    }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Direction {
-    Egress,
-    Ingress,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
@@ -100,14 +83,6 @@ impl TryFrom<u32> for Syscall {
             value => return Err(DecodeError::Value { what: "syscall", value }),
         })
     }
-}
-
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum ConnKind {
-    Connect,
-    Accept,
-    Close,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
@@ -262,31 +237,25 @@ pub enum LibFunction {
 }
 
 impl LibFunction {
-    /// Every traced function with its `FN_*` id, library family (hiredis or the MySQL API) and
-    /// symbol name.
-    pub const ALL: [(LibFunction, u32, Library, &'static str); 16] = [
-        (LibFunction::RedisCommand, k::FN_REDIS_COMMAND, Library::Hiredis, "redisCommand"),
-        (LibFunction::RedisvCommand, k::FN_REDISV_COMMAND, Library::Hiredis, "redisvCommand"),
-        (LibFunction::RedisCommandArgv, k::FN_REDIS_COMMAND_ARGV, Library::Hiredis, "redisCommandArgv"),
-        (LibFunction::RedisGetReply, k::FN_REDIS_GET_REPLY, Library::Hiredis, "redisGetReply"),
-        (LibFunction::RedisAppendCommand, k::FN_REDIS_APPEND_COMMAND, Library::Hiredis, "redisAppendCommand"),
-        (LibFunction::RedisAppendCommandArgv, k::FN_REDIS_APPEND_COMMAND_ARGV, Library::Hiredis, "redisAppendCommandArgv"),
-        (LibFunction::RedisAsyncCommand, k::FN_REDIS_ASYNC_COMMAND, Library::Hiredis, "redisAsyncCommand"),
-        (LibFunction::RedisAsyncCommandArgv, k::FN_REDIS_ASYNC_COMMAND_ARGV, Library::Hiredis, "redisAsyncCommandArgv"),
-        (LibFunction::RedisAsyncFormattedCommand, k::FN_REDIS_ASYNC_FORMATTED_COMMAND, Library::Hiredis, "redisAsyncFormattedCommand"),
-        (LibFunction::MysqlRealConnect, k::FN_MYSQL_REAL_CONNECT, Library::Mysqlclient, "mysql_real_connect"),
-        (LibFunction::MysqlRealQuery, k::FN_MYSQL_REAL_QUERY, Library::Mysqlclient, "mysql_real_query"),
-        (LibFunction::MysqlQuery, k::FN_MYSQL_QUERY, Library::Mysqlclient, "mysql_query"),
-        (LibFunction::MysqlSendQuery, k::FN_MYSQL_SEND_QUERY, Library::Mysqlclient, "mysql_send_query"),
-        (LibFunction::MysqlReadQueryResult, k::FN_MYSQL_READ_QUERY_RESULT, Library::Mysqlclient, "mysql_read_query_result"),
-        (LibFunction::MysqlStmtPrepare, k::FN_MYSQL_STMT_PREPARE, Library::Mysqlclient, "mysql_stmt_prepare"),
-        (LibFunction::MysqlStmtExecute, k::FN_MYSQL_STMT_EXECUTE, Library::Mysqlclient, "mysql_stmt_execute"),
+    /// Every traced function with its `FN_*` id in library events.
+    pub const ALL: [(LibFunction, u32); 16] = [
+        (LibFunction::RedisCommand, k::FN_REDIS_COMMAND),
+        (LibFunction::RedisvCommand, k::FN_REDISV_COMMAND),
+        (LibFunction::RedisCommandArgv, k::FN_REDIS_COMMAND_ARGV),
+        (LibFunction::RedisGetReply, k::FN_REDIS_GET_REPLY),
+        (LibFunction::RedisAppendCommand, k::FN_REDIS_APPEND_COMMAND),
+        (LibFunction::RedisAppendCommandArgv, k::FN_REDIS_APPEND_COMMAND_ARGV),
+        (LibFunction::RedisAsyncCommand, k::FN_REDIS_ASYNC_COMMAND),
+        (LibFunction::RedisAsyncCommandArgv, k::FN_REDIS_ASYNC_COMMAND_ARGV),
+        (LibFunction::RedisAsyncFormattedCommand, k::FN_REDIS_ASYNC_FORMATTED_COMMAND),
+        (LibFunction::MysqlRealConnect, k::FN_MYSQL_REAL_CONNECT),
+        (LibFunction::MysqlRealQuery, k::FN_MYSQL_REAL_QUERY),
+        (LibFunction::MysqlQuery, k::FN_MYSQL_QUERY),
+        (LibFunction::MysqlSendQuery, k::FN_MYSQL_SEND_QUERY),
+        (LibFunction::MysqlReadQueryResult, k::FN_MYSQL_READ_QUERY_RESULT),
+        (LibFunction::MysqlStmtPrepare, k::FN_MYSQL_STMT_PREPARE),
+        (LibFunction::MysqlStmtExecute, k::FN_MYSQL_STMT_EXECUTE),
     ];
-
-    /// The C symbol name.
-    pub fn symbol(self) -> &'static str {
-        Self::ALL.iter().find(|e| e.0 == self).map_or("?", |e| e.3)
-    }
 
     /// Whether this is a command entry point of the async hiredis API.
     pub fn is_async(self) -> bool {
@@ -295,7 +264,16 @@ impl LibFunction {
 
     /// Whether this is a hiredis function (otherwise one of the MySQL API).
     pub fn is_hiredis(self) -> bool {
-        Self::ALL.iter().find(|e| e.0 == self).is_some_and(|e| e.2 == Library::Hiredis)
+        !matches!(
+            self,
+            LibFunction::MysqlRealConnect
+                | LibFunction::MysqlRealQuery
+                | LibFunction::MysqlQuery
+                | LibFunction::MysqlSendQuery
+                | LibFunction::MysqlReadQueryResult
+                | LibFunction::MysqlStmtPrepare
+                | LibFunction::MysqlStmtExecute
+        )
     }
 }
 

@@ -22,7 +22,7 @@ pub use crate::model::Link;
 use crate::{
     model::{Span, TraceId},
     protocol::{ContextSource, TraceContext},
-    reader::decode::Tuple,
+    model::conn::Tuple,
 };
 
 fn link_from_source(s: ContextSource) -> Link {

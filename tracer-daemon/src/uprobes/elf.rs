@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use object::{Object, ObjectSegment, ObjectSymbol};
 use tracer_common as k;
 
+use super::symbols::SYMBOLS;
 use crate::reader::decode::{LibFunction, Library};
 
 /// hiredis's internal function every synchronous command path formats its command into.
@@ -76,7 +77,8 @@ pub fn analyse(data: &[u8], flavor: Option<Library>) -> Result<Analysis, object:
             continue;
         }
         let mut missing = Vec::new();
-        for &(func, id, fam, name) in LibFunction::ALL.iter() {
+        for &(func, id) in LibFunction::ALL.iter() {
+            let Some(&(_, fam, name)) = SYMBOLS.iter().find(|e| e.0 == func) else { continue };
             if (fam == Library::Hiredis) != (family == Library::Hiredis) {
                 continue;
             }

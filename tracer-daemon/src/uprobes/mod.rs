@@ -11,6 +11,7 @@
 
 pub mod attach;
 pub mod elf;
+pub mod symbols;
 
 use std::{
     collections::HashMap,

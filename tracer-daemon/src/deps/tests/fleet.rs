@@ -189,18 +189,3 @@ async fn fleet_main_fails_when_no_daemon_answers() {
     let err = fleet::fleet_main(args).await.unwrap_err();
     assert!(format!("{err:#}").contains("no daemon could be read"), "{err:#}");
 }
-
-#[test]
-fn the_fleet_subcommand_parses_daemons_and_format() {
-    use clap::Parser;
-
-    use crate::daemon::{Cli, Command};
-    let cli = Cli::try_parse_from(["tracer-daemon", "fleet", "--daemon", "a:14271", "--from", "tracer.obs.svc:14271", "--format", "json"]).unwrap();
-    let Some(Command::Fleet(args)) = cli.command else { panic!("no fleet subcommand") };
-    assert_eq!(args.daemons, ["a:14271", "tracer.obs.svc:14271"]);
-    assert_eq!(args.format, FleetFormat::Json);
-    assert!(Cli::try_parse_from(["tracer-daemon", "deps", "--from", "a:1"]).is_ok(), "`deps` is an alias");
-    assert!(Cli::try_parse_from(["tracer-daemon", "fleet"]).is_err(), "at least one daemon");
-    let daemon = Cli::try_parse_from(["tracer-daemon", "--output", "json"]).unwrap();
-    assert!(daemon.command.is_none(), "without a subcommand the daemon runs");
-}

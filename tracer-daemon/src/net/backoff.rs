@@ -1,9 +1,18 @@
-//! Retry policy: which failures are retried, exponential backoff with jitter, and a limiter
-//! for warnings logged on hot paths.
+//! Retrying over the network: which HTTP statuses are worth another try, and exponential
+//! backoff with jitter, shared by the export senders and the pod metadata sync.
 
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use super::config::RetryPolicy;
+/// Retry timing for retryable failures.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RetryPolicy {
+    /// The first delay.
+    pub initial: Duration,
+    /// The longest delay.
+    pub max: Duration,
+    /// How long a caller keeps retrying one piece of work (the caller checks it).
+    pub max_elapsed: Duration,
+}
 
 /// Whether an HTTP status is worth retrying: 5xx only. 4xx means the collector will not take
 /// this batch, whatever happens; 2xx is success.
@@ -34,6 +43,11 @@ impl Backoff {
     pub fn attempts(&self) -> u32 {
         self.attempt
     }
+
+    /// Starts over at the initial delay (after a success).
+    pub fn reset(&mut self) {
+        self.attempt = 0;
+    }
 }
 
 /// The delay for `attempt` (0-based) with `rand01` in `[0, 1)`.
@@ -43,39 +57,6 @@ pub fn delay(policy: &RetryPolicy, attempt: u32, rand01: f64) -> Duration {
         .saturating_mul(1u32 << attempt.min(20))
         .min(policy.max);
     base.mul_f64(0.5 + 0.5 * rand01.clamp(0.0, 1.0))
-}
-
-/// Lets one message through per interval and counts the ones held back.
-#[derive(Debug)]
-pub struct LogLimiter {
-    interval: Duration,
-    last: Option<Instant>,
-    suppressed: u64,
-}
-
-impl LogLimiter {
-    pub fn new(interval: Duration) -> Self {
-        LogLimiter {
-            interval,
-            last: None,
-            suppressed: 0,
-        }
-    }
-
-    /// `Some(n)` when a message may be logged now, `n` being how many were held back since the
-    /// last one; `None` otherwise.
-    pub fn allow(&mut self, now: Instant) -> Option<u64> {
-        match self.last {
-            Some(last) if now.saturating_duration_since(last) < self.interval => {
-                self.suppressed += 1;
-                None
-            }
-            _ => {
-                self.last = Some(now);
-                Some(std::mem::take(&mut self.suppressed))
-            }
-        }
-    }
 }
 
 #[cfg(test)]
@@ -110,15 +91,8 @@ mod tests {
             let cap = p.initial.saturating_mul(1 << i).min(p.max);
             assert!(d >= cap / 2 && d <= cap, "{i}: {d:?}");
         }
-    }
-
-    #[test]
-    fn limiter_counts_suppressed() {
-        let mut l = LogLimiter::new(Duration::from_secs(10));
-        let t = Instant::now();
-        assert_eq!(l.allow(t), Some(0));
-        assert_eq!(l.allow(t + Duration::from_secs(1)), None);
-        assert_eq!(l.allow(t + Duration::from_secs(2)), None);
-        assert_eq!(l.allow(t + Duration::from_secs(11)), Some(2));
+        assert_eq!(b.attempts(), 10);
+        b.reset();
+        assert!(b.next_delay() <= p.initial);
     }
 }

@@ -6,7 +6,8 @@ use std::time::Duration;
 
 use serde::Deserialize;
 
-use crate::agent::sampling::StrategiesConfig;
+use super::agent::StrategiesConfig;
+pub use crate::net::backoff::RetryPolicy;
 
 /// Where finished spans go.
 #[derive(clap::ValueEnum, Deserialize, Clone, Copy, Debug, PartialEq, Eq)]
@@ -240,13 +241,6 @@ pub struct BatchLimits {
     pub max_age: Duration,
 }
 
-/// Retry timing for retryable failures.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct RetryPolicy {
-    pub initial: Duration,
-    pub max: Duration,
-    pub max_elapsed: Duration,
-}
 
 impl ExportConfig {
     /// The output mode in force: the explicit one, else jaeger with a destination, else console.
@@ -301,7 +295,8 @@ impl ExportConfig {
                 }
                 (urls, None) => {
                     for u in urls {
-                        super::transport_http::CollectorUrl::parse(u)?;
+                        crate::net::http::Url::parse(u)
+                            .map_err(|e| ConfigError::CollectorUrl { url: e.url, why: e.why })?;
                     }
                     Ok(Destination::Http(urls.to_vec()))
                 }

@@ -1,15 +1,17 @@
-//! A small HTTP/1.1 GET client for the kubelet and API server: `http://` or `https://` (rustls,
-//! the export stage's trust settings, optionally without verification), a bearer token read
-//! from a file per request, one connection per request (`Connection: close`), and bodies read
-//! whole (bounded) or line by line (watch streams), with `Content-Length`, chunked or
-//! read-to-close framing.
+//! The daemon's HTTP/1.1 client side: URLs (`http://` / `https://`), connecting (TCP, then TLS
+//! with the settings of `net::tls`), and a GET client for the kubelet, the API server and other
+//! daemons: a bearer token read from a file per request, one connection per request
+//! (`Connection: close`), and bodies read whole (bounded) or line by line (watch streams), with
+//! `Content-Length`, chunked or read-to-close framing.
 
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::net::SocketAddr;
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
+
+use super::tls::{self, TlsOptions};
 
 /// Largest response head accepted, bytes.
 const MAX_HEAD: usize = 64 * 1024;
@@ -20,8 +22,8 @@ const ERROR_BODY_QUOTE: usize = 512;
 
 #[derive(Debug, thiserror::Error)]
 pub enum HttpError {
-    #[error("invalid URL {url:?}: {why}")]
-    Url { url: String, why: String },
+    #[error(transparent)]
+    Url(#[from] UrlError),
     #[error("TLS settings: {0}")]
     TlsSetup(String),
     #[error("{endpoint}: {source}")]
@@ -34,20 +36,31 @@ pub enum HttpError {
     Status { endpoint: String, status: u16, body: String },
 }
 
-/// A base URL: scheme, host and port (a path, if any, is ignored).
+/// An invalid URL.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid URL {url:?}: {why}")]
+pub struct UrlError {
+    pub url: String,
+    pub why: String,
+}
+
+/// An `http://` or `https://` URL.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub struct BaseUrl {
+pub struct Url {
     pub tls: bool,
     /// Host name or address, without IPv6 brackets.
     pub host: String,
+    /// The given port, else 80 or 443.
     pub port: u16,
     /// `Host` header value.
     pub authority: String,
+    /// Path and query as written, empty when the URL has none.
+    pub path: String,
 }
 
-impl BaseUrl {
-    pub fn parse(url: &str) -> Result<Self, HttpError> {
-        let bad = |why: &str| HttpError::Url { url: url.to_owned(), why: why.to_owned() };
+impl Url {
+    pub fn parse(url: &str) -> Result<Self, UrlError> {
+        let bad = |why: &str| UrlError { url: url.to_owned(), why: why.to_owned() };
         let (tls, rest) = if let Some(r) = url.strip_prefix("https://") {
             (true, r)
         } else if let Some(r) = url.strip_prefix("http://") {
@@ -55,7 +68,10 @@ impl BaseUrl {
         } else {
             return Err(bad("the scheme must be http:// or https://"));
         };
-        let authority = rest.split('/').next().unwrap_or_default();
+        let (authority, path) = match rest.find('/') {
+            Some(i) => (&rest[..i], &rest[i..]),
+            None => (rest, ""),
+        };
         if authority.is_empty() || authority.contains('@') {
             return Err(bad("a host is required (credentials in the URL are not supported)"));
         }
@@ -80,12 +96,52 @@ impl BaseUrl {
         if host.is_empty() || host.bytes().any(|b| b.is_ascii_whitespace() || b.is_ascii_control()) {
             return Err(bad("invalid host"));
         }
-        Ok(BaseUrl { tls, host: host.to_owned(), port, authority: authority.to_owned() })
+        if path.bytes().any(|b| b.is_ascii_whitespace() || b.is_ascii_control()) {
+            return Err(bad("invalid path"));
+        }
+        Ok(Url { tls, host: host.to_owned(), port, authority: authority.to_owned(), path: path.to_owned() })
     }
 
+    /// The URL of `path` on this URL's host, for logs and errors.
     pub fn endpoint(&self, path: &str) -> String {
         format!("{}://{}{path}", if self.tls { "https" } else { "http" }, self.authority)
     }
+}
+
+/// A byte stream to a server, plain or TLS.
+pub trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
+
+/// Why a connection could not be set up.
+#[derive(Debug, thiserror::Error)]
+pub enum ConnectError {
+    /// Refused, reset, unreachable, or broken during the handshake.
+    #[error(transparent)]
+    Io(std::io::Error),
+    /// The server's certificate or handshake was rejected, or the host is no valid server name.
+    #[error("{0}")]
+    Tls(String),
+}
+
+/// A TCP connection (no Nagle delay) to `host:port`, wrapped in TLS when `tls` is given.
+pub async fn connect(
+    host: &str,
+    port: u16,
+    tls: Option<&tokio_rustls::TlsConnector>,
+) -> Result<Box<dyn Stream>, ConnectError> {
+    let tcp = TcpStream::connect((host, port)).await.map_err(ConnectError::Io)?;
+    let _ = tcp.set_nodelay(true);
+    let Some(connector) = tls else { return Ok(Box::new(tcp)) };
+    let name = rustls::pki_types::ServerName::try_from(host.to_owned()).map_err(|e| ConnectError::Tls(e.to_string()))?;
+    let tls = connector.connect(name, tcp).await.map_err(|e| {
+        // Certificate and handshake failures come back as InvalidData.
+        if e.kind() == std::io::ErrorKind::InvalidData {
+            ConnectError::Tls(e.to_string())
+        } else {
+            ConnectError::Io(e)
+        }
+    })?;
+    Ok(Box::new(tls))
 }
 
 /// Percent-encodes a query parameter value (RFC 3986 unreserved characters pass).
@@ -101,19 +157,10 @@ pub fn encode_query_value(v: &str) -> String {
     out
 }
 
-/// TLS settings for `https://` URLs.
-#[derive(Clone, Debug, Default)]
-pub struct TlsOptions {
-    /// Extra trusted CA certificates (PEM), beside the web PKI roots.
-    pub ca_file: Option<PathBuf>,
-    /// Accept any server certificate.
-    pub insecure_skip_verify: bool,
-}
-
 /// A client for one base URL.
 #[derive(Clone)]
 pub struct HttpClient {
-    base: BaseUrl,
+    base: Url,
     tls: Option<tokio_rustls::TlsConnector>,
     token_file: Option<PathBuf>,
     timeout: Duration,
@@ -125,18 +172,31 @@ impl std::fmt::Debug for HttpClient {
     }
 }
 
-trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
-impl<T: AsyncRead + AsyncWrite + Unpin + Send> Stream for T {}
-
 impl HttpClient {
     /// `timeout` bounds connecting and receiving the response head of each request.
     pub fn new(base: &str, tls: &TlsOptions, token_file: Option<PathBuf>, timeout: Duration) -> Result<Self, HttpError> {
-        let base = BaseUrl::parse(base)?;
-        let tls = if base.tls { Some(tokio_rustls::TlsConnector::from(Arc::new(tls_config(tls)?))) } else { None };
+        let base = Url::parse(base)?;
+        let tls = match base.tls {
+            true => Some(tls::connector(tls).map_err(|e| HttpError::TlsSetup(e.0))?),
+            false => None,
+        };
         Ok(HttpClient { base, tls, token_file, timeout })
     }
 
-    pub fn base(&self) -> &BaseUrl {
+    /// A plain `http://` client for one resolved address, `authority` being the `Host` header
+    /// (another daemon's admin endpoint, one of the addresses its name resolves to).
+    pub fn for_addr(addr: SocketAddr, authority: &str, timeout: Duration) -> Self {
+        let base = Url {
+            tls: false,
+            host: addr.ip().to_string(),
+            port: addr.port(),
+            authority: authority.to_owned(),
+            path: String::new(),
+        };
+        HttpClient { base, tls: None, token_file: None, timeout }
+    }
+
+    pub fn base(&self) -> &Url {
         &self.base
     }
 
@@ -181,14 +241,10 @@ impl HttpClient {
     }
 
     async fn connect(&self, endpoint: &str) -> Result<Box<dyn Stream>, HttpError> {
-        let io = |source| HttpError::Io { endpoint: endpoint.to_owned(), source };
-        let tcp = TcpStream::connect((self.base.host.as_str(), self.base.port)).await.map_err(io)?;
-        let _ = tcp.set_nodelay(true);
-        let Some(connector) = &self.tls else { return Ok(Box::new(tcp)) };
-        let name = rustls::pki_types::ServerName::try_from(self.base.host.clone())
-            .map_err(|e| HttpError::Protocol { endpoint: endpoint.to_owned(), why: e.to_string() })?;
-        let tls = connector.connect(name, tcp).await.map_err(io)?;
-        Ok(Box::new(tls))
+        connect(&self.base.host, self.base.port, self.tls.as_ref()).await.map_err(|e| match e {
+            ConnectError::Io(source) => HttpError::Io { endpoint: endpoint.to_owned(), source },
+            ConnectError::Tls(why) => HttpError::Protocol { endpoint: endpoint.to_owned(), why },
+        })
     }
 }
 
@@ -197,59 +253,6 @@ fn read_token(path: &Path) -> Option<String> {
     let t = std::fs::read_to_string(path).ok()?;
     let t = t.trim();
     (!t.is_empty() && !t.bytes().any(|b| b.is_ascii_control())).then(|| t.to_owned())
-}
-
-fn tls_config(opts: &TlsOptions) -> Result<rustls::ClientConfig, HttpError> {
-    if !opts.insecure_skip_verify {
-        return crate::export::transport_http::tls_config(opts.ca_file.as_deref())
-            .map_err(|e| HttpError::TlsSetup(e.to_string()));
-    }
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    Ok(rustls::ClientConfig::builder_with_provider(provider.clone())
-        .with_safe_default_protocol_versions()
-        .map_err(|e| HttpError::TlsSetup(e.to_string()))?
-        .dangerous()
-        .with_custom_certificate_verifier(Arc::new(AnyCertificate(provider)))
-        .with_no_client_auth())
-}
-
-/// Accepts any certificate (still checking the handshake signatures it presents).
-#[derive(Debug)]
-struct AnyCertificate(Arc<rustls::crypto::CryptoProvider>);
-
-impl rustls::client::danger::ServerCertVerifier for AnyCertificate {
-    fn verify_server_cert(
-        &self,
-        _end_entity: &rustls::pki_types::CertificateDer<'_>,
-        _intermediates: &[rustls::pki_types::CertificateDer<'_>],
-        _server_name: &rustls::pki_types::ServerName<'_>,
-        _ocsp_response: &[u8],
-        _now: rustls::pki_types::UnixTime,
-    ) -> Result<rustls::client::danger::ServerCertVerified, rustls::Error> {
-        Ok(rustls::client::danger::ServerCertVerified::assertion())
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &rustls::pki_types::CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &rustls::pki_types::CertificateDer<'_>,
-        dss: &rustls::DigitallySignedStruct,
-    ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
-        self.0.signature_verification_algorithms.supported_schemes()
-    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -470,14 +473,16 @@ mod tests {
     use tokio::net::TcpListener;
 
     #[test]
-    fn base_urls_parse() {
-        let u = BaseUrl::parse("https://10.96.0.1").unwrap();
+    fn urls_parse() {
+        let u = Url::parse("https://10.96.0.1").unwrap();
         assert_eq!((u.tls, u.host.as_str(), u.port, u.authority.as_str()), (true, "10.96.0.1", 443, "10.96.0.1"));
-        let u = BaseUrl::parse("http://[::1]:8080/ignored").unwrap();
+        let u = Url::parse("http://[::1]:8080/pods?x").unwrap();
+        assert_eq!(u.path, "/pods?x");
         assert_eq!((u.tls, u.host.as_str(), u.port, u.authority.as_str()), (false, "::1", 8080, "[::1]:8080"));
         assert_eq!(u.endpoint("/pods"), "http://[::1]:8080/pods");
-        for bad in ["ftp://x", "http://", "https://u:p@h", "http://h:99999", "http://[::1", "http://[::1]x", "http://a b"] {
-            assert!(BaseUrl::parse(bad).is_err(), "{bad}");
+        let bad_urls = ["ftp://x", "http://", "https://u:p@h", "http://h:99999", "http://[::1", "http://[::1]x"];
+        for bad in bad_urls.into_iter().chain(["http://a b", "http://h/a b"]) {
+            assert!(Url::parse(bad).is_err(), "{bad}");
         }
         assert_eq!(encode_query_value("spec.nodeName=node-1"), "spec.nodeName%3Dnode-1");
     }
@@ -576,13 +581,5 @@ mod tests {
         let err = c.get("/").await.unwrap_err();
         assert!(matches!(err, HttpError::Timeout { .. }), "{err}");
         drop(l);
-    }
-
-    #[test]
-    fn tls_settings_build_with_and_without_verification() {
-        assert!(tls_config(&TlsOptions { ca_file: None, insecure_skip_verify: true }).is_ok());
-        assert!(tls_config(&TlsOptions::default()).is_ok());
-        let missing = TlsOptions { ca_file: Some("/nonexistent/ca.crt".into()), insecure_skip_verify: false };
-        assert!(matches!(tls_config(&missing), Err(HttpError::TlsSetup(_))));
     }
 }

@@ -291,8 +291,8 @@ mod tests {
     use thrift::protocol::{TCompactOutputProtocol, TMessageType};
 
     use super::*;
-    use crate::export::encode::{BatchMeta, ClientStats, write_batch, write_emit_batch};
-    use crate::model::{Log, Process, RefKind, JaegerSpan, SpanRef, Tag, TagValue, TraceId};
+    use crate::jaeger::encode::{BatchMeta, ClientStats, write_batch, write_emit_batch};
+    use crate::model::{JaegerSpan, Log, Process, RefKind, SpanRef, Tag, TagValue, TraceId};
 
     /// The `thrift` crate's bytes and ours for the same writes.
     fn both(f: impl Fn(&mut dyn TOutputProtocol) -> thrift::Result<()>) -> (Vec<u8>, Vec<u8>) {

@@ -1,9 +1,9 @@
-//! The host this daemon runs on, as the Jaeger process tags it adds: `hostname`, `ip`, the
-//! client version, and configured `key=value` tags.
+//! The host this daemon runs on: its name and primary address, as the Jaeger process tags export
+//! adds (`hostname`, `ip`, the client version, configured `key=value` tags) and as the node of
+//! every traced process.
 
 use std::sync::Arc;
 
-use super::config::{ConfigError, ExportConfig};
 use crate::model::{Process, Tag};
 
 /// The value of the `jaeger.version` process tag on spans this daemon produces.
@@ -38,13 +38,16 @@ impl HostInfo {
         }
     }
 
-    /// The machine's hostname and first non-loopback address, plus the configured host tags.
-    pub fn detect(cfg: &ExportConfig) -> Result<HostInfo, ConfigError> {
-        Ok(HostInfo {
-            hostname: hostname(),
-            ip: primary_ip(),
-            tags: cfg.parsed_host_tags()?,
-        })
+    /// The machine's hostname and first non-loopback address (`localhost` and `127.0.0.1` when
+    /// it has none), without tags.
+    pub fn detect() -> HostInfo {
+        HostInfo::new(hostname(), primary_ip())
+    }
+
+    /// With these `key=value` tags added to every process.
+    pub fn with_tags(mut self, tags: Vec<(String, String)>) -> Self {
+        self.tags = tags;
+        self
     }
 
     /// `process` with `hostname`, `ip`, `jaeger.version` and the host tags added where missing.
@@ -170,7 +173,7 @@ mod tests {
 
     #[test]
     fn detect_finds_something() {
-        let h = HostInfo::detect(&ExportConfig::default()).unwrap();
+        let h = HostInfo::detect();
         assert!(!h.hostname.is_empty());
         assert!(h.ip.parse::<std::net::IpAddr>().is_ok(), "{}", h.ip);
     }

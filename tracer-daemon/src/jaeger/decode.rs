@@ -8,9 +8,8 @@ use thrift::protocol::{
     TBinaryInputProtocol, TCompactInputProtocol, TInputProtocol, TMessageType, TType,
 };
 
-use crate::export::Protocol;
-use crate::export::encode::{ClientStats, EMIT_BATCH, ref_type, tag_type};
-use crate::model::{Log, Process, RefKind, JaegerSpan, SpanRef, Tag, TagValue, TraceId};
+use super::encode::{ClientStats, EMIT_BATCH, Protocol, ref_type, tag_type};
+use crate::model::{JaegerSpan, Log, Process, RefKind, SpanRef, Tag, TagValue, TraceId};
 
 /// Why a packet was not a usable `emitBatch`.
 #[derive(Debug, thiserror::Error)]
@@ -332,7 +331,7 @@ fn placeholder_process() -> Arc<Process> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::export::encode::{BatchMeta, encode_batch, encode_emit_batch};
+    use crate::jaeger::encode::{BatchMeta, encode_batch, encode_emit_batch};
 
     fn rich_span(process: &Arc<Process>) -> JaegerSpan {
         JaegerSpan {
