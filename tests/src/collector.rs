@@ -8,8 +8,8 @@ use std::sync::atomic::{AtomicBool, AtomicU16, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
-use tracer_daemon::jaeger::decode::{ReceivedBatch, decode_batch};
 use tracer_daemon::jaeger::Protocol;
+use tracer_daemon::jaeger::decode::{ReceivedBatch, decode_batch};
 use tracer_daemon::model::JaegerSpan as Span;
 
 /// Largest request body taken, bytes.
@@ -29,10 +29,7 @@ pub struct Received {
 
 impl Received {
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
     }
 }
 
@@ -66,10 +63,7 @@ impl Collector {
     pub fn start_on(port: u16) -> io::Result<Collector> {
         let listener = TcpListener::bind(("127.0.0.1", port))?;
         let addr = listener.local_addr()?;
-        let shared = Arc::new(Shared {
-            status: AtomicU16::new(202),
-            ..Default::default()
-        });
+        let shared = Arc::new(Shared { status: AtomicU16::new(202), ..Default::default() });
         let s = shared.clone();
         let accept = std::thread::spawn(move || {
             for conn in listener.incoming() {
@@ -84,11 +78,7 @@ impl Collector {
                 std::thread::spawn(move || serve(conn, &s));
             }
         });
-        Ok(Collector {
-            addr,
-            shared,
-            accept: Some(accept),
-        })
+        Ok(Collector { addr, shared, accept: Some(accept) })
     }
 
     pub fn url(&self) -> String {
@@ -118,11 +108,7 @@ impl Collector {
     }
 
     pub fn span_count(&self) -> usize {
-        lock(&self.shared.received)
-            .iter()
-            .filter_map(|r| r.batch.as_ref().ok())
-            .map(|b| b.spans.len())
-            .sum()
+        lock(&self.shared.received).iter().filter_map(|r| r.batch.as_ref().ok()).map(|b| b.spans.len()).sum()
     }
 
     /// Stops listening and closes every connection: the port refuses until a new collector
@@ -165,10 +151,7 @@ fn serve(conn: TcpStream, s: &Shared) {
             Ok(_) => {}
         }
         let mut parts = line.split_whitespace();
-        let (method, path) = (
-            parts.next().unwrap_or("").to_owned(),
-            parts.next().unwrap_or("").to_owned(),
-        );
+        let (method, path) = (parts.next().unwrap_or("").to_owned(), parts.next().unwrap_or("").to_owned());
         let mut headers = Vec::new();
         loop {
             let mut h = String::new();
@@ -184,15 +167,10 @@ fn serve(conn: TcpStream, s: &Shared) {
                 headers.push((k.trim().to_ascii_lowercase(), v.trim().to_owned()));
             }
         }
-        let len: usize = headers
-            .iter()
-            .find(|(k, _)| k == "content-length")
-            .and_then(|(_, v)| v.parse().ok())
-            .unwrap_or(0);
+        let len: usize =
+            headers.iter().find(|(k, _)| k == "content-length").and_then(|(_, v)| v.parse().ok()).unwrap_or(0);
         if len > MAX_BODY {
-            let _ = out.write_all(
-                b"HTTP/1.1 413 Too Large\r\nContent-Length: 0\r\nConnection: close\r\n\r\n",
-            );
+            let _ = out.write_all(b"HTTP/1.1 413 Too Large\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
             return;
         }
         let mut body = vec![0u8; len];
@@ -211,13 +189,7 @@ fn serve(conn: TcpStream, s: &Shared) {
         };
         // Only accepted batches count as received.
         if (200..300).contains(&status) {
-            lock(&s.received).push(Received {
-                method,
-                path,
-                headers,
-                body,
-                batch,
-            });
+            lock(&s.received).push(Received { method, path, headers, body, batch });
         }
         let resp = format!("HTTP/1.1 {status} Status\r\nContent-Length: 0\r\n\r\n");
         if out.write_all(resp.as_bytes()).is_err() {

@@ -64,7 +64,8 @@ impl Netns {
                 panic!("the process for {addr} exited with {status}");
             }
             let a = addr.clone();
-            self.run_in(move || TcpStream::connect_timeout(&a.parse().unwrap(), Duration::from_secs(1)).is_ok()).then_some(())
+            self.run_in(move || TcpStream::connect_timeout(&a.parse().unwrap(), Duration::from_secs(1)).is_ok())
+                .then_some(())
         });
     }
 }

@@ -176,7 +176,18 @@ pub fn sql(server: &Server, statements: &str) {
 
 fn sql_at(port: u16, statements: &str) {
     let out = Command::new("mariadb")
-        .args(["--no-defaults", "-h", "127.0.0.1", "-P", &port.to_string(), "-u", "root", "--skip-ssl", "-e", statements])
+        .args([
+            "--no-defaults",
+            "-h",
+            "127.0.0.1",
+            "-P",
+            &port.to_string(),
+            "-u",
+            "root",
+            "--skip-ssl",
+            "-e",
+            statements,
+        ])
         .output()
         .expect("running the mariadb client");
     assert!(out.status.success(), "mariadb client: {}", String::from_utf8_lossy(&out.stderr));

@@ -104,7 +104,8 @@ fn connect_pair(listener: RawFd, family: i32, target: SocketAddr, nonblocking: b
         } else {
             assert_eq!(rc, 0, "connect");
         }
-        let s = check(libc::accept4(listener, std::ptr::null_mut(), std::ptr::null_mut(), 0) as isize, "accept4") as RawFd;
+        let s =
+            check(libc::accept4(listener, std::ptr::null_mut(), std::ptr::null_mut(), 0) as isize, "accept4") as RawFd;
         (c, s, errno)
     }
 }
@@ -231,7 +232,9 @@ fn exchange_and_check(d: &Daemon, family: i32, listen_addr: SocketAddr, target: 
         let sc = conn_event(&all, "accept", pid, server_addr)?["conn_id"].as_u64()?;
         let done = [cc, sc].iter().all(|id| {
             events_for(&all, *id, "data").len() >= 2 * STEPS.len()
-                && all.iter().any(|e| e["event"] == "conn" && e["kind"] == "close" && e["conn_id"].as_u64() == Some(*id))
+                && all
+                    .iter()
+                    .any(|e| e["event"] == "conn" && e["kind"] == "close" && e["conn_id"].as_u64() == Some(*id))
         });
         done.then_some(all)
     });
@@ -246,7 +249,9 @@ fn exchange_and_check(d: &Daemon, family: i32, listen_addr: SocketAddr, target: 
     assert_eq!(connect["ret"], 0);
     assert_eq!((connect["tid"].as_u64(), accept["tid"].as_u64()), (Some(tid as u64), Some(tid as u64)));
 
-    for (role_event, fd, local, remote) in [(connect, c, client_addr, server_addr), (accept, s, server_addr, client_addr)] {
+    for (role_event, fd, local, remote) in
+        [(connect, c, client_addr, server_addr), (accept, s, server_addr, client_addr)]
+    {
         let id = role_event["conn_id"].as_u64().unwrap();
         let data = events_for(&all, id, "data");
         assert_eq!(data.len(), 2 * STEPS.len(), "exactly the data calls made on fd {fd}");
@@ -262,7 +267,10 @@ fn exchange_and_check(d: &Daemon, family: i32, listen_addr: SocketAddr, target: 
             assert_eq!(e["ret"].as_u64(), Some(step.data.len() as u64), "bytes moved by {call}");
             assert_eq!(e["payload"], step.data.escape_ascii().to_string(), "captured bytes of {call}");
             assert_eq!(e["truncated"], false);
-            assert_eq!((e["pid"].as_u64(), e["tid"].as_u64(), e["fd"].as_i64()), (Some(pid as u64), Some(tid as u64), Some(fd as i64)));
+            assert_eq!(
+                (e["pid"].as_u64(), e["tid"].as_u64(), e["fd"].as_i64()),
+                (Some(pid as u64), Some(tid as u64), Some(fd as i64))
+            );
             assert_eq!(e["tuple"]["local"], local.to_string());
             assert_eq!(e["tuple"]["remote"], remote.to_string());
             let (enter, exit) = (e["ts_enter_ns"].as_u64().unwrap(), e["ts_exit_ns"].as_u64().unwrap());
@@ -356,9 +364,9 @@ fn large_write_is_truncated_to_the_capture_size_and_flagged() {
         got += do_recv(s, "read", 1).len();
     }
     let e = wait_for(TIMEOUT, "the large write", || {
-        d.json_lines().into_iter().find(|e| {
-            e["event"] == "data" && e["syscall"] == "write" && e["tuple"]["local"] == client_addr.to_string()
-        })
+        d.json_lines()
+            .into_iter()
+            .find(|e| e["event"] == "data" && e["syscall"] == "write" && e["tuple"]["local"] == client_addr.to_string())
     });
     assert_eq!(e["ret"], 3000);
     assert_eq!(e["truncated"], true);
@@ -403,11 +411,7 @@ fn excluded_process_produces_no_events() {
             .count();
         (included_write && server_reads == 2).then_some(all)
     });
-    assert!(
-        !all.iter().any(|e| e["pid"] == pids[1]),
-        "the excluded process (pid {}) produced events",
-        pids[1]
-    );
+    assert!(!all.iter().any(|e| e["pid"] == pids[1]), "the excluded process (pid {}) produced events", pids[1]);
     assert!(d.metric("tracer_kernel_events_total{counter=\"filtered\"}") >= 1.0, "filtered calls are counted");
     let _ = std::fs::remove_dir_all(&dir);
 }
@@ -477,5 +481,8 @@ fn port_filters_keep_only_the_included_port_and_drop_the_excluded_one() {
         let all = d.json_lines();
         all.iter().any(|e| e["payload"] == "to a kept port").then_some(all)
     });
-    assert!(!all.iter().any(|e| e["payload"] == "to the excluded port"), "traffic to the excluded port {tp} was captured");
+    assert!(
+        !all.iter().any(|e| e["payload"] == "to the excluded port"),
+        "traffic to the excluded port {tp} was captured"
+    );
 }

@@ -80,9 +80,16 @@ fn start_chain(ns: &Netns, name: &str, bind: &str, port: u16, args: &[&str]) -> 
 fn start_services(front: Netns, middle: Netns, redis_ns: Netns, middle_ip: &str, redis_ip: &str) -> Hosts {
     let redis = start_redis(&redis_ns, redis_ip);
     let redis_port = REDIS_PORT.to_string();
-    let middle_svc = start_chain(&middle, "middle", middle_ip, MIDDLE_PORT, &["--redis", &redis_port, "--redis-host", redis_ip]);
+    let middle_svc =
+        start_chain(&middle, "middle", middle_ip, MIDDLE_PORT, &["--redis", &redis_port, "--redis-host", redis_ip]);
     let next = MIDDLE_PORT.to_string();
-    let front_svc = start_chain(&front, "front", "127.0.0.1", FRONT_PORT, &["--next", &next, "--next-host", middle_ip, "--keep-alive"]);
+    let front_svc = start_chain(
+        &front,
+        "front",
+        "127.0.0.1",
+        FRONT_PORT,
+        &["--next", &next, "--next-host", middle_ip, "--keep-alive"],
+    );
     Hosts { _front_svc: front_svc, _middle_svc: middle_svc, _redis: redis, front, middle, _redis_ns: redis_ns }
 }
 
@@ -184,7 +191,8 @@ fn a_request_across_three_hosts_is_one_trace_linked_by_the_tcp_option() {
     let front_call = get(&spans, "front", "client", "GET /relay");
     let middle_server = get(&spans, "middle", "server", "GET /relay");
     let middle_call = get(&spans, "middle", "client", "redis GET");
-    let redis_server = spans.iter().find(|x| x.operation == "redis GET" && tag(x, "span.kind") == Some("server")).unwrap();
+    let redis_server =
+        spans.iter().find(|x| x.operation == "redis GET" && tag(x, "span.kind") == Some("server")).unwrap();
 
     let trace: TraceId = curl_span.trace_id;
     let chain = [curl_span, front_server, front_call, middle_server, middle_call, redis_server];
@@ -193,8 +201,11 @@ fn a_request_across_three_hosts_is_one_trace_linked_by_the_tcp_option() {
     }
     assert_eq!(curl_span.parent_span_id, 0, "curl starts the trace");
     for pair in chain.windows(2) {
-        assert_eq!(pair[1].parent_span_id, pair[0].span_id, "{} of {} is a child of {} of {}",
-            pair[1].operation, pair[1].process.service_name, pair[0].operation, pair[0].process.service_name);
+        assert_eq!(
+            pair[1].parent_span_id, pair[0].span_id,
+            "{} of {} is a child of {} of {}",
+            pair[1].operation, pair[1].process.service_name, pair[0].operation, pair[0].process.service_name
+        );
     }
     // Cross-host edges are linked by the option; calls inside a host by their thread.
     assert_eq!(tag(middle_server, "tracer.link"), Some("tcp-option"));
@@ -202,11 +213,25 @@ fn a_request_across_three_hosts_is_one_trace_linked_by_the_tcp_option() {
     assert_eq!(tag(front_call, "tracer.link"), Some("thread"));
     assert_eq!(tag(middle_call, "tracer.link"), Some("thread"));
     // Each span comes from the daemon of its own host.
-    for (s, host) in [(curl_span, "front"), (front_server, "front"), (front_call, "front"), (middle_server, "middle"), (middle_call, "middle"), (redis_server, "redis")] {
-        assert_eq!(host_of(s), Some(host), "{} of {} reported by the {host} daemon", s.operation, s.process.service_name);
+    for (s, host) in [
+        (curl_span, "front"),
+        (front_server, "front"),
+        (front_call, "front"),
+        (middle_server, "middle"),
+        (middle_call, "middle"),
+        (redis_server, "redis"),
+    ] {
+        assert_eq!(
+            host_of(s),
+            Some(host),
+            "{} of {} reported by the {host} daemon",
+            s.operation,
+            s.process.service_name
+        );
     }
     // Exactly once each: no daemon reports another host's spans.
-    let relay_servers = spans.iter().filter(|s| s.operation == "GET /relay" && tag(s, "span.kind") == Some("server")).count();
+    let relay_servers =
+        spans.iter().filter(|s| s.operation == "GET /relay" && tag(s, "span.kind") == Some("server")).count();
     assert_eq!(relay_servers, 2);
     assert_eq!(spans.iter().filter(|s| s.operation == "redis GET").count(), 2);
 
@@ -240,7 +265,8 @@ fn a_request_across_three_hosts_is_one_trace_linked_by_the_tcp_option() {
             && s.iter().filter(|x| x.operation == "GET /hello" && x.process.service_name == "curl").count() == 2
     });
     let by = |svc: &str| -> Vec<&Span> {
-        let mut v: Vec<&Span> = spans.iter().filter(|x| x.operation == "GET /hello" && x.process.service_name == svc).collect();
+        let mut v: Vec<&Span> =
+            spans.iter().filter(|x| x.operation == "GET /hello" && x.process.service_name == svc).collect();
         v.sort_by_key(|x| x.start_us);
         v
     };
@@ -272,7 +298,8 @@ fn without_the_middle_daemon_the_rest_still_arrives_and_no_parent_is_wrong() {
     let curl_span = get(&spans, "curl", "client", "GET /relay");
     let front_server = get(&spans, "front", "server", "GET /relay");
     let front_call = get(&spans, "front", "client", "GET /relay");
-    let redis_server = spans.iter().find(|x| x.operation == "redis GET" && tag(x, "span.kind") == Some("server")).unwrap();
+    let redis_server =
+        spans.iter().find(|x| x.operation == "redis GET" && tag(x, "span.kind") == Some("server")).unwrap();
     assert!(find(&spans, "middle", "server", "GET /relay").is_none(), "no daemon on the middle host");
     assert_eq!(front_server.parent_span_id, curl_span.span_id);
     assert_eq!(front_call.parent_span_id, front_server.span_id);
@@ -383,7 +410,8 @@ fn pipelined_requests_each_carry_their_own_context() {
     // STRLEN shared its packet with EXISTS: no context of its own, and no wrong parent.
     let strlen = server("redis STRLEN");
     assert_eq!(strlen.parent_span_id, 0, "{strlen:#?}");
-    let distinct: std::collections::HashSet<u64> = OPS.iter().map(|op| get(&spans, "pipeliner", "client", op).span_id).collect();
+    let distinct: std::collections::HashSet<u64> =
+        OPS.iter().map(|op| get(&spans, "pipeliner", "client", op).span_id).collect();
     assert_eq!(distinct.len(), 5);
     // Each option was matched by the read that starts at it (kernel) or inside a read (daemon).
     let in_daemon = redis_d.metric("tracer_propagation_options_total{outcome=\"matched\"}");
@@ -414,10 +442,25 @@ fn mysql_and_an_unparsed_protocol_carry_the_trace_across_hosts_too() {
     let _redis = start_redis(&redis_ns, &redis_ip);
     let _mysql = servers::mariadb_in(&redis_ns, &redis_ip);
     let (redis_port, line_port) = (REDIS_PORT.to_string(), LINE_PORT.to_string());
-    let _liner = start_chain(&middle, "liner", &middle_ip, LINE_PORT, &[
-        "--line-protocol", "--redis", &redis_port, "--redis-host", &redis_ip, "--mysql", "3306", "--mysql-host", &redis_ip,
-    ]);
-    let _front_svc = start_chain(&front, "front", "127.0.0.1", FRONT_PORT, &["--line", &line_port, "--line-host", &middle_ip]);
+    let _liner = start_chain(
+        &middle,
+        "liner",
+        &middle_ip,
+        LINE_PORT,
+        &[
+            "--line-protocol",
+            "--redis",
+            &redis_port,
+            "--redis-host",
+            &redis_ip,
+            "--mysql",
+            "3306",
+            "--mysql-host",
+            &redis_ip,
+        ],
+    );
+    let _front_svc =
+        start_chain(&front, "front", "127.0.0.1", FRONT_PORT, &["--line", &line_port, "--line-host", &middle_ip]);
 
     assert_eq!(curl(&front, "/line"), 200);
     let spans = wait_spans(&collector, "the spans of the request on every host", |s| {

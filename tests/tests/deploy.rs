@@ -29,7 +29,10 @@ fn deploy_dir() -> PathBuf {
 fn tool(name: &str) -> Command {
     static SCRIPTS: std::sync::OnceLock<Option<PathBuf>> = std::sync::OnceLock::new();
     let scripts = SCRIPTS.get_or_init(|| {
-        let out = Command::new("python3").args(["-c", "import sysconfig; print(sysconfig.get_path('scripts'))"]).output().ok()?;
+        let out = Command::new("python3")
+            .args(["-c", "import sysconfig; print(sysconfig.get_path('scripts'))"])
+            .output()
+            .ok()?;
         Some(PathBuf::from(String::from_utf8(out.stdout).ok()?.trim()))
     });
     let path = scripts.as_ref().map(|d| d.join(name)).filter(|p| p.is_file()).unwrap_or_else(|| PathBuf::from(name));
@@ -42,7 +45,12 @@ fn output(cmd: &mut Command, what: &str) -> String {
     let out = cmd.output().unwrap_or_else(|e| {
         panic!("{what}: cannot start {cmd:?} ({e}); `cargo xtask setup` installs tests/python/requirements-deploy.txt")
     });
-    assert!(out.status.success(), "{what} failed: {}\n{}", String::from_utf8_lossy(&out.stderr), String::from_utf8_lossy(&out.stdout));
+    assert!(
+        out.status.success(),
+        "{what} failed: {}\n{}",
+        String::from_utf8_lossy(&out.stderr),
+        String::from_utf8_lossy(&out.stdout)
+    );
     String::from_utf8(out.stdout).unwrap()
 }
 
@@ -138,7 +146,8 @@ fn kustomize_renders_validate_and_pass_the_security_scan() {
     for (name, child) in runs {
         let out = child.wait_with_output().unwrap();
         let json = String::from_utf8_lossy(&out.stdout);
-        let report: Json = serde_json::from_str(&json).unwrap_or_else(|e| panic!("checkov JSON of {name}: {e}: {json}"));
+        let report: Json =
+            serde_json::from_str(&json).unwrap_or_else(|e| panic!("checkov JSON of {name}: {e}: {json}"));
         assert!(report["summary"]["resource_count"].as_u64().unwrap_or(0) >= 7, "{name}: checkov scanned {report}");
         let ids = report["results"]["failed_checks"].as_array().into_iter().flatten();
         failed.entry(name).or_default().extend(ids.map(|c| c["check_id"].as_str().unwrap().to_owned()));
@@ -166,14 +175,16 @@ fn the_daemonset_is_a_least_privilege_node_agent() {
     let sc = &c["securityContext"];
     assert_eq!(sc["privileged"], false);
     assert_eq!(sc["capabilities"]["drop"][0], "ALL");
-    let added: BTreeSet<&str> = sc["capabilities"]["add"].as_sequence().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    let added: BTreeSet<&str> =
+        sc["capabilities"]["add"].as_sequence().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
     assert_eq!(added, CAPABILITIES.into_iter().collect());
     assert_eq!(c["livenessProbe"]["httpGet"]["path"], "/healthz");
     assert_eq!(c["readinessProbe"]["httpGet"]["path"], "/readyz");
     for k in ["requests", "limits"] {
         assert!(c["resources"][k]["cpu"].is_string() && c["resources"][k]["memory"].is_string(), "resources.{k}");
     }
-    let env: BTreeMap<&str, &Value> = c["env"].as_sequence().unwrap().iter().map(|e| (e["name"].as_str().unwrap(), e)).collect();
+    let env: BTreeMap<&str, &Value> =
+        c["env"].as_sequence().unwrap().iter().map(|e| (e["name"].as_str().unwrap(), e)).collect();
     assert_eq!(env["NODE_NAME"]["valueFrom"]["fieldRef"]["fieldPath"], "spec.nodeName");
     let host_paths: BTreeSet<&str> =
         pod["volumes"].as_sequence().unwrap().iter().filter_map(|v| v["hostPath"]["path"].as_str()).collect();
@@ -182,7 +193,10 @@ fn the_daemonset_is_a_least_privilege_node_agent() {
     }
     // The privileged overlay is the only one with full privilege.
     let priv_docs = documents(&render("overlays/privileged"));
-    assert_eq!(of_kind(&priv_docs, "DaemonSet")["spec"]["template"]["spec"]["containers"][0]["securityContext"]["privileged"], true);
+    assert_eq!(
+        of_kind(&priv_docs, "DaemonSet")["spec"]["template"]["spec"]["containers"][0]["securityContext"]["privileged"],
+        true
+    );
 }
 
 #[test]
@@ -190,7 +204,8 @@ fn the_rendered_configs_parse_with_the_daemons_parser() {
     for overlay in OVERLAYS {
         let docs = documents(&render(overlay));
         let text = of_kind(&docs, "ConfigMap")["data"]["config.yaml"].as_str().unwrap().to_owned();
-        let cfg = tracer_daemon::config::Config::from_yaml(&text, Path::new(overlay)).unwrap_or_else(|e| panic!("{overlay}: {e}"));
+        let cfg = tracer_daemon::config::Config::from_yaml(&text, Path::new(overlay))
+            .unwrap_or_else(|e| panic!("{overlay}: {e}"));
         assert_eq!(cfg.kubernetes.proc_root, Path::new("/host/proc"), "{overlay}");
         assert_eq!(cfg.export.collector.len(), 1, "{overlay}");
         let rules = &of_kind(&docs, "ClusterRole")["rules"][0];
@@ -220,7 +235,8 @@ fn the_helm_chart_uses_only_defined_values_and_well_formed_templates() {
     assert_eq!(meta["apiVersion"], "v2");
     assert_eq!(meta["appVersion"], env!("CARGO_PKG_VERSION"), "appVersion follows the workspace version");
     let values: Value = serde_yaml::from_str(&std::fs::read_to_string(chart.join("values.yaml")).unwrap()).unwrap();
-    let caps: BTreeSet<&str> = values["capabilities"].as_sequence().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    let caps: BTreeSet<&str> =
+        values["capabilities"].as_sequence().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
     assert_eq!(caps, CAPABILITIES.into_iter().collect());
     assert_eq!(values["privileged"], false);
     // The daemon settings the chart passes through must be ones the daemon knows.
@@ -233,8 +249,13 @@ fn the_helm_chart_uses_only_defined_values_and_well_formed_templates() {
         let text = std::fs::read_to_string(&path).unwrap();
         let name = path.file_name().unwrap().to_string_lossy().into_owned();
         assert_eq!(text.matches("{{").count(), text.matches("}}").count(), "{name}: unbalanced actions");
-        let actions: Vec<&str> = text.split("{{").skip(1).map(|a| a.split("}}").next().unwrap().trim_matches(|c: char| c == '-' || c.is_whitespace())).collect();
-        let opens = actions.iter().filter(|a| ["if ", "with ", "range ", "define "].iter().any(|k| a.starts_with(k))).count();
+        let actions: Vec<&str> = text
+            .split("{{")
+            .skip(1)
+            .map(|a| a.split("}}").next().unwrap().trim_matches(|c: char| c == '-' || c.is_whitespace()))
+            .collect();
+        let opens =
+            actions.iter().filter(|a| ["if ", "with ", "range ", "define "].iter().any(|k| a.starts_with(k))).count();
         let ends = actions.iter().filter(|a| **a == "end").count();
         assert_eq!(opens, ends, "{name}: every if/with/range/define has its end");
         used.extend(value_paths(&text));
@@ -243,7 +264,11 @@ fn the_helm_chart_uses_only_defined_values_and_well_formed_templates() {
     for path in used {
         let mut v = &values;
         for key in &path {
-            assert!(v.get(key.as_str()).is_some(), "templates use .Values.{} which values.yaml does not define", path.join("."));
+            assert!(
+                v.get(key.as_str()).is_some(),
+                "templates use .Values.{} which values.yaml does not define",
+                path.join(".")
+            );
             v = &v[key.as_str()];
         }
     }

@@ -73,7 +73,11 @@ fn sample(metrics: &str, name: &str, client: &str, server: &str) -> Option<f64> 
 }
 
 fn curl(args: &[&str]) -> u16 {
-    let out = Command::new(args[0]).args(&args[1..]).args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "20"]).output().unwrap();
+    let out = Command::new(args[0])
+        .args(&args[1..])
+        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "20"])
+        .output()
+        .unwrap();
     String::from_utf8_lossy(&out.stdout).parse().unwrap_or(0)
 }
 
@@ -142,11 +146,18 @@ fn the_chain_gives_exactly_its_edges_counts_and_page() {
         ("deps-a", "mariadbd", 15),
         ("deps-a", "redis-server", 10),
     ]);
-    let got = wait_equal("the chain's edges on /dependencies", &want, || links(&json_get(&daemon.metrics_addr, "/dependencies"), &ours));
+    let got = wait_equal("the chain's edges on /dependencies", &want, || {
+        links(&json_get(&daemon.metrics_addr, "/dependencies"), &ours)
+    });
     eprintln!("/dependencies: {got:?}");
 
     let metrics = daemon.metrics();
-    let errors = [("curl", "deps-a", 2.0), ("deps-a", "deps-b", 2.0), ("deps-a", "mariadbd", 2.0), ("deps-a", "redis-server", 2.0)];
+    let errors = [
+        ("curl", "deps-a", 2.0),
+        ("deps-a", "deps-b", 2.0),
+        ("deps-a", "mariadbd", 2.0),
+        ("deps-a", "redis-server", 2.0),
+    ];
     for (client, server, failed) in errors {
         let calls = want[&(client.to_owned(), server.to_owned())] as f64;
         let at = |name: &str| sample(&metrics, name, client, server);
@@ -156,7 +167,10 @@ fn the_chain_gives_exactly_its_edges_counts_and_page() {
         assert_eq!(at("traces_service_graph_request_client_seconds_count"), Some(calls), "both sides traced");
         assert!(at("traces_service_graph_request_server_seconds_sum").unwrap() > 0.0);
     }
-    assert!(metrics.contains("connection_type=\"\",protocol=\"redis\"} 10\n"), "redis edge between two traced services");
+    assert!(
+        metrics.contains("connection_type=\"\",protocol=\"redis\"} 10\n"),
+        "redis edge between two traced services"
+    );
 
     // Each of the chain's calls was seen from both sides and counted once.
     let graph = json_get(&daemon.metrics_addr, "/graph.json");
@@ -173,13 +187,20 @@ fn the_chain_gives_exactly_its_edges_counts_and_page() {
     let _ = std::fs::remove_file(&png);
     let dom = chromium(&format!("http://{}/", daemon.metrics_addr), &png, &dir.join("profile"));
     let bytes = std::fs::read(&png).unwrap();
-    assert!(bytes.starts_with(b"\x89PNG\r\n\x1a\n") && bytes.len() > 10_000, "a real screenshot ({} bytes)", bytes.len());
+    assert!(
+        bytes.starts_with(b"\x89PNG\r\n\x1a\n") && bytes.len() > 10_000,
+        "a real screenshot ({} bytes)",
+        bytes.len()
+    );
     eprintln!("screenshot: {} ({} bytes)", png.display(), bytes.len());
     for name in ["curl", "deps-a", "deps-b", "redis-server", "mariadbd"] {
         assert!(dom.contains(&format!("class=\"node\" data-service=\"{name}\"")), "node {name} in the DOM:\n{dom}");
     }
     for (p, c) in [("curl", "deps-a"), ("deps-a", "deps-b"), ("deps-a", "redis-server"), ("deps-a", "mariadbd")] {
-        assert!(dom.contains(&format!("class=\"edge\" data-parent=\"{p}\" data-child=\"{c}\"")), "edge {p} -> {c} in the DOM");
+        assert!(
+            dom.contains(&format!("class=\"edge\" data-parent=\"{p}\" data-child=\"{c}\"")),
+            "edge {p} -> {c} in the DOM"
+        );
     }
     assert!(!dom.contains("<script src") && !dom.contains("<link") && !dom.contains("<img"), "no external assets");
     let _ = std::fs::remove_dir_all(&dir);
@@ -219,7 +240,20 @@ impl Net {
             ip(&["-n", n, "link", "set", "lo", "up"]);
         }
         let net_ = Net { names, ips };
-        ip(&["link", "add", &va, "netns", &net_.names[0], "type", "veth", "peer", "name", &vb, "netns", &net_.names[1]]);
+        ip(&[
+            "link",
+            "add",
+            &va,
+            "netns",
+            &net_.names[0],
+            "type",
+            "veth",
+            "peer",
+            "name",
+            &vb,
+            "netns",
+            &net_.names[1],
+        ]);
         for (i, v) in [&va, &vb].into_iter().enumerate() {
             ip(&["-n", &net_.names[i], "addr", "add", &format!("{}/24", net_.ips[i]), "dev", v]);
             ip(&["-n", &net_.names[i], "link", "set", v, "up"]);
@@ -243,7 +277,8 @@ impl Net {
             if let Ok(Some(status)) = child.try_wait() {
                 panic!("{service} exited with {status}");
             }
-            let out = Command::new("ip").args(["netns", "exec", &self.names[i], "ss", "-Hltn", &sport]).output().ok()?;
+            let out =
+                Command::new("ip").args(["netns", "exec", &self.names[i], "ss", "-Hltn", &sport]).output().ok()?;
             (!out.stdout.is_empty()).then_some(())
         });
         Proc(child)
@@ -300,7 +335,9 @@ fn two_daemons_merge_into_the_union_with_the_shared_edge_counted_once() {
     let want_a = expect(&[("curl", "deps-x", 3), ("deps-x", &dns, 3)]);
     wait_equal("namespace a's graph", &want_a, || links(&json_get(&da.metrics_addr, "/dependencies"), &["deps-x"]));
     let want_b = expect(&[("curl", "deps-y", 2), ("deps-y", "deps-z", 2), (&ip_a, "deps-y", 3)]);
-    wait_equal("namespace b's graph", &want_b, || links(&json_get(&db.metrics_addr, "/dependencies"), &["deps-y", "deps-z"]));
+    wait_equal("namespace b's graph", &want_b, || {
+        links(&json_get(&db.metrics_addr, "/dependencies"), &["deps-y", "deps-z"])
+    });
     let ga = json_get(&da.metrics_addr, "/graph.json");
     let peer = ga["nodes"].as_array().unwrap().iter().find(|n| n["name"] == dns.as_str()).expect("the peer node");
     assert_eq!(peer["kind"], "peer");
@@ -315,7 +352,8 @@ fn two_daemons_merge_into_the_union_with_the_shared_edge_counted_once() {
         .map(|e| serde_json::json!({"parent": e["parent"], "child": e["child"], "callCount": e["callCount"]}))
         .collect();
     let got = links(&serde_json::json!({ "data": edges }), &["deps-x", "deps-y", "deps-z"]);
-    let want = expect(&[("curl", "deps-x", 3), ("curl", "deps-y", 2), ("deps-x", "deps-y", 3), ("deps-y", "deps-z", 2)]);
+    let want =
+        expect(&[("curl", "deps-x", 3), ("curl", "deps-y", 2), ("deps-x", "deps-y", 3), ("deps-y", "deps-z", 2)]);
     assert_eq!(got, want, "merged graph: {merged:#}");
     assert_eq!(merged["dropped"]["reconciled"], 3, "the server side of X → Y was left out");
     assert_eq!(merged["sources"].as_array().unwrap().len(), 2);

@@ -68,7 +68,9 @@ impl Drop for CgroupTree {
         for leaf in &self.leaves {
             let procs = leaf.join("cgroup.procs");
             let deadline = std::time::Instant::now() + Duration::from_secs(10);
-            while std::fs::read_to_string(&procs).is_ok_and(|p| !p.trim().is_empty()) && std::time::Instant::now() < deadline {
+            while std::fs::read_to_string(&procs).is_ok_and(|p| !p.trim().is_empty())
+                && std::time::Instant::now() < deadline
+            {
                 std::thread::sleep(Duration::from_millis(20));
             }
             let mut dir = leaf.as_path();
@@ -113,7 +115,10 @@ impl CgServer {
             TcpStream::connect(("127.0.0.1", port)).ok().map(|_| ())
         });
         let cg = std::fs::read_to_string(format!("/proc/{}/cgroup", child.id())).unwrap();
-        assert!(cg.contains(&cgroup.file_name().unwrap().to_string_lossy().into_owned()), "server not in its cgroup: {cg}");
+        assert!(
+            cg.contains(&cgroup.file_name().unwrap().to_string_lossy().into_owned()),
+            "server not in its cgroup: {cg}"
+        );
         CgServer { child, port }
     }
 }
@@ -191,7 +196,10 @@ fn pod_json(p: &PodDef<'_>) -> String {
 /// A `PodList` of this node's pods (the kubelet's `/pods` and the API server's list).
 fn pod_list(pods: &[PodDef<'_>]) -> String {
     let items: Vec<String> = pods.iter().map(pod_json).collect();
-    format!(r#"{{"kind":"PodList","apiVersion":"v1","metadata":{{"resourceVersion":"10"}},"items":[{}]}}"#, items.join(","))
+    format!(
+        r#"{{"kind":"PodList","apiVersion":"v1","metadata":{{"resourceVersion":"10"}},"items":[{}]}}"#,
+        items.join(",")
+    )
 }
 
 /// The test's API server: `GET /api/v1/pods?…` answers a pod list, and `…&watch=true` holds a
@@ -227,7 +235,8 @@ impl ApiServer {
                     }
                     reqs.lock().unwrap().push(request_line.clone());
                     if !request_line.starts_with("GET /api/v1/pods?") {
-                        let _ = write!(conn, "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
+                        let _ =
+                            write!(conn, "HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n");
                     } else if !request_line.contains("watch=true") {
                         let _ = write!(
                             conn,
@@ -235,7 +244,10 @@ impl ApiServer {
                             list.len()
                         );
                     } else {
-                        let _ = write!(conn, "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n");
+                        let _ = write!(
+                            conn,
+                            "HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+                        );
                         let deadline = std::time::Instant::now() + WATCH_OPEN;
                         while std::time::Instant::now() < deadline {
                             let event = rx.lock().unwrap().recv_timeout(Duration::from_millis(100));
@@ -290,7 +302,8 @@ fn daemonset_capabilities() -> Vec<String> {
     let ds: serde_yaml::Value = serde_yaml::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
     let sc = &ds["spec"]["template"]["spec"]["containers"][0]["securityContext"];
     assert_eq!(sc["capabilities"]["drop"][0], "ALL");
-    let caps: Vec<String> = sc["capabilities"]["add"].as_sequence().unwrap().iter().map(|c| c.as_str().unwrap().to_owned()).collect();
+    let caps: Vec<String> =
+        sc["capabilities"]["add"].as_sequence().unwrap().iter().map(|c| c.as_str().unwrap().to_owned()).collect();
     caps
 }
 
@@ -316,7 +329,8 @@ fn cap_set(pid: u32, which: &str) -> u64 {
 /// The DaemonSet mounts the host's tracefs; without CAP_SYS_ADMIN the daemon cannot mount it.
 fn ensure_tracefs() {
     if !Path::new("/sys/kernel/tracing/events").exists() {
-        let ok = Command::new("mount").args(["-t", "tracefs", "nodev", "/sys/kernel/tracing"]).status().unwrap().success();
+        let ok =
+            Command::new("mount").args(["-t", "tracefs", "nodev", "/sys/kernel/tracing"]).status().unwrap().success();
         assert!(ok, "mounting tracefs");
     }
 }
@@ -335,7 +349,8 @@ fn spans_carry_pod_metadata_from_cgroups_and_the_kubelet_pod_list() {
         container: "web",
         container_id: ID_A,
     };
-    let pod_b = PodDef { name: "orders-0", uid: UID_B, labels: r#""app":"orders""#, container: "api", container_id: ID_B };
+    let pod_b =
+        PodDef { name: "orders-0", uid: UID_B, labels: r#""app":"orders""#, container: "api", container_id: ID_B };
 
     let mut cgroups = CgroupTree::new();
     let cg_a = cgroups.container(UID_A, ID_A);
@@ -349,32 +364,40 @@ fn spans_carry_pod_metadata_from_cgroups_and_the_kubelet_pod_list() {
     std::fs::write(&config, "kubernetes:\n  kubelet_poll_interval_s: 1\n").unwrap();
     let kubelet_url = format!("http://127.0.0.1:{}", kubelet.port);
     let caps = daemonset_capabilities();
-    let bounding = format!("--bounding-set=-all,{}", caps.iter().map(|c| format!("+{}", c.to_lowercase())).collect::<Vec<_>>().join(","));
+    let bounding = format!(
+        "--bounding-set=-all,{}",
+        caps.iter().map(|c| format!("+{}", c.to_lowercase())).collect::<Vec<_>>().join(",")
+    );
     ensure_tracefs();
-    let daemon = Daemon::start_wrapped(&["setpriv", &bounding, "--inh-caps=-all", "--"], &[
-        "--config",
-        config.to_str().unwrap(),
-        "--kubelet-url",
-        &kubelet_url,
-        "--node-name",
-        NODE,
-        "--collector",
-        &collector.url(),
-        "--batch-max-age-ms",
-        "200",
-        // Port filters would be narrower, but the kernel programs built with them fail the
-        // verifier on this kernel (a known limitation of the capture probes): filter by command.
-        "--include-comm",
-        "python3",
-        "--include-comm",
-        "curl",
-    ]);
+    let daemon = Daemon::start_wrapped(
+        &["setpriv", &bounding, "--inh-caps=-all", "--"],
+        &[
+            "--config",
+            config.to_str().unwrap(),
+            "--kubelet-url",
+            &kubelet_url,
+            "--node-name",
+            NODE,
+            "--collector",
+            &collector.url(),
+            "--batch-max-age-ms",
+            "200",
+            // Port filters would be narrower, but the kernel programs built with them fail the
+            // verifier on this kernel (a known limitation of the capture probes): filter by command.
+            "--include-comm",
+            "python3",
+            "--include-comm",
+            "curl",
+        ],
+    );
     // setpriv exec'd the daemon (same pid): its effective set is the DaemonSet's capabilities
     // (as far as this machine's own bounding set has them), CAP_SYS_ADMIN not among them.
     let want = caps.iter().fold(0u64, |m, c| m | 1 << cap_bit(c));
     let (eff, own_bounding) = (cap_set(daemon.pid(), "CapEff"), cap_set(std::process::id(), "CapBnd"));
     assert_eq!(eff, want & own_bounding, "CapEff {eff:x} for {caps:?}");
-    wait_for(TIMEOUT, "/readyz after the pod list", || (http_get(&daemon.metrics_addr, "/readyz") == "ready\n").then_some(()));
+    wait_for(TIMEOUT, "/readyz after the pod list", || {
+        (http_get(&daemon.metrics_addr, "/readyz") == "ready\n").then_some(())
+    });
     assert_eq!(daemon.metric("tracer_k8s_synced"), 1.0);
     assert!(kubelet.requests.load(Ordering::SeqCst) >= 1);
 
@@ -418,7 +441,13 @@ fn spans_carry_pod_metadata_from_cgroups_and_the_kubelet_pod_list() {
 
     // The pod shows up in the kubelet's list: later spans carry it, named by the `app` label.
     kubelet.set_pods(pod_list(&[
-        PodDef { name: "checkout-7d9f8", uid: UID_A, labels: r#""app.kubernetes.io/name":"checkout""#, container: "web", container_id: ID_A },
+        PodDef {
+            name: "checkout-7d9f8",
+            uid: UID_A,
+            labels: r#""app.kubernetes.io/name":"checkout""#,
+            container: "web",
+            container_id: ID_A,
+        },
         pod_b,
     ]));
     let late = wait_for(TIMEOUT, "spans of pod B with its pod metadata", || {
@@ -464,7 +493,9 @@ fn pods_added_through_the_api_server_watch_reach_the_spans() {
         "--include-comm",
         "python3",
     ]);
-    wait_for(TIMEOUT, "/readyz after the pod list", || (http_get(&daemon.metrics_addr, "/readyz") == "ready\n").then_some(()));
+    wait_for(TIMEOUT, "/readyz after the pod list", || {
+        (http_get(&daemon.metrics_addr, "/readyz") == "ready\n").then_some(())
+    });
     // The list is restricted to this node; the watch resumes from the list's version.
     wait_for(TIMEOUT, "the watch request", || (api.requests().len() >= 2).then_some(()));
     let reqs = api.requests();
@@ -478,11 +509,19 @@ fn pods_added_through_the_api_server_watch_reach_the_spans() {
     assert_eq!(tag(&first.process.tags, "k8s.pod.name"), None, "{:?}", first.process);
 
     // The pod arrives as a watch event, not through another list.
-    let pod = PodDef { name: "inventory-5c4b", uid: UID, labels: r#""app.kubernetes.io/name":"inventory""#, container: "app", container_id: ID };
+    let pod = PodDef {
+        name: "inventory-5c4b",
+        uid: UID,
+        labels: r#""app.kubernetes.io/name":"inventory""#,
+        container: "app",
+        container_id: ID,
+    };
     api.events.send(format!(r#"{{"type":"ADDED","object":{}}}"#, pod_json(&pod).replace('\n', " "))).unwrap();
     let late = wait_for(TIMEOUT, "spans with the watched pod", || {
         curl(server.port);
-        server_spans_of(&collector, server.child.id()).into_iter().find(|s| tag(&s.process.tags, "k8s.pod.name").is_some())
+        server_spans_of(&collector, server.child.id())
+            .into_iter()
+            .find(|s| tag(&s.process.tags, "k8s.pod.name").is_some())
     });
     let p = &late.process;
     assert_eq!(p.service_name, "inventory", "{p:?}");

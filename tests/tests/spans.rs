@@ -29,7 +29,10 @@ fn chain() -> Chain {
 }
 
 fn curl(url: &str) -> u16 {
-    let out = Command::new("curl").args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "20", url]).output().unwrap();
+    let out = Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "20", url])
+        .output()
+        .unwrap();
     String::from_utf8_lossy(&out.stdout).parse().unwrap_or(0)
 }
 
@@ -45,9 +48,9 @@ fn tag<'a>(s: &'a Value, key: &str) -> &'a Value {
 fn trace_of(d: &Daemon, target: &str, want: impl Fn(&[Value]) -> bool) -> Vec<Value> {
     wait_for(TIMEOUT, &format!("the trace of {target}"), || {
         let all = spans(d);
-        let root = all.iter().find(|s| {
-            s["service"] == "service-a" && s["kind"] == "server" && tag(s, "http.target") == target
-        })?;
+        let root = all
+            .iter()
+            .find(|s| s["service"] == "service-a" && s["kind"] == "server" && tag(s, "http.target") == target)?;
         let trace: Vec<Value> = all.iter().filter(|s| s["traceId"] == root["traceId"]).cloned().collect();
         want(&trace).then_some(trace)
     })
@@ -125,12 +128,16 @@ fn errors_become_error_spans() {
     let trace = trace_of(&c.daemon, "/fail", |t| {
         t.iter().any(|s| s["service"] == "service-b" && s["kind"] == "server")
             && t.iter().any(|s| s["operation"] == "redis LPOP" && s["kind"] == "client")
-            && t.iter().any(|s| s["kind"] == "client" && s["tags"]["db.system"] == "mysql" && s["tags"]["error"] == true)
+            && t.iter()
+                .any(|s| s["kind"] == "client" && s["tags"]["db.system"] == "mysql" && s["tags"]["error"] == true)
     });
     let lpop = find(&trace, "service-a", "client", "redis LPOP");
     assert_eq!(tag(lpop, "error"), true);
     assert!(tag(lpop, "error.message").as_str().unwrap().starts_with("WRONGTYPE"));
-    let bad_sql = trace.iter().find(|s| s["kind"] == "client" && s["tags"]["db.system"] == "mysql" && s["tags"]["error"] == true).unwrap();
+    let bad_sql = trace
+        .iter()
+        .find(|s| s["kind"] == "client" && s["tags"]["db.system"] == "mysql" && s["tags"]["error"] == true)
+        .unwrap();
     assert!(tag(bad_sql, "error.message").as_str().unwrap().contains("1064"), "{bad_sql}");
     let boom = find(&trace, "service-b", "server", "GET /boom");
     assert_eq!(tag(boom, "http.status_code"), 500);
@@ -144,7 +151,9 @@ fn pipelined_redis_gives_one_span_per_command() {
     let c = chain();
     assert_eq!(curl(&format!("http://{}/pipeline", c.a.addr())), 200);
     let trace = trace_of(&c.daemon, "/pipeline", |t| {
-        ["redis SET", "redis INCR", "redis GET"].iter().all(|op| t.iter().any(|s| s["operation"] == *op && s["kind"] == "client"))
+        ["redis SET", "redis INCR", "redis GET"]
+            .iter()
+            .all(|op| t.iter().any(|s| s["operation"] == *op && s["kind"] == "client"))
     });
     let a = find(&trace, "service-a", "server", "GET /pipeline");
     let mut by_op: HashMap<String, usize> = HashMap::new();

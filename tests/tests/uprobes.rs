@@ -22,13 +22,15 @@ use tracer_tests::{
 
 const TIMEOUT: Duration = Duration::from_secs(30);
 /// JSON spans on stdout; the agent listeners are off (their fixed ports may be taken).
-const DAEMON_ARGS: &[&str] = &["--output", "json", "--agent-compact-addr", "", "--agent-binary-addr", "", "--sampling-addr", ""];
+const DAEMON_ARGS: &[&str] =
+    &["--output", "json", "--agent-compact-addr", "", "--agent-binary-addr", "", "--sampling-addr", ""];
 
 /// Compiles `tests/c/<name>.c` with `cc` and the flags of `libs` (pkg-config names).
 fn build_c(name: &str, libs: &[&str]) -> PathBuf {
     let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("c").join(format!("{name}.c"));
     let out = std::env::temp_dir().join(format!("tracer-e2e-{name}-{}", std::process::id()));
-    let flags = Command::new("pkg-config").arg("--cflags").arg("--libs").args(libs).output().expect("running pkg-config");
+    let flags =
+        Command::new("pkg-config").arg("--cflags").arg("--libs").args(libs).output().expect("running pkg-config");
     assert!(flags.status.success(), "pkg-config {libs:?}: {}", String::from_utf8_lossy(&flags.stderr));
     let flags = String::from_utf8_lossy(&flags.stdout).to_string();
     let status = Command::new("cc")
@@ -222,10 +224,7 @@ fn hiredis_calls_are_one_span_each_with_library_details() {
 fn spans_all_with_server(d: &Daemon, clients: &[Value], _server_pid: u32) -> Vec<Value> {
     wait_for(TIMEOUT, "the server spans of the client calls", || {
         let all = spans(d);
-        clients
-            .iter()
-            .all(|c| all.iter().any(|p| p["parentSpanId"] == c["spanId"]))
-            .then_some(all)
+        clients.iter().all(|c| all.iter().any(|p| p["parentSpanId"] == c["spanId"])).then_some(all)
     })
 }
 
@@ -261,13 +260,14 @@ fn check_mariadb_calls(spans: &[Value], port: u16) {
     let exec = find(spans, "mysql UPDATE", "mysql_stmt_execute");
     assert_eq!(tag(exec, "db.statement"), "UPDATE items SET name = ? WHERE id = ?");
     // One span per call: no wire-level twin without the library's details.
-    let statements: Vec<&str> = [("mysql SELECT", 3), ("mysql INSERT", 1), ("mysql UPDATE", 1), ("mysql PREPARE", 1), ("mysql connect", 1)]
-        .iter()
-        .map(|(op, n)| {
-            assert_eq!(spans.iter().filter(|s| s["operation"] == *op).count(), *n, "{op}: {spans:#?}");
-            *op
-        })
-        .collect();
+    let statements: Vec<&str> =
+        [("mysql SELECT", 3), ("mysql INSERT", 1), ("mysql UPDATE", 1), ("mysql PREPARE", 1), ("mysql connect", 1)]
+            .iter()
+            .map(|(op, n)| {
+                assert_eq!(spans.iter().filter(|s| s["operation"] == *op).count(), *n, "{op}: {spans:#?}");
+                *op
+            })
+            .collect();
     for s in spans.iter().filter(|s| statements.contains(&s["operation"].as_str().unwrap_or(""))) {
         assert_eq!(tag(s, "tracer.source"), "uprobe", "{s:#?}");
         assert_eq!(tag(s, "net.peer.port"), port as i64, "tuple from the socket events: {s:#?}");
@@ -361,7 +361,8 @@ fn a_library_only_visible_in_another_mount_namespace_is_traced() {
     let redis = servers::redis();
     let dir = std::env::temp_dir().join(format!("tracer-e2e-mntns-{}", std::process::id()));
     std::fs::create_dir_all(&dir).unwrap();
-    let lib = std::fs::canonicalize("/usr/lib/x86_64-linux-gnu/libhiredis.so.0.14").expect("libhiredis (libhiredis-dev)");
+    let lib =
+        std::fs::canonicalize("/usr/lib/x86_64-linux-gnu/libhiredis.so.0.14").expect("libhiredis (libhiredis-dev)");
     let script = format!(
         "mount -t tmpfs tmpfs {d} && cp {lib} {d}/ && LD_LIBRARY_PATH={d} exec {bin} {port} script",
         d = dir.display(),

@@ -10,19 +10,14 @@ use std::hint::black_box;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tracer_daemon::jaeger::decode::decode_emit_batch;
 use tracer_daemon::jaeger::Protocol;
-use tracer_daemon::jaeger::encode::{
-    BatchMeta, ClientStats, encode_batch, encode_emit_batch, span_len,
-};
-use tracer_daemon::model::{Process, JaegerSpan, Tag, TraceId};
+use tracer_daemon::jaeger::decode::decode_emit_batch;
+use tracer_daemon::jaeger::encode::{BatchMeta, ClientStats, encode_batch, encode_emit_batch, span_len};
+use tracer_daemon::model::{JaegerSpan, Process, Tag, TraceId};
 
 fn typical_span(process: &Arc<Process>, i: u64) -> JaegerSpan {
     JaegerSpan {
-        trace_id: TraceId {
-            high: 0x4bf9_2f35_77b3_4da6 ^ i,
-            low: 0xa3ce_929d_0e0e_4736 ^ i,
-        },
+        trace_id: TraceId { high: 0x4bf9_2f35_77b3_4da6 ^ i, low: 0xa3ce_929d_0e0e_4736 ^ i },
         span_id: 0x00f0_67aa_0ba9_02b7 ^ i,
         parent_span_id: 0x53ce_929d_0e0e_4736 ^ i,
         operation: "GET /api/orders/{id}".into(),
@@ -63,10 +58,7 @@ fn rate(secs: f64, per_call: usize, mut f: impl FnMut()) -> f64 {
 }
 
 fn main() {
-    let secs: f64 = std::env::args()
-        .nth(1)
-        .and_then(|s| s.parse().ok())
-        .unwrap_or(2.0);
+    let secs: f64 = std::env::args().nth(1).and_then(|s| s.parse().ok()).unwrap_or(2.0);
     let process = Arc::new(Process {
         service_name: "orders".into(),
         tags: vec![
@@ -78,16 +70,9 @@ fn main() {
     let spans: Vec<JaegerSpan> = (0..500).map(|i| typical_span(&process, i)).collect();
     let meta = BatchMeta {
         seq_no: Some(12_345),
-        stats: Some(ClientStats {
-            full_queue_dropped_spans: 17,
-            too_large_dropped_spans: 0,
-            failed_to_emit_spans: 3,
-        }),
+        stats: Some(ClientStats { full_queue_dropped_spans: 17, too_large_dropped_spans: 0, failed_to_emit_spans: 3 }),
     };
-    println!(
-        "typical span: 8 tags, batches of {} spans, {secs} s per measurement, one thread",
-        spans.len()
-    );
+    println!("typical span: 8 tags, batches of {} spans, {secs} s per measurement, one thread", spans.len());
     for proto in [Protocol::Binary, Protocol::Compact] {
         let mut buf = Vec::with_capacity(1 << 20);
         let per_span = span_len(proto, &spans[0]);
@@ -107,20 +92,9 @@ fn main() {
     // The agent role's receive path: one packet of 60 spans (about 12 kB) per emitBatch.
     let packet_spans = &spans[..60];
     let mut pkt = Vec::new();
-    encode_emit_batch(
-        Protocol::Compact,
-        0,
-        &process,
-        packet_spans,
-        &meta,
-        &mut pkt,
-    )
-    .unwrap();
+    encode_emit_batch(Protocol::Compact, 0, &process, packet_spans, &meta, &mut pkt).unwrap();
     let r = rate(secs, packet_spans.len(), || {
         black_box(decode_emit_batch(Protocol::Compact, black_box(&pkt)).unwrap());
     });
-    println!(
-        "Compact  decode emitBatch {r:>10.0} spans/s   ({} byte packets)",
-        pkt.len()
-    );
+    println!("Compact  decode emitBatch {r:>10.0} spans/s   ({} byte packets)", pkt.len());
 }

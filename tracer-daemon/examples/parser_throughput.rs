@@ -58,15 +58,8 @@ fn captures(proto: &str) -> Vec<Vec<(bool, Vec<u8>)>> {
 }
 
 fn main() {
-    let secs: f64 = std::env::args()
-        .nth(1)
-        .and_then(|a| a.parse().ok())
-        .unwrap_or(2.0);
-    for (name, protocol) in [
-        ("http", Protocol::Http),
-        ("redis", Protocol::Redis),
-        ("mysql", Protocol::Mysql),
-    ] {
+    let secs: f64 = std::env::args().nth(1).and_then(|a| a.parse().ok()).unwrap_or(2.0);
+    for (name, protocol) in [("http", Protocol::Http), ("redis", Protocol::Redis), ("mysql", Protocol::Mysql)] {
         let convs = captures(name);
         let bytes_per_round: usize = convs.iter().flatten().map(|(_, d)| d.len()).sum();
         let mut out = Vec::new();
@@ -77,11 +70,7 @@ fn main() {
             for conv in &convs {
                 let mut s = Session::new(protocol, Role::Client, Redaction::default());
                 for (i, (from_client, data)) in conv.iter().enumerate() {
-                    let dir = if *from_client {
-                        Direction::Egress
-                    } else {
-                        Direction::Ingress
-                    };
+                    let dir = if *from_client { Direction::Egress } else { Direction::Ingress };
                     s.feed(dir, data, data.len(), i as u64, i as u64 + 1, &mut out);
                 }
                 s.close(u64::MAX, false, &mut out);

@@ -155,8 +155,12 @@ pub async fn run(inv: Invocation) -> anyhow::Result<()> {
         let ready = resolver.clone();
         let router = Router::new()
             .metrics(registry.clone())
-            .route("GET", "/healthz", |_| api::Response::text(200, "ok
-"))
+            .route("GET", "/healthz", |_| {
+                api::Response::text(
+                    200, "ok
+",
+                )
+            })
             .route("GET", "/readyz", move |_| readiness(&ready));
         let router = Arc::new(deps::api::routes(router, graph.clone()));
         tokio::spawn(api::serve(listener, router, stop_rx.clone()));

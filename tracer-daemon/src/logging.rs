@@ -13,11 +13,7 @@ pub struct LogLimiter {
 
 impl LogLimiter {
     pub fn new(interval: Duration) -> Self {
-        LogLimiter {
-            interval,
-            last: None,
-            suppressed: 0,
-        }
+        LogLimiter { interval, last: None, suppressed: 0 }
     }
 
     /// `Some(n)` when a message may be logged now, `n` being how many were held back since the

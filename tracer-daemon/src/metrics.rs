@@ -47,13 +47,7 @@ pub struct Sample {
 
 impl Sample {
     pub fn new(name: &str, help: &str, kind: Kind, labels: &[(&str, &str)], value: f64) -> Self {
-        Sample {
-            name: name.to_owned(),
-            help: help.to_owned(),
-            kind,
-            labels: own_labels(labels),
-            value,
-        }
+        Sample { name: name.to_owned(), help: help.to_owned(), kind, labels: own_labels(labels), value }
     }
 }
 
@@ -135,20 +129,13 @@ impl Histogram {
 
     pub fn observe(&self, v: f64) {
         let h = &self.0;
-        let idx = h
-            .bounds
-            .iter()
-            .position(|b| v <= *b)
-            .unwrap_or(h.bounds.len());
+        let idx = h.bounds.iter().position(|b| v <= *b).unwrap_or(h.bounds.len());
         h.counts[idx].fetch_add(1, Ordering::Relaxed);
         h.count.fetch_add(1, Ordering::Relaxed);
         let mut cur = h.sum.load(Ordering::Relaxed);
         loop {
             let next = (f64::from_bits(cur) + v).to_bits();
-            match h
-                .sum
-                .compare_exchange_weak(cur, next, Ordering::Relaxed, Ordering::Relaxed)
-            {
+            match h.sum.compare_exchange_weak(cur, next, Ordering::Relaxed, Ordering::Relaxed) {
                 Ok(_) => break,
                 Err(actual) => cur = actual,
             }
@@ -191,10 +178,7 @@ pub struct Registry {
 }
 
 fn own_labels(labels: &[(&str, &str)]) -> Vec<(String, String)> {
-    labels
-        .iter()
-        .map(|(k, v)| ((*k).to_owned(), (*v).to_owned()))
-        .collect()
+    labels.iter().map(|(k, v)| ((*k).to_owned(), (*v).to_owned())).collect()
 }
 
 fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -209,9 +193,7 @@ impl Registry {
 
     /// The counter `name{labels}`; the same name and labels give the same counter.
     pub fn counter(&self, name: &str, help: &str, labels: &[(&str, &str)]) -> Counter {
-        match self.series(name, help, Kind::Counter, labels, || {
-            Series::Counter(Counter::default())
-        }) {
+        match self.series(name, help, Kind::Counter, labels, || Series::Counter(Counter::default())) {
             Some(Series::Counter(c)) => c,
             _ => Counter::detached(),
         }
@@ -219,9 +201,7 @@ impl Registry {
 
     /// The gauge `name{labels}`; the same name and labels give the same gauge.
     pub fn gauge(&self, name: &str, help: &str, labels: &[(&str, &str)]) -> Gauge {
-        match self.series(name, help, Kind::Gauge, labels, || {
-            Series::Gauge(Gauge::default())
-        }) {
+        match self.series(name, help, Kind::Gauge, labels, || Series::Gauge(Gauge::default())) {
             Some(Series::Gauge(g)) => g,
             _ => Gauge::detached(),
         }
@@ -229,13 +209,7 @@ impl Registry {
 
     /// The histogram `name{labels}` with the given upper bounds (`+Inf` is implied). The buckets
     /// of the first registration win.
-    pub fn histogram(
-        &self,
-        name: &str,
-        help: &str,
-        labels: &[(&str, &str)],
-        buckets: &[f64],
-    ) -> Histogram {
+    pub fn histogram(&self, name: &str, help: &str, labels: &[(&str, &str)], buckets: &[f64]) -> Histogram {
         let make = || Series::Histogram(Histogram::detached(buckets));
         match self.series(name, help, Kind::Histogram, labels, make) {
             Some(Series::Histogram(h)) => h,
@@ -299,14 +273,8 @@ impl Registry {
             }
         }
         for s in samples {
-            let kind = if s.kind == Kind::Histogram {
-                Kind::Gauge
-            } else {
-                s.kind
-            };
-            let entry = out
-                .entry(s.name.clone())
-                .or_insert_with(|| (s.help.clone(), kind, String::new()));
+            let kind = if s.kind == Kind::Histogram { Kind::Gauge } else { s.kind };
+            let entry = out.entry(s.name.clone()).or_insert_with(|| (s.help.clone(), kind, String::new()));
             line(&mut entry.2, &s.name, &s.labels, None, &fmt_f64(s.value));
         }
         let mut text = String::new();
@@ -335,13 +303,7 @@ fn render_series(out: &mut String, name: &str, labels: &[(String, String)], seri
             cumulative += inner.counts[inner.bounds.len()].load(Ordering::Relaxed);
             line(out, &bucket, labels, Some("+Inf"), &cumulative.to_string());
             line(out, &format!("{name}_sum"), labels, None, &fmt_f64(h.sum()));
-            line(
-                out,
-                &format!("{name}_count"),
-                labels,
-                None,
-                &h.count().to_string(),
-            );
+            line(out, &format!("{name}_count"), labels, None, &h.count().to_string());
         }
     }
 }
@@ -415,26 +377,11 @@ mod tests {
     fn renders_families_sorted_with_help_and_type_once() {
         let reg = Registry::new();
         reg.gauge("tracer_queue_depth", "Queue depth.", &[]).set(-3);
-        let d = reg.counter(
-            "tracer_spans_dropped_total",
-            "Dropped.",
-            &[("reason", "queue_full")],
-        );
+        let d = reg.counter("tracer_spans_dropped_total", "Dropped.", &[("reason", "queue_full")]);
         d.add(5);
-        reg.counter(
-            "tracer_spans_dropped_total",
-            "Dropped.",
-            &[("reason", "too_large")],
-        )
-        .inc();
+        reg.counter("tracer_spans_dropped_total", "Dropped.", &[("reason", "too_large")]).inc();
         reg.add_collector(|out| {
-            out.push(Sample::new(
-                "tracer_kernel_events_total",
-                "Kernel.",
-                Kind::Counter,
-                &[("cpu", "0")],
-                7.0,
-            ));
+            out.push(Sample::new("tracer_kernel_events_total", "Kernel.", Kind::Counter, &[("cpu", "0")], 7.0));
         });
         let text = reg.render();
         let expected = "\
@@ -455,44 +402,23 @@ tracer_spans_dropped_total{reason=\"too_large\"} 1
     #[test]
     fn histogram_buckets_are_cumulative() {
         let reg = Registry::new();
-        let h = reg.histogram(
-            "tracer_send_seconds",
-            "Send time.",
-            &[("t", "http")],
-            &[0.1, 1.0],
-        );
+        let h = reg.histogram("tracer_send_seconds", "Send time.", &[("t", "http")], &[0.1, 1.0]);
         h.observe(0.05);
         h.observe(0.5);
         h.observe(5.0);
         let text = reg.render();
-        assert!(
-            text.contains("tracer_send_seconds_bucket{t=\"http\",le=\"0.1\"} 1\n"),
-            "{text}"
-        );
-        assert!(
-            text.contains("tracer_send_seconds_bucket{t=\"http\",le=\"1\"} 2\n"),
-            "{text}"
-        );
-        assert!(
-            text.contains("tracer_send_seconds_bucket{t=\"http\",le=\"+Inf\"} 3\n"),
-            "{text}"
-        );
-        assert!(
-            text.contains("tracer_send_seconds_sum{t=\"http\"} 5.55\n"),
-            "{text}"
-        );
-        assert!(
-            text.contains("tracer_send_seconds_count{t=\"http\"} 3\n"),
-            "{text}"
-        );
+        assert!(text.contains("tracer_send_seconds_bucket{t=\"http\",le=\"0.1\"} 1\n"), "{text}");
+        assert!(text.contains("tracer_send_seconds_bucket{t=\"http\",le=\"1\"} 2\n"), "{text}");
+        assert!(text.contains("tracer_send_seconds_bucket{t=\"http\",le=\"+Inf\"} 3\n"), "{text}");
+        assert!(text.contains("tracer_send_seconds_sum{t=\"http\"} 5.55\n"), "{text}");
+        assert!(text.contains("tracer_send_seconds_count{t=\"http\"} 3\n"), "{text}");
         assert!(text.contains("# TYPE tracer_send_seconds histogram\n"));
     }
 
     #[test]
     fn label_values_are_escaped() {
         let reg = Registry::new();
-        reg.counter("c_total", "line\nbreak", &[("v", "a\"b\\c\n")])
-            .inc();
+        reg.counter("c_total", "line\nbreak", &[("v", "a\"b\\c\n")]).inc();
         let text = reg.render();
         assert!(text.contains("# HELP c_total line\\nbreak\n"));
         assert!(text.contains("c_total{v=\"a\\\"b\\\\c\\n\"} 1\n"));

@@ -8,11 +8,11 @@ use tokio::sync::{mpsc, watch};
 
 use crate::{
     assemble::{Assembler, ConnSpans},
-    stitch::Stitcher,
     conn::{Conn, ConnTable, listen::ListenTable},
     metrics::Registry,
     model::Span,
     reader::{clock::WallClock, decode::Event},
+    stitch::Stitcher,
 };
 
 pub struct Options {
@@ -41,7 +41,8 @@ pub async fn run(
     registry: Arc<Registry>,
     mut stop: watch::Receiver<bool>,
 ) {
-    let joins = registry.gauge("tracer_stitch_pending_joins", "Requests waiting for their other side on this host", &[]);
+    let joins =
+        registry.gauge("tracer_stitch_pending_joins", "Requests waiting for their other side on this host", &[]);
     let tracked = registry.gauge("tracer_connections_tracked", "Connections in the connection table", &[]);
     let evicted = registry.counter(
         "tracer_connections_evicted_total",

@@ -83,9 +83,8 @@ fn copy(payload: *mut u8, offset: u64, src: u64, len: u64) -> u64 {
         return 0;
     }
     // SAFETY: offset < MAX_CAPTURE and len < MAX_CAPTURE inside a 2 * MAX_CAPTURE buffer.
-    let rc = unsafe {
-        generated::bpf_probe_read_user(payload.add(offset as usize) as *mut _, len as u32, src as *const _)
-    };
+    let rc =
+        unsafe { generated::bpf_probe_read_user(payload.add(offset as usize) as *mut _, len as u32, src as *const _) };
     if rc == 0 {
         len
     } else {

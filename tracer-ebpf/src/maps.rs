@@ -8,9 +8,8 @@ use aya_ebpf::{
     maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
 use tracer_common::{
-    COUNTERS_LEN, DataEvent, KernelOffsets, LibEvent, LibState, MAX_CAPTURE, MAX_FILTER_ENTRIES,
-    MAX_INFLIGHT, MAX_LIB_CAPTURE, MAX_SOCKETS, OptionKey, PROGRAMS_LEN, Settings, SockState,
-    SyscallArgs, WireContext,
+    COUNTERS_LEN, DataEvent, KernelOffsets, LibEvent, LibState, MAX_CAPTURE, MAX_FILTER_ENTRIES, MAX_INFLIGHT,
+    MAX_LIB_CAPTURE, MAX_SOCKETS, OptionKey, PROGRAMS_LEN, Settings, SockState, SyscallArgs, WireContext,
 };
 
 /// Ring buffer of events. Key: none. Bound: bytes, set by the daemon at load time (the value

@@ -5,8 +5,8 @@
 //! read from the handle at offsets the daemon puts in the attach cookie (it knows them for the
 //! library builds it recognises; otherwise they are 0 and nothing is read).
 
-use aya_ebpf::programs::ProbeContext;
 use aya_ebpf::helpers::bpf_probe_read_user;
+use aya_ebpf::programs::ProbeContext;
 use tracer_common::*;
 
 use crate::uprobe;

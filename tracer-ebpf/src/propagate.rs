@@ -36,7 +36,11 @@ fn random64() -> u64 {
 #[inline(always)]
 pub fn on_role(sk: u64, role: u32) {
     if enabled() {
-        let _ = maps::SOCK_STATE.insert(&sk, &SockState { role, last: LAST_NONE, pending_seq: 0, pending: 0, reading: 0, _pad: 0 }, 0);
+        let _ = maps::SOCK_STATE.insert(
+            &sk,
+            &SockState { role, last: LAST_NONE, pending_seq: 0, pending: 0, reading: 0, _pad: 0 },
+            0,
+        );
     }
 }
 

@@ -11,8 +11,8 @@
 use aya_ebpf::{
     bindings::{
         BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB, BPF_SOCK_OPS_HDR_OPT_LEN_CB, BPF_SOCK_OPS_PARSE_HDR_OPT_CB,
-        BPF_SOCK_OPS_PARSE_UNKNOWN_HDR_OPT_CB_FLAG, BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB,
-        BPF_SOCK_OPS_WRITE_HDR_OPT_CB, BPF_SOCK_OPS_WRITE_HDR_OPT_CB_FLAG,
+        BPF_SOCK_OPS_PARSE_UNKNOWN_HDR_OPT_CB_FLAG, BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB, BPF_SOCK_OPS_WRITE_HDR_OPT_CB,
+        BPF_SOCK_OPS_WRITE_HDR_OPT_CB_FLAG,
     },
     helpers::generated::{bpf_load_hdr_opt, bpf_reserve_hdr_opt, bpf_store_hdr_opt},
     macros::sock_ops,
@@ -156,7 +156,16 @@ fn try_sock_ops(ctx: &SockOpsContext) -> Outcome {
             }
             let (seq, _) = skb_seq(skb)?;
             let be = |i: usize| {
-                u64::from_be_bytes([opt[i], opt[i + 1], opt[i + 2], opt[i + 3], opt[i + 4], opt[i + 5], opt[i + 6], opt[i + 7]])
+                u64::from_be_bytes([
+                    opt[i],
+                    opt[i + 1],
+                    opt[i + 2],
+                    opt[i + 3],
+                    opt[i + 4],
+                    opt[i + 5],
+                    opt[i + 6],
+                    opt[i + 7],
+                ])
             };
             let ctx = WireContext { trace_hi: be(4), trace_lo: be(12), span_id: be(20) };
             let _ = maps::RECEIVED_OPTION.insert(&OptionKey { sock: sk, seq, _pad: 0 }, &ctx, 0);

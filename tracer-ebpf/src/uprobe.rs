@@ -170,6 +170,7 @@ pub fn copy_str(dst: *mut u8, offset: u64, src: u64, max: u64) -> u64 {
         return 0;
     }
     // SAFETY: as in `copy`.
-    let rc = unsafe { generated::bpf_probe_read_user_str(dst.add(offset as usize) as *mut _, max as u32, src as *const _) };
+    let rc =
+        unsafe { generated::bpf_probe_read_user_str(dst.add(offset as usize) as *mut _, max as u32, src as *const _) };
     if rc > 0 { (rc as u64 - 1) & MASK } else { 0 }
 }

@@ -98,7 +98,17 @@ fn build() -> Result<PathBuf> {
             .env_remove("RUSTUP_TOOLCHAIN")
             .env_remove("RUSTC")
             .env_remove("CARGO_BUILD_RUSTC")
-            .args(["+nightly", "build", "-p", "tracer-ebpf", "--release", "--target", "bpfel-unknown-none", "-Z", "build-std=core"])
+            .args([
+                "+nightly",
+                "build",
+                "-p",
+                "tracer-ebpf",
+                "--release",
+                "--target",
+                "bpfel-unknown-none",
+                "-Z",
+                "build-std=core",
+            ])
             .arg("--target-dir")
             .arg(&target),
     )
@@ -139,10 +149,23 @@ fn test(fuzz_seconds: u32, filter: Option<String>) -> Result<()> {
     let root = root();
     lint()?;
     eprintln!("xtask: tier 1: cargo test (pure code)");
-    run_cmd(Command::new("cargo").current_dir(&root).args(["test", "--workspace", "--exclude", "tracer-tests", "--exclude", "tracer-ebpf"]))?;
+    run_cmd(Command::new("cargo").current_dir(&root).args([
+        "test",
+        "--workspace",
+        "--exclude",
+        "tracer-tests",
+        "--exclude",
+        "tracer-ebpf",
+    ]))?;
     eprintln!("xtask: tier 2: end-to-end tests (root, real probes, real servers)");
     let mut e2e = Command::new("cargo");
-    e2e.current_dir(&root).env("TRACER_DAEMON_BIN", &daemon).args(["test", "-p", "tracer-tests", "--", "--test-threads=1"]);
+    e2e.current_dir(&root).env("TRACER_DAEMON_BIN", &daemon).args([
+        "test",
+        "-p",
+        "tracer-tests",
+        "--",
+        "--test-threads=1",
+    ]);
     if let Some(f) = &filter {
         e2e.arg(f);
     }
@@ -206,12 +229,15 @@ fn fuzz(root: &Path, seconds: u32) -> Result<()> {
     run_cmd(Command::new("python3").arg(fuzz_dir.join("seed_corpus.py")).current_dir(root))
         .context("writing the fuzz seed corpus from the recorded captures")?;
     for t in targets {
-        run_cmd(
-            Command::new("cargo")
-                .current_dir(root)
-                .env_remove("RUSTUP_TOOLCHAIN")
-                .args(["+nightly", "fuzz", "run", &t, "--", &format!("-max_total_time={seconds}"), "-rss_limit_mb=2048"]),
-        )
+        run_cmd(Command::new("cargo").current_dir(root).env_remove("RUSTUP_TOOLCHAIN").args([
+            "+nightly",
+            "fuzz",
+            "run",
+            &t,
+            "--",
+            &format!("-max_total_time={seconds}"),
+            "-rss_limit_mb=2048",
+        ]))
         .with_context(|| format!("fuzz target {t} found a failure (see fuzz/artifacts/{t})"))?;
     }
     Ok(())

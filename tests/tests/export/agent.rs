@@ -11,7 +11,7 @@ use std::time::Duration;
 use serde_json::Value;
 use tracer_daemon::jaeger::Protocol;
 use tracer_daemon::jaeger::encode::{BatchMeta, encode_emit_batch};
-use tracer_daemon::model::{Process, JaegerSpan as Span, Tag, TagValue};
+use tracer_daemon::model::{JaegerSpan as Span, Process, Tag, TagValue};
 use tracer_tests::{stop_child, wait_for};
 
 /// How long any one wait of these tests may take.
@@ -42,45 +42,28 @@ pub fn collect_lines(r: impl Read + Send + 'static, into: Arc<Mutex<Vec<String>>
 impl Agent {
     pub fn start(args: &[&str]) -> Agent {
         let mut child = Command::new(agent_bin())
-            .args([
-                "--agent-compact-addr",
-                "127.0.0.1:0",
-                "--agent-binary-addr",
-                "127.0.0.1:0",
-            ])
-            .args([
-                "--sampling-addr",
-                "127.0.0.1:0",
-                "--metrics-addr",
-                "127.0.0.1:0",
-            ])
+            .args(["--agent-compact-addr", "127.0.0.1:0", "--agent-binary-addr", "127.0.0.1:0"])
+            .args(["--sampling-addr", "127.0.0.1:0", "--metrics-addr", "127.0.0.1:0"])
             .args(args)
             .env("RUST_LOG", "info")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
             .expect("starting the agent");
-        let (stdout, stderr) = (
-            Arc::new(Mutex::new(Vec::new())),
-            Arc::new(Mutex::new(Vec::new())),
-        );
+        let (stdout, stderr) = (Arc::new(Mutex::new(Vec::new())), Arc::new(Mutex::new(Vec::new())));
         collect_lines(child.stdout.take().unwrap(), stdout.clone());
         collect_lines(child.stderr.take().unwrap(), stderr.clone());
         let ready: Value = wait_for(PATIENCE, "the agent's ready line", || {
             if let Ok(Some(status)) = child.try_wait() {
                 panic!("agent exited with {status}: {:?}", stderr.lock().unwrap());
             }
-            stderr.lock().unwrap().iter().find_map(|l| {
-                serde_json::from_str::<Value>(l)
-                    .ok()
-                    .filter(|v| v.get("ready").is_some())
-            })
+            stderr
+                .lock()
+                .unwrap()
+                .iter()
+                .find_map(|l| serde_json::from_str::<Value>(l).ok().filter(|v| v.get("ready").is_some()))
         });
-        let addr = |k: &str| {
-            ready["ready"][k]
-                .as_str()
-                .map(|s| s.parse::<SocketAddr>().unwrap())
-        };
+        let addr = |k: &str| ready["ready"][k].as_str().map(|s| s.parse::<SocketAddr>().unwrap());
         Agent {
             child,
             stdout,
@@ -92,11 +75,7 @@ impl Agent {
 
     pub fn get(addr: SocketAddr, target: &str) -> String {
         let mut s = TcpStream::connect(addr).unwrap();
-        write!(
-            s,
-            "GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
-        )
-        .unwrap();
+        write!(s, "GET {target} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").unwrap();
         let mut resp = String::new();
         s.read_to_string(&mut resp).unwrap();
         resp
@@ -110,11 +89,7 @@ impl Agent {
     pub fn metric(&self, series: &str) -> f64 {
         self.metrics()
             .lines()
-            .find_map(|l| {
-                l.strip_prefix(series)
-                    .and_then(|v| v.strip_prefix(' '))
-                    .map(|v| v.parse().unwrap())
-            })
+            .find_map(|l| l.strip_prefix(series).and_then(|v| v.strip_prefix(' ')).map(|v| v.parse().unwrap()))
             .unwrap_or(0.0)
     }
 
@@ -134,15 +109,7 @@ impl Agent {
     /// Sends `spans` of `process` as one compact `emitBatch` packet, like a Jaeger client.
     pub fn send(&self, process: &Process, spans: &[Span]) {
         let mut pkt = Vec::new();
-        encode_emit_batch(
-            Protocol::Compact,
-            0,
-            process,
-            spans,
-            &BatchMeta::default(),
-            &mut pkt,
-        )
-        .unwrap();
+        encode_emit_batch(Protocol::Compact, 0, process, spans, &BatchMeta::default(), &mut pkt).unwrap();
         let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
         sock.send_to(&pkt, self.compact).unwrap();
     }
@@ -164,10 +131,7 @@ impl Drop for Agent {
 }
 
 pub fn app(name: &str) -> Arc<Process> {
-    Arc::new(Process {
-        service_name: name.into(),
-        tags: vec![Tag::str("client-uuid", "abc")],
-    })
+    Arc::new(Process { service_name: name.into(), tags: vec![Tag::str("client-uuid", "abc")] })
 }
 
 pub fn tag<'a>(tags: &'a [Tag], key: &str) -> Option<&'a TagValue> {

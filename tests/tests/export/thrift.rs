@@ -9,7 +9,7 @@ use std::sync::Arc;
 use serde_json::{Value, json};
 use tracer_daemon::jaeger::Protocol;
 use tracer_daemon::jaeger::encode::BatchMeta;
-use tracer_daemon::model::{Log, Process, RefKind, JaegerSpan as Span, SpanRef, Tag, TagValue, TraceId};
+use tracer_daemon::model::{JaegerSpan as Span, Log, Process, RefKind, SpanRef, Tag, TagValue, TraceId};
 
 pub fn python_dir() -> PathBuf {
     PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("python")
@@ -47,16 +47,9 @@ pub fn python_decode(proto: Protocol, kind: &str, inputs: &[Vec<u8>]) -> Vec<Val
         framed.extend_from_slice(&(i.len() as u32).to_be_bytes());
         framed.extend_from_slice(i);
     }
-    let p = if proto == Protocol::Binary {
-        "binary"
-    } else {
-        "compact"
-    };
+    let p = if proto == Protocol::Binary { "binary" } else { "compact" };
     let out = python(&["jaeger_decode.py", p, kind], &framed);
-    let values: Vec<Value> = out
-        .lines()
-        .map(|l| normalize(serde_json::from_str(l).unwrap()))
-        .collect();
+    let values: Vec<Value> = out.lines().map(|l| normalize(serde_json::from_str(l).unwrap())).collect();
     assert_eq!(values.len(), inputs.len());
     values
 }
@@ -89,22 +82,16 @@ pub fn expected_batch(process: &Process, spans: &[Span], meta: &BatchMeta) -> Va
             TagValue::Double(d) => ("DOUBLE", "vDouble", json!(d.to_bits())),
             TagValue::Bool(b) => ("BOOL", "vBool", json!(b)),
             TagValue::Long(l) => ("LONG", "vLong", json!(l)),
-            TagValue::Binary(b) => (
-                "BINARY",
-                "vBinary",
-                json!(b.iter().map(|x| format!("{x:02x}")).collect::<String>()),
-            ),
+            TagValue::Binary(b) => {
+                ("BINARY", "vBinary", json!(b.iter().map(|x| format!("{x:02x}")).collect::<String>()))
+            }
         };
         v["vType"] = json!(ty);
         v[field] = val;
         v
     }
     let tags = |ts: &[Tag]| {
-        if ts.is_empty() {
-            Value::Null
-        } else {
-            Value::Array(ts.iter().map(tag).collect())
-        }
+        if ts.is_empty() { Value::Null } else { Value::Array(ts.iter().map(tag).collect()) }
     };
     let span = |s: &Span| {
         json!({
@@ -143,14 +130,7 @@ pub fn expected_batch(process: &Process, spans: &[Span], meta: &BatchMeta) -> Va
     })
 }
 
-pub fn span(
-    process: &Arc<Process>,
-    trace: TraceId,
-    id: u64,
-    parent: u64,
-    op: &str,
-    tags: Vec<Tag>,
-) -> Span {
+pub fn span(process: &Arc<Process>, trace: TraceId, id: u64, parent: u64, op: &str, tags: Vec<Tag>) -> Span {
     Span {
         trace_id: trace,
         span_id: id,
@@ -170,34 +150,16 @@ pub fn every_tag_type() -> Vec<Tag> {
     vec![
         Tag::str("s", "text"),
         Tag::str("empty", ""),
-        Tag {
-            key: "d".into(),
-            value: TagValue::Double(0.1),
-        },
-        Tag {
-            key: "d-max".into(),
-            value: TagValue::Double(f64::MAX),
-        },
-        Tag {
-            key: "d-tiny".into(),
-            value: TagValue::Double(-f64::MIN_POSITIVE),
-        },
-        Tag {
-            key: "d-inf".into(),
-            value: TagValue::Double(f64::INFINITY),
-        },
+        Tag { key: "d".into(), value: TagValue::Double(0.1) },
+        Tag { key: "d-max".into(), value: TagValue::Double(f64::MAX) },
+        Tag { key: "d-tiny".into(), value: TagValue::Double(-f64::MIN_POSITIVE) },
+        Tag { key: "d-inf".into(), value: TagValue::Double(f64::INFINITY) },
         Tag::bool("t", true),
         Tag::bool("f", false),
         Tag::long("l-min", i64::MIN),
         Tag::long("l-max", i64::MAX),
-        Tag {
-            key: "bin".into(),
-            value: TagValue::Binary(vec![0, 1, 0x7f, 0x80, 0xff]),
-        },
-        Tag {
-            key: "bin-empty".into(),
-            value: TagValue::Binary(vec![]),
-        },
+        Tag { key: "bin".into(), value: TagValue::Binary(vec![0, 1, 0x7f, 0x80, 0xff]) },
+        Tag { key: "bin-empty".into(), value: TagValue::Binary(vec![]) },
     ]
 }
 
@@ -207,97 +169,33 @@ pub fn cases() -> Vec<(&'static str, Arc<Process>, Vec<Span>)> {
         service_name: "サービス-ü".into(),
         tags: vec![Tag::str("hostname", "höst-☃"), Tag::str("ip", "10.0.0.1")],
     });
-    let mut unicode = span(
-        &uni,
-        TraceId { high: 0, low: 1 },
-        1,
-        0,
-        "GET /naïve/☃ 🚀",
-        vec![Tag::str("ключ", "значение ✓")],
-    );
-    unicode.logs = vec![Log {
-        timestamp_us: 5,
-        fields: vec![Tag::str("event", "émoji 😀")],
-    }];
+    let mut unicode =
+        span(&uni, TraceId { high: 0, low: 1 }, 1, 0, "GET /naïve/☃ 🚀", vec![Tag::str("ключ", "значение ✓")]);
+    unicode.logs = vec![Log { timestamp_us: 5, fields: vec![Tag::str("event", "émoji 😀")] }];
 
-    let big = Arc::new(Process {
-        service_name: "big".into(),
-        tags: vec![],
-    });
-    let mut large = span(
-        &big,
-        TraceId {
-            high: u64::MAX,
-            low: u64::MAX - 1,
-        },
-        u64::MAX,
-        1 << 63,
-        "n",
-        vec![],
-    );
+    let big = Arc::new(Process { service_name: "big".into(), tags: vec![] });
+    let mut large = span(&big, TraceId { high: u64::MAX, low: u64::MAX - 1 }, u64::MAX, 1 << 63, "n", vec![]);
     large.start_us = i64::MAX;
     large.duration_us = i64::MIN;
     large.flags = i32::MIN;
-    large.references = vec![SpanRef {
-        kind: RefKind::FollowsFrom,
-        trace_id: TraceId {
-            high: 1 << 63,
-            low: 3,
-        },
-        span_id: u64::MAX,
-    }];
+    large.references =
+        vec![SpanRef { kind: RefKind::FollowsFrom, trace_id: TraceId { high: 1 << 63, low: 3 }, span_id: u64::MAX }];
 
-    let all = Arc::new(Process {
-        service_name: "all-tags".into(),
-        tags: every_tag_type(),
-    });
-    let mut tagged = span(
-        &all,
-        TraceId { high: 7, low: 8 },
-        9,
-        10,
-        "op",
-        every_tag_type(),
-    );
-    tagged.logs = vec![
-        Log {
-            timestamp_us: 1,
-            fields: every_tag_type(),
-        },
-        Log {
-            timestamp_us: 2,
-            fields: vec![],
-        },
-    ];
+    let all = Arc::new(Process { service_name: "all-tags".into(), tags: every_tag_type() });
+    let mut tagged = span(&all, TraceId { high: 7, low: 8 }, 9, 10, "op", every_tag_type());
+    tagged.logs = vec![Log { timestamp_us: 1, fields: every_tag_type() }, Log { timestamp_us: 2, fields: vec![] }];
     tagged.references = vec![
-        SpanRef {
-            kind: RefKind::ChildOf,
-            trace_id: TraceId { high: 7, low: 8 },
-            span_id: 10,
-        },
-        SpanRef {
-            kind: RefKind::FollowsFrom,
-            trace_id: TraceId { high: 0, low: 2 },
-            span_id: 3,
-        },
+        SpanRef { kind: RefKind::ChildOf, trace_id: TraceId { high: 7, low: 8 }, span_id: 10 },
+        SpanRef { kind: RefKind::FollowsFrom, trace_id: TraceId { high: 0, low: 2 }, span_id: 3 },
     ];
 
-    let empty = Arc::new(Process {
-        service_name: "empty".into(),
-        tags: vec![],
-    });
+    let empty = Arc::new(Process { service_name: "empty".into(), tags: vec![] });
 
-    let many = Arc::new(Process {
-        service_name: "many".into(),
-        tags: vec![Tag::str("hostname", "h")],
-    });
+    let many = Arc::new(Process { service_name: "many".into(), tags: vec![Tag::str("hostname", "h")] });
     let typical = |i: u64| {
         span(
             &many,
-            TraceId {
-                high: i,
-                low: i * 3,
-            },
+            TraceId { high: i, low: i * 3 },
             i + 1,
             i,
             &format!("GET /items/{i}"),
@@ -318,10 +216,6 @@ pub fn cases() -> Vec<(&'static str, Arc<Process>, Vec<Span>)> {
         ("large-numbers", big, vec![large]),
         ("every-tag-type", all, vec![tagged]),
         ("empty-batch", empty, vec![]),
-        (
-            "large-batch",
-            many.clone(),
-            (0..2000).map(typical).collect(),
-        ),
+        ("large-batch", many.clone(), (0..2000).map(typical).collect()),
     ]
 }

@@ -14,14 +14,14 @@ use tokio::task::JoinHandle;
 
 use crate::api;
 use crate::config::export::ConfigError;
-use crate::logging::LogLimiter;
 use crate::config::export::ExportConfig;
 use crate::export::SpanSender;
-use crate::net::host::HostInfo;
 use crate::jaeger::Protocol;
+use crate::jaeger::decode::{DecodeError, decode_emit_batch};
+use crate::logging::LogLimiter;
 use crate::metrics::{Counter, Registry};
 use crate::model::{Process, Span, Tag};
-use crate::jaeger::decode::{DecodeError, decode_emit_batch};
+use crate::net::host::HostInfo;
 
 /// Sees each span an app sent before it is queued for export (the dependency graph).
 pub type SpanObserver = Arc<dyn Fn(&Span) + Send + Sync>;
@@ -34,11 +34,7 @@ const PROCESS_CACHE: usize = 64;
 #[derive(Debug, thiserror::Error)]
 pub enum AgentError {
     #[error("cannot listen for {what} on {addr}: {source}")]
-    Bind {
-        what: &'static str,
-        addr: String,
-        source: std::io::Error,
-    },
+    Bind { what: &'static str, addr: String, source: std::io::Error },
     #[error(transparent)]
     Config(#[from] ConfigError),
 }
@@ -88,16 +84,8 @@ impl AgentMetrics {
                 "UDP packets received from Jaeger clients.",
                 &p,
             ),
-            batches: reg.counter(
-                "tracer_agent_batches_received_total",
-                "emitBatch calls decoded.",
-                &p,
-            ),
-            spans: reg.counter(
-                "tracer_agent_spans_received_total",
-                "Spans received from Jaeger clients.",
-                &p,
-            ),
+            batches: reg.counter("tracer_agent_batches_received_total", "emitBatch calls decoded.", &p),
+            spans: reg.counter("tracer_agent_spans_received_total", "Spans received from Jaeger clients.", &p),
             malformed: dropped("malformed"),
             unsupported: dropped("unsupported"),
             spans_dropped: reg.counter(
@@ -127,15 +115,13 @@ impl Forwarder {
             return tagged.clone();
         }
         let mut p = process.clone();
-        p.tags
-            .retain(|t| !self.agent_tags.iter().any(|a| a.key == t.key));
+        p.tags.retain(|t| !self.agent_tags.iter().any(|a| a.key == t.key));
         p.tags.extend(self.agent_tags.iter().cloned());
         let tagged = Arc::new(p);
         if self.processes.len() >= PROCESS_CACHE {
             self.processes.remove(0);
         }
-        self.processes
-            .push((Arc::new(process.clone()), tagged.clone()));
+        self.processes.push((Arc::new(process.clone()), tagged.clone()));
         tagged
     }
 
@@ -214,40 +200,21 @@ pub async fn spawn_observed(
     observer: Option<SpanObserver>,
 ) -> Result<AgentHandle, AgentError> {
     let (stop, stop_rx) = watch::channel(false);
-    let mut handle = AgentHandle {
-        compact_addr: None,
-        binary_addr: None,
-        sampling_addr: None,
-        stop,
-        tasks: Vec::new(),
-    };
-    let strategies = Arc::new(sampling::Strategies::load(
-        cfg.sampling_strategies_file.as_deref(),
-        cfg.sampling.as_ref(),
-    )?);
+    let mut handle =
+        AgentHandle { compact_addr: None, binary_addr: None, sampling_addr: None, stop, tasks: Vec::new() };
+    let strategies =
+        Arc::new(sampling::Strategies::load(cfg.sampling_strategies_file.as_deref(), cfg.sampling.as_ref())?);
     for (addr, proto, what) in [
-        (
-            &cfg.agent_compact_addr,
-            Protocol::Compact,
-            "compact emitBatch",
-        ),
+        (&cfg.agent_compact_addr, Protocol::Compact, "compact emitBatch"),
         (&cfg.agent_binary_addr, Protocol::Binary, "binary emitBatch"),
     ] {
         if addr.trim().is_empty() {
             continue;
         }
-        let bind_err = |e| AgentError::Bind {
-            what,
-            addr: addr.clone(),
-            source: e,
-        };
+        let bind_err = |e| AgentError::Bind { what, addr: addr.clone(), source: e };
         let socket = UdpSocket::bind(addr.as_str()).await.map_err(bind_err)?;
         let local = socket.local_addr().map_err(bind_err)?;
-        let label = if proto == Protocol::Compact {
-            "compact"
-        } else {
-            "binary"
-        };
+        let label = if proto == Protocol::Compact { "compact" } else { "binary" };
         let fwd = Forwarder {
             proto,
             sender: sender.clone(),
@@ -258,9 +225,7 @@ pub async fn spawn_observed(
             observer: observer.clone(),
         };
         tracing::info!(addr = %local, protocol = label, "agent listening for emitBatch");
-        handle
-            .tasks
-            .push(tokio::spawn(receive(socket, fwd, stop_rx.clone())));
+        handle.tasks.push(tokio::spawn(receive(socket, fwd, stop_rx.clone())));
         match proto {
             Protocol::Compact => handle.compact_addr = Some(local),
             Protocol::Binary => handle.binary_addr = Some(local),
@@ -268,11 +233,7 @@ pub async fn spawn_observed(
     }
     if !cfg.sampling_addr.trim().is_empty() {
         let addr = &cfg.sampling_addr;
-        let bind_err = |e| AgentError::Bind {
-            what: "sampling HTTP",
-            addr: addr.clone(),
-            source: e,
-        };
+        let bind_err = |e| AgentError::Bind { what: "sampling HTTP", addr: addr.clone(), source: e };
         let listener = TcpListener::bind(addr.as_str()).await.map_err(bind_err)?;
         let local = listener.local_addr().map_err(bind_err)?;
         let router = Arc::new(sampling::router(strategies, &metrics));

@@ -36,13 +36,7 @@ fn check(kind: StrategyKind, param: f64, what: &str) -> Result<(), ConfigError> 
         StrategyKind::Probabilistic => (0.0..=1.0).contains(&param),
         StrategyKind::Ratelimiting => param.fract() == 0.0 && (0.0..=32767.0).contains(&param),
     };
-    if ok {
-        Ok(())
-    } else {
-        Err(ConfigError::Sampling(format!(
-            "{what}: param {param} is out of range for {kind:?}"
-        )))
-    }
+    if ok { Ok(()) } else { Err(ConfigError::Sampling(format!("{what}: param {param} is out of range for {kind:?}"))) }
 }
 
 fn response(spec: &StrategySpec, default_probability: f64) -> Result<Value, ConfigError> {
@@ -70,11 +64,8 @@ fn response(spec: &StrategySpec, default_probability: f64) -> Result<Value, Conf
             check(op.kind, op.param, what)?;
             per_op.push(json!({"operation": op.operation, "probabilisticSampling": {"samplingRate": op.param}}));
         }
-        let default_probability = if spec.kind == StrategyKind::Probabilistic {
-            spec.param
-        } else {
-            default_probability
-        };
+        let default_probability =
+            if spec.kind == StrategyKind::Probabilistic { spec.param } else { default_probability };
         v["operationSampling"] = json!({
             "defaultSamplingProbability": default_probability,
             "defaultLowerBoundTracesPerSecond": 0.0,
@@ -93,18 +84,13 @@ impl Strategies {
             param: DEFAULT_PROBABILITY,
             operation_strategies: Vec::new(),
         });
-        let default_probability = if default_spec.kind == StrategyKind::Probabilistic {
-            default_spec.param
-        } else {
-            DEFAULT_PROBABILITY
-        };
+        let default_probability =
+            if default_spec.kind == StrategyKind::Probabilistic { default_spec.param } else { DEFAULT_PROBABILITY };
         let default = response(&default_spec, DEFAULT_PROBABILITY)?;
         let mut services = HashMap::new();
         for s in &cfg.service_strategies {
             let Some(name) = &s.service else {
-                return Err(ConfigError::Sampling(
-                    "a service strategy needs `service`".into(),
-                ));
+                return Err(ConfigError::Sampling("a service strategy needs `service`".into()));
             };
             services.insert(name.clone(), response(s, default_probability)?);
         }
@@ -113,16 +99,11 @@ impl Strategies {
 
     /// Reads the strategies: the file when given (JSON or YAML), else the inline ones, else
     /// the default.
-    pub fn load(
-        file: Option<&Path>,
-        inline: Option<&StrategiesConfig>,
-    ) -> Result<Self, ConfigError> {
+    pub fn load(file: Option<&Path>, inline: Option<&StrategiesConfig>) -> Result<Self, ConfigError> {
         match (file, inline) {
             (Some(path), _) => {
-                let text = std::fs::read_to_string(path).map_err(|e| ConfigError::Read {
-                    path: path.to_owned(),
-                    source: e,
-                })?;
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| ConfigError::Read { path: path.to_owned(), source: e })?;
                 let cfg: StrategiesConfig = serde_yaml::from_str(&text)
                     .map_err(|e| ConfigError::Sampling(format!("{}: {e}", path.display())))?;
                 Strategies::from_config(&cfg)
@@ -152,12 +133,7 @@ pub fn router(strategies: Arc<Strategies>, metrics: &Registry) -> Router {
         &[("result", "bad_request")],
     );
     let handler = move |req: &crate::api::Request| {
-        let services: Vec<&str> = req
-            .query
-            .iter()
-            .filter(|(k, _)| k == "service")
-            .map(|(_, v)| v.as_str())
-            .collect();
+        let services: Vec<&str> = req.query.iter().filter(|(k, _)| k == "service").map(|(_, v)| v.as_str()).collect();
         match services[..] {
             [service] if !service.is_empty() => {
                 served.inc();
@@ -171,10 +147,11 @@ pub fn router(strategies: Arc<Strategies>, metrics: &Registry) -> Router {
     };
     let handler = Arc::new(handler);
     let h2 = handler.clone();
-    Router::new()
-        .route("GET", "/sampling", move |r| handler(r))
-        .route("GET", "/", move |r| h2(r))
-        .route("GET", "/baggageRestrictions", |_| Response::json(200, "[]"))
+    Router::new().route("GET", "/sampling", move |r| handler(r)).route("GET", "/", move |r| h2(r)).route(
+        "GET",
+        "/baggageRestrictions",
+        |_| Response::json(200, "[]"),
+    )
 }
 
 #[cfg(test)]
@@ -208,49 +185,28 @@ service_strategies:
     #[test]
     fn serves_the_json_jaeger_clients_read() {
         let cfg: StrategiesConfig = serde_yaml::from_str(DOC).unwrap();
-        let router = router(
-            Arc::new(Strategies::from_config(&cfg).unwrap()),
-            &Registry::default(),
-        );
+        let router = router(Arc::new(Strategies::from_config(&cfg).unwrap()), &Registry::default());
         let (status, body) = get(&router, "/sampling?service=payments");
         assert_eq!(status, 200);
-        assert_eq!(
-            body,
-            r#"{"rateLimitingSampling":{"maxTracesPerSecond":10},"strategyType":"RATE_LIMITING"}"#
-        );
+        assert_eq!(body, r#"{"rateLimitingSampling":{"maxTracesPerSecond":10},"strategyType":"RATE_LIMITING"}"#);
         let (_, body) = get(&router, "/sampling?service=other");
-        assert_eq!(
-            body,
-            r#"{"probabilisticSampling":{"samplingRate":0.25},"strategyType":"PROBABILISTIC"}"#
-        );
+        assert_eq!(body, r#"{"probabilisticSampling":{"samplingRate":0.25},"strategyType":"PROBABILISTIC"}"#);
         let (_, body) = get(&router, "/?service=checkout");
         let v: Value = serde_json::from_str(&body).unwrap();
         assert_eq!(v["strategyType"], "PROBABILISTIC");
         assert_eq!(v["probabilisticSampling"]["samplingRate"], 0.5);
         assert_eq!(v["operationSampling"]["defaultSamplingProbability"], 0.5);
-        assert_eq!(
-            v["operationSampling"]["perOperationStrategies"][0]["operation"],
-            "GET /health"
-        );
-        assert_eq!(
-            v["operationSampling"]["perOperationStrategies"][0]["probabilisticSampling"]["samplingRate"],
-            0.0
-        );
+        assert_eq!(v["operationSampling"]["perOperationStrategies"][0]["operation"], "GET /health");
+        assert_eq!(v["operationSampling"]["perOperationStrategies"][0]["probabilisticSampling"]["samplingRate"], 0.0);
         assert_eq!(get(&router, "/sampling").0, 400);
         assert_eq!(get(&router, "/sampling?service=a&service=b").0, 400);
-        assert_eq!(
-            get(&router, "/baggageRestrictions?service=a"),
-            (200, "[]".into())
-        );
+        assert_eq!(get(&router, "/baggageRestrictions?service=a"), (200, "[]".into()));
     }
 
     #[test]
     fn default_is_the_jaeger_default_and_bad_params_fail() {
         let s = Strategies::load(None, None).unwrap();
-        assert_eq!(
-            s.for_service("x")["probabilisticSampling"]["samplingRate"],
-            0.001
-        );
+        assert_eq!(s.for_service("x")["probabilisticSampling"]["samplingRate"], 0.001);
         for bad in [
             "default_strategy: {type: probabilistic, param: 1.5}",
             "default_strategy: {type: ratelimiting, param: 0.5}",
@@ -260,10 +216,7 @@ service_strategies:
             let cfg: StrategiesConfig = serde_yaml::from_str(bad).unwrap();
             assert!(Strategies::from_config(&cfg).is_err(), "{bad}");
         }
-        assert!(
-            serde_yaml::from_str::<StrategiesConfig>("default_strategy: {type: always, param: 1}")
-                .is_err()
-        );
+        assert!(serde_yaml::from_str::<StrategiesConfig>("default_strategy: {type: always, param: 1}").is_err());
     }
 
     #[test]
@@ -273,14 +226,8 @@ service_strategies:
         let path = dir.join("strategies.json");
         std::fs::write(&path, r#"{"service_strategies":[{"service":"foo","type":"probabilistic","param":0.8}],"default_strategy":{"type":"ratelimiting","param":5}}"#).unwrap();
         let s = Strategies::load(Some(&path), None).unwrap();
-        assert_eq!(
-            s.for_service("foo")["probabilisticSampling"]["samplingRate"],
-            0.8
-        );
-        assert_eq!(
-            s.for_service("bar")["rateLimitingSampling"]["maxTracesPerSecond"],
-            5
-        );
+        assert_eq!(s.for_service("foo")["probabilisticSampling"]["samplingRate"], 0.8);
+        assert_eq!(s.for_service("bar")["rateLimitingSampling"]["maxTracesPerSecond"], 5);
         std::fs::remove_dir_all(&dir).unwrap();
     }
 }

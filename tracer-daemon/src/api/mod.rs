@@ -36,18 +36,12 @@ pub struct Request {
 impl Request {
     /// The first value of a query parameter.
     pub fn query_param(&self, name: &str) -> Option<&str> {
-        self.query
-            .iter()
-            .find(|(k, _)| k == name)
-            .map(|(_, v)| v.as_str())
+        self.query.iter().find(|(k, _)| k == name).map(|(_, v)| v.as_str())
     }
 
     /// The first value of a header, by case-insensitive name.
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .iter()
-            .find(|(k, _)| k.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v.as_str())
+        self.headers.iter().find(|(k, _)| k.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
 }
 
@@ -62,20 +56,12 @@ pub struct Response {
 impl Response {
     /// A `text/plain; charset=utf-8` response.
     pub fn text(status: u16, body: impl Into<String>) -> Self {
-        Response {
-            status,
-            content_type: "text/plain; charset=utf-8".to_owned(),
-            body: body.into().into_bytes(),
-        }
+        Response { status, content_type: "text/plain; charset=utf-8".to_owned(), body: body.into().into_bytes() }
     }
 
     /// An `application/json` response with an already serialised body.
     pub fn json(status: u16, body: impl Into<String>) -> Self {
-        Response {
-            status,
-            content_type: "application/json".to_owned(),
-            body: body.into().into_bytes(),
-        }
+        Response { status, content_type: "application/json".to_owned(), body: body.into().into_bytes() }
     }
 
     /// A JSON response serialised from a value (500 if it cannot be serialised).
@@ -120,11 +106,7 @@ impl Router {
         path: &str,
         handler: impl Fn(&Request) -> Response + Send + Sync + 'static,
     ) -> Self {
-        self.routes.push((
-            method.to_ascii_uppercase(),
-            path.to_owned(),
-            Arc::new(handler),
-        ));
+        self.routes.push((method.to_ascii_uppercase(), path.to_owned(), Arc::new(handler)));
         self
     }
 
@@ -219,11 +201,7 @@ mod tests {
     #[test]
     fn router_distinguishes_404_and_405() {
         let r = Router::new().route("GET", "/a", |_| Response::text(200, "a"));
-        let mut req = Request {
-            method: "GET".into(),
-            path: "/a".into(),
-            ..Default::default()
-        };
+        let mut req = Request { method: "GET".into(), path: "/a".into(), ..Default::default() };
         assert_eq!(r.handle(&req).0.status, 200);
         req.method = "POST".into();
         let (resp, allow) = r.handle(&req);

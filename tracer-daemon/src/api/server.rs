@@ -22,11 +22,7 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Accepts connections on `listener` and answers them through `router` until `shutdown` turns
 /// `true` (or its sender is dropped). Connections in flight finish their current request.
-pub async fn serve(
-    listener: TcpListener,
-    router: Arc<Router>,
-    mut shutdown: watch::Receiver<bool>,
-) -> io::Result<()> {
+pub async fn serve(listener: TcpListener, router: Arc<Router>, mut shutdown: watch::Receiver<bool>) -> io::Result<()> {
     if *shutdown.borrow() {
         return Ok(());
     }
@@ -74,11 +70,7 @@ async fn connection(mut stream: TcpStream, router: Arc<Router>, shutdown: watch:
         };
         let (resp, allow) = router.handle(&req);
         let keep_alive = keep_alive && !*shutdown.borrow();
-        if write_response(&mut stream, &resp, allow.as_deref(), keep_alive)
-            .await
-            .is_err()
-            || !keep_alive
-        {
+        if write_response(&mut stream, &resp, allow.as_deref(), keep_alive).await.is_err() || !keep_alive {
             return;
         }
     }
@@ -160,9 +152,7 @@ fn parse_head(buf: &[u8]) -> Result<Option<Head>, Response> {
         let value = String::from_utf8_lossy(h.value).trim().to_owned();
         match name.as_str() {
             "content-length" => {
-                content_length = value
-                    .parse()
-                    .map_err(|_| Response::bad_request("invalid content-length"))?;
+                content_length = value.parse().map_err(|_| Response::bad_request("invalid content-length"))?;
             }
             "transfer-encoding" => {
                 return Err(Response::text(411, "a content-length body is required\n"));
@@ -183,31 +173,13 @@ fn parse_head(buf: &[u8]) -> Result<Option<Head>, Response> {
     if content_length > MAX_BODY_BYTES {
         return Err(Response::text(413, "request body too large\n"));
     }
-    Ok(Some(Head {
-        req,
-        head_len,
-        content_length,
-        keep_alive,
-        expect_continue,
-    }))
+    Ok(Some(Head { req, head_len, content_length, keep_alive, expect_continue }))
 }
 
 async fn finish_request(stream: &mut TcpStream, buf: &mut Vec<u8>, head: Head) -> Read {
-    let Head {
-        mut req,
-        head_len,
-        content_length,
-        keep_alive,
-        expect_continue,
-    } = head;
+    let Head { mut req, head_len, content_length, keep_alive, expect_continue } = head;
     let total = head_len + content_length;
-    if expect_continue
-        && buf.len() < total
-        && stream
-            .write_all(b"HTTP/1.1 100 Continue\r\n\r\n")
-            .await
-            .is_err()
-    {
+    if expect_continue && buf.len() < total && stream.write_all(b"HTTP/1.1 100 Continue\r\n\r\n").await.is_err() {
         return Read::Closed;
     }
     while buf.len() < total {
@@ -269,11 +241,7 @@ mod tests {
 
     async fn start(
         router: Router,
-    ) -> (
-        std::net::SocketAddr,
-        watch::Sender<bool>,
-        tokio::task::JoinHandle<io::Result<()>>,
-    ) {
+    ) -> (std::net::SocketAddr, watch::Sender<bool>, tokio::task::JoinHandle<io::Result<()>>) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let (tx, rx) = watch::channel(false);
@@ -291,9 +259,7 @@ mod tests {
 
     fn router() -> Router {
         Router::new()
-            .route("GET", "/hello", |r| {
-                Response::text(200, format!("hi {}", r.query_param("name").unwrap_or("?")))
-            })
+            .route("GET", "/hello", |r| Response::text(200, format!("hi {}", r.query_param("name").unwrap_or("?"))))
             .route("POST", "/echo", |r| Response {
                 status: 200,
                 content_type: "application/octet-stream".into(),
@@ -304,20 +270,13 @@ mod tests {
     #[tokio::test]
     async fn routes_and_errors() {
         let (addr, stop, task) = start(router()).await;
-        let r = exchange(
-            addr,
-            b"GET /hello?name=a%20b HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
-        )
-        .await;
+        let r = exchange(addr, b"GET /hello?name=a%20b HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n").await;
         assert!(r.starts_with("HTTP/1.1 200 OK\r\n"), "{r}");
         assert!(r.ends_with("\r\n\r\nhi a b"), "{r}");
         let r = exchange(addr, b"GET /nope HTTP/1.1\r\nConnection: close\r\n\r\n").await;
         assert!(r.starts_with("HTTP/1.1 404 "), "{r}");
         let r = exchange(addr, b"DELETE /hello HTTP/1.1\r\nConnection: close\r\n\r\n").await;
-        assert!(
-            r.starts_with("HTTP/1.1 405 ") && r.contains("Allow: GET\r\n"),
-            "{r}"
-        );
+        assert!(r.starts_with("HTTP/1.1 405 ") && r.contains("Allow: GET\r\n"), "{r}");
         let r = exchange(addr, b"\x00\x01garbage\r\n\r\n").await;
         assert!(r.starts_with("HTTP/1.1 400 "), "{r}");
         let mut big = b"GET /hello HTTP/1.1\r\nX: ".to_vec();

@@ -3,8 +3,8 @@
 
 use super::Env;
 use crate::{
-    model::{Attributes, Body, Span, SpanKind, Status, Traced},
     model::conn::Tuple,
+    model::{Attributes, Body, Span, SpanKind, Status, Traced},
     stitch::Ids,
 };
 

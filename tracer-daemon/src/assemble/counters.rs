@@ -87,7 +87,11 @@ impl AssembleCounters {
                 &[],
             ),
             detected: Protocol::ALL.map(|p| {
-                reg.counter("tracer_connections_detected_total", "Connections by detected protocol", &[("protocol", p.as_str())])
+                reg.counter(
+                    "tracer_connections_detected_total",
+                    "Connections by detected protocol",
+                    &[("protocol", p.as_str())],
+                )
             }),
             library: LibraryOutcome::ALL
                 .map(|o| reg.counter("tracer_library_calls_total", LIB_HELP, &[("outcome", o.as_str())])),

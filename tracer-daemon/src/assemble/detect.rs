@@ -77,7 +77,12 @@ pub(super) enum Detection {
 }
 
 /// Detects on everything seen so far in the first direction that spoke.
-pub(super) fn detect(pending: Vec<Buffered>, role: Role, redaction: Redaction, counters: &SessionCounters) -> Detection {
+pub(super) fn detect(
+    pending: Vec<Buffered>,
+    role: Role,
+    redaction: Redaction,
+    counters: &SessionCounters,
+) -> Detection {
     let first_dir = pending[0].dir;
     let seen: Vec<u8> = pending.iter().filter(|c| c.dir == first_dir).flat_map(|c| c.data.iter().copied()).collect();
     match protocol::detect(&seen, first_dir, role) {

@@ -28,12 +28,12 @@ use std::collections::{HashMap, VecDeque};
 
 use super::{Env, build};
 use crate::{
+    model::conn::Tuple,
     model::{
         Attributes, Span, Status,
         attrs::{LibraryCall, Mysql, Redis},
     },
     protocol::{self, Direction as PDir, Redaction, Session, redact::redact_sql, redact::sql_operation},
-    model::conn::Tuple,
     reader::decode::{KernelContext, LibFunction, LibPhase, LibRecord, Library},
     stitch::{IdSource, KernelIds, Origin, Stitcher},
 };
@@ -185,7 +185,8 @@ pub(super) fn merge(span: &mut Span, out: &Outcome) {
 pub(super) fn request_facts(call: &LibCall, redaction: Redaction) -> (String, Attributes) {
     if let Some((port, params)) = &call.connect {
         let mut parts = params.split(|&b| b == 0).map(lossy);
-        let (host, user, db) = (parts.next().unwrap_or_default(), parts.next().unwrap_or_default(), parts.next().unwrap_or_default());
+        let (host, user, db) =
+            (parts.next().unwrap_or_default(), parts.next().unwrap_or_default(), parts.next().unwrap_or_default());
         let some = |s: String| (!s.is_empty()).then_some(s);
         let attrs = Mysql {
             operation: Some("connect".into()),
@@ -228,7 +229,9 @@ pub(super) fn stands_alone(call: &LibCall, out: &Outcome) -> bool {
         // Buffering only: the wire request leaves with a later redisGetReply.
         LibFunction::RedisAppendCommand | LibFunction::RedisAppendCommandArgv => false,
         // Queued for the event loop: the request leaves later, from the loop's thread.
-        LibFunction::RedisAsyncCommand | LibFunction::RedisAsyncCommandArgv | LibFunction::RedisAsyncFormattedCommand => false,
+        LibFunction::RedisAsyncCommand
+        | LibFunction::RedisAsyncCommandArgv
+        | LibFunction::RedisAsyncFormattedCommand => false,
         // Without socket activity it only hands over a reply already read (also inside the
         // async API's read handler): the request's span is the wire's.
         LibFunction::RedisGetReply => !call.wire && call.tuple.is_some(),
@@ -381,7 +384,15 @@ impl Calls {
     }
 
     /// The client span of a library call that produced no wire exchange (encrypted traffic).
-    fn emit_alone<I: IdSource>(&mut self, call: &LibCall, out: &Outcome, tid: u32, end_ns: u64, st: &mut Stitcher<I>, env: &Env) {
+    fn emit_alone<I: IdSource>(
+        &mut self,
+        call: &LibCall,
+        out: &Outcome,
+        tid: u32,
+        end_ns: u64,
+        st: &mut Stitcher<I>,
+        env: &Env,
+    ) {
         let (operation, attrs) = request_facts(call, env.redaction);
         self.next_seq += 1;
         let tuple = call.tuple.unwrap_or(Tuple {

@@ -127,7 +127,10 @@ impl Assembler {
 
     fn is_own(&self, remote: SocketAddr) -> bool {
         self.own.contains(&remote)
-            || self.own_listeners.iter().any(|l| l.port() == remote.port() && (l.ip().is_unspecified() || l.ip() == remote.ip()))
+            || self
+                .own_listeners
+                .iter()
+                .any(|l| l.port() == remote.port() && (l.ip().is_unspecified() || l.ip() == remote.ip()))
     }
 
     /// The daemon opened (`open`) or closed a connection with this local endpoint: traffic whose
@@ -208,7 +211,13 @@ impl Assembler {
         };
     }
 
-    fn feed<I: IdSource>(&mut self, conn: &mut Conn<ConnSpans>, session: &mut Session, call: &Call<'_>, st: &mut Stitcher<I>) {
+    fn feed<I: IdSource>(
+        &mut self,
+        conn: &mut Conn<ConnSpans>,
+        session: &mut Session,
+        call: &Call<'_>,
+        st: &mut Stitcher<I>,
+    ) {
         let request_dir = prole(conn.role).request_direction();
         if call.dir == request_dir && (call.seq.is_some() || call.context.is_some()) {
             let notes = &mut conn.state.calls;
@@ -225,7 +234,14 @@ impl Assembler {
         }
     }
 
-    fn start_requests<I: IdSource>(&mut self, conn: &mut Conn<ConnSpans>, session: &mut Session, tid: u32, ts: u64, st: &mut Stitcher<I>) {
+    fn start_requests<I: IdSource>(
+        &mut self,
+        conn: &mut Conn<ConnSpans>,
+        session: &mut Session,
+        tid: u32,
+        ts: u64,
+        st: &mut Stitcher<I>,
+    ) {
         let redis = session.protocol() == protocol::Protocol::Redis;
         for started in session.take_started() {
             let origin = Origin { pid: conn.pid, tid, tuple: conn.tuple, seq: started.seq, ts_ns: ts };

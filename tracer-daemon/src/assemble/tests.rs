@@ -5,8 +5,8 @@ use std::sync::Arc;
 use super::*;
 use crate::{
     conn::{ConnTable, Removal},
-    model::{JaegerSpan, TagValue},
     model::conn::{ConnKind, Tuple},
+    model::{JaegerSpan, TagValue},
     reader::decode::{ConnRecord, LibFunction, Syscall},
     render,
     stitch::StitchConfig,
@@ -226,8 +226,18 @@ fn server_read_reported_before_client_write_still_joins() {
 fn pipelined_redis_gives_one_span_per_command_and_errors_are_error_spans() {
     let mut h = Host::new();
     h.open(ConnKind::Connect, 1, 100, tuple("127.0.0.1:40002", "127.0.0.1:6379"));
-    h.data(1, 100, Direction::Egress, b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\nv\r\n*2\r\n$4\r\nLPOP\r\n$1\r\nk\r\n*2\r\n$3\r\nGET\r\n$1\r\nk\r\n");
-    h.data(1, 100, Direction::Ingress, b"+OK\r\n-WRONGTYPE Operation against a key holding the wrong kind of value\r\n$1\r\nv\r\n");
+    h.data(
+        1,
+        100,
+        Direction::Egress,
+        b"*3\r\n$3\r\nSET\r\n$1\r\nk\r\n$1\r\nv\r\n*2\r\n$4\r\nLPOP\r\n$1\r\nk\r\n*2\r\n$3\r\nGET\r\n$1\r\nk\r\n",
+    );
+    h.data(
+        1,
+        100,
+        Direction::Ingress,
+        b"+OK\r\n-WRONGTYPE Operation against a key holding the wrong kind of value\r\n$1\r\nv\r\n",
+    );
     let spans = h.spans();
     let ops: Vec<&str> = spans.iter().map(|s| s.operation.as_str()).collect();
     assert_eq!(ops, ["redis SET", "redis LPOP", "redis GET"]);
@@ -377,7 +387,17 @@ fn pipelined_server_requests_find_their_options_anywhere_in_a_read() {
 // Client-library calls (uprobes) joined with the wire
 
 impl Host {
-    fn lib(&mut self, phase: LibPhase, pid: u32, tid: u32, function: LibFunction, handle: u64, ret: i64, status: i32, payload: &[u8]) {
+    fn lib(
+        &mut self,
+        phase: LibPhase,
+        pid: u32,
+        tid: u32,
+        function: LibFunction,
+        handle: u64,
+        ret: i64,
+        status: i32,
+        payload: &[u8],
+    ) {
         use crate::reader::decode::Library;
         self.ts += 1000;
         let library = if function.is_hiredis() { Library::Hiredis } else { Library::Mariadb };

@@ -42,12 +42,7 @@ pub struct ExportConfig {
     pub output: Option<OutputMode>,
 
     /// Bearer token sent to collectors as `Authorization: Bearer <token>`. Default: none.
-    #[arg(
-        long,
-        env = "TRACER_COLLECTOR_TOKEN",
-        hide_env_values = true,
-        value_name = "TOKEN"
-    )]
+    #[arg(long, env = "TRACER_COLLECTOR_TOKEN", hide_env_values = true, value_name = "TOKEN")]
     pub collector_token: Option<String>,
 
     /// Extra header on every collector request, as `Name: value` (e.g. an API key header).
@@ -214,10 +209,7 @@ pub enum ConfigError {
     #[error("udp_max_packet_bytes {0} is outside 512..=65507")]
     PacketSize(usize),
     #[error("cannot read {path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: PathBuf, source: std::io::Error },
     #[error("invalid sampling strategies: {0}")]
     Sampling(String),
     #[error("TLS setup: {0}")]
@@ -241,16 +233,14 @@ pub struct BatchLimits {
     pub max_age: Duration,
 }
 
-
 impl ExportConfig {
     /// The output mode in force: the explicit one, else jaeger with a destination, else console.
     pub fn output_mode(&self) -> OutputMode {
-        self.output
-            .unwrap_or(if self.collector.is_empty() && self.agent_udp.is_none() {
-                OutputMode::Console
-            } else {
-                OutputMode::Jaeger
-            })
+        self.output.unwrap_or(if self.collector.is_empty() && self.agent_udp.is_none() {
+            OutputMode::Console
+        } else {
+            OutputMode::Jaeger
+        })
     }
 
     /// Checks every setting and tells where spans go.
@@ -284,14 +274,8 @@ impl ExportConfig {
                 ([], None) => Err(ConfigError::NoDestination),
                 ([_, ..], Some(_)) => Err(ConfigError::TwoDestinations),
                 ([], Some(addr)) => {
-                    let ok = addr
-                        .rsplit_once(':')
-                        .is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok());
-                    if ok {
-                        Ok(Destination::Udp(addr.clone()))
-                    } else {
-                        Err(ConfigError::AgentUdp(addr.clone()))
-                    }
+                    let ok = addr.rsplit_once(':').is_some_and(|(h, p)| !h.is_empty() && p.parse::<u16>().is_ok());
+                    if ok { Ok(Destination::Udp(addr.clone())) } else { Err(ConfigError::AgentUdp(addr.clone())) }
                 }
                 (urls, None) => {
                     for u in urls {
@@ -343,15 +327,11 @@ impl ExportConfig {
 }
 
 fn parse_header(h: &str) -> Result<(String, String), ConfigError> {
-    let (name, value) = h
-        .split_once(':')
-        .ok_or_else(|| ConfigError::Header(h.to_owned()))?;
+    let (name, value) = h.split_once(':').ok_or_else(|| ConfigError::Header(h.to_owned()))?;
     let name = name.trim();
     let value = value.trim();
-    let token_ok = !name.is_empty()
-        && name
-            .bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+    let token_ok =
+        !name.is_empty() && name.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
     if !token_ok || value.bytes().any(|b| b == b'\r' || b == b'\n') {
         return Err(ConfigError::Header(h.to_owned()));
     }
@@ -382,10 +362,7 @@ mod tests {
         assert_eq!(cli.export, ExportConfig::default());
         let yaml: ExportConfig = serde_yaml::from_str("{}").unwrap();
         assert_eq!(yaml, ExportConfig::default());
-        assert_eq!(
-            ExportConfig::default().destination().unwrap(),
-            Destination::Console
-        );
+        assert_eq!(ExportConfig::default().destination().unwrap(), Destination::Console);
     }
 
     #[test]
@@ -407,14 +384,8 @@ mod tests {
         assert_eq!(c.collector.len(), 2);
         assert_eq!(c.agent_compact_addr, "");
         assert_eq!(c.batch_max_spans, 10);
-        assert_eq!(
-            c.destination().unwrap(),
-            Destination::Http(c.collector.clone())
-        );
-        assert_eq!(
-            c.parsed_headers().unwrap(),
-            vec![("X-Key".to_owned(), "v".to_owned())]
-        );
+        assert_eq!(c.destination().unwrap(), Destination::Http(c.collector.clone()));
+        assert_eq!(c.parsed_headers().unwrap(), vec![("X-Key".to_owned(), "v".to_owned())]);
     }
 
     #[test]
@@ -429,37 +400,19 @@ mod tests {
 
     #[test]
     fn invalid_settings_are_rejected() {
-        let mut c = ExportConfig {
-            output: Some(OutputMode::Jaeger),
-            ..Default::default()
-        };
+        let mut c = ExportConfig { output: Some(OutputMode::Jaeger), ..Default::default() };
         assert!(matches!(c.destination(), Err(ConfigError::NoDestination)));
         c.agent_udp = Some("nohost".into());
         assert!(matches!(c.destination(), Err(ConfigError::AgentUdp(_))));
         c.agent_udp = Some("127.0.0.1:6831".into());
-        assert_eq!(
-            c.destination().unwrap(),
-            Destination::Udp("127.0.0.1:6831".into())
-        );
+        assert_eq!(c.destination().unwrap(), Destination::Udp("127.0.0.1:6831".into()));
         c.collector = vec!["ftp://x".into()];
         assert!(matches!(c.destination(), Err(ConfigError::TwoDestinations)));
         c.agent_udp = None;
-        assert!(matches!(
-            c.destination(),
-            Err(ConfigError::CollectorUrl { .. })
-        ));
-        let c = ExportConfig {
-            collector_headers: vec!["Bad\r\nHeader: x".into()],
-            ..Default::default()
-        };
+        assert!(matches!(c.destination(), Err(ConfigError::CollectorUrl { .. })));
+        let c = ExportConfig { collector_headers: vec!["Bad\r\nHeader: x".into()], ..Default::default() };
         assert!(matches!(c.destination(), Err(ConfigError::Header(_))));
-        let c = ExportConfig {
-            queue_size: 0,
-            ..Default::default()
-        };
-        assert!(matches!(
-            c.destination(),
-            Err(ConfigError::Zero("queue_size"))
-        ));
+        let c = ExportConfig { queue_size: 0, ..Default::default() };
+        assert!(matches!(c.destination(), Err(ConfigError::Zero("queue_size"))));
     }
 }

@@ -171,7 +171,11 @@ mod tests {
     fn off_outside_kubernetes_and_on_inside() {
         let cfg = KubernetesConfig::default();
         assert_eq!(cfg.source_settings(&env_of(&[]), "h"), None);
-        let env = env_of(&[("KUBERNETES_SERVICE_HOST", "10.96.0.1"), ("KUBERNETES_SERVICE_PORT", "6443"), ("NODE_NAME", "n1")]);
+        let env = env_of(&[
+            ("KUBERNETES_SERVICE_HOST", "10.96.0.1"),
+            ("KUBERNETES_SERVICE_PORT", "6443"),
+            ("NODE_NAME", "n1"),
+        ]);
         let s = cfg.source_settings(&env, "h").unwrap();
         assert_eq!(s.url, "https://10.96.0.1:6443");
         assert_eq!(s.node_name, "n1");

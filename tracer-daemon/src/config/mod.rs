@@ -210,11 +210,29 @@ impl Config {
             };
         }
         take!(
-            collector, agent_udp, output, collector_token, collector_headers, collector_ca_file,
-            collector_timeout_ms, batch_max_spans, batch_max_bytes, batch_max_age_ms, queue_size,
-            pending_batches, retry_initial_ms, retry_max_ms, retry_max_elapsed_ms, flush_deadline_ms,
-            udp_max_packet_bytes, console_quiet_ms, host_tags, agent_compact_addr, agent_binary_addr,
-            sampling_addr, sampling_strategies_file,
+            collector,
+            agent_udp,
+            output,
+            collector_token,
+            collector_headers,
+            collector_ca_file,
+            collector_timeout_ms,
+            batch_max_spans,
+            batch_max_bytes,
+            batch_max_age_ms,
+            queue_size,
+            pending_batches,
+            retry_initial_ms,
+            retry_max_ms,
+            retry_max_elapsed_ms,
+            flush_deadline_ms,
+            udp_max_packet_bytes,
+            console_quiet_ms,
+            host_tags,
+            agent_compact_addr,
+            agent_binary_addr,
+            sampling_addr,
+            sampling_strategies_file,
         );
         self
     }
@@ -277,14 +295,19 @@ impl Config {
     fn validate(&self) -> Result<(), ConfigError> {
         let max = tracer_common::MAX_CAPTURE as u32 - 1;
         if self.capture.capture_bytes > max {
-            return Err(ConfigError::Invalid(format!("capture_bytes {} is above the maximum {max}", self.capture.capture_bytes)));
+            return Err(ConfigError::Invalid(format!(
+                "capture_bytes {} is above the maximum {max}",
+                self.capture.capture_bytes
+            )));
         }
         if self.capture.max_connections == 0 || self.capture.event_queue == 0 {
             return Err(ConfigError::Invalid("max_connections and event_queue must be at least 1".into()));
         }
         let d = &self.deps;
         if d.max_edges == 0 || d.max_nodes < 2 || d.max_pending == 0 {
-            return Err(ConfigError::Invalid("deps: max_edges and max_pending must be at least 1, max_nodes at least 2".into()));
+            return Err(ConfigError::Invalid(
+                "deps: max_edges and max_pending must be at least 1, max_nodes at least 2".into(),
+            ));
         }
         if let Some(c) = self.filter.include_comms.iter().chain(&self.filter.exclude_comms).find(|c| c.len() > 15) {
             return Err(ConfigError::Invalid(format!("command name `{c}` is longer than the kernel's 15 bytes")));
@@ -332,7 +355,11 @@ mod tests {
 
     #[test]
     fn kubernetes_flags_pick_the_source() {
-        let o = CliOverrides { kubelet_url: Some("http://127.0.0.1:1".into()), node_name: Some("n".into()), ..Default::default() };
+        let o = CliOverrides {
+            kubelet_url: Some("http://127.0.0.1:1".into()),
+            node_name: Some("n".into()),
+            ..Default::default()
+        };
         let c = Config::default().apply(&o).unwrap();
         assert_eq!(c.kubernetes.source, PodSource::Kubelet);
         assert_eq!(c.kubernetes.kubelet_url.as_deref(), Some("http://127.0.0.1:1"));
@@ -358,7 +385,9 @@ mod tests {
         assert_eq!(c.capture.capture_bytes, 200);
         assert_eq!(c.filter.exclude_pids, vec![7]);
         assert!(!c.redact);
-        let file = Config::from_yaml("export:\n  collector: [\"http://a:14268\"]\n  queue_size: 7\n", Path::new("x.yaml")).unwrap();
+        let file =
+            Config::from_yaml("export:\n  collector: [\"http://a:14268\"]\n  queue_size: 7\n", Path::new("x.yaml"))
+                .unwrap();
         let cli = ExportConfig { queue_size: 9, batch_max_spans: 3, ..Default::default() };
         let merged = file.apply_export(&cli, &|id| id == "batch_max_spans");
         assert_eq!(merged.export.collector, vec!["http://a:14268".to_string()]);

@@ -12,7 +12,10 @@
 //! the live graph keeps no history per interval; a window covering the daemon's lifetime (as
 //! Jaeger UI's default of one week usually does) gives exact counts.
 
-use super::{SharedGraph, dot, now_us, page, snapshot::{Snapshot, window_from_query}};
+use super::{
+    SharedGraph, dot, now_us, page,
+    snapshot::{Snapshot, window_from_query},
+};
 use crate::api::{Request, Response, Router};
 
 /// The graph, restricted to the request's window.
@@ -36,8 +39,12 @@ fn answer(graph: &SharedGraph, req: &Request, render: impl Fn(&Snapshot) -> Resp
 pub fn routes(router: Router, graph: SharedGraph) -> Router {
     let (g1, g2, g3, g4, g5) = (graph.clone(), graph.clone(), graph.clone(), graph.clone(), graph);
     router
-        .route("GET", "/dependencies", move |req| answer(&g1, req, |s| Response::json_value(200, &s.jaeger_dependencies())))
-        .route("GET", "/api/dependencies", move |req| answer(&g2, req, |s| Response::json_value(200, &s.jaeger_dependencies())))
+        .route("GET", "/dependencies", move |req| {
+            answer(&g1, req, |s| Response::json_value(200, &s.jaeger_dependencies()))
+        })
+        .route("GET", "/api/dependencies", move |req| {
+            answer(&g2, req, |s| Response::json_value(200, &s.jaeger_dependencies()))
+        })
         .route("GET", "/graph.json", move |req| answer(&g3, req, |s| Response::json_value(200, s)))
         .route("GET", "/graph", move |req| {
             answer(&g4, req, |s| Response {

@@ -53,14 +53,23 @@ fn edge_label(e: &Edge) -> String {
 
 /// The graph as one `digraph`, nodes and edges in name order.
 pub fn render(snap: &Snapshot) -> String {
-    let mut out = String::from("digraph dependencies {\n  rankdir=LR;\n  node [fontname=\"Helvetica\", fontsize=11];\n  edge [fontname=\"Helvetica\", fontsize=9];\n");
+    let mut out = String::from(
+        "digraph dependencies {\n  rankdir=LR;\n  node [fontname=\"Helvetica\", fontsize=11];\n  edge [fontname=\"Helvetica\", fontsize=9];\n",
+    );
     for n in &snap.nodes {
         let style = match n.kind {
             NodeKind::Service => "shape=box, style=\"rounded,filled\", fillcolor=\"#e3edf9\"",
             NodeKind::Peer => "shape=ellipse, style=dashed",
             NodeKind::Client => "shape=ellipse, style=dotted",
         };
-        let tooltip = format!("{} ({}): {} calls in, {} out, {} failed in", n.name, n.kind.as_str(), n.calls_in, n.calls_out, n.errors_in);
+        let tooltip = format!(
+            "{} ({}): {} calls in, {} out, {} failed in",
+            n.name,
+            n.kind.as_str(),
+            n.calls_in,
+            n.calls_out,
+            n.errors_in
+        );
         let _ = writeln!(out, "  {} [{style}, tooltip={}];", quote(&n.name), quote(&tooltip));
     }
     for e in &snap.edges {

@@ -21,8 +21,8 @@ use std::{
     time::Duration,
 };
 
-use anyhow::Context as _;
 use crate::net::http::{HttpClient, HttpError};
+use anyhow::Context as _;
 
 use super::{
     dot,
@@ -141,15 +141,27 @@ pub fn merge(graphs: &[Snapshot]) -> Snapshot {
     // Calls counted by the caller's daemon are left out of the callee's.
     let host_ips: Vec<HashSet<IpAddr>> = graphs
         .iter()
-        .map(|g| g.host_ips.iter().filter_map(|s| s.parse::<IpAddr>().ok()).map(|ip| ip.to_canonical()).filter(|ip| shareable(*ip)).collect())
+        .map(|g| {
+            g.host_ips
+                .iter()
+                .filter_map(|s| s.parse::<IpAddr>().ok())
+                .map(|ip| ip.to_canonical())
+                .filter(|ip| shareable(*ip))
+                .collect()
+        })
         .collect();
     let counted_by_caller = |i: usize, e: &Edge, kinds: &HashMap<String, NodeKind>| -> bool {
         let Some(ip) = e.parent.parse::<IpAddr>().ok().map(|ip| ip.to_canonical()) else { return false };
-        if kinds.get(&e.parent) != Some(&NodeKind::Client) || kinds.get(&e.child) != Some(&NodeKind::Service) || !shareable(ip) {
+        if kinds.get(&e.parent) != Some(&NodeKind::Client)
+            || kinds.get(&e.child) != Some(&NodeKind::Service)
+            || !shareable(ip)
+        {
             return false;
         }
         views.iter().enumerate().any(|(j, (_, _, edges))| {
-            j != i && host_ips[j].contains(&ip) && edges.iter().any(|f| f.child == e.child && f.protocol == e.protocol && f.client_only > 0)
+            j != i
+                && host_ips[j].contains(&ip)
+                && edges.iter().any(|f| f.child == e.child && f.protocol == e.protocol && f.client_only > 0)
         })
     };
     let mut dropped = Dropped::default();
@@ -169,10 +181,11 @@ pub fn merge(graphs: &[Snapshot]) -> Snapshot {
     let used: BTreeSet<&str> = edges.values().flat_map(|e| [e.parent.as_str(), e.child.as_str()]).collect();
     let mut nodes: BTreeMap<String, Node> = BTreeMap::new();
     for n in views.iter().flat_map(|(_, nodes, _)| nodes).filter(|n| used.contains(n.name.as_str())) {
-        nodes
-            .entry(n.name.clone())
-            .or_insert_with(|| Node::new(&n.name, n.kind))
-            .absorb(n.kind, n.addresses.iter().cloned(), MAX_NODE_ADDRESSES);
+        nodes.entry(n.name.clone()).or_insert_with(|| Node::new(&n.name, n.kind)).absorb(
+            n.kind,
+            n.addresses.iter().cloned(),
+            MAX_NODE_ADDRESSES,
+        );
     }
     for g in graphs {
         dropped.add(&Dropped { reconciled: 0, ..g.dropped });
@@ -264,7 +277,10 @@ pub async fn fetch_all(daemons: &[String], timeout: Duration) -> (Vec<Snapshot>,
                 graphs.push((addr, g));
             }
             Ok((_, Err(e))) => errors.push(e),
-            Err(e) => errors.push(FleetError::Answer { addr: SocketAddr::from(([0, 0, 0, 0], 0)), why: format!("fetch task failed: {e}") }),
+            Err(e) => errors.push(FleetError::Answer {
+                addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+                why: format!("fetch task failed: {e}"),
+            }),
         }
     }
     // A stable order, whatever order the answers came in.

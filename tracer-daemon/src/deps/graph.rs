@@ -10,7 +10,6 @@ use std::{
     sync::Arc,
 };
 
-
 use super::{
     hist::{BUCKETS_SECONDS, Latency},
     snapshot::{Dropped, Edge, FORMAT_VERSION, Node, NodeKind, Snapshot},
@@ -321,7 +320,11 @@ impl Graph {
         }
         let sides = [client.as_ref(), server.as_ref()];
         let start = sides.iter().flatten().map(|s| s.start_us).min().unwrap_or(self.now_us);
-        let e = self.edges.entry(key).or_insert_with(|| EdgeStats { first_us: start, last_us: start, ..Default::default() });
+        let e = self.edges.entry(key).or_insert_with(|| EdgeStats {
+            first_us: start,
+            last_us: start,
+            ..Default::default()
+        });
         e.calls += 1;
         if sides.iter().flatten().any(|s| s.error) {
             e.errors += 1;
@@ -356,7 +359,8 @@ impl Graph {
         let name = |n: &NodeRef| -> (String, NodeKind, Vec<String>) {
             match n {
                 NodeRef::Service(s) => {
-                    let addrs = listen_of.get(&**s).map(|a| a.iter().take(MAX_NODE_ADDRESSES).map(|a| a.to_string()).collect());
+                    let addrs =
+                        listen_of.get(&**s).map(|a| a.iter().take(MAX_NODE_ADDRESSES).map(|a| a.to_string()).collect());
                     (s.to_string(), NodeKind::Service, addrs.unwrap_or_default())
                 }
                 NodeRef::Addr(a) => match (self.listeners.get(a), self.dns.get(a)) {

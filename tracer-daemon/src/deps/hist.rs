@@ -5,9 +5,8 @@ use serde::{Deserialize, Serialize};
 
 /// Upper bounds of the latency buckets (seconds); `+Inf` is implied after the last one. Fixed:
 /// a fleet merge adds histograms bucket by bucket and rejects graphs with other bounds.
-pub const BUCKETS_SECONDS: [f64; 16] = [
-    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0,
-];
+pub const BUCKETS_SECONDS: [f64; 16] =
+    [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0];
 
 /// Buckets including `+Inf`.
 pub const BUCKET_COUNT: usize = BUCKETS_SECONDS.len() + 1;

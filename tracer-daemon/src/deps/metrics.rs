@@ -44,14 +44,44 @@ pub fn samples(snap: &Snapshot, out: &mut Vec<Sample>) {
             ("connection_type", e.connection_type.as_str()),
             ("protocol", e.protocol.as_str()),
         ];
-        out.push(Sample::new(REQUESTS, "Total count of requests between two nodes.", Kind::Counter, &labels, e.call_count as f64));
-        out.push(Sample::new(FAILED, "Total count of failed requests between two nodes.", Kind::Counter, &labels, e.error_count as f64));
-        histogram(out, SERVER_SECONDS, "Time for a request between two nodes as seen from the server.", &labels, &e.server);
-        histogram(out, CLIENT_SECONDS, "Time for a request between two nodes as seen from the client.", &labels, &e.client);
+        out.push(Sample::new(
+            REQUESTS,
+            "Total count of requests between two nodes.",
+            Kind::Counter,
+            &labels,
+            e.call_count as f64,
+        ));
+        out.push(Sample::new(
+            FAILED,
+            "Total count of failed requests between two nodes.",
+            Kind::Counter,
+            &labels,
+            e.error_count as f64,
+        ));
+        histogram(
+            out,
+            SERVER_SECONDS,
+            "Time for a request between two nodes as seen from the server.",
+            &labels,
+            &e.server,
+        );
+        histogram(
+            out,
+            CLIENT_SECONDS,
+            "Time for a request between two nodes as seen from the client.",
+            &labels,
+            &e.client,
+        );
     }
     let dropped = "Calls the dependency graph could not count, by reason.";
     for (reason, n) in [("edge_limit", snap.dropped.edge_limit), ("node_limit", snap.dropped.node_limit)] {
-        out.push(Sample::new("tracer_deps_dropped_calls_total", dropped, Kind::Counter, &[("reason", reason)], n as f64));
+        out.push(Sample::new(
+            "tracer_deps_dropped_calls_total",
+            dropped,
+            Kind::Counter,
+            &[("reason", reason)],
+            n as f64,
+        ));
     }
     out.push(Sample::new(
         "tracer_deps_pairing_evicted_total",
@@ -60,8 +90,20 @@ pub fn samples(snap: &Snapshot, out: &mut Vec<Sample>) {
         &[],
         snap.dropped.pairing_evicted as f64,
     ));
-    out.push(Sample::new("tracer_deps_edges", "Edges in the dependency graph.", Kind::Gauge, &[], snap.edges.len() as f64));
-    out.push(Sample::new("tracer_deps_nodes", "Nodes in the dependency graph.", Kind::Gauge, &[], snap.nodes.len() as f64));
+    out.push(Sample::new(
+        "tracer_deps_edges",
+        "Edges in the dependency graph.",
+        Kind::Gauge,
+        &[],
+        snap.edges.len() as f64,
+    ));
+    out.push(Sample::new(
+        "tracer_deps_nodes",
+        "Nodes in the dependency graph.",
+        Kind::Gauge,
+        &[],
+        snap.nodes.len() as f64,
+    ));
     out.push(Sample::new(
         "tracer_deps_pending_calls",
         "Calls waiting for their other side before they are counted.",

@@ -123,7 +123,15 @@ impl Edge {
         }
     }
 
-    pub fn add_counts(&mut self, calls: u64, errors: u64, paired: u64, client_only: u64, server_only: u64, database: bool) {
+    pub fn add_counts(
+        &mut self,
+        calls: u64,
+        errors: u64,
+        paired: u64,
+        client_only: u64,
+        server_only: u64,
+        database: bool,
+    ) {
         self.call_count += calls;
         self.error_count += errors;
         self.paired += paired;
@@ -287,7 +295,11 @@ impl Snapshot {
 
 /// The window of Jaeger's `endTs` and `lookback` query parameters (milliseconds): `endTs`
 /// defaults to `now_us`, `lookback` to everything before it.
-pub fn window_from_query(end_ts_ms: Option<&str>, lookback_ms: Option<&str>, now_us: i64) -> Result<Option<Window>, String> {
+pub fn window_from_query(
+    end_ts_ms: Option<&str>,
+    lookback_ms: Option<&str>,
+    now_us: i64,
+) -> Result<Option<Window>, String> {
     let parse = |name: &str, v: Option<&str>| -> Result<Option<i64>, String> {
         match v {
             None | Some("") => Ok(None),

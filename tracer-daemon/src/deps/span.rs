@@ -307,7 +307,9 @@ fn callee(tags: &Tags, peer_addr: Option<SocketAddr>) -> Callee {
             Err(_) => Callee::Named(bounded(name, MAX_NAME)),
         };
     }
-    if let Some(host) = [k::NET_PEER_NAME, k::SERVER_ADDRESS, k::PEER_HOSTNAME].iter().find_map(|key| tag_str(tags, key)) {
+    if let Some(host) =
+        [k::NET_PEER_NAME, k::SERVER_ADDRESS, k::PEER_HOSTNAME].iter().find_map(|key| tag_str(tags, key))
+    {
         let name = match port_tag(tags, &[k::NET_PEER_PORT, k::SERVER_PORT, k::PEER_PORT]) {
             Some(port) => format!("{host}:{port}"),
             None => host.to_owned(),

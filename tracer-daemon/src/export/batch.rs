@@ -49,13 +49,7 @@ fn process_key(p: &Process) -> String {
 
 impl Batcher {
     pub fn new(limits: BatchLimits, proto: Option<Protocol>, host: HostInfo) -> Self {
-        Batcher {
-            limits,
-            proto,
-            host,
-            groups: HashMap::new(),
-            by_ptr: HashMap::new(),
-        }
+        Batcher { limits, proto, host, groups: HashMap::new(), by_ptr: HashMap::new() }
     }
 
     /// Spans held in open batches.
@@ -88,10 +82,7 @@ impl Batcher {
             && g.bytes.saturating_add(bytes) > self.limits.max_bytes
             && let Some(g) = self.groups.remove(&key)
         {
-            out.push(Batch {
-                process: g.process,
-                spans: g.spans,
-            });
+            out.push(Batch { process: g.process, spans: g.spans });
         }
         let host = &self.host;
         let g = self.groups.entry(key.clone()).or_insert_with(|| Group {
@@ -105,36 +96,23 @@ impl Batcher {
         if (g.spans.len() >= self.limits.max_spans || g.bytes >= self.limits.max_bytes)
             && let Some(g) = self.groups.remove(&key)
         {
-            out.push(Batch {
-                process: g.process,
-                spans: g.spans,
-            });
+            out.push(Batch { process: g.process, spans: g.spans });
         }
     }
 
     /// When the oldest open batch reaches its age limit.
     pub fn next_deadline(&self) -> Option<Instant> {
-        self.groups
-            .values()
-            .map(|g| g.opened + self.limits.max_age)
-            .min()
+        self.groups.values().map(|g| g.opened + self.limits.max_age).min()
     }
 
     /// Closes the batches that reached their age limit at `now`.
     pub fn expired(&mut self, now: Instant, out: &mut Vec<Batch>) {
         let max_age = self.limits.max_age;
-        let keys: Vec<String> = self
-            .groups
-            .iter()
-            .filter(|(_, g)| g.opened + max_age <= now)
-            .map(|(k, _)| k.clone())
-            .collect();
+        let keys: Vec<String> =
+            self.groups.iter().filter(|(_, g)| g.opened + max_age <= now).map(|(k, _)| k.clone()).collect();
         for k in keys {
             if let Some(g) = self.groups.remove(&k) {
-                out.push(Batch {
-                    process: g.process,
-                    spans: g.spans,
-                });
+                out.push(Batch { process: g.process, spans: g.spans });
             }
         }
     }
@@ -143,10 +121,7 @@ impl Batcher {
     pub fn drain(&mut self, out: &mut Vec<Batch>) {
         let mut groups: Vec<Group> = self.groups.drain().map(|(_, g)| g).collect();
         groups.sort_by_key(|g| g.opened);
-        out.extend(groups.into_iter().map(|g| Batch {
-            process: g.process,
-            spans: g.spans,
-        }));
+        out.extend(groups.into_iter().map(|g| Batch { process: g.process, spans: g.spans }));
     }
 }
 
@@ -173,27 +148,16 @@ mod tests {
     }
 
     fn limits(spans: usize, bytes: usize, age_ms: u64) -> BatchLimits {
-        BatchLimits {
-            max_spans: spans,
-            max_bytes: bytes,
-            max_age: Duration::from_millis(age_ms),
-        }
+        BatchLimits { max_spans: spans, max_bytes: bytes, max_age: Duration::from_millis(age_ms) }
     }
 
     fn proc_(name: &str) -> Arc<Process> {
-        Arc::new(Process {
-            service_name: name.into(),
-            tags: vec![Tag::str("hostname", "h")],
-        })
+        Arc::new(Process { service_name: name.into(), tags: vec![Tag::str("hostname", "h")] })
     }
 
     #[test]
     fn one_batch_per_process_closed_by_count() {
-        let mut b = Batcher::new(
-            limits(3, usize::MAX, 1000),
-            Some(Protocol::Binary),
-            HostInfo::new("h", "1.1.1.1"),
-        );
+        let mut b = Batcher::new(limits(3, usize::MAX, 1000), Some(Protocol::Binary), HostInfo::new("h", "1.1.1.1"));
         let (a, c) = (proc_("a"), proc_("c"));
         let a2 = Arc::new(Process::clone(&a)); // equal value, another allocation
         let t = Instant::now();
@@ -205,10 +169,7 @@ mod tests {
         b.push(span(&a, 4, 1), t, &mut out);
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].process.service_name, "a");
-        assert_eq!(
-            out[0].spans.iter().map(|s| s.span_id).collect::<Vec<_>>(),
-            [1, 3, 4]
-        );
+        assert_eq!(out[0].spans.iter().map(|s| s.span_id).collect::<Vec<_>>(), [1, 3, 4]);
         // The wire process carries the host tags the span's process lacked.
         assert!(out[0].process.tags.contains(&Tag::str("ip", "1.1.1.1")));
         assert_eq!(b.pending_spans(), 1);
@@ -218,11 +179,7 @@ mod tests {
     fn bytes_limit_closes_before_overflow() {
         let p = proc_("a");
         let one = span_len(Protocol::Compact, &render::jaeger::render(span(&p, 1, 100)));
-        let mut b = Batcher::new(
-            limits(100, one * 2 + 10, 1000),
-            Some(Protocol::Compact),
-            HostInfo::new("h", "i"),
-        );
+        let mut b = Batcher::new(limits(100, one * 2 + 10, 1000), Some(Protocol::Compact), HostInfo::new("h", "i"));
         let t = Instant::now();
         let mut out = Vec::new();
         for id in 1..=3 {
@@ -243,11 +200,7 @@ mod tests {
         let t = Instant::now();
         let mut out = Vec::new();
         b.push(span(&proc_("a"), 1, 1), t, &mut out);
-        b.push(
-            span(&proc_("b"), 2, 1),
-            t + Duration::from_millis(500),
-            &mut out,
-        );
+        b.push(span(&proc_("b"), 2, 1), t + Duration::from_millis(500), &mut out);
         assert_eq!(b.next_deadline(), Some(t + Duration::from_millis(1000)));
         b.expired(t + Duration::from_millis(999), &mut out);
         assert!(out.is_empty());

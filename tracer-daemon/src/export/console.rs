@@ -7,7 +7,7 @@ use std::io::Write;
 use std::time::{Duration, Instant};
 
 use super::{Batch, Delivered, ExportError, Exporter};
-use crate::model::{RefKind, JaegerSpan, TagValue, TraceId};
+use crate::model::{JaegerSpan, RefKind, TagValue, TraceId};
 
 /// Most traces held back at once; past it the oldest is printed early.
 const MAX_TRACES: usize = 10_000;
@@ -36,11 +36,7 @@ impl ConsoleExporter<std::io::Stdout> {
 impl<W: Write + Send + 'static> ConsoleExporter<W> {
     /// Prints a trace once no span of it arrived for `quiet`.
     pub fn new(out: W, quiet: Duration) -> Self {
-        ConsoleExporter {
-            out,
-            quiet,
-            traces: HashMap::new(),
-        }
+        ConsoleExporter { out, quiet, traces: HashMap::new() }
     }
 
     pub fn into_inner(self) -> W {
@@ -62,17 +58,9 @@ impl<W: Write + Send + 'static> ConsoleExporter<W> {
             }
         }
         if self.traces.len() > MAX_TRACES {
-            let mut by_age: Vec<(Instant, TraceId)> = self
-                .traces
-                .iter()
-                .map(|(id, p)| (p.first_seen, *id))
-                .collect();
+            let mut by_age: Vec<(Instant, TraceId)> = self.traces.iter().map(|(id, p)| (p.first_seen, *id)).collect();
             by_age.sort();
-            let excess: Vec<TraceId> = by_age
-                .iter()
-                .take(self.traces.len() - MAX_TRACES)
-                .map(|(_, id)| *id)
-                .collect();
+            let excess: Vec<TraceId> = by_age.iter().take(self.traces.len() - MAX_TRACES).map(|(_, id)| *id).collect();
             self.print(&excess);
         }
     }
@@ -92,11 +80,7 @@ impl<W: Write + Send + 'static> ConsoleExporter<W> {
 
     /// Prints every held trace.
     pub fn flush_all(&mut self) {
-        let mut all: Vec<(Instant, TraceId)> = self
-            .traces
-            .iter()
-            .map(|(id, p)| (p.first_seen, *id))
-            .collect();
+        let mut all: Vec<(Instant, TraceId)> = self.traces.iter().map(|(id, p)| (p.first_seen, *id)).collect();
         all.sort();
         let ids: Vec<TraceId> = all.into_iter().map(|(_, id)| id).collect();
         self.print(&ids);
@@ -123,11 +107,7 @@ impl<W: Write + Send + 'static> Exporter for ConsoleExporter<W> {
 
     async fn export(&mut self, batch: &Batch) -> Result<Delivered, ExportError> {
         self.add(&batch.spans, Instant::now());
-        Ok(Delivered {
-            spans: batch.spans.len(),
-            requests: 0,
-            bytes: 0,
-        })
+        Ok(Delivered { spans: batch.spans.len(), requests: 0, bytes: 0 })
     }
 
     fn tick(&mut self, now: Instant) {
@@ -164,11 +144,7 @@ pub fn status(span: &JaegerSpan) -> String {
             _ => {}
         }
     }
-    if code
-        .as_deref()
-        .and_then(|c| c.parse::<u16>().ok())
-        .is_some_and(|c| c >= 500)
-    {
+    if code.as_deref().and_then(|c| c.parse::<u16>().ok()).is_some_and(|c| c >= 500) {
         error = true;
     }
     let word = if error { "ERROR" } else { "ok" };
@@ -182,10 +158,7 @@ fn parent_of(span: &JaegerSpan) -> u64 {
     if span.parent_span_id != 0 {
         return span.parent_span_id;
     }
-    span.references
-        .iter()
-        .find(|r| r.kind == RefKind::ChildOf && r.trace_id == span.trace_id)
-        .map_or(0, |r| r.span_id)
+    span.references.iter().find(|r| r.kind == RefKind::ChildOf && r.trace_id == span.trace_id).map_or(0, |r| r.span_id)
 }
 
 /// One trace as text: a header line, then one line per span, children under their parent,
@@ -211,15 +184,8 @@ pub fn render_trace(spans: &[JaegerSpan]) -> String {
         by_start(v);
     }
     let start = spans.iter().map(|s| s.start_us).min().unwrap_or(0);
-    let end = spans
-        .iter()
-        .map(|s| s.start_us.saturating_add(s.duration_us))
-        .max()
-        .unwrap_or(0);
-    let errors = spans
-        .iter()
-        .filter(|s| status(s).starts_with("ERROR"))
-        .count();
+    let end = spans.iter().map(|s| s.start_us.saturating_add(s.duration_us)).max().unwrap_or(0);
+    let errors = spans.iter().filter(|s| status(s).starts_with("ERROR")).count();
     let mut out = String::new();
     let _ = write!(
         out,
@@ -230,24 +196,12 @@ pub fn render_trace(spans: &[JaegerSpan]) -> String {
         fmt_duration(end - start)
     );
     if errors > 0 {
-        let _ = write!(
-            out,
-            "  {errors} error{}",
-            if errors == 1 { "" } else { "s" }
-        );
+        let _ = write!(out, "  {errors} error{}", if errors == 1 { "" } else { "s" });
     }
     out.push('\n');
     let mut visited = HashSet::new();
     for (n, &r) in roots.iter().enumerate() {
-        line(
-            &mut out,
-            spans,
-            &children,
-            r,
-            "",
-            n + 1 == roots.len(),
-            &mut visited,
-        );
+        line(&mut out, spans, &children, r, "", n + 1 == roots.len(), &mut visited);
     }
     out.push('\n');
     out
@@ -278,15 +232,7 @@ fn line(
     let child_prefix = format!("{prefix}{}", if last { "   " } else { "│  " });
     if let Some(kids) = children.get(&s.span_id) {
         for (n, &k) in kids.iter().enumerate() {
-            line(
-                out,
-                spans,
-                children,
-                k,
-                &child_prefix,
-                n + 1 == kids.len(),
-                visited,
-            );
+            line(out, spans, children, k, &child_prefix, n + 1 == kids.len(), visited);
         }
     }
 }
@@ -297,20 +243,9 @@ mod tests {
     use crate::model::{Process, Tag};
     use std::sync::Arc;
 
-    fn span(
-        svc: &str,
-        op: &str,
-        id: u64,
-        parent: u64,
-        start: i64,
-        dur: i64,
-        tags: Vec<Tag>,
-    ) -> JaegerSpan {
+    fn span(svc: &str, op: &str, id: u64, parent: u64, start: i64, dur: i64, tags: Vec<Tag>) -> JaegerSpan {
         JaegerSpan {
-            trace_id: TraceId {
-                high: 0,
-                low: 0xabc,
-            },
+            trace_id: TraceId { high: 0, low: 0xabc },
             span_id: id,
             parent_span_id: parent,
             operation: op.into(),
@@ -320,33 +255,14 @@ mod tests {
             tags,
             logs: vec![],
             references: vec![],
-            process: Arc::new(Process {
-                service_name: svc.into(),
-                tags: vec![],
-            }),
+            process: Arc::new(Process { service_name: svc.into(), tags: vec![] }),
         }
     }
 
     fn sample() -> Vec<JaegerSpan> {
         vec![
-            span(
-                "backend",
-                "POST /pay",
-                3,
-                1,
-                200,
-                10_100,
-                vec![Tag::long("http.status_code", 500)],
-            ),
-            span(
-                "frontend",
-                "GET /checkout",
-                1,
-                0,
-                0,
-                12_345,
-                vec![Tag::long("http.status_code", 200)],
-            ),
+            span("backend", "POST /pay", 3, 1, 200, 10_100, vec![Tag::long("http.status_code", 500)]),
+            span("frontend", "GET /checkout", 1, 0, 0, 12_345, vec![Tag::long("http.status_code", 200)]),
             span("mysql", "SELECT", 4, 3, 300, 3_200, vec![]),
             span("frontend", "redis GET", 2, 1, 100, 412, vec![]),
         ]
@@ -393,10 +309,6 @@ trace 0000000000000abc  4 spans  12.3ms  1 error
         assert!(text.contains("4 spans"));
         c.add(&sample()[..1], t);
         c.flush_all();
-        assert!(
-            String::from_utf8(c.into_inner())
-                .unwrap()
-                .contains("1 span ")
-        );
+        assert!(String::from_utf8(c.into_inner()).unwrap().contains("1 span "));
     }
 }

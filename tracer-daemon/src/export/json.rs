@@ -14,9 +14,7 @@ pub struct JsonExporter<W: Write + Send + 'static> {
 
 impl JsonExporter<std::io::Stdout> {
     pub fn stdout() -> Self {
-        JsonExporter {
-            out: std::io::stdout(),
-        }
+        JsonExporter { out: std::io::stdout() }
     }
 }
 
@@ -53,28 +51,14 @@ fn tags_object<'a>(tags: impl Iterator<Item = &'a crate::model::Tag>) -> Value {
 pub fn span_json(span: &JaegerSpan) -> Value {
     let mut m = Map::new();
     m.insert("traceId".into(), Value::String(span.trace_id.to_hex()));
-    m.insert(
-        "spanId".into(),
-        Value::String(format!("{:016x}", span.span_id)),
-    );
+    m.insert("spanId".into(), Value::String(format!("{:016x}", span.span_id)));
     m.insert(
         "parentSpanId".into(),
-        if span.parent_span_id == 0 {
-            Value::Null
-        } else {
-            Value::String(format!("{:016x}", span.parent_span_id))
-        },
+        if span.parent_span_id == 0 { Value::Null } else { Value::String(format!("{:016x}", span.parent_span_id)) },
     );
-    m.insert(
-        "service".into(),
-        Value::String(span.process.service_name.clone()),
-    );
+    m.insert("service".into(), Value::String(span.process.service_name.clone()));
     m.insert("operation".into(), Value::String(span.operation.clone()));
-    m.insert(
-        "kind".into(),
-        span.kind()
-            .map_or(Value::Null, |k| Value::String(k.to_owned())),
-    );
+    m.insert("kind".into(), span.kind().map_or(Value::Null, |k| Value::String(k.to_owned())));
     m.insert("startUs".into(), Value::from(span.start_us));
     m.insert("durationUs".into(), Value::from(span.duration_us));
     m.insert("flags".into(), Value::from(span.flags));
@@ -126,17 +110,10 @@ impl<W: Write + Send + 'static> Exporter for JsonExporter<W> {
             let _ = serde_json::to_writer(&mut buf, &v);
             buf.push(b'\n');
         }
-        let io = |e: std::io::Error| ExportError::Io {
-            endpoint: "stdout".into(),
-            source: e,
-        };
+        let io = |e: std::io::Error| ExportError::Io { endpoint: "stdout".into(), source: e };
         self.out.write_all(&buf).map_err(io)?;
         self.out.flush().map_err(io)?;
-        Ok(Delivered {
-            spans: batch.spans.len(),
-            requests: 1,
-            bytes: buf.len(),
-        })
+        Ok(Delivered { spans: batch.spans.len(), requests: 1, bytes: buf.len() })
     }
 }
 
@@ -148,10 +125,7 @@ mod tests {
 
     #[tokio::test]
     async fn one_line_per_span_with_required_fields() {
-        let process = Arc::new(Process {
-            service_name: "svc".into(),
-            tags: vec![Tag::str("ip", "1.2.3.4")],
-        });
+        let process = Arc::new(Process { service_name: "svc".into(), tags: vec![Tag::str("ip", "1.2.3.4")] });
         let span = JaegerSpan {
             trace_id: TraceId { high: 1, low: 2 },
             span_id: 0xab,
@@ -164,14 +138,8 @@ mod tests {
                 Tag::str("span.kind", "server"),
                 Tag::long("http.status_code", 200),
                 Tag::bool("error", false),
-                Tag {
-                    key: "d".into(),
-                    value: TagValue::Double(0.5),
-                },
-                Tag {
-                    key: "b".into(),
-                    value: TagValue::Binary(vec![1, 255]),
-                },
+                Tag { key: "d".into(), value: TagValue::Double(0.5) },
+                Tag { key: "b".into(), value: TagValue::Binary(vec![1, 255]) },
             ],
             logs: vec![],
             references: vec![],
@@ -180,17 +148,9 @@ mod tests {
         let mut root = span.clone();
         root.parent_span_id = 0;
         let mut ex = JsonExporter::new(Vec::new());
-        ex.export(&Batch {
-            process,
-            spans: vec![span, root],
-        })
-        .await
-        .unwrap();
+        ex.export(&Batch { process, spans: vec![span, root] }).await.unwrap();
         let text = String::from_utf8(ex.into_inner()).unwrap();
-        let lines: Vec<Value> = text
-            .lines()
-            .map(|l| serde_json::from_str(l).unwrap())
-            .collect();
+        let lines: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
         assert_eq!(lines.len(), 2);
         let v = &lines[0];
         assert_eq!(v["traceId"], "00000000000000010000000000000002");

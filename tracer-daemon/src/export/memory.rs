@@ -28,11 +28,7 @@ impl MemorySink {
         lock(&self.0).batches.clone()
     }
     pub fn spans(&self) -> Vec<JaegerSpan> {
-        lock(&self.0)
-            .batches
-            .iter()
-            .flat_map(|b| b.spans.iter().cloned())
-            .collect()
+        lock(&self.0).batches.iter().flat_map(|b| b.spans.iter().cloned()).collect()
     }
     pub fn span_count(&self) -> usize {
         lock(&self.0).batches.iter().map(|b| b.spans.len()).sum()
@@ -68,16 +64,9 @@ impl Exporter for MemoryExporter {
         let mut st = lock(&self.sink.0);
         st.attempts += 1;
         if let Some(status) = st.fail_next.pop_front() {
-            return Err(ExportError::Status {
-                endpoint: "memory".into(),
-                status,
-            });
+            return Err(ExportError::Status { endpoint: "memory".into(), status });
         }
         st.batches.push(batch.clone());
-        Ok(Delivered {
-            spans: batch.spans.len(),
-            requests: 1,
-            bytes: 0,
-        })
+        Ok(Delivered { spans: batch.spans.len(), requests: 1, bytes: 0 })
     }
 }

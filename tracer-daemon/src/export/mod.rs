@@ -65,7 +65,7 @@ pub use memory::MemoryExporter;
 pub use pipeline::{ExportHandle, ExportMetrics, Pipeline, wait_for_signal};
 pub use queue::SpanSender;
 
-use crate::model::{Process, JaegerSpan};
+use crate::model::{JaegerSpan, Process};
 
 /// Spans of one process, delivered together. `process` carries the host tags.
 #[derive(Clone, Debug, PartialEq)]
@@ -90,10 +90,7 @@ pub struct Delivered {
 pub enum ExportError {
     /// Could not connect, or the connection broke: refused, reset, unreachable.
     #[error("{endpoint}: {source}")]
-    Io {
-        endpoint: String,
-        source: std::io::Error,
-    },
+    Io { endpoint: String, source: std::io::Error },
     #[error("{endpoint}: timed out")]
     Timeout { endpoint: String },
     /// The collector answered with a non-2xx status.
@@ -112,9 +109,7 @@ impl ExportError {
     /// TLS and encoding failures do not.
     pub fn is_retryable(&self) -> bool {
         match self {
-            ExportError::Io { .. } | ExportError::Timeout { .. } | ExportError::Protocol { .. } => {
-                true
-            }
+            ExportError::Io { .. } | ExportError::Timeout { .. } | ExportError::Protocol { .. } => true,
             ExportError::Status { status, .. } => crate::net::backoff::status_is_retryable(*status),
             ExportError::Tls { .. } | ExportError::Encode(_) => false,
         }
@@ -129,10 +124,7 @@ pub trait Exporter: Send + 'static {
     fn name(&self) -> &'static str;
 
     /// Delivers one batch (one attempt; an HTTP exporter tries each collector once).
-    fn export(
-        &mut self,
-        batch: &Batch,
-    ) -> impl Future<Output = Result<Delivered, ExportError>> + Send;
+    fn export(&mut self, batch: &Batch) -> impl Future<Output = Result<Delivered, ExportError>> + Send;
 
     /// Called about every 100 ms.
     fn tick(&mut self, _now: Instant) {}

@@ -9,19 +9,19 @@ use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
 use super::batch::Batcher;
-use crate::config::export::{ConfigError, Destination, ExportConfig, RetryPolicy};
 use super::console::ConsoleExporter;
-use crate::jaeger::encode::{ClientStats, Protocol};
-use crate::net::host::HostInfo;
 use super::json::JsonExporter;
 use super::queue::SpanSender;
-use crate::logging::LogLimiter;
-use crate::net::backoff::Backoff;
 use super::transport_http::HttpExporter;
 use super::transport_udp::UdpExporter;
 use super::{Batch, Exporter};
+use crate::config::export::{ConfigError, Destination, ExportConfig, RetryPolicy};
+use crate::jaeger::encode::{ClientStats, Protocol};
+use crate::logging::LogLimiter;
 use crate::metrics::{Counter, Gauge, Histogram, Registry};
 use crate::model::Span;
+use crate::net::backoff::Backoff;
+use crate::net::host::HostInfo;
 
 /// How often exporters get `tick` (the console's quiet-trace check).
 const TICK: Duration = Duration::from_millis(100);
@@ -63,12 +63,8 @@ impl ExportMetrics {
                 &[("reason", reason)],
             )
         };
-        reg.gauge(
-            "tracer_export_queue_capacity",
-            "Capacity of the span queue, in spans.",
-            &[],
-        )
-        .set(i64::try_from(queue_capacity).unwrap_or(i64::MAX));
+        reg.gauge("tracer_export_queue_capacity", "Capacity of the span queue, in spans.", &[])
+            .set(i64::try_from(queue_capacity).unwrap_or(i64::MAX));
         ExportMetrics {
             spans_sent: reg.counter("tracer_export_spans_sent_total", "Spans delivered.", &ex),
             spans_failed: reg.counter(
@@ -81,16 +77,8 @@ impl ExportMetrics {
                 "Batches (requests or packets) delivered.",
                 &ex,
             ),
-            batches_failed: reg.counter(
-                "tracer_export_batches_failed_total",
-                "Batches given up after failures.",
-                &ex,
-            ),
-            bytes_sent: reg.counter(
-                "tracer_export_bytes_sent_total",
-                "Payload bytes delivered.",
-                &ex,
-            ),
+            batches_failed: reg.counter("tracer_export_batches_failed_total", "Batches given up after failures.", &ex),
+            bytes_sent: reg.counter("tracer_export_bytes_sent_total", "Payload bytes delivered.", &ex),
             retries: reg.counter(
                 "tracer_export_retries_total",
                 "Delivery attempts retried after a retryable failure.",
@@ -100,16 +88,8 @@ impl ExportMetrics {
             dropped_too_large: dropped("too_large"),
             dropped_send_failed: dropped("send_failed"),
             dropped_shutdown: dropped("shutdown"),
-            queue_depth: reg.gauge(
-                "tracer_export_queue_depth",
-                "Spans waiting in the span queue.",
-                &[],
-            ),
-            pending_batches: reg.gauge(
-                "tracer_export_pending_batches",
-                "Batches waiting for delivery.",
-                &[],
-            ),
+            queue_depth: reg.gauge("tracer_export_queue_depth", "Spans waiting in the span queue.", &[]),
+            pending_batches: reg.gauge("tracer_export_pending_batches", "Batches waiting for delivery.", &[]),
             in_flight: reg.gauge(
                 "tracer_export_spans_in_flight",
                 "Spans accepted and not yet delivered or dropped.",
@@ -151,11 +131,7 @@ pub struct Pipeline;
 
 impl Pipeline {
     /// Starts the pipeline for the configured destination. Needs a running tokio runtime.
-    pub fn spawn(
-        cfg: &ExportConfig,
-        host: HostInfo,
-        metrics: Arc<Registry>,
-    ) -> Result<ExportHandle, ConfigError> {
+    pub fn spawn(cfg: &ExportConfig, host: HostInfo, metrics: Arc<Registry>) -> Result<ExportHandle, ConfigError> {
         match cfg.destination()? {
             Destination::Http(urls) => {
                 let m = ExportMetrics::new(&metrics, "http", cfg.queue_size);
@@ -213,19 +189,8 @@ fn start<E: Exporter>(
     );
     let batcher = Batcher::new(cfg.batch_limits(), proto, host);
     let batcher_task = tokio::spawn(run_batcher(span_rx, stop_rx, batcher, batch_tx, m.clone()));
-    let sender_task = tokio::spawn(run_sender(
-        batch_rx,
-        exporter,
-        cfg.retry_policy(),
-        m.clone(),
-    ));
-    ExportHandle {
-        sender,
-        metrics: m,
-        stop: stop_tx,
-        batcher_task,
-        sender_task,
-    }
+    let sender_task = tokio::spawn(run_sender(batch_rx, exporter, cfg.retry_policy(), m.clone()));
+    ExportHandle { sender, metrics: m, stop: stop_tx, batcher_task, sender_task }
 }
 
 /// The running pipeline.
@@ -269,11 +234,7 @@ impl ExportHandle {
     }
 }
 
-async fn send_batches(
-    out: &mpsc::Sender<Batch>,
-    batches: &mut Vec<Batch>,
-    m: &ExportMetrics,
-) -> bool {
+async fn send_batches(out: &mpsc::Sender<Batch>, batches: &mut Vec<Batch>, m: &ExportMetrics) -> bool {
     for b in batches.drain(..) {
         m.pending_batches.inc();
         if out.send(b).await.is_err() {
@@ -406,10 +367,7 @@ async fn deliver<E: Exporter>(
 /// Resolves on SIGTERM or SIGINT.
 pub async fn wait_for_signal() {
     use tokio::signal::unix::{SignalKind, signal};
-    match (
-        signal(SignalKind::terminate()),
-        signal(SignalKind::interrupt()),
-    ) {
+    match (signal(SignalKind::terminate()), signal(SignalKind::interrupt())) {
         (Ok(mut term), Ok(mut int)) => {
             tokio::select! {
                 _ = term.recv() => {}

@@ -8,10 +8,7 @@ use crate::model::{Process, Tag, TraceId};
 
 fn span(process: &Arc<Process>, id: u64) -> Span {
     Span::from_app(crate::model::JaegerSpan {
-        trace_id: TraceId {
-            high: 0,
-            low: id / 10 + 1,
-        },
+        trace_id: TraceId { high: 0, low: id / 10 + 1 },
         span_id: id,
         parent_span_id: 0,
         operation: format!("op{id}"),
@@ -40,14 +37,8 @@ fn cfg() -> ExportConfig {
 fn start(cfg: &ExportConfig) -> (ExportHandle, MemorySink, Arc<Registry>) {
     let reg = Registry::new();
     let (ex, sink) = MemoryExporter::new();
-    let h = Pipeline::spawn_with(
-        cfg,
-        HostInfo::new("host-1", "10.1.2.3"),
-        reg.clone(),
-        Some(Protocol::Binary),
-        ex,
-    )
-    .unwrap();
+    let h = Pipeline::spawn_with(cfg, HostInfo::new("host-1", "10.1.2.3"), reg.clone(), Some(Protocol::Binary), ex)
+        .unwrap();
     (h, sink, reg)
 }
 
@@ -60,10 +51,7 @@ async fn wait_until(what: &str, mut f: impl FnMut() -> bool) {
 }
 
 fn svc(name: &str) -> Arc<Process> {
-    Arc::new(Process {
-        service_name: name.into(),
-        tags: vec![],
-    })
+    Arc::new(Process { service_name: name.into(), tags: vec![] })
 }
 
 #[tokio::test]
@@ -77,38 +65,20 @@ async fn delivers_batches_per_process_with_host_tags() {
     let batches = sink.batches();
     for batch in &batches {
         assert!(batch.spans.len() <= 10);
-        assert!(
-            batch
-                .spans
-                .iter()
-                .all(|s| s.process.service_name == batch.process.service_name)
-        );
+        assert!(batch.spans.iter().all(|s| s.process.service_name == batch.process.service_name));
         assert!(batch.process.tags.contains(&Tag::str("hostname", "host-1")));
         assert!(batch.process.tags.contains(&Tag::str("ip", "10.1.2.3")));
     }
-    assert_eq!(
-        batches
-            .iter()
-            .filter(|b| b.process.service_name == "b")
-            .map(|b| b.spans.len())
-            .sum::<usize>(),
-        5
-    );
+    assert_eq!(batches.iter().filter(|b| b.process.service_name == "b").map(|b| b.spans.len()).sum::<usize>(), 5);
     assert_eq!(h.metrics.spans_sent.get(), 25);
     wait_until("in-flight back to 0", || h.metrics.in_flight.get() == 0).await;
-    assert!(
-        reg.render()
-            .contains("tracer_export_spans_sent_total{exporter=\"memory\"} 25\n")
-    );
+    assert!(reg.render().contains("tracer_export_spans_sent_total{exporter=\"memory\"} 25\n"));
     assert!(h.shutdown(Duration::from_secs(1)).await);
 }
 
 #[tokio::test]
 async fn retries_5xx_but_not_4xx() {
-    let (h, sink, _reg) = start(&ExportConfig {
-        batch_max_spans: 1,
-        ..cfg()
-    });
+    let (h, sink, _reg) = start(&ExportConfig { batch_max_spans: 1, ..cfg() });
     let p = svc("a");
     sink.fail_next(&[503, 500]);
     assert!(h.sender.try_send(span(&p, 1)));
@@ -118,10 +88,7 @@ async fn retries_5xx_but_not_4xx() {
 
     sink.fail_next(&[400]);
     assert!(h.sender.try_send(span(&p, 2)));
-    wait_until("the rejected batch to be counted", || {
-        h.metrics.dropped_send_failed.get() == 1
-    })
-    .await;
+    wait_until("the rejected batch to be counted", || h.metrics.dropped_send_failed.get() == 1).await;
     assert_eq!(sink.attempts(), 4, "a 4xx is not retried");
     assert_eq!(h.metrics.batches_failed.get(), 1);
     assert_eq!(h.metrics.client_stats().failed_to_emit_spans, 1);
@@ -130,17 +97,10 @@ async fn retries_5xx_but_not_4xx() {
 
 #[tokio::test]
 async fn gives_up_after_max_elapsed() {
-    let (h, sink, _reg) = start(&ExportConfig {
-        batch_max_spans: 1,
-        retry_max_elapsed_ms: 60,
-        ..cfg()
-    });
+    let (h, sink, _reg) = start(&ExportConfig { batch_max_spans: 1, retry_max_elapsed_ms: 60, ..cfg() });
     sink.fail_next(&[503; 1000]);
     assert!(h.sender.try_send(span(&svc("a"), 1)));
-    wait_until("the batch to be given up", || {
-        h.metrics.dropped_send_failed.get() == 1
-    })
-    .await;
+    wait_until("the batch to be given up", || h.metrics.dropped_send_failed.get() == 1).await;
     let attempts = sink.attempts();
     assert!((2..50).contains(&attempts), "{attempts} attempts");
     assert_eq!(sink.span_count(), 0);
@@ -149,13 +109,8 @@ async fn gives_up_after_max_elapsed() {
 
 #[tokio::test]
 async fn full_queue_drops_and_counts_and_memory_stays_bounded() {
-    let c = ExportConfig {
-        queue_size: 20,
-        pending_batches: 1,
-        batch_max_spans: 5,
-        retry_max_elapsed_ms: 60_000,
-        ..cfg()
-    };
+    let c =
+        ExportConfig { queue_size: 20, pending_batches: 1, batch_max_spans: 5, retry_max_elapsed_ms: 60_000, ..cfg() };
     let (h, sink, reg) = start(&c);
     sink.fail_next(&[503; 100_000]); // the collector is down
     let p = svc("a");
@@ -173,24 +128,15 @@ async fn full_queue_drops_and_counts_and_memory_stays_bounded() {
     // Queue (20), a batch waiting (5), one retried (5), one the batcher holds (5), an open one (4).
     assert!(accepted <= 40, "accepted {accepted}");
     assert!(h.metrics.queue_depth.get() <= 20);
-    assert_eq!(
-        h.metrics.client_stats().full_queue_dropped_spans,
-        dropped as i64
-    );
-    assert!(reg.render().contains(&format!(
-        "tracer_export_spans_dropped_total{{reason=\"queue_full\"}} {dropped}\n"
-    )));
+    assert_eq!(h.metrics.client_stats().full_queue_dropped_spans, dropped as i64);
+    assert!(reg.render().contains(&format!("tracer_export_spans_dropped_total{{reason=\"queue_full\"}} {dropped}\n")));
     // The deadline passes with the collector still down: what is left is counted.
     assert!(!h.shutdown(Duration::from_millis(100)).await);
 }
 
 #[tokio::test]
 async fn shutdown_flushes_open_batches() {
-    let (h, sink, _reg) = start(&ExportConfig {
-        batch_max_age_ms: 60_000,
-        batch_max_spans: 1000,
-        ..cfg()
-    });
+    let (h, sink, _reg) = start(&ExportConfig { batch_max_age_ms: 60_000, batch_max_spans: 1000, ..cfg() });
     let p = svc("a");
     for i in 0..7 {
         assert!(h.sender.try_send(span(&p, i)));
@@ -204,10 +150,7 @@ async fn shutdown_flushes_open_batches() {
 
 #[tokio::test]
 async fn shutdown_deadline_counts_what_is_lost() {
-    let (h, sink, _reg) = start(&ExportConfig {
-        batch_max_spans: 1000,
-        ..cfg()
-    });
+    let (h, sink, _reg) = start(&ExportConfig { batch_max_spans: 1000, ..cfg() });
     sink.fail_next(&[503; 100_000]);
     for i in 0..7 {
         assert!(h.sender.try_send(span(&svc("a"), i)));
@@ -223,8 +166,5 @@ async fn shutdown_deadline_counts_what_is_lost() {
 #[tokio::test]
 async fn seq_numbers_increase() {
     let m = ExportMetrics::detached();
-    assert_eq!(
-        (m.next_seq(), m.next_seq(), m.clone().next_seq()),
-        (1, 2, 3)
-    );
+    assert_eq!((m.next_seq(), m.next_seq(), m.clone().next_seq()), (1, 2, 3));
 }

@@ -26,13 +26,7 @@ impl SpanSender {
         dropped_full: Counter,
         dropped_closed: Counter,
     ) -> Self {
-        SpanSender {
-            tx,
-            depth,
-            in_flight,
-            dropped_full,
-            dropped_closed,
-        }
+        SpanSender { tx, depth, in_flight, dropped_full, dropped_closed }
     }
 
     /// Queues a finished span. `false` when it was dropped: the queue was full

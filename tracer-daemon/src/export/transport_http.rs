@@ -7,12 +7,12 @@ use std::time::{Duration, Instant};
 
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
+use super::pipeline::ExportMetrics;
+use super::{Batch, Delivered, ExportError, Exporter};
 use crate::config::export::{ConfigError, ExportConfig};
 use crate::jaeger::encode::{BatchMeta, Protocol, encode_batch};
 use crate::net::http::{self, ConnectError, Stream, Url};
 use crate::net::tls::{self, TlsOptions};
-use super::pipeline::ExportMetrics;
-use super::{Batch, Delivered, ExportError, Exporter};
 
 /// Largest response head accepted from a collector, bytes.
 const MAX_RESPONSE_HEAD: usize = 16 * 1024;
@@ -53,11 +53,7 @@ pub struct HttpExporter {
 }
 
 impl HttpExporter {
-    pub fn new(
-        urls: &[String],
-        cfg: &ExportConfig,
-        metrics: ExportMetrics,
-    ) -> Result<Self, ConfigError> {
+    pub fn new(urls: &[String], cfg: &ExportConfig, metrics: ExportMetrics) -> Result<Self, ConfigError> {
         let parsed: Vec<Url> = urls.iter().map(|u| collector_url(u)).collect::<Result<_, _>>()?;
         let tls = if parsed.iter().any(|u| u.tls) {
             let opts = TlsOptions { ca_file: cfg.collector_ca_file.clone(), insecure_skip_verify: false };
@@ -67,24 +63,14 @@ impl HttpExporter {
         };
         let mut fixed_headers = String::new();
         fixed_headers.push_str("Content-Type: application/x-thrift\r\n");
-        fixed_headers.push_str(concat!(
-            "User-Agent: tracer/",
-            env!("CARGO_PKG_VERSION"),
-            "\r\n"
-        ));
+        fixed_headers.push_str(concat!("User-Agent: tracer/", env!("CARGO_PKG_VERSION"), "\r\n"));
         for (k, v) in cfg.parsed_headers()? {
             fixed_headers.push_str(&format!("{k}: {v}\r\n"));
         }
         Ok(HttpExporter {
             endpoints: parsed
                 .into_iter()
-                .map(|url| Endpoint {
-                    name: url.endpoint(&url.path),
-                    url,
-                    conn: None,
-                    down_until: None,
-                    failures: 0,
-                })
+                .map(|url| Endpoint { name: url.endpoint(&url.path), url, conn: None, down_until: None, failures: 0 })
                 .collect(),
             next: 0,
             fixed_headers,
@@ -126,9 +112,7 @@ impl HttpExporter {
     async fn post(&mut self, i: usize, head: &[u8]) -> Result<(), ExportError> {
         let reused = self.endpoints[i].conn.is_some();
         match self.post_once(i, head).await {
-            Err(ExportError::Io { .. } | ExportError::Protocol { .. }) if reused => {
-                self.post_once(i, head).await
-            }
+            Err(ExportError::Io { .. } | ExportError::Protocol { .. }) if reused => self.post_once(i, head).await,
             other => other,
         }
     }
@@ -139,10 +123,7 @@ impl HttpExporter {
             Some(c) => c,
             None => connect(self.tls.clone(), self.endpoints[i].url.clone()).await?,
         };
-        let io = |e: std::io::Error| ExportError::Io {
-            endpoint: endpoint.clone(),
-            source: e,
-        };
+        let io = |e: std::io::Error| ExportError::Io { endpoint: endpoint.clone(), source: e };
         conn.write_all(head).await.map_err(io)?;
         conn.write_all(&self.body).await.map_err(io)?;
         conn.flush().await.map_err(io)?;
@@ -150,27 +131,14 @@ impl HttpExporter {
         if keep {
             self.endpoints[i].conn = Some(conn);
         }
-        if (200..300).contains(&status) {
-            Ok(())
-        } else {
-            Err(ExportError::Status { endpoint, status })
-        }
+        if (200..300).contains(&status) { Ok(()) } else { Err(ExportError::Status { endpoint, status }) }
     }
 }
 
 /// Reads one response; returns the status and whether the connection can be reused.
-async fn read_response(
-    conn: &mut Box<dyn Stream>,
-    endpoint: &str,
-) -> Result<(u16, bool), ExportError> {
-    let perr = |why: &str| ExportError::Protocol {
-        endpoint: endpoint.to_owned(),
-        why: why.to_owned(),
-    };
-    let io = |e: std::io::Error| ExportError::Io {
-        endpoint: endpoint.to_owned(),
-        source: e,
-    };
+async fn read_response(conn: &mut Box<dyn Stream>, endpoint: &str) -> Result<(u16, bool), ExportError> {
+    let perr = |why: &str| ExportError::Protocol { endpoint: endpoint.to_owned(), why: why.to_owned() };
+    let io = |e: std::io::Error| ExportError::Io { endpoint: endpoint.to_owned(), source: e };
     let mut buf: Vec<u8> = Vec::with_capacity(512);
     let mut chunk = [0u8; 4096];
     let mut need_more = true;
@@ -206,11 +174,7 @@ async fn read_response(
         for h in resp.headers.iter() {
             let v = String::from_utf8_lossy(h.value).to_ascii_lowercase();
             if h.name.eq_ignore_ascii_case("content-length") {
-                length = Some(
-                    v.trim()
-                        .parse()
-                        .map_err(|_| perr("invalid content-length"))?,
-                );
+                length = Some(v.trim().parse().map_err(|_| perr("invalid content-length"))?);
             } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
                 chunked = v.contains("chunked");
             } else if h.name.eq_ignore_ascii_case("connection") {
@@ -297,19 +261,10 @@ impl Exporter for HttpExporter {
 
     /// Tries each collector once, healthy ones first, until one takes the batch.
     async fn export(&mut self, batch: &Batch) -> Result<Delivered, ExportError> {
-        let meta = BatchMeta {
-            seq_no: Some(self.metrics.next_seq()),
-            stats: Some(self.metrics.client_stats()),
-        };
+        let meta = BatchMeta { seq_no: Some(self.metrics.next_seq()), stats: Some(self.metrics.client_stats()) };
         self.body.clear();
-        encode_batch(
-            Protocol::Binary,
-            &batch.process,
-            &batch.spans,
-            &meta,
-            &mut self.body,
-        )
-        .map_err(|e| ExportError::Encode(e.to_string()))?;
+        encode_batch(Protocol::Binary, &batch.process, &batch.spans, &meta, &mut self.body)
+            .map_err(|e| ExportError::Encode(e.to_string()))?;
         let mut last: Option<ExportError> = None;
         let now = Instant::now();
         for i in self.order(now) {
@@ -322,33 +277,26 @@ impl Exporter for HttpExporter {
                 self.body.len()
             );
             let name = self.endpoints[i].name.clone();
-            let result =
-                match tokio::time::timeout(self.timeout, self.post(i, head.as_bytes())).await {
-                    Ok(r) => r,
-                    Err(_) => {
-                        self.endpoints[i].conn = None;
-                        Err(ExportError::Timeout { endpoint: name })
-                    }
-                };
+            let result = match tokio::time::timeout(self.timeout, self.post(i, head.as_bytes())).await {
+                Ok(r) => r,
+                Err(_) => {
+                    self.endpoints[i].conn = None;
+                    Err(ExportError::Timeout { endpoint: name })
+                }
+            };
             match result {
                 Ok(()) => {
                     let ep = &mut self.endpoints[i];
                     ep.down_until = None;
                     ep.failures = 0;
                     self.next = (i + 1) % self.endpoints.len();
-                    return Ok(Delivered {
-                        spans: batch.spans.len(),
-                        requests: 1,
-                        bytes: self.body.len(),
-                    });
+                    return Ok(Delivered { spans: batch.spans.len(), requests: 1, bytes: self.body.len() });
                 }
                 Err(e) if e.is_retryable() => {
                     let ep = &mut self.endpoints[i];
                     ep.conn = None;
                     ep.failures = ep.failures.saturating_add(1);
-                    let cool = DOWN_MIN
-                        .saturating_mul(1 << ep.failures.min(8))
-                        .min(DOWN_MAX);
+                    let cool = DOWN_MIN.saturating_mul(1 << ep.failures.min(8)).min(DOWN_MAX);
                     ep.down_until = Some(Instant::now() + cool);
                     last = Some(e);
                 }

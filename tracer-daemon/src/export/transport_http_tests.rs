@@ -2,8 +2,8 @@
 //! spreading, status handling, timeouts and response framing.
 
 use super::*;
-use crate::jaeger::decode::decode_batch;
 use crate::api::{self, Request, Response, Router};
+use crate::jaeger::decode::decode_batch;
 use crate::model::{JaegerSpan, Process, Tag, TraceId};
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -14,37 +14,18 @@ use tokio::net::TcpListener;
 #[test]
 fn urls_parse() {
     let u = collector_url("http://jaeger:14268").unwrap();
-    assert_eq!(
-        (u.tls, u.host.as_str(), u.port, u.path.as_str()),
-        (false, "jaeger", 14268, "/api/traces")
-    );
+    assert_eq!((u.tls, u.host.as_str(), u.port, u.path.as_str()), (false, "jaeger", 14268, "/api/traces"));
     let u = collector_url("https://c.example/custom?x=1").unwrap();
-    assert_eq!(
-        (u.tls, u.port, u.path.as_str(), u.authority.as_str()),
-        (true, 443, "/custom?x=1", "c.example")
-    );
+    assert_eq!((u.tls, u.port, u.path.as_str(), u.authority.as_str()), (true, 443, "/custom?x=1", "c.example"));
     let u = collector_url("http://[::1]:9/").unwrap();
-    assert_eq!(
-        (u.host.as_str(), u.port, u.path.as_str()),
-        ("::1", 9, "/api/traces")
-    );
-    for bad in [
-        "ftp://x",
-        "http://",
-        "http://u:p@x",
-        "http://x:99999",
-        "http://x:1/a b",
-        "jaeger:14268",
-    ] {
+    assert_eq!((u.host.as_str(), u.port, u.path.as_str()), ("::1", 9, "/api/traces"));
+    for bad in ["ftp://x", "http://", "http://u:p@x", "http://x:99999", "http://x:1/a b", "jaeger:14268"] {
         assert!(collector_url(bad).is_err(), "{bad}");
     }
 }
 
 fn batch(n: u64) -> Batch {
-    let process = Arc::new(Process {
-        service_name: "svc".into(),
-        tags: vec![Tag::str("hostname", "h")],
-    });
+    let process = Arc::new(Process { service_name: "svc".into(), tags: vec![Tag::str("hostname", "h")] });
     let spans = (0..n)
         .map(|i| JaegerSpan {
             trace_id: TraceId { high: 0, low: 77 },
@@ -84,12 +65,7 @@ async fn collector() -> Collector {
     });
     let (tx, rx) = tokio::sync::watch::channel(false);
     tokio::spawn(api::serve(listener, Arc::new(router), rx));
-    Collector {
-        addr,
-        seen,
-        statuses,
-        _stop: tx,
-    }
+    Collector { addr, seen, statuses, _stop: tx }
 }
 
 /// A port nothing listens on.
@@ -128,23 +104,14 @@ async fn posts_binary_batches_with_headers() {
     assert_eq!(got.process.service_name, "svc");
     assert_eq!(got.seq_no, Some(1));
     assert_eq!(got.stats.unwrap().full_queue_dropped_spans, 4);
-    assert_eq!(
-        decode_batch(Protocol::Binary, &seen[1].body)
-            .unwrap()
-            .seq_no,
-        Some(2)
-    );
+    assert_eq!(decode_batch(Protocol::Binary, &seen[1].body).unwrap().seq_no, Some(2));
 }
 
 #[tokio::test]
 async fn fails_over_and_spreads() {
     let (a, b) = (collector().await, collector().await);
     let dead = dead_port().await;
-    let urls = vec![
-        format!("http://127.0.0.1:{dead}"),
-        format!("http://{}", a.addr),
-        format!("http://{}", b.addr),
-    ];
+    let urls = vec![format!("http://127.0.0.1:{dead}"), format!("http://{}", a.addr), format!("http://{}", b.addr)];
     let (mut ex, _m) = exporter(&urls, ExportConfig::default());
     for _ in 0..6 {
         ex.export(&batch(1)).await.unwrap();
@@ -157,15 +124,9 @@ async fn fails_over_and_spreads() {
 #[tokio::test]
 async fn all_down_is_retryable_and_4xx_is_not() {
     let dead = dead_port().await;
-    let (mut ex, _m) = exporter(
-        &[format!("http://127.0.0.1:{dead}")],
-        ExportConfig::default(),
-    );
+    let (mut ex, _m) = exporter(&[format!("http://127.0.0.1:{dead}")], ExportConfig::default());
     let e = ex.export(&batch(1)).await.unwrap_err();
-    assert!(
-        matches!(e, ExportError::Io { .. }) && e.is_retryable(),
-        "{e}"
-    );
+    assert!(matches!(e, ExportError::Io { .. }) && e.is_retryable(), "{e}");
 
     let c = collector().await;
     let (mut ex, _m) = exporter(&[format!("http://{}", c.addr)], ExportConfig::default());
@@ -186,16 +147,10 @@ async fn a_silent_collector_times_out() {
         let (_s, _) = l.accept().await.unwrap();
         tokio::time::sleep(Duration::from_secs(30)).await;
     });
-    let cfg = ExportConfig {
-        collector_timeout_ms: 100,
-        ..Default::default()
-    };
+    let cfg = ExportConfig { collector_timeout_ms: 100, ..Default::default() };
     let (mut ex, _m) = exporter(&[format!("http://{addr}")], cfg);
     let e = ex.export(&batch(1)).await.unwrap_err();
-    assert!(
-        matches!(e, ExportError::Timeout { .. }) && e.is_retryable(),
-        "{e}"
-    );
+    assert!(matches!(e, ExportError::Timeout { .. }) && e.is_retryable(), "{e}");
     hold.abort();
 }
 
@@ -220,18 +175,12 @@ async fn answer<S: AsyncRead + AsyncWrite + Unpin>(
         let head = String::from_utf8_lossy(&buf[..end]).to_ascii_lowercase();
         let len: usize = head
             .lines()
-            .find_map(|l| {
-                l.strip_prefix("content-length:")
-                    .map(|v| v.trim().parse().unwrap())
-            })
+            .find_map(|l| l.strip_prefix("content-length:").map(|v| v.trim().parse().unwrap()))
             .unwrap_or(0);
         if buf.len() < end + 4 + len {
             continue;
         }
-        bodies
-            .lock()
-            .unwrap()
-            .push(buf[end + 4..end + 4 + len].to_vec());
+        bodies.lock().unwrap().push(buf[end + 4..end + 4 + len].to_vec());
         buf.drain(..end + 4 + len);
         match responses.next() {
             Some(r) => {
@@ -298,8 +247,7 @@ async fn tls_server(dir: &Path) -> (u16, PathBuf, Arc<Mutex<Vec<Vec<u8>>>>) {
         while let Ok((tcp, _)) = l.accept().await {
             let (acceptor, b) = (acceptor.clone(), b.clone());
             tokio::spawn(async move {
-                let mut responses =
-                    std::iter::repeat(&b"HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n"[..]);
+                let mut responses = std::iter::repeat(&b"HTTP/1.1 202 Accepted\r\nContent-Length: 0\r\n\r\n"[..]);
                 // A failed handshake (an untrusting client) just ends that connection.
                 if let Ok(tls) = acceptor.accept(tcp).await {
                     answer(tls, &mut responses, &b).await;
@@ -318,26 +266,17 @@ async fn https_with_a_trusted_ca_file() {
     let url = format!("https://localhost:{port}");
 
     // Trusted through the CA file: delivered, twice over one connection.
-    let cfg = ExportConfig {
-        collector_ca_file: Some(pem.clone()),
-        ..Default::default()
-    };
+    let cfg = ExportConfig { collector_ca_file: Some(pem.clone()), ..Default::default() };
     let (mut ex, _m) = exporter(std::slice::from_ref(&url), cfg);
     ex.export(&batch(2)).await.unwrap();
     ex.export(&batch(1)).await.unwrap();
     let got = bodies.lock().unwrap().clone();
     assert_eq!(got.len(), 2);
-    assert_eq!(
-        decode_batch(Protocol::Binary, &got[0]).unwrap().spans,
-        batch(2).spans
-    );
+    assert_eq!(decode_batch(Protocol::Binary, &got[0]).unwrap().spans, batch(2).spans);
 
     // Not trusted by the web PKI roots alone: a TLS error, not retried.
     let (mut ex, _m) = exporter(std::slice::from_ref(&url), ExportConfig::default());
     let e = ex.export(&batch(1)).await.unwrap_err();
-    assert!(
-        matches!(e, ExportError::Tls { .. }) && !e.is_retryable(),
-        "{e}"
-    );
+    assert!(matches!(e, ExportError::Tls { .. }) && !e.is_retryable(), "{e}");
     std::fs::remove_dir_all(&dir).unwrap();
 }

@@ -7,13 +7,12 @@ use std::net::SocketAddr;
 
 use tokio::net::UdpSocket;
 
-use crate::jaeger::encode::{
-    BatchMeta, ClientStats, Protocol, emit_batch_empty_len, encode_emit_batch, list_header_extra,
-    span_len,
-};
 use super::pipeline::ExportMetrics;
 use super::{Batch, Delivered, ExportError, Exporter};
-use crate::model::{Process, JaegerSpan};
+use crate::jaeger::encode::{
+    BatchMeta, ClientStats, Protocol, emit_batch_empty_len, encode_emit_batch, list_header_extra, span_len,
+};
+use crate::model::{JaegerSpan, Process};
 
 /// Meta values large enough that any real trailer encodes no longer than this one.
 const WORST_META: BatchMeta = BatchMeta {
@@ -39,16 +38,11 @@ pub fn plan_packets(proto: Protocol, sizes: &[usize], envelope: usize, max_packe
     let mut cur: Vec<usize> = Vec::new();
     let mut cur_bytes = 0usize;
     for (i, &size) in sizes.iter().enumerate() {
-        if envelope
-            .saturating_add(list_header_extra(proto, 1))
-            .saturating_add(size)
-            > max_packet
-        {
+        if envelope.saturating_add(list_header_extra(proto, 1)).saturating_add(size) > max_packet {
             plan.too_large.push(i);
             continue;
         }
-        let with =
-            envelope + list_header_extra(proto, cur.len() + 1) + cur_bytes.saturating_add(size);
+        let with = envelope + list_header_extra(proto, cur.len() + 1) + cur_bytes.saturating_add(size);
         if !cur.is_empty() && with > max_packet {
             plan.packets.push(std::mem::take(&mut cur));
             cur_bytes = 0;
@@ -74,43 +68,20 @@ pub struct UdpExporter {
 impl UdpExporter {
     /// `addr` is `HOST:PORT`, resolved when the first packet is sent (and again after errors).
     pub fn new(addr: String, max_packet: usize, metrics: ExportMetrics) -> Self {
-        UdpExporter {
-            addr,
-            socket: None,
-            max_packet,
-            metrics,
-            buf: Vec::with_capacity(max_packet),
-        }
+        UdpExporter { addr, socket: None, max_packet, metrics, buf: Vec::with_capacity(max_packet) }
     }
 
     async fn ensure_socket(&mut self) -> Result<(), ExportError> {
         if self.socket.is_none() {
-            let io = |e: std::io::Error| ExportError::Io {
-                endpoint: self.addr.clone(),
-                source: e,
-            };
+            let io = |e: std::io::Error| ExportError::Io { endpoint: self.addr.clone(), source: e };
             let target: SocketAddr = tokio::net::lookup_host(&self.addr)
                 .await
                 .map_err(io)?
                 .next()
-                .ok_or_else(|| {
-                    io(std::io::Error::new(
-                        std::io::ErrorKind::NotFound,
-                        "no address",
-                    ))
-                })?;
-            let local: SocketAddr = if target.is_ipv4() {
-                "0.0.0.0:0"
-            } else {
-                "[::]:0"
-            }
-            .parse()
-            .map_err(|_| {
-                io(std::io::Error::new(
-                    std::io::ErrorKind::InvalidInput,
-                    "local address",
-                ))
-            })?;
+                .ok_or_else(|| io(std::io::Error::new(std::io::ErrorKind::NotFound, "no address")))?;
+            let local: SocketAddr = if target.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" }
+                .parse()
+                .map_err(|_| io(std::io::Error::new(std::io::ErrorKind::InvalidInput, "local address")))?;
             let s = UdpSocket::bind(local).await.map_err(io)?;
             s.connect(target).await.map_err(io)?;
             self.socket = Some(s);
@@ -120,10 +91,7 @@ impl UdpExporter {
 
     /// Encodes one packet of `spans` into `self.buf`.
     fn encode(&mut self, process: &Process, spans: &[&JaegerSpan]) -> Result<(), ExportError> {
-        let meta = BatchMeta {
-            seq_no: Some(self.metrics.next_seq()),
-            stats: Some(self.metrics.client_stats()),
-        };
+        let meta = BatchMeta { seq_no: Some(self.metrics.next_seq()), stats: Some(self.metrics.client_stats()) };
         self.buf.clear();
         encode_emit_batch(Protocol::Compact, 0, process, spans, &meta, &mut self.buf)
             .map_err(|e| ExportError::Encode(e.to_string()))
@@ -136,17 +104,11 @@ impl Exporter for UdpExporter {
     }
 
     async fn export(&mut self, batch: &Batch) -> Result<Delivered, ExportError> {
-        let sizes: Vec<usize> = batch
-            .spans
-            .iter()
-            .map(|s| span_len(Protocol::Compact, s))
-            .collect();
+        let sizes: Vec<usize> = batch.spans.iter().map(|s| span_len(Protocol::Compact, s)).collect();
         let envelope = emit_batch_empty_len(Protocol::Compact, 0, &batch.process, &WORST_META);
         let plan = plan_packets(Protocol::Compact, &sizes, envelope, self.max_packet);
         if !plan.too_large.is_empty() {
-            self.metrics
-                .dropped_too_large
-                .add(plan.too_large.len() as u64);
+            self.metrics.dropped_too_large.add(plan.too_large.len() as u64);
             tracing::debug!(
                 spans = plan.too_large.len(),
                 max_packet = self.max_packet,
@@ -182,9 +144,7 @@ impl Exporter for UdpExporter {
                 let lost: usize = plan.packets[n..].iter().map(Vec::len).sum();
                 self.metrics.dropped_send_failed.add(lost as u64);
                 self.metrics.spans_failed.add(lost as u64);
-                self.metrics
-                    .batches_failed
-                    .add((plan.packets.len() - n) as u64);
+                self.metrics.batches_failed.add((plan.packets.len() - n) as u64);
                 tracing::debug!(error = %e, addr = %self.addr, spans = lost, "UDP send failed");
                 return Ok(done);
             }
@@ -216,10 +176,7 @@ mod tests {
         let p = plan_packets(Protocol::Compact, &sizes, 10, 26);
         assert_eq!(p.packets.len(), 1);
         let p = plan_packets(Protocol::Compact, &sizes, 10, 25);
-        assert_eq!(
-            p.packets.iter().map(Vec::len).collect::<Vec<_>>(),
-            vec![14, 1]
-        );
+        assert_eq!(p.packets.iter().map(Vec::len).collect::<Vec<_>>(), vec![14, 1]);
     }
 
     fn big_span(id: u64, bytes: usize) -> JaegerSpan {
@@ -234,10 +191,7 @@ mod tests {
             tags: vec![Tag::str("payload", "x".repeat(bytes))],
             logs: vec![],
             references: vec![],
-            process: Arc::new(Process {
-                service_name: "svc".into(),
-                tags: vec![],
-            }),
+            process: Arc::new(Process { service_name: "svc".into(), tags: vec![] }),
         }
     }
 

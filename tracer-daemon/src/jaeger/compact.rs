@@ -5,8 +5,8 @@
 //! writes) with plain pushes.
 
 use thrift::protocol::{
-    TFieldIdentifier, TListIdentifier, TMapIdentifier, TMessageIdentifier, TOutputProtocol,
-    TSetIdentifier, TStructIdentifier, TType,
+    TFieldIdentifier, TListIdentifier, TMapIdentifier, TMessageIdentifier, TOutputProtocol, TSetIdentifier,
+    TStructIdentifier, TType,
 };
 
 /// Where the bytes go: a buffer, or a counter that only measures.
@@ -334,7 +334,14 @@ mod tests {
     fn batches_and_messages_match_the_thrift_crate_byte_for_byte() {
         // Short and long lists (the header changes past 14), every tag type, logs, references.
         let spans: Vec<JaegerSpan> = (0..40).map(|i| span(i, (i as usize) % 20)).collect();
-        let meta = BatchMeta { seq_no: Some(1 << 40), stats: Some(ClientStats { full_queue_dropped_spans: 3, too_large_dropped_spans: -1, failed_to_emit_spans: 1 << 33 }) };
+        let meta = BatchMeta {
+            seq_no: Some(1 << 40),
+            stats: Some(ClientStats {
+                full_queue_dropped_spans: 3,
+                too_large_dropped_spans: -1,
+                failed_to_emit_spans: 1 << 33,
+            }),
+        };
         let process = spans[0].process.clone();
         let (theirs, ours) = both(|p| write_emit_batch(p, 12345, &process, &spans, &meta));
         assert_eq!(ours, theirs);
@@ -348,7 +355,8 @@ mod tests {
             p.write_message_begin(&TMessageIdentifier::new("call", TMessageType::Call, -7))?;
             p.write_struct_begin(&TStructIdentifier::new("s"))?;
             // Deltas of 1, 14, 15 and more, a backwards id and a negative one.
-            for (id, ty) in [(1, TType::I32), (15, TType::I16), (30, TType::I64), (2, TType::Double), (-3, TType::I08)] {
+            for (id, ty) in [(1, TType::I32), (15, TType::I16), (30, TType::I64), (2, TType::Double), (-3, TType::I08)]
+            {
                 p.write_field_begin(&TFieldIdentifier::new("f", ty, id))?;
                 match ty {
                     TType::I32 => p.write_i32(i32::MIN)?,

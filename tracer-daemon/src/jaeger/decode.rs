@@ -4,9 +4,7 @@
 use std::sync::Arc;
 
 use thrift::TConfiguration;
-use thrift::protocol::{
-    TBinaryInputProtocol, TCompactInputProtocol, TInputProtocol, TMessageType, TType,
-};
+use thrift::protocol::{TBinaryInputProtocol, TCompactInputProtocol, TInputProtocol, TMessageType, TType};
 
 use super::encode::{ClientStats, EMIT_BATCH, Protocol, ref_type, tag_type};
 use crate::model::{JaegerSpan, Log, Process, RefKind, SpanRef, Tag, TagValue, TraceId};
@@ -52,30 +50,18 @@ fn config(len: usize) -> TConfiguration {
 /// Decodes an `emitBatch` message as sent to the agent's UDP ports.
 pub fn decode_emit_batch(proto: Protocol, packet: &[u8]) -> Result<ReceivedBatch, DecodeError> {
     match proto {
-        Protocol::Compact => read_emit_batch(&mut TCompactInputProtocol::with_config(
-            packet,
-            config(packet.len()),
-        )),
-        Protocol::Binary => read_emit_batch(&mut TBinaryInputProtocol::with_config(
-            packet,
-            false,
-            config(packet.len()),
-        )),
+        Protocol::Compact => read_emit_batch(&mut TCompactInputProtocol::with_config(packet, config(packet.len()))),
+        Protocol::Binary => {
+            read_emit_batch(&mut TBinaryInputProtocol::with_config(packet, false, config(packet.len())))
+        }
     }
 }
 
 /// Decodes a bare `jaeger.Batch` struct (a collector's `/api/traces` body).
 pub fn decode_batch(proto: Protocol, bytes: &[u8]) -> Result<ReceivedBatch, DecodeError> {
     match proto {
-        Protocol::Compact => read_batch(&mut TCompactInputProtocol::with_config(
-            bytes,
-            config(bytes.len()),
-        )),
-        Protocol::Binary => read_batch(&mut TBinaryInputProtocol::with_config(
-            bytes,
-            false,
-            config(bytes.len()),
-        )),
+        Protocol::Compact => read_batch(&mut TCompactInputProtocol::with_config(bytes, config(bytes.len()))),
+        Protocol::Binary => read_batch(&mut TBinaryInputProtocol::with_config(bytes, false, config(bytes.len()))),
     }
 }
 
@@ -148,12 +134,7 @@ fn read_batch<P: TInputProtocol>(p: &mut P) -> Result<ReceivedBatch, DecodeError
     for s in &mut spans {
         s.process = process.clone();
     }
-    Ok(ReceivedBatch {
-        process,
-        spans,
-        seq_no,
-        stats,
-    })
+    Ok(ReceivedBatch { process, spans, seq_no, stats })
 }
 
 fn read_process<P: TInputProtocol>(p: &mut P) -> Result<Process, DecodeError> {
@@ -171,10 +152,7 @@ fn read_process<P: TInputProtocol>(p: &mut P) -> Result<Process, DecodeError> {
         p.read_field_end()?;
     }
     p.read_struct_end()?;
-    Ok(Process {
-        service_name: name.ok_or(DecodeError::Missing("Process.serviceName"))?,
-        tags,
-    })
+    Ok(Process { service_name: name.ok_or(DecodeError::Missing("Process.serviceName"))?, tags })
 }
 
 fn read_stats<P: TInputProtocol>(p: &mut P) -> Result<ClientStats, DecodeError> {
@@ -229,10 +207,7 @@ fn read_tag<P: TInputProtocol>(p: &mut P) -> Result<Tag, DecodeError> {
 }
 
 fn read_log<P: TInputProtocol>(p: &mut P) -> Result<Log, DecodeError> {
-    let mut log = Log {
-        timestamp_us: 0,
-        fields: Vec::new(),
-    };
+    let mut log = Log { timestamp_us: 0, fields: Vec::new() };
     p.read_struct_begin()?;
     loop {
         let f = p.read_field_begin()?;
@@ -249,22 +224,14 @@ fn read_log<P: TInputProtocol>(p: &mut P) -> Result<Log, DecodeError> {
 }
 
 fn read_span_ref<P: TInputProtocol>(p: &mut P) -> Result<SpanRef, DecodeError> {
-    let mut r = SpanRef {
-        kind: RefKind::ChildOf,
-        trace_id: TraceId::default(),
-        span_id: 0,
-    };
+    let mut r = SpanRef { kind: RefKind::ChildOf, trace_id: TraceId::default(), span_id: 0 };
     p.read_struct_begin()?;
     loop {
         let f = p.read_field_begin()?;
         match (f.id, f.field_type) {
             (_, TType::Stop) => break,
             (Some(1), TType::I32) => {
-                r.kind = if p.read_i32()? == ref_type::FOLLOWS_FROM {
-                    RefKind::FollowsFrom
-                } else {
-                    RefKind::ChildOf
-                };
+                r.kind = if p.read_i32()? == ref_type::FOLLOWS_FROM { RefKind::FollowsFrom } else { RefKind::ChildOf };
             }
             (Some(2), TType::I64) => r.trace_id.low = p.read_i64()? as u64,
             (Some(3), TType::I64) => r.trace_id.high = p.read_i64()? as u64,
@@ -318,14 +285,7 @@ fn read_span<P: TInputProtocol>(p: &mut P) -> Result<JaegerSpan, DecodeError> {
 /// Shared empty process for spans until their batch's process is known.
 fn placeholder_process() -> Arc<Process> {
     static EMPTY: std::sync::OnceLock<Arc<Process>> = std::sync::OnceLock::new();
-    EMPTY
-        .get_or_init(|| {
-            Arc::new(Process {
-                service_name: String::new(),
-                tags: Vec::new(),
-            })
-        })
-        .clone()
+    EMPTY.get_or_init(|| Arc::new(Process { service_name: String::new(), tags: Vec::new() })).clone()
 }
 
 #[cfg(test)]
@@ -335,10 +295,7 @@ mod tests {
 
     fn rich_span(process: &Arc<Process>) -> JaegerSpan {
         JaegerSpan {
-            trace_id: TraceId {
-                high: u64::MAX,
-                low: 0x0123_4567_89ab_cdef,
-            },
+            trace_id: TraceId { high: u64::MAX, low: 0x0123_4567_89ab_cdef },
             span_id: 1 << 63,
             parent_span_id: 42,
             operation: "GET /ünïcode ✓".into(),
@@ -347,33 +304,16 @@ mod tests {
             duration_us: i64::MAX,
             tags: vec![
                 Tag::str("s", "v"),
-                Tag {
-                    key: "d".into(),
-                    value: TagValue::Double(-2.5e300),
-                },
+                Tag { key: "d".into(), value: TagValue::Double(-2.5e300) },
                 Tag::bool("t", true),
                 Tag::bool("f", false),
                 Tag::long("l", i64::MIN),
-                Tag {
-                    key: "b".into(),
-                    value: TagValue::Binary(vec![0, 1, 255]),
-                },
+                Tag { key: "b".into(), value: TagValue::Binary(vec![0, 1, 255]) },
             ],
-            logs: vec![Log {
-                timestamp_us: 5,
-                fields: vec![Tag::str("event", "x"), Tag::long("n", 1)],
-            }],
+            logs: vec![Log { timestamp_us: 5, fields: vec![Tag::str("event", "x"), Tag::long("n", 1)] }],
             references: vec![
-                SpanRef {
-                    kind: RefKind::ChildOf,
-                    trace_id: TraceId { high: 1, low: 2 },
-                    span_id: 3,
-                },
-                SpanRef {
-                    kind: RefKind::FollowsFrom,
-                    trace_id: TraceId { high: 4, low: 5 },
-                    span_id: 6,
-                },
+                SpanRef { kind: RefKind::ChildOf, trace_id: TraceId { high: 1, low: 2 }, span_id: 3 },
+                SpanRef { kind: RefKind::FollowsFrom, trace_id: TraceId { high: 4, low: 5 }, span_id: 6 },
             ],
             process: process.clone(),
         }
@@ -381,10 +321,7 @@ mod tests {
 
     #[test]
     fn round_trips_both_protocols() {
-        let process = Arc::new(Process {
-            service_name: "svc".into(),
-            tags: vec![Tag::str("hostname", "h")],
-        });
+        let process = Arc::new(Process { service_name: "svc".into(), tags: vec![Tag::str("hostname", "h")] });
         let spans = vec![rich_span(&process), rich_span(&process)];
         let meta = BatchMeta {
             seq_no: Some(9),
@@ -410,25 +347,12 @@ mod tests {
 
     #[test]
     fn garbage_and_truncation_are_errors_not_panics() {
-        let process = Arc::new(Process {
-            service_name: "svc".into(),
-            tags: vec![],
-        });
+        let process = Arc::new(Process { service_name: "svc".into(), tags: vec![] });
         let mut out = Vec::new();
-        encode_emit_batch(
-            Protocol::Compact,
-            0,
-            &process,
-            &[rich_span(&process)],
-            &BatchMeta::default(),
-            &mut out,
-        )
-        .unwrap();
+        encode_emit_batch(Protocol::Compact, 0, &process, &[rich_span(&process)], &BatchMeta::default(), &mut out)
+            .unwrap();
         for cut in 0..out.len() {
-            assert!(
-                decode_emit_batch(Protocol::Compact, &out[..cut]).is_err(),
-                "cut at {cut}"
-            );
+            assert!(decode_emit_batch(Protocol::Compact, &out[..cut]).is_err(), "cut at {cut}");
         }
         let mut rng = fastrand::Rng::with_seed(7);
         for _ in 0..2000 {
@@ -450,12 +374,7 @@ mod tests {
         let mut out = Vec::new();
         let mut p = thrift::protocol::TCompactOutputProtocol::new(&mut out);
         use thrift::protocol::{TMessageIdentifier, TOutputProtocol};
-        p.write_message_begin(&TMessageIdentifier::new(
-            "emitZipkinBatch",
-            TMessageType::OneWay,
-            0,
-        ))
-        .unwrap();
+        p.write_message_begin(&TMessageIdentifier::new("emitZipkinBatch", TMessageType::OneWay, 0)).unwrap();
         drop(p);
         assert!(
             matches!(decode_emit_batch(Protocol::Compact, &out), Err(DecodeError::Method(m)) if m == "emitZipkinBatch")

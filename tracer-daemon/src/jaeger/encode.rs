@@ -10,11 +10,11 @@ use std::borrow::Borrow;
 
 use super::compact::{CompactWriter, Len};
 use thrift::protocol::{
-    TBinaryOutputProtocol, TFieldIdentifier, TListIdentifier,
-    TMessageIdentifier, TMessageType, TOutputProtocol, TStructIdentifier, TType,
+    TBinaryOutputProtocol, TFieldIdentifier, TListIdentifier, TMessageIdentifier, TMessageType, TOutputProtocol,
+    TStructIdentifier, TType,
 };
 
-use crate::model::{Log, Process, RefKind, JaegerSpan, SpanRef, Tag, TagValue};
+use crate::model::{JaegerSpan, Log, Process, RefKind, SpanRef, Tag, TagValue};
 
 /// A Thrift wire protocol.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
@@ -53,27 +53,18 @@ pub mod ref_type {
 
 fn struct_id() -> TStructIdentifier {
     // The name is not on the wire in either protocol; an empty one costs no allocation.
-    TStructIdentifier {
-        name: String::new(),
-    }
+    TStructIdentifier { name: String::new() }
 }
 
 #[inline]
 fn field<P: TOutputProtocol + ?Sized>(p: &mut P, ty: TType, id: i16) -> thrift::Result<()> {
-    p.write_field_begin(&TFieldIdentifier {
-        name: None,
-        field_type: ty,
-        id: Some(id),
-    })
+    p.write_field_begin(&TFieldIdentifier { name: None, field_type: ty, id: Some(id) })
 }
 
 #[inline]
 fn list<P: TOutputProtocol + ?Sized>(p: &mut P, elem: TType, len: usize) -> thrift::Result<()> {
     let size = i32::try_from(len).map_err(|_| too_long("list", len))?;
-    p.write_list_begin(&TListIdentifier {
-        element_type: elem,
-        size,
-    })
+    p.write_list_begin(&TListIdentifier { element_type: elem, size })
 }
 
 fn too_long(what: &str, len: usize) -> thrift::Error {
@@ -208,10 +199,7 @@ pub fn write_span<P: TOutputProtocol + ?Sized>(p: &mut P, s: &JaegerSpan) -> thr
 }
 
 /// Writes a `jaeger.Process`.
-pub fn write_process<P: TOutputProtocol + ?Sized>(
-    p: &mut P,
-    process: &Process,
-) -> thrift::Result<()> {
+pub fn write_process<P: TOutputProtocol + ?Sized>(p: &mut P, process: &Process) -> thrift::Result<()> {
     p.write_struct_begin(&struct_id())?;
     field(p, TType::String, 1)?;
     p.write_string(&process.service_name)?;
@@ -224,10 +212,7 @@ pub fn write_process<P: TOutputProtocol + ?Sized>(
 }
 
 /// Writes a `jaeger.ClientStats`.
-pub fn write_client_stats<P: TOutputProtocol + ?Sized>(
-    p: &mut P,
-    st: &ClientStats,
-) -> thrift::Result<()> {
+pub fn write_client_stats<P: TOutputProtocol + ?Sized>(p: &mut P, st: &ClientStats) -> thrift::Result<()> {
     p.write_struct_begin(&struct_id())?;
     i64_field(p, 1, st.full_queue_dropped_spans)?;
     i64_field(p, 2, st.too_large_dropped_spans)?;
@@ -305,15 +290,8 @@ pub fn encode_batch<S: Borrow<JaegerSpan>>(
     out: &mut Vec<u8>,
 ) -> thrift::Result<()> {
     match proto {
-        Protocol::Binary => write_batch(
-            &mut TBinaryOutputProtocol::new(out, true),
-            process,
-            spans,
-            meta,
-        ),
-        Protocol::Compact => {
-            write_batch(&mut CompactWriter::new(out), process, spans, meta)
-        }
+        Protocol::Binary => write_batch(&mut TBinaryOutputProtocol::new(out, true), process, spans, meta),
+        Protocol::Compact => write_batch(&mut CompactWriter::new(out), process, spans, meta),
     }
 }
 
@@ -327,20 +305,8 @@ pub fn encode_emit_batch<S: Borrow<JaegerSpan>>(
     out: &mut Vec<u8>,
 ) -> thrift::Result<()> {
     match proto {
-        Protocol::Binary => write_emit_batch(
-            &mut TBinaryOutputProtocol::new(out, true),
-            seq_id,
-            process,
-            spans,
-            meta,
-        ),
-        Protocol::Compact => write_emit_batch(
-            &mut CompactWriter::new(out),
-            seq_id,
-            process,
-            spans,
-            meta,
-        ),
+        Protocol::Binary => write_emit_batch(&mut TBinaryOutputProtocol::new(out, true), seq_id, process, spans, meta),
+        Protocol::Compact => write_emit_batch(&mut CompactWriter::new(out), seq_id, process, spans, meta),
     }
 }
 
@@ -361,12 +327,7 @@ pub fn span_len(proto: Protocol, span: &JaegerSpan) -> usize {
 }
 
 /// The encoded size of an `emitBatch` message with no spans.
-pub fn emit_batch_empty_len(
-    proto: Protocol,
-    seq_id: i32,
-    process: &Process,
-    meta: &BatchMeta,
-) -> usize {
+pub fn emit_batch_empty_len(proto: Protocol, seq_id: i32, process: &Process, meta: &BatchMeta) -> usize {
     let empty: &[JaegerSpan] = &[];
     match proto {
         Protocol::Binary => {

@@ -42,13 +42,8 @@ fn every_tag_type_compact() {
     let cases: Vec<(Tag, Vec<u8>)> = vec![
         // vType 1 (zigzag 2), field 4 double (type 7, delta 2), little-endian.
         (
-            Tag {
-                key: "k".into(),
-                value: TagValue::Double(1.5),
-            },
-            vec![
-                0x18, 1, b'k', 0x15, 2, 0x27, 0, 0, 0, 0, 0, 0, 0xF8, 0x3F, 0,
-            ],
+            Tag { key: "k".into(), value: TagValue::Double(1.5) },
+            vec![0x18, 1, b'k', 0x15, 2, 0x27, 0, 0, 0, 0, 0, 0, 0xF8, 0x3F, 0],
         ),
         // vType 2 (zigzag 4), field 5 bool true folded into the header (type 1, delta 3).
         (Tag::bool("k", true), vec![0x18, 1, b'k', 0x15, 4, 0x31, 0]),
@@ -57,10 +52,7 @@ fn every_tag_type_compact() {
         (Tag::long("k", -1), vec![0x18, 1, b'k', 0x15, 6, 0x46, 1, 0]),
         // vType 4 (zigzag 8), field 7 binary (type 8, delta 5).
         (
-            Tag {
-                key: "k".into(),
-                value: TagValue::Binary(vec![0, 0xFF]),
-            },
+            Tag { key: "k".into(), value: TagValue::Binary(vec![0, 0xFF]) },
             vec![0x18, 1, b'k', 0x15, 8, 0x58, 2, 0, 0xFF, 0],
         ),
     ];
@@ -79,51 +71,25 @@ fn every_tag_type_binary() {
         v
     };
     assert_eq!(
-        tag_bytes(
-            Protocol::Binary,
-            &Tag {
-                key: "k".into(),
-                value: TagValue::Double(1.5)
-            }
-        ),
+        tag_bytes(Protocol::Binary, &Tag { key: "k".into(), value: TagValue::Double(1.5) }),
         with(1, &[0x04, 0, 4, 0x3F, 0xF8, 0, 0, 0, 0, 0, 0])
     );
-    assert_eq!(
-        tag_bytes(Protocol::Binary, &Tag::bool("k", true)),
-        with(2, &[0x02, 0, 5, 1])
-    );
+    assert_eq!(tag_bytes(Protocol::Binary, &Tag::bool("k", true)), with(2, &[0x02, 0, 5, 1]));
     assert_eq!(
         tag_bytes(Protocol::Binary, &Tag::long("k", i64::MIN)),
         with(3, &[0x0A, 0, 6, 0x80, 0, 0, 0, 0, 0, 0, 0])
     );
     assert_eq!(
-        tag_bytes(
-            Protocol::Binary,
-            &Tag {
-                key: "k".into(),
-                value: TagValue::Binary(vec![7])
-            }
-        ),
+        tag_bytes(Protocol::Binary, &Tag { key: "k".into(), value: TagValue::Binary(vec![7]) }),
         with(4, &[0x0B, 0, 7, 0, 0, 0, 1, 7])
     );
 }
 
 #[test]
 fn client_stats_and_span_ref() {
-    let st = ClientStats {
-        full_queue_dropped_spans: 1,
-        too_large_dropped_spans: 2,
-        failed_to_emit_spans: 3,
-    };
-    assert_eq!(
-        enc(Protocol::Compact, |p| write_client_stats(p, &st)),
-        [0x16, 2, 0x16, 4, 0x16, 6, 0]
-    );
-    let r = SpanRef {
-        kind: RefKind::FollowsFrom,
-        trace_id: TraceId { high: 0, low: 5 },
-        span_id: u64::MAX,
-    };
+    let st = ClientStats { full_queue_dropped_spans: 1, too_large_dropped_spans: 2, failed_to_emit_spans: 3 };
+    assert_eq!(enc(Protocol::Compact, |p| write_client_stats(p, &st)), [0x16, 2, 0x16, 4, 0x16, 6, 0]);
+    let r = SpanRef { kind: RefKind::FollowsFrom, trace_id: TraceId { high: 0, low: 5 }, span_id: u64::MAX };
     #[rustfmt::skip]
     let want = [
         0x08, 0, 1, 0, 0, 0, 1,
@@ -134,10 +100,7 @@ fn client_stats_and_span_ref() {
     ];
     assert_eq!(enc(Protocol::Binary, |p| write_span_ref(p, &r)), want);
     // u64::MAX is i64 -1 on the wire: zigzag 1.
-    assert_eq!(
-        enc(Protocol::Compact, |p| write_span_ref(p, &r)),
-        [0x15, 2, 0x16, 10, 0x16, 0, 0x16, 1, 0]
-    );
+    assert_eq!(enc(Protocol::Compact, |p| write_span_ref(p, &r)), [0x15, 2, 0x16, 10, 0x16, 0, 0x16, 1, 0]);
 }
 
 fn minimal_span() -> JaegerSpan {
@@ -152,30 +115,16 @@ fn minimal_span() -> JaegerSpan {
         tags: vec![],
         logs: vec![],
         references: vec![],
-        process: Arc::new(Process {
-            service_name: "s".into(),
-            tags: vec![],
-        }),
+        process: Arc::new(Process { service_name: "s".into(), tags: vec![] }),
     }
 }
 
 #[test]
 fn emit_batch_compact_is_exact() {
     let span = minimal_span();
-    let meta = BatchMeta {
-        seq_no: Some(7),
-        stats: Some(ClientStats::default()),
-    };
+    let meta = BatchMeta { seq_no: Some(7), stats: Some(ClientStats::default()) };
     let mut out = Vec::new();
-    encode_emit_batch(
-        Protocol::Compact,
-        0,
-        &span.process,
-        &[&span],
-        &meta,
-        &mut out,
-    )
-    .unwrap();
+    encode_emit_batch(Protocol::Compact, 0, &span.process, &[&span], &meta, &mut out).unwrap();
     #[rustfmt::skip]
     let want: Vec<u8> = [
         &[0x82, 0x81, 0x00, 9][..], b"emitBatch",     // protocol id, oneway|version, seqid, name
@@ -194,8 +143,7 @@ fn emit_batch_compact_is_exact() {
     assert_eq!(out, want);
     assert_eq!(
         out.len(),
-        emit_batch_empty_len(Protocol::Compact, 0, &span.process, &meta)
-            + span_len(Protocol::Compact, &span)
+        emit_batch_empty_len(Protocol::Compact, 0, &span.process, &meta) + span_len(Protocol::Compact, &span)
     );
 }
 
@@ -203,14 +151,8 @@ fn emit_batch_compact_is_exact() {
 fn batch_binary_is_exact() {
     let span = minimal_span();
     let mut out = Vec::new();
-    encode_batch(
-        Protocol::Binary,
-        &span.process,
-        std::slice::from_ref(&span),
-        &BatchMeta::default(),
-        &mut out,
-    )
-    .unwrap();
+    encode_batch(Protocol::Binary, &span.process, std::slice::from_ref(&span), &BatchMeta::default(), &mut out)
+        .unwrap();
     #[rustfmt::skip]
     let want: Vec<u8> = [
         &[0x0C, 0, 1][..],                              // 1: Process
@@ -234,15 +176,7 @@ fn batch_binary_is_exact() {
 fn emit_batch_binary_header_is_strict() {
     let span = minimal_span();
     let mut out = Vec::new();
-    encode_emit_batch(
-        Protocol::Binary,
-        5,
-        &span.process,
-        &[&span],
-        &BatchMeta::default(),
-        &mut out,
-    )
-    .unwrap();
+    encode_emit_batch(Protocol::Binary, 5, &span.process, &[&span], &BatchMeta::default(), &mut out).unwrap();
     assert_eq!(&out[..8], &[0x80, 0x01, 0x00, 0x04, 0, 0, 0, 9]);
     assert_eq!(&out[8..17], b"emitBatch");
     assert_eq!(&out[17..21], &[0, 0, 0, 5]);
@@ -252,16 +186,10 @@ fn emit_batch_binary_header_is_strict() {
 fn sizes_add_up_for_long_lists() {
     let mut span = minimal_span();
     span.tags = (0..20).map(|i| Tag::long(format!("k{i}"), i)).collect();
-    span.logs = vec![Log {
-        timestamp_us: 9,
-        fields: vec![Tag::str("event", "x")],
-    }];
+    span.logs = vec![Log { timestamp_us: 9, fields: vec![Tag::str("event", "x")] }];
     let spans: Vec<&JaegerSpan> = std::iter::repeat_n(&span, 200).collect();
     for proto in [Protocol::Binary, Protocol::Compact] {
-        let meta = BatchMeta {
-            seq_no: Some(1),
-            stats: Some(ClientStats::default()),
-        };
+        let meta = BatchMeta { seq_no: Some(1), stats: Some(ClientStats::default()) };
         let mut out = Vec::new();
         encode_emit_batch(proto, 0, &span.process, &spans, &meta, &mut out).unwrap();
         let predicted = emit_batch_empty_len(proto, 0, &span.process, &meta)

@@ -24,11 +24,7 @@ pub struct TraceId {
 impl TraceId {
     /// Lowercase hex, 32 digits (16 when `high` is 0, as Jaeger prints 64-bit ids).
     pub fn to_hex(self) -> String {
-        if self.high == 0 {
-            format!("{:016x}", self.low)
-        } else {
-            format!("{:016x}{:016x}", self.high, self.low)
-        }
+        if self.high == 0 { format!("{:016x}", self.low) } else { format!("{:016x}{:016x}", self.high, self.low) }
     }
 }
 

@@ -52,10 +52,7 @@ impl Backoff {
 
 /// The delay for `attempt` (0-based) with `rand01` in `[0, 1)`.
 pub fn delay(policy: &RetryPolicy, attempt: u32, rand01: f64) -> Duration {
-    let base = policy
-        .initial
-        .saturating_mul(1u32 << attempt.min(20))
-        .min(policy.max);
+    let base = policy.initial.saturating_mul(1u32 << attempt.min(20)).min(policy.max);
     base.mul_f64(0.5 + 0.5 * rand01.clamp(0.0, 1.0))
 }
 

@@ -31,11 +31,7 @@ pub struct HostInfo {
 
 impl HostInfo {
     pub fn new(hostname: impl Into<String>, ip: impl Into<String>) -> Self {
-        HostInfo {
-            hostname: hostname.into(),
-            ip: ip.into(),
-            tags: Vec::new(),
-        }
+        HostInfo { hostname: hostname.into(), ip: ip.into(), tags: Vec::new() }
     }
 
     /// The machine's hostname and first non-loopback address (`localhost` and `127.0.0.1` when
@@ -136,9 +132,7 @@ fn primary_ip() -> String {
         }
         libc::freeifaddrs(ifap);
     }
-    v4.map(|a| a.to_string())
-        .or(v6.map(|a| a.to_string()))
-        .unwrap_or_else(|| "127.0.0.1".to_owned())
+    v4.map(|a| a.to_string()).or(v6.map(|a| a.to_string())).unwrap_or_else(|| "127.0.0.1".to_owned())
 }
 
 #[cfg(test)]
@@ -149,23 +143,13 @@ mod tests {
     fn complete_adds_only_missing_tags() {
         let mut host = HostInfo::new("h1", "10.0.0.1");
         host.tags.push(("zone".into(), "a".into()));
-        let p = Arc::new(Process {
-            service_name: "svc".into(),
-            tags: vec![Tag::str("ip", "1.2.3.4")],
-        });
+        let p = Arc::new(Process { service_name: "svc".into(), tags: vec![Tag::str("ip", "1.2.3.4")] });
         let done = host.complete(&p);
-        let keys: Vec<(&str, String)> = done
-            .tags
-            .iter()
-            .map(|t| (t.key.as_str(), format!("{:?}", t.value)))
-            .collect();
+        let keys: Vec<(&str, String)> = done.tags.iter().map(|t| (t.key.as_str(), format!("{:?}", t.value))).collect();
         assert_eq!(keys.len(), 4);
         assert_eq!(done.tags[0], Tag::str("ip", "1.2.3.4"));
         assert!(done.tags.contains(&Tag::str("hostname", "h1")));
-        assert!(
-            done.tags
-                .contains(&Tag::str("jaeger.version", CLIENT_VERSION))
-        );
+        assert!(done.tags.contains(&Tag::str("jaeger.version", CLIENT_VERSION)));
         assert!(done.tags.contains(&Tag::str("zone", "a")));
         let again = host.complete(&done);
         assert!(Arc::ptr_eq(&again, &done));

@@ -4,8 +4,8 @@
 //! (`Connection: close`), and bodies read whole (bounded) or line by line (watch streams), with
 //! `Content-Length`, chunked or read-to-close framing.
 
-use std::path::{Path, PathBuf};
 use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
@@ -132,14 +132,11 @@ pub async fn connect(
     let tcp = TcpStream::connect((host, port)).await.map_err(ConnectError::Io)?;
     let _ = tcp.set_nodelay(true);
     let Some(connector) = tls else { return Ok(Box::new(tcp)) };
-    let name = rustls::pki_types::ServerName::try_from(host.to_owned()).map_err(|e| ConnectError::Tls(e.to_string()))?;
+    let name =
+        rustls::pki_types::ServerName::try_from(host.to_owned()).map_err(|e| ConnectError::Tls(e.to_string()))?;
     let tls = connector.connect(name, tcp).await.map_err(|e| {
         // Certificate and handshake failures come back as InvalidData.
-        if e.kind() == std::io::ErrorKind::InvalidData {
-            ConnectError::Tls(e.to_string())
-        } else {
-            ConnectError::Io(e)
-        }
+        if e.kind() == std::io::ErrorKind::InvalidData { ConnectError::Tls(e.to_string()) } else { ConnectError::Io(e) }
     })?;
     Ok(Box::new(tls))
 }
@@ -174,7 +171,12 @@ impl std::fmt::Debug for HttpClient {
 
 impl HttpClient {
     /// `timeout` bounds connecting and receiving the response head of each request.
-    pub fn new(base: &str, tls: &TlsOptions, token_file: Option<PathBuf>, timeout: Duration) -> Result<Self, HttpError> {
+    pub fn new(
+        base: &str,
+        tls: &TlsOptions,
+        token_file: Option<PathBuf>,
+        timeout: Duration,
+    ) -> Result<Self, HttpError> {
         let base = Url::parse(base)?;
         let tls = match base.tls {
             true => Some(tls::connector(tls).map_err(|e| HttpError::TlsSetup(e.0))?),
@@ -259,8 +261,14 @@ fn read_token(path: &Path) -> Option<String> {
 enum Framing {
     /// Bytes left.
     Length(usize),
-    Chunked { left_in_chunk: usize, crlf_due: bool, done: bool },
-    UntilClose { done: bool },
+    Chunked {
+        left_in_chunk: usize,
+        crlf_due: bool,
+        done: bool,
+    },
+    UntilClose {
+        done: bool,
+    },
 }
 
 /// A response whose head has been read; the body is read on demand.
@@ -286,7 +294,8 @@ async fn read_head(mut conn: Box<dyn Stream>, endpoint: &str) -> Result<Response
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 4096];
     loop {
-        let n = conn.read(&mut chunk).await.map_err(|source| HttpError::Io { endpoint: endpoint.to_owned(), source })?;
+        let n =
+            conn.read(&mut chunk).await.map_err(|source| HttpError::Io { endpoint: endpoint.to_owned(), source })?;
         if n == 0 {
             return Err(perr("connection closed before a response".into()));
         }
@@ -554,7 +563,9 @@ mod tests {
         assert_eq!(resp.next_line(100).await.unwrap(), None);
         server.await.unwrap();
 
-        let (url, server) = serve_once(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n".iter().copied().chain([b'x'; 100]).collect()).await;
+        let (url, server) =
+            serve_once(b"HTTP/1.1 200 OK\r\nContent-Length: 100\r\n\r\n".iter().copied().chain([b'x'; 100]).collect())
+                .await;
         let err = client(&url, None).get_body("/", 10).await.unwrap_err().to_string();
         assert!(err.contains("larger than 10 bytes"), "{err}");
         server.await.unwrap();

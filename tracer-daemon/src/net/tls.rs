@@ -28,9 +28,7 @@ pub fn connector(opts: &TlsOptions) -> Result<tokio_rustls::TlsConnector, TlsErr
 fn verified(ca_file: Option<&Path>) -> Result<rustls::ClientConfig, TlsError> {
     use rustls::pki_types::CertificateDer;
     use rustls::pki_types::pem::PemObject;
-    let mut roots = rustls::RootCertStore {
-        roots: webpki_roots::TLS_SERVER_ROOTS.to_vec(),
-    };
+    let mut roots = rustls::RootCertStore { roots: webpki_roots::TLS_SERVER_ROOTS.to_vec() };
     if let Some(path) = ca_file {
         let fail = |e: &dyn std::fmt::Display| TlsError(format!("{}: {e}", path.display()));
         let certs = CertificateDer::pem_file_iter(path).map_err(|e| fail(&e))?;

@@ -53,9 +53,7 @@ pub struct Btf {
 }
 
 fn u32_at(data: &[u8], at: usize) -> Result<u32, BtfError> {
-    data.get(at..at + 4)
-        .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]))
-        .ok_or(BtfError::Malformed("truncated"))
+    data.get(at..at + 4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]])).ok_or(BtfError::Malformed("truncated"))
 }
 
 impl Btf {
@@ -94,22 +92,27 @@ impl Btf {
             let kind_flag = info >> 31 == 1;
             let mut members = Vec::new();
             let extra = match kind {
-                1 | 14 | 17 => 4,     // INT, VAR, DECL_TAG
-                3 => 12,              // ARRAY
+                1 | 14 | 17 => 4, // INT, VAR, DECL_TAG
+                3 => 12,          // ARRAY
                 KIND_STRUCT | KIND_UNION => {
                     for i in 0..vlen {
                         let m = at + i * 12;
                         let offset = u32_at(tdata, m + 8)?;
                         let (bit_offset, bitfield_size) =
                             if kind_flag { (offset & 0xff_ffff, offset >> 24) } else { (offset, 0) };
-                        members.push(Member { name: u32_at(tdata, m)?, ty: u32_at(tdata, m + 4)?, bit_offset, bitfield_size });
+                        members.push(Member {
+                            name: u32_at(tdata, m)?,
+                            ty: u32_at(tdata, m + 4)?,
+                            bit_offset,
+                            bitfield_size,
+                        });
                     }
                     12 * vlen
                 }
-                6 => 8 * vlen,        // ENUM
-                13 => 8 * vlen,       // FUNC_PROTO
-                15 => 12 * vlen,      // DATASEC
-                19 => 12 * vlen,      // ENUM64
+                6 => 8 * vlen,   // ENUM
+                13 => 8 * vlen,  // FUNC_PROTO
+                15 => 12 * vlen, // DATASEC
+                19 => 12 * vlen, // ENUM64
                 _ => 0,
             };
             at = at.checked_add(extra).ok_or(BtfError::Malformed("type overflow"))?;

@@ -7,7 +7,9 @@ use std::path::{Path, PathBuf};
 pub enum EnvError {
     #[error("tracer-daemon must run as root (or with CAP_BPF, CAP_PERFMON and CAP_SYS_RESOURCE): effective uid is {0}")]
     NotRoot(u32),
-    #[error("tracefs is not mounted at /sys/kernel/tracing and mounting it failed ({0}); mount it with `mount -t tracefs nodev /sys/kernel/tracing`")]
+    #[error(
+        "tracefs is not mounted at /sys/kernel/tracing and mounting it failed ({0}); mount it with `mount -t tracefs nodev /sys/kernel/tracing`"
+    )]
     Tracefs(std::io::Error),
     #[error("BPF is unavailable: /sys/kernel/btf/vmlinux is missing (the kernel needs CONFIG_DEBUG_INFO_BTF)")]
     NoBtf,

@@ -24,7 +24,9 @@ static OBJECT: &[u8] = include_bytes!(concat!(env!("OUT_DIR"), "/tracer-ebpf.o")
 
 #[derive(Debug, thiserror::Error)]
 pub enum ProbeError {
-    #[error("this daemon was built without its kernel programs: build it with `cargo xtask build` (or `cargo xtask run`)")]
+    #[error(
+        "this daemon was built without its kernel programs: build it with `cargo xtask build` (or `cargo xtask run`)"
+    )]
     NoObject,
     #[error(transparent)]
     Env(#[from] env::EnvError),
@@ -62,8 +64,22 @@ struct ProbeSpec {
 
 /// Syscalls hooked by the classic-tracepoint variant.
 const TRACED_SYSCALLS: &[&str] = &[
-    "read", "write", "close", "readv", "writev", "connect", "accept", "accept4", "sendto",
-    "recvfrom", "sendmsg", "recvmsg", "sendfile64", "splice", "sendmmsg", "recvmmsg",
+    "read",
+    "write",
+    "close",
+    "readv",
+    "writev",
+    "connect",
+    "accept",
+    "accept4",
+    "sendto",
+    "recvfrom",
+    "sendmsg",
+    "recvmsg",
+    "sendfile64",
+    "splice",
+    "sendmmsg",
+    "recvmmsg",
 ];
 
 fn table(hook: SyscallHook, propagate: bool) -> Vec<ProbeSpec> {
@@ -114,7 +130,12 @@ fn table(hook: SyscallHook, propagate: bool) -> Vec<ProbeSpec> {
         },
     ];
     if propagate {
-        specs.push(ProbeSpec { program: k::PROG_SOCK_OPS, attach: Attach::CgroupSockOps, required: false, fallback: None });
+        specs.push(ProbeSpec {
+            program: k::PROG_SOCK_OPS,
+            attach: Attach::CgroupSockOps,
+            required: false,
+            fallback: None,
+        });
     }
     specs
 }
@@ -243,10 +264,10 @@ impl Probes {
 
     /// Takes a per-CPU array of `u64` counters out of the object.
     fn take_counters(&mut self, name: &'static str) -> Result<PerCpuArray<MapData, u64>, ProbeError> {
-        let map = self.ebpf.take_map(name).ok_or(ProbeError::Map {
-            name,
-            source: aya::maps::MapError::InvalidName { name: name.into() },
-        })?;
+        let map = self
+            .ebpf
+            .take_map(name)
+            .ok_or(ProbeError::Map { name, source: aya::maps::MapError::InvalidName { name: name.into() } })?;
         PerCpuArray::try_from(map).map_err(|source| ProbeError::Map { name, source })
     }
 
@@ -256,11 +277,8 @@ impl Probes {
         let counters = self.take_counters(k::MAP_COUNTERS)?;
         let program_errors = self.take_counters(k::MAP_PROGRAM_ERRORS)?;
         let status = self.status.clone();
-        let programs: Vec<(u32, String)> = self
-            .ebpf
-            .programs()
-            .filter_map(|(name, prog)| Some((prog.info().ok()?.id(), name.to_owned())))
-            .collect();
+        let programs: Vec<(u32, String)> =
+            self.ebpf.programs().filter_map(|(name, prog)| Some((prog.info().ok()?.id(), name.to_owned()))).collect();
         registry.add_collector(move |out: &mut Vec<Sample>| {
             // Run time and count advance only while the kernel accounts them (`--bpf-stats`,
             // or the `kernel.bpf_stats_enabled` sysctl).
@@ -323,10 +341,9 @@ fn write_filters(ebpf: &mut Ebpf, f: &Filters) -> Result<(), ProbeError> {
         include: impl IntoIterator<Item = K>,
         exclude: impl IntoIterator<Item = K>,
     ) -> Result<(), ProbeError> {
-        let map = ebpf.map_mut(name).ok_or(ProbeError::Map {
-            name,
-            source: aya::maps::MapError::InvalidName { name: name.into() },
-        })?;
+        let map = ebpf
+            .map_mut(name)
+            .ok_or(ProbeError::Map { name, source: aya::maps::MapError::InvalidName { name: name.into() } })?;
         let mut m: BpfHashMap<_, K, u32> =
             BpfHashMap::try_from(map).map_err(|source| ProbeError::Map { name, source })?;
         for key in include {

@@ -46,17 +46,11 @@ fn set(names: &[&str]) -> BTreeSet<String> {
 #[test]
 fn object_names_are_the_shared_constants() {
     if super::OBJECT.is_empty() {
-        eprintln!(
-            "skipped: no kernel object embedded (build it with `cargo xtask build`; `cargo xtask test` does)"
-        );
+        eprintln!("skipped: no kernel object embedded (build it with `cargo xtask build`; `cargo xtask test` does)");
         return;
     }
     let found = names_in(super::OBJECT);
     assert_eq!(found.maps, set(&k::MAP_NAMES), "maps in the object against tracer_common::MAP_NAMES");
     assert_eq!(found.globals, set(&k::GLOBAL_NAMES), "globals in the object against tracer_common::GLOBAL_NAMES");
-    assert_eq!(
-        found.programs,
-        set(&k::PROGRAM_NAMES),
-        "programs in the object against tracer_common::PROGRAM_NAMES"
-    );
+    assert_eq!(found.programs, set(&k::PROGRAM_NAMES), "programs in the object against tracer_common::PROGRAM_NAMES");
 }

@@ -174,18 +174,16 @@ mod tests {
     const UID_: &str = "8a6f4b2c_1d3e_4f50_9a7b_6c5d4e3f2a1b";
 
     fn want(runtime: Option<Runtime>, uid: bool) -> ContainerRef {
-        ContainerRef {
-            container_id: Some(ID.into()),
-            pod_uid: uid.then(|| UID.into()),
-            runtime,
-        }
+        ContainerRef { container_id: Some(ID.into()), pod_uid: uid.then(|| UID.into()), runtime }
     }
 
     #[test]
     fn cgroup_v2_paths_of_each_runtime() {
         let cases: Vec<(String, ContainerRef)> = vec![
             (
-                format!("0::/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{UID_}.slice/cri-containerd-{ID}.scope\n"),
+                format!(
+                    "0::/kubepods.slice/kubepods-burstable.slice/kubepods-burstable-pod{UID_}.slice/cri-containerd-{ID}.scope\n"
+                ),
                 want(Some(Runtime::Containerd), true),
             ),
             (
@@ -193,7 +191,9 @@ mod tests {
                 want(Some(Runtime::Containerd), true),
             ),
             (
-                format!("0::/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod{UID_}.slice/crio-{ID}.scope\n"),
+                format!(
+                    "0::/kubepods.slice/kubepods-besteffort.slice/kubepods-besteffort-pod{UID_}.slice/crio-{ID}.scope\n"
+                ),
                 want(Some(Runtime::CriO), true),
             ),
             (format!("0::/system.slice/docker-{ID}.scope\n"), want(Some(Runtime::Docker), false)),
@@ -202,7 +202,9 @@ mod tests {
             (format!("0::/kubepods/pod{UID}/{ID}\n"), want(None, true)),
             // kind nodes nest the kubelet's tree under its own slice.
             (
-                format!("0::/kubelet.slice/kubelet-kubepods.slice/kubelet-kubepods-besteffort.slice/kubelet-kubepods-besteffort-pod{UID_}.slice/cri-containerd-{ID}.scope\n"),
+                format!(
+                    "0::/kubelet.slice/kubelet-kubepods.slice/kubelet-kubepods-besteffort.slice/kubelet-kubepods-besteffort-pod{UID_}.slice/cri-containerd-{ID}.scope\n"
+                ),
                 want(Some(Runtime::Containerd), true),
             ),
             // Seen from inside another container's cgroup namespace.

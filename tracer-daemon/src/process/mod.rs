@@ -49,8 +49,8 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex, Weak};
 use std::time::{Duration, Instant};
 
-pub use cgroup::{ContainerRef, Runtime, parse_cgroup_file};
 pub use crate::config::kubernetes::{KubernetesConfig, PodSource, SourceSettings};
+pub use cgroup::{ContainerRef, Runtime, parse_cgroup_file};
 pub use pods::{PodList, PodMatch, PodMeta, PodStore};
 pub use procfs::{ProcFs, service_from_environ};
 
@@ -183,7 +183,12 @@ impl ProcessResolver {
 
     /// A resolver over an explicit proc root and pod store (`None`: no pod lookup). For tests
     /// and for callers that feed the store themselves.
-    pub fn with_parts(proc_root: impl Into<PathBuf>, host: HostInfo, node_name: impl Into<String>, pods: Option<Arc<PodStore>>) -> Self {
+    pub fn with_parts(
+        proc_root: impl Into<PathBuf>,
+        host: HostInfo,
+        node_name: impl Into<String>,
+        pods: Option<Arc<PodStore>>,
+    ) -> Self {
         let max = KubernetesConfig::default().max_cached_processes;
         Self::build(proc_root.into(), host, node_name.into(), pods, None, max)
     }
@@ -342,7 +347,13 @@ impl ProcessResolver {
             let Some(store) = resolver.pods() else { return };
             use std::sync::atomic::Ordering::Relaxed;
             let st = &store.stats;
-            out.push(Sample::new("tracer_k8s_pods", "Pods of this node known to the daemon.", Kind::Gauge, &[], store.len() as f64));
+            out.push(Sample::new(
+                "tracer_k8s_pods",
+                "Pods of this node known to the daemon.",
+                Kind::Gauge,
+                &[],
+                store.len() as f64,
+            ));
             out.push(Sample::new(
                 "tracer_k8s_synced",
                 "1 once the node's pod list has been received.",

@@ -172,9 +172,7 @@ impl PodIndex {
             name: pod.metadata.name.clone(),
             namespace: pod.metadata.namespace.clone(),
             uid: uid.clone(),
-            service: SERVICE_LABELS
-                .iter()
-                .find_map(|l| pod.metadata.labels.get(*l).filter(|v| !v.is_empty()).cloned()),
+            service: SERVICE_LABELS.iter().find_map(|l| pod.metadata.labels.get(*l).filter(|v| !v.is_empty()).cloned()),
         };
         self.pods.insert(uid.clone(), Arc::new(meta));
         let s = &pod.status;
@@ -200,7 +198,11 @@ impl PodIndex {
             && let Some((uid, name, runtime)) = self.containers.get(id)
             && let Some(pod) = self.pods.get(uid)
         {
-            return Some(PodMatch { pod: pod.clone(), container_name: Some(name.clone()), runtime: c.runtime.or(*runtime) });
+            return Some(PodMatch {
+                pod: pod.clone(),
+                container_name: Some(name.clone()),
+                runtime: c.runtime.or(*runtime),
+            });
         }
         let pod = self.pods.get(c.pod_uid.as_deref()?)?;
         Some(PodMatch { pod: pod.clone(), container_name: None, runtime: c.runtime })
@@ -396,7 +398,8 @@ mod tests {
 
     #[test]
     fn bookmarks_and_errors_parse() {
-        let b = r#"{"type":"BOOKMARK","object":{"kind":"Pod","apiVersion":"v1","metadata":{"resourceVersion":"12345"}}}"#;
+        let b =
+            r#"{"type":"BOOKMARK","object":{"kind":"Pod","apiVersion":"v1","metadata":{"resourceVersion":"12345"}}}"#;
         assert_eq!(parse_watch_event(b.as_bytes()).unwrap(), WatchEvent::Bookmark(Some("12345".into())));
         let e = r#"{"type":"ERROR","object":{"kind":"Status","apiVersion":"v1","status":"Failure","message":"too old resource version: 1 (2)","reason":"Expired","code":410}}"#;
         match parse_watch_event(e.as_bytes()).unwrap() {

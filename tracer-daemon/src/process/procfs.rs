@@ -19,12 +19,14 @@ pub fn service_from_environ(environ: &[u8]) -> Option<String> {
 
 /// The non-empty value of `name` in an environ blob (the first occurrence, as `getenv` does).
 pub fn environ_value(environ: &[u8], name: &str) -> Option<String> {
-    environ.split(|&b| b == 0).find_map(|entry| {
-        let value = entry.strip_prefix(name.as_bytes())?.strip_prefix(b"=")?;
-        Some(value)
-    })
-    .filter(|v| !v.trim_ascii().is_empty())
-    .map(|v| String::from_utf8_lossy(v.trim_ascii()).into_owned())
+    environ
+        .split(|&b| b == 0)
+        .find_map(|entry| {
+            let value = entry.strip_prefix(name.as_bytes())?.strip_prefix(b"=")?;
+            Some(value)
+        })
+        .filter(|v| !v.trim_ascii().is_empty())
+        .map(|v| String::from_utf8_lossy(v.trim_ascii()).into_owned())
 }
 
 /// Field 22 of `/proc/PID/stat` (`starttime`, clock ticks since boot), counted after the

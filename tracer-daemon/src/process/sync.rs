@@ -8,11 +8,11 @@ use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 
+use super::pods::{PodList, PodStore, WatchEvent, parse_watch_event};
 use crate::config::kubernetes::{PodSource, SourceSettings};
 use crate::net::backoff::{Backoff, RetryPolicy};
 use crate::net::http::{HttpClient, HttpError, encode_query_value};
 use crate::net::tls::TlsOptions;
-use super::pods::{PodList, PodStore, WatchEvent, parse_watch_event};
 
 /// Largest pod list accepted, bytes (a node with hundreds of pods lists a few MiB).
 const MAX_LIST_BYTES: usize = 64 * 1024 * 1024;
@@ -65,7 +65,8 @@ fn selector(node: &str) -> String {
 pub async fn list_api_server(s: &SourceSettings, client: &HttpClient, store: &PodStore) -> Result<String, SyncError> {
     let path = format!("/api/v1/pods?{}", selector(&s.node_name));
     let body = client.get_body(&path, MAX_LIST_BYTES).await?;
-    let list: PodList = serde_json::from_slice(&body).map_err(|source| SyncError::Decode { what: "pod list", source })?;
+    let list: PodList =
+        serde_json::from_slice(&body).map_err(|source| SyncError::Decode { what: "pod list", source })?;
     store.replace(&list);
     Ok(list.metadata.resource_version.unwrap_or_default())
 }
@@ -73,7 +74,8 @@ pub async fn list_api_server(s: &SourceSettings, client: &HttpClient, store: &Po
 /// Lists the kubelet's pods.
 pub async fn list_kubelet(client: &HttpClient, store: &PodStore) -> Result<(), SyncError> {
     let body = client.get_body("/pods", MAX_LIST_BYTES).await?;
-    let list: PodList = serde_json::from_slice(&body).map_err(|source| SyncError::Decode { what: "pod list", source })?;
+    let list: PodList =
+        serde_json::from_slice(&body).map_err(|source| SyncError::Decode { what: "pod list", source })?;
     store.replace(&list);
     Ok(())
 }
@@ -88,7 +90,12 @@ pub enum WatchEnd {
 }
 
 /// One watch request from resource version `rv`, applying events until it ends.
-pub async fn watch_once(s: &SourceSettings, client: &HttpClient, store: &PodStore, rv: &mut String) -> Result<WatchEnd, SyncError> {
+pub async fn watch_once(
+    s: &SourceSettings,
+    client: &HttpClient,
+    store: &PodStore,
+    rv: &mut String,
+) -> Result<WatchEnd, SyncError> {
     let path = format!(
         "/api/v1/pods?{}&watch=true&allowWatchBookmarks=true&timeoutSeconds={}&resourceVersion={}",
         selector(&s.node_name),

@@ -68,7 +68,10 @@ fn pod_json(name: &str, uid: &str, labels: &str, container: &str, cid: &str) -> 
 }
 
 fn pod_list(items: &[String], rv: &str) -> String {
-    format!(r#"{{"kind":"PodList","apiVersion":"v1","metadata":{{"resourceVersion":"{rv}"}},"items":[{}]}}"#, items.join(","))
+    format!(
+        r#"{{"kind":"PodList","apiVersion":"v1","metadata":{{"resourceVersion":"{rv}"}},"items":[{}]}}"#,
+        items.join(",")
+    )
 }
 
 fn tag<'a>(p: &'a Process, key: &str) -> Option<&'a TagValue> {
@@ -123,11 +126,25 @@ fn names_and_tags_from_proc_and_the_pod_list() {
     let r = ProcessResolver::with_parts(&fake.root, host(), "node-1", Some(store));
 
     // Environment beats the pod label.
-    fake.add(100, 1, &["PATH=/bin", "JAEGER_SERVICE_NAME=checkout"], "web", Some("/app/web"), &containerd_cgroup(UID, CID));
+    fake.add(
+        100,
+        1,
+        &["PATH=/bin", "JAEGER_SERVICE_NAME=checkout"],
+        "web",
+        Some("/app/web"),
+        &containerd_cgroup(UID, CID),
+    );
     // The pod label beats the executable.
     fake.add(101, 1, &["PATH=/bin"], "web", Some("/app/web"), &containerd_cgroup(UID, CID));
     // No label: the executable; its container still tagged.
-    fake.add(102, 1, &[], "worker", Some("/usr/bin/worker (deleted)"), &containerd_cgroup("5d1e0c2a-7b3f-4e9a-8c6d-000000000002", &other_cid));
+    fake.add(
+        102,
+        1,
+        &[],
+        "worker",
+        Some("/usr/bin/worker (deleted)"),
+        &containerd_cgroup("5d1e0c2a-7b3f-4e9a-8c6d-000000000002", &other_cid),
+    );
     // A host process: comm when exe is unreadable, no container or pod tags.
     fake.add(103, 1, &["OTEL_SERVICE_NAME="], "cron", None, "0::/system.slice/cron.service\n");
 
@@ -233,7 +250,12 @@ fn a_pod_listed_after_its_process_was_seen_is_picked_up() {
 #[test]
 fn a_full_cache_drops_exited_processes_first() {
     let fake = FakeProc::new("full");
-    let cfg = KubernetesConfig { proc_root: fake.root.clone(), max_cached_processes: 3, enabled: Some(false), ..Default::default() };
+    let cfg = KubernetesConfig {
+        proc_root: fake.root.clone(),
+        max_cached_processes: 3,
+        enabled: Some(false),
+        ..Default::default()
+    };
     let r = ProcessResolver::new(&cfg, host());
     for pid in 1..=3 {
         fake.add(pid, 1, &[], "p", None, "0::/\n");
@@ -309,7 +331,8 @@ async fn fake_kube(answer: impl Fn(&str, usize) -> (Vec<u8>, bool) + Send + Sync
 }
 
 fn json_reply(body: &str) -> Vec<u8> {
-    format!("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}", body.len()).into_bytes()
+    format!("HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}", body.len())
+        .into_bytes()
 }
 
 /// A chunked watch response carrying `events`, one per chunk, left open.
@@ -383,7 +406,12 @@ async fn api_server_list_then_watch_keeps_the_store_current() {
     let reg = Registry::new();
     r.register_metrics(&reg);
     let text = reg.render();
-    for want in ["tracer_k8s_pods 2", "tracer_k8s_synced 1", "tracer_k8s_lists_total{result=\"ok\"} 1", "tracer_k8s_watch_events_total 2"] {
+    for want in [
+        "tracer_k8s_pods 2",
+        "tracer_k8s_synced 1",
+        "tracer_k8s_lists_total{result=\"ok\"} 1",
+        "tracer_k8s_watch_events_total 2",
+    ] {
         assert!(text.contains(want), "{want} in\n{text}");
     }
 }
@@ -392,7 +420,8 @@ async fn api_server_list_then_watch_keeps_the_store_current() {
 async fn an_expired_watch_lists_again() {
     let list1 = pod_list(&[], "1");
     let list2 = pod_list(&[pod_json("web-1", UID, "", "web", CID)], "2");
-    let gone = r#"{"type":"ERROR","object":{"kind":"Status","code":410,"reason":"Expired","message":"too old"}}"#.to_owned();
+    let gone =
+        r#"{"type":"ERROR","object":{"kind":"Status","code":410,"reason":"Expired","message":"too old"}}"#.to_owned();
     let kube = fake_kube(move |head, n| match (head.contains("watch=true"), n) {
         (false, 0) => (json_reply(&list1), false),
         (true, 1) => (watch_reply(&[gone.clone()]), false),
@@ -400,7 +429,8 @@ async fn an_expired_watch_lists_again() {
         (true, _) => (watch_reply(&[]), true),
     })
     .await;
-    let cfg = KubernetesConfig { api_url: Some(kube.url.clone()), node_name: Some("node-1".into()), ..Default::default() };
+    let cfg =
+        KubernetesConfig { api_url: Some(kube.url.clone()), node_name: Some("node-1".into()), ..Default::default() };
     let r = ProcessResolver::spawn(&cfg, host()).unwrap();
     let store = r.pods().unwrap().clone();
     wait_until("the second list", || store.len() == 1, &store).await;

@@ -143,45 +143,31 @@ fn int(s: &[u8], min: i64, max: i64) -> bool {
     !digits.is_empty()
         && digits.len() <= 18
         && digits.iter().all(u8::is_ascii_digit)
-        && std::str::from_utf8(s)
-            .ok()
-            .and_then(|t| t.parse::<i64>().ok())
-            .is_some_and(|v| (min..=max).contains(&v))
+        && std::str::from_utf8(s).ok().and_then(|t| t.parse::<i64>().ok()).is_some_and(|v| (min..=max).contains(&v))
 }
 
 /// Prefix check of a partial line: every byte so far fits `ok`.
 fn partial(line: &[u8], ok: impl Fn(u8) -> bool) -> Verdict {
     let body = line.strip_suffix(b"\r").unwrap_or(line);
-    if body.iter().all(|&c| ok(c)) {
-        Maybe
-    } else {
-        No
-    }
+    if body.iter().all(|&c| ok(c)) { Maybe } else { No }
 }
 
 /// Commands that a client may send inline (telnet style) as its first line.
 const INLINE: &[&[u8]] = &[
-    b"PING", b"AUTH", b"HELLO", b"SELECT", b"GET", b"SET", b"INFO", b"QUIT", b"ECHO", b"DEL",
-    b"EXISTS", b"KEYS", b"CLIENT", b"COMMAND",
+    b"PING", b"AUTH", b"HELLO", b"SELECT", b"GET", b"SET", b"INFO", b"QUIT", b"ECHO", b"DEL", b"EXISTS", b"KEYS",
+    b"CLIENT", b"COMMAND",
 ];
 
 /// `*N CRLF $M CRLF command…` or an inline command.
 fn redis_command(data: &[u8]) -> Verdict {
     if data[0] != b'*' {
-        let word_len = data
-            .iter()
-            .position(|&c| c == b' ' || c == b'\r')
-            .unwrap_or(data.len());
+        let word_len = data.iter().position(|&c| c == b' ' || c == b'\r').unwrap_or(data.len());
         let word = &data[..word_len];
         let known = INLINE.iter().any(|w| w.eq_ignore_ascii_case(word));
-        let could = INLINE
-            .iter()
-            .any(|w| w.len() >= word.len() && w[..word.len()].eq_ignore_ascii_case(word));
+        let could = INLINE.iter().any(|w| w.len() >= word.len() && w[..word.len()].eq_ignore_ascii_case(word));
         return match resp_line(data) {
             Ok(Some(l))
-                if known
-                    && l.iter().all(|&c| (b' '..0x7f).contains(&c))
-                    && !l.windows(6).any(|w| w == b" HTTP/") =>
+                if known && l.iter().all(|&c| (b' '..0x7f).contains(&c)) && !l.windows(6).any(|w| w == b" HTTP/") =>
             {
                 Yes
             }
@@ -235,9 +221,7 @@ fn redis_reply(data: &[u8]) -> Verdict {
     };
     let ok = match kind {
         b'+' => line.iter().all(|&c| printable(c)),
-        b'-' => {
-            line.first().is_some_and(u8::is_ascii_uppercase) && line.iter().all(|&c| printable(c))
-        }
+        b'-' => line.first().is_some_and(u8::is_ascii_uppercase) && line.iter().all(|&c| printable(c)),
         b':' | b'(' => int(line, i64::MIN + 1, i64::MAX),
         b'$' | b'*' => int(line, -1, 1 << 32),
         b'%' | b'~' | b'>' | b'|' | b'=' | b'!' => int(line, 0, 1 << 32),
@@ -252,11 +236,7 @@ fn redis_reply(data: &[u8]) -> Verdict {
 /// Handshake v10: `len(3) seq=0 0x0a version NUL …`.
 fn mysql_greeting(data: &[u8]) -> Verdict {
     if data.len() < 5 {
-        return if data.len() > 3 && data[3] != 0 {
-            No
-        } else {
-            Maybe
-        };
+        return if data.len() > 3 && data[3] != 0 { No } else { Maybe };
     }
     let len = u32::from(data[0]) | (u32::from(data[1]) << 8) | (u32::from(data[2]) << 16);
     if data[3] != 0 || data[4] != 0x0a || !(30..=1024).contains(&len) {
@@ -274,11 +254,7 @@ fn mysql_greeting(data: &[u8]) -> Verdict {
 /// A client packet on a connection seen mid-way: a command (seq 0) or a handshake response.
 fn mysql_command(data: &[u8]) -> Verdict {
     if data.len() < 5 {
-        return if data.len() > 3 && data[3] > 1 {
-            No
-        } else {
-            Maybe
-        };
+        return if data.len() > 3 && data[3] > 1 { No } else { Maybe };
     }
     let len = u32::from(data[0]) | (u32::from(data[1]) << 8) | (u32::from(data[2]) << 16);
     let payload = &data[4..];
@@ -289,36 +265,25 @@ fn mysql_command(data: &[u8]) -> Verdict {
     if data[3] == 1 {
         // Handshake response 4.1: caps, max packet, charset, 23 zero bytes.
         if len < 32 || payload.len() < 32 {
-            return if payload.len() < 32
-                && payload.get(9..).is_none_or(|f| f.iter().all(|&c| c == 0))
-            {
+            return if payload.len() < 32 && payload.get(9..).is_none_or(|f| f.iter().all(|&c| c == 0)) {
                 Maybe
             } else {
                 No
             };
         }
         let caps = u32::from_le_bytes([payload[0], payload[1], payload[2], payload[3]]);
-        return if caps & 0x200 != 0 && payload[13..32].iter().all(|&c| c == 0) {
-            Yes
-        } else {
-            No
-        };
+        return if caps & 0x200 != 0 && payload[13..32].iter().all(|&c| c == 0) { Yes } else { No };
     }
     if data[3] != 0 {
         return No;
     }
-    let sql_like = |p: &[u8]| {
-        p.first()
-            .is_some_and(|c| c.is_ascii_alphabetic() || *c == b'/' || *c == b'(' || *c == b' ')
-    };
+    let sql_like =
+        |p: &[u8]| p.first().is_some_and(|c| c.is_ascii_alphabetic() || *c == b'/' || *c == b'(' || *c == b' ');
     let ok = match payload[0] {
         0x03 | 0x16 => {
             sql_like(&payload[1..])
                 && len < (1 << 24) - 1
-                && payload[1..]
-                    .iter()
-                    .take(32)
-                    .all(|&c| c >= b' ' || c == b'\n' || c == b'\t' || c == b'\r')
+                && payload[1..].iter().take(32).all(|&c| c >= b' ' || c == b'\n' || c == b'\t' || c == b'\r')
         }
         0x01 | 0x0e | 0x09 | 0x1f => len == 1,
         0x19 | 0x1a => len == 5,
@@ -354,33 +319,19 @@ mod tests {
 
     #[test]
     fn http() {
-        found(
-            b"GET /index.html HTTP/1.1\r\nHost: x\r\n\r\n",
-            true,
-            Protocol::Http,
-        );
+        found(b"GET /index.html HTTP/1.1\r\nHost: x\r\n\r\n", true, Protocol::Http);
         found(b"OPTIONS * HTTP/1.0\r\n", true, Protocol::Http);
         found(b"HTTP/1.1 200 OK\r\n", false, Protocol::Http);
         found(b"HTTP/1.0 404", false, Protocol::Http);
         assert_eq!(detect(b"GET /index.ht", Egress, Client), Detect::NeedMore);
         assert_eq!(detect(b"HTTP/1", Ingress, Client), Detect::NeedMore);
-        assert_eq!(
-            detect(b"GET / HTTP/2.0\r\n", Egress, Client),
-            Detect::Unknown
-        );
-        assert_eq!(
-            detect(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", Egress, Client),
-            Detect::Unknown
-        );
+        assert_eq!(detect(b"GET / HTTP/2.0\r\n", Egress, Client), Detect::Unknown);
+        assert_eq!(detect(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", Egress, Client), Detect::Unknown);
     }
 
     #[test]
     fn redis() {
-        found(
-            b"*2\r\n$3\r\nGET\r\n$6\r\nuser:1\r\n",
-            true,
-            Protocol::Redis,
-        );
+        found(b"*2\r\n$3\r\nGET\r\n$6\r\nuser:1\r\n", true, Protocol::Redis);
         found(b"*1\r\n$4\r\nPING\r\n", true, Protocol::Redis);
         found(b"PING\r\n", true, Protocol::Redis);
         found(b"GET key\r\n", true, Protocol::Redis);
@@ -419,36 +370,16 @@ mod tests {
         found(greeting, false, Protocol::Mysql);
         assert_eq!(detect(&greeting[..4], Ingress, Client), Detect::NeedMore);
         assert_eq!(detect(&greeting[..12], Ingress, Client), Detect::NeedMore);
-        found(
-            b"\x22\x00\x00\x00\x03SELECT id FROM users WHERE id = 1",
-            true,
-            Protocol::Mysql,
-        );
+        found(b"\x22\x00\x00\x00\x03SELECT id FROM users WHERE id = 1", true, Protocol::Mysql);
         found(b"\x01\x00\x00\x00\x0e", true, Protocol::Mysql);
-        assert_eq!(
-            detect(b"\x05\x00\x00\x00\x03SELECT 1", Egress, Client),
-            Detect::Unknown
-        );
-        assert_eq!(
-            detect(b"\x01\x00\x00\x00\x0e", Ingress, Client),
-            Detect::Unknown
-        );
+        assert_eq!(detect(b"\x05\x00\x00\x00\x03SELECT 1", Egress, Client), Detect::Unknown);
+        assert_eq!(detect(b"\x01\x00\x00\x00\x0e", Ingress, Client), Detect::Unknown);
     }
 
     #[test]
     fn garbage_is_unknown() {
-        assert_eq!(
-            detect(
-                b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03",
-                Egress,
-                Client
-            ),
-            Detect::Unknown
-        );
-        assert_eq!(
-            detect(b"SSH-2.0-OpenSSH_9.2\r\n", Ingress, Client),
-            Detect::Unknown
-        );
+        assert_eq!(detect(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", Egress, Client), Detect::Unknown);
+        assert_eq!(detect(b"SSH-2.0-OpenSSH_9.2\r\n", Ingress, Client), Detect::Unknown);
         assert_eq!(detect(&[b'A'; 5000], Egress, Client), Detect::Unknown);
         assert_eq!(detect(b"", Egress, Client), Detect::NeedMore);
     }

@@ -5,8 +5,8 @@ use super::context::{parse_traceparent, parse_uber_trace_id};
 use super::redact::redact_query;
 use super::stream::UNTIL_CLOSE;
 use super::{
-    Ctx, Event, GapOutcome, MAX_TAG_LEN, Parse, Progress, Request, RequestMeta as Meta, Response,
-    ResponseFacts, Role, Side, TraceContext, bounded_str, truncate,
+    Ctx, Event, GapOutcome, MAX_TAG_LEN, Parse, Progress, Request, RequestMeta as Meta, Response, ResponseFacts, Role,
+    Side, TraceContext, bounded_str, truncate,
 };
 use crate::model::{Attributes, attrs};
 
@@ -69,14 +69,8 @@ fn version_minor(v: &[u8]) -> Option<u8> {
 }
 
 fn trim(s: &[u8]) -> &[u8] {
-    let start = s
-        .iter()
-        .position(|c| *c != b' ' && *c != b'\t')
-        .unwrap_or(s.len());
-    let end = s
-        .iter()
-        .rposition(|c| *c != b' ' && *c != b'\t')
-        .map_or(start, |e| e + 1);
+    let start = s.iter().position(|c| *c != b' ' && *c != b'\t').unwrap_or(s.len());
+    let end = s.iter().rposition(|c| *c != b' ' && *c != b'\t').map_or(start, |e| e + 1);
     &s[start..end]
 }
 
@@ -84,9 +78,7 @@ fn parse_u64(s: &[u8]) -> Option<u64> {
     if s.is_empty() || s.len() > 19 || !s.iter().all(u8::is_ascii_digit) {
         return None;
     }
-    s.iter().try_fold(0u64, |acc, &c| {
-        acc.checked_mul(10)?.checked_add(u64::from(c - b'0'))
-    })
+    s.iter().try_fold(0u64, |acc, &c| acc.checked_mul(10)?.checked_add(u64::from(c - b'0')))
 }
 
 /// Parses header lines from `at` up to the empty line. Ok(end) or Err(Partial/NotThis).
@@ -111,23 +103,13 @@ fn parse_headers(buf: &[u8], mut at: usize, h: &mut Headers) -> Result<usize, bo
         }
         let value = trim(&l[colon + 1..]);
         if name.eq_ignore_ascii_case(b"content-length") {
-            let first = value
-                .split(|&c| c == b',')
-                .next()
-                .map(trim)
-                .unwrap_or_default();
+            let first = value.split(|&c| c == b',').next().map(trim).unwrap_or_default();
             match parse_u64(first) {
-                Some(n) if h.content_length.is_none_or(|old| old == n) => {
-                    h.content_length = Some(n)
-                }
+                Some(n) if h.content_length.is_none_or(|old| old == n) => h.content_length = Some(n),
                 _ => return Err(false),
             }
         } else if name.eq_ignore_ascii_case(b"transfer-encoding") {
-            let last = value
-                .rsplit(|&c| c == b',')
-                .next()
-                .map(trim)
-                .unwrap_or_default();
+            let last = value.rsplit(|&c| c == b',').next().map(trim).unwrap_or_default();
             if last.eq_ignore_ascii_case(b"chunked") {
                 h.chunked = true;
                 h.other_encoding = false;
@@ -138,9 +120,7 @@ fn parse_headers(buf: &[u8], mut at: usize, h: &mut Headers) -> Result<usize, bo
         } else if name.eq_ignore_ascii_case(b"host") {
             h.host = Some(bounded_str(value, 256));
         } else if name.eq_ignore_ascii_case(b"connection") {
-            h.close |= value
-                .split(|&c| c == b',')
-                .any(|t| trim(t).eq_ignore_ascii_case(b"close"));
+            h.close |= value.split(|&c| c == b',').any(|t| trim(t).eq_ignore_ascii_case(b"close"));
         } else if name.eq_ignore_ascii_case(b"expect") {
             h.expect_continue = value.eq_ignore_ascii_case(b"100-continue");
         } else if name.eq_ignore_ascii_case(b"traceparent") {
@@ -169,15 +149,10 @@ fn skip_blank_lines(buf: &[u8]) -> usize {
 pub fn parse_request_head(buf: &[u8]) -> Parse<RequestHead<'_>> {
     let start = skip_blank_lines(buf);
     let Some((l, at)) = line(buf, start) else {
-        return if request_prefix_ok(&buf[start..]) {
-            Parse::Partial
-        } else {
-            Parse::NotThisProtocol
-        };
+        return if request_prefix_ok(&buf[start..]) { Parse::Partial } else { Parse::NotThisProtocol };
     };
     let mut parts = l.splitn(3, |&c| c == b' ');
-    let (Some(method), Some(target), Some(version)) = (parts.next(), parts.next(), parts.next())
-    else {
+    let (Some(method), Some(target), Some(version)) = (parts.next(), parts.next(), parts.next()) else {
         return Parse::NotThisProtocol;
     };
     let method_ok = !method.is_empty() && method.len() <= 32 && method.iter().all(|&c| is_tchar(c));
@@ -187,15 +162,7 @@ pub fn parse_request_head(buf: &[u8]) -> Parse<RequestHead<'_>> {
     };
     let mut headers = Headers::default();
     match parse_headers(buf, at, &mut headers) {
-        Ok(end) => Parse::Complete {
-            consumed: end,
-            msg: RequestHead {
-                method,
-                target,
-                minor,
-                headers,
-            },
-        },
+        Ok(end) => Parse::Complete { consumed: end, msg: RequestHead { method, target, minor, headers } },
         Err(true) => Parse::Partial,
         Err(false) => Parse::NotThisProtocol,
     }
@@ -207,24 +174,15 @@ fn request_prefix_ok(b: &[u8]) -> bool {
     if method_len > 32 || !b[..method_len].iter().all(|&c| is_tchar(c)) {
         return false;
     }
-    b.len() < 8 * 1024 + method_len
-        && b[method_len..]
-            .iter()
-            .all(|&c| c >= b' ' && c != 0x7f || c == b'\r')
+    b.len() < 8 * 1024 + method_len && b[method_len..].iter().all(|&c| c >= b' ' && c != 0x7f || c == b'\r')
 }
 
 /// Parses a status line and headers.
 pub fn parse_response_head(buf: &[u8]) -> Parse<ResponseHead> {
     let Some((l, at)) = line(buf, 0) else {
         let n = buf.len().min(8);
-        return if buf[..n] == b"HTTP/1.x"[..n]
-            || (n == 8 && buf.starts_with(b"HTTP/1.") && buf[7].is_ascii_digit())
-        {
-            if buf.len() < 1024 {
-                Parse::Partial
-            } else {
-                Parse::NotThisProtocol
-            }
+        return if buf[..n] == b"HTTP/1.x"[..n] || (n == 8 && buf.starts_with(b"HTTP/1.") && buf[7].is_ascii_digit()) {
+            if buf.len() < 1024 { Parse::Partial } else { Parse::NotThisProtocol }
         } else if n == 8 || buf[..n.min(7)] != b"HTTP/1."[..n.min(7)] {
             Parse::NotThisProtocol
         } else {
@@ -235,25 +193,13 @@ pub fn parse_response_head(buf: &[u8]) -> Parse<ResponseHead> {
         return Parse::NotThisProtocol;
     };
     let code = l.get(9..12).unwrap_or_default();
-    if code.len() != 3
-        || !code.iter().all(u8::is_ascii_digit)
-        || l.get(12).is_some_and(|&c| c != b' ')
-    {
+    if code.len() != 3 || !code.iter().all(u8::is_ascii_digit) || l.get(12).is_some_and(|&c| c != b' ') {
         return Parse::NotThisProtocol;
     }
-    let status = code
-        .iter()
-        .fold(0u16, |acc, &c| acc * 10 + u16::from(c - b'0'));
+    let status = code.iter().fold(0u16, |acc, &c| acc * 10 + u16::from(c - b'0'));
     let mut headers = Headers::default();
     match parse_headers(buf, at, &mut headers) {
-        Ok(end) => Parse::Complete {
-            consumed: end,
-            msg: ResponseHead {
-                minor,
-                status,
-                headers,
-            },
-        },
+        Ok(end) => Parse::Complete { consumed: end, msg: ResponseHead { minor, status, headers } },
         Err(true) => Parse::Partial,
         Err(false) => Parse::NotThisProtocol,
     }
@@ -279,9 +225,7 @@ fn chunk_step(state: &mut Chunks, buf: &[u8]) -> Result<(usize, u64, bool), bool
             if size.is_empty() || size.len() > 15 || !size.iter().all(u8::is_ascii_hexdigit) {
                 return Err(false);
             }
-            let n = size.iter().fold(0u64, |acc, &c| {
-                (acc << 4) | u64::from((c as char).to_digit(16).unwrap_or(0))
-            });
+            let n = size.iter().fold(0u64, |acc, &c| (acc << 4) | u64::from((c as char).to_digit(16).unwrap_or(0)));
             if n == 0 {
                 *state = Chunks::Trailers;
                 Ok((next, 0, false))
@@ -307,11 +251,7 @@ fn request_event(head: &RequestHead<'_>, ctx: &Ctx) -> Request {
     let target = bounded_str(head.target, MAX_TAG_LEN);
     let path = target.split('?').next().unwrap_or_default();
     let operation = truncate(format!("{method} {path}"), 256);
-    let target = if ctx.redaction.enabled {
-        redact_query(&target)
-    } else {
-        target
-    };
+    let target = if ctx.redaction.enabled { redact_query(&target) } else { target };
     let attrs = attrs::Http {
         method: method.clone(),
         target: truncate(target, MAX_TAG_LEN),
@@ -328,51 +268,23 @@ fn request_event(head: &RequestHead<'_>, ctx: &Ctx) -> Request {
         operation,
         attrs: Attributes::Http(attrs),
         context: head.headers.context,
-        meta: Meta::Http(RequestMeta {
-            head: method == "HEAD",
-            connect: method == "CONNECT",
-        }),
+        meta: Meta::Http(RequestMeta { head: method == "HEAD", connect: method == "CONNECT" }),
     }
 }
 
 fn response_event(status: u16, content_length: Option<u64>, role: Role) -> Response {
-    let facts = ResponseFacts::Http {
-        status,
-        content_length: content_length.map(|n| i64::try_from(n).unwrap_or(i64::MAX)),
-    };
-    let error = (status >= 500 || (status >= 400 && role == Role::Client))
-        .then(|| format!("HTTP {status}"));
-    Response {
-        facts,
-        error,
-        ..Response::default()
-    }
+    let facts =
+        ResponseFacts::Http { status, content_length: content_length.map(|n| i64::try_from(n).unwrap_or(i64::MAX)) };
+    let error = (status >= 500 || (status >= 400 && role == Role::Client)).then(|| format!("HTTP {status}"));
+    Response { facts, error, ..Response::default() }
 }
 
-fn advance(
-    consumed: usize,
-    begins: bool,
-    now: Option<Event>,
-    skip: u64,
-    then: Option<Event>,
-) -> Progress {
-    Progress::Advance {
-        consumed,
-        begins,
-        now,
-        skip,
-        then,
-    }
+fn advance(consumed: usize, begins: bool, now: Option<Event>, skip: u64, then: Option<Event>) -> Progress {
+    Progress::Advance { consumed, begins, now, skip, then }
 }
 
 impl Machine {
-    pub(crate) fn decode(
-        &mut self,
-        side: Side,
-        buf: &[u8],
-        head: Option<&Request>,
-        ctx: &Ctx,
-    ) -> Progress {
+    pub(crate) fn decode(&mut self, side: Side, buf: &[u8], head: Option<&Request>, ctx: &Ctx) -> Progress {
         match side {
             Side::Request => self.decode_request(buf, ctx),
             Side::Response => self.decode_response(buf, head, ctx),
@@ -399,13 +311,7 @@ impl Machine {
                     self.req_chunks = Some(Chunks::Size);
                     advance(consumed, true, Some(ev), 0, None)
                 } else {
-                    advance(
-                        consumed,
-                        true,
-                        Some(ev),
-                        msg.headers.content_length.unwrap_or(0),
-                        None,
-                    )
+                    advance(consumed, true, Some(ev), msg.headers.content_length.unwrap_or(0), None)
                 }
             }
             Parse::Partial => Progress::NeedMore,
@@ -427,10 +333,7 @@ impl Machine {
         }
         let meta = match head.map(|r| &r.meta) {
             Some(Meta::Http(m)) => m.clone(),
-            _ => RequestMeta {
-                head: false,
-                connect: false,
-            },
+            _ => RequestMeta { head: false, connect: false },
         };
         match parse_response_head(buf) {
             Parse::Complete { consumed, msg } => {
@@ -441,16 +344,8 @@ impl Machine {
                 }
                 let h = &msg.headers;
                 let no_body = meta.head || status == 204 || status == 304;
-                let length = if no_body || h.chunked {
-                    None
-                } else {
-                    h.content_length
-                };
-                let resp = Event::Response(response_event(
-                    status,
-                    if meta.head { None } else { length },
-                    ctx.role,
-                ));
+                let length = if no_body || h.chunked { None } else { h.content_length };
+                let resp = Event::Response(response_event(status, if meta.head { None } else { length }, ctx.role));
                 if status == 101 || (meta.connect && (200..300).contains(&status)) {
                     // The connection now carries another protocol (or a tunnel).
                     return advance(consumed, true, Some(resp), 0, Some(Event::Stop));
@@ -475,13 +370,7 @@ impl Machine {
 
     /// A gap cut a head or a chunked body: what the captured part says is kept, then the
     /// stream resynchronises.
-    pub(crate) fn on_gap(
-        &mut self,
-        side: Side,
-        buf: &[u8],
-        _head: Option<&Request>,
-        ctx: &Ctx,
-    ) -> GapOutcome {
+    pub(crate) fn on_gap(&mut self, side: Side, buf: &[u8], _head: Option<&Request>, ctx: &Ctx) -> GapOutcome {
         let event = match side {
             Side::Request => {
                 let was_chunked = self.req_chunks.take().is_some();
@@ -492,9 +381,7 @@ impl Machine {
                         with_end.extend_from_slice(b"\r\n\r\n");
                         let _ = next;
                         match parse_request_head(&with_end) {
-                            Parse::Complete { msg, .. } => {
-                                Some(Event::Request(request_event(&msg, ctx)))
-                            }
+                            Parse::Complete { msg, .. } => Some(Event::Request(request_event(&msg, ctx))),
                             _ => None,
                         }
                     }
@@ -518,10 +405,7 @@ impl Machine {
                 }
             }
         };
-        GapOutcome {
-            event,
-            resume_skip: None,
-        }
+        GapOutcome { event, resume_skip: None }
     }
 
     /// Whether a call that starts with `data` starts a message (after lost framing).
@@ -546,9 +430,7 @@ mod tests {
     #[test]
     fn request_head() {
         let raw = b"\r\nPOST /upload?x=1 HTTP/1.1\r\nHost: a.example\r\nContent-Length: 12\r\nExpect: 100-continue\r\nX-Other: secret\r\n\r\nbody";
-        let Parse::Complete { consumed, msg } = parse_request_head(raw) else {
-            panic!("not complete")
-        };
+        let Parse::Complete { consumed, msg } = parse_request_head(raw) else { panic!("not complete") };
         assert_eq!(consumed, raw.len() - 4);
         assert_eq!(msg.method, b"POST");
         assert_eq!(msg.target, b"/upload?x=1");
@@ -574,55 +456,31 @@ mod tests {
             b"GET / HTTP/1.1\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n",
             b"GET / HTTP/1.1\r\nContent-Length: -1\r\n\r\n",
         ] {
-            assert_eq!(
-                parse_request_head(bad),
-                Parse::NotThisProtocol,
-                "{:?}",
-                String::from_utf8_lossy(bad)
-            );
+            assert_eq!(parse_request_head(bad), Parse::NotThisProtocol, "{:?}", String::from_utf8_lossy(bad));
         }
     }
 
     #[test]
     fn response_head() {
-        let raw =
-            b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\nConnection: close\r\n\r\n";
-        let Parse::Complete { consumed, msg } = parse_response_head(raw) else {
-            panic!("not complete")
-        };
+        let raw = b"HTTP/1.1 200 OK\r\nTransfer-Encoding: gzip, chunked\r\nConnection: close\r\n\r\n";
+        let Parse::Complete { consumed, msg } = parse_response_head(raw) else { panic!("not complete") };
         assert_eq!(consumed, raw.len());
         assert_eq!((msg.minor, msg.status), (1, 200));
         assert!(msg.headers.chunked && msg.headers.close);
         assert_eq!(parse_response_head(b"HTTP/1.1 20"), Parse::Partial);
         assert_eq!(
             parse_response_head(b"HTTP/1.0 204\r\n\r\n"),
-            Parse::Complete {
-                consumed: 16,
-                msg: ResponseHead {
-                    minor: 0,
-                    status: 204,
-                    headers: Headers::default()
-                }
-            }
+            Parse::Complete { consumed: 16, msg: ResponseHead { minor: 0, status: 204, headers: Headers::default() } }
         );
-        assert_eq!(
-            parse_response_head(b"HTTP/2 200\r\n\r\n"),
-            Parse::NotThisProtocol
-        );
+        assert_eq!(parse_response_head(b"HTTP/2 200\r\n\r\n"), Parse::NotThisProtocol);
         assert_eq!(parse_response_head(b"+OK\r\n"), Parse::NotThisProtocol);
-        assert_eq!(
-            parse_response_head(b"HTTP/1.1 2x0 OK\r\n\r\n"),
-            Parse::NotThisProtocol
-        );
+        assert_eq!(parse_response_head(b"HTTP/1.1 2x0 OK\r\n\r\n"), Parse::NotThisProtocol);
     }
 
     #[test]
     fn chunk_sizes() {
         let mut st = Chunks::Size;
-        assert_eq!(
-            chunk_step(&mut st, b"1a;name=v\r\n"),
-            Ok((11, 0x1a + 2, false))
-        );
+        assert_eq!(chunk_step(&mut st, b"1a;name=v\r\n"), Ok((11, 0x1a + 2, false)));
         assert_eq!(chunk_step(&mut st, b"0\r\n"), Ok((3, 0, false)));
         assert_eq!(st, Chunks::Trailers);
         assert_eq!(chunk_step(&mut st, b"X-Sum: 1\r\n"), Ok((10, 0, false)));

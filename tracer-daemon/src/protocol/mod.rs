@@ -238,21 +238,12 @@ pub(crate) enum Event {
 
 /// Progress of a protocol machine over the buffered bytes of one direction.
 #[derive(Debug)]
-#[expect(
-    clippy::large_enum_variant,
-    reason = "returned by value once per message; boxing would allocate per message"
-)]
+#[expect(clippy::large_enum_variant, reason = "returned by value once per message; boxing would allocate per message")]
 pub(crate) enum Progress {
     /// `consumed` bytes were used (`begins`: they start a new message); `now` fires at once;
     /// the next `skip` bytes (seen or not) belong to the same message and are passed over;
     /// `then` fires once they are through.
-    Advance {
-        consumed: usize,
-        begins: bool,
-        now: Option<Event>,
-        skip: u64,
-        then: Option<Event>,
-    },
+    Advance { consumed: usize, begins: bool, now: Option<Event>, skip: u64, then: Option<Event> },
     /// The buffered bytes are a valid prefix.
     NeedMore,
     /// The bytes are not this protocol here: resynchronise.

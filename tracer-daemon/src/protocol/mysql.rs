@@ -148,13 +148,7 @@ fn side_index(side: Side) -> usize {
 }
 
 impl Machine {
-    pub(crate) fn decode(
-        &mut self,
-        side: Side,
-        buf: &[u8],
-        head: Option<&Request>,
-        ctx: &Ctx,
-    ) -> Progress {
+    pub(crate) fn decode(&mut self, side: Side, buf: &[u8], head: Option<&Request>, ctx: &Ctx) -> Progress {
         if buf.len() < 4 {
             return Progress::NeedMore;
         }
@@ -168,13 +162,7 @@ impl Machine {
             return Progress::NeedMore;
         }
         let (begins, then) = self.packet(side, buf[3], &buf[4..4 + want], len, head, ctx);
-        Progress::Advance {
-            consumed: 4 + want,
-            begins,
-            now: None,
-            skip: u64::from(len) - want as u64,
-            then,
-        }
+        Progress::Advance { consumed: 4 + want, begins, now: None, skip: u64::from(len) - want as u64, then }
     }
 
     /// One packet (payload maybe cut to a prefix): (starts a message, event at its end).
@@ -200,9 +188,7 @@ impl Machine {
                 }
                 (false, None)
             }
-            (Side::Request, Phase::Start | Phase::Login)
-                if seq != 0 || self.phase == Phase::Login =>
-            {
+            (Side::Request, Phase::Start | Phase::Login) if seq != 0 || self.phase == Phase::Login => {
                 (false, self.handshake_response(payload))
             }
             (Side::Response, Phase::Login | Phase::Auth) => {
@@ -229,19 +215,13 @@ impl Machine {
     fn greeting(&mut self, p: &[u8]) {
         let (_, n) = cstr(&p[1..]);
         let at = 1 + n + 4 + 8 + 1;
-        let lo = p
-            .get(at..at + 2)
-            .map_or(0, |b| u32::from(u16::from_le_bytes([b[0], b[1]])));
-        let hi = p
-            .get(at + 5..at + 7)
-            .map_or(0, |b| u32::from(u16::from_le_bytes([b[0], b[1]])));
+        let lo = p.get(at..at + 2).map_or(0, |b| u32::from(u16::from_le_bytes([b[0], b[1]])));
+        let hi = p.get(at + 5..at + 7).map_or(0, |b| u32::from(u16::from_le_bytes([b[0], b[1]])));
         self.server_caps = Some(lo | (hi << 16));
     }
 
     fn handshake_response(&mut self, p: &[u8]) -> Option<Event> {
-        let caps = p
-            .get(..4)
-            .map_or(0, |b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+        let caps = p.get(..4).map_or(0, |b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
         if caps & CLIENT_PROTOCOL_41 == 0 {
             // Pre-4.1 response: u16 caps, u24 max packet, user.
             self.caps = caps & 0xffff;
@@ -277,11 +257,7 @@ impl Machine {
     }
 
     fn base_attrs(&self) -> attrs::Mysql {
-        attrs::Mysql {
-            database: self.database.clone(),
-            user: self.user.clone(),
-            ..attrs::Mysql::default()
-        }
+        attrs::Mysql { database: self.database.clone(), user: self.user.clone(), ..attrs::Mysql::default() }
     }
 
     fn command(&mut self, p: &[u8], ctx: &Ctx) -> Option<Event> {
@@ -290,10 +266,7 @@ impl Machine {
         let mut meta = RequestMeta {
             command: Command {
                 code,
-                result_set: matches!(
-                    code,
-                    COM_QUERY | COM_STMT_EXECUTE | COM_STMT_FETCH | COM_PROCESS_INFO
-                ),
+                result_set: matches!(code, COM_QUERY | COM_STMT_EXECUTE | COM_STMT_FETCH | COM_PROCESS_INFO),
             },
             sql: None,
             unresolved_statement: None,
@@ -303,9 +276,7 @@ impl Machine {
         let mut operation = name.to_string();
         let mut statement = None;
         let mut context = None;
-        let stmt_id = p
-            .get(1..5)
-            .map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
+        let stmt_id = p.get(1..5).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]));
         match code {
             COM_QUERY | COM_STMT_PREPARE => {
                 let raw = &p[1..];
@@ -314,25 +285,20 @@ impl Machine {
                     operation = sql_operation(raw).unwrap_or_else(|| name.to_string());
                 }
                 context = find_sql_traceparent(raw);
-                statement = Some(if ctx.redaction.enabled {
-                    redact_sql(&sql)
-                } else {
-                    truncate(sql.clone(), MAX_TAG_LEN)
-                });
+                statement =
+                    Some(if ctx.redaction.enabled { redact_sql(&sql) } else { truncate(sql.clone(), MAX_TAG_LEN) });
                 if code == COM_STMT_PREPARE {
                     meta.sql = Some(sql);
                 }
             }
-            COM_STMT_EXECUTE => {
-                match stmt_id.and_then(|id| self.statements.get(&id).map(|s| (id, s))) {
-                    Some((_, s)) => {
-                        operation = s.operation.clone();
-                        statement = Some(s.statement.clone());
-                        context = s.context;
-                    }
-                    None => meta.unresolved_statement = stmt_id,
+            COM_STMT_EXECUTE => match stmt_id.and_then(|id| self.statements.get(&id).map(|s| (id, s))) {
+                Some((_, s)) => {
+                    operation = s.operation.clone();
+                    statement = Some(s.statement.clone());
+                    context = s.context;
                 }
-            }
+                None => meta.unresolved_statement = stmt_id,
+            },
             COM_STMT_CLOSE => {
                 if let Some(id) = stmt_id {
                     self.statements.remove(&id);
@@ -347,11 +313,7 @@ impl Machine {
         }
         let req = Request {
             operation: format!("mysql {operation}"),
-            attrs: Attributes::Mysql(attrs::Mysql {
-                operation: Some(operation),
-                statement,
-                ..attrs
-            }),
+            attrs: Attributes::Mysql(attrs::Mysql { operation: Some(operation), statement, ..attrs }),
             context,
             meta: Meta::Mysql(meta),
         };
@@ -367,13 +329,7 @@ impl Machine {
             Some(Meta::Mysql(m)) => Some(m),
             _ => None,
         };
-        let cmd = meta.map_or(
-            Command {
-                code: COM_QUERY,
-                result_set: true,
-            },
-            |m| m.command,
-        );
+        let cmd = meta.map_or(Command { code: COM_QUERY, result_set: true }, |m| m.command);
         let deprecate_eof = self.caps & CLIENT_DEPRECATE_EOF != 0;
         match self.response.packet(cmd, p, len, deprecate_eof) {
             Outcome::More | Outcome::Infile => None,
@@ -393,21 +349,12 @@ impl Machine {
                     {
                         self.database = Some(db.clone());
                     }
-                    if let Some(s) = m
-                        .unresolved_statement
-                        .and_then(|id| self.statements.get(&id))
-                    {
+                    if let Some(s) = m.unresolved_statement.and_then(|id| self.statements.get(&id)) {
                         resp.operation = Some(format!("mysql {}", s.operation));
                         let known = Some((s.operation.clone(), s.statement.clone()));
                         match &mut resp.facts {
                             ResponseFacts::Mysql { resolved, .. } => *resolved = known,
-                            facts => {
-                                *facts = ResponseFacts::Mysql {
-                                    rows: None,
-                                    error_code: None,
-                                    resolved: known,
-                                }
-                            }
+                            facts => *facts = ResponseFacts::Mysql { rows: None, error_code: None, resolved: known },
                         }
                         resp.context = s.context;
                     }
@@ -431,13 +378,7 @@ impl Machine {
 
     /// A gap cut a packet: once its header is known, the captured part is used and the rest
     /// skipped by length; a cut header loses the framing.
-    pub(crate) fn on_gap(
-        &mut self,
-        side: Side,
-        buf: &[u8],
-        head: Option<&Request>,
-        ctx: &Ctx,
-    ) -> GapOutcome {
+    pub(crate) fn on_gap(&mut self, side: Side, buf: &[u8], head: Option<&Request>, ctx: &Ctx) -> GapOutcome {
         if buf.len() < 4 {
             if side == Side::Response {
                 self.response.reset();
@@ -447,10 +388,7 @@ impl Machine {
         let len = u24(buf);
         let (_, event) = self.packet(side, buf[3], &buf[4..], len, head, ctx);
         let rest = (u64::from(len) + 4).saturating_sub(buf.len() as u64);
-        GapOutcome {
-            event,
-            resume_skip: Some(rest),
-        }
+        GapOutcome { event, resume_skip: Some(rest) }
     }
 
     /// Whether a call that starts with `data` starts a packet that begins a message.

@@ -2,10 +2,7 @@
 //! result sets (with and without CLIENT_DEPRECATE_EOF), multi-results, prepare responses and
 //! LOCAL INFILE requests, one packet at a time.
 
-
-use super::mysql::{
-    COM_CHANGE_USER, COM_FIELD_LIST, COM_STATISTICS, COM_STMT_FETCH, COM_STMT_PREPARE, Command,
-};
+use super::mysql::{COM_CHANGE_USER, COM_FIELD_LIST, COM_STATISTICS, COM_STMT_FETCH, COM_STMT_PREPARE, Command};
 use super::{Response, ResponseFacts, bounded_str};
 
 /// Server status flag: another result follows this one.
@@ -26,10 +23,7 @@ pub(crate) fn lenenc(b: &[u8]) -> Option<(u64, usize)> {
         _ => return None,
     };
     let bytes = rest.get(..width)?;
-    let v = bytes
-        .iter()
-        .rev()
-        .fold(0u64, |acc, &c| (acc << 8) | u64::from(c));
+    let v = bytes.iter().rev().fold(0u64, |acc, &c| (acc << 8) | u64::from(c));
     Some((v, 1 + width))
 }
 
@@ -58,11 +52,7 @@ pub(crate) fn err_message(payload: &[u8]) -> (String, u16) {
     let rest = payload.get(3..).unwrap_or_default();
     let msg = match rest.split_first() {
         Some((b'#', r)) if r.len() >= 5 => {
-            format!(
-                "ERROR {code} ({}): {}",
-                bounded_str(&r[..5], 5),
-                bounded_str(&r[5..], 512)
-            )
+            format!("ERROR {code} ({}): {}", bounded_str(&r[..5], 5), bounded_str(&r[5..], 512))
         }
         _ => format!("ERROR {code}: {}", bounded_str(rest, 512)),
     };
@@ -129,9 +119,7 @@ impl ResponseReader {
     }
 
     fn done(&mut self, error: Option<(String, u16)>) -> Outcome {
-        let rows = self
-            .result_set
-            .then(|| i64::try_from(self.rows).unwrap_or(i64::MAX));
+        let rows = self.result_set.then(|| i64::try_from(self.rows).unwrap_or(i64::MAX));
         let error_code = error.as_ref().map(|(_, code)| i64::from(*code));
         let error = error.map(|(msg, _)| msg);
         self.reset();
@@ -139,11 +127,7 @@ impl ResponseReader {
             facts: if rows.is_none() && error_code.is_none() {
                 ResponseFacts::None
             } else {
-                ResponseFacts::Mysql {
-                    rows,
-                    error_code,
-                    resolved: None,
-                }
+                ResponseFacts::Mysql { rows, error_code, resolved: None }
             },
             error,
             ..Response::default()
@@ -160,20 +144,9 @@ impl ResponseReader {
     }
 
     /// One packet of the response to `cmd`: its (maybe truncated) payload and real length.
-    pub fn packet(
-        &mut self,
-        cmd: Command,
-        payload: &[u8],
-        len: u32,
-        deprecate_eof: bool,
-    ) -> Outcome {
+    pub fn packet(&mut self, cmd: Command, payload: &[u8], len: u32, deprecate_eof: bool) -> Outcome {
         let first = payload.first().copied();
-        if first == Some(0xff)
-            && !matches!(
-                self.state,
-                State::Columns(_) | State::Params { .. } | State::PrepCols(_)
-            )
-        {
+        if first == Some(0xff) && !matches!(self.state, State::Columns(_) | State::Params { .. } | State::PrepCols(_)) {
             return self.done(Some(err_message(payload)));
         }
         match self.state {
@@ -185,11 +158,7 @@ impl ResponseReader {
             }
             State::First => self.first(cmd, payload, len),
             State::Columns(left) => {
-                self.state = if left > 1 {
-                    State::Columns(left - 1)
-                } else {
-                    State::AfterColumns
-                };
+                self.state = if left > 1 { State::Columns(left - 1) } else { State::AfterColumns };
                 Outcome::More
             }
             State::AfterColumns => {
@@ -206,11 +175,7 @@ impl ResponseReader {
             }
             State::Rows => {
                 if is_terminator(payload, len) {
-                    let status = if len <= 5 {
-                        eof_status(payload)
-                    } else {
-                        ok_status(payload)
-                    };
+                    let status = if len <= 5 { eof_status(payload) } else { ok_status(payload) };
                     return self.end_of_result(status);
                 }
                 self.rows += 1;
@@ -218,10 +183,7 @@ impl ResponseReader {
             }
             State::Params { left, cols } => {
                 self.state = match (left > 1, deprecate_eof, cols > 0) {
-                    (true, _, _) => State::Params {
-                        left: left - 1,
-                        cols,
-                    },
+                    (true, _, _) => State::Params { left: left - 1, cols },
                     (false, false, _) => State::ParamsEof { cols },
                     (false, true, true) => State::PrepCols(cols),
                     (false, true, false) => return self.done(None),
@@ -301,11 +263,7 @@ impl ResponseReader {
                 // MariaDB's cache-metadata extension adds a "metadata follows" byte; when it is
                 // 0 the column definitions are not sent again.
                 let metadata = len as usize != width + 1 || payload.get(width) != Some(&0);
-                self.state = if metadata {
-                    State::Columns(n)
-                } else {
-                    State::AfterColumns
-                };
+                self.state = if metadata { State::Columns(n) } else { State::AfterColumns };
                 Outcome::More
             }
             _ => self.done(None),
@@ -331,45 +289,25 @@ mod tests {
     #[test]
     fn err_packets() {
         let p = b"\xff\x28\x04#42000You have an error";
-        assert_eq!(
-            err_message(p),
-            ("ERROR 1064 (42000): You have an error".to_string(), 1064)
-        );
-        assert_eq!(
-            err_message(b"\xff\x15\x04Access denied"),
-            ("ERROR 1045: Access denied".to_string(), 1045)
-        );
+        assert_eq!(err_message(p), ("ERROR 1064 (42000): You have an error".to_string(), 1064));
+        assert_eq!(err_message(b"\xff\x15\x04Access denied"), ("ERROR 1045: Access denied".to_string(), 1045));
         assert_eq!(err_message(b"\xff"), ("ERROR 0: ".to_string(), 0));
     }
 
     fn feed(r: &mut ResponseReader, code: u8, packets: &[&[u8]]) -> Vec<Outcome> {
-        let cmd = Command {
-            code,
-            result_set: true,
-        };
-        packets
-            .iter()
-            .map(|p| r.packet(cmd, p, p.len() as u32, false))
-            .collect()
+        let cmd = Command { code, result_set: true };
+        packets.iter().map(|p| r.packet(cmd, p, p.len() as u32, false)).collect()
     }
 
     #[test]
     fn fetch_rows_come_without_definitions() {
         let mut r = ResponseReader::default();
-        let got = feed(
-            &mut r,
-            COM_STMT_FETCH,
-            &[b"\x00\x00\x01", b"\x00\x00\x02", b"\xfe\x00\x00\x42\x00"],
-        );
+        let got = feed(&mut r, COM_STMT_FETCH, &[b"\x00\x00\x01", b"\x00\x00\x02", b"\xfe\x00\x00\x42\x00"]);
         assert_eq!(got[..2], [Outcome::More, Outcome::More]);
         assert_eq!(
             got[2],
             Outcome::Done(Response {
-                facts: ResponseFacts::Mysql {
-                    rows: Some(2),
-                    error_code: None,
-                    resolved: None,
-                },
+                facts: ResponseFacts::Mysql { rows: Some(2), error_code: None, resolved: None },
                 ..Response::default()
             })
         );
@@ -378,18 +316,9 @@ mod tests {
     #[test]
     fn change_user_waits_for_the_final_ok() {
         let mut r = ResponseReader::default();
-        let cmd = Command {
-            code: COM_CHANGE_USER,
-            result_set: false,
-        };
-        assert_eq!(
-            r.packet(cmd, b"\xfemysql_native_password\x00abc", 30, false),
-            Outcome::More
-        );
-        assert_eq!(
-            r.packet(cmd, b"\x00\x00\x00\x02\x00\x00\x00", 7, false),
-            Outcome::Done(Response::default())
-        );
+        let cmd = Command { code: COM_CHANGE_USER, result_set: false };
+        assert_eq!(r.packet(cmd, b"\xfemysql_native_password\x00abc", 30, false), Outcome::More);
+        assert_eq!(r.packet(cmd, b"\x00\x00\x00\x02\x00\x00\x00", 7, false), Outcome::Done(Response::default()));
     }
 
     #[test]

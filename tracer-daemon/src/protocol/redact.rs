@@ -27,32 +27,21 @@ pub fn redact_sql(sql: &str) -> String {
                 i = end;
             }
             b'/' if b.get(i + 1) == Some(&b'*') => {
-                let end =
-                    super::context::find(&b[i + 2..], b"*/").map_or(b.len(), |e| i + 2 + e + 2);
+                let end = super::context::find(&b[i + 2..], b"*/").map_or(b.len(), |e| i + 2 + e + 2);
                 out.extend_from_slice(&b[i..end]);
                 i = end;
             }
-            b'-' if b.get(i + 1) == Some(&b'-')
-                && b.get(i + 2).is_none_or(|c| c.is_ascii_whitespace()) =>
-            {
-                let end = b[i..]
-                    .iter()
-                    .position(|&c| c == b'\n')
-                    .map_or(b.len(), |e| i + e);
+            b'-' if b.get(i + 1) == Some(&b'-') && b.get(i + 2).is_none_or(|c| c.is_ascii_whitespace()) => {
+                let end = b[i..].iter().position(|&c| c == b'\n').map_or(b.len(), |e| i + e);
                 out.extend_from_slice(&b[i..end]);
                 i = end;
             }
             b'#' => {
-                let end = b[i..]
-                    .iter()
-                    .position(|&c| c == b'\n')
-                    .map_or(b.len(), |e| i + e);
+                let end = b[i..].iter().position(|&c| c == b'\n').map_or(b.len(), |e| i + e);
                 out.extend_from_slice(&b[i..end]);
                 i = end;
             }
-            b'x' | b'X' | b'b' | b'B' | b'n' | b'N'
-                if !prev_ident && b.get(i + 1) == Some(&b'\'') =>
-            {
+            b'x' | b'X' | b'b' | b'B' | b'n' | b'N' if !prev_ident && b.get(i + 1) == Some(&b'\'') => {
                 i = skip_quoted(b, i + 1, b'\'');
                 out.push(b'?');
             }
@@ -65,10 +54,7 @@ pub fn redact_sql(sql: &str) -> String {
                 out.push(b'?');
             }
             _ if is_ident(c) => {
-                let end = b[i..]
-                    .iter()
-                    .position(|&c| !is_ident(c))
-                    .map_or(b.len(), |e| i + e);
+                let end = b[i..].iter().position(|&c| !is_ident(c)).map_or(b.len(), |e| i + e);
                 out.extend_from_slice(&b[i..end]);
                 i = end;
             }
@@ -191,20 +177,13 @@ pub fn sql_operation(sql: &[u8]) -> Option<String> {
         if sql[i..].starts_with(b"/*") {
             i = super::context::find(&sql[i + 2..], b"*/").map_or(sql.len(), |e| i + 2 + e + 2);
         } else if sql[i..].starts_with(b"-- ") || sql[i..].starts_with(b"#") {
-            i = sql[i..]
-                .iter()
-                .position(|&c| c == b'\n')
-                .map_or(sql.len(), |e| i + e);
+            i = sql[i..].iter().position(|&c| c == b'\n').map_or(sql.len(), |e| i + e);
         } else {
             break;
         }
     }
-    let word: Vec<u8> = sql[i..]
-        .iter()
-        .take_while(|c| c.is_ascii_alphabetic() || **c == b'_')
-        .take(32)
-        .copied()
-        .collect();
+    let word: Vec<u8> =
+        sql[i..].iter().take_while(|c| c.is_ascii_alphabetic() || **c == b'_').take(32).copied().collect();
     if word.is_empty() {
         return None;
     }
@@ -241,34 +220,16 @@ mod tests {
     #[test]
     fn sql_literals() {
         let cases = [
-            (
-                "SELECT id, name FROM users WHERE name = 'alice'",
-                "SELECT id, name FROM users WHERE name = ?",
-            ),
-            (
-                "INSERT INTO users VALUES (4,'dave','d@example.com',1.5)",
-                "INSERT INTO users VALUES (?,?,?,?)",
-            ),
-            (
-                "UPDATE t SET score = score + 1 WHERE id IN (1,2,3)",
-                "UPDATE t SET score = score + ? WHERE id IN (?)",
-            ),
-            (
-                "select * from t2 where c in ( 'a' , 'b' ) and x=0x1F",
-                "select * from t2 where c in (?) and x=?",
-            ),
+            ("SELECT id, name FROM users WHERE name = 'alice'", "SELECT id, name FROM users WHERE name = ?"),
+            ("INSERT INTO users VALUES (4,'dave','d@example.com',1.5)", "INSERT INTO users VALUES (?,?,?,?)"),
+            ("UPDATE t SET score = score + 1 WHERE id IN (1,2,3)", "UPDATE t SET score = score + ? WHERE id IN (?)"),
+            ("select * from t2 where c in ( 'a' , 'b' ) and x=0x1F", "select * from t2 where c in (?) and x=?"),
             (
                 "SELECT `col1`, t1.c2 FROM `odd``name` WHERE a = \"x\\\"y\" AND b = -3.5e10",
                 "SELECT `col1`, t1.c2 FROM `odd``name` WHERE a = ? AND b = -?",
             ),
-            (
-                "SELECT X'0AFF', b'101', N'nat', 'it''s' FROM dual",
-                "SELECT ?, ?, ?, ? FROM dual",
-            ),
-            (
-                "/* keep */ SELECT 1 -- trailing 2\n, 3 # four",
-                "/* keep */ SELECT ? -- trailing 2\n, ? # four",
-            ),
+            ("SELECT X'0AFF', b'101', N'nat', 'it''s' FROM dual", "SELECT ?, ?, ?, ? FROM dual"),
+            ("/* keep */ SELECT 1 -- trailing 2\n, 3 # four", "/* keep */ SELECT ? -- trailing 2\n, ? # four"),
             ("SELECT 'unterminated", "SELECT ?"),
             ("SELECT id IN (SELECT 1)", "SELECT id IN (SELECT ?)"),
         ];
@@ -290,18 +251,9 @@ mod tests {
     #[test]
     fn operation_keyword() {
         assert_eq!(sql_operation(b"  select 1").as_deref(), Some("SELECT"));
-        assert_eq!(
-            sql_operation(b"/*traceparent='x'*/ SELECT name").as_deref(),
-            Some("SELECT")
-        );
-        assert_eq!(
-            sql_operation(b"-- c\n(SELECT 1) UNION (SELECT 2)").as_deref(),
-            Some("SELECT")
-        );
-        assert_eq!(
-            sql_operation(b"call two_results()").as_deref(),
-            Some("CALL")
-        );
+        assert_eq!(sql_operation(b"/*traceparent='x'*/ SELECT name").as_deref(), Some("SELECT"));
+        assert_eq!(sql_operation(b"-- c\n(SELECT 1) UNION (SELECT 2)").as_deref(), Some("SELECT"));
+        assert_eq!(sql_operation(b"call two_results()").as_deref(), Some("CALL"));
         assert_eq!(sql_operation(b"/* unterminated"), None);
         assert_eq!(sql_operation(b"  "), None);
         assert_eq!(sql_operation(b"123"), None);
@@ -309,10 +261,7 @@ mod tests {
 
     #[test]
     fn query_values() {
-        assert_eq!(
-            redact_query("/missing.html?user=alice&token=s3cret"),
-            "/missing.html?user=?&token=?"
-        );
+        assert_eq!(redact_query("/missing.html?user=alice&token=s3cret"), "/missing.html?user=?&token=?");
         assert_eq!(redact_query("/p?flag&a=1=2&"), "/p?flag&a=?&");
         assert_eq!(redact_query("/plain"), "/plain");
     }

@@ -3,8 +3,7 @@
 //! are told apart from replies, subscribe confirmations are paired with their commands.
 
 use super::{
-    Ctx, Event, GapOutcome, MAX_TAG_LEN, Progress, Request, RequestMeta as Meta, Response, Side,
-    bounded_str, truncate,
+    Ctx, Event, GapOutcome, MAX_TAG_LEN, Progress, Request, RequestMeta as Meta, Response, Side, bounded_str, truncate,
 };
 use crate::model::{Attributes, attrs};
 
@@ -21,8 +20,8 @@ const MAX_LEN: i64 = 1 << 40;
 
 /// Commands whose first argument is a subcommand (`CLIENT SETNAME`, `CONFIG GET`).
 const TWO_WORD: &[&str] = &[
-    "ACL", "CLIENT", "CLUSTER", "COMMAND", "CONFIG", "DEBUG", "FUNCTION", "LATENCY", "MEMORY",
-    "MODULE", "OBJECT", "PUBSUB", "SCRIPT", "SLOWLOG", "XGROUP", "XINFO",
+    "ACL", "CLIENT", "CLUSTER", "COMMAND", "CONFIG", "DEBUG", "FUNCTION", "LATENCY", "MEMORY", "MODULE", "OBJECT",
+    "PUBSUB", "SCRIPT", "SLOWLOG", "XGROUP", "XINFO",
 ];
 
 /// Commands whose arguments are never kept (credentials, free text).
@@ -76,9 +75,7 @@ fn parse_i64(s: &[u8]) -> Option<i64> {
     if digits.is_empty() || digits.len() > 18 || !digits.iter().all(u8::is_ascii_digit) {
         return None;
     }
-    let v = digits
-        .iter()
-        .fold(0i64, |acc, &c| acc * 10 + i64::from(c - b'0'));
+    let v = digits.iter().fold(0i64, |acc, &c| acc * 10 + i64::from(c - b'0'));
     Some(if neg { -v } else { v })
 }
 
@@ -171,11 +168,7 @@ impl Reply {
             let attribute = f.attribute;
             self.stack.pop();
             if attribute {
-                return if self.stack.is_empty() {
-                    Done::Attribute
-                } else {
-                    Done::No
-                };
+                return if self.stack.is_empty() { Done::Attribute } else { Done::No };
             }
         }
     }
@@ -202,34 +195,16 @@ pub(crate) struct Machine {
     subs: [u32; 3],
 }
 
-fn advance(
-    consumed: usize,
-    begins: bool,
-    now: Option<Event>,
-    skip: u64,
-    then: Option<Event>,
-) -> Progress {
-    Progress::Advance {
-        consumed,
-        begins,
-        now,
-        skip,
-        then,
-    }
+fn advance(consumed: usize, begins: bool, now: Option<Event>, skip: u64, then: Option<Event>) -> Progress {
+    Progress::Advance { consumed, begins, now, skip, then }
 }
 
 /// Builds the span facts of a command from its kept arguments and total argument count.
 fn command_event(args: &[Vec<u8>], total: u64, ctx: &Ctx) -> Option<Event> {
     let name = String::from_utf8_lossy(args.first()?).to_ascii_uppercase();
     let two = TWO_WORD.contains(&name.as_str()) && args.len() > 1;
-    let op = if two {
-        format!(
-            "{name} {}",
-            String::from_utf8_lossy(&args[1]).to_ascii_uppercase()
-        )
-    } else {
-        name.clone()
-    };
+    let op =
+        if two { format!("{name} {}", String::from_utf8_lossy(&args[1]).to_ascii_uppercase()) } else { name.clone() };
     let op = truncate(op, 64);
     let words = if two { 2 } else { 1 };
     let mut stmt = op.clone();
@@ -241,9 +216,7 @@ fn command_event(args: &[Vec<u8>], total: u64, ctx: &Ctx) -> Option<Event> {
         }
         stmt.push(' ');
         match args.get(i) {
-            Some(a) if !never && (i == words || keep_all) => {
-                stmt.push_str(&bounded_str(a, ARG_MAX))
-            }
+            Some(a) if !never && (i == words || keep_all) => stmt.push_str(&bounded_str(a, ARG_MAX)),
             _ => stmt.push('?'),
         }
     }
@@ -255,23 +228,14 @@ fn command_event(args: &[Vec<u8>], total: u64, ctx: &Ctx) -> Option<Event> {
     };
     Some(Event::Request(Request {
         operation: format!("redis {op}"),
-        attrs: Attributes::Redis(attrs::Redis {
-            operation: Some(op),
-            statement: Some(truncate(stmt, MAX_TAG_LEN)),
-        }),
+        attrs: Attributes::Redis(attrs::Redis { operation: Some(op), statement: Some(truncate(stmt, MAX_TAG_LEN)) }),
         context: None,
         meta: Meta::Redis(RequestMeta { sub, replies }),
     }))
 }
 
 impl Machine {
-    pub(crate) fn decode(
-        &mut self,
-        side: Side,
-        buf: &[u8],
-        head: Option<&Request>,
-        ctx: &Ctx,
-    ) -> Progress {
+    pub(crate) fn decode(&mut self, side: Side, buf: &[u8], head: Option<&Request>, ctx: &Ctx) -> Progress {
         match side {
             Side::Request => self.decode_command(buf, ctx),
             Side::Response => self.decode_reply(buf, head),
@@ -280,18 +244,12 @@ impl Machine {
 
     fn wants_arg(&self, ctx: &Ctx) -> usize {
         let i = self.cmd.args.len();
-        if i < 3 || (!ctx.redaction.enabled && i < ARGS_KEPT) {
-            ARG_MAX
-        } else {
-            0
-        }
+        if i < 3 || (!ctx.redaction.enabled && i < ARGS_KEPT) { ARG_MAX } else { 0 }
     }
 
     fn decode_command(&mut self, buf: &[u8], ctx: &Ctx) -> Progress {
         if let Some(bulk) = self.cmd.bulk {
-            let keep = bulk
-                .keep
-                .min(usize::try_from(bulk.len).unwrap_or(usize::MAX));
+            let keep = bulk.keep.min(usize::try_from(bulk.len).unwrap_or(usize::MAX));
             if buf.len() < keep {
                 return Progress::NeedMore;
             }
@@ -307,21 +265,14 @@ impl Machine {
             Err(false) => return Progress::Invalid,
         };
         if self.cmd.in_array {
-            let Some(len) = l
-                .strip_prefix(b"$")
-                .and_then(parse_i64)
-                .filter(|n| (-1..=MAX_LEN).contains(n))
-            else {
+            let Some(len) = l.strip_prefix(b"$").and_then(parse_i64).filter(|n| (-1..=MAX_LEN).contains(n)) else {
                 return Progress::Invalid;
             };
             if len < 0 {
                 self.cmd.args.push(Vec::new());
                 return self.command_arg_done(next, 0, ctx);
             }
-            self.cmd.bulk = Some(Bulk {
-                len: len as u64,
-                keep: self.wants_arg(ctx),
-            });
+            self.cmd.bulk = Some(Bulk { len: len as u64, keep: self.wants_arg(ctx) });
             return advance(next, false, None, 0, None);
         }
         if let Some(count) = l.strip_prefix(b"*") {
@@ -331,27 +282,15 @@ impl Machine {
             if n <= 0 {
                 return advance(next, true, None, 0, None);
             }
-            self.cmd = Command {
-                in_array: true,
-                remaining: n as u64,
-                total: n as u64,
-                ..Command::default()
-            };
+            self.cmd = Command { in_array: true, remaining: n as u64, total: n as u64, ..Command::default() };
             return advance(next, true, None, 0, None);
         }
         // Inline command: space-separated words on one line.
         if l.iter().any(|&c| c < b' ' && c != b'\t') {
             return Progress::Invalid;
         }
-        let words: Vec<&[u8]> = l
-            .split(|&c| c == b' ' || c == b'\t')
-            .filter(|w| !w.is_empty())
-            .collect();
-        let args: Vec<Vec<u8>> = words
-            .iter()
-            .take(ARGS_KEPT)
-            .map(|w| w[..w.len().min(ARG_MAX)].to_vec())
-            .collect();
+        let words: Vec<&[u8]> = l.split(|&c| c == b' ' || c == b'\t').filter(|w| !w.is_empty()).collect();
+        let args: Vec<Vec<u8>> = words.iter().take(ARGS_KEPT).map(|w| w[..w.len().min(ARG_MAX)].to_vec()).collect();
         let ev = command_event(&args, words.len() as u64, ctx);
         advance(next, true, ev, 0, None)
     }
@@ -369,9 +308,7 @@ impl Machine {
     fn decode_reply(&mut self, buf: &[u8], head: Option<&Request>) -> Progress {
         let begins = !self.reply.started;
         if let Some((bulk, slot)) = self.reply.bulk {
-            let keep = bulk
-                .keep
-                .min(usize::try_from(bulk.len).unwrap_or(usize::MAX));
+            let keep = bulk.keep.min(usize::try_from(bulk.len).unwrap_or(usize::MAX));
             if buf.len() < keep {
                 return Progress::NeedMore;
             }
@@ -440,24 +377,14 @@ impl Machine {
                     Slot::First => 32,
                     Slot::Skip => 0,
                 };
-                self.reply.bulk = Some((
-                    Bulk {
-                        len: len as u64,
-                        keep,
-                    },
-                    slot,
-                ));
+                self.reply.bulk = Some((Bulk { len: len as u64, keep }, slot));
                 advance(next, begins, None, 0, None)
             }
             b'*' | b'~' | b'%' | b'>' | b'|' => {
                 let Some(n) = parse_i64(rest).filter(|n| (-1..=MAX_LEN).contains(n)) else {
                     return Progress::Invalid;
                 };
-                let n = if matches!(kind, b'%' | b'|') {
-                    n.saturating_mul(2)
-                } else {
-                    n
-                };
+                let n = if matches!(kind, b'%' | b'|') { n.saturating_mul(2) } else { n };
                 if top {
                     self.reply.kind = match kind {
                         b'>' => TopKind::Push,
@@ -471,24 +398,14 @@ impl Machine {
                 if self.reply.stack.len() >= MAX_DEPTH {
                     return Progress::Invalid;
                 }
-                self.reply.stack.push(Frame {
-                    remaining: n as u64,
-                    seen: 0,
-                    attribute: kind == b'|',
-                });
+                self.reply.stack.push(Frame { remaining: n as u64, seen: 0, attribute: kind == b'|' });
                 advance(next, begins, None, 0, None)
             }
             _ => Progress::Invalid,
         }
     }
 
-    fn reply_element_done(
-        &mut self,
-        consumed: usize,
-        skip: u64,
-        head: Option<&Request>,
-        begins: bool,
-    ) -> Progress {
+    fn reply_element_done(&mut self, consumed: usize, skip: u64, head: Option<&Request>, begins: bool) -> Progress {
         match self.reply.element_done() {
             Done::No => advance(consumed, begins, None, skip, None),
             Done::Attribute => {
@@ -510,18 +427,11 @@ impl Machine {
         let first = reply.first.as_deref().map(<[u8]>::to_ascii_lowercase);
         let confirmation = first.as_deref().and_then(sub_of);
         let aggregate = reply.first.is_some() || reply.count.is_some();
-        let is_message = matches!(
-            first.as_deref(),
-            Some(b"message" | b"pmessage" | b"smessage")
-        );
+        let is_message = matches!(first.as_deref(), Some(b"message" | b"pmessage" | b"smessage"));
         if let Some((kind, subscribing)) = confirmation.filter(|_| aggregate) {
             let slot = &mut self.subs[kind as usize];
             let before = *slot;
-            *slot = if subscribing {
-                slot.saturating_add(1)
-            } else {
-                slot.saturating_sub(1)
-            };
+            *slot = if subscribing { slot.saturating_add(1) } else { slot.saturating_sub(1) };
             if reply.count == Some(0) {
                 self.subs = [0; 3];
             }
@@ -532,11 +442,7 @@ impl Machine {
             if meta.sub != Some((kind, subscribing)) {
                 return None;
             }
-            let expected = *self.expected.get_or_insert(if meta.replies == 0 {
-                before.max(1)
-            } else {
-                meta.replies
-            });
+            let expected = *self.expected.get_or_insert(if meta.replies == 0 { before.max(1) } else { meta.replies });
             self.confirmed += 1;
             if self.confirmed < expected {
                 return None;
@@ -550,21 +456,12 @@ impl Machine {
         }
         self.confirmed = 0;
         self.expected = None;
-        Some(Event::Response(Response {
-            error: reply.error,
-            ..Response::default()
-        }))
+        Some(Event::Response(Response { error: reply.error, ..Response::default() }))
     }
 
     /// A gap cut a message: a bulk string's content is skipped by length; a cut line loses the
     /// framing, keeping what the message said so far.
-    pub(crate) fn on_gap(
-        &mut self,
-        side: Side,
-        buf: &[u8],
-        head: Option<&Request>,
-        ctx: &Ctx,
-    ) -> GapOutcome {
+    pub(crate) fn on_gap(&mut self, side: Side, buf: &[u8], head: Option<&Request>, ctx: &Ctx) -> GapOutcome {
         match side {
             Side::Request => {
                 if let Some(bulk) = self.cmd.bulk.take() {
@@ -574,17 +471,11 @@ impl Machine {
                     }
                     let rest = (bulk.len + 2).saturating_sub(buf.len() as u64);
                     if let Progress::Advance { then, .. } = self.command_arg_done(0, rest, ctx) {
-                        return GapOutcome {
-                            event: then,
-                            resume_skip: Some(rest),
-                        };
+                        return GapOutcome { event: then, resume_skip: Some(rest) };
                     }
                 }
                 let cmd = std::mem::take(&mut self.cmd);
-                GapOutcome {
-                    event: command_event(&cmd.args, cmd.total, ctx),
-                    resume_skip: None,
-                }
+                GapOutcome { event: command_event(&cmd.args, cmd.total, ctx), resume_skip: None }
             }
             Side::Response => {
                 if let Some((bulk, slot)) = self.reply.bulk.take() {
@@ -593,25 +484,13 @@ impl Machine {
                         self.reply.error = Some(bounded_str(&buf[..keep], ERROR_MAX));
                     }
                     let rest = (bulk.len + 2).saturating_sub(buf.len() as u64);
-                    if let Progress::Advance { then, .. } =
-                        self.reply_element_done(0, rest, head, false)
-                    {
-                        return GapOutcome {
-                            event: then,
-                            resume_skip: Some(rest),
-                        };
+                    if let Progress::Advance { then, .. } = self.reply_element_done(0, rest, head, false) {
+                        return GapOutcome { event: then, resume_skip: Some(rest) };
                     }
                 }
                 let reply = std::mem::take(&mut self.reply);
-                let event = if reply.started {
-                    self.finish_reply(reply, head)
-                } else {
-                    None
-                };
-                GapOutcome {
-                    event,
-                    resume_skip: None,
-                }
+                let event = if reply.started { self.finish_reply(reply, head) } else { None };
+                GapOutcome { event, resume_skip: None }
             }
         }
     }

@@ -6,11 +6,10 @@ use std::collections::VecDeque;
 
 use crate::metrics::{Counter, Registry};
 
-
 use super::stream::{Stream, UNTIL_CLOSE};
 use super::{
-    At, Ctx, Direction, Event, Exchange, GapOutcome, Progress, Protocol, Redaction, Request, Response,
-    Role, Side, http, mysql, redis,
+    At, Ctx, Direction, Event, Exchange, GapOutcome, Progress, Protocol, Redaction, Request, Response, Role, Side,
+    http, mysql, redis,
 };
 
 /// Most requests waiting for a response on one connection.
@@ -232,17 +231,12 @@ impl Session {
         if self.stopped {
             return;
         }
-        let side = if dir == self.ctx.role.request_direction() {
-            Side::Request
-        } else {
-            Side::Response
-        };
+        let side = if dir == self.ctx.role.request_direction() { Side::Request } else { Side::Response };
         let i = index(side);
         let gap = total_len.saturating_sub(data.len()) as u64;
         self.streams[i].last_exit = ts_exit_ns;
         if self.streams[i].lost {
-            let fresh =
-                side == Side::Request || self.response_lost_at.is_none_or(|at| self.next_seq > at);
+            let fresh = side == Side::Request || self.response_lost_at.is_none_or(|at| self.next_seq > at);
             if data.is_empty() || !fresh || !self.machine.resync(side, data) {
                 self.stats.drop(ParseDrop::Unframed);
                 return;
@@ -261,14 +255,7 @@ impl Session {
     }
 
     /// Parses captured bytes; false when the rest of the call was dropped (framing lost).
-    fn feed_data(
-        &mut self,
-        side: Side,
-        data: &[u8],
-        enter: u64,
-        exit: u64,
-        out: &mut Vec<Exchange>,
-    ) -> bool {
+    fn feed_data(&mut self, side: Side, data: &[u8], enter: u64, exit: u64, out: &mut Vec<Exchange>) -> bool {
         let i = index(side);
         let mut rest = data;
         loop {
@@ -312,17 +299,9 @@ impl Session {
                 return true;
             }
             let head = self.pending.front().map(|p| &p.req);
-            let progress = self
-                .machine
-                .decode(side, self.streams[i].data(), head, &self.ctx);
+            let progress = self.machine.decode(side, self.streams[i].data(), head, &self.ctx);
             match progress {
-                Progress::Advance {
-                    consumed,
-                    begins,
-                    now,
-                    skip,
-                    then,
-                } => {
+                Progress::Advance { consumed, begins, now, skip, then } => {
                     if consumed == 0 && skip == 0 && now.is_none() && then.is_none() {
                         self.lose(side);
                         return false;
@@ -410,9 +389,7 @@ impl Session {
     fn cut(&mut self, side: Side, exit: u64, out: &mut Vec<Exchange>) -> bool {
         let i = index(side);
         let head = self.pending.front().map(|p| &p.req);
-        let outcome = self
-            .machine
-            .on_gap(side, self.streams[i].data(), head, &self.ctx);
+        let outcome = self.machine.on_gap(side, self.streams[i].data(), head, &self.ctx);
         let st = &mut self.streams[i];
         if !st.is_empty() && st.skip == 0 && st.after_skip.is_none() {
             // The cut message starts in the buffer.
@@ -456,10 +433,7 @@ impl Session {
         };
         while self.pending.front().is_some_and(|p| p.seq < at) {
             if let Some(p) = self.pending.pop_front() {
-                let resp = Response {
-                    truncated: true,
-                    ..Response::default()
-                };
+                let resp = Response { truncated: true, ..Response::default() };
                 out.push(self.exchange(p, resp, end));
             }
         }
@@ -479,11 +453,7 @@ impl Session {
                 if self.pending.len() >= MAX_PENDING {
                     self.stats.drop(ParseDrop::PendingFull);
                 } else {
-                    self.pending.push_back(Pending {
-                        seq,
-                        start_ns: start,
-                        req,
-                    });
+                    self.pending.push_back(Pending { seq, start_ns: start, req });
                 }
             }
             Event::OneWay(req) => {
@@ -495,11 +465,7 @@ impl Session {
                     context: req.context,
                     at: self.streams[0].msg_at.take(),
                 });
-                let p = Pending {
-                    seq,
-                    start_ns: start,
-                    req,
-                };
+                let p = Pending { seq, start_ns: start, req };
                 out.push(self.exchange(p, Response::default(), end));
             }
             Event::Response(resp) => match self.pending.pop_front() {
@@ -546,16 +512,9 @@ impl Session {
                 self.handle(ev, start, end, out);
             }
         }
-        let error = if reset {
-            "connection reset before response"
-        } else {
-            "connection closed before response"
-        };
+        let error = if reset { "connection reset before response" } else { "connection closed before response" };
         while let Some(p) = self.pending.pop_front() {
-            let resp = Response {
-                error: Some(error.to_string()),
-                ..Response::default()
-            };
+            let resp = Response { error: Some(error.to_string()), ..Response::default() };
             out.push(self.exchange(p, resp, ts_ns));
         }
         self.stopped = true;

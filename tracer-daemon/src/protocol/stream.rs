@@ -67,12 +67,7 @@ impl Stream {
             self.head = 0;
         }
         self.buf.extend_from_slice(&data[..n]);
-        self.segs.push_back(Seg {
-            len: n,
-            enter,
-            exit,
-            off,
-        });
+        self.segs.push_back(Seg { len: n, enter, exit, off });
         n
     }
 

@@ -259,7 +259,12 @@ impl LibFunction {
 
     /// Whether this is a command entry point of the async hiredis API.
     pub fn is_async(self) -> bool {
-        matches!(self, LibFunction::RedisAsyncCommand | LibFunction::RedisAsyncCommandArgv | LibFunction::RedisAsyncFormattedCommand)
+        matches!(
+            self,
+            LibFunction::RedisAsyncCommand
+                | LibFunction::RedisAsyncCommandArgv
+                | LibFunction::RedisAsyncFormattedCommand
+        )
     }
 
     /// Whether this is a hiredis function (otherwise one of the MySQL API).
@@ -437,7 +442,9 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
         k::EVENT_OPTION => {
             let e: k::OptionEvent = read(bytes, "option")?;
             match KernelContext::from_kernel(k::CTX_PEER, &e.ctx)? {
-                Some(context) => Ok(Event::Option(OptionRecord { ts_ns: header.ts_ns, conn_id: e.conn_id, seq: e.seq, context })),
+                Some(context) => {
+                    Ok(Event::Option(OptionRecord { ts_ns: header.ts_ns, conn_id: e.conn_id, seq: e.seq, context }))
+                }
                 None => Err(DecodeError::Value { what: "option span id", value: 0 }),
             }
         }
@@ -592,10 +599,7 @@ mod tests {
         );
         assert_eq!(KernelContext::from_kernel(k::CTX_CLIENT, &k::WireContext { span_id: 0, ..c }), Ok(None));
         assert_eq!(KernelContext::from_kernel(k::CTX_PEER, &k::WireContext::default()), Ok(None));
-        assert_eq!(
-            KernelContext::from_kernel(77, &c),
-            Err(DecodeError::Value { what: "context kind", value: 77 })
-        );
+        assert_eq!(KernelContext::from_kernel(77, &c), Err(DecodeError::Value { what: "context kind", value: 77 }));
     }
 
     #[test]

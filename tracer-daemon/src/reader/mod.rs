@@ -27,7 +27,14 @@ impl ReaderMetrics {
         let decode_errors = ["short", "kind", "value", "payload"]
             .into_iter()
             .map(|reason| {
-                (reason, r.counter("tracer_decode_errors_total", "Kernel records that failed to decode", &[("reason", reason)]))
+                (
+                    reason,
+                    r.counter(
+                        "tracer_decode_errors_total",
+                        "Kernel records that failed to decode",
+                        &[("reason", reason)],
+                    ),
+                )
             })
             .collect();
         let by_kind = ["connect", "accept", "close", "data", "state", "exit"]

@@ -22,7 +22,19 @@ pub fn render(span: Span) -> JaegerSpan {
             (tags, logs, references)
         }
     };
-    JaegerSpan { trace_id, span_id, parent_span_id, operation, flags, start_us, duration_us, tags, logs, references, process }
+    JaegerSpan {
+        trace_id,
+        span_id,
+        parent_span_id,
+        operation,
+        flags,
+        start_us,
+        duration_us,
+        tags,
+        logs,
+        references,
+        process,
+    }
 }
 
 /// The tags and logs of a span the daemon built.

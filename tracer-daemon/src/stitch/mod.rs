@@ -20,9 +20,9 @@ use std::collections::{HashMap, VecDeque};
 
 pub use crate::model::Link;
 use crate::{
+    model::conn::Tuple,
     model::{Span, TraceId},
     protocol::{ContextSource, TraceContext},
-    model::conn::Tuple,
 };
 
 fn link_from_source(s: ContextSource) -> Link {
@@ -194,8 +194,10 @@ impl<I: IdSource> Stitcher<I> {
                 },
                 None => {
                     let trace_id = kernel_trace.unwrap_or_else(|| self.ids.trace_id());
-                    let ids = Ids { trace_id, span_id: self.ids.span_id(), parent_span_id: 0, link: None, ambiguous: false };
-                    self.waiting.insert(key, WaitingServer { provisional: ids.trace_id, span_id: ids.span_id, ts_ns: o.ts_ns });
+                    let ids =
+                        Ids { trace_id, span_id: self.ids.span_id(), parent_span_id: 0, link: None, ambiguous: false };
+                    self.waiting
+                        .insert(key, WaitingServer { provisional: ids.trace_id, span_id: ids.span_id, ts_ns: o.ts_ns });
                     ids
                 }
             }

@@ -160,7 +160,11 @@ fn tid(low: u64) -> TraceId {
 fn tcp_option_across_hosts_gives_the_client_span_the_kernel_ids_and_the_server_its_child() {
     // Host A: a server request with the kernel's trace id, then a call on its thread.
     let mut a = stitcher();
-    let front = a.server_request(origin(1, 1, tuple("10.0.0.1:80", "10.0.0.9:5000"), 0, 5), None, Some(KernelIds::Server { trace_id: tid(1) }));
+    let front = a.server_request(
+        origin(1, 1, tuple("10.0.0.1:80", "10.0.0.9:5000"), 0, 5),
+        None,
+        Some(KernelIds::Server { trace_id: tid(1) }),
+    );
     assert_eq!((front.trace_id, front.parent_span_id, front.link), (tid(1), 0, None));
     let call = a.client_request(
         origin(1, 1, tuple("10.0.1.1:40000", "10.0.1.2:8080"), 0, 6),

@@ -76,7 +76,14 @@ pub struct Attached {
 }
 
 /// Attaches `prog` at `offset` of the file at `path` (every process mapping it) with `cookie`.
-pub fn attach(pmu: Pmu, prog: BorrowedFd<'_>, path: &str, offset: u64, retprobe: bool, cookie: u64) -> io::Result<Attached> {
+pub fn attach(
+    pmu: Pmu,
+    prog: BorrowedFd<'_>,
+    path: &str,
+    offset: u64,
+    retprobe: bool,
+    cookie: u64,
+) -> io::Result<Attached> {
     let c_path = CString::new(path).map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
     let attr = PerfEventAttr {
         type_: pmu.type_,
@@ -88,7 +95,14 @@ pub fn attach(pmu: Pmu, prog: BorrowedFd<'_>, path: &str, offset: u64, retprobe:
     };
     // SAFETY: perf_event_open reads `attr` (and the path it points to, alive for the call).
     let fd = unsafe {
-        libc::syscall(libc::SYS_perf_event_open, &attr as *const PerfEventAttr, -1 as libc::c_int, 0 as libc::c_int, -1 as libc::c_int, PERF_FLAG_FD_CLOEXEC)
+        libc::syscall(
+            libc::SYS_perf_event_open,
+            &attr as *const PerfEventAttr,
+            -1 as libc::c_int,
+            0 as libc::c_int,
+            -1 as libc::c_int,
+            PERF_FLAG_FD_CLOEXEC,
+        )
     };
     if fd < 0 {
         return Err(io::Error::last_os_error());
@@ -103,7 +117,9 @@ pub fn attach(pmu: Pmu, prog: BorrowedFd<'_>, path: &str, offset: u64, retprobe:
         ..LinkCreate::default()
     };
     // SAFETY: the bpf syscall reads `attr` of the given size.
-    let link = unsafe { libc::syscall(libc::SYS_bpf, BPF_LINK_CREATE, &attr as *const LinkCreate, size_of::<LinkCreate>() as u32) };
+    let link = unsafe {
+        libc::syscall(libc::SYS_bpf, BPF_LINK_CREATE, &attr as *const LinkCreate, size_of::<LinkCreate>() as u32)
+    };
     if link < 0 {
         return Err(io::Error::last_os_error());
     }

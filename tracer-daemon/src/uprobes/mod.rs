@@ -80,7 +80,8 @@ pub fn candidates_in_maps(pid: u32, maps: &str, exe: Option<&str>) -> Vec<Candid
     let mut out: Vec<Candidate> = Vec::new();
     for line in maps.lines() {
         let mut f = line.split_ascii_whitespace();
-        let (Some(_range), Some(perms), Some(_off), Some(dev), Some(inode)) = (f.next(), f.next(), f.next(), f.next(), f.next())
+        let (Some(_range), Some(perms), Some(_off), Some(dev), Some(inode)) =
+            (f.next(), f.next(), f.next(), f.next(), f.next())
         else {
             continue;
         };
@@ -149,7 +150,8 @@ impl Drop for Uprobes {
 fn load_programs(ebpf: &mut Ebpf) -> Result<Programs, UprobeError> {
     let mut load = |name: &'static str| -> Result<OwnedFd, UprobeError> {
         let prog = ebpf.program_mut(name).ok_or(UprobeError::MissingProgram(name))?;
-        let p: &mut UProbe = prog.try_into().map_err(|e| UprobeError::Load { program: name, reason: format!("{e}") })?;
+        let p: &mut UProbe =
+            prog.try_into().map_err(|e| UprobeError::Load { program: name, reason: format!("{e}") })?;
         p.load().map_err(|e| UprobeError::Load { program: name, reason: format!("{e}") })?;
         let fd = p.fd().map_err(|e| UprobeError::Load { program: name, reason: format!("{e}") })?;
         fd.as_fd().try_clone_to_owned().map_err(|e| UprobeError::Load { program: name, reason: format!("{e}") })
@@ -173,7 +175,11 @@ struct Metrics {
 pub fn start(ebpf: &mut Ebpf, registry: &Arc<Registry>) -> Result<Uprobes, UprobeError> {
     let progs = load_programs(ebpf)?;
     let metrics = Metrics {
-        files: registry.gauge("tracer_uprobe_files_attached", "Distinct files (device, inode) with client-library probes attached", &[]),
+        files: registry.gauge(
+            "tracer_uprobe_files_attached",
+            "Distinct files (device, inode) with client-library probes attached",
+            &[],
+        ),
         probes: registry.gauge("tracer_uprobes_attached", "Client-library uprobes and uretprobes attached", &[]),
         failures: registry.counter(
             "tracer_uprobe_failures_total",
@@ -297,8 +303,11 @@ impl Discovery {
         }
         let mut links = Vec::new();
         for t in &analysis.targets {
-            let progs: &[(&OwnedFd, bool)] =
-                if t.append { &[(&self.progs.append, false)] } else { &[(&self.progs.enter, false), (&self.progs.exit, true)] };
+            let progs: &[(&OwnedFd, bool)] = if t.append {
+                &[(&self.progs.append, false)]
+            } else {
+                &[(&self.progs.enter, false), (&self.progs.exit, true)]
+            };
             for &(prog, ret) in progs {
                 match attach::attach(self.progs.pmu, prog.as_fd(), &path, t.offset, ret, t.cookie) {
                     Ok(a) => links.push(a),

@@ -24,7 +24,13 @@ pub fn ratios(rows: &[Row]) -> String {
     }
     for (i, b) in bars.iter().enumerate() {
         let y = top + i as f64 * (bar_h + gap);
-        let colour = if b.ratio >= 0.97 { "#4c9a2a" } else if b.ratio >= 0.9 { "#e0a000" } else { "#c0392b" };
+        let colour = if b.ratio >= 0.97 {
+            "#4c9a2a"
+        } else if b.ratio >= 0.9 {
+            "#e0a000"
+        } else {
+            "#c0392b"
+        };
         svg += &format!(
             "<text x=\"{:.1}\" y=\"{:.1}\" text-anchor=\"end\">{} · {}</text>\n\
              <rect x=\"{left}\" y=\"{y:.1}\" width=\"{:.1}\" height=\"{bar_h}\" fill=\"{colour}\"/>\n\

@@ -119,7 +119,8 @@ impl Daemon {
             cpu_secs: ticks / 100.0,
             rss_mib: rss_kib / 1024.0,
             spans: sum("tracer_spans_assembled_total"),
-            lost_events: sum("tracer_kernel_events_total{counter=\"ringbuf_full\"}") + sum("tracer_events_dropped_total"),
+            lost_events: sum("tracer_kernel_events_total{counter=\"ringbuf_full\"}")
+                + sum("tracer_events_dropped_total"),
             dropped_spans: sum("tracer_export_spans_dropped_total"),
         })
     }

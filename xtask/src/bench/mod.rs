@@ -155,18 +155,30 @@ fn run_workload(daemon_bin: &Path, w: &dyn Workload, rounds: usize, window: Dura
                 win.lost_events = a.lost_events - b.lost_events;
                 win.dropped_spans = a.dropped_spans - b.dropped_spans;
                 for (name, secs, runs) in &a.programs {
-                    let (secs0, runs0) = b.programs.iter().find(|(n, ..)| n == name).map_or((0.0, 0.0), |(_, s, r)| (*s, *r));
+                    let (secs0, runs0) =
+                        b.programs.iter().find(|(n, ..)| n == name).map_or((0.0, 0.0), |(_, s, r)| (*s, *r));
                     let (secs, runs) = (secs - secs0, runs - runs0);
                     if runs > 0.0 && reqs > 0.0 {
-                        win.kernel.push(ProgramCost { name: name.clone(), us_per_req: secs * 1e6 / reqs, ns_per_run: secs * 1e9 / runs });
+                        win.kernel.push(ProgramCost {
+                            name: name.clone(),
+                            us_per_req: secs * 1e6 / reqs,
+                            ns_per_run: secs * 1e9 / runs,
+                        });
                     }
                 }
             }
             drop(daemon);
             eprintln!(
                 "bench:   round {round} {:<22} {:>12.0} ops/s  p50 {:.3} ms  p99 {:.3} ms  daemon {:.4} CPU s/kreq  kernel {:.2} µs/req  {:.0} spans/s  lost {}  dropped {}",
-                arm.name, win.sample.ops_per_sec, win.sample.p50_ms, win.sample.p99_ms, win.cpu_per_kreq,
-                win.kernel.iter().map(|c| c.us_per_req).sum::<f64>(), win.spans_per_sec, win.lost_events, win.dropped_spans
+                arm.name,
+                win.sample.ops_per_sec,
+                win.sample.p50_ms,
+                win.sample.p99_ms,
+                win.cpu_per_kreq,
+                win.kernel.iter().map(|c| c.us_per_req).sum::<f64>(),
+                win.spans_per_sec,
+                win.lost_events,
+                win.dropped_spans
             );
             windows.push(win);
         }

@@ -63,7 +63,9 @@ pub fn summarise(r: &WorkloadResult) -> Vec<Row> {
             let wins: Vec<_> = of(i).collect();
             let ratios: Vec<f64> = wins
                 .iter()
-                .filter_map(|w| base.iter().find(|b| b.round == w.round).map(|b| w.sample.ops_per_sec / b.sample.ops_per_sec))
+                .filter_map(|w| {
+                    base.iter().find(|b| b.round == w.round).map(|b| w.sample.ops_per_sec / b.sample.ops_per_sec)
+                })
                 .collect();
             let p99_ratios: Vec<f64> = wins
                 .iter()
@@ -72,7 +74,9 @@ pub fn summarise(r: &WorkloadResult) -> Vec<Row> {
             let cpu_ratios: Vec<f64> = wins
                 .iter()
                 .filter_map(|w| {
-                    base.iter().find(|b| b.round == w.round).map(|b| w.sample.client_cpu_us_per_op / b.sample.client_cpu_us_per_op)
+                    base.iter()
+                        .find(|b| b.round == w.round)
+                        .map(|b| w.sample.client_cpu_us_per_op / b.sample.client_cpu_us_per_op)
                 })
                 .collect();
             let (lo, hi) = ratios.iter().fold((f64::INFINITY, f64::NEG_INFINITY), |(l, h), r| (l.min(*r), h.max(*r)));
@@ -93,14 +97,23 @@ pub fn summarise(r: &WorkloadResult) -> Vec<Row> {
                 lost_events: wins.iter().map(|w| w.lost_events).sum(),
                 dropped_spans: wins.iter().map(|w| w.dropped_spans).sum(),
                 kernel: {
-                    let mut names: Vec<&str> = wins.iter().flat_map(|w| w.kernel.iter().map(|c| c.name.as_str())).collect();
+                    let mut names: Vec<&str> =
+                        wins.iter().flat_map(|w| w.kernel.iter().map(|c| c.name.as_str())).collect();
                     names.sort();
                     names.dedup();
                     let mut v: Vec<ProgramCost> = names
                         .into_iter()
                         .map(|n| {
-                            let of = |f: fn(&ProgramCost) -> f64| median(wins.iter().flat_map(|w| w.kernel.iter()).filter(|c| c.name == n).map(f).collect());
-                            ProgramCost { name: n.to_owned(), us_per_req: of(|c| c.us_per_req), ns_per_run: of(|c| c.ns_per_run) }
+                            let of = |f: fn(&ProgramCost) -> f64| {
+                                median(
+                                    wins.iter().flat_map(|w| w.kernel.iter()).filter(|c| c.name == n).map(f).collect(),
+                                )
+                            };
+                            ProgramCost {
+                                name: n.to_owned(),
+                                us_per_req: of(|c| c.us_per_req),
+                                ns_per_run: of(|c| c.ns_per_run),
+                            }
                         })
                         .collect();
                     v.sort_by(|a, b| b.us_per_req.total_cmp(&a.us_per_req));
@@ -152,15 +165,32 @@ pub fn write(results: &[WorkloadResult], rounds: usize, window: Duration) -> Res
         for row in &rows {
             md += &format!(
                 "| {} | {:.0} | {:.3} ({:.3}–{:.3}) | {:.3} | {:.3} | {:.2} | {:.4} | {:.1} | {:.2} | {:.0} | {:.1} | {} | {} |\n",
-                row.arm, row.ops, row.ratio, row.ratio_min, row.ratio_max, row.p50_ms, row.p99_ms, row.p99_ratio,
-                row.cpu_per_kreq, row.cpu_us_per_span, row.kernel_us_per_req(), row.spans_per_sec, row.rss_mib, row.lost_events, row.dropped_spans
+                row.arm,
+                row.ops,
+                row.ratio,
+                row.ratio_min,
+                row.ratio_max,
+                row.p50_ms,
+                row.p99_ms,
+                row.p99_ratio,
+                row.cpu_per_kreq,
+                row.cpu_us_per_span,
+                row.kernel_us_per_req(),
+                row.spans_per_sec,
+                row.rss_mib,
+                row.lost_events,
+                row.dropped_spans
             );
         }
         md += "\nKernel time of each program (`--bpf-stats`): µs per request, and ns per run. A hook runs for every \
                process on the machine, so the per-request figure is an upper bound on the traced process's share:\n\n";
         for row in rows.iter().filter(|r| !r.kernel.is_empty()) {
-            let parts: Vec<String> =
-                row.kernel.iter().filter(|c| c.us_per_req > 0.0).map(|c| format!("{} {:.2} µs ({:.0} ns/run)", c.name, c.us_per_req, c.ns_per_run)).collect();
+            let parts: Vec<String> = row
+                .kernel
+                .iter()
+                .filter(|c| c.us_per_req > 0.0)
+                .map(|c| format!("{} {:.2} µs ({:.0} ns/run)", c.name, c.us_per_req, c.ns_per_run))
+                .collect();
             md += &format!("- {}: {}\n", row.arm, parts.join(", "));
         }
         for row in rows {
@@ -211,20 +241,31 @@ fn targets(rows: &[Row]) -> String {
         for row in rows.iter().filter(|r| r.workload == *workload && r.arm.contains(arm)) {
             md += &format!(
                 "| {workload} throughput ratio ≥ {least} | {} | {:.3} | {} ({:+.1} points) |\n",
-                row.arm, row.ratio, verdict(row.ratio >= *least), (row.ratio - least) * 100.0
+                row.arm,
+                row.ratio,
+                verdict(row.ratio >= *least),
+                (row.ratio - least) * 100.0
             );
         }
     }
     for row in rows.iter().filter(|r| r.arm != "untraced" && r.p99_ratio.is_finite() && r.workload != "syscall-loop") {
         md += &format!(
             "| {} p99 ≤ +{:.0} % | {} | {:+.1} % | {} |\n",
-            row.workload, (P99_TARGET - 1.0) * 100.0, row.arm, (row.p99_ratio - 1.0) * 100.0, verdict(row.p99_ratio <= P99_TARGET)
+            row.workload,
+            (P99_TARGET - 1.0) * 100.0,
+            row.arm,
+            (row.p99_ratio - 1.0) * 100.0,
+            verdict(row.p99_ratio <= P99_TARGET)
         );
     }
     for row in rows.iter().filter(|r| r.cpu_us_per_span > 0.0) {
         md += &format!(
             "| daemon CPU ≤ {CPU_PER_SPAN_TARGET_US} µs/span (50 000 spans/s on one core) | {} / {} | {:.1} µs ({:.0} spans/s per core) | {} |\n",
-            row.workload, row.arm, row.cpu_us_per_span, 1e6 / row.cpu_us_per_span, verdict(row.cpu_us_per_span <= CPU_PER_SPAN_TARGET_US)
+            row.workload,
+            row.arm,
+            row.cpu_us_per_span,
+            1e6 / row.cpu_us_per_span,
+            verdict(row.cpu_us_per_span <= CPU_PER_SPAN_TARGET_US)
         );
     }
     md += "\nFirst loss: ";

@@ -40,7 +40,9 @@ pub fn all() -> Vec<Box<dyn Workload>> {
 
 /// Pins this process (and the loads it starts) to one CPU.
 pub fn pin_self(cpu: u32) -> Result<()> {
-    crate::run_cmd(Command::new("taskset").args(["-pc", &cpu.to_string(), &std::process::id().to_string()]).stdout(Stdio::null()))
+    crate::run_cmd(
+        Command::new("taskset").args(["-pc", &cpu.to_string(), &std::process::id().to_string()]).stdout(Stdio::null()),
+    )
 }
 
 fn free_port() -> Result<u16> {
@@ -55,7 +57,8 @@ struct Server {
 
 impl Server {
     fn start(cmd: &mut Command, port: u16, dir: Option<PathBuf>) -> Result<Server> {
-        let child = cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn().with_context(|| format!("starting {cmd:?}"))?;
+        let child =
+            cmd.stdout(Stdio::null()).stderr(Stdio::null()).spawn().with_context(|| format!("starting {cmd:?}"))?;
         let mut s = Server { child, dir };
         let deadline = Instant::now() + Duration::from_secs(60);
         while TcpStream::connect(("127.0.0.1", port)).is_err() {
@@ -118,7 +121,10 @@ impl Workload for SyscallLoop {
         vec![
             Arm { name: "untraced", daemon_args: None },
             Arm { name: "raw tracepoints", daemon_args: Some(vec!["--syscall-hook", "raw", "--include-pid", me]) },
-            Arm { name: "classic tracepoints", daemon_args: Some(vec!["--syscall-hook", "tracepoint", "--include-pid", me]) },
+            Arm {
+                name: "classic tracepoints",
+                daemon_args: Some(vec!["--syscall-hook", "tracepoint", "--include-pid", me]),
+            },
         ]
     }
     fn start(&self) -> Result<Box<dyn Running>> {
@@ -157,7 +163,14 @@ impl Running for SyscallLoopRun {
         drop(c);
         let _ = echo.join();
         let per_op_ms = secs * 1000.0 / n as f64;
-        Ok(Sample { ops_per_sec: n as f64 / secs, p50_ms: per_op_ms, p99_ms: per_op_ms, requests: n as f64, secs, ..Sample::default() })
+        Ok(Sample {
+            ops_per_sec: n as f64 / secs,
+            p50_ms: per_op_ms,
+            p99_ms: per_op_ms,
+            requests: n as f64,
+            secs,
+            ..Sample::default()
+        })
     }
 }
 
@@ -203,7 +216,16 @@ impl Workload for HiredisLoop {
             .context("compiling the hiredis client (needs gcc and libhiredis-dev: `cargo xtask setup`)")?;
         let port = free_port()?;
         let server = Server::start(
-            on_cpu0("redis-server").args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]),
+            on_cpu0("redis-server").args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ]),
             port,
             None,
         )?;
@@ -220,14 +242,19 @@ impl Workload for HiredisLoop {
 impl Running for HiredisRun {
     fn window(&mut self, d: Duration) -> Result<Sample> {
         let start = Instant::now();
-        let out = output(Command::new(&self.bin).args([&self.port.to_string(), "loop", &format!("{}", d.as_secs_f64())]))?;
+        let out =
+            output(Command::new(&self.bin).args([&self.port.to_string(), "loop", &format!("{}", d.as_secs_f64())]))?;
         let secs = start.elapsed().as_secs_f64();
         let ops: f64 = out
             .lines()
             .find_map(|l| l.strip_prefix("ops_per_sec "))
             .and_then(|v| v.trim().parse().ok())
             .context("the hiredis client printed no rate")?;
-        let cpu: f64 = out.lines().find_map(|l| l.strip_prefix("cpu_us_per_op ")).and_then(|v| v.trim().parse().ok()).unwrap_or(0.0);
+        let cpu: f64 = out
+            .lines()
+            .find_map(|l| l.strip_prefix("cpu_us_per_op "))
+            .and_then(|v| v.trim().parse().ok())
+            .unwrap_or(0.0);
         let per_op_ms = 1000.0 / ops;
         Ok(Sample {
             ops_per_sec: ops,
@@ -265,7 +292,16 @@ impl Workload for RedisBench {
     fn start(&self) -> Result<Box<dyn Running>> {
         let port = free_port()?;
         let server = Server::start(
-            on_cpu0("redis-server").args(["--port", &port.to_string(), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]),
+            on_cpu0("redis-server").args([
+                "--port",
+                &port.to_string(),
+                "--bind",
+                "127.0.0.1",
+                "--save",
+                "",
+                "--appendonly",
+                "no",
+            ]),
             port,
             None,
         )?;
@@ -379,8 +415,23 @@ impl Workload for Sysbench {
             port,
             Some(dir),
         )?;
-        output(Command::new("mariadb").args(["--no-defaults", "-h", "127.0.0.1", "-P", &port.to_string(), "-u", "root", "--skip-ssl", "-e", "CREATE DATABASE sbtest"]))?;
-        output(Command::new("sysbench").args(sysbench_args(port)).args(["--tables=1", "--table-size=10000", "prepare"]))?;
+        output(Command::new("mariadb").args([
+            "--no-defaults",
+            "-h",
+            "127.0.0.1",
+            "-P",
+            &port.to_string(),
+            "-u",
+            "root",
+            "--skip-ssl",
+            "-e",
+            "CREATE DATABASE sbtest",
+        ]))?;
+        output(Command::new("sysbench").args(sysbench_args(port)).args([
+            "--tables=1",
+            "--table-size=10000",
+            "prepare",
+        ]))?;
         Ok(Box::new(SysbenchRun { port, _server: server, _holder: LibHolder::start("libmariadb.so.3")? }))
     }
 }

@@ -34,7 +34,8 @@ fn host1() -> Snapshot {
 fn host2() -> Snapshot {
     let mut g = graph();
     for i in 1..=3u64 {
-        let s = kserver("service-b", i, i * 10 + 1, i * 10, B_LISTEN, &format!("{H1}:5100{i}")).link("tcp-option").http();
+        let s =
+            kserver("service-b", i, i * 10 + 1, i * 10, B_LISTEN, &format!("{H1}:5100{i}")).link("tcp-option").http();
         g.observe(&if i == 2 { s.error() } else { s }.span());
     }
     g.observe(&kserver("service-b", 5, 51, 0, B_LISTEN, "10.0.7.7:40000").http().span());
@@ -44,7 +45,10 @@ fn host2() -> Snapshot {
 }
 
 fn edges(s: &Snapshot) -> Vec<(&str, &str, &str, u64, u64)> {
-    s.edges.iter().map(|e| (e.parent.as_str(), e.child.as_str(), e.protocol.as_str(), e.call_count, e.error_count)).collect()
+    s.edges
+        .iter()
+        .map(|e| (e.parent.as_str(), e.child.as_str(), e.protocol.as_str(), e.call_count, e.error_count))
+        .collect()
 }
 
 #[test]
@@ -128,7 +132,13 @@ fn output_formats() {
     let json: Snapshot = serde_json::from_str(&fleet::render(&merged, FleetFormat::Json)).unwrap();
     assert_eq!(json, merged);
     let jaeger: serde_json::Value = serde_json::from_str(&fleet::render(&merged, FleetFormat::Jaeger)).unwrap();
-    assert!(jaeger["data"].as_array().unwrap().iter().any(|l| l["parent"] == "service-a" && l["child"] == "service-b" && l["callCount"] == 3));
+    assert!(
+        jaeger["data"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|l| l["parent"] == "service-a" && l["child"] == "service-b" && l["callCount"] == 3)
+    );
 }
 
 #[test]
@@ -185,7 +195,12 @@ async fn fetches_over_http_and_merges() {
 #[tokio::test]
 async fn fleet_main_fails_when_no_daemon_answers() {
     let closed = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap();
-    let args = fleet::FleetArgs { daemons: vec![closed.to_string()], format: FleetFormat::Json, timeout_ms: 2_000, strict: false };
+    let args = fleet::FleetArgs {
+        daemons: vec![closed.to_string()],
+        format: FleetFormat::Json,
+        timeout_ms: 2_000,
+        strict: false,
+    };
     let err = fleet::fleet_main(args).await.unwrap_err();
     assert!(format!("{err:#}").contains("no daemon could be read"), "{err:#}");
 }

@@ -9,7 +9,8 @@ fn a_call_seen_from_both_sides_counts_once_in_either_order() {
     same_host_call(&mut g, "service-a", "service-b", "127.0.0.1:8080", 1, 10, B::http);
     // Client first this time.
     let client = kclient("service-a", 2, 20, 0, "127.0.0.1", "127.0.0.1:8080").http().span();
-    let server = kserver("service-b", 2, 21, 20, "127.0.0.1:8080", "127.0.0.1:45001").link("same-host-tuple").http().span();
+    let server =
+        kserver("service-b", 2, 21, 20, "127.0.0.1:8080", "127.0.0.1:45001").link("same-host-tuple").http().span();
     g.observe(&client);
     g.observe(&server);
     // Counted as soon as both sides met, before any window ends.
@@ -26,7 +27,8 @@ fn a_call_seen_from_both_sides_counts_once_in_either_order() {
 fn later_spans_of_a_counted_call_are_duplicates() {
     let mut g = graph();
     same_host_call(&mut g, "service-a", "service-b", "127.0.0.1:8080", 1, 10, B::http);
-    let again = kserver("service-b", 1, 11, 10, "127.0.0.1:8080", "127.0.0.1:45000").link("same-host-tuple").http().span();
+    let again =
+        kserver("service-b", 1, 11, 10, "127.0.0.1:8080", "127.0.0.1:45000").link("same-host-tuple").http().span();
     g.observe(&again);
     assert_eq!(settled(&mut g).edge("service-a", "service-b", "http").unwrap().call_count, 1);
     assert_eq!(g.stats().duplicates, 1);
@@ -100,7 +102,9 @@ fn an_untraced_peer_is_named_by_address_once_its_window_is_over() {
 #[test]
 fn an_untraced_peer_takes_the_dns_name_a_request_used() {
     let mut g = graph();
-    let call = |host: &str, trace| kclient("web", trace, trace * 10, 0, "10.0.1.2", "10.0.4.4:8080").http().tag("http.host", host).span();
+    let call = |host: &str, trace| {
+        kclient("web", trace, trace * 10, 0, "10.0.1.2", "10.0.4.4:8080").http().tag("http.host", host).span()
+    };
     g.observe(&call("API.Example.com:8080", 1));
     g.observe(&call("other.example.com:8080", 2));
     g.observe(&kclient("web", 3, 30, 0, "10.0.1.2", "10.0.4.4:8080").db("redis").span());
@@ -160,7 +164,8 @@ fn apps_own_spans_pair_by_their_context_and_add_no_second_count() {
     // client and server spans adopted it, and the instrumented server made its own span.
     let app_client = B::new("client", "shop", 7, 100, 99).http().tag("peer.service", "pricing").span();
     let k_client = kclient("shop", 7, 101, 100, "127.0.0.1", "127.0.0.1:9000").http().link("traceparent").span();
-    let k_server = kserver("pricing", 7, 102, 100, "127.0.0.1:9000", "127.0.0.1:45000").http().link("traceparent").span();
+    let k_server =
+        kserver("pricing", 7, 102, 100, "127.0.0.1:9000", "127.0.0.1:45000").http().link("traceparent").span();
     let app_server = B::new("server", "pricing", 7, 103, 100).http().error().span();
     g.observe(&k_server);
     g.observe_app(&app_server);
@@ -181,7 +186,9 @@ fn apps_spans_alone_count_only_for_services_the_kernel_does_not_trace() {
     g.observe_app(&B::new("server", "b", 50, 500, 0).http().span());
     // A service on a host without the daemon reports through this agent.
     g.observe_app(&B::new("client", "mobile-api", 60, 600, 0).http().tag("peer.service", "payments").span());
-    g.observe_app(&B::new("client", "mobile-api", 61, 610, 0).tag("net.peer.name", "cache").long("net.peer.port", 11211).span());
+    g.observe_app(
+        &B::new("client", "mobile-api", 61, 610, 0).tag("net.peer.name", "cache").long("net.peer.port", 11211).span(),
+    );
     let snap = settled(&mut g);
     assert_eq!(snap.edge("a", "b", "http").unwrap().call_count, 1);
     assert!(snap.edge("unknown", "b", "http").is_none());
@@ -222,8 +229,11 @@ fn the_multi_hop_chain_gives_exactly_its_edges() {
     same_host_call(&mut g, "service-a", "mariadbd", "127.0.0.1:3306", 2, 140, |b| b.db("mysql").error());
     same_host_call(&mut g, "service-a", "service-b", "127.0.0.1:8001", 2, 150, |b| b.http().error());
     let snap = settled(&mut g);
-    let got: Vec<(&str, &str, &str, u64, u64)> =
-        snap.edges.iter().map(|e| (e.parent.as_str(), e.child.as_str(), e.protocol.as_str(), e.call_count, e.error_count)).collect();
+    let got: Vec<(&str, &str, &str, u64, u64)> = snap
+        .edges
+        .iter()
+        .map(|e| (e.parent.as_str(), e.child.as_str(), e.protocol.as_str(), e.call_count, e.error_count))
+        .collect();
     assert_eq!(
         got,
         vec![

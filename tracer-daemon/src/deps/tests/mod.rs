@@ -39,19 +39,22 @@ pub struct B(pub JaegerSpan, bool);
 
 impl B {
     pub fn new(kind: &str, service: &str, trace: u64, id: u64, parent: u64) -> B {
-        B(JaegerSpan {
-            trace_id: TraceId { high: 0, low: trace },
-            span_id: id,
-            parent_span_id: parent,
-            operation: "op".into(),
-            flags: 1,
-            start_us: T0,
-            duration_us: 1_000,
-            tags: vec![Tag::str("span.kind", kind)],
-            logs: vec![],
-            references: vec![],
-            process: Arc::new(Process { service_name: service.into(), tags: vec![] }),
-        }, false)
+        B(
+            JaegerSpan {
+                trace_id: TraceId { high: 0, low: trace },
+                span_id: id,
+                parent_span_id: parent,
+                operation: "op".into(),
+                flags: 1,
+                start_us: T0,
+                duration_us: 1_000,
+                tags: vec![Tag::str("span.kind", kind)],
+                logs: vec![],
+                references: vec![],
+                process: Arc::new(Process { service_name: service.into(), tags: vec![] }),
+            },
+            false,
+        )
     }
 
     /// Built by span assembly from kernel events.
@@ -128,7 +131,15 @@ pub fn kserver(service: &str, trace: u64, id: u64, parent: u64, listen: &str, ca
 
 /// The kernel spans of one same-host call: client of `caller` (span `id`) and server of
 /// `callee` (span `id + 1`) on loopback.
-pub fn same_host_call(g: &mut Graph, caller: &str, callee: &str, listen: &str, trace: u64, id: u64, proto: impl Fn(B) -> B) {
+pub fn same_host_call(
+    g: &mut Graph,
+    caller: &str,
+    callee: &str,
+    listen: &str,
+    trace: u64,
+    id: u64,
+    proto: impl Fn(B) -> B,
+) {
     let client = proto(kclient(caller, trace, id, 0, "127.0.0.1", listen)).span();
     let server = proto(kserver(callee, trace, id + 1, id, listen, "127.0.0.1:45000").link("same-host-tuple")).span();
     // The server's span usually finishes first.

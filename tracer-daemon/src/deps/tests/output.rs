@@ -38,7 +38,9 @@ fn dependencies_follow_jaegers_json_shape() {
 fn graph_json_round_trips_and_is_camel_case() {
     let snap = sample();
     let text = serde_json::to_string(&snap).unwrap();
-    for key in ["\"callCount\"", "\"errorCount\"", "\"bucketsSeconds\"", "\"connectionType\"", "\"p99Seconds\"", "\"hostIps\""] {
+    for key in
+        ["\"callCount\"", "\"errorCount\"", "\"bucketsSeconds\"", "\"connectionType\"", "\"p99Seconds\"", "\"hostIps\""]
+    {
         assert!(text.contains(key), "{key} in {text}");
     }
     let back: Snapshot = serde_json::from_str(&text).unwrap();
@@ -101,7 +103,9 @@ fn service_graph_metrics_carry_grafanas_names_and_labels() {
     assert_eq!(value(&out, "traces_service_graph_request_server_seconds_count", &curl_a), Some(2.0));
     assert_eq!(value(&out, "traces_service_graph_request_client_seconds_count", &curl_a), Some(2.0));
     let redis = [("client", "service-a"), ("server", "10.0.3.3:6379"), ("connection_type", "database")];
-    let le = |b: &str| value(&out, "traces_service_graph_request_server_seconds_bucket", &[redis[0], redis[1], redis[2], ("le", b)]);
+    let le = |b: &str| {
+        value(&out, "traces_service_graph_request_server_seconds_bucket", &[redis[0], redis[1], redis[2], ("le", b)])
+    };
     assert_eq!((le("0.0001"), le("0.00025"), le("10"), le("+Inf")), (Some(0.0), Some(1.0), Some(1.0), Some(1.0)));
     assert_eq!(value(&out, "traces_service_graph_request_server_seconds_sum", &redis), Some(0.00025));
     let caller = [("client", "10.0.9.9"), ("server", "service-a"), ("connection_type", "virtual_node")];

@@ -2,9 +2,7 @@
 //! continuation packets, TLS switches, bounds, redaction off, and conversations concatenated on
 //! one connection.
 
-use super::harness::{
-    Chunk, Feed, coalesced, load, pipelined, render_all, renumber, run, untimed, whole,
-};
+use super::harness::{Chunk, Feed, coalesced, load, pipelined, render_all, renumber, run, untimed, whole};
 use crate::model::Tag;
 use crate::protocol::session::MAX_PENDING;
 use crate::protocol::{Direction, Exchange, Protocol, Redaction, Role, Session};
@@ -37,11 +35,7 @@ fn http_body_gap_is_skipped_by_length() {
             (true, b"GET /a HTTP/1.1\r\n\r\n", 19),
             (false, &first, head.len() + 10000),
             (true, b"GET /b HTTP/1.1\r\n\r\n", 19),
-            (
-                false,
-                b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n",
-                45,
-            ),
+            (false, b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n", 45),
         ],
     );
     assert_eq!(
@@ -107,24 +101,14 @@ fn http_upgrade_stops_parsing() {
         Protocol::Http,
         on(),
         &[
-            (
-                true,
-                b"GET /ws HTTP/1.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n",
-                0,
-            ),
-            (
-                false,
-                b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n\x81\x05hello",
-                0,
-            ),
+            (true, b"GET /ws HTTP/1.1\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n", 0),
+            (false, b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\n\r\n\x81\x05hello", 0),
             (true, b"GET /not-http-anymore HTTP/1.1\r\n\r\n", 0),
         ],
     );
     assert_eq!(
         got,
-        [
-            "0 GET /ws | http.method=\"GET\" http.target=\"/ws\" http.flavor=\"1.1\" http.status_code=101 | err=- @0-1"
-        ]
+        ["0 GET /ws | http.method=\"GET\" http.target=\"/ws\" http.flavor=\"1.1\" http.status_code=101 | err=- @0-1"]
     );
 }
 
@@ -204,10 +188,8 @@ fn mysql_login() -> Vec<Chunk> {
 
 fn mysql_calls(extra: &[(bool, Vec<u8>, usize)]) -> Vec<String> {
     let login = mysql_login();
-    let mut list: Vec<(bool, &[u8], usize)> = login
-        .iter()
-        .map(|c| (c.from_client, c.data.as_slice(), c.data.len()))
-        .collect();
+    let mut list: Vec<(bool, &[u8], usize)> =
+        login.iter().map(|c| (c.from_client, c.data.as_slice(), c.data.len())).collect();
     list.extend(extra.iter().map(|(c, d, t)| (*c, d.as_slice(), *t)));
     calls(Protocol::Mysql, on(), &list)
 }
@@ -228,22 +210,10 @@ fn mysql_query_longer_than_the_capture_and_continuation_packets() {
         (true, huge.clone(), 4 + 0xff_ffff),
         (true, tail.clone(), tail.len()),
         (false, packet(1, b"\x01"), 5),
+        (false, packet(2, b"\x03def\x00\x00\x00\x01x\x00\x0c\x21\x00\x03\x00\x00\x00\xfd\x00\x00\x00\x00\x00"), 27),
         (
             false,
-            packet(
-                2,
-                b"\x03def\x00\x00\x00\x01x\x00\x0c\x21\x00\x03\x00\x00\x00\xfd\x00\x00\x00\x00\x00",
-            ),
-            27,
-        ),
-        (
-            false,
-            [
-                packet(3, b"\xfe\x00\x00\x02\x00"),
-                packet(4, b"\x03xyz"),
-                packet(5, b"\xfe\x00\x00\x02\x00"),
-            ]
-            .concat(),
+            [packet(3, b"\xfe\x00\x00\x02\x00"), packet(4, b"\x03xyz"), packet(5, b"\xfe\x00\x00\x02\x00")].concat(),
             22,
         ),
     ]);
@@ -252,11 +222,7 @@ fn mysql_query_longer_than_the_capture_and_continuation_packets() {
         [
             format!(
                 "0 mysql INSERT | {BASE} db.operation=\"INSERT\" db.statement=\"INSERT INTO t VALUES {}\" | err=- @3-4",
-                "(?,?),"
-                    .repeat(2048)
-                    .chars()
-                    .take(2048 - 21)
-                    .collect::<String>()
+                "(?,?),".repeat(2048).chars().take(2048 - 21).collect::<String>()
             ),
             format!(
                 "1 mysql SELECT | {BASE} db.operation=\"SELECT\" db.statement=\"SELECT ?\" db.mysql.rows=1 | err=- @5-9"
@@ -273,19 +239,8 @@ fn mysql_handshake_error_and_tls_produce_nothing() {
         on(),
         &[
             (false, &greeting.data, greeting.data.len()),
-            (
-                true,
-                &packet(
-                    1,
-                    &[&[0x8d, 0xa2, 0xbf, 0x00], &[0u8; 28][..], b"app\x00\x00"].concat(),
-                ),
-                41,
-            ),
-            (
-                false,
-                &packet(2, b"\xff\x15\x04#28000Access denied for user 'app'"),
-                43,
-            ),
+            (true, &packet(1, &[&[0x8d, 0xa2, 0xbf, 0x00], &[0u8; 28][..], b"app\x00\x00"].concat()), 41),
+            (false, &packet(2, b"\xff\x15\x04#28000Access denied for user 'app'"), 43),
             (true, &packet(0, b"\x03SELECT 1"), 13),
         ],
     );
@@ -305,41 +260,15 @@ fn mysql_handshake_error_and_tls_produce_nothing() {
 
 #[test]
 fn close_and_reset_end_pending_requests() {
-    for (reset, msg) in [
-        (false, "connection closed before response"),
-        (true, "connection reset before response"),
-    ] {
+    for (reset, msg) in [(false, "connection closed before response"), (true, "connection reset before response")] {
         let mut s = Session::new(Protocol::Redis, Role::Server, on());
         let mut out: Vec<Exchange> = Vec::new();
-        s.feed(
-            Direction::Ingress,
-            b"*1\r\n$4\r\nPING\r\n*1\r\n$4\r\nPING\r\n",
-            28,
-            10,
-            20,
-            &mut out,
-        );
+        s.feed(Direction::Ingress, b"*1\r\n$4\r\nPING\r\n*1\r\n$4\r\nPING\r\n", 28, 10, 20, &mut out);
         s.feed(Direction::Egress, b"+PONG\r\n", 7, 30, 40, &mut out);
         s.close(99, reset, &mut out);
         assert_eq!(out.len(), 2);
-        assert_eq!(
-            (
-                out[0].seq,
-                out[0].start_ns,
-                out[0].end_ns,
-                out[0].error.as_deref()
-            ),
-            (0, 10, 40, None)
-        );
-        assert_eq!(
-            (
-                out[1].seq,
-                out[1].start_ns,
-                out[1].end_ns,
-                out[1].error.as_deref()
-            ),
-            (1, 10, 99, Some(msg))
-        );
+        assert_eq!((out[0].seq, out[0].start_ns, out[0].end_ns, out[0].error.as_deref()), (0, 10, 40, None));
+        assert_eq!((out[1].seq, out[1].start_ns, out[1].end_ns, out[1].error.as_deref()), (1, 10, 99, Some(msg)));
         let mut after = Vec::new();
         s.feed(Direction::Egress, b"+PONG\r\n", 7, 100, 110, &mut after);
         assert!(after.is_empty());
@@ -358,19 +287,8 @@ fn pending_queue_and_buffer_are_bounded() {
     big.extend(std::iter::repeat_n(b'a', 70_000));
     h.feed(Direction::Ingress, &big, big.len(), 1, 2, &mut out);
     h.feed(Direction::Ingress, b"aaaa\r\n\r\n", 8, 3, 4, &mut out);
-    h.feed(
-        Direction::Ingress,
-        b"GET /after HTTP/1.1\r\n\r\n",
-        23,
-        5,
-        6,
-        &mut out,
-    );
-    assert_eq!(
-        h.pending(),
-        2,
-        "the oversize request is kept by its request line, then resync"
-    );
+    h.feed(Direction::Ingress, b"GET /after HTTP/1.1\r\n\r\n", 23, 5, 6, &mut out);
+    assert_eq!(h.pending(), 2, "the oversize request is kept by its request line, then resync");
     assert_eq!(h.stats().resyncs, 1);
     assert_eq!(h.stats().dropped_calls, 1);
 }
@@ -381,10 +299,7 @@ fn redaction_off_keeps_targets_and_sql() {
     let got = calls(
         Protocol::Http,
         off,
-        &[
-            (true, b"GET /p?a=1&b=2 HTTP/1.0\r\n\r\n", 0),
-            (false, b"HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n", 0),
-        ],
+        &[(true, b"GET /p?a=1&b=2 HTTP/1.0\r\n\r\n", 0), (false, b"HTTP/1.0 200 OK\r\nContent-Length: 0\r\n\r\n", 0)],
     );
     assert_eq!(
         got,
@@ -393,10 +308,8 @@ fn redaction_off_keeps_targets_and_sql() {
         ]
     );
     let login = mysql_login();
-    let mut list: Vec<(bool, &[u8], usize)> = login
-        .iter()
-        .map(|c| (c.from_client, c.data.as_slice(), c.data.len()))
-        .collect();
+    let mut list: Vec<(bool, &[u8], usize)> =
+        login.iter().map(|c| (c.from_client, c.data.as_slice(), c.data.len())).collect();
     let q = packet(0, b"\x03SELECT * FROM t WHERE a = 'x' AND b IN (1,2)");
     let ok = packet(1, b"\x00\x00\x00\x02\x00\x00\x00");
     list.push((true, &q, q.len()));
@@ -414,22 +327,8 @@ fn redaction_off_keeps_targets_and_sql() {
 fn tag_order_and_types() {
     let mut s = Session::new(Protocol::Http, Role::Server, on());
     let mut out = Vec::new();
-    s.feed(
-        Direction::Ingress,
-        b"GET / HTTP/1.1\r\nHost: h\r\n\r\n",
-        27,
-        1,
-        2,
-        &mut out,
-    );
-    s.feed(
-        Direction::Egress,
-        b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n",
-        45,
-        3,
-        4,
-        &mut out,
-    );
+    s.feed(Direction::Ingress, b"GET / HTTP/1.1\r\nHost: h\r\n\r\n", 27, 1, 2, &mut out);
+    s.feed(Direction::Egress, b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\n\r\n", 45, 3, 4, &mut out);
     assert_eq!(out[0].tags()[4], Tag::long("http.status_code", 404));
     assert_eq!(out[0].error, None, "4xx is not a server-side error");
     assert_eq!(out[0].protocol.as_str(), "http");
@@ -443,32 +342,16 @@ fn check_concat(proto: &str, p: Protocol, parts: &[(&str, usize)]) {
     for (name, skip) in parts {
         let c = load(proto, name);
         let alone: Vec<String> = untimed(
-            &render_all(&run(p, Role::Client, on(), whole(&c)), true)
-                .iter()
-                .map(String::as_str)
-                .collect::<Vec<_>>(),
+            &render_all(&run(p, Role::Client, on(), whole(&c)), true).iter().map(String::as_str).collect::<Vec<_>>(),
         );
-        let from = if *skip > 0 {
-            c.iter()
-                .position(|x| x.from_client && x.data.get(3) == Some(&0))
-                .unwrap_or(0)
-        } else {
-            0
-        };
+        let from =
+            if *skip > 0 { c.iter().position(|x| x.from_client && x.data.get(3) == Some(&0)).unwrap_or(0) } else { 0 };
         let alone = if from > 0 {
             untimed(
-                &render_all(
-                    &run(
-                        p,
-                        Role::Client,
-                        on(),
-                        whole(&[mysql_login(), c[from..].to_vec()].concat()),
-                    ),
-                    true,
-                )
-                .iter()
-                .map(String::as_str)
-                .collect::<Vec<_>>(),
+                &render_all(&run(p, Role::Client, on(), whole(&[mysql_login(), c[from..].to_vec()].concat())), true)
+                    .iter()
+                    .map(String::as_str)
+                    .collect::<Vec<_>>(),
             )
         } else {
             alone
@@ -478,29 +361,14 @@ fn check_concat(proto: &str, p: Protocol, parts: &[(&str, usize)]) {
     }
     let render = |cs: &[Chunk]| {
         untimed(
-            &render_all(&run(p, Role::Client, on(), whole(cs)), true)
-                .iter()
-                .map(String::as_str)
-                .collect::<Vec<_>>(),
+            &render_all(&run(p, Role::Client, on(), whole(cs)), true).iter().map(String::as_str).collect::<Vec<_>>(),
         )
     };
     assert_eq!(render(&chunks), want, "{proto} concatenated");
-    assert_eq!(
-        render(&coalesced(&chunks)),
-        want,
-        "{proto} concatenated, coalesced"
-    );
+    assert_eq!(render(&coalesced(&chunks)), want, "{proto} concatenated, coalesced");
     if p != Protocol::Mysql {
-        assert_eq!(
-            render(&pipelined(&chunks)),
-            want,
-            "{proto} concatenated, pipelined"
-        );
-        assert_eq!(
-            render(&coalesced(&pipelined(&chunks))),
-            want,
-            "{proto} concatenated, pipelined in one write"
-        );
+        assert_eq!(render(&pipelined(&chunks)), want, "{proto} concatenated, pipelined");
+        assert_eq!(render(&coalesced(&pipelined(&chunks))), want, "{proto} concatenated, pipelined in one write");
     }
     assert!(want.len() >= parts.len(), "{want:?}");
 }
@@ -525,29 +393,15 @@ fn concatenated_redis() {
     check_concat(
         "redis",
         Protocol::Redis,
-        &[
-            ("raw_pipeline", 0),
-            ("cli_pipe", 0),
-            ("raw_resp3", 0),
-            ("raw_pubsub", 0),
-            ("raw_large_value", 0),
-        ],
+        &[("raw_pipeline", 0), ("cli_pipe", 0), ("raw_resp3", 0), ("raw_pubsub", 0), ("raw_large_value", 0)],
     );
 }
 
 #[test]
 fn concatenated_mysql() {
     // Both later conversations end by switching database, so each comes last once.
-    check_concat(
-        "mysql",
-        Protocol::Mysql,
-        &[("cli_queries", 0), ("cli_queries", 1), ("capi_stmt", 1)],
-    );
-    check_concat(
-        "mysql",
-        Protocol::Mysql,
-        &[("cli_queries", 0), ("pymysql_text", 1)],
-    );
+    check_concat("mysql", Protocol::Mysql, &[("cli_queries", 0), ("cli_queries", 1), ("capi_stmt", 1)]);
+    check_concat("mysql", Protocol::Mysql, &[("cli_queries", 0), ("pymysql_text", 1)]);
 }
 
 #[test]

@@ -47,14 +47,8 @@ pub fn load(proto: &str, name: &str) -> Vec<Chunk> {
     text.lines()
         .filter(|l| !l.starts_with('#') && !l.is_empty())
         .map(|l| match l.split_at(2) {
-            ("> ", rest) => Chunk {
-                from_client: true,
-                data: unescape(rest),
-            },
-            ("< ", rest) => Chunk {
-                from_client: false,
-                data: unescape(rest),
-            },
+            ("> ", rest) => Chunk { from_client: true, data: unescape(rest) },
+            ("< ", rest) => Chunk { from_client: false, data: unescape(rest) },
             _ => panic!("{path}: bad line {l:?}"),
         })
         .collect()
@@ -92,14 +86,7 @@ pub fn run<'a>(
     let mut last = 0;
     for f in feeds {
         let t = enter_ns(f.chunk);
-        s.feed(
-            dir(f.from_client, role),
-            f.data,
-            f.total,
-            t,
-            t + 500,
-            &mut out,
-        );
+        s.feed(dir(f.from_client, role), f.data, f.total, t, t + 500, &mut out);
         last = t + 500;
     }
     s.close(last + 1000, false, &mut out);
@@ -127,12 +114,7 @@ pub fn truncated(chunks: &[Chunk], cap: usize) -> impl Iterator<Item = Feed<'_>>
 
 pub fn bytewise(chunks: &[Chunk]) -> impl Iterator<Item = Feed<'_>> {
     chunks.iter().enumerate().flat_map(|(i, c)| {
-        c.data.chunks(1).map(move |b| Feed {
-            chunk: i,
-            from_client: c.from_client,
-            data: b,
-            total: 1,
-        })
+        c.data.chunks(1).map(move |b| Feed { chunk: i, from_client: c.from_client, data: b, total: 1 })
     })
 }
 
@@ -144,25 +126,10 @@ pub fn split_at(chunks: &[Chunk], at: usize) -> Vec<Feed<'_>> {
         let len = c.data.len();
         if at > offset && at < offset + len {
             let (a, b) = c.data.split_at(at - offset);
-            feeds.push(Feed {
-                chunk: i,
-                from_client: c.from_client,
-                data: a,
-                total: a.len(),
-            });
-            feeds.push(Feed {
-                chunk: i,
-                from_client: c.from_client,
-                data: b,
-                total: b.len(),
-            });
+            feeds.push(Feed { chunk: i, from_client: c.from_client, data: a, total: a.len() });
+            feeds.push(Feed { chunk: i, from_client: c.from_client, data: b, total: b.len() });
         } else {
-            feeds.push(Feed {
-                chunk: i,
-                from_client: c.from_client,
-                data: &c.data,
-                total: len,
-            });
+            feeds.push(Feed { chunk: i, from_client: c.from_client, data: &c.data, total: len });
         }
         offset += len;
     }
@@ -223,22 +190,14 @@ pub fn render(ex: &Exchange, timing: bool) -> String {
     }
     write!(s, " | err={}", ex.error.as_deref().unwrap_or("-")).expect("write to string");
     if let Some(c) = &ex.context {
-        write!(
-            s,
-            " | ctx={}:{:016x}:{}:{:?}",
-            c.trace_id.to_hex(),
-            c.span_id,
-            u8::from(c.sampled),
-            c.source
-        )
-        .expect("write");
+        write!(s, " | ctx={}:{:016x}:{}:{:?}", c.trace_id.to_hex(), c.span_id, u8::from(c.sampled), c.source)
+            .expect("write");
     }
     if timing {
         let chunk = |ns: u64| ns / 1000 - 1;
         write!(s, " @{}-{}", chunk(ex.start_ns), chunk(ex.end_ns)).expect("write to string");
         if !ex.start_ns.is_multiple_of(1000)
-            || (ex.end_ns % 1000 != 500
-                && !ex.error.as_deref().unwrap_or("").starts_with("connection"))
+            || (ex.end_ns % 1000 != 500 && !ex.error.as_deref().unwrap_or("").starts_with("connection"))
         {
             s.push_str(" (odd timestamps)");
         }
@@ -252,10 +211,7 @@ pub fn render_all(exs: &[Exchange], timing: bool) -> Vec<String> {
 
 /// Drops the `@a-b` timing suffix.
 pub fn untimed(lines: &[&str]) -> Vec<String> {
-    lines
-        .iter()
-        .map(|l| l.rsplit_once(" @").map_or(*l, |(a, _)| a).to_string())
-        .collect()
+    lines.iter().map(|l| l.rsplit_once(" @").map_or(*l, |(a, _)| a).to_string()).collect()
 }
 
 /// What a capture must produce.
@@ -311,20 +267,9 @@ pub fn check_case(case: &Case) {
             Role::Client => case.client.iter().map(|s| s.to_string()).collect(),
             Role::Server => as_server(case.client),
         };
-        let want_untimed: Vec<String> =
-            untimed(&want.iter().map(String::as_str).collect::<Vec<_>>());
-        check(
-            case,
-            &format!("{role:?} whole"),
-            render_all(&run(p, role, red, whole(&chunks)), true),
-            &want,
-        );
-        check(
-            case,
-            &format!("{role:?} bytewise"),
-            render_all(&run(p, role, red, bytewise(&chunks)), true),
-            &want,
-        );
+        let want_untimed: Vec<String> = untimed(&want.iter().map(String::as_str).collect::<Vec<_>>());
+        check(case, &format!("{role:?} whole"), render_all(&run(p, role, red, whole(&chunks)), true), &want);
+        check(case, &format!("{role:?} bytewise"), render_all(&run(p, role, red, bytewise(&chunks)), true), &want);
         for at in split_points(&chunks) {
             check(
                 case,
@@ -362,30 +307,15 @@ pub fn check_case(case: &Case) {
 
 /// Renumbers `seq` of rendered lines from `first`.
 pub fn renumber(lines: &[String], first: u64) -> Vec<String> {
-    lines
-        .iter()
-        .enumerate()
-        .map(|(i, l)| format!("{}{}", first + i as u64, &l[l.find(' ').unwrap_or(0)..]))
-        .collect()
+    lines.iter().enumerate().map(|(i, l)| format!("{}{}", first + i as u64, &l[l.find(' ').unwrap_or(0)..])).collect()
 }
 
 /// Prints what a capture produces, to check by hand when a capture is added or re-recorded.
-#[expect(
-    dead_code,
-    reason = "a helper for adding captures, not called by the tests"
-)]
+#[expect(dead_code, reason = "a helper for adding captures, not called by the tests")]
 pub fn dump(proto: &str, name: &str) {
     let chunks = load(proto, name);
     eprintln!("== {proto}/{name}");
-    for l in render_all(
-        &run(
-            protocol_of(proto),
-            Role::Client,
-            Redaction::default(),
-            whole(&chunks),
-        ),
-        true,
-    ) {
+    for l in render_all(&run(protocol_of(proto), Role::Client, Redaction::default(), whole(&chunks)), true) {
         eprintln!("            {l:?},");
     }
 }

@@ -47,13 +47,7 @@ fn cli_queries() {
 
 #[test]
 fn cli_ssl() {
-    check_case(&Case {
-        proto: "mysql",
-        name: "cli_ssl",
-        client: &[],
-        gap_safe: true,
-        pipelinable: false,
-    });
+    check_case(&Case { proto: "mysql", name: "cli_ssl", client: &[], gap_safe: true, pipelinable: false });
 }
 
 #[test]
