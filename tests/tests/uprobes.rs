@@ -117,7 +117,7 @@ fn attached_now(d: &Daemon, name: &str) -> bool {
                 None
             }
         })
-        .last()
+        .next_back()
         .unwrap_or(false)
 }
 

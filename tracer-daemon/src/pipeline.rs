@@ -22,8 +22,11 @@ pub struct Options {
     pub on_exit: Option<Box<dyn Fn(u32) + Send>>,
     /// Told each process that opens a connection (thread group id, kernel command name), so its
     /// metadata is read while it is alive.
-    pub on_seen: Option<Box<dyn Fn(u32, &str) + Send>>,
+    pub on_seen: Option<SeenHook>,
 }
+
+/// Told a thread group id and the kernel's command name of a process.
+pub type SeenHook = Box<dyn Fn(u32, &str) + Send>;
 
 /// Where finished spans go (the export pipeline's queue; must not block).
 pub type SpanSink = Box<dyn FnMut(Span) + Send>;

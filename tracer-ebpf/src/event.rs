@@ -50,10 +50,10 @@ pub fn submit<T: ?Sized>(event: &T, flags: u64) -> Outcome {
 /// Counts a failed run of `program` (a `PROG_INDEX_*`) in `PROGRAM_ERRORS`.
 #[inline(always)]
 pub fn finish(program: u32, outcome: Outcome) {
-    if outcome.is_err() {
-        if let Some(ptr) = maps::PROGRAM_ERRORS.get_ptr_mut(program) {
-            // SAFETY: per-CPU slot, only this CPU writes it while the program runs.
-            unsafe { *ptr += 1 };
-        }
+    if outcome.is_err()
+        && let Some(ptr) = maps::PROGRAM_ERRORS.get_ptr_mut(program)
+    {
+        // SAFETY: per-CPU slot, only this CPU writes it while the program runs.
+        unsafe { *ptr += 1 };
     }
 }

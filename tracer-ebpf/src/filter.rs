@@ -22,20 +22,20 @@ pub fn process_traced(tgid: u32) -> bool {
     let mut included = false;
     if flags & FILTER_FLAG_PID != 0 {
         // SAFETY: the value is copied out before the map can change.
-        match unsafe { PID_FILTER.get(&tgid) }.copied() {
+        match unsafe { PID_FILTER.get(tgid) }.copied() {
             Some(FILTER_EXCLUDE) => return false,
             Some(FILTER_INCLUDE) => included = true,
             _ => {}
         }
     }
-    if flags & FILTER_FLAG_COMM != 0 {
-        if let Ok(comm) = bpf_get_current_comm() {
-            // SAFETY: as above.
-            match unsafe { COMM_FILTER.get(&comm) }.copied() {
-                Some(FILTER_EXCLUDE) => return false,
-                Some(FILTER_INCLUDE) => included = true,
-                _ => {}
-            }
+    if flags & FILTER_FLAG_COMM != 0
+        && let Ok(comm) = bpf_get_current_comm()
+    {
+        // SAFETY: as above.
+        match unsafe { COMM_FILTER.get(comm) }.copied() {
+            Some(FILTER_EXCLUDE) => return false,
+            Some(FILTER_INCLUDE) => included = true,
+            _ => {}
         }
     }
     included || flags & FILTER_FLAG_PROCESS_INCLUDE == 0
@@ -51,8 +51,8 @@ pub fn ports_traced(lport: u16, rport: u16) -> bool {
     // Plain values, not `Option`s: LLVM may read an `Option`'s payload register on the `None`
     // path too, which the verifier rejects as a read of an uninitialised register.
     // SAFETY: values are copied out before the map can change.
-    let l = unsafe { PORT_FILTER.get(&lport) }.copied().unwrap_or(0);
-    let r = unsafe { PORT_FILTER.get(&rport) }.copied().unwrap_or(0);
+    let l = unsafe { PORT_FILTER.get(lport) }.copied().unwrap_or(0);
+    let r = unsafe { PORT_FILTER.get(rport) }.copied().unwrap_or(0);
     if l == FILTER_EXCLUDE || r == FILTER_EXCLUDE {
         return false;
     }

@@ -28,7 +28,7 @@ fn try_hiredis_append(ctx: &ProbeContext) -> Outcome {
     let id = bpf_get_current_pid_tgid();
     let tid = id as u32;
     // SAFETY: the value is copied out at once.
-    let Some(state) = (unsafe { maps::LIB_INFLIGHT.get(&tid) }).copied() else { return Ok(()) };
+    let Some(state) = (unsafe { maps::LIB_INFLIGHT.get(tid) }).copied() else { return Ok(()) };
     let cmd: u64 = ctx.arg(1).unwrap_or(0);
     let len: u64 = ctx.arg(2).unwrap_or(0);
     let scratch = maps::LIB_SCRATCH.get_ptr_mut(0).ok_or(Failed)?;

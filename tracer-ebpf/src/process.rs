@@ -20,8 +20,8 @@ fn try_process_exit() -> Outcome {
     let id = bpf_get_current_pid_tgid();
     let (tgid, tid) = ((id >> 32) as u32, id as u32);
     // A thread that ends inside a traced call never reaches its exit hook.
-    let _ = maps::INFLIGHT.remove(&tid);
-    let _ = maps::LIB_INFLIGHT.remove(&tid);
+    let _ = maps::INFLIGHT.remove(tid);
+    let _ = maps::LIB_INFLIGHT.remove(tid);
     // One event per process: when the thread group leader exits.
     if tgid != tid || !filter::process_traced(tgid) {
         return Ok(());

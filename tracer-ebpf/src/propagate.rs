@@ -37,8 +37,8 @@ fn random64() -> u64 {
 pub fn on_role(sk: u64, role: u32) {
     if enabled() {
         let _ = maps::SOCK_STATE.insert(
-            &sk,
-            &SockState { role, last: LAST_NONE, pending_seq: 0, pending: 0, reading: 0, _pad: 0 },
+            sk,
+            SockState { role, last: LAST_NONE, pending_seq: 0, pending: 0, reading: 0, _pad: 0 },
             0,
         );
     }
@@ -52,11 +52,11 @@ pub fn on_close(sk: u64) {
         return;
     }
     // SAFETY: the value is copied out before removal.
-    if let Some(state) = unsafe { maps::SOCK_STATE.get(&sk) }.copied() {
+    if let Some(state) = unsafe { maps::SOCK_STATE.get(sk) }.copied() {
         if state.role == ROLE_SERVER {
-            let _ = maps::THREAD_TRACE.remove(&(bpf_get_current_pid_tgid() as u32));
+            let _ = maps::THREAD_TRACE.remove(bpf_get_current_pid_tgid() as u32);
         }
-        let _ = maps::SOCK_STATE.remove(&sk);
+        let _ = maps::SOCK_STATE.remove(sk);
     }
 }
 
@@ -98,7 +98,7 @@ pub fn on_enter(args: &mut SyscallArgs, tid: u32, egress: bool) {
         return;
     }
     let sk = args.sock;
-    let Some(state) = maps::SOCK_STATE.get_ptr_mut(&sk) else { return };
+    let Some(state) = maps::SOCK_STATE.get_ptr_mut(sk) else { return };
     // SAFETY: map value pointer, valid for this program run.
     let state = unsafe { &mut *state };
     let off = maps::OFFSETS.load();
@@ -121,12 +121,12 @@ pub fn on_enter(args: &mut SyscallArgs, tid: u32, egress: bool) {
             }
             let Some(seq) = tcp_seq(sk, off.tcp_write_seq) else { return };
             // SAFETY: the value is copied out.
-            let trace = match unsafe { maps::THREAD_TRACE.get(&tid) } {
+            let trace = match unsafe { maps::THREAD_TRACE.get(tid) } {
                 Some(t) => *t,
                 None => [random64(), random64()],
             };
             let ctx = WireContext { trace_hi: trace[0], trace_lo: trace[1], span_id: random64() };
-            let _ = maps::PENDING_OPTION.insert(&OptionKey { sock: sk, seq, _pad: 0 }, &ctx, 0);
+            let _ = maps::PENDING_OPTION.insert(OptionKey { sock: sk, seq, _pad: 0 }, ctx, 0);
             state.pending_seq = seq;
             state.pending = 1;
             args.seq = seq;
@@ -136,7 +136,7 @@ pub fn on_enter(args: &mut SyscallArgs, tid: u32, egress: bool) {
         }
         ROLE_SERVER if turned => {
             // The response starts: the thread no longer serves this request.
-            let _ = maps::THREAD_TRACE.remove(&tid);
+            let _ = maps::THREAD_TRACE.remove(tid);
         }
         _ => {}
     }
@@ -149,13 +149,13 @@ pub fn on_exit(args: &mut SyscallArgs, tid: u32, egress: bool, ret: i64) {
         return;
     }
     let sk = args.sock;
-    let Some(state) = maps::SOCK_STATE.get_ptr_mut(&sk) else { return };
+    let Some(state) = maps::SOCK_STATE.get_ptr_mut(sk) else { return };
     // SAFETY: map value pointer, valid for this program run.
     let state = unsafe { &mut *state };
     if egress {
         if ret <= 0 && args.ctx_kind == CTX_CLIENT {
             // Nothing was sent (EAGAIN, error): the next write starts the request again.
-            let _ = maps::PENDING_OPTION.remove(&OptionKey { sock: sk, seq: args.seq, _pad: 0 });
+            let _ = maps::PENDING_OPTION.remove(OptionKey { sock: sk, seq: args.seq, _pad: 0 });
             state.last = LAST_NONE;
             args.ctx_kind = CTX_NONE;
             args.has_seq = 0;
@@ -175,9 +175,9 @@ pub fn on_exit(args: &mut SyscallArgs, tid: u32, egress: bool, ret: i64) {
     }
     let key = OptionKey { sock: sk, seq: args.seq, _pad: 0 };
     // SAFETY: the value is copied out before removal.
-    let peer = unsafe { maps::RECEIVED_OPTION.get(&key) }.copied();
+    let peer = unsafe { maps::RECEIVED_OPTION.get(key) }.copied();
     if let Some(ctx) = peer {
-        let _ = maps::RECEIVED_OPTION.remove(&key);
+        let _ = maps::RECEIVED_OPTION.remove(key);
         maps::count(COUNTER_OPTION_MATCHED);
         args.ctx_kind = CTX_PEER;
         args.ctx = ctx;
@@ -194,5 +194,5 @@ pub fn on_exit(args: &mut SyscallArgs, tid: u32, egress: bool, ret: i64) {
             t
         }
     };
-    let _ = maps::THREAD_TRACE.insert(&tid, &trace, 0);
+    let _ = maps::THREAD_TRACE.insert(tid, trace, 0);
 }

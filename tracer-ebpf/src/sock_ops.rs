@@ -80,7 +80,7 @@ fn try_sock_ops(ctx: &SockOpsContext) -> Outcome {
         BPF_SOCK_OPS_HDR_OPT_LEN_CB => {
             let (sk, skb) = sock_and_skb(ctx);
             // Not a socket whose role the kernel saw: nothing to write.
-            let Some(state) = maps::SOCK_STATE.get_ptr_mut(&sk) else { return Ok(()) };
+            let Some(state) = maps::SOCK_STATE.get_ptr_mut(sk) else { return Ok(()) };
             // SAFETY: map value pointer, valid for this program run.
             let state = unsafe { &mut *state };
             if state.pending == 0 {
@@ -103,13 +103,13 @@ fn try_sock_ops(ctx: &SockOpsContext) -> Outcome {
             // the option by the packet's first byte).
             let key = OptionKey { sock: sk, seq: start, _pad: 0 };
             // SAFETY: the value is only tested.
-            if unsafe { maps::PENDING_OPTION.get(&key) }.is_none() {
+            if unsafe { maps::PENDING_OPTION.get(key) }.is_none() {
                 return Ok(());
             }
             // SAFETY: helper on this program's context.
             if unsafe { bpf_reserve_hdr_opt(ctx.ops, TCP_OPTION_LEN, 0) } != 0 {
                 maps::count(COUNTER_OPTION_NO_SPACE);
-                let _ = maps::PENDING_OPTION.remove(&key);
+                let _ = maps::PENDING_OPTION.remove(key);
             }
         }
         BPF_SOCK_OPS_WRITE_HDR_OPT_CB => {
@@ -117,8 +117,8 @@ fn try_sock_ops(ctx: &SockOpsContext) -> Outcome {
             let (start, _) = skb_seq(skb)?;
             let key = OptionKey { sock: sk, seq: start, _pad: 0 };
             // SAFETY: the value is copied out.
-            let Some(pending) = unsafe { maps::PENDING_OPTION.get(&key) }.copied() else { return Ok(()) };
-            let _ = maps::PENDING_OPTION.remove(&key);
+            let Some(pending) = unsafe { maps::PENDING_OPTION.get(key) }.copied() else { return Ok(()) };
+            let _ = maps::PENDING_OPTION.remove(key);
             let mut opt = [0u8; LEN];
             opt[0] = TCP_OPTION_KIND;
             opt[1] = LEN as u8;
@@ -168,13 +168,13 @@ fn try_sock_ops(ctx: &SockOpsContext) -> Outcome {
                 ])
             };
             let ctx = WireContext { trace_hi: be(4), trace_lo: be(12), span_id: be(20) };
-            let _ = maps::RECEIVED_OPTION.insert(&OptionKey { sock: sk, seq, _pad: 0 }, &ctx, 0);
+            let _ = maps::RECEIVED_OPTION.insert(OptionKey { sock: sk, seq, _pad: 0 }, ctx, 0);
             maps::count(COUNTER_OPTION_RECEIVED);
             // A packet that begins where the server's next read will begin (nothing unread
             // ahead of it, no read in flight) starts that read: the read's own lookup finds its
             // option. Otherwise its request may begin anywhere in a read (pipelining, or a
             // request that arrived before `accept` returned), and the daemon matches it by `seq`.
-            if let Some(state) = maps::SOCK_STATE.get_ptr_mut(&sk) {
+            if let Some(state) = maps::SOCK_STATE.get_ptr_mut(sk) {
                 // SAFETY: map value pointer, valid for this program run.
                 let reading = unsafe { (*state).reading } != 0;
                 // SAFETY: read through bpf_probe_read_kernel. (A failed read never equals.)

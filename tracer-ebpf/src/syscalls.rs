@@ -163,10 +163,10 @@ fn on_enter(sys: u32, a0: u64, a1: u64, a2: u64) -> Outcome {
             }
         }
         SYS_CLOSE => {
-            if let Some(sk) = kernel::tcp_sock_of_fd(fd) {
-                if is_self || filter::process_traced(tgid) {
-                    return sockets::emit_close(sk, fd);
-                }
+            if let Some(sk) = kernel::tcp_sock_of_fd(fd)
+                && (is_self || filter::process_traced(tgid))
+            {
+                return sockets::emit_close(sk, fd);
             }
         }
         _ if is_self => {}
@@ -214,13 +214,13 @@ fn stash(tid: u32, syscall: u32, fd: i64, ptr: u64, len: u64, sock: u64) -> Outc
     if sock != 0 {
         propagate::on_enter(&mut args, tid, is_egress(syscall));
     }
-    maps::INFLIGHT.insert(&tid, &args, 0).map_err(|_| event::fail(COUNTER_INFLIGHT_FULL))
+    maps::INFLIGHT.insert(tid, args, 0).map_err(|_| event::fail(COUNTER_INFLIGHT_FULL))
 }
 
 #[inline(always)]
 fn on_exit(sys: u32, ret: i64) -> Outcome {
     let tid = bpf_get_current_pid_tgid() as u32;
-    let Some(ptr) = maps::INFLIGHT.get_ptr_mut(&tid) else { return Ok(()) };
+    let Some(ptr) = maps::INFLIGHT.get_ptr_mut(tid) else { return Ok(()) };
     // SAFETY: map value pointer, valid for this program run (removed only at the end).
     let args = unsafe { &mut *ptr };
     let outcome = if args.syscall != sys {
@@ -237,6 +237,6 @@ fn on_exit(sys: u32, ret: i64) -> Outcome {
             }
         }
     };
-    let _ = maps::INFLIGHT.remove(&tid);
+    let _ = maps::INFLIGHT.remove(tid);
     outcome
 }

@@ -45,7 +45,7 @@ fn try_lib_enter(ctx: &ProbeContext) -> Outcome {
         return Ok(());
     }
     let now = event::now();
-    if let Some(state) = maps::LIB_INFLIGHT.get_ptr_mut(&tid) {
+    if let Some(state) = maps::LIB_INFLIGHT.get_ptr_mut(tid) {
         // SAFETY: the entry belongs to this thread; nothing else writes it meanwhile.
         let state = unsafe { &mut *state };
         // A call that never returned (the thread left it with longjmp, or its uretprobe was
@@ -70,7 +70,7 @@ fn try_lib_enter(ctx: &ProbeContext) -> Outcome {
         out: ctx.arg::<u64>(1).unwrap_or(0),
         cookie,
     };
-    maps::LIB_INFLIGHT.insert(&tid, &state, 0).map_err(|_| event::fail(COUNTER_INFLIGHT_FULL))?;
+    maps::LIB_INFLIGHT.insert(tid, state, 0).map_err(|_| event::fail(COUNTER_INFLIGHT_FULL))?;
     let scratch = maps::LIB_SCRATCH.get_ptr_mut(0).ok_or(Failed)?;
     // SAFETY: per-CPU scratch slot, used by this program run only.
     let scratch = unsafe { &mut *scratch };
@@ -98,7 +98,7 @@ fn try_lib_enter(ctx: &ProbeContext) -> Outcome {
 fn try_lib_exit(ctx: &RetProbeContext) -> Outcome {
     let id = bpf_get_current_pid_tgid();
     let tid = id as u32;
-    let Some(state) = maps::LIB_INFLIGHT.get_ptr_mut(&tid) else { return Ok(()) };
+    let Some(state) = maps::LIB_INFLIGHT.get_ptr_mut(tid) else { return Ok(()) };
     // SAFETY: the entry belongs to this thread.
     let state = unsafe { &mut *state };
     if state.depth > 1 {
@@ -106,7 +106,7 @@ fn try_lib_exit(ctx: &RetProbeContext) -> Outcome {
         return Ok(());
     }
     let s = *state;
-    let _ = maps::LIB_INFLIGHT.remove(&tid);
+    let _ = maps::LIB_INFLIGHT.remove(tid);
     let ret: i64 = ctx.ret::<i64>();
     let scratch = maps::LIB_SCRATCH.get_ptr_mut(0).ok_or(Failed)?;
     // SAFETY: per-CPU scratch slot, used by this program run only.

@@ -387,6 +387,7 @@ fn pipelined_server_requests_find_their_options_anywhere_in_a_read() {
 // Client-library calls (uprobes) joined with the wire
 
 impl Host {
+    #[expect(clippy::too_many_arguments, reason = "mirrors the fields of the uprobe record it builds")]
     fn lib(
         &mut self,
         phase: LibPhase,

@@ -158,12 +158,11 @@ impl Btf {
             if name == member {
                 return Some((m.bit_offset, m.bitfield_size));
             }
-            if name.is_empty() {
-                if let Some(inner) = self.resolve(m.ty) {
-                    if let Some((off, size)) = self.find(inner, member, depth + 1) {
-                        return Some((m.bit_offset + off, size));
-                    }
-                }
+            if name.is_empty()
+                && let Some(inner) = self.resolve(m.ty)
+                && let Some((off, size)) = self.find(inner, member, depth + 1)
+            {
+                return Some((m.bit_offset + off, size));
             }
         }
         None

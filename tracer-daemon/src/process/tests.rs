@@ -424,7 +424,7 @@ async fn an_expired_watch_lists_again() {
         r#"{"type":"ERROR","object":{"kind":"Status","code":410,"reason":"Expired","message":"too old"}}"#.to_owned();
     let kube = fake_kube(move |head, n| match (head.contains("watch=true"), n) {
         (false, 0) => (json_reply(&list1), false),
-        (true, 1) => (watch_reply(&[gone.clone()]), false),
+        (true, 1) => (watch_reply(std::slice::from_ref(&gone)), false),
         (false, _) => (json_reply(&list2), false),
         (true, _) => (watch_reply(&[]), true),
     })

@@ -552,7 +552,7 @@ mod tests {
     #[test]
     fn ipv4_mapped_ipv6_is_shown_as_ipv4() {
         let mut t = k::Tuple { family: k::AF_INET6, lport: 1, rport: 2, ..Default::default() };
-        t.laddr = Ipv6Addr::from(Ipv4Addr::new(127, 0, 0, 1).to_ipv6_mapped()).octets();
+        t.laddr = Ipv4Addr::new(127, 0, 0, 1).to_ipv6_mapped().octets();
         t.raddr = Ipv6Addr::LOCALHOST.octets();
         let tuple = Tuple::from_kernel(&t).unwrap();
         assert_eq!(tuple.local, "127.0.0.1:1".parse().unwrap());

@@ -310,12 +310,12 @@ impl<I: IdSource> Stitcher<I> {
             }
             let (_, mut span) = self.held.pop_front().expect("front exists");
             span.trace_id = self.resolve(span.trace_id);
-            if let Some((parent, link)) = self.late_parents.remove(&span.span_id) {
-                if span.parent_span_id == 0 {
-                    span.parent_span_id = parent;
-                    if let Some(t) = span.traced_mut() {
-                        t.link = Some(link);
-                    }
+            if let Some((parent, link)) = self.late_parents.remove(&span.span_id)
+                && span.parent_span_id == 0
+            {
+                span.parent_span_id = parent;
+                if let Some(t) = span.traced_mut() {
+                    t.link = Some(link);
                 }
             }
             out.push(span);

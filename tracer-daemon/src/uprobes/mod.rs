@@ -235,11 +235,10 @@ impl Discovery {
         }
         self.files.retain(|key, seen| {
             let keep = mapped.contains_key(key);
-            if !keep {
-                if let Seen::Attached(f) = seen {
+            if !keep
+                && let Seen::Attached(f) = seen {
                     tracing::info!(path = %f.path, probes = f.links.len(), "client library no longer mapped: probes detached");
                 }
-            }
             keep
         });
         for (key, c) in mapped {
