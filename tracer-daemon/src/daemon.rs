@@ -175,10 +175,9 @@ pub async fn run(inv: Invocation) -> anyhow::Result<()> {
         resolver.resolve_fn(),
         AssembleCounters::register(&registry),
     );
-    let stitcher = Stitcher::new(StitchConfig {
-        hold_ns: cfg.stitch.hold_ms * 1_000_000,
-        join_window_ns: cfg.stitch.join_window_ms * 1_000_000,
-    });
+    let stitch =
+        StitchConfig { hold_ns: cfg.stitch.hold_ms * 1_000_000, join_window_ns: cfg.stitch.join_window_ms * 1_000_000 };
+    let stitcher = Stitcher::registered(stitch, &registry);
     for addr in [admin_addr, agent.sampling_addr].into_iter().flatten() {
         asm.own_listener(addr);
     }

@@ -22,6 +22,9 @@ pub enum DecodeError {
 
 impl DecodeError {
     /// A short label for the `reason` of the decode-error counter.
+    /// Every value of [`Self::reason`].
+    pub const REASONS: [&'static str; 4] = ["short", "kind", "value", "payload"];
+
     pub fn reason(&self) -> &'static str {
         match self {
             DecodeError::Short { .. } => "short",
@@ -341,6 +344,10 @@ pub enum Event {
 
 impl Event {
     /// The label of the events-by-kind counter.
+    /// Every value of [`Self::kind_label`].
+    pub const KIND_LABELS: [&'static str; 10] =
+        ["connect", "accept", "close", "data", "state", "exit", "option", "lib_enter", "lib_arg", "lib_exit"];
+
     pub fn kind_label(&self) -> &'static str {
         match self {
             Event::Conn(c) => match c.kind {

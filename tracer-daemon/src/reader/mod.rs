@@ -24,7 +24,7 @@ struct ReaderMetrics {
 
 impl ReaderMetrics {
     fn new(r: &Registry) -> Self {
-        let decode_errors = ["short", "kind", "value", "payload"]
+        let decode_errors = decode::DecodeError::REASONS
             .into_iter()
             .map(|reason| {
                 (
@@ -37,7 +37,7 @@ impl ReaderMetrics {
                 )
             })
             .collect();
-        let by_kind = ["connect", "accept", "close", "data", "state", "exit"]
+        let by_kind = decode::Event::KIND_LABELS
             .into_iter()
             .map(|kind| (kind, r.counter("tracer_events_total", "Kernel events decoded, by kind", &[("kind", kind)])))
             .collect();

@@ -20,6 +20,7 @@ use std::collections::{HashMap, VecDeque};
 
 pub use crate::model::Link;
 use crate::{
+    metrics::{Counter, Registry},
     model::conn::Tuple,
     model::{Span, TraceId},
     protocol::{ContextSource, TraceContext},
@@ -142,11 +143,46 @@ pub struct Stitcher<I: IdSource = RandomIds> {
     late_parents: HashMap<u64, (u64, Link)>,
     /// Finished spans waiting out the hold, in order of arrival.
     held: VecDeque<(u64, Span)>,
+    /// Joins given up, by [`JoinExpired`].
+    expired: [Counter; JoinExpired::ALL.len()],
+}
+
+/// A same-host join whose other side never came within the join window.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum JoinExpired {
+    /// A client request whose server side was never seen (an untraced or remote server).
+    Client,
+    /// A server request that started first and whose client side never came.
+    Server,
+}
+
+impl JoinExpired {
+    pub const ALL: [JoinExpired; 2] = [JoinExpired::Client, JoinExpired::Server];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JoinExpired::Client => "client_join_expired",
+            JoinExpired::Server => "server_join_expired",
+        }
+    }
 }
 
 impl Stitcher<RandomIds> {
     pub fn new(cfg: StitchConfig) -> Self {
         Self::with_ids(cfg, RandomIds)
+    }
+
+    /// A stitcher that counts the joins it gives up in `tracer_stitch_dropped_total{reason}`.
+    pub fn registered(cfg: StitchConfig, reg: &Registry) -> Self {
+        let mut s = Self::new(cfg);
+        s.expired = JoinExpired::ALL.map(|r| {
+            reg.counter(
+                "tracer_stitch_dropped_total",
+                "Same-host joins given up when their other side did not come within the join window, by reason",
+                &[("reason", r.as_str())],
+            )
+        });
+        s
     }
 }
 
@@ -161,7 +197,13 @@ impl<I: IdSource> Stitcher<I> {
             aliases: HashMap::new(),
             late_parents: HashMap::new(),
             held: VecDeque::new(),
+            expired: JoinExpired::ALL.map(|_| Counter::detached()),
         }
+    }
+
+    /// Joins given up so far for `reason`.
+    pub fn expired(&self, reason: JoinExpired) -> u64 {
+        self.expired[reason as usize].get()
     }
 
     fn adopt(&mut self, ctx: &TraceContext) -> Ids {
@@ -322,8 +364,11 @@ impl<I: IdSource> Stitcher<I> {
         }
         let window = self.cfg.join_window_ns;
         let fresh = |ts: u64| ts.saturating_add(window) > now_ns;
+        let (clients, waiting) = (self.clients.len(), self.waiting.len());
         self.clients.retain(|_, c| fresh(c.ts_ns));
         self.waiting.retain(|_, w| fresh(w.ts_ns));
+        self.expired[JoinExpired::Client as usize].add((clients - self.clients.len()) as u64);
+        self.expired[JoinExpired::Server as usize].add((waiting - self.waiting.len()) as u64);
         if self.held.is_empty() && self.waiting.is_empty() {
             self.aliases.clear();
             self.late_parents.clear();

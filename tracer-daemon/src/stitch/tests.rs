@@ -150,6 +150,7 @@ fn unmatched_join_state_expires() {
     let mut out = Vec::new();
     st.drain(2_000, false, &mut out);
     assert_eq!(st.pending_joins(), 0);
+    assert_eq!((st.expired(JoinExpired::Client), st.expired(JoinExpired::Server)), (1, 1));
 }
 
 fn tid(low: u64) -> TraceId {
