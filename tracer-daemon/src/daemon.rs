@@ -140,6 +140,7 @@ pub async fn run(inv: Invocation) -> anyhow::Result<()> {
     // the background when inside Kubernetes.
     let resolver = ProcessResolver::spawn(&cfg.kubernetes, host.clone()).context("process metadata")?;
     resolver.register_metrics(&registry);
+    resolver.start_worker().context("starting the process metadata worker")?;
     match resolver.pod_source() {
         Some(s) => tracing::info!(source = ?s.source, url = %s.url, node = %s.node_name, "pod metadata"),
         None => tracing::info!("pod metadata off (not in Kubernetes)"),

@@ -95,6 +95,14 @@ pub async fn run(
         match &event {
             Event::Conn(c) => gone.extend(table.on_conn(c).into_iter().map(|(c, _)| c)),
             Event::Data(d) => {
+                if table.get(d.conn_id).is_none() {
+                    // A connection first seen mid-stream (opened before the daemon started):
+                    // its process is read now, during the spans' hold.
+                    match &opts.on_seen {
+                        Some(f) => f(d.pid, ""),
+                        None => asm.process_seen(d.pid),
+                    }
+                }
                 let mut evicted_now = Vec::new();
                 let conn = table.on_data(d, |pid, port| listen.is_listening(pid, port), &mut evicted_now);
                 asm.on_data(conn, d, &mut stitcher);

@@ -51,7 +51,8 @@ pub(super) fn span(f: Facts, ids: &Ids, env: &Env) -> Span {
         flags: 1,
         start_us: env.clock.unix_us(f.start_ns),
         duration_us: (f.end_ns.saturating_sub(f.start_ns) / 1000) as i64,
-        process: (env.resolve)(f.pid),
+        // Attached when the span leaves assembly (`Assembler::drain`).
+        process: env.unresolved.clone(),
         body: Body::Traced(Box::new(traced)),
     }
 }

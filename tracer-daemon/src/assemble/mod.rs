@@ -63,6 +63,8 @@ pub(crate) struct Env {
     redaction: Redaction,
     clock: WallClock,
     resolve: Box<dyn Fn(u32) -> Arc<Process> + Send>,
+    /// The process of spans not yet handed on.
+    unresolved: Arc<Process>,
     counters: AssembleCounters,
 }
 
@@ -104,7 +106,13 @@ impl Assembler {
             counters.option(counters::OptionOutcome::Unmatched).clone(),
         );
         Assembler {
-            env: Env { redaction, clock, resolve, counters },
+            env: Env {
+                redaction,
+                clock,
+                resolve,
+                unresolved: Arc::new(Process { service_name: String::new(), tags: Vec::new() }),
+                counters,
+            },
             own: HashSet::new(),
             own_listeners: Vec::new(),
             lib: library::Calls::default(),
@@ -361,10 +369,17 @@ impl Assembler {
     }
 
     /// Gives up library calls that went stale at `now_ns` (all with `flush`), then hands over
-    /// the spans whose hold is over.
+    /// the spans whose hold is over, each with its process's metadata: looked up only now, so
+    /// that the metadata worker has read a new process's `/proc` during the hold.
     pub fn drain<I: IdSource>(&mut self, now_ns: u64, flush: bool, st: &mut Stitcher<I>, out: &mut Vec<Span>) {
         self.lib.expire(now_ns, flush, st, &self.env);
+        let from = out.len();
         st.drain(now_ns, flush, out);
+        for span in &mut out[from..] {
+            if let Some(pid) = span.traced().map(|t| t.pid) {
+                span.process = (self.env.resolve)(pid);
+            }
+        }
     }
 }
 

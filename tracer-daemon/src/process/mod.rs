@@ -137,7 +137,23 @@ struct Inner {
     max_cached: usize,
     cache: Mutex<Cache>,
     sync_task: Mutex<Option<tokio::task::AbortHandle>>,
+    /// Reads of `/proc` for the background worker, when it runs (see [`ProcessResolver::start_worker`]).
+    work: Mutex<Option<std::sync::mpsc::SyncSender<Work>>>,
+    /// Reads the worker's full queue refused.
+    work_dropped: crate::metrics::Counter,
 }
+
+/// A read of `/proc` for the background worker.
+enum Work {
+    /// A process opened a connection: read it while it is alive, named by `comm` if it is gone.
+    Seen(u32, String),
+    /// A span needs the process: read it, or revalidate its cached entry.
+    Resolve(u32),
+}
+
+/// Reads waiting for the worker; past it a read is dropped (and counted) and the span keeps a
+/// provisional name until a later span asks again.
+const WORK_QUEUE: usize = 4096;
 
 impl Drop for Inner {
     fn drop(&mut self) {
@@ -211,6 +227,8 @@ impl ProcessResolver {
                 max_cached: max_cached.max(1),
                 cache: Mutex::new(Cache { entries: HashMap::new(), last_sweep: Instant::now() }),
                 sync_task: Mutex::new(None),
+                work: Mutex::new(None),
+                work_dropped: crate::metrics::Counter::detached(),
             }),
         }
     }
@@ -240,7 +258,67 @@ impl ProcessResolver {
         self.inner.settings.as_ref()
     }
 
-    /// The `Process` of `pid` (a thread group id). Cheap when cached.
+    /// Starts the thread that reads `/proc`: from then on [`Self::seen`] and [`Self::lookup`]
+    /// never read it on the caller's thread. The thread ends when the resolver is dropped.
+    pub fn start_worker(&self) -> std::io::Result<()> {
+        let (tx, rx) = std::sync::mpsc::sync_channel::<Work>(WORK_QUEUE);
+        let weak = Arc::downgrade(&self.inner);
+        std::thread::Builder::new().name("tracer-procfs".into()).spawn(move || {
+            while let Ok(work) = rx.recv() {
+                let Some(inner) = weak.upgrade() else { break };
+                let r = ProcessResolver { inner };
+                match work {
+                    Work::Seen(pid, comm) => r.seen_now(pid, &comm),
+                    Work::Resolve(pid) => {
+                        let _ = r.resolve(pid);
+                    }
+                }
+            }
+        })?;
+        *self.inner.work.lock().unwrap_or_else(|p| p.into_inner()) = Some(tx);
+        Ok(())
+    }
+
+    /// Hands `work` to the worker; false when no worker runs. A full queue drops and counts.
+    fn queue(&self, work: Work) -> bool {
+        let guard = self.inner.work.lock().unwrap_or_else(|p| p.into_inner());
+        let Some(tx) = guard.as_ref() else { return false };
+        if tx.try_send(work).is_err() {
+            self.inner.work_dropped.inc();
+        }
+        true
+    }
+
+    /// The `Process` of `pid` without touching `/proc` when the worker runs: the cached entry
+    /// (a stale one is revalidated in the background), or, for a process not read yet, a
+    /// provisional `pid-N` while the worker reads it. Without the worker, [`Self::resolve`].
+    pub fn lookup(&self, pid: u32) -> Arc<Process> {
+        if self.inner.work.lock().unwrap_or_else(|p| p.into_inner()).is_none() {
+            return self.resolve(pid);
+        }
+        let now = Instant::now();
+        let cached = {
+            let cache = self.inner.cache.lock().unwrap_or_else(|p| p.into_inner());
+            cache.entries.get(&pid).map(|e| {
+                let fresh = e.exited_at.is_none() && now.duration_since(e.checked) < REVALIDATE;
+                (e.process.clone(), fresh && e.pod_retry_at.is_none())
+            })
+        };
+        match cached {
+            Some((process, true)) => process,
+            Some((process, false)) => {
+                self.queue(Work::Resolve(pid));
+                process
+            }
+            None => {
+                self.queue(Work::Resolve(pid));
+                Arc::new(Process { service_name: service_name(None, None, None, pid), tags: Vec::new() })
+            }
+        }
+    }
+
+    /// The `Process` of `pid` (a thread group id), reading `/proc` when it is not cached or
+    /// due for revalidation.
     pub fn resolve(&self, pid: u32) -> Arc<Process> {
         let inner = &*self.inner;
         let now = Instant::now();
@@ -296,6 +374,12 @@ impl ProcessResolver {
     /// that exited before its first event was read), it is named by the kernel's command name
     /// rather than `pid-N`.
     pub fn seen(&self, pid: u32, comm: &str) {
+        if !self.queue(Work::Seen(pid, comm.to_owned())) {
+            self.seen_now(pid, comm);
+        }
+    }
+
+    fn seen_now(&self, pid: u32, comm: &str) {
         let _ = self.resolve(pid);
         if comm.is_empty() {
             return;
@@ -309,10 +393,10 @@ impl ProcessResolver {
         }
     }
 
-    /// A boxed [`Self::resolve`] for span assembly.
+    /// A boxed [`Self::lookup`] for span assembly.
     pub fn resolve_fn(&self) -> Box<dyn Fn(u32) -> Arc<Process> + Send> {
         let r = self.clone();
-        Box::new(move |pid| r.resolve(pid))
+        Box::new(move |pid| r.lookup(pid))
     }
 
     /// The process exited: its metadata is kept a little longer for late spans, then dropped.
@@ -336,6 +420,13 @@ impl ProcessResolver {
         let weak: Weak<Inner> = Arc::downgrade(&self.inner);
         registry.add_collector(move |out: &mut Vec<Sample>| {
             let Some(inner) = weak.upgrade() else { return };
+            out.push(Sample::new(
+                "tracer_process_dropped_total",
+                "Reads of /proc the metadata worker's full queue refused, by reason (the span keeps a provisional name)",
+                Kind::Counter,
+                &[("reason", "queue_full")],
+                inner.work_dropped.get() as f64,
+            ));
             let resolver = ProcessResolver { inner };
             out.push(Sample::new(
                 "tracer_process_cache_entries",

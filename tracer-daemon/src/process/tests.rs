@@ -490,3 +490,26 @@ fn the_command_name_wins_unless_the_kernel_truncated_it() {
     let names: Vec<String> = [300, 301, 302].into_iter().map(|pid| r.resolve(pid).service_name.clone()).collect();
     assert_eq!(names, ["redis-server", "inventory-service", "abcdefghijklmno"]);
 }
+
+#[test]
+fn with_the_worker_lookups_never_read_proc_and_seen_processes_resolve_in_the_background() {
+    let fake = FakeProc::new("worker");
+    fake.add(300, 5, &["OTEL_SERVICE_NAME=orders"], "orders-bin", Some("/srv/orders"), "0::/\n");
+    fake.add(301, 6, &[], "late", Some("/srv/late"), "0::/\n");
+    let r = ProcessResolver::with_parts(&fake.root, host(), "node-1", None);
+    r.start_worker().unwrap();
+    // Seen at connect: read by the worker, so that the spans find it cached.
+    r.seen(300, "orders-bin");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while r.cached() == 0 {
+        assert!(Instant::now() < deadline, "the worker never read the seen process");
+        std::thread::yield_now();
+    }
+    assert_eq!(r.lookup(300).service_name, "orders");
+    // Never seen: the lookup answers at once with a provisional name, and the worker reads it.
+    assert_eq!(r.lookup(301).service_name, "pid-301");
+    while r.lookup(301).service_name != "late" {
+        assert!(Instant::now() < deadline, "the worker never read the looked-up process");
+        std::thread::yield_now();
+    }
+}
