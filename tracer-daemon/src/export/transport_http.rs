@@ -5,17 +5,15 @@
 
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
 use super::pipeline::ExportMetrics;
 use super::{Batch, Delivered, ExportError, Exporter};
 use crate::config::export::{ConfigError, ExportConfig};
 use crate::jaeger::encode::{BatchMeta, Protocol, encode_batch};
-use crate::net::http::{self, ConnectError, Stream, Url};
+use crate::net::http::{self, ConnectError, HttpError, Stream, Url};
 use crate::net::tls::{self, TlsOptions};
 
-/// Largest response head accepted from a collector, bytes.
-const MAX_RESPONSE_HEAD: usize = 16 * 1024;
 /// Response bodies are read and discarded up to this size; larger closes the connection.
 const MAX_RESPONSE_BODY: usize = 1024 * 1024;
 /// First and longest time a collector that failed is tried after the others.
@@ -127,131 +125,20 @@ impl HttpExporter {
         conn.write_all(head).await.map_err(io)?;
         conn.write_all(&self.body).await.map_err(io)?;
         conn.flush().await.map_err(io)?;
-        let (status, keep) = read_response(&mut conn, &endpoint).await?;
-        if keep {
-            self.endpoints[i].conn = Some(conn);
-        }
+        let (status, kept) = read_response(conn, &endpoint).await?;
+        self.endpoints[i].conn = kept;
         if (200..300).contains(&status) { Ok(()) } else { Err(ExportError::Status { endpoint, status }) }
     }
 }
 
-/// Reads one response; returns the status and whether the connection can be reused.
-async fn read_response(conn: &mut Box<dyn Stream>, endpoint: &str) -> Result<(u16, bool), ExportError> {
-    let perr = |why: &str| ExportError::Protocol { endpoint: endpoint.to_owned(), why: why.to_owned() };
-    let io = |e: std::io::Error| ExportError::Io { endpoint: endpoint.to_owned(), source: e };
-    let mut buf: Vec<u8> = Vec::with_capacity(512);
-    let mut chunk = [0u8; 4096];
-    let mut need_more = true;
-    loop {
-        if need_more {
-            let n = conn.read(&mut chunk).await.map_err(io)?;
-            if n == 0 {
-                return Err(perr("connection closed before a response"));
-            }
-            buf.extend_from_slice(&chunk[..n]);
-        }
-        let mut headers = [httparse::EMPTY_HEADER; 64];
-        let mut resp = httparse::Response::new(&mut headers);
-        let head_len = match resp.parse(&buf) {
-            Ok(httparse::Status::Complete(len)) => len,
-            Ok(httparse::Status::Partial) if buf.len() <= MAX_RESPONSE_HEAD => {
-                need_more = true;
-                continue;
-            }
-            Ok(httparse::Status::Partial) => return Err(perr("response head too large")),
-            Err(e) => return Err(perr(&e.to_string())),
-        };
-        let status = resp.code.unwrap_or(0);
-        if (100..200).contains(&status) {
-            // An interim response (100 Continue): the final one follows.
-            buf.drain(..head_len);
-            need_more = buf.is_empty();
-            continue;
-        }
-        let mut keep = resp.version == Some(1);
-        let mut length: Option<usize> = None;
-        let mut chunked = false;
-        for h in resp.headers.iter() {
-            let v = String::from_utf8_lossy(h.value).to_ascii_lowercase();
-            if h.name.eq_ignore_ascii_case("content-length") {
-                length = Some(v.trim().parse().map_err(|_| perr("invalid content-length"))?);
-            } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
-                chunked = v.contains("chunked");
-            } else if h.name.eq_ignore_ascii_case("connection") {
-                if v.contains("close") {
-                    keep = false;
-                } else if v.contains("keep-alive") {
-                    keep = true;
-                }
-            }
-        }
-        let mut rest = buf.split_off(head_len);
-        if status == 204 || status == 304 {
-            return Ok((status, keep));
-        }
-        if chunked {
-            let ok = skip_chunked(conn, &mut rest).await;
-            return Ok((status, keep && ok));
-        }
-        match length {
-            Some(len) if len <= MAX_RESPONSE_BODY => {
-                while rest.len() < len {
-                    let n = conn.read(&mut chunk).await.map_err(io)?;
-                    if n == 0 {
-                        return Ok((status, false));
-                    }
-                    rest.extend_from_slice(&chunk[..n]);
-                }
-                return Ok((status, keep && rest.len() == len));
-            }
-            // No length, or too long to bother: the status is known, the connection is spent.
-            _ => return Ok((status, false)),
-        }
-    }
-}
-
-/// Reads a chunked body to its end; `false` when it is malformed, too large or cut short.
-async fn skip_chunked(conn: &mut Box<dyn Stream>, buf: &mut Vec<u8>) -> bool {
-    let mut chunk = [0u8; 4096];
-    let mut total = 0usize;
-    loop {
-        // A chunk-size line.
-        let Some(eol) = find_crlf(buf) else {
-            if buf.len() > 1024 {
-                return false;
-            }
-            match conn.read(&mut chunk).await {
-                Ok(0) | Err(_) => return false,
-                Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            }
-            continue;
-        };
-        let line = String::from_utf8_lossy(&buf[..eol]).to_string();
-        let size_hex = line.split(';').next().unwrap_or("").trim();
-        let Ok(size) = usize::from_str_radix(size_hex, 16) else {
-            return false;
-        };
-        total = total.saturating_add(size);
-        if total > MAX_RESPONSE_BODY {
-            return false;
-        }
-        // Size line, data, CRLF; the last chunk is followed by (no) trailers and CRLF.
-        let need = eol + 2 + size + 2;
-        while buf.len() < need {
-            match conn.read(&mut chunk).await {
-                Ok(0) | Err(_) => return false,
-                Ok(n) => buf.extend_from_slice(&chunk[..n]),
-            }
-        }
-        buf.drain(..need);
-        if size == 0 {
-            return buf.is_empty();
-        }
-    }
-}
-
-fn find_crlf(b: &[u8]) -> Option<usize> {
-    b.windows(2).position(|w| w == b"\r\n")
+/// Reads one response; returns the status and the connection when it can be reused.
+async fn read_response(conn: Box<dyn Stream>, endpoint: &str) -> Result<(u16, Option<Box<dyn Stream>>), ExportError> {
+    let resp = http::read_head(conn, endpoint).await.map_err(|e| match e {
+        HttpError::Io { source, .. } => ExportError::Io { endpoint: endpoint.to_owned(), source },
+        other => ExportError::Protocol { endpoint: endpoint.to_owned(), why: other.to_string() },
+    })?;
+    let status = resp.status;
+    Ok((status, resp.into_reusable(MAX_RESPONSE_BODY).await))
 }
 
 impl Exporter for HttpExporter {

@@ -274,6 +274,8 @@ enum Framing {
 /// A response whose head has been read; the body is read on demand.
 pub struct Response {
     pub status: u16,
+    /// HTTP/1.1 without `Connection: close`, or `Connection: keep-alive`.
+    keep_alive: bool,
     endpoint: String,
     conn: Box<dyn Stream>,
     /// Raw bytes received and not yet decoded.
@@ -289,17 +291,25 @@ impl std::fmt::Debug for Response {
     }
 }
 
-async fn read_head(mut conn: Box<dyn Stream>, endpoint: &str) -> Result<Response, HttpError> {
+/// Reads a response head from `conn` (after a request was written on it); the body is read on
+/// demand, or discarded by [`Response::into_reusable`].
+pub async fn read_head(mut conn: Box<dyn Stream>, endpoint: &str) -> Result<Response, HttpError> {
     let perr = |why: String| HttpError::Protocol { endpoint: endpoint.to_owned(), why };
     let mut buf = Vec::with_capacity(1024);
     let mut chunk = [0u8; 4096];
+    let mut need_more = true;
     loop {
-        let n =
-            conn.read(&mut chunk).await.map_err(|source| HttpError::Io { endpoint: endpoint.to_owned(), source })?;
-        if n == 0 {
-            return Err(perr("connection closed before a response".into()));
+        if need_more {
+            let n = conn
+                .read(&mut chunk)
+                .await
+                .map_err(|source| HttpError::Io { endpoint: endpoint.to_owned(), source })?;
+            if n == 0 {
+                return Err(perr("connection closed before a response".into()));
+            }
+            buf.extend_from_slice(&chunk[..n]);
         }
-        buf.extend_from_slice(&chunk[..n]);
+        need_more = true;
         let mut headers = [httparse::EMPTY_HEADER; 64];
         let mut resp = httparse::Response::new(&mut headers);
         let head_len = match resp.parse(&buf) {
@@ -310,14 +320,23 @@ async fn read_head(mut conn: Box<dyn Stream>, endpoint: &str) -> Result<Response
         };
         let status = resp.code.unwrap_or(0);
         if (100..200).contains(&status) {
-            // An interim response; the final one follows.
+            // An interim response; the final one follows, perhaps in the same read.
             buf.drain(..head_len);
+            need_more = buf.is_empty();
             continue;
         }
         let mut length = None;
         let mut chunked = false;
+        let mut keep_alive = resp.version == Some(1);
         for h in resp.headers.iter() {
-            if h.name.eq_ignore_ascii_case("content-length") {
+            if h.name.eq_ignore_ascii_case("connection") {
+                let v = String::from_utf8_lossy(h.value).to_ascii_lowercase();
+                if v.contains("close") {
+                    keep_alive = false;
+                } else if v.contains("keep-alive") {
+                    keep_alive = true;
+                }
+            } else if h.name.eq_ignore_ascii_case("content-length") {
                 let v = std::str::from_utf8(h.value).unwrap_or("").trim();
                 length = Some(v.parse::<usize>().map_err(|_| perr("invalid content-length".into()))?);
             } else if h.name.eq_ignore_ascii_case("transfer-encoding") {
@@ -334,7 +353,15 @@ async fn read_head(mut conn: Box<dyn Stream>, endpoint: &str) -> Result<Response
             Framing::UntilClose { done: false }
         };
         let raw = buf.split_off(head_len);
-        return Ok(Response { status, endpoint: endpoint.to_owned(), conn, raw, framing, pending: Vec::new() });
+        return Ok(Response {
+            status,
+            keep_alive,
+            endpoint: endpoint.to_owned(),
+            conn,
+            raw,
+            framing,
+            pending: Vec::new(),
+        });
     }
 }
 
@@ -438,6 +465,41 @@ impl Response {
                 }
             }
         }
+    }
+
+    /// Reads the body to its end (at most `limit` bytes) and hands back the connection when
+    /// another request may follow on it: keep-alive, the body framed by length or chunks, and
+    /// nothing read past it.
+    pub async fn into_reusable(mut self, limit: usize) -> Option<Box<dyn Stream>> {
+        if matches!(self.framing, Framing::UntilClose { .. }) || !self.keep_alive {
+            return None;
+        }
+        let mut total = 0usize;
+        loop {
+            match self.next_data().await {
+                Ok(Some(piece)) => {
+                    total = total.saturating_add(piece.len());
+                    if total > limit {
+                        return None;
+                    }
+                }
+                Ok(None) => break,
+                Err(_) => return None,
+            }
+        }
+        if matches!(self.framing, Framing::Chunked { done: true, .. }) {
+            // The last chunk is followed by an empty trailer section: its CRLF ends the body.
+            while self.raw.len() < 2 {
+                if !self.fill().await.ok()? {
+                    return None;
+                }
+            }
+            if &self.raw[..2] != b"\r\n" {
+                return None;
+            }
+            self.raw.drain(..2);
+        }
+        self.raw.is_empty().then_some(self.conn)
     }
 
     /// The whole body; an error past `limit` bytes.
