@@ -11,6 +11,7 @@ use super::pipeline::ExportMetrics;
 use super::{Batch, Delivered, ExportError, Exporter};
 use crate::config::export::{ConfigError, ExportConfig};
 use crate::jaeger::encode::{BatchMeta, Protocol, encode_batch};
+use crate::model::JaegerSpan;
 use crate::net::http::{self, ConnectError, Stream, Url};
 use crate::net::tls::{self, TlsOptions};
 
@@ -255,6 +256,8 @@ fn find_crlf(b: &[u8]) -> Option<usize> {
 }
 
 impl Exporter for HttpExporter {
+    type Span = JaegerSpan;
+
     fn name(&self) -> &'static str {
         "http"
     }
