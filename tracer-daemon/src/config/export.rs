@@ -62,7 +62,7 @@ pub struct ExportConfig {
     pub otlp_http_addr: String,
 
     /// Largest OTLP request accepted by the receivers, bytes, after decompression; larger gets
-    /// 413 (HTTP) or `RESOURCE_EXHAUSTED` (gRPC).
+    /// 413 (HTTP) or an error status (gRPC).
     #[arg(long, default_value_t = defaults::OTLP_MAX_BODY_BYTES, value_name = "BYTES")]
     pub otlp_max_body_bytes: usize,
 
