@@ -148,8 +148,17 @@ fn daemon_spans_reach_rotel_over_grpc_and_http() {
                         && s["attributes"]["http.target"] == "/checkout?user=?"
                 })?
                 .clone();
-            let get = spans.iter().find(|s| s["name"] == "redis GET" && s["traceId"] == a["traceId"])?.clone();
+            let get = spans
+                .iter()
+                .find(|s| s["name"] == "redis GET" && s["kind"] == CLIENT && s["traceId"] == a["traceId"])?
+                .clone();
+            // redis-server's own span of the command, parented by the client span.
+            spans
+                .iter()
+                .find(|s| s["name"] == "redis GET" && s["kind"] == SERVER && s["parentSpanId"] == get["spanId"])?;
             let lpop = find(&spans, "otlp-a", CLIENT, "redis LPOP")?.clone();
+            // curl's span comes in its own batch (another process).
+            spans.iter().find(|s| s["spanId"] == a["parentSpanId"])?;
             Some((a, get, lpop, spans))
         });
         assert_eq!(a["traceId"].as_str().unwrap().len(), 32, "16-byte trace id");
@@ -254,5 +263,6 @@ fn sdk_apps_export_to_the_daemon_and_bad_requests_are_refused() {
     assert_eq!(m("tracer_otlp_requests_total{transport=\"http\",outcome=\"too_large\"}"), 1.0);
     assert_eq!(m("tracer_otlp_spans_received_total{transport=\"grpc\"}"), 2.0);
     assert_eq!(m("tracer_otlp_spans_received_total{transport=\"http\"}"), 2.0);
+    drop((daemon, rotel, sink));
     let _ = std::fs::remove_dir_all(&dir);
 }
