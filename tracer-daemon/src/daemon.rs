@@ -218,6 +218,8 @@ pub async fn run(inv: Invocation) -> anyhow::Result<()> {
             "compact": show(agent.compact_addr),
             "binary": show(agent.binary_addr),
             "sampling": show(agent.sampling_addr),
+            "otlp_grpc": show(agent.otlp_grpc_addr),
+            "otlp_http": show(agent.otlp_http_addr),
             "metrics": show(admin_addr),
         }})
     );

@@ -2,6 +2,7 @@
 //! 6832) that forward spans through the export pipeline with this host's tags, and the HTTP
 //! sampling endpoint on 5778.
 
+pub mod otlp;
 pub mod sampling;
 
 use std::net::SocketAddr;
@@ -44,6 +45,8 @@ pub struct AgentHandle {
     pub compact_addr: Option<SocketAddr>,
     pub binary_addr: Option<SocketAddr>,
     pub sampling_addr: Option<SocketAddr>,
+    pub otlp_grpc_addr: Option<SocketAddr>,
+    pub otlp_http_addr: Option<SocketAddr>,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -200,8 +203,15 @@ pub async fn spawn_observed(
     observer: Option<SpanObserver>,
 ) -> Result<AgentHandle, AgentError> {
     let (stop, stop_rx) = watch::channel(false);
-    let mut handle =
-        AgentHandle { compact_addr: None, binary_addr: None, sampling_addr: None, stop, tasks: Vec::new() };
+    let mut handle = AgentHandle {
+        compact_addr: None,
+        binary_addr: None,
+        sampling_addr: None,
+        otlp_grpc_addr: None,
+        otlp_http_addr: None,
+        stop,
+        tasks: Vec::new(),
+    };
     let strategies =
         Arc::new(sampling::Strategies::load(cfg.sampling_strategies_file.as_deref(), cfg.sampling.as_ref())?);
     for (addr, proto, what) in [
@@ -245,6 +255,31 @@ pub async fn spawn_observed(
             }
         }));
         handle.sampling_addr = Some(local);
+    }
+    let otlp = otlp::Setup {
+        sender: sender.clone(),
+        agent_tags: host.agent_tags(),
+        observer: observer.clone(),
+        metrics: &metrics,
+        max_bytes: cfg.otlp_max_body_bytes,
+        max_connections: cfg.otlp_max_connections,
+    };
+    for (addr, grpc) in [(&cfg.otlp_grpc_addr, true), (&cfg.otlp_http_addr, false)] {
+        if addr.trim().is_empty() {
+            continue;
+        }
+        let what = if grpc { "OTLP/gRPC" } else { "OTLP/HTTP" };
+        let bind_err = |e| AgentError::Bind { what, addr: addr.clone(), source: e };
+        let listener = TcpListener::bind(addr.as_str()).await.map_err(bind_err)?;
+        let local = listener.local_addr().map_err(bind_err)?;
+        tracing::info!(addr = %local, protocol = what, "agent listening for OTLP");
+        if grpc {
+            handle.tasks.push(otlp.grpc(listener, stop_rx.clone()));
+            handle.otlp_grpc_addr = Some(local);
+        } else {
+            handle.tasks.push(otlp.http(listener, stop_rx.clone()));
+            handle.otlp_http_addr = Some(local);
+        }
     }
     Ok(handle)
 }

@@ -22,6 +22,8 @@ fn local_cfg() -> ExportConfig {
         agent_compact_addr: "127.0.0.1:0".into(),
         agent_binary_addr: "127.0.0.1:0".into(),
         sampling_addr: "127.0.0.1:0".into(),
+        otlp_grpc_addr: "127.0.0.1:0".into(),
+        otlp_http_addr: "127.0.0.1:0".into(),
         batch_max_age_ms: 10,
         ..Default::default()
     }
@@ -126,4 +128,101 @@ async fn bind_errors_name_the_listener() {
     let pipeline = Pipeline::spawn_with(&cfg, HostInfo::new("h", "i"), reg.clone(), None, ex).unwrap();
     let err = spawn(&cfg, &HostInfo::new("h", "i"), pipeline.sender.clone(), reg).await.err().unwrap();
     assert!(err.to_string().contains("compact emitBatch"), "{err}");
+}
+
+async fn post(addr: std::net::SocketAddr, headers: &str, body: &[u8]) -> (u16, Vec<u8>) {
+    let mut s = tokio::net::TcpStream::connect(addr).await.unwrap();
+    let head = format!(
+        "POST /v1/traces HTTP/1.1\r\nHost: x\r\nConnection: close\r\n{headers}Content-Length: {}\r\n\r\n",
+        body.len()
+    );
+    s.write_all(head.as_bytes()).await.unwrap();
+    s.write_all(body).await.unwrap();
+    let mut out = Vec::new();
+    s.read_to_end(&mut out).await.unwrap();
+    let text = String::from_utf8_lossy(&out);
+    let status = text[9..12].parse().unwrap();
+    let at = out.windows(4).position(|w| w == b"\r\n\r\n").unwrap() + 4;
+    (status, out[at..].to_vec())
+}
+
+fn otlp_request(span_ids: &[u64]) -> crate::render::otlp::proto::collector::trace::v1::ExportTraceServiceRequest {
+    use crate::model::{AppSpan, Body, SpanKind};
+    let process = Arc::new(Process { service_name: "otel-app".into(), tags: vec![Tag::str("host.name", "c1")] });
+    let spans: Vec<_> = span_ids
+        .iter()
+        .map(|id| {
+            crate::render::otlp::render(Span {
+                trace_id: TraceId { high: 1, low: 2 },
+                span_id: *id,
+                parent_span_id: 0,
+                operation: "work".into(),
+                flags: 1,
+                start_us: 1,
+                duration_us: 1,
+                process: process.clone(),
+                body: Body::App(Box::new(AppSpan { kind: Some(SpanKind::Server), ..Default::default() })),
+            })
+        })
+        .collect();
+    crate::render::otlp::request(&process, &spans)
+}
+
+#[tokio::test]
+async fn otlp_http_and_grpc_receive_with_host_tags_and_refuse_bad_input() {
+    use prost::Message as _;
+    use std::io::Write as _;
+    let cfg = ExportConfig { otlp_max_body_bytes: 64 * 1024, ..local_cfg() };
+    let reg = Registry::new();
+    let (ex, sink) = MemoryExporter::new();
+    let host = HostInfo::new("node-7", "10.9.8.7");
+    let pipeline = Pipeline::spawn_with(&cfg, host.clone(), reg.clone(), None, ex).unwrap();
+    let agent = spawn(&cfg, &host, pipeline.sender.clone(), reg.clone()).await.unwrap();
+    let http = agent.otlp_http_addr.unwrap();
+    let proto = "Content-Type: application/x-protobuf\r\n";
+
+    let (status, _) = post(http, proto, &otlp_request(&[1, 2]).encode_to_vec()).await;
+    assert_eq!(status, 200);
+    let json = serde_json::to_vec(&otlp_request(&[3])).unwrap();
+    let (status, body) = post(http, "Content-Type: application/json\r\n", &json).await;
+    assert_eq!(status, 200, "{}", String::from_utf8_lossy(&body));
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(&otlp_request(&[4]).encode_to_vec()).unwrap();
+    let (status, _) = post(http, &format!("{proto}Content-Encoding: gzip\r\n"), &gz.finish().unwrap()).await;
+    assert_eq!(status, 200);
+    // One invalid span id among valid ones: partial success.
+    let mut bad = otlp_request(&[5, 6]);
+    bad.resource_spans[0].scope_spans[0].spans[1].span_id = vec![0; 8];
+    let (status, body) = post(http, proto, &bad.encode_to_vec()).await;
+    assert_eq!(status, 200);
+    let resp = crate::render::otlp::proto::collector::trace::v1::ExportTraceServiceResponse::decode(&body[..]).unwrap();
+    assert_eq!(resp.partial_success.unwrap().rejected_spans, 1);
+
+    assert_eq!(post(http, proto, b"\xff\xff\xff garbage").await.0, 400);
+    assert_eq!(post(http, "Content-Type: application/json\r\n", b"{not json").await.0, 400);
+    assert_eq!(post(http, "Content-Type: text/plain\r\n", b"x").await.0, 415);
+    assert_eq!(post(http, &format!("{proto}Content-Encoding: br\r\n"), b"x").await.0, 415);
+    assert_eq!(post(http, proto, &vec![0u8; 70 * 1024]).await.0, 413);
+
+    // gRPC.
+    use crate::render::otlp::proto::collector::trace::v1::trace_service_client::TraceServiceClient;
+    let mut client = TraceServiceClient::connect(format!("http://{}", agent.otlp_grpc_addr.unwrap())).await.unwrap();
+    let resp = client.export(otlp_request(&[7, 8])).await.unwrap().into_inner();
+    assert!(resp.partial_success.is_none());
+
+    wait_until("spans", || sink.span_count() == 7).await;
+    let spans = sink.spans();
+    for s in &spans {
+        assert_eq!(s.process.service_name, "otel-app");
+        assert!(s.process.tags.contains(&Tag::str("agent.hostname", "node-7")), "{:?}", s.process.tags);
+        assert_eq!(s.kind(), Some("server"));
+    }
+    let metrics = reg.render();
+    assert!(metrics.contains("tracer_otlp_spans_received_total{transport=\"http\"} 5\n"), "{metrics}");
+    assert!(metrics.contains("tracer_otlp_spans_received_total{transport=\"grpc\"} 2\n"));
+    assert!(metrics.contains("tracer_otlp_requests_total{transport=\"http\",outcome=\"bad_request\"} 2\n"));
+    assert!(metrics.contains("tracer_otlp_requests_total{transport=\"http\",outcome=\"unsupported_media_type\"} 2\n"));
+    assert!(metrics.contains("tracer_otlp_spans_rejected_total{transport=\"http\"} 1\n"));
+    agent.shutdown().await;
+    assert!(pipeline.shutdown(Duration::from_secs(1)).await);
 }

@@ -16,7 +16,7 @@
 
 mod server;
 
-pub use server::{MAX_BODY_BYTES, MAX_HEADER_BYTES, serve};
+pub use server::{MAX_BODY_BYTES, MAX_HEADER_BYTES, serve, serve_limited};
 
 use std::sync::Arc;
 

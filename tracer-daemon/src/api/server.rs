@@ -22,11 +22,35 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// Accepts connections on `listener` and answers them through `router` until `shutdown` turns
 /// `true` (or its sender is dropped). Connections in flight finish their current request.
-pub async fn serve(listener: TcpListener, router: Arc<Router>, mut shutdown: watch::Receiver<bool>) -> io::Result<()> {
+pub async fn serve(listener: TcpListener, router: Arc<Router>, shutdown: watch::Receiver<bool>) -> io::Result<()> {
+    serve_limited(listener, router, shutdown, tokio::sync::Semaphore::MAX_PERMITS).await
+}
+
+/// `serve`, with at most `max_connections` open at once: further connections wait in the
+/// listen backlog until one closes.
+pub async fn serve_limited(
+    listener: TcpListener,
+    router: Arc<Router>,
+    mut shutdown: watch::Receiver<bool>,
+    max_connections: usize,
+) -> io::Result<()> {
     if *shutdown.borrow() {
         return Ok(());
     }
+    let slots = Arc::new(tokio::sync::Semaphore::new(max_connections.clamp(1, tokio::sync::Semaphore::MAX_PERMITS)));
     loop {
+        let permit = tokio::select! {
+            changed = shutdown.changed() => {
+                if changed.is_err() || *shutdown.borrow() {
+                    return Ok(());
+                }
+                continue;
+            }
+            p = slots.clone().acquire_owned() => match p {
+                Ok(p) => p,
+                Err(_) => return Ok(()),
+            },
+        };
         tokio::select! {
             changed = shutdown.changed() => {
                 if changed.is_err() || *shutdown.borrow() {
@@ -36,7 +60,11 @@ pub async fn serve(listener: TcpListener, router: Arc<Router>, mut shutdown: wat
             accepted = listener.accept() => match accepted {
                 Ok((stream, _peer)) => {
                     let _ = stream.set_nodelay(true);
-                    tokio::spawn(connection(stream, router.clone(), shutdown.clone()));
+                    let (router, shutdown) = (router.clone(), shutdown.clone());
+                    tokio::spawn(async move {
+                        connection(stream, router, shutdown).await;
+                        drop(permit);
+                    });
                 }
                 Err(e) => {
                     // Out of file descriptors or similar: back off a little instead of spinning.
@@ -204,6 +232,7 @@ fn reason(status: u16) -> &'static str {
         405 => "Method Not Allowed",
         411 => "Length Required",
         413 => "Payload Too Large",
+        415 => "Unsupported Media Type",
         431 => "Request Header Fields Too Large",
         500 => "Internal Server Error",
         503 => "Service Unavailable",

@@ -37,7 +37,41 @@ pub struct ExportConfig {
     #[arg(long, value_name = "HOST:PORT")]
     pub agent_udp: Option<String>,
 
-    /// Output mode. Default: `jaeger` when a collector or `agent_udp` is set, else `console`.
+    /// OTLP/gRPC destination, e.g. `http://otel-collector:4317` (`https://` for TLS). Repeatable:
+    /// each URL is a destination of its own, with its own queue, beside any Jaeger one.
+    /// Collector headers, token and CA file apply. Default: none.
+    #[arg(long = "otlp-grpc", value_name = "URL")]
+    pub otlp_grpc: Vec<String>,
+
+    /// OTLP/HTTP destination (protobuf), e.g. `http://otel-collector:4318`; the path
+    /// `/v1/traces` is used when the URL has none. Repeatable, like `otlp_grpc`. Default: none.
+    #[arg(long = "otlp-http", value_name = "URL")]
+    pub otlp_http: Vec<String>,
+
+    /// Compress OTLP requests (HTTP and gRPC) with gzip.
+    #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
+    pub otlp_gzip: bool,
+
+    /// Listen for apps' OTLP/gRPC exports (`TraceService/Export`). Empty turns it off.
+    #[arg(long, default_value = defaults::OTLP_GRPC_ADDR, value_name = "ADDR")]
+    pub otlp_grpc_addr: String,
+
+    /// Listen for apps' OTLP/HTTP exports (`POST /v1/traces`, protobuf or JSON, gzip). Empty
+    /// turns it off.
+    #[arg(long, default_value = defaults::OTLP_HTTP_ADDR, value_name = "ADDR")]
+    pub otlp_http_addr: String,
+
+    /// Largest OTLP request accepted by the receivers, bytes, after decompression; larger gets
+    /// 413 (HTTP) or an error status (gRPC).
+    #[arg(long, default_value_t = defaults::OTLP_MAX_BODY_BYTES, value_name = "BYTES")]
+    pub otlp_max_body_bytes: usize,
+
+    /// Most concurrent connections per OTLP receiver; more wait to be accepted.
+    #[arg(long, default_value_t = defaults::OTLP_MAX_CONNECTIONS, value_name = "CONNECTIONS")]
+    pub otlp_max_connections: usize,
+
+    /// Output mode. Default: `jaeger` when a collector or `agent_udp` is set, else `console`
+    /// (none when only OTLP destinations are set).
     #[arg(long, value_enum, value_name = "MODE")]
     pub output: Option<OutputMode>,
 
@@ -155,6 +189,10 @@ pub mod defaults {
     pub const AGENT_COMPACT_ADDR: &str = "0.0.0.0:6831";
     pub const AGENT_BINARY_ADDR: &str = "0.0.0.0:6832";
     pub const SAMPLING_ADDR: &str = "0.0.0.0:5778";
+    pub const OTLP_GRPC_ADDR: &str = "127.0.0.1:4317";
+    pub const OTLP_HTTP_ADDR: &str = "127.0.0.1:4318";
+    pub const OTLP_MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
+    pub const OTLP_MAX_CONNECTIONS: usize = 64;
 }
 
 impl Default for ExportConfig {
@@ -163,6 +201,13 @@ impl Default for ExportConfig {
         ExportConfig {
             collector: Vec::new(),
             agent_udp: None,
+            otlp_grpc: Vec::new(),
+            otlp_http: Vec::new(),
+            otlp_gzip: true,
+            otlp_grpc_addr: OTLP_GRPC_ADDR.to_owned(),
+            otlp_http_addr: OTLP_HTTP_ADDR.to_owned(),
+            otlp_max_body_bytes: OTLP_MAX_BODY_BYTES,
+            otlp_max_connections: OTLP_MAX_CONNECTIONS,
             output: None,
             collector_token: None,
             collector_headers: Vec::new(),
@@ -223,6 +268,10 @@ pub enum Destination {
     Udp(String),
     Console,
     Json,
+    /// OTLP/gRPC to this URL.
+    OtlpGrpc(String),
+    /// OTLP/HTTP (protobuf) to this URL.
+    OtlpHttp(String),
 }
 
 /// Batch limits: spans, encoded bytes and age, whichever is reached first closes a batch.
@@ -286,6 +335,34 @@ impl ExportConfig {
                 }
             },
         }
+    }
+
+    /// Every destination spans go to: the Jaeger (or console / JSON) one unless only OTLP
+    /// destinations are set, then each OTLP URL.
+    pub fn destinations(&self) -> Result<Vec<Destination>, ConfigError> {
+        let otlp = !self.otlp_grpc.is_empty() || !self.otlp_http.is_empty();
+        let jaeger = !self.collector.is_empty() || self.agent_udp.is_some();
+        let mut out = Vec::new();
+        if !otlp || jaeger || self.output.is_some_and(|o| o != OutputMode::Jaeger) {
+            out.push(self.destination()?);
+        } else {
+            // Validates the shared settings.
+            let only_otlp = ExportConfig { output: Some(OutputMode::Console), ..self.clone() };
+            only_otlp.destination()?;
+        }
+        for (urls, grpc) in [(&self.otlp_grpc, true), (&self.otlp_http, false)] {
+            for u in urls {
+                crate::net::http::Url::parse(u).map_err(|e| ConfigError::CollectorUrl { url: e.url, why: e.why })?;
+                out.push(if grpc { Destination::OtlpGrpc(u.clone()) } else { Destination::OtlpHttp(u.clone()) });
+            }
+        }
+        if self.otlp_max_body_bytes == 0 {
+            return Err(ConfigError::Zero("otlp_max_body_bytes"));
+        }
+        if self.otlp_max_connections == 0 {
+            return Err(ConfigError::Zero("otlp_max_connections"));
+        }
+        Ok(out)
     }
 
     pub fn batch_limits(&self) -> BatchLimits {

@@ -233,6 +233,13 @@ impl Config {
             agent_binary_addr,
             sampling_addr,
             sampling_strategies_file,
+            otlp_grpc,
+            otlp_http,
+            otlp_gzip,
+            otlp_grpc_addr,
+            otlp_http_addr,
+            otlp_max_body_bytes,
+            otlp_max_connections,
         );
         self
     }

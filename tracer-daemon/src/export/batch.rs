@@ -6,33 +6,33 @@ use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Instant;
 
-use super::Batch;
+use super::{Batch, Rendered};
 use crate::config::export::BatchLimits;
 use crate::jaeger::encode::{Protocol, span_len};
+use crate::model::{JaegerSpan, Process, Span};
 use crate::net::host::HostInfo;
-use crate::{
-    model::{JaegerSpan, Process, Span},
-    render,
-};
 
 /// Most distinct process objects remembered for the fast lookup; past it the cache restarts.
 const PROCESS_CACHE: usize = 4096;
 
-struct Group {
+/// The encoded size of a rendered span, counted toward `max_bytes`.
+pub type SizeFn<S> = Box<dyn Fn(&S) -> usize + Send>;
+
+struct Group<S> {
     /// The process with host tags, as it goes on the wire.
     process: Arc<Process>,
-    spans: Vec<JaegerSpan>,
+    spans: Vec<S>,
     bytes: usize,
     opened: Instant,
 }
 
-/// Open batches, one per process.
-pub struct Batcher {
+/// Open batches, one per process, of spans rendered for one destination.
+pub struct Batcher<S = JaegerSpan> {
     limits: BatchLimits,
-    /// The protocol whose encoded size counts toward `max_bytes`; `None` counts no bytes.
-    proto: Option<Protocol>,
+    /// The encoded size that counts toward `max_bytes`; `None` counts no bytes.
+    size: Option<SizeFn<S>>,
     host: HostInfo,
-    groups: HashMap<String, Group>,
+    groups: HashMap<String, Group<S>>,
     /// `Arc<Process>` address -> (the process, kept alive so the address is not reused; its key).
     by_ptr: HashMap<usize, (Arc<Process>, String)>,
 }
@@ -47,9 +47,17 @@ fn process_key(p: &Process) -> String {
     k
 }
 
-impl Batcher {
+impl Batcher<JaegerSpan> {
+    /// Jaeger batches; `proto` is the Thrift protocol whose size counts toward `max_bytes`.
     pub fn new(limits: BatchLimits, proto: Option<Protocol>, host: HostInfo) -> Self {
-        Batcher { limits, proto, host, groups: HashMap::new(), by_ptr: HashMap::new() }
+        let size = proto.map(|p| Box::new(move |s: &JaegerSpan| span_len(p, s)) as SizeFn<JaegerSpan>);
+        Batcher::with_size(limits, size, host)
+    }
+}
+
+impl<S: Rendered> Batcher<S> {
+    pub fn with_size(limits: BatchLimits, size: Option<SizeFn<S>>, host: HostInfo) -> Self {
+        Batcher { limits, size, host, groups: HashMap::new(), by_ptr: HashMap::new() }
     }
 
     /// Spans held in open batches.
@@ -72,11 +80,11 @@ impl Batcher {
 
     /// Adds a span; batches closed by this span are appended to `out` (at most two: the open
     /// one when this span would overflow its bytes, and the new one when it is full at once).
-    pub fn push(&mut self, span: Span, now: Instant, out: &mut Vec<Batch>) {
-        // Jaeger destinations take the span as Jaeger's model has it.
-        let span = render::jaeger::render(span);
-        let key = self.key_of(&span.process);
-        let bytes = self.proto.map_or(0, |p| span_len(p, &span));
+    pub fn push(&mut self, span: Span, now: Instant, out: &mut Vec<Batch<S>>) {
+        // Each destination takes the span as its protocol's model has it.
+        let span = S::render(span);
+        let key = self.key_of(span.process());
+        let bytes = self.size.as_ref().map_or(0, |f| f(&span));
         if let Some(g) = self.groups.get(&key)
             && !g.spans.is_empty()
             && g.bytes.saturating_add(bytes) > self.limits.max_bytes
@@ -86,7 +94,7 @@ impl Batcher {
         }
         let host = &self.host;
         let g = self.groups.entry(key.clone()).or_insert_with(|| Group {
-            process: host.complete(&span.process),
+            process: host.complete(span.process()),
             spans: Vec::new(),
             bytes: 0,
             opened: now,
@@ -106,7 +114,7 @@ impl Batcher {
     }
 
     /// Closes the batches that reached their age limit at `now`.
-    pub fn expired(&mut self, now: Instant, out: &mut Vec<Batch>) {
+    pub fn expired(&mut self, now: Instant, out: &mut Vec<Batch<S>>) {
         let max_age = self.limits.max_age;
         let keys: Vec<String> =
             self.groups.iter().filter(|(_, g)| g.opened + max_age <= now).map(|(k, _)| k.clone()).collect();
@@ -118,8 +126,8 @@ impl Batcher {
     }
 
     /// Closes every open batch, oldest first.
-    pub fn drain(&mut self, out: &mut Vec<Batch>) {
-        let mut groups: Vec<Group> = self.groups.drain().map(|(_, g)| g).collect();
+    pub fn drain(&mut self, out: &mut Vec<Batch<S>>) {
+        let mut groups: Vec<Group<S>> = self.groups.drain().map(|(_, g)| g).collect();
         groups.sort_by_key(|g| g.opened);
         out.extend(groups.into_iter().map(|g| Batch { process: g.process, spans: g.spans }));
     }
@@ -129,6 +137,7 @@ impl Batcher {
 mod tests {
     use super::*;
     use crate::model::{Tag, TraceId};
+    use crate::render;
     use std::time::Duration;
 
     fn span(process: &Arc<Process>, id: u64, op_len: usize) -> Span {

@@ -101,6 +101,8 @@ impl<W: Write + Send + 'static> ConsoleExporter<W> {
 }
 
 impl<W: Write + Send + 'static> Exporter for ConsoleExporter<W> {
+    type Span = JaegerSpan;
+
     fn name(&self) -> &'static str {
         "console"
     }

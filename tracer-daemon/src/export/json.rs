@@ -95,6 +95,8 @@ pub fn span_json(span: &JaegerSpan) -> Value {
 }
 
 impl<W: Write + Send + 'static> Exporter for JsonExporter<W> {
+    type Span = JaegerSpan;
+
     fn name(&self) -> &'static str {
         "json"
     }

@@ -56,6 +56,8 @@ impl MemoryExporter {
 }
 
 impl Exporter for MemoryExporter {
+    type Span = JaegerSpan;
+
     fn name(&self) -> &'static str {
         "memory"
     }

@@ -50,6 +50,8 @@ pub mod batch;
 pub mod console;
 pub mod json;
 pub mod memory;
+pub mod otlp_grpc;
+pub mod otlp_http;
 pub mod pipeline;
 pub mod queue;
 pub mod transport_http;
@@ -65,13 +67,41 @@ pub use memory::MemoryExporter;
 pub use pipeline::{ExportHandle, ExportMetrics, Pipeline, wait_for_signal};
 pub use queue::SpanSender;
 
-use crate::model::{JaegerSpan, Process};
+use crate::model::{JaegerSpan, Process, Span};
+use crate::render::otlp::OtlpSpan;
 
-/// Spans of one process, delivered together. `process` carries the host tags.
+/// Spans of one process, delivered together, as the destination's renderer made them.
+/// `process` carries the host tags.
 #[derive(Clone, Debug, PartialEq)]
-pub struct Batch {
+pub struct Batch<S = JaegerSpan> {
     pub process: Arc<Process>,
-    pub spans: Vec<JaegerSpan>,
+    pub spans: Vec<S>,
+}
+
+/// A span rendered for one kind of destination: Jaeger's model for the Thrift, console and
+/// JSON exporters, OTLP's for the OTLP ones. The batcher renders each span once per destination.
+pub trait Rendered: Clone + Send + Sync + 'static {
+    fn render(span: Span) -> Self;
+    /// The process the span is batched (and sent) under.
+    fn process(&self) -> &Arc<Process>;
+}
+
+impl Rendered for JaegerSpan {
+    fn render(span: Span) -> Self {
+        crate::render::jaeger::render(span)
+    }
+    fn process(&self) -> &Arc<Process> {
+        &self.process
+    }
+}
+
+impl Rendered for OtlpSpan {
+    fn render(span: Span) -> Self {
+        crate::render::otlp::render(span)
+    }
+    fn process(&self) -> &Arc<Process> {
+        &self.process
+    }
 }
 
 /// What one successful export delivered.
@@ -102,6 +132,10 @@ pub enum ExportError {
     Tls { endpoint: String, why: String },
     #[error("encoding: {0}")]
     Encode(String),
+    /// An OTLP destination refused the batch: retryable only for the statuses (429, 502, 503,
+    /// 504) or gRPC codes OTLP names, after `retry_after` when the server gave one.
+    #[error("{endpoint}: {what}")]
+    Refused { endpoint: String, what: String, retryable: bool, retry_after: Option<std::time::Duration> },
 }
 
 impl ExportError {
@@ -112,6 +146,15 @@ impl ExportError {
             ExportError::Io { .. } | ExportError::Timeout { .. } | ExportError::Protocol { .. } => true,
             ExportError::Status { status, .. } => crate::net::backoff::status_is_retryable(*status),
             ExportError::Tls { .. } | ExportError::Encode(_) => false,
+            ExportError::Refused { retryable, .. } => *retryable,
+        }
+    }
+
+    /// The delay the destination asked for before the next attempt (`Retry-After`).
+    pub fn retry_after(&self) -> Option<std::time::Duration> {
+        match self {
+            ExportError::Refused { retry_after, .. } => *retry_after,
+            _ => None,
         }
     }
 }
@@ -120,11 +163,14 @@ impl ExportError {
 /// retryable errors with backoff; `tick` runs periodically and `finish` once at shutdown, for
 /// exporters that hold spans back (the console groups spans into traces).
 pub trait Exporter: Send + 'static {
+    /// The span as this exporter's renderer makes it.
+    type Span: Rendered;
+
     /// A short name for logs and the `exporter` metric label.
     fn name(&self) -> &'static str;
 
     /// Delivers one batch (one attempt; an HTTP exporter tries each collector once).
-    fn export(&mut self, batch: &Batch) -> impl Future<Output = Result<Delivered, ExportError>> + Send;
+    fn export(&mut self, batch: &Batch<Self::Span>) -> impl Future<Output = Result<Delivered, ExportError>> + Send;
 
     /// Called about every 100 ms.
     fn tick(&mut self, _now: Instant) {}

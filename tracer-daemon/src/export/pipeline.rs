@@ -8,20 +8,24 @@ use std::time::{Duration, Instant};
 use tokio::sync::{mpsc, watch};
 use tokio::task::JoinHandle;
 
-use super::batch::Batcher;
+use super::batch::{Batcher, SizeFn};
 use super::console::ConsoleExporter;
 use super::json::JsonExporter;
-use super::queue::SpanSender;
+use super::otlp_grpc::OtlpGrpcExporter;
+use super::otlp_http::OtlpHttpExporter;
+use super::queue::{LaneSender, SpanSender};
 use super::transport_http::HttpExporter;
 use super::transport_udp::UdpExporter;
-use super::{Batch, Exporter};
+use super::{Batch, Exporter, Rendered};
 use crate::config::export::{ConfigError, Destination, ExportConfig, RetryPolicy};
-use crate::jaeger::encode::{ClientStats, Protocol};
+use crate::jaeger::encode::{ClientStats, Protocol, span_len};
 use crate::logging::LogLimiter;
 use crate::metrics::{Counter, Gauge, Histogram, Registry};
+use crate::model::JaegerSpan;
 use crate::model::Span;
 use crate::net::backoff::Backoff;
 use crate::net::host::HostInfo;
+use crate::render::otlp::OtlpSpan;
 
 /// How often exporters get `tick` (the console's quiet-trace check).
 const TICK: Duration = Duration::from_millis(100);
@@ -55,50 +59,60 @@ pub struct ExportMetrics {
 impl ExportMetrics {
     /// Registers the export metrics; `exporter` labels the delivery series (`http`, `udp`, ...).
     pub fn new(reg: &Registry, exporter: &str, queue_capacity: usize) -> Self {
-        let ex = [("exporter", exporter)];
+        ExportMetrics::labeled(reg, exporter, None, queue_capacity)
+    }
+
+    /// The metrics of one destination among several: every series also carries
+    /// `destination` when it is given.
+    pub fn labeled(reg: &Registry, exporter: &str, destination: Option<&str>, queue_capacity: usize) -> Self {
+        let mut plain: Vec<(&str, &str)> = Vec::new();
+        if let Some(d) = destination {
+            plain.push(("destination", d));
+        }
+        let mut ex = plain.clone();
+        ex.push(("exporter", exporter));
+        let (plain, ex) = (plain.as_slice(), ex.as_slice());
         let dropped = |reason: &str| {
-            reg.counter(
-                "tracer_export_spans_dropped_total",
-                "Spans dropped by the export stage, by reason.",
-                &[("reason", reason)],
-            )
+            let mut l = plain.to_vec();
+            l.push(("reason", reason));
+            reg.counter("tracer_export_spans_dropped_total", "Spans dropped by the export stage, by reason.", &l)
         };
-        reg.gauge("tracer_export_queue_capacity", "Capacity of the span queue, in spans.", &[])
+        reg.gauge("tracer_export_queue_capacity", "Capacity of the span queue, in spans.", plain)
             .set(i64::try_from(queue_capacity).unwrap_or(i64::MAX));
         ExportMetrics {
-            spans_sent: reg.counter("tracer_export_spans_sent_total", "Spans delivered.", &ex),
+            spans_sent: reg.counter("tracer_export_spans_sent_total", "Spans delivered.", ex),
             spans_failed: reg.counter(
                 "tracer_export_spans_failed_total",
                 "Spans in batches that could not be delivered.",
-                &ex,
+                ex,
             ),
             batches_sent: reg.counter(
                 "tracer_export_batches_sent_total",
                 "Batches (requests or packets) delivered.",
-                &ex,
+                ex,
             ),
-            batches_failed: reg.counter("tracer_export_batches_failed_total", "Batches given up after failures.", &ex),
-            bytes_sent: reg.counter("tracer_export_bytes_sent_total", "Payload bytes delivered.", &ex),
+            batches_failed: reg.counter("tracer_export_batches_failed_total", "Batches given up after failures.", ex),
+            bytes_sent: reg.counter("tracer_export_bytes_sent_total", "Payload bytes delivered.", ex),
             retries: reg.counter(
                 "tracer_export_retries_total",
                 "Delivery attempts retried after a retryable failure.",
-                &ex,
+                ex,
             ),
             dropped_queue_full: dropped("queue_full"),
             dropped_too_large: dropped("too_large"),
             dropped_send_failed: dropped("send_failed"),
             dropped_shutdown: dropped("shutdown"),
-            queue_depth: reg.gauge("tracer_export_queue_depth", "Spans waiting in the span queue.", &[]),
-            pending_batches: reg.gauge("tracer_export_pending_batches", "Batches waiting for delivery.", &[]),
+            queue_depth: reg.gauge("tracer_export_queue_depth", "Spans waiting in the span queue.", plain),
+            pending_batches: reg.gauge("tracer_export_pending_batches", "Batches waiting for delivery.", plain),
             in_flight: reg.gauge(
                 "tracer_export_spans_in_flight",
                 "Spans accepted and not yet delivered or dropped.",
-                &[],
+                plain,
             ),
             request_seconds: reg.histogram(
                 "tracer_export_request_seconds",
                 "Time of one delivery attempt, in seconds.",
-                &ex,
+                ex,
                 &[0.001, 0.005, 0.01, 0.05, 0.1, 0.5, 1.0, 5.0],
             ),
             seq: Arc::new(AtomicI64::new(0)),
@@ -129,93 +143,145 @@ impl ExportMetrics {
 /// Builds and starts the export pipeline.
 pub struct Pipeline;
 
+/// The size an OTLP span adds to a request, for the batch byte limit.
+fn otlp_size() -> Option<SizeFn<OtlpSpan>> {
+    Some(Box::new(|s: &OtlpSpan| prost::Message::encoded_len(&s.span)))
+}
+
+fn jaeger_size(p: Protocol) -> Option<SizeFn<JaegerSpan>> {
+    Some(Box::new(move |s: &JaegerSpan| span_len(p, s)))
+}
+
 impl Pipeline {
-    /// Starts the pipeline for the configured destination. Needs a running tokio runtime.
+    /// Starts one lane (queue, batcher, sender) per configured destination; the handle's
+    /// sender feeds them all. Needs a running tokio runtime.
     pub fn spawn(cfg: &ExportConfig, host: HostInfo, metrics: Arc<Registry>) -> Result<ExportHandle, ConfigError> {
-        match cfg.destination()? {
-            Destination::Http(urls) => {
-                let m = ExportMetrics::new(&metrics, "http", cfg.queue_size);
-                let ex = HttpExporter::new(&urls, cfg, m.clone())?;
-                Ok(start(cfg, host, m, Some(Protocol::Binary), ex))
-            }
-            Destination::Udp(addr) => {
-                let m = ExportMetrics::new(&metrics, "udp", cfg.queue_size);
-                let ex = UdpExporter::new(addr, cfg.udp_max_packet_bytes, m.clone());
-                Ok(start(cfg, host, m, Some(Protocol::Compact), ex))
-            }
-            Destination::Console => {
-                let m = ExportMetrics::new(&metrics, "console", cfg.queue_size);
-                let ex = ConsoleExporter::stdout(Duration::from_millis(cfg.console_quiet_ms));
-                Ok(start(cfg, host, m, None, ex))
-            }
-            Destination::Json => {
-                let m = ExportMetrics::new(&metrics, "json", cfg.queue_size);
-                Ok(start(cfg, host, m, None, JsonExporter::stdout()))
-            }
+        let mut lanes = Vec::new();
+        for (i, d) in cfg.destinations()?.into_iter().enumerate() {
+            // The first destination keeps the unlabelled queue series; the others are told
+            // apart by a `destination` label.
+            let m = |exporter: &str, url: &str| {
+                let label = (i > 0).then_some(url);
+                ExportMetrics::labeled(&metrics, exporter, label, cfg.queue_size)
+            };
+            let h = host.clone();
+            lanes.push(match d {
+                Destination::Http(urls) => {
+                    let m = m("http", &urls.join(","));
+                    let ex = HttpExporter::new(&urls, cfg, m.clone())?;
+                    start(cfg, h, m, jaeger_size(Protocol::Binary), ex)
+                }
+                Destination::Udp(addr) => {
+                    let m = m("udp", &addr);
+                    let ex = UdpExporter::new(addr, cfg.udp_max_packet_bytes, m.clone());
+                    start(cfg, h, m, jaeger_size(Protocol::Compact), ex)
+                }
+                Destination::Console => {
+                    let ex = ConsoleExporter::stdout(Duration::from_millis(cfg.console_quiet_ms));
+                    start(cfg, h, m("console", "console"), None, ex)
+                }
+                Destination::Json => start(cfg, h, m("json", "json"), None, JsonExporter::stdout()),
+                Destination::OtlpGrpc(url) => {
+                    let ex = OtlpGrpcExporter::new(&url, cfg)?;
+                    start(cfg, h, m("otlp_grpc", &url), otlp_size(), ex)
+                }
+                Destination::OtlpHttp(url) => {
+                    let ex = OtlpHttpExporter::new(&url, cfg)?;
+                    start(cfg, h, m("otlp_http", &url), otlp_size(), ex)
+                }
+            });
         }
+        Ok(ExportHandle::join(lanes))
     }
 
     /// Starts the pipeline with a given exporter (the in-memory one in tests); `bytes_of` is
     /// the protocol whose encoded size counts toward the batch byte limit.
-    pub fn spawn_with<E: Exporter>(
+    pub fn spawn_with<E: Exporter<Span = JaegerSpan>>(
         cfg: &ExportConfig,
         host: HostInfo,
         metrics: Arc<Registry>,
         bytes_of: Option<Protocol>,
         exporter: E,
     ) -> Result<ExportHandle, ConfigError> {
-        cfg.destination()?;
+        cfg.destinations()?;
         let m = ExportMetrics::new(&metrics, exporter.name(), cfg.queue_size);
-        Ok(start(cfg, host, m, bytes_of, exporter))
+        Ok(ExportHandle::join(vec![start(cfg, host, m, bytes_of.and_then(jaeger_size), exporter)]))
     }
+}
+
+/// One destination's queue, batcher and sender.
+struct Lane {
+    sender: LaneSender,
+    metrics: ExportMetrics,
+    stop: watch::Sender<bool>,
+    batcher_task: JoinHandle<()>,
+    sender_task: JoinHandle<()>,
 }
 
 fn start<E: Exporter>(
     cfg: &ExportConfig,
     host: HostInfo,
     m: ExportMetrics,
-    proto: Option<Protocol>,
+    size: Option<SizeFn<E::Span>>,
     exporter: E,
-) -> ExportHandle {
+) -> Lane {
     let (span_tx, span_rx) = mpsc::channel::<Span>(cfg.queue_size.max(1));
-    let (batch_tx, batch_rx) = mpsc::channel::<Batch>(cfg.pending_batches.max(1));
+    let (batch_tx, batch_rx) = mpsc::channel::<Batch<E::Span>>(cfg.pending_batches.max(1));
     let (stop_tx, stop_rx) = watch::channel(false);
-    let sender = SpanSender::new(
+    let sender = LaneSender::new(
         span_tx,
         m.queue_depth.clone(),
         m.in_flight.clone(),
         m.dropped_queue_full.clone(),
         m.dropped_shutdown.clone(),
     );
-    let batcher = Batcher::new(cfg.batch_limits(), proto, host);
+    let batcher = Batcher::with_size(cfg.batch_limits(), size, host);
     let batcher_task = tokio::spawn(run_batcher(span_rx, stop_rx, batcher, batch_tx, m.clone()));
     let sender_task = tokio::spawn(run_sender(batch_rx, exporter, cfg.retry_policy(), m.clone()));
-    ExportHandle { sender, metrics: m, stop: stop_tx, batcher_task, sender_task }
+    Lane { sender, metrics: m, stop: stop_tx, batcher_task, sender_task }
 }
 
 /// The running pipeline.
 pub struct ExportHandle {
-    /// Where producers queue finished spans.
+    /// Where producers queue finished spans (for every destination).
     pub sender: SpanSender,
+    /// The first destination's metrics.
     pub metrics: ExportMetrics,
-    stop: watch::Sender<bool>,
-    batcher_task: JoinHandle<()>,
-    sender_task: JoinHandle<()>,
+    lanes: Vec<Lane>,
 }
 
 impl ExportHandle {
+    fn join(lanes: Vec<Lane>) -> Self {
+        let sender = SpanSender::fan_out(lanes.iter().map(|l| l.sender.clone()).collect());
+        let metrics = lanes.first().map_or_else(ExportMetrics::detached, |l| l.metrics.clone());
+        ExportHandle { sender, metrics, lanes }
+    }
+
     /// Stops taking spans, closes every open batch and delivers what is queued, for at most
-    /// `deadline`; spans still undelivered then are dropped and counted (`reason="shutdown"`).
-    /// Returns whether everything was flushed in time.
+    /// `deadline` (all destinations at once); spans still undelivered then are dropped and
+    /// counted (`reason="shutdown"`). Returns whether everything was flushed in time.
     pub async fn shutdown(self, deadline: Duration) -> bool {
-        let _ = self.stop.send(true);
+        let until = tokio::time::Instant::now() + deadline;
+        for lane in &self.lanes {
+            let _ = lane.stop.send(true);
+        }
+        let mut all = true;
+        for lane in self.lanes {
+            all &= lane.shutdown(until, deadline).await;
+        }
+        all
+    }
+}
+
+impl Lane {
+    async fn shutdown(self, until: tokio::time::Instant, deadline: Duration) -> bool {
         let batcher_abort = self.batcher_task.abort_handle();
         let sender_abort = self.sender_task.abort_handle();
         let both = async {
             let _ = self.batcher_task.await;
             let _ = self.sender_task.await;
         };
-        let in_time = tokio::time::timeout(deadline, both).await.is_ok();
+        let in_time = tokio::time::timeout_at(until, both).await.is_ok();
         if !in_time {
             batcher_abort.abort();
             sender_abort.abort();
@@ -234,7 +300,7 @@ impl ExportHandle {
     }
 }
 
-async fn send_batches(out: &mpsc::Sender<Batch>, batches: &mut Vec<Batch>, m: &ExportMetrics) -> bool {
+async fn send_batches<S>(out: &mpsc::Sender<Batch<S>>, batches: &mut Vec<Batch<S>>, m: &ExportMetrics) -> bool {
     for b in batches.drain(..) {
         m.pending_batches.inc();
         if out.send(b).await.is_err() {
@@ -245,11 +311,11 @@ async fn send_batches(out: &mpsc::Sender<Batch>, batches: &mut Vec<Batch>, m: &E
     true
 }
 
-async fn run_batcher(
+async fn run_batcher<S: Rendered>(
     mut rx: mpsc::Receiver<Span>,
     mut stop: watch::Receiver<bool>,
-    mut batcher: Batcher,
-    out: mpsc::Sender<Batch>,
+    mut batcher: Batcher<S>,
+    out: mpsc::Sender<Batch<S>>,
     m: ExportMetrics,
 ) {
     let mut ready = Vec::new();
@@ -294,7 +360,7 @@ async fn sleep_until(deadline: Option<Instant>) {
 }
 
 async fn run_sender<E: Exporter>(
-    mut rx: mpsc::Receiver<Batch>,
+    mut rx: mpsc::Receiver<Batch<E::Span>>,
     mut exporter: E,
     policy: RetryPolicy,
     m: ExportMetrics,
@@ -320,7 +386,7 @@ async fn run_sender<E: Exporter>(
 /// Sends one batch, retrying retryable failures with backoff until `policy.max_elapsed`.
 async fn deliver<E: Exporter>(
     exporter: &mut E,
-    batch: &Batch,
+    batch: &Batch<E::Span>,
     policy: &RetryPolicy,
     m: &ExportMetrics,
     warn: &mut LogLimiter,
@@ -341,7 +407,8 @@ async fn deliver<E: Exporter>(
                 return;
             }
             Err(e) => {
-                let delay = backoff.next_delay();
+                // The destination's `Retry-After`, when it gave one, over our own backoff.
+                let delay = e.retry_after().unwrap_or_else(|| backoff.next_delay());
                 let retry = e.is_retryable() && first.elapsed() + delay <= policy.max_elapsed;
                 if let Some(suppressed) = warn.allow(Instant::now()) {
                     tracing::warn!(

@@ -6,9 +6,16 @@ use tokio::sync::mpsc;
 use crate::metrics::{Counter, Gauge};
 use crate::model::Span;
 
-/// The producers' end of the span queue. Cheap to clone; `try_send` never blocks.
+/// The producers' end of the span queues, one per destination. Cheap to clone; `try_send`
+/// never blocks.
 #[derive(Clone, Debug)]
 pub struct SpanSender {
+    lanes: Vec<LaneSender>,
+}
+
+/// One destination's span queue.
+#[derive(Clone, Debug)]
+pub(crate) struct LaneSender {
     tx: mpsc::Sender<Span>,
     /// Spans waiting in the queue.
     depth: Gauge,
@@ -19,6 +26,30 @@ pub struct SpanSender {
 }
 
 impl SpanSender {
+    /// Sends to each of `lanes`.
+    pub(crate) fn fan_out(lanes: Vec<LaneSender>) -> Self {
+        SpanSender { lanes }
+    }
+
+    /// Queues a finished span for every destination (a copy each). `false` when some
+    /// destination dropped it: its queue was full (`reason="queue_full"`) or the pipeline has
+    /// shut down (`reason="shutdown"`).
+    pub fn try_send(&self, span: Span) -> bool {
+        let Some((last, rest)) = self.lanes.split_last() else { return false };
+        let mut all = true;
+        for lane in rest {
+            all &= lane.try_send(span.clone());
+        }
+        last.try_send(span) && all
+    }
+
+    /// Spans every destination's queue can take right now.
+    pub fn free_capacity(&self) -> usize {
+        self.lanes.iter().map(LaneSender::free_capacity).min().unwrap_or(0)
+    }
+}
+
+impl LaneSender {
     pub(crate) fn new(
         tx: mpsc::Sender<Span>,
         depth: Gauge,
@@ -26,12 +57,10 @@ impl SpanSender {
         dropped_full: Counter,
         dropped_closed: Counter,
     ) -> Self {
-        SpanSender { tx, depth, in_flight, dropped_full, dropped_closed }
+        LaneSender { tx, depth, in_flight, dropped_full, dropped_closed }
     }
 
-    /// Queues a finished span. `false` when it was dropped: the queue was full
-    /// (`reason="queue_full"`) or the pipeline has shut down (`reason="shutdown"`).
-    pub fn try_send(&self, span: Span) -> bool {
+    fn try_send(&self, span: Span) -> bool {
         match self.tx.try_send(span) {
             Ok(()) => {
                 self.depth.inc();
@@ -49,8 +78,7 @@ impl SpanSender {
         }
     }
 
-    /// Spans the queue can take right now.
-    pub fn free_capacity(&self) -> usize {
+    fn free_capacity(&self) -> usize {
         self.tx.capacity()
     }
 }

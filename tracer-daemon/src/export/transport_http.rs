@@ -11,6 +11,7 @@ use super::pipeline::ExportMetrics;
 use super::{Batch, Delivered, ExportError, Exporter};
 use crate::config::export::{ConfigError, ExportConfig};
 use crate::jaeger::encode::{BatchMeta, Protocol, encode_batch};
+use crate::model::JaegerSpan;
 use crate::net::http::{self, ConnectError, HttpError, Stream, Url};
 use crate::net::tls::{self, TlsOptions};
 
@@ -142,6 +143,8 @@ async fn read_response(conn: Box<dyn Stream>, endpoint: &str) -> Result<(u16, Op
 }
 
 impl Exporter for HttpExporter {
+    type Span = JaegerSpan;
+
     fn name(&self) -> &'static str {
         "http"
     }

@@ -99,6 +99,8 @@ impl UdpExporter {
 }
 
 impl Exporter for UdpExporter {
+    type Span = JaegerSpan;
+
     fn name(&self) -> &'static str {
         "udp"
     }

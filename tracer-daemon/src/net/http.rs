@@ -276,6 +276,8 @@ pub struct Response {
     pub status: u16,
     /// HTTP/1.1 without `Connection: close`, or `Connection: keep-alive`.
     keep_alive: bool,
+    /// The head's fields (names lower case), as sent.
+    headers: Vec<(String, String)>,
     endpoint: String,
     conn: Box<dyn Stream>,
     /// Raw bytes received and not yet decoded.
@@ -328,6 +330,11 @@ pub async fn read_head(mut conn: Box<dyn Stream>, endpoint: &str) -> Result<Resp
         let mut length = None;
         let mut chunked = false;
         let mut keep_alive = resp.version == Some(1);
+        let fields = resp
+            .headers
+            .iter()
+            .map(|h| (h.name.to_ascii_lowercase(), String::from_utf8_lossy(h.value).trim().to_owned()))
+            .collect();
         for h in resp.headers.iter() {
             if h.name.eq_ignore_ascii_case("connection") {
                 let v = String::from_utf8_lossy(h.value).to_ascii_lowercase();
@@ -356,6 +363,7 @@ pub async fn read_head(mut conn: Box<dyn Stream>, endpoint: &str) -> Result<Resp
         return Ok(Response {
             status,
             keep_alive,
+            headers: fields,
             endpoint: endpoint.to_owned(),
             conn,
             raw,
@@ -465,6 +473,11 @@ impl Response {
                 }
             }
         }
+    }
+
+    /// The value of the first header field named `name` (any case).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        self.headers.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v.as_str())
     }
 
     /// Reads the body to its end (at most `limit` bytes) and hands back the connection when

@@ -71,7 +71,7 @@ pub fn traced(t: &Traced) -> (Vec<Tag>, Vec<Log>) {
     (tags, logs)
 }
 
-fn address_tags(kind: SpanKind, local: SocketAddr, peer: SocketAddr, tags: &mut Vec<Tag>) {
+pub(super) fn address_tags(kind: SpanKind, local: SocketAddr, peer: SocketAddr, tags: &mut Vec<Tag>) {
     tags.push(Tag::str(k::NET_PEER_IP, peer.ip().to_string()));
     tags.push(Tag::long(k::NET_PEER_PORT, i64::from(peer.port())));
     tags.push(Tag::str(k::NET_HOST_IP, local.ip().to_string()));
@@ -134,7 +134,7 @@ fn mysql(m: &Mysql, tags: &mut Vec<Tag>) {
     opt_long(tags, k::DB_MYSQL_CONNECT_PORT, m.connect_port);
 }
 
-fn library_tags(lib: &LibraryCall, attrs: &Attributes, tags: &mut Vec<Tag>) {
+pub(super) fn library_tags(lib: &LibraryCall, attrs: &Attributes, tags: &mut Vec<Tag>) {
     tags.push(Tag::str(k::CODE_FUNCTION, lib.function));
     let key = if lib.system == "mysql" { k::DB_MYSQL_LIBRARY } else { k::DB_REDIS_LIBRARY };
     tags.push(Tag::str(key, lib.library));

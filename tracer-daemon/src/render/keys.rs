@@ -59,3 +59,23 @@ pub const TRACER_LINK_AMBIGUOUS: &str = "tracer.link.ambiguous";
 pub const TRACER_TRUNCATED: &str = "tracer.truncated";
 /// `uprobe` on spans with client-library details.
 pub const TRACER_SOURCE: &str = "tracer.source";
+
+// OTLP: resource attributes and the keys of status and events the OTLP renderer and the OTLP
+// receiver use.
+
+/// Resource attributes (OpenTelemetry semantic conventions).
+pub const SERVICE_NAME: &str = "service.name";
+pub const HOST_NAME: &str = "host.name";
+pub const HOST_IP: &str = "host.ip";
+pub const TELEMETRY_SDK_NAME: &str = "telemetry.sdk.name";
+/// The OpenTelemetry span status description, as Jaeger shows OTLP spans.
+pub const OTEL_STATUS_DESCRIPTION: &str = "otel.status_description";
+/// The name of the event an error log becomes.
+pub const EVENT_ERROR: &str = "error";
+/// The name of an event made from a span log without an `event` field.
+pub const EVENT_LOG: &str = "log";
+/// Jaeger process tags and the resource attributes they become.
+pub const JAEGER_HOSTNAME: &str = "hostname";
+pub const JAEGER_IP: &str = "ip";
+/// The instrumentation scope of spans the daemon builds.
+pub const SCOPE_NAME: &str = "tracer";

@@ -3,3 +3,5 @@
 
 pub mod jaeger;
 pub mod keys;
+pub mod otlp;
+pub mod otlp_in;

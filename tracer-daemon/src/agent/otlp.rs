@@ -1,0 +1,271 @@
+//! The OTLP receivers of the agent role: apps' OpenTelemetry SDKs export to `POST /v1/traces`
+//! (OTLP/HTTP, protobuf or JSON, gzip or not) and to `TraceService/Export` (OTLP/gRPC). Spans
+//! get this host's agent tags and go through the one OTLP adapter (`render::otlp_in`) into the
+//! export pipeline. Bad input gets OTLP's answer (400 with a message, 413, 415, partial success
+//! with the rejected count) and is counted.
+
+use std::io::Read as _;
+use std::sync::Arc;
+
+use prost::Message as _;
+use tokio::net::TcpListener;
+
+use super::SpanObserver;
+use crate::api::{Request, Response, Router};
+use crate::export::SpanSender;
+use crate::metrics::{Counter, Registry};
+use crate::model::Tag;
+use crate::render::otlp::proto::collector::trace::v1::{
+    ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
+    trace_service_server::{TraceService, TraceServiceServer},
+};
+use crate::render::otlp_in;
+
+/// The OTLP/HTTP traces path.
+pub const TRACES_PATH: &str = "/v1/traces";
+
+/// How an OTLP request ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Outcome {
+    Ok,
+    /// Undecodable body or compression.
+    BadRequest,
+    /// Content type (or encoding) the receiver does not speak.
+    UnsupportedMediaType,
+    TooLarge,
+}
+
+impl Outcome {
+    pub const ALL: [Outcome; 4] = [Outcome::Ok, Outcome::BadRequest, Outcome::UnsupportedMediaType, Outcome::TooLarge];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Outcome::Ok => "ok",
+            Outcome::BadRequest => "bad_request",
+            Outcome::UnsupportedMediaType => "unsupported_media_type",
+            Outcome::TooLarge => "too_large",
+        }
+    }
+}
+
+/// Counters of one OTLP receiver (`transport` = `http` or `grpc`).
+#[derive(Clone)]
+struct Metrics {
+    requests: [Counter; Outcome::ALL.len()],
+    spans: Counter,
+    rejected: Counter,
+    dropped: Counter,
+}
+
+impl Metrics {
+    fn new(reg: &Registry, transport: &str) -> Self {
+        Metrics {
+            requests: Outcome::ALL.map(|o| {
+                reg.counter(
+                    "tracer_otlp_requests_total",
+                    "OTLP export requests from apps, by transport and outcome.",
+                    &[("transport", transport), ("outcome", o.as_str())],
+                )
+            }),
+            spans: reg.counter(
+                "tracer_otlp_spans_received_total",
+                "Spans accepted from apps over OTLP.",
+                &[("transport", transport)],
+            ),
+            rejected: reg.counter(
+                "tracer_otlp_spans_rejected_total",
+                "Spans from apps refused as invalid (reported as partial success).",
+                &[("transport", transport)],
+            ),
+            dropped: reg.counter(
+                "tracer_otlp_spans_dropped_total",
+                "Spans from apps over OTLP the export queue refused.",
+                &[("transport", transport)],
+            ),
+        }
+    }
+
+    fn outcome(&self, o: Outcome) {
+        if let Some(i) = Outcome::ALL.iter().position(|x| *x == o) {
+            self.requests[i].inc();
+        }
+    }
+}
+
+/// Decoded requests into the pipeline.
+#[derive(Clone)]
+struct Intake {
+    sender: SpanSender,
+    agent_tags: Arc<Vec<Tag>>,
+    observer: Option<SpanObserver>,
+    metrics: Metrics,
+    max_bytes: usize,
+}
+
+impl Intake {
+    /// Queues the request's valid spans; the partial success to answer with, if any span was
+    /// rejected.
+    fn take(&self, req: ExportTraceServiceRequest) -> Option<ExportTracePartialSuccess> {
+        let decoded = otlp_in::decode(req, &self.agent_tags);
+        self.metrics.spans.add(decoded.spans.len() as u64);
+        for span in decoded.spans {
+            if let Some(observe) = &self.observer {
+                observe(&span);
+            }
+            if !self.sender.try_send(span) {
+                self.metrics.dropped.inc();
+            }
+        }
+        self.metrics.outcome(Outcome::Ok);
+        (decoded.rejected > 0).then(|| {
+            self.metrics.rejected.add(decoded.rejected as u64);
+            ExportTracePartialSuccess {
+                rejected_spans: decoded.rejected,
+                error_message: decoded.error.unwrap_or_default(),
+            }
+        })
+    }
+}
+
+enum Body {
+    Protobuf,
+    Json,
+}
+
+fn refuse(m: &Metrics, o: Outcome, status: u16, why: String) -> Response {
+    m.outcome(o);
+    Response::text(status, format!("{why}\n"))
+}
+
+/// Inflates a gzip body, refusing more than `max` bytes.
+fn gunzip(body: &[u8], max: usize) -> Result<Vec<u8>, Outcome> {
+    let mut out = Vec::with_capacity(body.len().saturating_mul(4).min(max));
+    let limit = u64::try_from(max).unwrap_or(u64::MAX).saturating_add(1);
+    flate2::read::GzDecoder::new(body).take(limit).read_to_end(&mut out).map_err(|_| Outcome::BadRequest)?;
+    if out.len() > max { Err(Outcome::TooLarge) } else { Ok(out) }
+}
+
+/// `POST /v1/traces`.
+fn http_export(intake: &Intake, req: &Request) -> Response {
+    let m = &intake.metrics;
+    let ctype = req.header("content-type").unwrap_or("").split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let kind = match ctype.as_str() {
+        "application/x-protobuf" | "application/protobuf" => Body::Protobuf,
+        "application/json" => Body::Json,
+        other => {
+            return refuse(m, Outcome::UnsupportedMediaType, 415, format!("unsupported content type {other:?}"));
+        }
+    };
+    if req.body.len() > intake.max_bytes {
+        return refuse(m, Outcome::TooLarge, 413, "request body too large".into());
+    }
+    let inflated;
+    let body = match req.header("content-encoding").map(|e| e.trim().to_ascii_lowercase()).as_deref() {
+        None | Some("" | "identity") => &req.body[..],
+        Some("gzip") => match gunzip(&req.body, intake.max_bytes) {
+            Ok(b) => {
+                inflated = b;
+                &inflated[..]
+            }
+            Err(Outcome::TooLarge) => return refuse(m, Outcome::TooLarge, 413, "request body too large".into()),
+            Err(o) => return refuse(m, o, 400, "invalid gzip body".into()),
+        },
+        Some(other) => {
+            return refuse(m, Outcome::UnsupportedMediaType, 415, format!("unsupported content encoding {other:?}"));
+        }
+    };
+    let decoded = match kind {
+        Body::Protobuf => ExportTraceServiceRequest::decode(body).map_err(|e| e.to_string()),
+        Body::Json => serde_json::from_slice::<ExportTraceServiceRequest>(body).map_err(|e| e.to_string()),
+    };
+    let request = match decoded {
+        Ok(r) => r,
+        Err(why) => return refuse(m, Outcome::BadRequest, 400, format!("invalid ExportTraceServiceRequest: {why}")),
+    };
+    let resp = ExportTraceServiceResponse { partial_success: intake.take(request) };
+    match kind {
+        Body::Protobuf => {
+            Response { status: 200, content_type: "application/x-protobuf".to_owned(), body: resp.encode_to_vec() }
+        }
+        Body::Json => Response::json_value(200, &resp),
+    }
+}
+
+struct Grpc(Intake);
+
+#[tonic::async_trait]
+impl TraceService for Grpc {
+    async fn export(
+        &self,
+        request: tonic::Request<ExportTraceServiceRequest>,
+    ) -> Result<tonic::Response<ExportTraceServiceResponse>, tonic::Status> {
+        let partial_success = self.0.take(request.into_inner());
+        Ok(tonic::Response::new(ExportTraceServiceResponse { partial_success }))
+    }
+}
+
+/// Where the receivers listen and what they feed.
+pub(super) struct Setup<'a> {
+    pub sender: SpanSender,
+    pub agent_tags: Vec<Tag>,
+    pub observer: Option<SpanObserver>,
+    pub metrics: &'a Registry,
+    pub max_bytes: usize,
+    pub max_connections: usize,
+}
+
+impl Setup<'_> {
+    fn intake(&self, transport: &str) -> Intake {
+        Intake {
+            sender: self.sender.clone(),
+            agent_tags: Arc::new(self.agent_tags.clone()),
+            observer: self.observer.clone(),
+            metrics: Metrics::new(self.metrics, transport),
+            max_bytes: self.max_bytes,
+        }
+    }
+
+    /// Serves OTLP/HTTP on `listener` until `stop`.
+    pub fn http(&self, listener: TcpListener, stop: tokio::sync::watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
+        let intake = self.intake("http");
+        let router = Arc::new(Router::new().route("POST", TRACES_PATH, move |r| http_export(&intake, r)));
+        let max = self.max_connections;
+        tokio::spawn(async move {
+            if let Err(e) = crate::api::serve_limited(listener, router, stop, max).await {
+                tracing::warn!(error = %e, "OTLP/HTTP receiver stopped");
+            }
+        })
+    }
+
+    /// Serves OTLP/gRPC on `listener` until `stop`.
+    pub fn grpc(
+        &self,
+        listener: TcpListener,
+        mut stop: tokio::sync::watch::Receiver<bool>,
+    ) -> tokio::task::JoinHandle<()> {
+        use tonic::codec::CompressionEncoding::Gzip;
+        let service = TraceServiceServer::new(Grpc(self.intake("grpc")))
+            .accept_compressed(Gzip)
+            .send_compressed(Gzip)
+            .max_decoding_message_size(self.max_bytes);
+        let streams = u32::try_from(self.max_connections).unwrap_or(u32::MAX);
+        tokio::spawn(async move {
+            let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+            let shutdown = async move {
+                while !*stop.borrow() {
+                    if stop.changed().await.is_err() {
+                        break;
+                    }
+                }
+            };
+            let served = tonic::transport::Server::builder()
+                .max_concurrent_streams(Some(streams))
+                .add_service(service)
+                .serve_with_incoming_shutdown(incoming, shutdown)
+                .await;
+            if let Err(e) = served {
+                tracing::warn!(error = %e, "OTLP/gRPC receiver stopped");
+            }
+        })
+    }
+}
