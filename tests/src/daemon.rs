@@ -60,9 +60,15 @@ impl Daemon {
             }
             None => Command::new(daemon_bin()),
         };
+        cmd.args(args).args(["--metrics-addr", &metrics_addr]);
+        // Several daemons run at once in some tests: each gets its own OTLP receiver ports
+        // unless the test names them.
+        for flag in ["--otlp-grpc-addr", "--otlp-http-addr"] {
+            if !args.contains(&flag) {
+                cmd.args([flag, "127.0.0.1:0"]);
+            }
+        }
         let mut child = cmd
-            .args(args)
-            .args(["--metrics-addr", &metrics_addr])
             .env("TRACER_LOG", "info")
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
