@@ -125,6 +125,7 @@ impl Host {
             truncated: false,
             context: self.pending_context.take(),
             seq: self.pending_seq.take(),
+            netns: 0,
             tuple: conn.tuple,
             payload: bytes.to_vec(),
         };
