@@ -401,13 +401,20 @@ impl<I: IdSource> Stitcher<I> {
     /// A server read a request. `context` is what the request carried; `kernel` what the kernel
     /// attached (the peer daemon's TCP option, or the trace id it gave the serving thread).
     pub fn server_request(&mut self, o: Origin, context: Option<&TraceContext>, kernel: Option<KernelIds>) -> Ids {
-        let kernel_trace = kernel.and_then(KernelIds::server_trace);
+        let mut kernel_trace = kernel.and_then(KernelIds::server_trace);
         let ids = if let Some(ctx) = context {
             self.adopt(ctx)
         } else if let Some(KernelIds::Peer { trace_id, parent_span_id }) = kernel {
             // A client on this host whose kernel ids named a trace it could not prove: its span
-            // got a fresh trace, and so does its server.
-            let trace_id = self.disowned.get(&parent_span_id).copied().unwrap_or(trace_id);
+            // got a fresh trace, and so does its server (the named trace stays the other
+            // request's: it is not aliased).
+            let trace_id = match self.disowned.get(&parent_span_id) {
+                Some(fresh) => {
+                    kernel_trace = None;
+                    *fresh
+                }
+                None => trace_id,
+            };
             Ids { trace_id, span_id: self.ids.span_id(), parent_span_id, link: Some(Link::TcpOption), ambiguous: false }
         } else if !o.aligned {
             self.expired[JoinDropped::Unaligned as usize].inc();

@@ -270,6 +270,7 @@ fn kernel_ids_naming_a_served_trace_without_proof_are_disowned_and_the_server_fo
         Some(KernelIds::Peer { trace_id: tid(1), parent_span_id: 0x44 }),
     );
     assert_eq!((server.trace_id, server.parent_span_id), (call.trace_id, 0x44));
+    assert_eq!(st.resolve(a.trace_id), a.trace_id, "a's trace stays a's");
 }
 
 #[test]
