@@ -36,9 +36,9 @@ pub const MAP_PENDING_OPTION: &str = "PENDING_OPTION";
 /// LRU hash map `OptionKey` (socket, sequence number) → `WireContext` read from a peer's TCP
 /// option, until the read that consumes that byte. Bound: `MAX_SOCKETS`.
 pub const MAP_RECEIVED_OPTION: &str = "RECEIVED_OPTION";
-/// LRU hash map thread id (`u32`) → trace id (`[u64; 2]`) of the inbound request the thread is
-/// serving, set when a server socket's request is read, removed when its response is written.
-/// Bound: `MAX_INFLIGHT`.
+/// LRU hash map thread id (`u32`) → `ThreadServing`: how many inbound requests the thread has
+/// read and not yet answered, and the trace id of the one it serves when that is provable
+/// (exactly one in flight, never two since the count was last zero). Bound: `MAX_INFLIGHT`.
 pub const MAP_THREAD_TRACE: &str = "THREAD_TRACE";
 
 /// Global set by the daemon: kernel struct offsets, resolved from the running kernel's BTF.
@@ -428,7 +428,9 @@ pub struct DataEvent {
     /// TCP sequence number of the call's first byte when `FLAG_SEQ` is set (server reads and
     /// client request starts, with propagation on).
     pub seq: u32,
-    pub _pad2: u32,
+    /// Inode number of the socket's network namespace (0 when unknown): identical tuples in two
+    /// namespaces are two connections.
+    pub netns: u32,
 }
 const _: () = assert!(size_of::<DataEvent>() == 24 + 48 + 40 + 24 + 8);
 
@@ -458,9 +460,27 @@ pub struct SockState {
     pub pending: u32,
     /// Non-zero while a read on this server socket is in flight.
     pub reading: u32,
-    pub _pad: u32,
+    /// Server sockets: the thread whose `ThreadServing` count holds this socket's unanswered
+    /// request (the thread that read it); 0 when none does.
+    pub serving_tid: u32,
 }
 const _: () = assert!(size_of::<SockState>() == 24);
+
+/// Value of `MAP_THREAD_TRACE`: the inbound requests a thread has read and not yet answered.
+/// Outbound requests of the thread carry `trace` only while `serving == 1` and `known != 0`;
+/// otherwise causality is not proven and they get fresh ids (never the thread's last trace).
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default)]
+pub struct ThreadServing {
+    pub trace_hi: u64,
+    pub trace_lo: u64,
+    /// Requests read by this thread whose response has not started (or whose socket is open).
+    pub serving: u32,
+    /// Non-zero while `trace` is the one request's: cleared when a second request comes in
+    /// flight, and stays cleared until the count is back to zero (the entry is then removed).
+    pub known: u32,
+}
+const _: () = assert!(size_of::<ThreadServing>() == 24);
 
 /// Whether TCP sequence number `a` comes before `b`, modulo 2^32 (RFC 1982 serial arithmetic).
 #[inline(always)]

@@ -90,6 +90,13 @@ pub fn is_traced_tcp(sk: u64, off: &KernelOffsets) -> bool {
     true
 }
 
+/// Inode number of the socket's network namespace; 0 when the kernel read fails.
+#[inline(always)]
+pub fn netns_of(sk: u64, off: &KernelOffsets) -> u32 {
+    // SAFETY: reads go through bpf_probe_read_kernel.
+    unsafe { read::<u64>(sk, off.skc_net).and_then(|net| read::<u32>(net, off.net_ns_inum)) }.unwrap_or(0)
+}
+
 /// The socket's current addresses and ports. `None` when the kernel read fails.
 #[inline(always)]
 pub fn tuple_of(sk: u64) -> Option<Tuple> {

@@ -9,7 +9,8 @@ use aya_ebpf::{
 };
 use tracer_common::{
     COUNTERS_LEN, DataEvent, KernelOffsets, LibEvent, LibState, MAX_CAPTURE, MAX_FILTER_ENTRIES, MAX_INFLIGHT,
-    MAX_LIB_CAPTURE, MAX_SOCKETS, OptionKey, PROGRAMS_LEN, Settings, SockState, SyscallArgs, WireContext,
+    MAX_LIB_CAPTURE, MAX_SOCKETS, OptionKey, PROGRAMS_LEN, Settings, SockState, SyscallArgs, ThreadServing,
+    WireContext,
 };
 
 /// Ring buffer of events. Key: none. Bound: bytes, set by the daemon at load time (the value
@@ -92,10 +93,10 @@ pub static PENDING_OPTION: LruHashMap<OptionKey, WireContext> = LruHashMap::with
 #[map(name = "RECEIVED_OPTION")]
 pub static RECEIVED_OPTION: LruHashMap<OptionKey, WireContext> = LruHashMap::with_max_entries(MAX_SOCKETS, 0);
 
-/// Trace id of the inbound request each thread serves. Key: thread id. Value: trace id (high,
-/// low). Bound: `MAX_INFLIGHT`. Eviction: LRU; removed when the thread writes the response.
+/// Inbound requests each thread serves (`ThreadServing`). Key: thread id. Bound: `MAX_INFLIGHT`.
+/// Eviction: LRU; removed when the last request it counts is answered or its socket closed.
 #[map(name = "THREAD_TRACE")]
-pub static THREAD_TRACE: LruHashMap<u32, [u64; 2]> = LruHashMap::with_max_entries(MAX_INFLIGHT, 0);
+pub static THREAD_TRACE: LruHashMap<u32, ThreadServing> = LruHashMap::with_max_entries(MAX_INFLIGHT, 0);
 
 /// Kernel struct offsets, resolved by the daemon from BTF before load.
 #[unsafe(no_mangle)]

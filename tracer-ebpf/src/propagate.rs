@@ -10,8 +10,13 @@
 //! method's capital letter, a RESP array's `*`). Each gets its own context, keyed by the
 //! sequence number of its first byte; the daemon uses it only when a request really begins at
 //! that byte. On a server socket a request starts at the first ingress call after egress.
+//!
+//! Client ids follow the stitching rule (DESIGN.md): an outbound request carries the trace of
+//! the request its thread serves only when that is proven, i.e. the thread has exactly one
+//! inbound request read and not answered, and has not had two in flight since it last had
+//! none (event loops serve many requests on one thread). Otherwise its trace id is fresh.
 
-use aya_ebpf::helpers::{bpf_get_current_pid_tgid, bpf_get_prandom_u32, bpf_probe_read_user};
+use aya_ebpf::helpers::{bpf_get_prandom_u32, bpf_probe_read_user};
 use tracer_common::*;
 
 use crate::{data, kernel, maps};
@@ -38,14 +43,14 @@ pub fn on_role(sk: u64, role: u32) {
     if enabled() {
         let _ = maps::SOCK_STATE.insert(
             sk,
-            SockState { role, last: LAST_NONE, pending_seq: 0, pending: 0, reading: 0, _pad: 0 },
+            SockState { role, last: LAST_NONE, pending_seq: 0, pending: 0, reading: 0, serving_tid: 0 },
             0,
         );
     }
 }
 
-/// The socket is being closed (by the current thread). Closing a server connection ends
-/// whatever request the thread served on it, answered or not.
+/// The socket is being closed. Closing a server connection ends whatever request was read on
+/// it, answered or not (whichever thread read it).
 #[inline(always)]
 pub fn on_close(sk: u64) {
     if !enabled() {
@@ -53,11 +58,48 @@ pub fn on_close(sk: u64) {
     }
     // SAFETY: the value is copied out before removal.
     if let Some(state) = unsafe { maps::SOCK_STATE.get(sk) }.copied() {
-        if state.role == ROLE_SERVER {
-            let _ = maps::THREAD_TRACE.remove(bpf_get_current_pid_tgid() as u32);
+        if state.role == ROLE_SERVER && state.serving_tid != 0 {
+            release(state.serving_tid);
         }
         let _ = maps::SOCK_STATE.remove(sk);
     }
+}
+
+/// Thread `tid` read a new inbound request of trace `trace`.
+#[inline(always)]
+fn acquire(tid: u32, trace: [u64; 2]) {
+    if let Some(t) = maps::THREAD_TRACE.get_ptr_mut(tid) {
+        // SAFETY: map value pointer, valid for this program run.
+        let t = unsafe { &mut *t };
+        // A second request in flight: which one a later call belongs to is not provable.
+        t.serving = t.serving.saturating_add(1);
+        t.known = 0;
+        return;
+    }
+    let value = ThreadServing { trace_hi: trace[0], trace_lo: trace[1], serving: 1, known: 1 };
+    let _ = maps::THREAD_TRACE.insert(tid, value, 0);
+}
+
+/// One request counted for thread `tid` was answered (or its socket closed).
+#[inline(always)]
+fn release(tid: u32) {
+    let Some(t) = maps::THREAD_TRACE.get_ptr_mut(tid) else { return };
+    // SAFETY: map value pointer, valid for this program run.
+    let t = unsafe { &mut *t };
+    if t.serving > 1 {
+        // Still unprovable: `known` stays cleared until the thread serves nothing.
+        t.serving -= 1;
+    } else {
+        let _ = maps::THREAD_TRACE.remove(tid);
+    }
+}
+
+/// The trace of the request `tid` provably serves alone.
+#[inline(always)]
+fn proven_trace(tid: u32) -> Option<[u64; 2]> {
+    // SAFETY: the value is copied out.
+    let t = unsafe { maps::THREAD_TRACE.get(tid) }.copied()?;
+    (t.serving == 1 && t.known != 0).then_some([t.trace_hi, t.trace_lo])
 }
 
 #[inline(always)]
@@ -120,9 +162,8 @@ pub fn on_enter(args: &mut SyscallArgs, tid: u32, egress: bool) {
                 return;
             }
             let Some(seq) = tcp_seq(sk, off.tcp_write_seq) else { return };
-            // SAFETY: the value is copied out.
-            let trace = match unsafe { maps::THREAD_TRACE.get(tid) } {
-                Some(t) => *t,
+            let trace = match proven_trace(tid) {
+                Some(t) => t,
                 None => [random64(), random64()],
             };
             let ctx = WireContext { trace_hi: trace[0], trace_lo: trace[1], span_id: random64() };
@@ -134,9 +175,10 @@ pub fn on_enter(args: &mut SyscallArgs, tid: u32, egress: bool) {
             args.ctx_kind = CTX_CLIENT;
             args.ctx = ctx;
         }
-        ROLE_SERVER if turned => {
-            // The response starts: the thread no longer serves this request.
-            let _ = maps::THREAD_TRACE.remove(tid);
+        ROLE_SERVER if turned && state.serving_tid != 0 => {
+            // The response starts: the thread that read the request no longer serves it.
+            release(state.serving_tid);
+            state.serving_tid = 0;
         }
         _ => {}
     }
@@ -194,5 +236,10 @@ pub fn on_exit(args: &mut SyscallArgs, tid: u32, egress: bool, ret: i64) {
             t
         }
     };
-    let _ = maps::THREAD_TRACE.insert(tid, trace, 0);
+    if state.serving_tid != 0 {
+        // The previous request on this socket got no response before this one: it is over.
+        release(state.serving_tid);
+    }
+    acquire(tid, trace);
+    state.serving_tid = tid;
 }

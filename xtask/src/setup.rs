@@ -26,6 +26,8 @@ const TEST_PACKAGES: &[&str] = &[
     "iproute2",
     "curl",
     "chromium",
+    // Node.js (with npm) for the services of tests/tests/stitching.rs (packages: tests/node).
+    "nodejs",
     // Builds the FROM-scratch runtime image in tests/tests/image.rs (deploy/image/build.sh).
     "podman",
 ];
@@ -48,6 +50,7 @@ pub fn all() -> Result<()> {
     rust_src()?;
     bpf_linker()?;
     python()?;
+    node()?;
     cargo_fuzz()?;
     Ok(())
 }
@@ -137,6 +140,25 @@ fn python() -> Result<()> {
                 .arg(&req),
         )
         .with_context(|| format!("installing the Python packages of {}", req.display()))?;
+    }
+    Ok(())
+}
+
+/// Every `tests/*/package.json` with a lock file: `npm ci` installs the pinned packages there
+/// (`npm` comes with the `nodejs` package).
+fn node() -> Result<()> {
+    let Ok(entries) = std::fs::read_dir(root().join("tests")) else { return Ok(()) };
+    let mut dirs: Vec<_> = entries
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .filter(|d| d.join("package.json").exists() && d.join("package-lock.json").exists())
+        .collect();
+    dirs.sort();
+    for dir in dirs {
+        eprintln!("setup: npm packages of {}", dir.display());
+        run_cmd(Command::new("npm").current_dir(&dir).args(["ci", "--no-audit", "--no-fund", "--loglevel=error"]))
+            .with_context(|| {
+                format!("installing the npm packages of {} (needs npm, which comes with nodejs)", dir.display())
+            })?;
     }
     Ok(())
 }

@@ -53,6 +53,8 @@ pub struct AssembleCounters {
     pub library: [Counter; LibraryOutcome::ALL.len()],
     /// By `OptionOutcome`.
     pub options: [Counter; OptionOutcome::ALL.len()],
+    /// Connections whose request-direction sequence numbers jumped (calls were lost).
+    pub lost_calls: Counter,
     /// Shared by every connection's protocol session.
     pub sessions: SessionCounters,
 }
@@ -67,6 +69,7 @@ impl AssembleCounters {
             detected: Protocol::ALL.map(|_| Counter::detached()),
             library: LibraryOutcome::ALL.map(|_| Counter::detached()),
             options: OptionOutcome::ALL.map(|_| Counter::detached()),
+            lost_calls: Counter::detached(),
             sessions: SessionCounters::detached(),
         }
     }
@@ -76,6 +79,11 @@ impl AssembleCounters {
         const OPTIONS_HELP: &str = "Peers' trace-context options by outcome: matched to the server request that begins at the packet's first byte, or dropped (no request began there, or the connection ended first)";
         AssembleCounters {
             spans: reg.counter("tracer_spans_assembled_total", "Spans assembled from captured traffic", &[]),
+            lost_calls: reg.counter(
+                "tracer_assemble_lost_calls_total",
+                "Connections whose request-direction TCP sequence numbers jumped (captured calls lost): they make no same-host joins from then on",
+                &[],
+            ),
             unknown_protocol: reg.counter(
                 "tracer_connections_unparsed_total",
                 "Connections whose protocol is not one the daemon parses (no spans)",

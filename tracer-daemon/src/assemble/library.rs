@@ -400,7 +400,15 @@ impl Calls {
             remote: std::net::SocketAddr::from(([0, 0, 0, 0], 0)),
         });
         // Keys of calls alone never meet a server side's (their sequence has the top bit set).
-        let origin = Origin { pid: call.pid, tid, tuple, seq: (1 << 63) | self.next_seq, ts_ns: call.enter_ns };
+        let origin = Origin {
+            pid: call.pid,
+            tid,
+            tuple,
+            seq: (1 << 63) | self.next_seq,
+            ts_ns: call.enter_ns,
+            netns: 0,
+            aligned: true,
+        };
         let ids = st.client_request(origin, None, call.kernel);
         let facts = build::Facts {
             kind: crate::model::SpanKind::Client,

@@ -56,6 +56,14 @@ pub struct ConnSpans {
     /// Recent calls in the request direction that the kernel gave a sequence number or a
     /// context, oldest first: a request that begins in one of them takes its kernel ids.
     calls: VecDeque<CallNote>,
+    /// Inode number of the connection's network namespace (0 until a record names it).
+    netns: u32,
+    /// TCP sequence number the next call in the request direction should start at, when known
+    /// (server reads and client writes carry it with propagation on).
+    next_seq: Option<u32>,
+    /// Calls of the connection were lost (a sequence number jumped): request numbers may
+    /// differ from the other end's.
+    lost: bool,
 }
 
 /// What span building needs besides the ids: settings, the clock, process names, counters.
@@ -164,6 +172,24 @@ impl Assembler {
             return;
         }
         self.lib.on_wire(conn.pid, rec.tid, conn.tuple, conn.role == Role::Client, rec.context);
+        if rec.netns != 0 {
+            conn.state.netns = rec.netns;
+        }
+        let request_dir = match conn.role {
+            Role::Client => Direction::Egress,
+            Role::Server => Direction::Ingress,
+        };
+        if rec.direction == request_dir {
+            let st = &mut conn.state;
+            if let (Some(seq), Some(expected)) = (rec.seq, st.next_seq)
+                && seq != expected
+                && !st.lost
+            {
+                st.lost = true;
+                self.env.counters.lost_calls.inc();
+            }
+            st.next_seq = rec.seq.or(st.next_seq).map(|s| s.wrapping_add(rec.ret as u32));
+        }
         // Bytes a process receives exist for it when its read returns: a blocking read's entry
         // only says when it started waiting. Bytes it sends leave from the write's entry.
         let enter = match rec.direction {
@@ -251,8 +277,17 @@ impl Assembler {
         st: &mut Stitcher<I>,
     ) {
         let redis = session.protocol() == protocol::Protocol::Redis;
+        let drifted = session.drifted();
         for started in session.take_started() {
-            let origin = Origin { pid: conn.pid, tid, tuple: conn.tuple, seq: started.seq, ts_ns: ts };
+            let origin = Origin {
+                pid: conn.pid,
+                tid,
+                tuple: conn.tuple,
+                seq: started.seq,
+                ts_ns: ts,
+                netns: conn.state.netns,
+                aligned: !conn.state.lost && !drifted,
+            };
             let kernel = started.at.and_then(|at| self.kernel_ids_at(conn, at));
             let ids = match conn.role {
                 Role::Server => st.server_request(origin, started.context.as_ref(), kernel),
@@ -306,7 +341,15 @@ impl Assembler {
             Some(v) => v,
             None => {
                 // A request that never reported its start (should not happen): stitch it now.
-                let origin = Origin { pid: conn.pid, tid: 0, tuple: conn.tuple, seq: ex.seq, ts_ns: ex.start_ns };
+                let origin = Origin {
+                    pid: conn.pid,
+                    tid: 0,
+                    tuple: conn.tuple,
+                    seq: ex.seq,
+                    ts_ns: ex.start_ns,
+                    netns: conn.state.netns,
+                    aligned: false,
+                };
                 let ids = match conn.role {
                     Role::Server => st.server_request(origin, ex.context.as_ref(), None),
                     Role::Client => st.client_request(origin, ex.context.as_ref(), None),
@@ -353,6 +396,11 @@ impl Assembler {
     /// open end with an error span.
     pub fn on_close<I: IdSource>(&mut self, mut conn: Conn<ConnSpans>, ts_ns: u64, st: &mut Stitcher<I>) {
         self.forget_options(conn.id);
+        let client_view = match conn.role {
+            Role::Client => conn.tuple,
+            Role::Server => conn.tuple.reversed(),
+        };
+        st.closed(conn.state.netns, client_view, ts_ns);
         if let Proto::Active(mut session) = std::mem::take(&mut conn.state.proto) {
             let mut done = Vec::new();
             let reset = conn.state.reset;

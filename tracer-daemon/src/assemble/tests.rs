@@ -125,6 +125,7 @@ impl Host {
             truncated: false,
             context: self.pending_context.take(),
             seq: self.pending_seq.take(),
+            netns: 0,
             tuple: conn.tuple,
             payload: bytes.to_vec(),
         };
@@ -520,4 +521,32 @@ fn async_commands_lend_their_details_to_the_matching_wire_request_only() {
     let spans = h.spans();
     assert_eq!(spans.len(), 1, "{spans:#?}");
     assert_eq!(tag(&spans[0], "code.function"), None);
+}
+
+#[test]
+fn a_lost_server_read_ends_same_host_joins_on_its_connection() {
+    let mut h = Host::new();
+    let (c, s) = (tuple("127.0.0.1:40100", "127.0.0.1:8080"), tuple("127.0.0.1:8080", "127.0.0.1:40100"));
+    h.open(ConnKind::Connect, 1, 100, c);
+    h.open(ConnKind::Accept, 2, 200, s);
+    let req = |p: &str| format!("GET /{p} HTTP/1.1\r\nHost: a\r\n\r\n").into_bytes();
+    let len = req("a").len() as u32;
+    h.data(1, 100, Direction::Egress, &req("a"));
+    h.data_seq(2, 200, Direction::Ingress, &req("a"), 1000, None);
+    h.data(2, 200, Direction::Egress, OK);
+    h.data(1, 100, Direction::Ingress, OK);
+    // The server's read and response of /b were lost (ring buffer full): its session numbers
+    // /c as its second request, which on the client is /b.
+    h.data(1, 100, Direction::Egress, &req("b"));
+    h.data(1, 100, Direction::Ingress, OK);
+    h.data(1, 100, Direction::Egress, &req("c"));
+    h.data_seq(2, 200, Direction::Ingress, &req("c"), 1000 + 2 * len, None);
+    h.data(2, 200, Direction::Egress, OK);
+    h.data(1, 100, Direction::Ingress, OK);
+    let spans = h.spans();
+    let server = |op: &str| spans.iter().find(|s| s.kind() == Some("server") && s.operation == op).unwrap();
+    let client = |op: &str| spans.iter().find(|s| s.kind() == Some("client") && s.operation == op).unwrap();
+    assert_eq!(server("GET /a").parent_span_id, client("GET /a").span_id, "aligned before the loss");
+    assert_eq!(server("GET /c").parent_span_id, 0, "never paired with /b: {spans:#?}");
+    assert_eq!(h.counters.lost_calls.get(), 1);
 }

@@ -265,6 +265,7 @@ mod tests {
             ret: 5,
             truncated: false,
             seq: None,
+            netns: 0,
             context: None,
             tuple: tuple(lport),
             payload: b"hello".to_vec(),

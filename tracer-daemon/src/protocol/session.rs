@@ -141,6 +141,9 @@ pub struct Session {
     /// a later request, and the requests before answer nothing that can still be paired.
     response_lost_at: Option<u64>,
     stopped: bool,
+    /// The request count may differ from the other end's: requests were skipped (request
+    /// framing lost) or a response came with no request (a lost request event).
+    drifted: bool,
     stats: SessionCounters,
     /// Requests parsed since the last `take_started`.
     started: Vec<Started>,
@@ -186,6 +189,7 @@ impl Session {
             next_seq: 0,
             response_lost_at: None,
             stopped: false,
+            drifted: false,
             stats: counters,
             started: Vec::new(),
         }
@@ -209,6 +213,12 @@ impl Session {
     /// with the same `seq`, or is dropped when the pending queue is full).
     pub fn take_started(&mut self) -> std::vec::Drain<'_, Started> {
         self.started.drain(..)
+    }
+
+    /// Whether this session's request numbers may have drifted from the other end's count
+    /// (then they must not pair requests across the connection's two ends).
+    pub fn drifted(&self) -> bool {
+        self.drifted
     }
 
     /// Requests still waiting for their response.
@@ -420,6 +430,9 @@ impl Session {
     fn lose(&mut self, side: Side) {
         self.streams[index(side)].lose();
         self.stats.resyncs.inc();
+        if side == Side::Request {
+            self.drifted = true;
+        }
         if side == Side::Response {
             self.response_lost_at = Some(self.next_seq);
         }
@@ -470,7 +483,10 @@ impl Session {
             }
             Event::Response(resp) => match self.pending.pop_front() {
                 Some(p) => out.push(self.exchange(p, resp, end)),
-                None => self.stats.drop(ParseDrop::OrphanResponse),
+                None => {
+                    self.stats.drop(ParseDrop::OrphanResponse);
+                    self.drifted = true;
+                }
             },
             Event::Stop => {
                 self.stopped = true;

@@ -129,6 +129,8 @@ pub struct DataRecord {
     /// with propagation on).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub seq: Option<u32>,
+    /// Inode number of the socket's network namespace (0: unknown).
+    pub netns: u32,
     #[serde(serialize_with = "escaped")]
     pub payload: Vec<u8>,
 }
@@ -432,6 +434,7 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
                 tuple: Tuple::from_kernel(&e.tuple)?,
                 context: KernelContext::from_kernel(e.ctx_kind, &e.ctx)?,
                 seq: (e.flags & k::FLAG_SEQ != 0).then_some(e.seq),
+                netns: e.netns,
                 payload: payload[..e.captured as usize].to_vec(),
             }))
         }
@@ -523,7 +526,7 @@ mod tests {
             tuple: v4_tuple(),
             ctx: k::WireContext { trace_hi: 1, trace_lo: 2, span_id: 3 },
             seq: 77,
-            _pad2: 0,
+            netns: 0,
         };
         let mut bytes = as_bytes(&e);
         bytes.extend_from_slice(b"PING");

@@ -6,9 +6,14 @@
 //! 1. an adopted context (`traceparent`, `uber-trace-id`, SQL comment) in the request;
 //! 2. a TCP-option context written by the peer host's daemon (when present);
 //! 3. the same-host tuple join: the client's n-th request on a connection is the server's n-th
-//!    on the same connection seen from the other end;
+//!    on the same connection seen from the other end. Loopback tuples are keyed with the network
+//!    namespace (every namespace has its own 127.0.0.1); a connection's entries go when it
+//!    closes; a connection whose count may have drifted (its session lost framing) makes no
+//!    join, so request n is never paired with response n±1;
 //! 4. thread causality: a call made by the thread serving exactly one inbound request is that
-//!    request's child. With several inbound requests in flight on the thread, no link is made.
+//!    request's child, provided the thread has not had two in flight since it last had none
+//!    (the kernel applies the same rule to the ids it puts in the TCP option). Otherwise no link
+//!    is made, and the span never takes the thread's trace id: it starts a trace of its own.
 //!
 //! The kernel may report the server's read before the client's write (both return around the
 //! same instant on two CPUs). The server then starts with a provisional trace id; when the
@@ -17,6 +22,7 @@
 //! and late parents are applied to them; this is a pure state machine driven by event times.
 
 use std::collections::{HashMap, VecDeque};
+use std::net::IpAddr;
 
 pub use crate::model::Link;
 use crate::{
@@ -57,6 +63,66 @@ pub struct Origin {
     pub seq: u64,
     /// CLOCK_MONOTONIC ns.
     pub ts_ns: u64,
+    /// Inode number of the connection's network namespace (0: unknown).
+    pub netns: u32,
+    /// False when `seq` may have drifted from the other end's count (the session lost framing,
+    /// or events of the connection were lost): no same-host join is made.
+    pub aligned: bool,
+}
+
+impl Origin {
+    /// The join key of this request's connection, as the client sees it.
+    fn conn_key(&self, client_view: Tuple) -> ConnKey {
+        ConnKey::new(self.netns, client_view)
+    }
+}
+
+/// A connection in the join tables: its tuple as the client sees it, and for loopback tuples
+/// the network namespace (identical loopback tuples in two namespaces are two connections;
+/// other addresses may join across namespaces of this host, over a veth pair).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub struct ConnKey {
+    netns: u32,
+    tuple: Tuple,
+}
+
+impl ConnKey {
+    pub fn new(netns: u32, client_view: Tuple) -> Self {
+        let lo = |ip: IpAddr| ip.to_canonical().is_loopback();
+        let loopback = lo(client_view.local.ip()) && lo(client_view.remote.ip());
+        ConnKey { netns: if loopback { netns } else { 0 }, tuple: client_view }
+    }
+}
+
+/// One connection's join entries by request number; `closed_at` once either end closed.
+#[derive(Debug)]
+struct Group<E> {
+    entries: HashMap<u64, E>,
+    closed_at: Option<u64>,
+}
+
+impl<E> Default for Group<E> {
+    fn default() -> Self {
+        Group { entries: HashMap::new(), closed_at: None }
+    }
+}
+
+/// Inbound requests a thread serves (mirrors the kernel's `ThreadServing`).
+#[derive(Debug, Default)]
+struct Serving {
+    requests: Vec<(u64, TraceId)>,
+    /// Two were in flight at once since the thread last served none: not provable.
+    mixed: bool,
+}
+
+/// What thread causality proves for a call made by a thread.
+enum ThreadLink {
+    /// The thread serves exactly this request: (span id, trace id).
+    Proven(u64, TraceId),
+    /// The thread serves several requests (or did since it last served none).
+    Ambiguous,
+    /// The thread serves nothing.
+    None,
 }
 
 /// Ids the kernel chose or read for a request (trace-context propagation in a TCP option).
@@ -131,40 +197,111 @@ impl Default for StitchConfig {
 pub struct Stitcher<I: IdSource = RandomIds> {
     cfg: StitchConfig,
     ids: I,
-    /// Client requests by (client tuple, seq), waiting for the server side.
-    clients: HashMap<(Tuple, u64), ClientEntry>,
+    /// Client requests by connection and request number, waiting for the server side.
+    clients: HashMap<ConnKey, Group<ClientEntry>>,
     /// Server requests that started before their client side was seen, by the client's key.
-    waiting: HashMap<(Tuple, u64), WaitingServer>,
+    waiting: HashMap<ConnKey, Group<WaitingServer>>,
     /// Inbound requests being served, by (pid, tid).
-    serving: HashMap<(u32, u32), Vec<(u64, TraceId)>>,
+    serving: HashMap<(u32, u32), Serving>,
+    /// Client spans whose kernel ids named a served trace the stitcher could not prove: span id
+    /// → the fresh trace the span got instead (a same-host server joined by the option follows).
+    disowned: HashMap<u64, TraceId>,
     /// Provisional trace id → the trace it joined.
     aliases: HashMap<TraceId, TraceId>,
     /// Parents found after a span started: span id → (parent span id, link).
     late_parents: HashMap<u64, (u64, Link)>,
     /// Finished spans waiting out the hold, in order of arrival.
     held: VecDeque<(u64, Span)>,
-    /// Joins given up, by [`JoinExpired`].
-    expired: [Counter; JoinExpired::ALL.len()],
+    /// Joins given up, by [`JoinDropped`].
+    expired: [Counter; JoinDropped::ALL.len()],
+    figures: Figures,
 }
 
-/// A same-host join whose other side never came within the join window.
+/// A same-host join given up.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum JoinExpired {
+pub enum JoinDropped {
     /// A client request whose server side was never seen (an untraced or remote server).
     Client,
     /// A server request that started first and whose client side never came.
     Server,
+    /// Entries of a connection that closed before the other side's request came.
+    Closed,
+    /// A request on a connection whose request count may have drifted: no join was tried.
+    Unaligned,
 }
 
-impl JoinExpired {
-    pub const ALL: [JoinExpired; 2] = [JoinExpired::Client, JoinExpired::Server];
+impl JoinDropped {
+    pub const ALL: [JoinDropped; 4] =
+        [JoinDropped::Client, JoinDropped::Server, JoinDropped::Closed, JoinDropped::Unaligned];
 
     pub fn as_str(self) -> &'static str {
         match self {
-            JoinExpired::Client => "client_join_expired",
-            JoinExpired::Server => "server_join_expired",
+            JoinDropped::Client => "client_join_expired",
+            JoinDropped::Server => "server_join_expired",
+            JoinDropped::Closed => "join_connection_closed",
+            JoinDropped::Unaligned => "join_unaligned",
         }
     }
+}
+
+/// Label of spans that left with no link.
+pub const NO_LINK: &str = "none";
+
+/// Stitching figures of the spans that left: by link evidence, ambiguous, orphaned.
+struct Figures {
+    /// Index `Link as usize`; the last: no link.
+    by_link: [Counter; Link::ALL.len() + 1],
+    ambiguous: Counter,
+    orphaned: Counter,
+}
+
+impl Figures {
+    fn detached() -> Self {
+        Figures {
+            by_link: std::array::from_fn(|_| Counter::detached()),
+            ambiguous: Counter::detached(),
+            orphaned: Counter::detached(),
+        }
+    }
+
+    fn registered(reg: &Registry) -> Self {
+        let label = |i: usize| Link::ALL.get(i).map_or(NO_LINK, |l| l.as_str());
+        Figures {
+            by_link: std::array::from_fn(|i| {
+                reg.counter(
+                    "tracer_stitch_spans_total",
+                    "Spans stitched, by the evidence of their link",
+                    &[("link", label(i))],
+                )
+            }),
+            ambiguous: reg.counter(
+                "tracer_stitch_ambiguous_total",
+                "Spans whose thread served several requests: thread causality was not provable and no link was made",
+                &[],
+            ),
+            orphaned: reg.counter("tracer_stitch_orphaned_total", "Spans that left with no parent", &[]),
+        }
+    }
+
+    fn count(&self, span: &Span) {
+        let Some(t) = span.traced() else { return };
+        let i = t.link.map_or(Link::ALL.len(), |l| Link::ALL.iter().position(|x| *x == l).unwrap_or(Link::ALL.len()));
+        self.by_link[i].inc();
+        if t.ambiguous {
+            self.ambiguous.inc();
+        }
+        if span.parent_span_id == 0 {
+            self.orphaned.inc();
+        }
+    }
+}
+
+/// A snapshot of the stitching figures (tests).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FigureStats {
+    pub by_link: [u64; Link::ALL.len() + 1],
+    pub ambiguous: u64,
+    pub orphaned: u64,
 }
 
 impl Stitcher<RandomIds> {
@@ -175,13 +312,14 @@ impl Stitcher<RandomIds> {
     /// A stitcher that counts the joins it gives up in `tracer_stitch_dropped_total{reason}`.
     pub fn registered(cfg: StitchConfig, reg: &Registry) -> Self {
         let mut s = Self::new(cfg);
-        s.expired = JoinExpired::ALL.map(|r| {
+        s.expired = JoinDropped::ALL.map(|r| {
             reg.counter(
                 "tracer_stitch_dropped_total",
-                "Same-host joins given up when their other side did not come within the join window, by reason",
+                "Same-host joins given up (other side never came, connection closed, request count not aligned), by reason",
                 &[("reason", r.as_str())],
             )
         });
+        s.figures = Figures::registered(reg);
         s
     }
 }
@@ -194,16 +332,60 @@ impl<I: IdSource> Stitcher<I> {
             clients: HashMap::new(),
             waiting: HashMap::new(),
             serving: HashMap::new(),
+            disowned: HashMap::new(),
             aliases: HashMap::new(),
             late_parents: HashMap::new(),
             held: VecDeque::new(),
-            expired: JoinExpired::ALL.map(|_| Counter::detached()),
+            expired: JoinDropped::ALL.map(|_| Counter::detached()),
+            figures: Figures::detached(),
         }
     }
 
     /// Joins given up so far for `reason`.
-    pub fn expired(&self, reason: JoinExpired) -> u64 {
+    pub fn expired(&self, reason: JoinDropped) -> u64 {
         self.expired[reason as usize].get()
+    }
+
+    /// The stitching figures of the spans that left so far.
+    pub fn figures(&self) -> FigureStats {
+        FigureStats {
+            by_link: std::array::from_fn(|i| self.figures.by_link[i].get()),
+            ambiguous: self.figures.ambiguous.get(),
+            orphaned: self.figures.orphaned.get(),
+        }
+    }
+
+    /// What thread causality proves for a call made by (pid, tid) now.
+    fn thread_link(&self, pid: u32, tid: u32) -> ThreadLink {
+        match self.serving.get(&(pid, tid)) {
+            Some(Serving { requests, mixed: false }) if requests.len() == 1 => {
+                let (span, trace) = requests[0];
+                ThreadLink::Proven(span, trace)
+            }
+            Some(_) => ThreadLink::Ambiguous,
+            None => ThreadLink::None,
+        }
+    }
+
+    /// Whether `t` is (or joined) the trace of a request (pid, tid) serves.
+    fn served_by(&self, pid: u32, tid: u32, t: TraceId) -> bool {
+        let t = self.resolve(t);
+        self.serving.get(&(pid, tid)).is_some_and(|s| s.requests.iter().any(|(_, trace)| self.resolve(*trace) == t))
+    }
+
+    /// A group's entries for `key`, for a new request: entries of an earlier connection with
+    /// the same key (closed) are gone first.
+    fn fresh_group<'m, E>(
+        map: &'m mut HashMap<ConnKey, Group<E>>,
+        key: ConnKey,
+        dropped: &Counter,
+    ) -> &'m mut Group<E> {
+        let g = map.entry(key).or_default();
+        if g.closed_at.is_some() {
+            dropped.add(g.entries.len() as u64);
+            *g = Group::default();
+        }
+        g
     }
 
     fn adopt(&mut self, ctx: &TraceContext) -> Ids {
@@ -219,14 +401,29 @@ impl<I: IdSource> Stitcher<I> {
     /// A server read a request. `context` is what the request carried; `kernel` what the kernel
     /// attached (the peer daemon's TCP option, or the trace id it gave the serving thread).
     pub fn server_request(&mut self, o: Origin, context: Option<&TraceContext>, kernel: Option<KernelIds>) -> Ids {
-        let kernel_trace = kernel.and_then(KernelIds::server_trace);
+        let mut kernel_trace = kernel.and_then(KernelIds::server_trace);
         let ids = if let Some(ctx) = context {
             self.adopt(ctx)
         } else if let Some(KernelIds::Peer { trace_id, parent_span_id }) = kernel {
+            // A client on this host whose kernel ids named a trace it could not prove: its span
+            // got a fresh trace, and so does its server (the named trace stays the other
+            // request's: it is not aliased).
+            let trace_id = match self.disowned.get(&parent_span_id) {
+                Some(fresh) => {
+                    kernel_trace = None;
+                    *fresh
+                }
+                None => trace_id,
+            };
             Ids { trace_id, span_id: self.ids.span_id(), parent_span_id, link: Some(Link::TcpOption), ambiguous: false }
+        } else if !o.aligned {
+            self.expired[JoinDropped::Unaligned as usize].inc();
+            let trace_id = kernel_trace.unwrap_or_else(|| self.ids.trace_id());
+            Ids { trace_id, span_id: self.ids.span_id(), parent_span_id: 0, link: None, ambiguous: false }
         } else {
-            let key = (o.tuple.reversed(), o.seq);
-            match self.clients.remove(&key) {
+            let key = o.conn_key(o.tuple.reversed());
+            let found = self.clients.get_mut(&key).and_then(|g| g.entries.remove(&o.seq));
+            match found {
                 Some(c) => Ids {
                     trace_id: c.trace_id,
                     span_id: self.ids.span_id(),
@@ -238,8 +435,11 @@ impl<I: IdSource> Stitcher<I> {
                     let trace_id = kernel_trace.unwrap_or_else(|| self.ids.trace_id());
                     let ids =
                         Ids { trace_id, span_id: self.ids.span_id(), parent_span_id: 0, link: None, ambiguous: false };
-                    self.waiting
-                        .insert(key, WaitingServer { provisional: ids.trace_id, span_id: ids.span_id, ts_ns: o.ts_ns });
+                    let closed = &self.expired[JoinDropped::Closed as usize];
+                    Self::fresh_group(&mut self.waiting, key, closed).entries.insert(
+                        o.seq,
+                        WaitingServer { provisional: ids.trace_id, span_id: ids.span_id, ts_ns: o.ts_ns },
+                    );
                     ids
                 }
             }
@@ -249,7 +449,11 @@ impl<I: IdSource> Stitcher<I> {
         if let Some(kt) = kernel_trace.filter(|kt| *kt != ids.trace_id) {
             self.aliases.insert(kt, ids.trace_id);
         }
-        self.serving.entry((o.pid, o.tid)).or_default().push((ids.span_id, ids.trace_id));
+        let serving = self.serving.entry((o.pid, o.tid)).or_default();
+        serving.requests.push((ids.span_id, ids.trace_id));
+        if serving.requests.len() > 1 {
+            serving.mixed = true;
+        }
         ids
     }
 
@@ -260,9 +464,9 @@ impl<I: IdSource> Stitcher<I> {
             _ => self.serving.keys().filter(|(p, _)| *p == pid).copied().collect(),
         };
         for key in keys {
-            if let Some(list) = self.serving.get_mut(&key) {
-                list.retain(|(id, _)| *id != span_id);
-                if list.is_empty() {
+            if let Some(s) = self.serving.get_mut(&key) {
+                s.requests.retain(|(id, _)| *id != span_id);
+                if s.requests.is_empty() {
                     self.serving.remove(&key);
                 }
             }
@@ -270,47 +474,57 @@ impl<I: IdSource> Stitcher<I> {
     }
 
     /// A client sent a request. `kernel` holds the ids the kernel put in the request's TCP
-    /// option: the span uses them, so that the server host's span names it as parent.
+    /// option: the span uses them, so that the server host's span names it as parent. A span
+    /// whose thread causality is not proven never takes a served trace id.
     pub fn client_request(&mut self, o: Origin, context: Option<&TraceContext>, kernel: Option<KernelIds>) -> Ids {
         let mut ids = if let Some(ctx) = context {
             self.adopt(ctx)
-        } else if let Some(KernelIds::Client { trace_id, span_id }) = kernel {
-            match self.serving.get(&(o.pid, o.tid)).map(|v| v.as_slice()) {
-                Some([(parent, trace)]) => {
-                    let (kt, t) = (self.resolve(trace_id), self.resolve(*trace));
+        } else {
+            let thread = self.thread_link(o.pid, o.tid);
+            let ambiguous = matches!(thread, ThreadLink::Ambiguous);
+            match (kernel, thread) {
+                (Some(KernelIds::Client { trace_id, span_id }), ThreadLink::Proven(parent, trace)) => {
+                    let (kt, t) = (self.resolve(trace_id), self.resolve(trace));
                     if kt != t {
                         self.aliases.insert(trace_id, t);
                     }
-                    Ids { trace_id, span_id, parent_span_id: *parent, link: Some(Link::Thread), ambiguous: false }
+                    Ids { trace_id, span_id, parent_span_id: parent, link: Some(Link::Thread), ambiguous: false }
                 }
-                other => Ids {
-                    trace_id,
-                    span_id,
-                    parent_span_id: 0,
-                    link: None,
-                    ambiguous: other.is_some_and(|v| v.len() > 1),
-                },
-            }
-        } else {
-            match self.serving.get(&(o.pid, o.tid)).map(|v| v.as_slice()) {
-                Some([(parent, trace)]) => Ids {
-                    trace_id: *trace,
+                (Some(KernelIds::Client { trace_id, span_id }), _) => {
+                    // The kernel gives a thread's trace only when it proves causality; should
+                    // it have named a trace served here (its view and this one differ after
+                    // lost events), the span still does not join it.
+                    let trace_id = if self.served_by(o.pid, o.tid, trace_id) {
+                        let fresh = self.ids.trace_id();
+                        self.disowned.insert(span_id, fresh);
+                        fresh
+                    } else {
+                        trace_id
+                    };
+                    Ids { trace_id, span_id, parent_span_id: 0, link: None, ambiguous }
+                }
+                (_, ThreadLink::Proven(parent, trace)) => Ids {
+                    trace_id: trace,
                     span_id: self.ids.span_id(),
-                    parent_span_id: *parent,
+                    parent_span_id: parent,
                     link: Some(Link::Thread),
                     ambiguous: false,
                 },
-                other => Ids {
+                _ => Ids {
                     trace_id: self.ids.trace_id(),
                     span_id: self.ids.span_id(),
                     parent_span_id: 0,
                     link: None,
-                    ambiguous: other.is_some_and(|v| v.len() > 1),
+                    ambiguous,
                 },
             }
         };
-        let key = (o.tuple, o.seq);
-        match self.waiting.remove(&key) {
+        if !o.aligned {
+            self.expired[JoinDropped::Unaligned as usize].inc();
+            return ids;
+        }
+        let key = o.conn_key(o.tuple);
+        match self.waiting.get_mut(&key).and_then(|g| g.entries.remove(&o.seq)) {
             // The server side started first: it joins this trace now.
             Some(w) => {
                 let canonical = self.resolve(ids.trace_id);
@@ -321,10 +535,26 @@ impl<I: IdSource> Stitcher<I> {
                 ids.trace_id = canonical;
             }
             None => {
-                self.clients.insert(key, ClientEntry { trace_id: ids.trace_id, span_id: ids.span_id, ts_ns: o.ts_ns });
+                let closed = &self.expired[JoinDropped::Closed as usize];
+                Self::fresh_group(&mut self.clients, key, closed)
+                    .entries
+                    .insert(o.seq, ClientEntry { trace_id: ids.trace_id, span_id: ids.span_id, ts_ns: o.ts_ns });
             }
         }
         ids
+    }
+
+    /// One end of a connection closed (`client_view`: its tuple as the client sees it): its
+    /// join entries wait only the hold for the other end's late events, then go, so that a
+    /// later connection with the same tuple never meets them.
+    pub fn closed(&mut self, netns: u32, client_view: Tuple, now_ns: u64) {
+        let key = ConnKey::new(netns, client_view);
+        if let Some(g) = self.clients.get_mut(&key) {
+            g.closed_at.get_or_insert(now_ns);
+        }
+        if let Some(g) = self.waiting.get_mut(&key) {
+            g.closed_at.get_or_insert(now_ns);
+        }
     }
 
     /// Follows aliases to the trace id a provisional one joined.
@@ -360,24 +590,46 @@ impl<I: IdSource> Stitcher<I> {
                     t.link = Some(link);
                 }
             }
+            self.figures.count(&span);
             out.push(span);
         }
-        let window = self.cfg.join_window_ns;
+        let (window, hold) = (self.cfg.join_window_ns, self.cfg.hold_ns);
         let fresh = |ts: u64| ts.saturating_add(window) > now_ns;
-        let (clients, waiting) = (self.clients.len(), self.waiting.len());
-        self.clients.retain(|_, c| fresh(c.ts_ns));
-        self.waiting.retain(|_, w| fresh(w.ts_ns));
-        self.expired[JoinExpired::Client as usize].add((clients - self.clients.len()) as u64);
-        self.expired[JoinExpired::Server as usize].add((waiting - self.waiting.len()) as u64);
+        let open = |closed: Option<u64>| closed.is_none_or(|at| at.saturating_add(hold) > now_ns);
+        let (closed, expired) =
+            (&self.expired[JoinDropped::Closed as usize], &self.expired[JoinDropped::Client as usize]);
+        self.clients.retain(|_, g| {
+            if !open(g.closed_at) {
+                closed.add(g.entries.len() as u64);
+                return false;
+            }
+            let before = g.entries.len();
+            g.entries.retain(|_, c| fresh(c.ts_ns));
+            expired.add((before - g.entries.len()) as u64);
+            !g.entries.is_empty() || g.closed_at.is_some()
+        });
+        let expired = &self.expired[JoinDropped::Server as usize];
+        self.waiting.retain(|_, g| {
+            if !open(g.closed_at) {
+                closed.add(g.entries.len() as u64);
+                return false;
+            }
+            let before = g.entries.len();
+            g.entries.retain(|_, w| fresh(w.ts_ns));
+            expired.add((before - g.entries.len()) as u64);
+            !g.entries.is_empty() || g.closed_at.is_some()
+        });
         if self.held.is_empty() && self.waiting.is_empty() {
             self.aliases.clear();
             self.late_parents.clear();
+            self.disowned.clear();
         }
     }
 
     /// Requests waiting to be joined, for metrics.
     pub fn pending_joins(&self) -> usize {
-        self.clients.len() + self.waiting.len()
+        self.clients.values().map(|g| g.entries.len()).sum::<usize>()
+            + self.waiting.values().map(|g| g.entries.len()).sum::<usize>()
     }
 }
 

@@ -27,7 +27,7 @@ fn tuple(local: &str, remote: &str) -> Tuple {
 }
 
 fn origin(pid: u32, tid: u32, t: Tuple, seq: u64, ts: u64) -> Origin {
-    Origin { pid, tid, tuple: t, seq, ts_ns: ts }
+    Origin { pid, tid, tuple: t, seq, ts_ns: ts, netns: 0, aligned: true }
 }
 
 fn span(ids: &Ids) -> Span {
@@ -121,7 +121,14 @@ fn thread_causality_links_only_when_one_request_is_in_flight() {
     assert!(unclear.ambiguous);
     st.server_done(2, Some(7), a.span_id);
     let after = st.client_request(origin(2, 7, tuple("127.0.0.1:5", "127.0.0.1:6379"), 2, 14), None, None);
-    assert_eq!(after.link, Some(Link::Thread), "one request left in flight");
+    assert_eq!(after.parent_span_id, 0, "one left in flight, but which one a call serves is not proven");
+    assert!(after.ambiguous);
+    assert_ne!(after.trace_id, _b.trace_id, "an unproven call never takes a served trace");
+    assert_ne!(after.trace_id, a.trace_id);
+    st.server_done(2, Some(7), _b.span_id);
+    let c = st.server_request(origin(2, 7, tuple(S, "127.0.0.1:3"), 0, 15), None, None);
+    let proven = st.client_request(origin(2, 7, tuple("127.0.0.1:5", "127.0.0.1:6379"), 3, 16), None, None);
+    assert_eq!((proven.parent_span_id, proven.trace_id), (c.span_id, c.trace_id), "the thread served none, then one");
     let other_thread = st.client_request(origin(2, 8, tuple("127.0.0.1:9", "127.0.0.1:6379"), 0, 15), None, None);
     assert_eq!(other_thread.parent_span_id, 0);
 }
@@ -150,7 +157,7 @@ fn unmatched_join_state_expires() {
     let mut out = Vec::new();
     st.drain(2_000, false, &mut out);
     assert_eq!(st.pending_joins(), 0);
-    assert_eq!((st.expired(JoinExpired::Client), st.expired(JoinExpired::Server)), (1, 1));
+    assert_eq!((st.expired(JoinDropped::Client), st.expired(JoinDropped::Server)), (1, 1));
 }
 
 fn tid(low: u64) -> TraceId {
@@ -221,4 +228,153 @@ fn kernel_ids_without_a_single_serving_request_make_no_parent() {
     );
     assert_eq!((call.trace_id, call.span_id, call.parent_span_id), (tid(3), 0x33, 0));
     assert!(call.ambiguous);
+}
+
+#[test]
+fn a_call_on_a_thread_that_serves_nothing_starts_its_own_trace() {
+    let mut st = stitcher();
+    let a = st.server_request(origin(2, 7, tuple(S, "127.0.0.1:1"), 0, 10), None, None);
+    st.server_done(2, Some(7), a.span_id);
+    // Work after the response (a background write, a timer): not the request's child.
+    let late = st.client_request(origin(2, 7, tuple("127.0.0.1:5", "127.0.0.1:6379"), 0, 11), None, None);
+    assert_eq!((late.parent_span_id, late.link, late.ambiguous), (0, None, false));
+    assert_ne!(late.trace_id, a.trace_id);
+}
+
+#[test]
+fn kernel_ids_naming_a_served_trace_without_proof_are_disowned_and_the_server_follows() {
+    let mut st = stitcher();
+    let a = st.server_request(
+        origin(2, 7, tuple(S, "127.0.0.1:1"), 0, 10),
+        None,
+        Some(KernelIds::Server { trace_id: tid(1) }),
+    );
+    let _b = st.server_request(
+        origin(2, 7, tuple(S, "127.0.0.1:2"), 0, 11),
+        None,
+        Some(KernelIds::Server { trace_id: tid(2) }),
+    );
+    // The kernel (after lost events) still named a's trace.
+    let call = st.client_request(
+        origin(2, 7, tuple("127.0.0.1:5", "127.0.0.1:6379"), 0, 12),
+        None,
+        Some(KernelIds::Client { trace_id: tid(1), span_id: 0x44 }),
+    );
+    assert_eq!((call.span_id, call.parent_span_id), (0x44, 0));
+    assert_ne!(st.resolve(call.trace_id), st.resolve(a.trace_id), "not in a's trace");
+    assert_ne!(call.trace_id, tid(2));
+    // The server on this host reads the option: it joins the call's fresh trace, not a's.
+    let server = st.server_request(
+        origin(3, 3, tuple("127.0.0.1:6379", "127.0.0.1:5"), 0, 13),
+        None,
+        Some(KernelIds::Peer { trace_id: tid(1), parent_span_id: 0x44 }),
+    );
+    assert_eq!((server.trace_id, server.parent_span_id), (call.trace_id, 0x44));
+    assert_eq!(st.resolve(a.trace_id), a.trace_id, "a's trace stays a's");
+}
+
+#[test]
+fn a_server_span_without_evidence_keeps_the_kernels_fresh_trace_and_no_parent() {
+    let mut st = stitcher();
+    let s = st.server_request(
+        origin(2, 7, tuple(S, "10.0.0.9:1"), 0, 10),
+        None,
+        Some(KernelIds::Server { trace_id: tid(9) }),
+    );
+    assert_eq!((s.trace_id, s.parent_span_id, s.link), (tid(9), 0, None));
+}
+
+fn in_ns(mut o: Origin, netns: u32) -> Origin {
+    o.netns = netns;
+    o
+}
+
+#[test]
+fn identical_loopback_tuples_in_two_namespaces_do_not_join() {
+    let mut st = stitcher();
+    let c = st.client_request(in_ns(origin(1, 1, tuple(C, S), 0, 10), 100), None, None);
+    let other = st.server_request(in_ns(origin(2, 2, tuple(S, C), 0, 11), 200), None, None);
+    assert_eq!(other.parent_span_id, 0, "another namespace's 127.0.0.1");
+    let same = st.server_request(in_ns(origin(3, 3, tuple(S, C), 0, 12), 100), None, None);
+    assert_eq!((same.parent_span_id, same.link), (c.span_id, Some(Link::SameHostTuple)));
+    // Addresses other than loopback join across namespaces of one host (a veth pair).
+    let c2 = st.client_request(in_ns(origin(1, 1, tuple("10.0.0.1:4000", "10.0.0.2:80"), 0, 13), 100), None, None);
+    let s2 = st.server_request(in_ns(origin(4, 4, tuple("10.0.0.2:80", "10.0.0.1:4000"), 0, 14), 300), None, None);
+    assert_eq!(s2.parent_span_id, c2.span_id);
+}
+
+#[test]
+fn a_closed_connections_entries_never_meet_a_later_connection_with_the_same_tuple() {
+    let mut st = stitcher();
+    // The client's request 0 whose server side is never seen; then the client closes.
+    st.client_request(origin(1, 1, tuple(C, S), 0, 10), None, None);
+    st.closed(0, tuple(C, S), 20);
+    let mut out = Vec::new();
+    st.drain(20 + 100, false, &mut out);
+    assert_eq!(st.pending_joins(), 0, "forgotten once the hold after close is over");
+    assert_eq!(st.expired(JoinDropped::Closed), 1);
+    // A later connection with the same tuple: its server request 0 finds nothing old.
+    let s = st.server_request(origin(2, 2, tuple(S, C), 0, 130), None, None);
+    assert_eq!(s.parent_span_id, 0);
+}
+
+#[test]
+fn a_request_on_a_new_connection_clears_the_closed_one_with_the_same_key() {
+    let mut st = stitcher();
+    st.client_request(origin(1, 1, tuple(C, S), 0, 10), None, None);
+    st.closed(0, tuple(C, S), 20);
+    // Within the hold, the same tuple is reused and its request 0 is sent.
+    let c = st.client_request(origin(1, 1, tuple(C, S), 0, 30), None, None);
+    assert_eq!(st.expired(JoinDropped::Closed), 1);
+    let s = st.server_request(origin(2, 2, tuple(S, C), 0, 31), None, None);
+    assert_eq!(s.parent_span_id, c.span_id, "the new connection's request 0");
+}
+
+#[test]
+fn the_server_may_read_after_the_client_closed_within_the_hold() {
+    let mut st = stitcher();
+    let c = st.client_request(origin(1, 1, tuple(C, S), 0, 10), None, None);
+    st.closed(0, tuple(C, S), 11);
+    let s = st.server_request(origin(2, 2, tuple(S, C), 0, 12), None, None);
+    assert_eq!(s.parent_span_id, c.span_id);
+}
+
+#[test]
+fn an_unaligned_connection_makes_no_same_host_join() {
+    let mut st = stitcher();
+    let mut o = origin(1, 1, tuple(C, S), 3, 10);
+    o.aligned = false;
+    st.client_request(o, None, None);
+    // The other end's request 3 is another request than the client's (counts drifted).
+    let s = st.server_request(origin(2, 2, tuple(S, C), 3, 11), None, None);
+    assert_eq!(s.parent_span_id, 0);
+    let mut o = origin(2, 2, tuple(S, C), 4, 12);
+    o.aligned = false;
+    st.client_request(origin(1, 1, tuple(C, S), 4, 12), None, None);
+    let s = st.server_request(o, None, None);
+    assert_eq!(s.parent_span_id, 0);
+    assert_eq!(st.expired(JoinDropped::Unaligned), 2);
+}
+
+#[test]
+fn figures_count_spans_by_link_ambiguous_and_orphaned() {
+    let mut st = stitcher();
+    let a = st.server_request(origin(2, 7, tuple(S, "127.0.0.1:1"), 0, 10), None, None);
+    let child = st.client_request(origin(2, 7, tuple("127.0.0.1:5", "127.0.0.1:6379"), 0, 11), None, None);
+    let _b = st.server_request(origin(2, 7, tuple(S, "127.0.0.1:2"), 0, 12), None, None);
+    let unclear = st.client_request(origin(2, 7, tuple("127.0.0.1:5", "127.0.0.1:6379"), 1, 13), None, None);
+    for ids in [a, child, unclear] {
+        let mut sp = span(&ids);
+        if let Some(t) = sp.traced_mut() {
+            t.ambiguous = ids.ambiguous;
+        }
+        st.finish(sp, 14);
+    }
+    let mut out = Vec::new();
+    st.drain(1_000, true, &mut out);
+    let f = st.figures();
+    let thread = Link::ALL.iter().position(|l| *l == Link::Thread).unwrap();
+    assert_eq!(f.by_link[thread], 1);
+    assert_eq!(f.by_link[Link::ALL.len()], 2, "no link: the root and the unclear call");
+    assert_eq!((f.ambiguous, f.orphaned), (1, 2));
 }

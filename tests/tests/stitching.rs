@@ -1,0 +1,248 @@
+//! Reference topologies for stitching, scored per request: services that serve many requests
+//! at once (a Node.js event loop, a Python thread pool, a Python asyncio loop) call a real
+//! redis-server and mariadb with the request id in the Redis key and the SQL literal
+//! (redaction off). Each client span is scored against the server span of its own request:
+//! right parent, no parent, or wrong (another parent, or no parent but another request's
+//! trace). A wrong parent is worse than a missing one: every topology asserts wrong = 0 and
+//! prints the three figures.
+
+use std::{
+    collections::HashMap,
+    io::{Read, Write},
+    net::TcpStream,
+    path::Path,
+    process::{Command, Stdio},
+    time::{Duration, Instant},
+};
+
+use serde_json::Value;
+use tracer_tests::{
+    daemon::{Daemon, free_port},
+    servers::{self, Server},
+    wait_for,
+};
+
+const TIMEOUT: Duration = Duration::from_secs(60);
+
+fn spans(d: &Daemon) -> Vec<Value> {
+    d.json_lines().into_iter().filter(|v| v.get("spanId").is_some()).collect()
+}
+
+fn tag<'a>(s: &'a Value, key: &str) -> &'a Value {
+    &s["tags"][key]
+}
+
+/// The request id in `req:<id>` inside a statement or target.
+fn request_id(text: &str) -> Option<u32> {
+    let at = text.find("req:")? + 4;
+    let digits: String = text[at..].chars().take_while(char::is_ascii_digit).collect();
+    digits.parse().ok()
+}
+
+/// The request id of a server span for `GET /r/<id>`.
+fn target_id(s: &Value) -> Option<u32> {
+    tag(s, "http.target").as_str()?.strip_prefix("/r/")?.parse().ok()
+}
+
+#[derive(Debug, Default, Clone, Copy, PartialEq)]
+struct Score {
+    right: usize,
+    none: usize,
+    wrong: usize,
+}
+
+impl Score {
+    fn total(&self) -> usize {
+        self.right + self.none + self.wrong
+    }
+}
+
+/// Scores the client spans of `service` for `system` (`redis`, `mysql`) whose statement names
+/// a request of `ids`.
+fn score(all: &[Value], service: &str, system: &str, ids: std::ops::Range<u32>) -> (Score, Vec<String>) {
+    let servers: HashMap<u32, &Value> = all
+        .iter()
+        .filter(|s| s["service"] == service && s["kind"] == "server")
+        .filter_map(|s| target_id(s).filter(|id| ids.contains(id)).map(|id| (id, s)))
+        .collect();
+    let mut sc = Score::default();
+    let mut wrong = Vec::new();
+    for c in all.iter().filter(|s| s["service"] == service && s["kind"] == "client" && tag(s, "db.system") == system) {
+        let Some(id) = tag(c, "db.statement").as_str().and_then(request_id).filter(|id| ids.contains(id)) else {
+            continue;
+        };
+        let own = servers.get(&id);
+        let parent = c["parentSpanId"].as_str().filter(|p| !p.is_empty() && *p != "0000000000000000");
+        match parent {
+            Some(p) if own.is_some_and(|s| s["spanId"] == p && s["traceId"] == c["traceId"]) => sc.right += 1,
+            None if !servers.iter().any(|(other, s)| *other != id && s["traceId"] == c["traceId"]) => sc.none += 1,
+            _ => {
+                sc.wrong += 1;
+                wrong.push(format!("{c}\n  own server: {own:?}"));
+            }
+        }
+    }
+    (sc, wrong)
+}
+
+/// `n` concurrent `GET /r/<id>` on `port`, ids `first..first+n`, each on its own connection;
+/// returns how many answered 200.
+fn concurrent_requests(port: u16, first: u32, n: u32) -> usize {
+    let handles: Vec<_> = (first..first + n)
+        .map(|id| {
+            std::thread::spawn(move || {
+                let Ok(mut s) = TcpStream::connect(("127.0.0.1", port)) else { return false };
+                let _ = s.set_read_timeout(Some(Duration::from_secs(20)));
+                let req = format!("GET /r/{id} HTTP/1.1\r\nHost: t\r\nConnection: close\r\n\r\n");
+                if s.write_all(req.as_bytes()).is_err() {
+                    return false;
+                }
+                let mut out = String::new();
+                let _ = s.read_to_string(&mut out);
+                out.starts_with("HTTP/1.1 200") || out.starts_with("HTTP/1.0 200")
+            })
+        })
+        .collect();
+    handles.into_iter().map(|h| h.join().unwrap_or(false)).filter(|ok| *ok).count()
+}
+
+/// Waits until every request's client spans of `systems` are out (`per_request` each), then
+/// scores them. Spans still missing at the deadline are reported; at least 90 % must be there.
+fn wait_scored(
+    d: &Daemon,
+    service: &str,
+    systems: &[(&str, usize)],
+    ids: std::ops::Range<u32>,
+) -> Vec<(String, Score)> {
+    let n = ids.len();
+    let deadline = Instant::now() + TIMEOUT;
+    let ready = loop {
+        let all = spans(d);
+        let scores: Vec<(String, Score, Vec<String>)> = systems
+            .iter()
+            .map(|(sys, _)| {
+                let (sc, wrong) = score(&all, service, sys, ids.clone());
+                (sys.to_string(), sc, wrong)
+            })
+            .collect();
+        let complete = scores.iter().zip(systems).all(|((_, sc, _), (_, per))| sc.total() >= n * per);
+        if complete || Instant::now() >= deadline {
+            break scores;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    };
+    let mut out = Vec::new();
+    for ((sys, sc, wrong), (_, per)) in ready.into_iter().zip(systems) {
+        println!(
+            "stitching {service} → {sys}: right {} / none {} / wrong {} of {} client spans ({} expected)",
+            sc.right,
+            sc.none,
+            sc.wrong,
+            sc.total(),
+            n * per
+        );
+        assert!(wrong.is_empty(), "{service} → {sys}: {} wrong parents:\n{}", wrong.len(), wrong.join("\n"));
+        assert!(sc.total() * 10 >= n * per * 9, "{service} → {sys}: too few client spans came out: {sc:?}");
+        out.push((sys, sc));
+    }
+    out
+}
+
+fn node_dir() -> std::path::PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("node")
+}
+
+fn node_service(port: u16, redis: &Server, service: &str) -> Server {
+    assert!(
+        node_dir().join("node_modules/redis").exists(),
+        "tests/node/node_modules is missing: run `cargo xtask setup` (npm ci)"
+    );
+    let mut child = Command::new("node")
+        .current_dir(node_dir())
+        .args(["stitch_service.js", "--port", &port.to_string(), "--redis", &redis.port.to_string()])
+        .env("OTEL_SERVICE_NAME", service)
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("starting node (Debian's nodejs, installed by `cargo xtask setup`)");
+    wait_for(TIMEOUT, "the node service to listen", || {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("the node service exited with {status}");
+        }
+        TcpStream::connect(("127.0.0.1", port)).ok().map(|_| ())
+    });
+    Server::from_child(child, port)
+}
+
+fn daemon() -> Daemon {
+    Daemon::start(&["--output", "json", "--no-redact"])
+}
+
+fn metric_sum(d: &Daemon, name: &str) -> f64 {
+    d.metrics()
+        .lines()
+        .filter(|l| l.starts_with(name))
+        .filter_map(|l| l.rsplit(' ').next().and_then(|v| v.parse::<f64>().ok()))
+        .sum()
+}
+
+#[test]
+fn node_event_loop_with_redis_never_gets_a_wrong_parent() {
+    let d = daemon();
+    let redis = servers::redis();
+    let svc = node_service(free_port(), &redis, "stitch-node");
+    // One request alone first: its calls are provably its own.
+    assert_eq!(concurrent_requests(svc.port, 1, 1), 1);
+    assert_eq!(concurrent_requests(svc.port, 100, 40), 40, "40 concurrent requests answered");
+    let alone = wait_scored(&d, "stitch-node", &[("redis", 2)], 1..2);
+    let scored = wait_scored(&d, "stitch-node", &[("redis", 2)], 100..140);
+    assert_eq!(alone[0].1.right, 2, "a request served alone: its SET and GET are its children");
+    assert_eq!(scored[0].1.wrong, 0);
+    // The figures are on /metrics.
+    let m = d.metrics();
+    for link in ["traceparent", "uber-trace-id", "sql-comment", "tcp-option", "same-host-tuple", "thread", "none"] {
+        assert!(m.contains(&format!("tracer_stitch_spans_total{{link=\"{link}\"}}")), "{link} in /metrics");
+    }
+    assert!(d.metric("tracer_stitch_spans_total{link=\"thread\"}") >= 2.0);
+    assert!(d.metric("tracer_stitch_ambiguous_total") >= 1.0, "concurrent requests on one loop are ambiguous");
+    assert!(metric_sum(&d, "tracer_stitch_orphaned_total") >= 1.0);
+}
+
+fn python_stitch_service(mode: &str, redis: &Server, mysql: &Server, service: &str) -> Server {
+    let args = vec![
+        "--redis".to_string(),
+        redis.port.to_string(),
+        "--mysql".into(),
+        mysql.port.to_string(),
+        "--mode".into(),
+        mode.into(),
+    ];
+    servers::python_service("stitch_service.py", free_port(), &args, &[("OTEL_SERVICE_NAME", service)])
+}
+
+#[test]
+fn python_thread_pool_with_redis_and_mysql_never_gets_a_wrong_parent() {
+    let d = daemon();
+    let redis = servers::redis();
+    let mysql = servers::mariadb();
+    let svc = python_stitch_service("thread", &redis, &mysql, "stitch-pythreads");
+    assert_eq!(concurrent_requests(svc.port, 200, 16), 16, "16 concurrent requests answered");
+    let scored = wait_scored(&d, "stitch-pythreads", &[("redis", 2), ("mysql", 1)], 200..216);
+    for (sys, sc) in &scored {
+        assert_eq!(sc.wrong, 0);
+        // A thread per connection: thread causality proves most calls.
+        assert!(sc.right * 10 >= sc.total() * 9, "{sys}: at least 90 % under their own request: {sc:?}");
+    }
+}
+
+#[test]
+fn python_asyncio_with_redis_and_mysql_never_gets_a_wrong_parent() {
+    let d = daemon();
+    let redis = servers::redis();
+    let mysql = servers::mariadb();
+    let svc = python_stitch_service("asyncio", &redis, &mysql, "stitch-pyasyncio");
+    assert_eq!(concurrent_requests(svc.port, 300, 16), 16, "16 concurrent requests answered");
+    let scored = wait_scored(&d, "stitch-pyasyncio", &[("redis", 2), ("mysql", 1)], 300..316);
+    for (_, sc) in &scored {
+        assert_eq!(sc.wrong, 0);
+    }
+}
