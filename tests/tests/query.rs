@@ -140,6 +140,24 @@ fn the_failing_hop_is_found_through_jaegers_query_api() {
     let (cs, cd) = (lpop["startTime"].as_i64().unwrap(), lpop["duration"].as_i64().unwrap());
     assert!(cs >= ps && cs + cd <= ps + pd + 1);
 
+    // The same trace through v3, as OTLP JSON with 32-hex ids.
+    let v3 = get_json(&addr, &format!("/api/v3/traces/{id}"));
+    let otlp: Vec<&Value> = v3["result"]["resourceSpans"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|r| r["scopeSpans"][0]["spans"].as_array().unwrap())
+        .collect();
+    assert_eq!(otlp.len(), t["spans"].as_array().unwrap().len());
+    let v3_root = otlp.iter().find(|s| s["spanId"] == root_id).unwrap();
+    assert_eq!(v3_root["traceId"].as_str().unwrap().len(), 32);
+    assert_eq!(v3_root["kind"], 2);
+    let v3_lpop = otlp.iter().find(|s| s["spanId"] == lpop["spanID"]).unwrap();
+    assert_eq!(v3_lpop["parentSpanId"], root_id);
+    assert_eq!(v3_lpop["status"]["code"], 2);
+    let services = get_json(&addr, "/api/v3/services");
+    assert!(services["services"].as_array().unwrap().iter().any(|s| s == "query-a"));
+
     let (status, body) = get(&addr, "/api/traces/00000000000000000000000000000001");
     assert_eq!(status, 404, "{body}");
     let v: Value = serde_json::from_str(&body).unwrap();

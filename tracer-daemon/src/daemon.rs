@@ -173,7 +173,7 @@ pub async fn run(inv: Invocation) -> anyhow::Result<()> {
             .route("GET", "/readyz", move |_| readiness(&ready));
         let mut router = deps::api::routes(router, graph.clone());
         if let Some(s) = &trace_store {
-            router = store::api::routes(router, s.clone());
+            router = store::v3::routes(store::api::routes(router, s.clone()), s.clone());
         }
         let router = Arc::new(router);
         tokio::spawn(api::serve(listener, router, stop_rx.clone()));

@@ -10,6 +10,7 @@
 pub mod api;
 pub mod json;
 mod traces;
+pub mod v3;
 
 #[cfg(test)]
 mod tests;

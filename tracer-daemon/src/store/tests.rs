@@ -389,3 +389,70 @@ async fn the_feed_renders_and_stores_spans_off_the_caller() {
     }
     assert!(store.lock().trace(TraceId { high: 0, low: 5 }).is_some());
 }
+
+#[test]
+fn v3_answers_services_operations_and_otlp_traces() {
+    use super::v3;
+    let store = shared();
+    let router = v3::routes(crate::api::Router::new(), store.clone());
+    let (r, _) = router.handle(&get("/api/v3/services"));
+    assert_eq!(body(&r), json!({"services": ["redis", "service-a"]}));
+    let (r, _) = router.handle(&get("/api/v3/operations?service=service-a&span_kind=client"));
+    assert_eq!(body(&r), json!({"operations": [{"name": "redis LPOP", "spanKind": "client"}]}));
+    let (r, _) = router.handle(&get("/api/v3/traces/abc"));
+    assert_eq!(r.status, 200);
+    let v = body(&r);
+    let rs = v["result"]["resourceSpans"].as_array().unwrap();
+    assert_eq!(rs.len(), 2, "one resource per process");
+    assert_eq!(
+        rs[0]["resource"]["attributes"][0],
+        json!({"key": "service.name", "value": {"stringValue": "service-a"}})
+    );
+    let spans = rs[0]["scopeSpans"][0]["spans"].as_array().unwrap();
+    let root = spans.iter().find(|s| s["name"] == "GET /fail").unwrap();
+    assert_eq!(root["traceId"], "00000000000000000000000000000abc", "32 hex digits");
+    assert_eq!(root["spanId"], "0000000000000001");
+    assert_eq!(root["parentSpanId"], "");
+    assert_eq!(root["kind"], 2);
+    assert_eq!(root["startTimeUnixNano"], "1000000");
+    assert_eq!(root["endTimeUnixNano"], "1900000");
+    assert_eq!(root["attributes"][0], json!({"key": "http.status_code", "value": {"intValue": "200"}}));
+    let lpop = spans.iter().find(|s| s["name"] == "redis LPOP").unwrap();
+    assert_eq!(lpop["parentSpanId"], "0000000000000001");
+    assert_eq!(lpop["kind"], 3);
+    assert_eq!(lpop["status"]["code"], 2);
+    assert_eq!(lpop["events"][0]["name"], "error");
+    assert_eq!(lpop["events"][0]["timeUnixNano"], "1140000");
+    let app = &rs[1]["scopeSpans"][0]["spans"][0];
+    assert_eq!(app["links"][0]["spanId"], "0000000000000001", "FOLLOWS_FROM becomes a link");
+    assert_eq!(router.handle(&get("/api/v3/traces/123")).0.status, 404);
+
+    let search = "/api/v3/traces?query.service_name=service-a&query.attributes=%7B%22error%22%3A%22true%22%7D\
+                  &query.start_time_min=1970-01-01T00:00:00Z&query.start_time_max=1970-01-01T00:00:01Z";
+    let (r, _) = router.handle(&get(search));
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let v = body(&r);
+    let names: Vec<&Value> = v["result"]["resourceSpans"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|r| r["scopeSpans"][0]["spans"].as_array().unwrap())
+        .map(|s| &s["name"])
+        .collect();
+    assert_eq!(names.len(), 3, "the error trace, whole: {names:?}");
+    let (r, _) = router.handle(&get("/api/v3/traces?query.service_name=nobody"));
+    assert_eq!((r.status, body(&r)["error"]["httpCode"].clone()), (404, json!(404)));
+    assert_eq!(router.handle(&get("/api/v3/traces")).0.status, 400, "the service is required");
+}
+
+#[test]
+fn rfc3339_times_parse_to_micros() {
+    use super::v3::rfc3339_us;
+    assert_eq!(rfc3339_us("1970-01-01T00:00:00Z"), Some(0));
+    assert_eq!(rfc3339_us("2024-01-15T10:30:00.5Z"), Some(1_705_314_600_500_000));
+    assert_eq!(rfc3339_us("2024-01-15T12:30:00.000000001+02:00"), Some(1_705_314_600_000_000));
+    assert_eq!(rfc3339_us("2000-02-29T00:00:00-00:30"), Some(951_784_200_000_000));
+    for bad in ["", "2024-01-15", "2024-13-01T00:00:00Z", "2024-01-15T10:30:00", "2024-01-15T10:30:00.Z"] {
+        assert_eq!(rfc3339_us(bad), None, "{bad:?}");
+    }
+}
