@@ -8,6 +8,7 @@
 //! | `GET /api/operations?service=S[&spanKind=K]` | `[{name, spanKind}]` |
 //! | `GET /api/traces?service=…` | traces matching a search (below) |
 //! | `GET /api/traces/{traceID}` | one trace; 404 with `errors` when not held |
+//! | `GET /traces` | the search and trace page ([`super::page`]) |
 //!
 //! Search parameters: `service`, `operation`, `tags` (a JSON object `{"k":"v"}` or `k:v`, as
 //! Jaeger UI sends them; also repeated `tag=k:v`), `start` / `end` (Unix epoch µs),
@@ -47,6 +48,7 @@ pub fn routes(router: Router, store: SharedStore) -> Router {
         .route("GET", "/api/operations", move |req| operations(&s3, req))
         .route("GET", "/api/traces", move |req| search(&s4, req, now_us()))
         .route_prefix("GET", "/api/traces/", move |req| trace_by_id(&s5, req))
+        .route("GET", "/traces", |_| super::page::response())
 }
 
 pub fn services(store: &SharedStore) -> Response {

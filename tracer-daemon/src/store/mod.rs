@@ -9,6 +9,7 @@
 
 pub mod api;
 pub mod json;
+pub mod page;
 mod traces;
 pub mod v3;
 

@@ -456,3 +456,18 @@ fn rfc3339_times_parse_to_micros() {
         assert_eq!(rfc3339_us(bad), None, "{bad:?}");
     }
 }
+
+#[test]
+fn the_trace_page_is_self_contained_and_sets_text_only() {
+    let router = api::routes(crate::api::Router::new(), shared());
+    let (r, _) = router.handle(&get("/traces"));
+    assert_eq!((r.status, r.content_type.as_str()), (200, "text/html; charset=utf-8"));
+    let page = String::from_utf8(r.body).unwrap();
+    for external in ["<script src", "<link", "@import", "https://", "http://cdn", "url("] {
+        assert!(!page.contains(external), "the page loads nothing from elsewhere ({external})");
+    }
+    assert!(!page.contains("innerHTML"), "text from traffic is never parsed as HTML");
+    for used in ["api/services", "api/traces?", "api/traces/", "tracer.link", "error began here"] {
+        assert!(page.contains(used), "{used}");
+    }
+}
