@@ -45,6 +45,20 @@ fn get_json(addr: &str, path: &str) -> Value {
     serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {path}: {e}: {body}"))
 }
 
+/// The DOM of `url` after headless chromium ran its scripts (network requests included).
+fn browser_dom(url: &str) -> String {
+    let profile = std::env::temp_dir().join(format!("tracer-query-chromium-{}", std::process::id()));
+    let out = Command::new("chromium")
+        .args(["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .args(["--virtual-time-budget=10000", "--dump-dom", url])
+        .output()
+        .expect("running chromium");
+    let _ = std::fs::remove_dir_all(&profile);
+    assert!(out.status.success(), "chromium: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
 fn tag<'a>(span: &'a Value, key: &str) -> &'a Value {
     span["tags"].as_array().and_then(|tags| tags.iter().find(|t| t["key"] == key)).map_or(&Value::Null, |t| &t["value"])
 }
@@ -157,6 +171,18 @@ fn the_failing_hop_is_found_through_jaegers_query_api() {
     assert_eq!(v3_lpop["status"]["code"], 2);
     let services = get_json(&addr, "/api/v3/services");
     assert!(services["services"].as_array().unwrap().iter().any(|s| s == "query-a"));
+
+    // The trace page, in a real headless browser: the waterfall marks the failing hop and the
+    // detail pane shows its error and link evidence.
+    let dom = browser_dom(&format!("http://{addr}/traces#trace={id}"));
+    assert!(dom.contains("row err origin"), "the span where the error began is called out: {dom}");
+    assert!(dom.contains("WRONGTYPE"), "the detail pane shows the error: {dom}");
+    let at = dom.find("row err origin").unwrap();
+    let origin_id = dom[at..].split("data-span=\"").nth(1).and_then(|r| r.split('"').next()).unwrap();
+    let origin = t["spans"].as_array().unwrap().iter().find(|s| s["spanID"] == origin_id).unwrap();
+    eprintln!("the page calls out {} of {}", origin["operationName"], service(t, origin));
+    assert!(tag(origin, "error.message").as_str().unwrap_or("").starts_with("WRONGTYPE"), "{origin}");
+    assert!(dom.contains("parent link"), "and the link evidence");
 
     let (status, body) = get(&addr, "/api/traces/00000000000000000000000000000001");
     assert_eq!(status, 404, "{body}");
