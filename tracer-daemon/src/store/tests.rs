@@ -471,3 +471,54 @@ fn the_trace_page_is_self_contained_and_sets_text_only() {
         assert!(page.contains(used), "{used}");
     }
 }
+
+/// Fills a default-sized store and prints resident growth against the accounting and search
+/// times: `cargo test -p tracer-daemon --release --lib measure_a_full -- --ignored --nocapture`.
+#[test]
+#[ignore = "measurement"]
+fn measure_a_full_default_store() {
+    let rss = || {
+        let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
+        statm.split_whitespace().nth(1).unwrap().parse::<usize>().unwrap() * 4096
+    };
+    let rss0 = rss();
+    let (mut s, c) = store(crate::config::store::DEFAULT_STORE_BYTES);
+    let ps: Vec<_> = (0..20).map(|i| process(&format!("svc-{i}"))).collect();
+    let t0 = std::time::Instant::now();
+    let mut n = 0u64;
+    while c.evicted.get() < 1000 {
+        n += 1;
+        for i in 0..14u64 {
+            let p = &ps[((n + i) % 20) as usize];
+            let mut sp =
+                span(n, n * 100 + i, if i == 0 { 0 } else { n * 100 }, p, "GET /checkout", n as i64, 10 + i as i64);
+            for k in 0..12 {
+                sp.tags.push(Tag::str(format!("tag.{k}"), "some value of moderate length"));
+            }
+            if i == 3 && n.is_multiple_of(10) {
+                sp = with_error(sp);
+            }
+            s.insert(sp);
+        }
+    }
+    let insert = t0.elapsed();
+    eprintln!("resident growth {} bytes for {} accounted", rss() - rss0, s.bytes());
+    let t1 = std::time::Instant::now();
+    let all = s.search(&q(20)).len();
+    let t_all = t1.elapsed();
+    let t2 = std::time::Instant::now();
+    let errs =
+        s.search(&Query { service: Some("svc-3".into()), tags: vec![("error".into(), "true".into())], ..q(20) }).len();
+    let t_err = t2.elapsed();
+    let t3 = std::time::Instant::now();
+    let tag = s.search(&Query { tags: vec![("tag.11".into(), "nope".into())], ..q(20) }).len();
+    let t_tag = t3.elapsed();
+    eprintln!(
+        "{} traces, {} spans, {} bytes; {} spans inserted in {insert:?} ({:?}/span); search all {t_all:?} ({all}), service+error {t_err:?} ({errs}), unmatched tag {t_tag:?} ({tag})",
+        s.trace_count(),
+        s.span_count(),
+        s.bytes(),
+        n * 14,
+        insert / (n as u32 * 14)
+    );
+}

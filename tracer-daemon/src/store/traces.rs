@@ -248,33 +248,39 @@ fn is_error(s: &JaegerSpan) -> bool {
     })
 }
 
+/// What an allocation of `n` bytes takes from the allocator: a header and 16-byte rounding,
+/// at least 32 bytes (glibc's malloc; mimalloc's size classes are no larger).
+fn alloc(n: usize) -> usize {
+    if n == 0 { 0 } else { (n + 8).next_multiple_of(16).max(32) }
+}
+
 fn tag_bytes(t: &Tag) -> usize {
     size_of::<Tag>()
-        + t.key.capacity()
+        + alloc(t.key.capacity())
         + match &t.value {
-            TagValue::Str(s) => s.capacity(),
-            TagValue::Binary(b) => b.capacity(),
+            TagValue::Str(s) => alloc(s.capacity()),
+            TagValue::Binary(b) => alloc(b.capacity()),
             _ => 0,
         }
 }
 
 fn log_bytes(l: &Log) -> usize {
-    size_of::<Log>() + l.fields.iter().map(tag_bytes).sum::<usize>()
+    size_of::<Log>() + alloc(l.fields.capacity() * size_of::<Tag>()) - l.fields.len() * size_of::<Tag>()
+        + l.fields.iter().map(tag_bytes).sum::<usize>()
 }
 
 /// Heap bytes a span owns beyond its own slot in the trace's Vec (which is charged there).
 fn span_bytes(s: &JaegerSpan) -> usize {
-    s.operation.capacity()
-        + s.tags.capacity().saturating_sub(s.tags.len()) * size_of::<Tag>()
+    alloc(s.operation.capacity()) + alloc(s.tags.capacity() * size_of::<Tag>()) - s.tags.len() * size_of::<Tag>()
         + s.tags.iter().map(tag_bytes).sum::<usize>()
+        + alloc(s.logs.capacity() * size_of::<Log>())
         + s.logs.iter().map(log_bytes).sum::<usize>()
-        + s.references.capacity() * size_of::<SpanRef>()
+        + alloc(s.references.capacity() * size_of::<SpanRef>())
 }
 
 fn process_bytes(p: &Process) -> usize {
     // The Arc's counts and the Process itself.
-    16 + size_of::<Process>()
-        + p.service_name.capacity()
-        + p.tags.capacity().saturating_sub(p.tags.len()) * size_of::<Tag>()
+    alloc(16 + size_of::<Process>()) + alloc(p.service_name.capacity()) + alloc(p.tags.capacity() * size_of::<Tag>())
+        - p.tags.len() * size_of::<Tag>()
         + p.tags.iter().map(tag_bytes).sum::<usize>()
 }
