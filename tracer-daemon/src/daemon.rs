@@ -23,6 +23,7 @@ use crate::{
     protocol::Redaction,
     reader::{self, clock::WallClock},
     stitch::{StitchConfig, Stitcher},
+    store,
 };
 
 #[derive(clap::Parser, Debug)]
@@ -90,8 +91,15 @@ pub async fn run(inv: Invocation) -> anyhow::Result<()> {
 
     let host = export::HostInfo::detect().with_tags(cfg.export.parsed_host_tags()?);
     let exporter = export::Pipeline::spawn(&cfg.export, host.clone(), registry.clone())?;
+    let (trace_store, feed) = start_store(&cfg.store, &registry);
     let app_graph = graph.clone();
-    let observer: agent::SpanObserver = Arc::new(move |span| app_graph.observe_app(span));
+    let app_feed = feed.clone();
+    let observer: agent::SpanObserver = Arc::new(move |span| {
+        app_graph.observe_app(span);
+        if let Some(f) = &app_feed {
+            f.offer(span);
+        }
+    });
     let agent = agent::spawn_observed(&cfg.export, &host, exporter.sender.clone(), registry.clone(), Some(observer))
         .await
         .context("starting the agent listeners")?;
@@ -163,7 +171,11 @@ pub async fn run(inv: Invocation) -> anyhow::Result<()> {
                 )
             })
             .route("GET", "/readyz", move |_| readiness(&ready));
-        let router = Arc::new(deps::api::routes(router, graph.clone()));
+        let mut router = deps::api::routes(router, graph.clone());
+        if let Some(s) = &trace_store {
+            router = store::v3::routes(store::api::routes(router, s.clone()), s.clone());
+        }
+        let router = Arc::new(router);
         tokio::spawn(api::serve(listener, router, stop_rx.clone()));
         tracing::info!(addr = %cfg.metrics_addr, "admin endpoint listening");
     }
@@ -202,6 +214,9 @@ pub async fn run(inv: Invocation) -> anyhow::Result<()> {
         stitcher,
         Box::new(move |span| {
             span_graph.observe(&span);
+            if let Some(f) = &feed {
+                f.offer(&span);
+            }
             // A full queue drops and counts inside the sender.
             sender.try_send(span);
         }),
@@ -248,6 +263,22 @@ pub async fn run(inv: Invocation) -> anyhow::Result<()> {
         Some(e) => Err(e),
         None => Ok(()),
     }
+}
+
+/// The trace store and the queue feeding it, unless its budget is 0.
+fn start_store(
+    cfg: &crate::config::store::StoreConfig,
+    registry: &Registry,
+) -> (Option<store::SharedStore>, Option<store::Feed>) {
+    if cfg.max_bytes == 0 {
+        tracing::info!("trace store off");
+        return (None, None);
+    }
+    let counters = store::StoreCounters::register(registry, cfg.max_bytes);
+    let shared = store::SharedStore::new(store::TraceStore::new(cfg.max_bytes, counters.clone()));
+    let feed = store::spawn(shared.clone(), cfg.queue, &counters);
+    tracing::info!(max_bytes = cfg.max_bytes, "trace store on");
+    (Some(shared), Some(feed))
 }
 
 /// `/readyz`: the probes are attached (the endpoint starts after them) and, with pod lookup on,

@@ -21,4 +21,5 @@ pub mod protocol;
 pub mod reader;
 pub mod render;
 pub mod stitch;
+pub mod store;
 pub mod uprobes;

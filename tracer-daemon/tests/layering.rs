@@ -15,7 +15,7 @@
 //! | 5     | protocol                        | protocol parsers                                  |
 //! | 6     | stitch                          | parent links                                      |
 //! | 7     | assemble                        | spans from exchanges and library calls            |
-//! | 8     | export, deps                    | sinks: Jaeger export, the service graph           |
+//! | 8     | export, deps, store             | sinks: export, service graph, trace store         |
 //! | 9     | agent                           | Jaeger agent role (forwards into export)          |
 //! | 10    | pipeline                        | joins the stages                                  |
 //! | 11    | daemon                          | wiring and the command line                       |
@@ -44,6 +44,7 @@ const LAYERS: &[(&str, u32)] = &[
     ("assemble", 7),
     ("export", 8),
     ("deps", 8),
+    ("store", 8),
     ("agent", 9),
     ("pipeline", 10),
     ("daemon", 11),

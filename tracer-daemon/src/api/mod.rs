@@ -92,6 +92,8 @@ pub type Handler = dyn Fn(&Request) -> Response + Send + Sync + 'static;
 #[derive(Default)]
 pub struct Router {
     routes: Vec<(String, String, Arc<Handler>)>,
+    /// Routes matching every path under a prefix (e.g. `/api/traces/`), tried after exact ones.
+    prefixes: Vec<(String, String, Arc<Handler>)>,
 }
 
 impl Router {
@@ -107,6 +109,18 @@ impl Router {
         handler: impl Fn(&Request) -> Response + Send + Sync + 'static,
     ) -> Self {
         self.routes.push((method.to_ascii_uppercase(), path.to_owned(), Arc::new(handler)));
+        self
+    }
+
+    /// Adds a handler for `method` on every path that starts with `prefix` and is longer than
+    /// it (the handler reads the rest from `req.path`).
+    pub fn route_prefix(
+        mut self,
+        method: &str,
+        prefix: &str,
+        handler: impl Fn(&Request) -> Response + Send + Sync + 'static,
+    ) -> Self {
+        self.prefixes.push((method.to_ascii_uppercase(), prefix.to_owned(), Arc::new(handler)));
         self
     }
 
@@ -131,6 +145,17 @@ impl Router {
                 return (handler(req), None);
             }
             allowed.push(method);
+        }
+        if allowed.is_empty() {
+            for (method, prefix, handler) in &self.prefixes {
+                if req.path.len() <= prefix.len() || !req.path.starts_with(prefix.as_str()) {
+                    continue;
+                }
+                if *method == req.method {
+                    return (handler(req), None);
+                }
+                allowed.push(method);
+            }
         }
         if allowed.is_empty() {
             (Response::not_found(), None)
@@ -208,5 +233,22 @@ mod tests {
         assert_eq!((resp.status, allow.as_deref()), (405, Some("GET")));
         req.path = "/b".into();
         assert_eq!(r.handle(&req).0.status, 404);
+    }
+
+    #[test]
+    fn prefix_routes_take_what_exact_routes_do_not() {
+        let r =
+            Router::new()
+                .route("GET", "/t/x", |_| Response::text(200, "exact"))
+                .route_prefix("GET", "/t/", |req| Response::text(200, req.path.clone()));
+        let mut req = Request { method: "GET".into(), path: "/t/x".into(), ..Default::default() };
+        assert_eq!(r.handle(&req).0.body, b"exact");
+        req.path = "/t/abc".into();
+        assert_eq!(r.handle(&req).0.body, b"/t/abc");
+        req.path = "/t/".into();
+        assert_eq!(r.handle(&req).0.status, 404, "the prefix alone is not under it");
+        req.path = "/t/abc".into();
+        req.method = "POST".into();
+        assert_eq!(r.handle(&req).0.status, 405);
     }
 }

@@ -10,12 +10,14 @@ pub mod deps;
 pub mod export;
 pub mod filter;
 pub mod kubernetes;
+pub mod store;
 
 pub use filter::Filters;
 
 use self::deps::GraphConfig;
 use self::export::ExportConfig;
 use self::kubernetes::{KubernetesConfig, PodSource};
+use self::store::StoreConfig;
 
 /// Default address of `/metrics` and `/healthz` (the jaeger-agent admin port, on loopback).
 pub const DEFAULT_METRICS_ADDR: &str = "127.0.0.1:14271";
@@ -46,6 +48,8 @@ pub struct Config {
     pub deps: GraphConfig,
     /// Process metadata: `/proc` root and the Kubernetes pod source.
     pub kubernetes: KubernetesConfig,
+    /// Recent traces kept in memory for the query API (budget, hand-off queue).
+    pub store: StoreConfig,
 }
 
 #[derive(Clone, Debug, Deserialize, PartialEq)]
@@ -77,6 +81,7 @@ impl Default for Config {
             export: ExportConfig::default(),
             deps: GraphConfig::default(),
             kubernetes: KubernetesConfig::default(),
+            store: StoreConfig::default(),
         }
     }
 }
@@ -174,6 +179,9 @@ pub struct CliOverrides {
     /// Do not attach uprobes to the Redis and MySQL client libraries (socket probes only).
     #[arg(long)]
     pub no_uprobes: bool,
+    /// Memory budget of the trace store behind the query API, in bytes (default 64 MiB; 0 = off).
+    #[arg(long)]
+    pub store_bytes: Option<usize>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -295,6 +303,9 @@ impl Config {
         if o.no_uprobes {
             self.uprobes = false;
         }
+        if let Some(v) = o.store_bytes {
+            self.store.max_bytes = v;
+        }
         self.validate()?;
         Ok(self)
     }
@@ -315,6 +326,9 @@ impl Config {
             return Err(ConfigError::Invalid(
                 "deps: max_edges and max_pending must be at least 1, max_nodes at least 2".into(),
             ));
+        }
+        if self.store.max_bytes > 0 && self.store.queue == 0 {
+            return Err(ConfigError::Invalid("store: queue must be at least 1".into()));
         }
         if let Some(c) = self.filter.include_comms.iter().chain(&self.filter.exclude_comms).find(|c| c.len() > 15) {
             return Err(ConfigError::Invalid(format!("command name `{c}` is longer than the kernel's 15 bytes")));
@@ -338,6 +352,18 @@ mod tests {
         assert_eq!(c.deps, GraphConfig::default());
         assert!(c.propagate);
         assert_eq!(c.kubernetes, KubernetesConfig::default());
+        assert_eq!(c.store, StoreConfig::default());
+    }
+
+    #[test]
+    fn the_store_budget_comes_from_file_or_flag_and_zero_turns_it_off() {
+        assert_eq!(Config::default().store.max_bytes, store::DEFAULT_STORE_BYTES);
+        let c = Config::from_yaml("store:\n  max_bytes: 1000\n", Path::new("x.yaml")).unwrap();
+        assert_eq!(c.store.max_bytes, 1000);
+        let off = c.apply(&CliOverrides { store_bytes: Some(0), ..Default::default() }).unwrap();
+        assert_eq!(off.store.max_bytes, 0);
+        let bad = Config::from_yaml("store:\n  queue: 0\n", Path::new("x.yaml")).unwrap();
+        assert!(bad.apply(&CliOverrides::default()).unwrap_err().to_string().contains("queue"));
     }
 
     #[test]

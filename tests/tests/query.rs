@@ -1,0 +1,229 @@
+//! Jaeger's query API on the admin endpoint, end to end: curl calls service A, which calls a
+//! real redis-server, a real mariadb and HTTP service B. With no collector configured, the
+//! daemon's trace store answers `/api/services`, a search for errors and the trace by id, with
+//! every hop's parent reference and tags.
+
+use std::{
+    io::{Read, Write},
+    net::TcpStream,
+    process::Command,
+    time::Duration,
+};
+
+use serde_json::Value;
+use tracer_tests::{
+    daemon::Daemon,
+    servers::{self, ChainServices},
+    wait_for,
+};
+
+const TIMEOUT: Duration = Duration::from_secs(30);
+
+fn curl(url: &str) -> u16 {
+    let out = Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "20", url])
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).parse().unwrap_or(0)
+}
+
+/// `GET path` on the admin endpoint: the status and the body.
+fn get(addr: &str, path: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).expect("connecting to the admin endpoint");
+    s.set_read_timeout(Some(Duration::from_secs(10))).unwrap();
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").unwrap();
+    let mut out = String::new();
+    let _ = s.read_to_string(&mut out);
+    let (head, body) = out.split_once("\r\n\r\n").unwrap_or((&out, ""));
+    let status = head.split(' ').nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    (status, body.to_owned())
+}
+
+fn get_json(addr: &str, path: &str) -> Value {
+    let (status, body) = get(addr, path);
+    assert_eq!(status, 200, "GET {path}: {body}");
+    serde_json::from_str(&body).unwrap_or_else(|e| panic!("GET {path}: {e}: {body}"))
+}
+
+/// The DOM of `url` after headless chromium ran its scripts (network requests included).
+fn browser_dom(url: &str) -> String {
+    let profile = std::env::temp_dir().join(format!("tracer-query-chromium-{}", std::process::id()));
+    let out = Command::new("chromium")
+        .args(["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking"])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .args(["--virtual-time-budget=10000", "--dump-dom", url])
+        .output()
+        .expect("running chromium");
+    let _ = std::fs::remove_dir_all(&profile);
+    assert!(out.status.success(), "chromium: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn tag<'a>(span: &'a Value, key: &str) -> &'a Value {
+    span["tags"].as_array().and_then(|tags| tags.iter().find(|t| t["key"] == key)).map_or(&Value::Null, |t| &t["value"])
+}
+
+fn service<'a>(trace: &'a Value, span: &Value) -> &'a str {
+    trace["processes"][span["processID"].as_str().unwrap()]["serviceName"].as_str().unwrap_or("")
+}
+
+fn find<'a>(trace: &'a Value, svc: &str, kind: &str, op: &str) -> &'a Value {
+    trace["spans"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|s| service(trace, s) == svc && tag(s, "span.kind") == kind && s["operationName"] == op)
+        .unwrap_or_else(|| panic!("no {kind} span {op} of {svc} in {trace:#}"))
+}
+
+/// The span's CHILD_OF parent id (asserting the reference names the same trace).
+fn parent(span: &Value) -> &str {
+    let refs = span["references"].as_array().unwrap();
+    let r = refs.iter().find(|r| r["refType"] == "CHILD_OF").unwrap_or_else(|| panic!("no CHILD_OF: {span}"));
+    assert_eq!(r["traceID"], span["traceID"]);
+    r["spanID"].as_str().unwrap()
+}
+
+#[test]
+fn the_failing_hop_is_found_through_jaegers_query_api() {
+    // No collector: spans go to the console and the store.
+    let d = Daemon::start(&["--output", "json"]);
+    let ChainServices { a, b: _b, redis: _redis, mysql: _mysql } = servers::chain_services("query");
+    assert_eq!(curl(&format!("http://{}/fail", a.addr())), 500);
+    let addr = d.metrics_addr.clone();
+
+    let services = wait_for(TIMEOUT, "query-a and query-b in /api/services", || {
+        let v = get_json(&addr, "/api/services");
+        let names: Vec<String> = v["data"].as_array()?.iter().filter_map(|s| s.as_str().map(str::to_owned)).collect();
+        (names.iter().any(|n| n == "query-a") && names.iter().any(|n| n == "query-b")).then_some(v)
+    });
+    assert_eq!(services["total"].as_u64().unwrap() as usize, services["data"].as_array().unwrap().len());
+    assert!(services["errors"].is_null());
+    let ops = get_json(&addr, "/api/services/query-a/operations");
+    assert!(ops["data"].as_array().unwrap().iter().any(|o| o == "GET /fail"), "{ops}");
+
+    // The search Jaeger UI sends for errors of a service.
+    let search = "/api/traces?service=query-a&tags=%7B%22error%22%3A%22true%22%7D&lookback=1h&limit=20";
+    let id = wait_for(TIMEOUT, "an error trace of query-a with every hop", || {
+        let v = get_json(&addr, search);
+        let t = v["data"].as_array()?.iter().find(|t| {
+            let spans = t["spans"].as_array().unwrap();
+            let has = |svc: &str, kind: &str, op: &str| {
+                spans.iter().any(|s| service(t, s) == svc && tag(s, "span.kind") == kind && s["operationName"] == op)
+            };
+            has("query-a", "server", "GET /fail")
+                && has("query-a", "client", "redis LPOP")
+                && has("query-b", "server", "GET /boom")
+        })?;
+        Some(t["traceID"].as_str()?.to_owned())
+    });
+    assert!(id.len() == 16 || id.len() == 32, "{id}");
+
+    let v = get_json(&addr, &format!("/api/traces/{id}"));
+    assert_eq!(v["total"], 1);
+    assert!(v["errors"].is_null());
+    let t = &v["data"][0];
+    assert_eq!(t["traceID"], id.as_str());
+    let root = find(t, "query-a", "server", "GET /fail");
+    let root_id = root["spanID"].as_str().unwrap();
+    assert_eq!(tag(root, "error"), true);
+    assert_eq!(tag(root, "http.status_code"), 500);
+    assert_eq!(
+        root["tags"].as_array().unwrap().iter().find(|t| t["key"] == "http.status_code").unwrap()["type"],
+        "int64"
+    );
+    let lpop = find(t, "query-a", "client", "redis LPOP");
+    assert_eq!(parent(lpop), root_id, "redis LPOP is a child of A's request");
+    assert_eq!(tag(lpop, "error"), true);
+    assert_eq!(tag(lpop, "db.system"), "redis");
+    assert!(tag(lpop, "error.message").as_str().unwrap().starts_with("WRONGTYPE"), "{lpop}");
+    let to_b = find(t, "query-a", "client", "GET /boom");
+    assert_eq!(parent(to_b), root_id);
+    let boom = find(t, "query-b", "server", "GET /boom");
+    assert_eq!(parent(boom), to_b["spanID"].as_str().unwrap(), "B's server span is the client call's child");
+    assert_eq!(tag(boom, "error"), true);
+    for s in t["spans"].as_array().unwrap() {
+        assert_eq!(s["traceID"], id.as_str());
+        assert!(s["startTime"].as_i64().unwrap() > 1_600_000_000_000_000, "startTime in µs: {s}");
+        assert!(s["duration"].is_i64());
+        assert!(s["warnings"].is_null());
+        assert!(t["processes"][s["processID"].as_str().unwrap()]["serviceName"].is_string());
+    }
+    // A child lies within its parent.
+    let (ps, pd) = (root["startTime"].as_i64().unwrap(), root["duration"].as_i64().unwrap());
+    let (cs, cd) = (lpop["startTime"].as_i64().unwrap(), lpop["duration"].as_i64().unwrap());
+    assert!(cs >= ps && cs + cd <= ps + pd + 1);
+
+    // The same trace through v3, as OTLP JSON with 32-hex ids.
+    let v3 = get_json(&addr, &format!("/api/v3/traces/{id}"));
+    let otlp: Vec<&Value> = v3["result"]["resourceSpans"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .flat_map(|r| r["scopeSpans"][0]["spans"].as_array().unwrap())
+        .collect();
+    assert_eq!(otlp.len(), t["spans"].as_array().unwrap().len());
+    let v3_root = otlp.iter().find(|s| s["spanId"] == root_id).unwrap();
+    assert_eq!(v3_root["traceId"].as_str().unwrap().len(), 32);
+    assert_eq!(v3_root["kind"], 2);
+    let v3_lpop = otlp.iter().find(|s| s["spanId"] == lpop["spanID"]).unwrap();
+    assert_eq!(v3_lpop["parentSpanId"], root_id);
+    assert_eq!(v3_lpop["status"]["code"], 2);
+    let services = get_json(&addr, "/api/v3/services");
+    assert!(services["services"].as_array().unwrap().iter().any(|s| s == "query-a"));
+
+    // The trace page, in a real headless browser: the waterfall marks the failing hop and the
+    // detail pane shows its error and link evidence.
+    let dom = browser_dom(&format!("http://{addr}/traces#trace={id}"));
+    assert!(dom.contains("row err origin"), "the span where the error began is called out: {dom}");
+    assert!(dom.contains("WRONGTYPE"), "the detail pane shows the error: {dom}");
+    let at = dom.find("row err origin").unwrap();
+    let origin_id = dom[at..].split("data-span=\"").nth(1).and_then(|r| r.split('"').next()).unwrap();
+    let origin = t["spans"].as_array().unwrap().iter().find(|s| s["spanID"] == origin_id).unwrap();
+    eprintln!("the page calls out {} of {}", origin["operationName"], service(t, origin));
+    assert!(tag(origin, "error.message").as_str().unwrap_or("").starts_with("WRONGTYPE"), "{origin}");
+    assert!(dom.contains("parent link"), "and the link evidence");
+
+    let (status, body) = get(&addr, "/api/traces/00000000000000000000000000000001");
+    assert_eq!(status, 404, "{body}");
+    let v: Value = serde_json::from_str(&body).unwrap();
+    assert_eq!(v["errors"][0]["code"], 404);
+    assert!(d.metric("tracer_store_spans") >= 6.0);
+    assert_eq!(d.metric("tracer_store_dropped_total{reason=\"queue_full\"}"), 0.0);
+}
+
+#[test]
+fn a_small_budget_evicts_the_oldest_traces_and_stays_within_it() {
+    let budget = 100_000.0;
+    let d = Daemon::start(&["--output", "json", "--store-bytes", "100000"]);
+    let ChainServices { a, b: _b, redis: _redis, mysql: _mysql } = servers::chain_services("budget");
+    let requests = 40.0;
+    for _ in 0..40 {
+        assert_eq!(curl(&format!("http://{}/checkout", a.addr())), 200);
+    }
+    // Every request's trace is either held or was evicted (other host traffic adds traces too).
+    let (evicted, traces) = wait_for(TIMEOUT, "every trace held or evicted", || {
+        let evicted = d.metric("tracer_store_dropped_total{reason=\"evicted\"}");
+        let traces = d.metric("tracer_store_traces");
+        (evicted > 0.0 && evicted + traces >= requests).then_some((evicted, traces))
+    });
+    let bytes = d.metric("tracer_store_bytes");
+    assert!(bytes > 0.0 && bytes <= budget, "{bytes} bytes held, budget {budget}");
+    assert_eq!(d.metric("tracer_store_max_bytes"), budget);
+    eprintln!(
+        "store: {bytes} bytes, {traces} traces kept, {evicted} evicted, {} spans",
+        d.metric("tracer_store_spans")
+    );
+    assert!(traces >= 1.0);
+    // What is kept is still served.
+    let v = get_json(&d.metrics_addr, "/api/traces?service=budget-a&limit=1000");
+    let served = v["data"].as_array().unwrap().len();
+    assert!(served >= 1 && served as f64 <= traces, "{served} served, {traces} held");
+}
+
+#[test]
+fn a_budget_of_zero_turns_the_store_and_its_routes_off() {
+    let d = Daemon::start(&["--output", "json", "--store-bytes", "0"]);
+    assert_eq!(get(&d.metrics_addr, "/api/services").0, 404);
+    assert_eq!(get(&d.metrics_addr, "/api/dependencies").0, 200, "the graph's routes stay");
+}
