@@ -9,6 +9,7 @@
 pub mod context;
 pub mod detect;
 pub mod http;
+pub mod http2;
 pub mod mysql;
 mod mysql_resp;
 pub mod redact;

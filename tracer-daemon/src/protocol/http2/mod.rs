@@ -1,0 +1,3 @@
+//! HTTP/2 (RFC 9113) and gRPC over it.
+pub mod hpack;
+mod huffman;
