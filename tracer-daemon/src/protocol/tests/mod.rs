@@ -3,6 +3,7 @@
 
 mod edge;
 mod harness;
+mod http2_captures;
 mod http_captures;
 mod mysql_captures;
 mod redis_captures;
