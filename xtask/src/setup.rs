@@ -26,6 +26,9 @@ const TEST_PACKAGES: &[&str] = &[
     "iproute2",
     "curl",
     "chromium",
+    // The gRPC tests build a grpc-go client and server in GOPATH mode (tests/go).
+    "golang-go",
+    "golang-google-grpc-dev",
     // Builds the FROM-scratch runtime image in tests/tests/image.rs (deploy/image/build.sh).
     "podman",
 ];

@@ -19,7 +19,7 @@ pub mod session;
 mod stream;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 use crate::model::{Attributes, TraceId};
 
