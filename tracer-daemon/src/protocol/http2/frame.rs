@@ -59,7 +59,7 @@ impl Head {
             HEADERS => (END_STREAM | END_HEADERS | PADDED | PRIORITY_FLAG, on_stream, true),
             PRIORITY => (0, on_stream, h.len == 5),
             RST_STREAM => (0, on_stream, h.len == 4),
-            SETTINGS => (ACK, !on_stream, if h.flags & ACK != 0 { h.len == 0 } else { h.len % 6 == 0 }),
+            SETTINGS => (ACK, !on_stream, if h.flags & ACK != 0 { h.len == 0 } else { h.len.is_multiple_of(6) }),
             PUSH_PROMISE => (END_HEADERS | PADDED, on_stream, h.len >= 4),
             PING => (ACK, !on_stream, h.len == 8),
             GOAWAY => (0, !on_stream, h.len >= 8),

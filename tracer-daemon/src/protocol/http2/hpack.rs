@@ -97,6 +97,9 @@ pub enum Field {
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct BadBlock;
 
+/// A table entry's name and value, when known.
+type Known<'a> = Option<(&'a [u8], &'a [u8])>;
+
 #[derive(Clone, Debug)]
 struct Entry {
     /// None: inserted with a name that could not be resolved.
@@ -162,7 +165,7 @@ impl Decoder {
     }
 
     /// Entry `index` (1-based, static then dynamic): Some((name, value)) when known.
-    fn lookup(&self, index: usize) -> Result<Option<(&[u8], &[u8])>, BadBlock> {
+    fn lookup(&self, index: usize) -> Result<Known<'_>, BadBlock> {
         if index == 0 {
             return Err(BadBlock);
         }

@@ -148,8 +148,7 @@ mod tests {
 
     #[test]
     fn every_symbol_round_trips() {
-        for sym in 0..256usize {
-            let (code, len) = CODES[sym];
+        for (sym, &(code, len)) in CODES.iter().enumerate().take(256) {
             // The code followed by ones up to the next byte boundary.
             let bits = u64::from(len);
             let padded = bits.div_ceil(8) * 8;

@@ -461,11 +461,7 @@ impl Session {
             d.hpack.lose();
         }
         match h.kind {
-            frame::DATA => {
-                if h.flags & frame::END_STREAM != 0 {
-                    self.end_of_side(side, h.stream, exit, out);
-                }
-            }
+            frame::DATA if h.flags & frame::END_STREAM != 0 => self.end_of_side(side, h.stream, exit, out),
             frame::HEADERS | frame::PUSH_PROMISE => {
                 let push = h.kind == frame::PUSH_PROMISE;
                 let mut p: &[u8] = &f.buf;
@@ -504,14 +500,12 @@ impl Session {
                     self.block_done(side, exit, out);
                 }
             }
-            frame::RST_STREAM => {
-                if f.buf.len() == 4 {
-                    let code = u32::from_be_bytes([f.buf[0], f.buf[1], f.buf[2], f.buf[3]]);
-                    let by = if side == Side::Request { "client" } else { "server" };
-                    let error = format!("stream reset by {by}: {}", error_name(code));
-                    if let Some(s) = self.streams.remove(&h.stream) {
-                        out.push(self.exchange(h.stream, s, exit, Some(error)));
-                    }
+            frame::RST_STREAM if f.buf.len() == 4 => {
+                let code = u32::from_be_bytes([f.buf[0], f.buf[1], f.buf[2], f.buf[3]]);
+                let by = if side == Side::Request { "client" } else { "server" };
+                let error = format!("stream reset by {by}: {}", error_name(code));
+                if let Some(s) = self.streams.remove(&h.stream) {
+                    out.push(self.exchange(h.stream, s, exit, Some(error)));
                 }
             }
             frame::GOAWAY if side == Side::Response && f.buf.len() >= 8 => {
@@ -558,7 +552,7 @@ impl Session {
             s.incomplete |= hs.incomplete;
             return;
         }
-        if b.stream % 2 == 0 {
+        if b.stream.is_multiple_of(2) {
             return;
         }
         if self.streams.len() >= MAX_STREAMS {

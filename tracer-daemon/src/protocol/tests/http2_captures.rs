@@ -126,3 +126,67 @@ fn truncated_frames_are_skipped_by_length() {
         assert!(got.iter().all(|l| l.contains("rpc.grpc.status_code=0") && !l.contains("incomplete")), "{got:?}");
     }
 }
+
+fn frame(kind: u8, flags: u8, stream: u32, payload: &[u8]) -> Vec<u8> {
+    let len = payload.len() as u32;
+    let mut f = vec![(len >> 16) as u8, (len >> 8) as u8, len as u8, kind, flags];
+    f.extend_from_slice(&stream.to_be_bytes());
+    f.extend_from_slice(payload);
+    f
+}
+
+/// POST /svc.A/Call with content-type application/grpc, from the static table and literals.
+fn grpc_request_block() -> Vec<u8> {
+    let mut b = vec![0x83, 0x86, 0x04, 11];
+    b.extend_from_slice(b"/svc.A/Call");
+    b.extend_from_slice(&[0x0f, 0x10, 16]);
+    b.extend_from_slice(b"application/grpc");
+    b
+}
+
+#[test]
+fn continuation_padding_priority_reset_and_goaway() {
+    use crate::protocol::http2::frame::{
+        CONTINUATION, DATA, END_HEADERS, END_STREAM, GOAWAY, HEADERS, PADDED, PING, PREFACE, PRIORITY_FLAG, RST_STREAM,
+        SETTINGS, WINDOW_UPDATE,
+    };
+    let block = grpc_request_block();
+    let (a, b) = block.split_at(5);
+    // HEADERS with padding and priority, its block finished by a CONTINUATION.
+    let mut headers = vec![3u8, 0, 0, 0, 0, 16];
+    headers.extend_from_slice(a);
+    headers.extend_from_slice(&[0, 0, 0]);
+    let mut client = PREFACE.to_vec();
+    client.extend(frame(SETTINGS, 0, 0, &[]));
+    client.extend(frame(HEADERS, PADDED | PRIORITY_FLAG, 1, &headers));
+    client.extend(frame(CONTINUATION, END_HEADERS, 1, b));
+    client.extend(frame(PING, 0, 0, &[0; 8]));
+    let mut data = vec![2u8, 0, 0, 0, 0, 1, 0x0a, 0, 0];
+    client.extend(frame(DATA, PADDED | END_STREAM, 1, &data));
+    let mut server = frame(SETTINGS, 0, 0, &[0, 4, 0, 0, 0xff, 0xff]);
+    server.extend(frame(WINDOW_UPDATE, 0, 0, &[0, 0, 1, 0]));
+    server.extend(frame(HEADERS, END_HEADERS, 1, &[0x88]));
+    let reset = frame(RST_STREAM, 0, 1, &8u32.to_be_bytes());
+    let second = frame(HEADERS, END_HEADERS | END_STREAM, 3, &block);
+    let mut goaway = 1u32.to_be_bytes().to_vec();
+    goaway.extend_from_slice(&0u32.to_be_bytes());
+    let goaway = frame(GOAWAY, 0, 0, &goaway);
+    let chunks = vec![
+        Chunk { from_client: true, data: client },
+        Chunk { from_client: false, data: server },
+        Chunk { from_client: true, data: reset },
+        Chunk { from_client: true, data: second },
+        Chunk { from_client: false, data: goaway },
+    ];
+    for role in [Role::Client, Role::Server] {
+        let got = render_all(&run(Protocol::Http2, role, Redaction::default(), whole(&chunks)), true);
+        assert_eq!(
+            got,
+            [
+                "1 /svc.A/Call | rpc.system=\"grpc\" rpc.service=\"svc.A\" rpc.method=\"Call\" rpc.grpc.request_messages=1 rpc.grpc.response_messages=0 http.flavor=\"2.0\" http.status_code=200 http2.stream_id=1 | err=stream reset by client: CANCEL @0-2",
+                "3 /svc.A/Call | rpc.system=\"grpc\" rpc.service=\"svc.A\" rpc.method=\"Call\" rpc.grpc.request_messages=0 rpc.grpc.response_messages=0 http.flavor=\"2.0\" http2.stream_id=3 | err=GOAWAY (NO_ERROR) before response @3-4",
+            ],
+            "{role:?}"
+        );
+    }
+}
