@@ -161,7 +161,7 @@ fn continuation_padding_priority_reset_and_goaway() {
     client.extend(frame(HEADERS, PADDED | PRIORITY_FLAG, 1, &headers));
     client.extend(frame(CONTINUATION, END_HEADERS, 1, b));
     client.extend(frame(PING, 0, 0, &[0; 8]));
-    let mut data = vec![2u8, 0, 0, 0, 0, 1, 0x0a, 0, 0];
+    let data = [2u8, 0, 0, 0, 0, 1, 0x0a, 0, 0];
     client.extend(frame(DATA, PADDED | END_STREAM, 1, &data));
     let mut server = frame(SETTINGS, 0, 0, &[0, 4, 0, 0, 0xff, 0xff]);
     server.extend(frame(WINDOW_UPDATE, 0, 0, &[0, 0, 1, 0]));
