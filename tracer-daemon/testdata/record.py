@@ -7,7 +7,7 @@ direction and in the order it received them (one `recv` = one line), then forwar
 
     python3 tracer-daemon/testdata/record.py [http] [http2] [redis] [mysql]   # default: all
 
-Needs: Go with grpc-go (Debian golang-go, golang-google-grpc-dev) for http2, redis-server and redis-cli, mariadbd / mariadb-install-db / mariadb (Debian
+Needs: Go with grpc-go (Debian golang-go, golang-google-grpc-dev) and grpcio from PyPI for http2, redis-server and redis-cli, mariadbd / mariadb-install-db / mariadb (Debian
 mariadb-server), nginx, curl, gcc with libmariadb-dev, openssl, and PyMySQL from PyPI. Servers
 are started on free high ports under a private temporary directory and stopped by pid.
 
@@ -573,6 +573,13 @@ def record_http2(tmp: str) -> None:
         record("http2", "grpc_large", port,
                f"grpc-go: SayHello with a 20000-byte request and response (DATA frames over several reads)\n{grpc}",
                client(["big 20000", "unary after"]))
+        import grpc as grpcio
+
+        pyclient = os.path.join(HERE, "..", "..", "tests", "python", "grpc_client.py")
+        record("http2", "grpcio_calls", port,
+               f"Python grpcio {grpcio.__version__} (C-core) client -> grpc-go server: SayHello OK, NOT_FOUND,\n"
+               f"Count streaming 3 messages\n{grpc}",
+               lambda p: print(run(["python3", pyclient, str(p)]).stdout.decode().strip()))
     finally:
         server.terminate()
         server.wait(30)

@@ -190,3 +190,19 @@ fn continuation_padding_priority_reset_and_goaway() {
         );
     }
 }
+
+#[test]
+fn grpcio_calls() {
+    // Python grpcio (C-core): literal headers with indexing, a different frame layout.
+    check_case(&Case {
+        proto: "http2",
+        name: "grpcio_calls",
+        client: &[
+            "1 /demo.Greeter/SayHello | rpc.system=\"grpc\" rpc.service=\"demo.Greeter\" rpc.method=\"SayHello\" rpc.grpc.status_code=0 rpc.grpc.request_messages=1 rpc.grpc.response_messages=1 net.peer.name=\"127.0.0.1:44779\" http.flavor=\"2.0\" http.status_code=200 http2.stream_id=1 | err=- @2-4",
+            "3 /demo.Greeter/SayHello | rpc.system=\"grpc\" rpc.service=\"demo.Greeter\" rpc.method=\"SayHello\" rpc.grpc.status_code=5 rpc.grpc.message=\"no such user: missing\" rpc.grpc.request_messages=1 rpc.grpc.response_messages=0 net.peer.name=\"127.0.0.1:44779\" http.flavor=\"2.0\" http.status_code=200 http2.stream_id=3 | err=NOT_FOUND: no such user: missing @7-8",
+            "5 /demo.Greeter/Count | rpc.system=\"grpc\" rpc.service=\"demo.Greeter\" rpc.method=\"Count\" rpc.grpc.status_code=0 rpc.grpc.request_messages=1 rpc.grpc.response_messages=3 net.peer.name=\"127.0.0.1:44779\" http.flavor=\"2.0\" http.status_code=200 http2.stream_id=5 | err=- @10-11",
+        ],
+        gap_safe: true,
+        pipelinable: true,
+    });
+}
