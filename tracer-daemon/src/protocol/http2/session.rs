@@ -173,6 +173,8 @@ pub struct Session {
     /// 0: client → server, 1: server → client.
     dirs: [Dir; 2],
     streams: HashMap<u32, H2Stream>,
+    /// The highest client stream id opened.
+    last_stream: u32,
     started: Vec<Started>,
     stopped: bool,
     counters: SessionCounters,
@@ -270,6 +272,7 @@ impl Session {
             redaction,
             dirs: [Dir::new(true), Dir::new(false)],
             streams: HashMap::new(),
+            last_stream: 0,
             started: Vec::new(),
             stopped: false,
             counters,
@@ -552,9 +555,12 @@ impl Session {
             s.incomplete |= hs.incomplete;
             return;
         }
-        if b.stream.is_multiple_of(2) {
+        // Client streams are odd and only ever increase (RFC 9113 5.1.1): a lower or reused id
+        // is a protocol error, and would name two calls with one id at the stitcher.
+        if b.stream.is_multiple_of(2) || b.stream <= self.last_stream {
             return;
         }
+        self.last_stream = b.stream;
         if self.streams.len() >= MAX_STREAMS {
             self.counters.drop(ParseDrop::PendingFull);
             return;

@@ -206,3 +206,20 @@ fn grpcio_calls() {
         pipelinable: true,
     });
 }
+
+#[test]
+fn a_reused_stream_id_opens_no_second_call() {
+    use crate::protocol::http2::frame::{END_HEADERS, END_STREAM, HEADERS, PREFACE};
+    let block = grpc_request_block();
+    let mut client = PREFACE.to_vec();
+    client.extend(frame(HEADERS, END_HEADERS | END_STREAM, 1, &block));
+    let response = frame(HEADERS, END_HEADERS | END_STREAM, 1, &[0x88]);
+    let chunks = vec![
+        Chunk { from_client: true, data: client },
+        Chunk { from_client: false, data: response.clone() },
+        Chunk { from_client: true, data: frame(HEADERS, END_HEADERS | END_STREAM, 1, &block) },
+        Chunk { from_client: false, data: response },
+    ];
+    let got = render_all(&run(Protocol::Http2, Role::Server, Redaction::default(), whole(&chunks)), false);
+    assert_eq!(got.len(), 1, "{got:?}");
+}
