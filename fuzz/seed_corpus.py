@@ -1,7 +1,7 @@
 #!/usr/bin/env python3
 """Writes the seed corpus of the fuzz targets from the recorded captures.
 
-    python3 fuzz/seed_corpus.py      # -> fuzz/corpus/{http,redis,mysql}/
+    python3 fuzz/seed_corpus.py      # -> fuzz/corpus/{http,http2,redis,mysql}/
 
 Each capture (tracer-daemon/testdata/<proto>/*.cap) becomes seeds in the input layout of
 fuzz_targets/common.rs: one per role, one call per recorded chunk, plus a variant whose calls
@@ -61,7 +61,7 @@ def encode(chunks, server: bool, cap: int = 0) -> bytes:
 
 
 def main() -> None:
-    for proto in ("http", "redis", "mysql"):
+    for proto in ("http", "http2", "redis", "mysql"):
         target = os.path.join(ROOT, "fuzz", "corpus", proto)
         os.makedirs(target, exist_ok=True)
         count = 0

@@ -5,9 +5,9 @@ Every capture is one TCP connection seen through a small recording proxy that si
 real client and a real server, both on 127.0.0.1. The proxy logs each chunk it receives, per
 direction and in the order it received them (one `recv` = one line), then forwards it unchanged.
 
-    python3 tracer-daemon/testdata/record.py [http] [redis] [mysql]   # default: all three
+    python3 tracer-daemon/testdata/record.py [http] [http2] [redis] [mysql]   # default: all
 
-Needs: redis-server and redis-cli, mariadbd / mariadb-install-db / mariadb (Debian
+Needs: Go with grpc-go (Debian golang-go, golang-google-grpc-dev) and grpcio from PyPI for http2, redis-server and redis-cli, mariadbd / mariadb-install-db / mariadb (Debian
 mariadb-server), nginx, curl, gcc with libmariadb-dev, openssl, and PyMySQL from PyPI. Servers
 are started on free high ports under a private temporary directory and stopped by pid.
 
@@ -541,12 +541,56 @@ def record_mysql(tmp: str) -> None:
         server.wait(30)
 
 
+# --------------------------------------------------------------------------------------- HTTP/2
+
+
+def record_http2(tmp: str) -> None:
+    src = os.path.join(HERE, "..", "..", "tests", "go", "grpc_demo.go")
+    binary = os.path.join(tmp, "grpc_demo")
+    env = dict(os.environ, GO111MODULE="off", GOPATH="/usr/share/gocode", GOCACHE=os.path.join(tmp, "gocache"))
+    run(["go", "build", "-o", binary, src], env=env)
+    port = free_port()
+    server = subprocess.Popen([binary, "server", f"127.0.0.1:{port}"], stdout=subprocess.PIPE, text=True)
+    try:
+        server.stdout.readline()
+        wait_port(port)
+        version = run(["go", "version"]).stdout.decode().strip()
+        grpc = "grpc-go 1.33 (Debian golang-google-grpc-dev), " + version
+
+        def client(commands):
+            def go(proxy_port):
+                out = run([binary, "client", f"127.0.0.1:{proxy_port}"], input="\n".join(commands + ["quit"]).encode())
+                print(out.stdout.decode().strip())
+            return go
+
+        record("http2", "grpc_calls", port,
+               f"grpc-go client -> grpc-go server, one connection: SayHello OK, SayHello NOT_FOUND with a\n"
+               f"message, Count streaming 3 messages\n{grpc}",
+               client(["unary alice", "missing", "stream 3"]))
+        record("http2", "grpc_concurrent", port,
+               f"grpc-go: 8 SayHello calls at once on one connection (streams interleave)\n{grpc}",
+               client(["concurrent 8"]))
+        record("http2", "grpc_large", port,
+               f"grpc-go: SayHello with a 20000-byte request and response (DATA frames over several reads)\n{grpc}",
+               client(["big 20000", "unary after"]))
+        import grpc as grpcio
+
+        pyclient = os.path.join(HERE, "..", "..", "tests", "python", "grpc_client.py")
+        record("http2", "grpcio_calls", port,
+               f"Python grpcio {grpcio.__version__} (C-core) client -> grpc-go server: SayHello OK, NOT_FOUND,\n"
+               f"Count streaming 3 messages\n{grpc}",
+               lambda p: print(run(["python3", pyclient, str(p)]).stdout.decode().strip()))
+    finally:
+        server.terminate()
+        server.wait(30)
+
+
 def main() -> None:
-    wanted = sys.argv[1:] or ["http", "redis", "mysql"]
+    wanted = sys.argv[1:] or ["http", "http2", "redis", "mysql"]
     tmp = tempfile.mkdtemp(prefix="tracer-record-")
     try:
         for proto in wanted:
-            {"http": record_http, "redis": record_redis, "mysql": record_mysql}[proto](tmp)
+            {"http": record_http, "http2": record_http2, "redis": record_redis, "mysql": record_mysql}[proto](tmp)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
 

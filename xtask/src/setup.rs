@@ -28,6 +28,9 @@ const TEST_PACKAGES: &[&str] = &[
     "chromium",
     // Node.js (with npm) for the services of tests/tests/stitching.rs (packages: tests/node).
     "nodejs",
+    // The gRPC tests build a grpc-go client and server in GOPATH mode (tests/go).
+    "golang-go",
+    "golang-google-grpc-dev",
     // Builds the FROM-scratch runtime image in tests/tests/image.rs (deploy/image/build.sh).
     "podman",
 ];

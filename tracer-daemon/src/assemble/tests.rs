@@ -550,3 +550,43 @@ fn a_lost_server_read_ends_same_host_joins_on_its_connection() {
     assert_eq!(server("GET /c").parent_span_id, 0, "never paired with /b: {spans:#?}");
     assert_eq!(h.counters.lost_calls.get(), 1);
 }
+
+#[test]
+fn grpc_streams_on_one_host_join_by_stream_id_whatever_the_interleaving() {
+    // Eight concurrent calls on one connection (a real grpc-go capture): each server span is
+    // parented by the client span of the same stream, though responses end out of order.
+    let chunks = crate::protocol::tests::harness::load("http2", "grpc_concurrent");
+    let mut h = Host::new();
+    let (c, s) = (tuple("127.0.0.1:40100", "127.0.0.1:50051"), tuple("127.0.0.1:50051", "127.0.0.1:40100"));
+    h.open(ConnKind::Connect, 1, 100, c);
+    h.open(ConnKind::Accept, 2, 200, s);
+    // The server reads what the client wrote after it; the client reads responses later.
+    for chunk in &chunks {
+        if chunk.from_client {
+            h.data(1, 100, Direction::Egress, &chunk.data);
+            h.data(2, 200, Direction::Ingress, &chunk.data);
+        } else {
+            h.data(2, 200, Direction::Egress, &chunk.data);
+        }
+    }
+    for chunk in chunks.iter().filter(|c| !c.from_client) {
+        h.data(1, 100, Direction::Ingress, &chunk.data);
+    }
+    let spans = h.spans();
+    assert_eq!(spans.len(), 16, "{spans:#?}");
+    let stream = |s: &JaegerSpan| match tag(s, "http2.stream_id") {
+        Some(TagValue::Long(v)) => *v,
+        other => panic!("no stream id: {other:?}"),
+    };
+    for server in spans.iter().filter(|s| s.kind() == Some("server")) {
+        let client = spans
+            .iter()
+            .find(|c| c.kind() == Some("client") && stream(c) == stream(server))
+            .expect("a client span of the same stream");
+        assert_eq!(server.parent_span_id, client.span_id, "stream {}", stream(server));
+        assert_eq!(server.trace_id, client.trace_id);
+        assert_eq!(server.tag_str("tracer.link"), Some("same-host-tuple"));
+        assert_eq!(server.operation, "/demo.Greeter/SayHello");
+        assert_eq!(server.tag_str("rpc.system"), Some("grpc"));
+    }
+}

@@ -5,6 +5,7 @@
 #[derive(Clone, Debug, PartialEq)]
 pub enum Attributes {
     Http(Http),
+    Http2(Http2),
     Redis(Redis),
     Mysql(Mysql),
 }
@@ -13,16 +14,19 @@ impl Attributes {
     /// The database system a call of this protocol talks to (`None`: not a database).
     pub fn db_system(&self) -> Option<&'static str> {
         match self {
-            Attributes::Http(_) => None,
+            Attributes::Http(_) | Attributes::Http2(_) => None,
             Attributes::Redis(_) => Some("redis"),
             Attributes::Mysql(_) => Some("mysql"),
         }
     }
 
-    /// The protocol's lower-case name (`http`, `redis`, `mysql`).
+    /// The protocol's lower-case name (`http`, `grpc`, `redis`, `mysql`): HTTP/2 is `http`
+    /// unless it carries gRPC.
     pub fn protocol(&self) -> &'static str {
         match self {
             Attributes::Http(_) => "http",
+            Attributes::Http2(h) if h.grpc.is_some() => "grpc",
+            Attributes::Http2(_) => "http",
             Attributes::Redis(_) => "redis",
             Attributes::Mysql(_) => "mysql",
         }
@@ -32,6 +36,7 @@ impl Attributes {
     pub fn http_host(&self) -> Option<&str> {
         match self {
             Attributes::Http(h) => h.host.as_deref(),
+            Attributes::Http2(h) if h.grpc.is_none() => h.authority.as_deref(),
             _ => None,
         }
     }
@@ -53,6 +58,61 @@ pub struct Http {
     /// Bytes, when the response gave a `Content-Length`.
     pub response_content_length: Option<i64>,
 }
+
+/// One HTTP/2 stream: a request and its response. Headers the decoder could not resolve (the
+/// connection was joined after its start) are `None`, never guessed.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Http2 {
+    /// The client-initiated stream id (the same at both ends of the connection).
+    pub stream_id: u32,
+    pub method: Option<String>,
+    /// `:path`, query values redacted unless redaction is off.
+    pub path: Option<String>,
+    pub authority: Option<String>,
+    pub status_code: Option<u16>,
+    /// Some header of the stream could not be decoded (HPACK state unknown).
+    pub headers_incomplete: bool,
+    /// The stream is a gRPC call (`content-type: application/grpc…` or a `grpc-status`).
+    pub grpc: Option<Grpc>,
+}
+
+/// A gRPC call's facts.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Grpc {
+    /// `package.Service` from the path.
+    pub service: Option<String>,
+    /// `Method` from the path.
+    pub method: Option<String>,
+    /// The `grpc-status` trailer (0 = OK).
+    pub status_code: Option<i64>,
+    /// The `grpc-message` trailer, percent-decoded, when the status is not OK.
+    pub message: Option<String>,
+    /// Length-prefixed messages the client sent (None: some DATA bytes were not captured).
+    pub request_messages: Option<u32>,
+    /// Length-prefixed messages the server sent.
+    pub response_messages: Option<u32>,
+}
+
+/// gRPC status code names (`grpc/codes`), by value.
+pub const GRPC_CODES: [&str; 17] = [
+    "OK",
+    "CANCELLED",
+    "UNKNOWN",
+    "INVALID_ARGUMENT",
+    "DEADLINE_EXCEEDED",
+    "NOT_FOUND",
+    "ALREADY_EXISTS",
+    "PERMISSION_DENIED",
+    "RESOURCE_EXHAUSTED",
+    "FAILED_PRECONDITION",
+    "ABORTED",
+    "OUT_OF_RANGE",
+    "UNIMPLEMENTED",
+    "INTERNAL",
+    "UNAVAILABLE",
+    "DATA_LOSS",
+    "UNAUTHENTICATED",
+];
 
 /// A Redis command.
 #[derive(Clone, Debug, Default, PartialEq)]

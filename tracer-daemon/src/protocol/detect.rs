@@ -1,7 +1,9 @@
 //! Protocol detection from the first bytes a connection carries in either direction (never from
 //! port numbers): HTTP/1.x request and status lines, Redis commands and replies, the MySQL
-//! server greeting (and, for connections seen mid-way, MySQL command packets).
+//! server greeting (and, for connections seen mid-way, MySQL command packets), the HTTP/2
+//! client preface, a server's first SETTINGS, and (mid-way) a run of valid HTTP/2 frame headers.
 
+use super::http2::frame::{self, Run};
 use super::{Direction, Protocol, Role};
 
 /// What the first bytes say.
@@ -31,14 +33,16 @@ pub fn detect(data: &[u8], dir: Direction, role: Role) -> Detect {
         return Detect::NeedMore;
     }
     let from_client = dir == role.request_direction();
-    let candidates: [(Protocol, Verdict); 3] = if from_client {
+    let candidates: [(Protocol, Verdict); 4] = if from_client {
         [
+            (Protocol::Http2, http2(data, true)),
             (Protocol::Http, http_request(data)),
             (Protocol::Redis, redis_command(data)),
             (Protocol::Mysql, mysql_command(data)),
         ]
     } else {
         [
+            (Protocol::Http2, http2(data, false)),
             (Protocol::Http, http_status(data)),
             (Protocol::Redis, redis_reply(data)),
             (Protocol::Mysql, mysql_greeting(data)),
@@ -62,6 +66,26 @@ fn literal(data: &[u8], lit: &[u8]) -> Verdict {
         Yes
     } else {
         Maybe
+    }
+}
+
+/// Frame headers needed before a run of them (a connection joined mid-way) names HTTP/2.
+const H2_RUN: usize = 2;
+
+/// The client preface; a server's SETTINGS as its first frame; or, for a connection joined
+/// mid-way, a run of plausible frame headers.
+fn http2(data: &[u8], from_client: bool) -> Verdict {
+    if from_client {
+        match literal(data, frame::PREFACE) {
+            No => {}
+            v => return v,
+        }
+    }
+    match frame::run(data, usize::MAX) {
+        Run::No => No,
+        Run::Plausible { frames: 1.., settings_first: true } if !from_client => Yes,
+        Run::Plausible { frames, .. } if frames >= H2_RUN => Yes,
+        Run::Plausible { .. } => Maybe,
     }
 }
 
@@ -326,7 +350,25 @@ mod tests {
         assert_eq!(detect(b"GET /index.ht", Egress, Client), Detect::NeedMore);
         assert_eq!(detect(b"HTTP/1", Ingress, Client), Detect::NeedMore);
         assert_eq!(detect(b"GET / HTTP/2.0\r\n", Egress, Client), Detect::Unknown);
-        assert_eq!(detect(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", Egress, Client), Detect::Unknown);
+    }
+
+    #[test]
+    fn http2() {
+        found(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", true, Protocol::Http2);
+        assert_eq!(detect(b"PRI * HTTP/2", Egress, Client), Detect::NeedMore);
+        // A server's SETTINGS (one setting) as its first frame.
+        found(b"\x00\x00\x06\x04\x00\x00\x00\x00\x00\x00\x05\x00\x00\x40\x00", false, Protocol::Http2);
+        assert_eq!(detect(b"\x00\x00\x06\x04\x00\x00\x00", Ingress, Client), Detect::NeedMore);
+        // Mid-way: HEADERS then DATA on stream 1.
+        let mid = b"\x00\x00\x02\x01\x04\x00\x00\x00\x01\x83\x86\x00\x00\x01\x00\x01\x00\x00\x00\x01x";
+        found(mid, true, Protocol::Http2);
+        found(mid, false, Protocol::Http2);
+        assert_eq!(detect(&mid[..11], Egress, Client), Detect::NeedMore);
+        // A frame header no sender writes (HEADERS on stream 0).
+        assert_ne!(
+            detect(b"\x00\x00\x02\x01\x04\x00\x00\x00\x00\x83\x86", Egress, Client),
+            Detect::Found(Protocol::Http2)
+        );
     }
 
     #[test]

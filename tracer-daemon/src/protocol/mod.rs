@@ -1,4 +1,5 @@
-//! Protocol detection and parsers (HTTP/1.x, Redis RESP2/3, MySQL): pure and incremental.
+//! Protocol detection and parsers (HTTP/1.x, HTTP/2 and gRPC, Redis RESP2/3, MySQL): pure and
+//! incremental.
 //!
 //! The connection table hands every captured read/write of a TCP connection to one [`Session`],
 //! chosen by [`detect`] from the first bytes. The session buffers partial messages (bounded),
@@ -9,6 +10,7 @@
 pub mod context;
 pub mod detect;
 pub mod http;
+pub mod http2;
 pub mod mysql;
 mod mysql_resp;
 pub mod redact;
@@ -17,7 +19,7 @@ pub mod session;
 mod stream;
 
 #[cfg(test)]
-mod tests;
+pub(crate) mod tests;
 
 use crate::model::{Attributes, TraceId};
 
@@ -28,17 +30,20 @@ pub use session::{ParseDrop, Session, SessionCounters, SessionStats, Started};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Protocol {
     Http,
+    /// HTTP/2 (h2c), gRPC included.
+    Http2,
     Redis,
     Mysql,
 }
 
 impl Protocol {
-    pub const ALL: [Protocol; 3] = [Protocol::Http, Protocol::Redis, Protocol::Mysql];
+    pub const ALL: [Protocol; 4] = [Protocol::Http, Protocol::Http2, Protocol::Redis, Protocol::Mysql];
 
     /// Lower-case name, as used in metrics and tags.
     pub fn as_str(self) -> &'static str {
         match self {
             Protocol::Http => "http",
+            Protocol::Http2 => "http2",
             Protocol::Redis => "redis",
             Protocol::Mysql => "mysql",
         }

@@ -9,7 +9,7 @@ use crate::metrics::{Counter, Registry};
 use super::stream::{Stream, UNTIL_CLOSE};
 use super::{
     At, Ctx, Direction, Event, Exchange, GapOutcome, Progress, Protocol, Redaction, Request, Response, Role, Side,
-    http, mysql, redis,
+    http, http2, mysql, redis,
 };
 
 /// Most requests waiting for a response on one connection.
@@ -20,6 +20,8 @@ pub const MAX_PENDING: usize = 1024;
 #[derive(Clone, Debug)]
 pub struct SessionCounters {
     pub resyncs: Counter,
+    /// HTTP/2 streams made into spans with some header the decoder could not resolve.
+    pub headers_incomplete: Counter,
     /// Drops by [`ParseDrop`], indexed by `ParseDrop as usize`.
     pub dropped: [Counter; ParseDrop::ALL.len()],
 }
@@ -51,7 +53,11 @@ impl ParseDrop {
 impl SessionCounters {
     /// Counters registered nowhere (tests, fuzzing, one-off sessions).
     pub fn detached() -> Self {
-        SessionCounters { resyncs: Counter::detached(), dropped: ParseDrop::ALL.map(|_| Counter::detached()) }
+        SessionCounters {
+            resyncs: Counter::detached(),
+            headers_incomplete: Counter::detached(),
+            dropped: ParseDrop::ALL.map(|_| Counter::detached()),
+        }
     }
 
     /// `tracer_protocol_resyncs_total` and `tracer_protocol_dropped_total{reason}`.
@@ -60,6 +66,11 @@ impl SessionCounters {
             resyncs: reg.counter(
                 "tracer_protocol_resyncs_total",
                 "Times a protocol session lost framing (capture gap in a header, garbage, oversize header) and resynchronised",
+                &[],
+            ),
+            headers_incomplete: reg.counter(
+                "tracer_protocol_http2_headers_incomplete_total",
+                "HTTP/2 streams whose span lacks headers HPACK could not decode (connection joined after its start, or a header block not captured)",
                 &[],
             ),
             dropped: ParseDrop::ALL.map(|r| {
@@ -72,7 +83,7 @@ impl SessionCounters {
         }
     }
 
-    fn drop(&self, reason: ParseDrop) {
+    pub(crate) fn drop(&self, reason: ParseDrop) {
         self.dropped[reason as usize].inc();
     }
 }
@@ -88,6 +99,8 @@ pub struct SessionStats {
     pub orphan_responses: u64,
     /// Requests not queued because `MAX_PENDING` were already waiting.
     pub dropped_requests: u64,
+    /// HTTP/2 spans with headers that could not be decoded.
+    pub headers_incomplete: u64,
 }
 
 struct Pending {
@@ -128,8 +141,17 @@ impl Machine {
     }
 }
 
-/// The protocol state of one TCP connection, fed with its captured calls in order.
-pub struct Session {
+/// The protocol state of one TCP connection, fed with its captured calls in order: HTTP/2
+/// pairs by stream id, every other protocol in FIFO order.
+pub struct Session(Kind);
+
+enum Kind {
+    Fifo(Box<Fifo>),
+    Http2(Box<http2::session::Session>),
+}
+
+/// A session that pairs requests and responses in order.
+struct Fifo {
     protocol: Protocol,
     ctx: Ctx,
     machine: Machine,
@@ -179,8 +201,97 @@ impl Session {
             Protocol::Http => Machine::Http(http::Machine::default()),
             Protocol::Redis => Machine::Redis(redis::Machine::default()),
             Protocol::Mysql => Machine::Mysql(mysql::Machine::default()),
+            Protocol::Http2 => {
+                return Session(Kind::Http2(Box::new(http2::session::Session::new(role, redaction, counters))));
+            }
         };
-        Session {
+        Session(Kind::Fifo(Box::new(Fifo::new(protocol, machine, role, redaction, counters))))
+    }
+
+    pub fn protocol(&self) -> Protocol {
+        match &self.0 {
+            Kind::Fifo(f) => f.protocol,
+            Kind::Http2(_) => Protocol::Http2,
+        }
+    }
+
+    pub fn stats(&self) -> SessionStats {
+        let c = match &self.0 {
+            Kind::Fifo(f) => &f.stats,
+            Kind::Http2(h) => h.counters(),
+        };
+        let d = |r: ParseDrop| c.dropped[r as usize].get();
+        SessionStats {
+            resyncs: c.resyncs.get(),
+            dropped_calls: d(ParseDrop::Unframed),
+            orphan_responses: d(ParseDrop::OrphanResponse),
+            dropped_requests: d(ParseDrop::PendingFull),
+            headers_incomplete: c.headers_incomplete.get(),
+        }
+    }
+
+    /// Requests parsed since the last call, in order (each later completes as an `Exchange`
+    /// with the same `seq`, or is dropped when the pending queue is full). HTTP/2 requests
+    /// have their stream id as `seq`.
+    pub fn take_started(&mut self) -> std::vec::Drain<'_, Started> {
+        match &mut self.0 {
+            Kind::Fifo(f) => f.started.drain(..),
+            Kind::Http2(h) => h.take_started(),
+        }
+    }
+
+    /// Whether this session's request numbers may have drifted from the other end's count
+    /// (then they must not pair requests across the connection's two ends). HTTP/2 requests
+    /// are numbered by stream id, the same at both ends: they never drift.
+    pub fn drifted(&self) -> bool {
+        match &self.0 {
+            Kind::Fifo(f) => f.drifted,
+            Kind::Http2(_) => false,
+        }
+    }
+
+    /// Requests still waiting for their response.
+    pub fn pending(&self) -> usize {
+        match &self.0 {
+            Kind::Fifo(f) => f.pending.len(),
+            Kind::Http2(h) => h.pending(),
+        }
+    }
+
+    /// One captured syscall's bytes. `data` is what was captured (maybe a prefix); `total_len`
+    /// (at least `data.len()`) is how many bytes the call really moved: the rest is a gap the
+    /// parser accounts for. Timestamps are CLOCK_MONOTONIC ns of the syscall's entry and exit.
+    pub fn feed(
+        &mut self,
+        dir: Direction,
+        data: &[u8],
+        total_len: usize,
+        ts_enter_ns: u64,
+        ts_exit_ns: u64,
+        out: &mut Vec<Exchange>,
+    ) {
+        match &mut self.0 {
+            Kind::Fifo(f) => f.feed(dir, data, total_len, ts_enter_ns, ts_exit_ns, out),
+            Kind::Http2(h) => {
+                let side = if dir == h.role().request_direction() { Side::Request } else { Side::Response };
+                h.feed(side, data, total_len, ts_enter_ns, ts_exit_ns, out);
+            }
+        }
+    }
+
+    /// The connection closed (or was reset): a response delimited by the close completes;
+    /// requests still waiting end with an error exchange.
+    pub fn close(&mut self, ts_ns: u64, reset: bool, out: &mut Vec<Exchange>) {
+        match &mut self.0 {
+            Kind::Fifo(f) => f.close(ts_ns, reset, out),
+            Kind::Http2(h) => h.close(ts_ns, reset, out),
+        }
+    }
+}
+
+impl Fifo {
+    fn new(protocol: Protocol, machine: Machine, role: Role, redaction: Redaction, counters: SessionCounters) -> Self {
+        Fifo {
             protocol,
             ctx: Ctx { role, redaction },
             machine,
@@ -195,41 +306,10 @@ impl Session {
         }
     }
 
-    pub fn protocol(&self) -> Protocol {
-        self.protocol
-    }
-
-    pub fn stats(&self) -> SessionStats {
-        let d = |r: ParseDrop| self.stats.dropped[r as usize].get();
-        SessionStats {
-            resyncs: self.stats.resyncs.get(),
-            dropped_calls: d(ParseDrop::Unframed),
-            orphan_responses: d(ParseDrop::OrphanResponse),
-            dropped_requests: d(ParseDrop::PendingFull),
-        }
-    }
-
-    /// Requests parsed since the last call, in order (each later completes as an `Exchange`
-    /// with the same `seq`, or is dropped when the pending queue is full).
-    pub fn take_started(&mut self) -> std::vec::Drain<'_, Started> {
-        self.started.drain(..)
-    }
-
-    /// Whether this session's request numbers may have drifted from the other end's count
-    /// (then they must not pair requests across the connection's two ends).
-    pub fn drifted(&self) -> bool {
-        self.drifted
-    }
-
-    /// Requests still waiting for their response.
-    pub fn pending(&self) -> usize {
-        self.pending.len()
-    }
-
     /// One captured syscall's bytes. `data` is what was captured (maybe a prefix); `total_len`
     /// (at least `data.len()`) is how many bytes the call really moved: the rest is a gap the
     /// parser accounts for. Timestamps are CLOCK_MONOTONIC ns of the syscall's entry and exit.
-    pub fn feed(
+    fn feed(
         &mut self,
         dir: Direction,
         data: &[u8],
@@ -515,9 +595,7 @@ impl Session {
         }
     }
 
-    /// The connection closed (or was reset): a response delimited by the close completes;
-    /// requests still waiting end with an error exchange.
-    pub fn close(&mut self, ts_ns: u64, reset: bool, out: &mut Vec<Exchange>) {
+    fn close(&mut self, ts_ns: u64, reset: bool, out: &mut Vec<Exchange>) {
         for side in [Side::Request, Side::Response] {
             let st = &mut self.streams[index(side)];
             if st.skip == UNTIL_CLOSE

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use super::keys as k;
 use crate::model::{
     AppSpan, Attributes, Body, JaegerSpan, Log, Span, SpanKind, Status, Tag, Traced,
-    attrs::{Http, LibraryCall, Mysql, Redis},
+    attrs::{Http, Http2, LibraryCall, Mysql, Redis},
 };
 
 /// The span as Jaeger's model has it.
@@ -86,6 +86,7 @@ pub(super) fn address_tags(kind: SpanKind, local: SocketAddr, peer: SocketAddr, 
 pub fn attribute_tags(attrs: &Attributes, truncated: bool, tags: &mut Vec<Tag>) {
     match attrs {
         Attributes::Http(h) => http(h, tags),
+        Attributes::Http2(h) => http2(h, tags),
         Attributes::Redis(r) => redis(r, tags),
         Attributes::Mysql(m) => mysql(m, tags),
     }
@@ -114,6 +115,32 @@ fn http(h: &Http, tags: &mut Vec<Tag>) {
     opt_long(tags, k::HTTP_REQUEST_CONTENT_LENGTH, h.request_content_length);
     opt_long(tags, k::HTTP_STATUS_CODE, h.status_code.map(i64::from));
     opt_long(tags, k::HTTP_RESPONSE_CONTENT_LENGTH, h.response_content_length);
+}
+
+fn http2(h: &Http2, tags: &mut Vec<Tag>) {
+    match &h.grpc {
+        Some(g) => {
+            tags.push(Tag::str(k::RPC_SYSTEM, "grpc"));
+            opt_str(tags, k::RPC_SERVICE, &g.service);
+            opt_str(tags, k::RPC_METHOD, &g.method);
+            opt_long(tags, k::RPC_GRPC_STATUS_CODE, g.status_code);
+            opt_str(tags, k::RPC_GRPC_MESSAGE, &g.message);
+            opt_long(tags, k::RPC_GRPC_REQUEST_MESSAGES, g.request_messages.map(i64::from));
+            opt_long(tags, k::RPC_GRPC_RESPONSE_MESSAGES, g.response_messages.map(i64::from));
+            opt_str(tags, k::NET_PEER_NAME, &h.authority);
+        }
+        None => {
+            opt_str(tags, k::HTTP_METHOD, &h.method);
+            opt_str(tags, k::HTTP_TARGET, &h.path);
+            opt_str(tags, k::HTTP_HOST, &h.authority);
+        }
+    }
+    tags.push(Tag::str(k::HTTP_FLAVOR, "2.0"));
+    opt_long(tags, k::HTTP_STATUS_CODE, h.status_code.map(i64::from));
+    tags.push(Tag::long(k::HTTP2_STREAM_ID, i64::from(h.stream_id)));
+    if h.headers_incomplete {
+        tags.push(Tag::bool(k::HTTP2_HEADERS_INCOMPLETE, true));
+    }
 }
 
 fn redis(r: &Redis, tags: &mut Vec<Tag>) {

@@ -34,7 +34,18 @@ pub const DB_REDIS_LIBRARY: &str = "db.redis.library";
 pub const DB_MYSQL_LIBRARY: &str = "db.mysql.library";
 pub const CODE_FUNCTION: &str = "code.function";
 
+pub const HTTP2_STREAM_ID: &str = "http2.stream_id";
+/// Some header of an HTTP/2 stream could not be decoded (HPACK state unknown): never guessed.
+pub const HTTP2_HEADERS_INCOMPLETE: &str = "http2.headers_incomplete";
+
 pub const RPC_SYSTEM: &str = "rpc.system";
+pub const RPC_SERVICE: &str = "rpc.service";
+pub const RPC_METHOD: &str = "rpc.method";
+pub const RPC_GRPC_STATUS_CODE: &str = "rpc.grpc.status_code";
+pub const RPC_GRPC_MESSAGE: &str = "rpc.grpc.message";
+/// Length-prefixed gRPC messages each way (streaming calls have several).
+pub const RPC_GRPC_REQUEST_MESSAGES: &str = "rpc.grpc.request_messages";
+pub const RPC_GRPC_RESPONSE_MESSAGES: &str = "rpc.grpc.response_messages";
 pub const MESSAGING_SYSTEM: &str = "messaging.system";
 
 pub const NET_PEER_IP: &str = "net.peer.ip";

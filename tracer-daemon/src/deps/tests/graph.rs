@@ -299,3 +299,18 @@ fn the_same_input_gives_the_same_snapshot() {
     let (s1, s2) = (settled(&mut g1), settled(&mut g2));
     assert_eq!(serde_json::to_string(&s1).unwrap(), serde_json::to_string(&s2).unwrap());
 }
+
+#[test]
+fn grpc_calls_make_grpc_edges_with_their_errors() {
+    let mut g = graph();
+    let grpc = |b: B| b.tag("rpc.system", "grpc");
+    same_host_call(&mut g, "api", "rpc", "127.0.0.1:50051", 1, 10, grpc);
+    let c = kclient("api", 2, 20, 0, "127.0.0.1", "127.0.0.1:50051").tag("rpc.system", "grpc").error().span();
+    let s = kserver("rpc", 2, 21, 20, "127.0.0.1:50051", "127.0.0.1:45000").link("same-host-tuple");
+    g.observe(&s.tag("rpc.system", "grpc").error().span());
+    g.observe(&c);
+    let snap = settled(&mut g);
+    let e = snap.edge("api", "rpc", "grpc").unwrap_or_else(|| panic!("{snap:#?}"));
+    assert_eq!((e.call_count, e.error_count), (2, 1));
+    assert!(snap.edge("api", "rpc", "http").is_none());
+}

@@ -162,6 +162,9 @@ fn traced(j: JaegerSpan) -> Span {
     let attrs = match text("db.system").as_deref() {
         Some("redis") => Attributes::Redis(Default::default()),
         Some("mysql") => Attributes::Mysql(Default::default()),
+        _ if text("rpc.system").as_deref() == Some("grpc") => {
+            Attributes::Http2(attrs::Http2 { grpc: Some(attrs::Grpc::default()), ..Default::default() })
+        }
         _ => Attributes::Http(attrs::Http { method: "GET".into(), host: text("http.host"), ..Default::default() }),
     };
     let link = text("tracer.link").and_then(|l| Link::ALL.into_iter().find(|x| x.as_str() == l));

@@ -229,6 +229,7 @@ pub struct Case {
 fn protocol_of(proto: &str) -> Protocol {
     match proto {
         "http" => Protocol::Http,
+        "http2" => Protocol::Http2,
         "redis" => Protocol::Redis,
         _ => Protocol::Mysql,
     }

@@ -2,7 +2,8 @@
 //! hand-written edge cases.
 
 mod edge;
-mod harness;
+pub(crate) mod harness;
+mod http2_captures;
 mod http_captures;
 mod mysql_captures;
 mod redis_captures;

@@ -1,0 +1,248 @@
+// A grpc-go server and client for the end-to-end tests and the HTTP/2 captures.
+//
+//	grpc_demo server ADDR        serves demo.Greeter on ADDR; prints "listening" once bound
+//	grpc_demo client ADDR        one connection to ADDR; commands from stdin, one per line:
+//	                             unary NAME | missing | stream N | big N | concurrent N | quit
+//	                             each prints one line "ok ..." or "err ..." when done
+//
+// Debian's Go protobuf packages do not marshal with its grpc, so the codec registered under
+// the name "proto" hand-encodes messages of one string field (field 1, wire type 2).
+//
+// Build: GO111MODULE=off GOPATH=/usr/share/gocode go build grpc_demo.go
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/encoding"
+	"google.golang.org/grpc/status"
+)
+
+type msg struct{ S string }
+
+type codec struct{}
+
+func (codec) Name() string { return "proto" }
+
+func (codec) Marshal(v interface{}) ([]byte, error) {
+	m, ok := v.(*msg)
+	if !ok {
+		return nil, fmt.Errorf("unexpected message type %T", v)
+	}
+	b := []byte{0x0a}
+	n := uint64(len(m.S))
+	for n >= 0x80 {
+		b = append(b, byte(n)|0x80)
+		n >>= 7
+	}
+	b = append(b, byte(n))
+	return append(b, m.S...), nil
+}
+
+func (codec) Unmarshal(data []byte, v interface{}) error {
+	m, ok := v.(*msg)
+	if !ok {
+		return fmt.Errorf("unexpected message type %T", v)
+	}
+	m.S = ""
+	if len(data) == 0 {
+		return nil
+	}
+	if data[0] != 0x0a {
+		return errors.New("unexpected field")
+	}
+	var n uint64
+	var shift uint
+	i := 1
+	for ; i < len(data); i++ {
+		n |= uint64(data[i]&0x7f) << shift
+		shift += 7
+		if data[i] < 0x80 {
+			i++
+			break
+		}
+	}
+	if uint64(len(data)-i) < n {
+		return errors.New("short message")
+	}
+	m.S = string(data[i : i+int(n)])
+	return nil
+}
+
+func sayHello(_ interface{}, ctx context.Context, dec func(interface{}) error, _ grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(msg)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if in.S == "missing" {
+		return nil, status.Error(codes.NotFound, "no such user: missing")
+	}
+	if strings.HasPrefix(in.S, "big:") {
+		return &msg{S: strings.Repeat("y", len(in.S))}, nil
+	}
+	return &msg{S: "hello " + in.S}, nil
+}
+
+func count(_ interface{}, stream grpc.ServerStream) error {
+	in := new(msg)
+	if err := stream.RecvMsg(in); err != nil {
+		return err
+	}
+	n, err := strconv.Atoi(in.S)
+	if err != nil {
+		return status.Error(codes.InvalidArgument, "not a number")
+	}
+	for i := 0; i < n; i++ {
+		if err := stream.SendMsg(&msg{S: strconv.Itoa(i)}); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+var desc = grpc.ServiceDesc{
+	ServiceName: "demo.Greeter",
+	HandlerType: (*interface{})(nil),
+	Methods:     []grpc.MethodDesc{{MethodName: "SayHello", Handler: sayHello}},
+	Streams:     []grpc.StreamDesc{{StreamName: "Count", Handler: count, ServerStreams: true}},
+	Metadata:    "demo.proto",
+}
+
+func serve(addr string) {
+	lis, err := net.Listen("tcp", addr)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	s := grpc.NewServer()
+	s.RegisterService(&desc, struct{}{})
+	fmt.Println("listening", lis.Addr())
+	if err := s.Serve(lis); err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+}
+
+func unary(cc *grpc.ClientConn, name string) (string, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	out := new(msg)
+	err := cc.Invoke(ctx, "/demo.Greeter/SayHello", &msg{S: name}, out)
+	return out.S, err
+}
+
+func streamN(cc *grpc.ClientConn, n string) (int, error) {
+	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
+	defer cancel()
+	st, err := cc.NewStream(ctx, &desc.Streams[0], "/demo.Greeter/Count")
+	if err != nil {
+		return 0, err
+	}
+	if err := st.SendMsg(&msg{S: n}); err != nil {
+		return 0, err
+	}
+	if err := st.CloseSend(); err != nil {
+		return 0, err
+	}
+	got := 0
+	for {
+		m := new(msg)
+		if err := st.RecvMsg(m); err != nil {
+			if status.Code(err) == codes.OK || err.Error() == "EOF" {
+				return got, nil
+			}
+			return got, err
+		}
+		got++
+	}
+}
+
+func report(what string, err error) {
+	if err != nil {
+		fmt.Println("err", what, status.Code(err), status.Convert(err).Message())
+	} else {
+		fmt.Println("ok", what)
+	}
+}
+
+func client(addr string) {
+	cc, err := grpc.Dial(addr, grpc.WithInsecure(), grpc.WithBlock())
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	defer cc.Close()
+	in := bufio.NewScanner(os.Stdin)
+	for in.Scan() {
+		f := strings.Fields(in.Text())
+		if len(f) == 0 {
+			continue
+		}
+		arg := ""
+		if len(f) > 1 {
+			arg = f[1]
+		}
+		switch f[0] {
+		case "unary":
+			r, err := unary(cc, arg)
+			report("unary "+r, err)
+		case "missing":
+			_, err := unary(cc, "missing")
+			report("missing", err)
+		case "big":
+			n, _ := strconv.Atoi(arg)
+			r, err := unary(cc, "big:"+strings.Repeat("x", n))
+			report("big "+strconv.Itoa(len(r)), err)
+		case "stream":
+			got, err := streamN(cc, arg)
+			report("stream "+strconv.Itoa(got), err)
+		case "concurrent":
+			n, _ := strconv.Atoi(arg)
+			var wg sync.WaitGroup
+			errs := make(chan error, n)
+			for i := 0; i < n; i++ {
+				wg.Add(1)
+				go func(i int) {
+					defer wg.Done()
+					if _, err := unary(cc, "c"+strconv.Itoa(i)); err != nil {
+						errs <- err
+					}
+				}(i)
+			}
+			wg.Wait()
+			close(errs)
+			report("concurrent "+arg, <-errs)
+		case "quit":
+			return
+		default:
+			fmt.Println("err unknown command", f[0])
+		}
+	}
+}
+
+func main() {
+	encoding.RegisterCodec(codec{})
+	if len(os.Args) != 3 {
+		fmt.Fprintln(os.Stderr, "usage: grpc_demo server|client ADDR")
+		os.Exit(2)
+	}
+	switch os.Args[1] {
+	case "server":
+		serve(os.Args[2])
+	case "client":
+		client(os.Args[2])
+	default:
+		os.Exit(2)
+	}
+}
