@@ -51,3 +51,12 @@ pub fn stop_child(child: &mut std::process::Child) {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+/// `curl -s` of `url` (20 s at most): the HTTP status, 0 when curl got none.
+pub fn curl_status(url: &str) -> u16 {
+    let out = std::process::Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "20", url])
+        .output()
+        .expect("running curl");
+    String::from_utf8_lossy(&out.stdout).parse().unwrap_or(0)
+}

@@ -9,6 +9,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use serde_json::Value;
+use tracer_tests::curl_status as curl;
 use tracer_tests::{
     daemon::{Daemon, free_port},
     servers::{self, Server, python_dir, python_service},
@@ -89,14 +90,6 @@ impl Rotel {
         wait_listening(http, "rotel HTTP", &mut child);
         Rotel { child, grpc, http }
     }
-}
-
-fn curl(url: &str) -> u16 {
-    let out = Command::new("curl")
-        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "20", url])
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).parse().unwrap_or(0)
 }
 
 fn work_dir() -> PathBuf {

@@ -11,6 +11,7 @@ use std::{
 };
 
 use serde_json::Value;
+use tracer_tests::curl_status as curl;
 use tracer_tests::{
     daemon::Daemon,
     servers::{self, ChainServices},
@@ -18,14 +19,6 @@ use tracer_tests::{
 };
 
 const TIMEOUT: Duration = Duration::from_secs(30);
-
-fn curl(url: &str) -> u16 {
-    let out = Command::new("curl")
-        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "20", url])
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).parse().unwrap_or(0)
-}
 
 /// `GET path` on the admin endpoint: the status and the body.
 fn get(addr: &str, path: &str) -> (u16, String) {

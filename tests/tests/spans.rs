@@ -3,9 +3,10 @@
 //! with the right parent for every hop and the conventional tags. Error paths give error spans;
 //! pipelined Redis gives one span per command.
 
-use std::{collections::HashMap, process::Command, time::Duration};
+use std::{collections::HashMap, time::Duration};
 
 use serde_json::Value;
+use tracer_tests::curl_status as curl;
 use tracer_tests::{
     daemon::Daemon,
     servers::{self, Server},
@@ -26,14 +27,6 @@ fn chain() -> Chain {
     let daemon = Daemon::start(&["--output", "json"]);
     let servers::ChainServices { a, b, redis, mysql } = servers::chain_services("service");
     Chain { daemon, a, _b: b, redis, mysql }
-}
-
-fn curl(url: &str) -> u16 {
-    let out = Command::new("curl")
-        .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "20", url])
-        .output()
-        .unwrap();
-    String::from_utf8_lossy(&out.stdout).parse().unwrap_or(0)
 }
 
 fn spans(d: &Daemon) -> Vec<Value> {

@@ -42,18 +42,7 @@ pub fn traced(t: &Traced) -> (Vec<Tag>, Vec<Log>) {
     let mut tags = Vec::with_capacity(18);
     tags.push(Tag::str(k::SPAN_KIND, t.kind.as_str()));
     attribute_tags(&t.attrs, t.truncated, &mut tags);
-    if let (Some(local), Some(peer)) = (t.local, t.peer) {
-        address_tags(t.kind, local, peer, &mut tags);
-    }
-    if t.tid != 0 {
-        tags.push(Tag::long(k::THREAD_ID, i64::from(t.tid)));
-    }
-    if let Some(link) = t.link {
-        tags.push(Tag::str(k::TRACER_LINK, link.as_str()));
-    }
-    if t.ambiguous {
-        tags.push(Tag::bool(k::TRACER_LINK_AMBIGUOUS, true));
-    }
+    evidence_tags(t, &mut tags);
     let mut logs = Vec::new();
     if let Status::Error { message, log_at_us } = &t.status {
         tags.push(Tag::bool(k::ERROR, true));
@@ -71,7 +60,23 @@ pub fn traced(t: &Traced) -> (Vec<Tag>, Vec<Log>) {
     (tags, logs)
 }
 
-pub(super) fn address_tags(kind: SpanKind, local: SocketAddr, peer: SocketAddr, tags: &mut Vec<Tag>) {
+/// The connection's endpoints, the thread and the link evidence of a span the daemon built.
+pub(super) fn evidence_tags(t: &Traced, tags: &mut Vec<Tag>) {
+    if let (Some(local), Some(peer)) = (t.local, t.peer) {
+        address_tags(t.kind, local, peer, tags);
+    }
+    if t.tid != 0 {
+        tags.push(Tag::long(k::THREAD_ID, i64::from(t.tid)));
+    }
+    if let Some(link) = t.link {
+        tags.push(Tag::str(k::TRACER_LINK, link.as_str()));
+    }
+    if t.ambiguous {
+        tags.push(Tag::bool(k::TRACER_LINK_AMBIGUOUS, true));
+    }
+}
+
+fn address_tags(kind: SpanKind, local: SocketAddr, peer: SocketAddr, tags: &mut Vec<Tag>) {
     tags.push(Tag::str(k::NET_PEER_IP, peer.ip().to_string()));
     tags.push(Tag::long(k::NET_PEER_PORT, i64::from(peer.port())));
     tags.push(Tag::str(k::NET_HOST_IP, local.ip().to_string()));

@@ -107,18 +107,7 @@ fn traced(t: &Traced, out: &mut trace::Span) {
     out.kind = kind(Some(t.kind)) as i32;
     let mut tags = Vec::with_capacity(16);
     jaeger::attribute_tags(&t.attrs, t.truncated, &mut tags);
-    if let (Some(local), Some(peer)) = (t.local, t.peer) {
-        jaeger::address_tags(t.kind, local, peer, &mut tags);
-    }
-    if t.tid != 0 {
-        tags.push(Tag::long(k::THREAD_ID, i64::from(t.tid)));
-    }
-    if let Some(link) = t.link {
-        tags.push(Tag::str(k::TRACER_LINK, link.as_str()));
-    }
-    if t.ambiguous {
-        tags.push(Tag::bool(k::TRACER_LINK_AMBIGUOUS, true));
-    }
+    jaeger::evidence_tags(t, &mut tags);
     if let Some(lib) = &t.library {
         jaeger::library_tags(lib, &t.attrs, &mut tags);
     }
