@@ -212,14 +212,7 @@ pub async fn run(inv: Invocation) -> anyhow::Result<()> {
         },
         asm,
         stitcher,
-        Box::new(move |span| {
-            span_graph.observe(&span);
-            if let Some(f) = &feed {
-                f.offer(&span);
-            }
-            // A full queue drops and counts inside the sender.
-            sender.try_send(span);
-        }),
+        pipeline::SpanFanout { graph: span_graph, feed, sender }.into_sink(),
         registry.clone(),
         stop_rx.clone(),
     ));

@@ -9,10 +9,13 @@ use tokio::sync::{mpsc, watch};
 use crate::{
     assemble::{Assembler, ConnSpans},
     conn::{Conn, ConnTable, listen::ListenTable},
+    deps::SharedGraph,
+    export::SpanSender,
     metrics::Registry,
     model::Span,
     reader::{clock::WallClock, decode::Event},
     stitch::Stitcher,
+    store,
 };
 
 pub struct Options {
@@ -30,6 +33,31 @@ pub type SeenHook = Box<dyn Fn(u32, &str) + Send>;
 
 /// Where finished spans go (the export pipeline's queue; must not block).
 pub type SpanSink = Box<dyn FnMut(Span) + Send>;
+
+/// The daemon's span sinks: every finished span is counted in the service graph, kept in the
+/// trace store (when it is on) and queued for each export destination. None of them blocks.
+pub struct SpanFanout {
+    pub graph: SharedGraph,
+    pub feed: Option<store::Feed>,
+    pub sender: SpanSender,
+}
+
+impl SpanFanout {
+    pub fn deliver(&self, span: Span) {
+        self.graph.observe(&span);
+        // One span, shared: the store and each destination render it for themselves.
+        let span = Arc::new(span);
+        if let Some(f) = &self.feed {
+            f.offer(&span);
+        }
+        // A full queue drops and counts inside the sender.
+        self.sender.try_send_shared(span);
+    }
+
+    pub fn into_sink(self) -> SpanSink {
+        Box::new(move |span| self.deliver(span))
+    }
+}
 
 /// How often held spans are checked for release.
 const TICK: Duration = Duration::from_millis(50);

@@ -25,7 +25,7 @@ use crate::model::{Process, Span, Tag};
 use crate::net::host::HostInfo;
 
 /// Sees each span an app sent before it is queued for export (the dependency graph).
-pub type SpanObserver = Arc<dyn Fn(&Span) + Send + Sync>;
+pub type SpanObserver = Arc<dyn Fn(&Arc<Span>) + Send + Sync>;
 
 /// Receive buffer: the largest UDP payload.
 const MAX_DATAGRAM: usize = 65_536;
@@ -137,11 +137,11 @@ impl Forwarder {
                 let process = self.tagged(&batch.process);
                 for mut span in batch.spans {
                     span.process = process.clone();
-                    let span = Span::from_app(span);
+                    let span = Arc::new(Span::from_app(span));
                     if let Some(observe) = &self.observer {
                         observe(&span);
                     }
-                    if !self.sender.try_send(span) {
+                    if !self.sender.try_send_shared(span) {
                         self.metrics.spans_dropped.inc();
                     }
                 }

@@ -109,10 +109,11 @@ impl Intake {
         let decoded = otlp_in::decode(req, &self.agent_tags);
         self.metrics.spans.add(decoded.spans.len() as u64);
         for span in decoded.spans {
+            let span = std::sync::Arc::new(span);
             if let Some(observe) = &self.observer {
                 observe(&span);
             }
-            if !self.sender.try_send(span) {
+            if !self.sender.try_send_shared(span) {
                 self.metrics.dropped.inc();
             }
         }

@@ -152,7 +152,7 @@ fn otlp_request(span_ids: &[u64]) -> crate::render::otlp::proto::collector::trac
     let spans: Vec<_> = span_ids
         .iter()
         .map(|id| {
-            crate::render::otlp::render(Span {
+            crate::render::otlp::render(&Span {
                 trace_id: TraceId { high: 1, low: 2 },
                 span_id: *id,
                 parent_span_id: 0,

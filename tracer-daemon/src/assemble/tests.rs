@@ -145,7 +145,7 @@ impl Host {
     fn spans(&mut self) -> Vec<JaegerSpan> {
         let mut out = Vec::new();
         self.asm.drain(0, true, &mut self.st, &mut out);
-        out.into_iter().map(render::jaeger::render).collect()
+        out.iter().map(render::jaeger::render).collect()
     }
 
     fn stats(&self) -> Stats<'_> {

@@ -80,7 +80,7 @@ impl<S: Rendered> Batcher<S> {
 
     /// Adds a span; batches closed by this span are appended to `out` (at most two: the open
     /// one when this span would overflow its bytes, and the new one when it is full at once).
-    pub fn push(&mut self, span: Span, now: Instant, out: &mut Vec<Batch<S>>) {
+    pub fn push(&mut self, span: &Span, now: Instant, out: &mut Vec<Batch<S>>) {
         // Each destination takes the span as its protocol's model has it.
         let span = S::render(span);
         let key = self.key_of(span.process());
@@ -171,11 +171,11 @@ mod tests {
         let a2 = Arc::new(Process::clone(&a)); // equal value, another allocation
         let t = Instant::now();
         let mut out = Vec::new();
-        b.push(span(&a, 1, 1), t, &mut out);
-        b.push(span(&c, 2, 1), t, &mut out);
-        b.push(span(&a2, 3, 1), t, &mut out);
+        b.push(&span(&a, 1, 1), t, &mut out);
+        b.push(&span(&c, 2, 1), t, &mut out);
+        b.push(&span(&a2, 3, 1), t, &mut out);
         assert!(out.is_empty());
-        b.push(span(&a, 4, 1), t, &mut out);
+        b.push(&span(&a, 4, 1), t, &mut out);
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].process.service_name, "a");
         assert_eq!(out[0].spans.iter().map(|s| s.span_id).collect::<Vec<_>>(), [1, 3, 4]);
@@ -187,17 +187,17 @@ mod tests {
     #[test]
     fn bytes_limit_closes_before_overflow() {
         let p = proc_("a");
-        let one = span_len(Protocol::Compact, &render::jaeger::render(span(&p, 1, 100)));
+        let one = span_len(Protocol::Compact, &render::jaeger::render(&span(&p, 1, 100)));
         let mut b = Batcher::new(limits(100, one * 2 + 10, 1000), Some(Protocol::Compact), HostInfo::new("h", "i"));
         let t = Instant::now();
         let mut out = Vec::new();
         for id in 1..=3 {
-            b.push(span(&p, id, 100), t, &mut out);
+            b.push(&span(&p, id, 100), t, &mut out);
         }
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].spans.len(), 2);
         // A span larger than the limit on its own still goes, alone.
-        b.push(span(&p, 9, 10_000), t, &mut out);
+        b.push(&span(&p, 9, 10_000), t, &mut out);
         assert_eq!(out.len(), 3);
         assert_eq!(out[1].spans.len(), 1);
         assert_eq!(out[2].spans[0].span_id, 9);
@@ -208,8 +208,8 @@ mod tests {
         let mut b = Batcher::new(limits(100, usize::MAX, 1000), None, HostInfo::new("h", "i"));
         let t = Instant::now();
         let mut out = Vec::new();
-        b.push(span(&proc_("a"), 1, 1), t, &mut out);
-        b.push(span(&proc_("b"), 2, 1), t + Duration::from_millis(500), &mut out);
+        b.push(&span(&proc_("a"), 1, 1), t, &mut out);
+        b.push(&span(&proc_("b"), 2, 1), t + Duration::from_millis(500), &mut out);
         assert_eq!(b.next_deadline(), Some(t + Duration::from_millis(1000)));
         b.expired(t + Duration::from_millis(999), &mut out);
         assert!(out.is_empty());

@@ -138,7 +138,7 @@ pub fn status(span: &JaegerSpan) -> String {
     let mut error = false;
     let mut code: Option<String> = None;
     for t in &span.tags {
-        match (t.key.as_str(), &t.value) {
+        match (&*t.key, &t.value) {
             ("error", TagValue::Bool(b)) => error |= *b,
             ("error", TagValue::Str(s)) => error |= s == "true",
             ("http.status_code", TagValue::Long(c)) => code = Some(c.to_string()),

@@ -41,7 +41,7 @@ fn tag_value(v: &TagValue) -> Value {
 fn tags_object<'a>(tags: impl Iterator<Item = &'a crate::model::Tag>) -> Value {
     let mut m = Map::new();
     for t in tags {
-        m.insert(t.key.clone(), tag_value(&t.value));
+        m.insert(t.key.to_string(), tag_value(&t.value));
     }
     Value::Object(m)
 }

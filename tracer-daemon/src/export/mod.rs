@@ -81,13 +81,13 @@ pub struct Batch<S = JaegerSpan> {
 /// A span rendered for one kind of destination: Jaeger's model for the Thrift, console and
 /// JSON exporters, OTLP's for the OTLP ones. The batcher renders each span once per destination.
 pub trait Rendered: Clone + Send + Sync + 'static {
-    fn render(span: Span) -> Self;
+    fn render(span: &Span) -> Self;
     /// The process the span is batched (and sent) under.
     fn process(&self) -> &Arc<Process>;
 }
 
 impl Rendered for JaegerSpan {
-    fn render(span: Span) -> Self {
+    fn render(span: &Span) -> Self {
         crate::render::jaeger::render(span)
     }
     fn process(&self) -> &Arc<Process> {
@@ -96,7 +96,7 @@ impl Rendered for JaegerSpan {
 }
 
 impl Rendered for OtlpSpan {
-    fn render(span: Span) -> Self {
+    fn render(span: &Span) -> Self {
         crate::render::otlp::render(span)
     }
     fn process(&self) -> &Arc<Process> {

@@ -225,7 +225,7 @@ fn start<E: Exporter>(
     size: Option<SizeFn<E::Span>>,
     exporter: E,
 ) -> Lane {
-    let (span_tx, span_rx) = mpsc::channel::<Span>(cfg.queue_size.max(1));
+    let (span_tx, span_rx) = mpsc::channel::<Arc<Span>>(cfg.queue_size.max(1));
     let (batch_tx, batch_rx) = mpsc::channel::<Batch<E::Span>>(cfg.pending_batches.max(1));
     let (stop_tx, stop_rx) = watch::channel(false);
     let sender = LaneSender::new(
@@ -312,7 +312,7 @@ async fn send_batches<S>(out: &mpsc::Sender<Batch<S>>, batches: &mut Vec<Batch<S
 }
 
 async fn run_batcher<S: Rendered>(
-    mut rx: mpsc::Receiver<Span>,
+    mut rx: mpsc::Receiver<Arc<Span>>,
     mut stop: watch::Receiver<bool>,
     mut batcher: Batcher<S>,
     out: mpsc::Sender<Batch<S>>,
@@ -331,7 +331,7 @@ async fn run_batcher<S: Rendered>(
             span = rx.recv() => match span {
                 Some(span) => {
                     m.queue_depth.dec();
-                    batcher.push(span, Instant::now(), &mut ready);
+                    batcher.push(&span, Instant::now(), &mut ready);
                 }
                 None => break,
             },
@@ -347,7 +347,7 @@ async fn run_batcher<S: Rendered>(
     rx.close();
     while let Ok(span) = rx.try_recv() {
         m.queue_depth.dec();
-        batcher.push(span, Instant::now(), &mut ready);
+        batcher.push(&span, Instant::now(), &mut ready);
     }
     batcher.drain(&mut ready);
     send_batches(&out, &mut ready, &m).await;

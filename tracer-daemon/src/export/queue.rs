@@ -1,6 +1,8 @@
 //! The bounded span queue in front of the batcher: producers never block, a full queue drops
 //! the span and counts it.
 
+use std::sync::Arc;
+
 use tokio::sync::mpsc;
 
 use crate::metrics::{Counter, Gauge};
@@ -16,7 +18,7 @@ pub struct SpanSender {
 /// One destination's span queue.
 #[derive(Clone, Debug)]
 pub(crate) struct LaneSender {
-    tx: mpsc::Sender<Span>,
+    tx: mpsc::Sender<Arc<Span>>,
     /// Spans waiting in the queue.
     depth: Gauge,
     /// Spans accepted and not yet delivered, failed or dropped.
@@ -31,10 +33,15 @@ impl SpanSender {
         SpanSender { lanes }
     }
 
-    /// Queues a finished span for every destination (a copy each). `false` when some
-    /// destination dropped it: its queue was full (`reason="queue_full"`) or the pipeline has
-    /// shut down (`reason="shutdown"`).
+    /// Queues a finished span for every destination. `false` when some destination dropped
+    /// it: its queue was full (`reason="queue_full"`) or the pipeline has shut down
+    /// (`reason="shutdown"`).
     pub fn try_send(&self, span: Span) -> bool {
+        self.try_send_shared(Arc::new(span))
+    }
+
+    /// Queues a span other stages share: every destination renders the same one.
+    pub fn try_send_shared(&self, span: Arc<Span>) -> bool {
         let Some((last, rest)) = self.lanes.split_last() else { return false };
         let mut all = true;
         for lane in rest {
@@ -51,7 +58,7 @@ impl SpanSender {
 
 impl LaneSender {
     pub(crate) fn new(
-        tx: mpsc::Sender<Span>,
+        tx: mpsc::Sender<Arc<Span>>,
         depth: Gauge,
         in_flight: Gauge,
         dropped_full: Counter,
@@ -60,7 +67,7 @@ impl LaneSender {
         LaneSender { tx, depth, in_flight, dropped_full, dropped_closed }
     }
 
-    fn try_send(&self, span: Span) -> bool {
+    fn try_send(&self, span: Arc<Span>) -> bool {
         match self.tx.try_send(span) {
             Ok(()) => {
                 self.depth.inc();

@@ -323,7 +323,9 @@ mod tests {
             flags: 1,
             start_us: 1_700_000_000_000_000 + i as i64,
             duration_us: -(i as i64),
-            tags: (0..tags).map(|t| Tag { key: format!("k{t}"), value: values[t % values.len()].clone() }).collect(),
+            tags: (0..tags)
+                .map(|t| Tag { key: format!("k{t}").into(), value: values[t % values.len()].clone() })
+                .collect(),
             logs: vec![Log { timestamp_us: 5, fields: vec![Tag::str("event", "error"), Tag::bool("x", false)] }],
             references: vec![SpanRef { kind: RefKind::FollowsFrom, trace_id: TraceId { high: 1, low: 2 }, span_id: 3 }],
             process: Arc::new(Process { service_name: "svc".into(), tags: vec![Tag::long("pid", 42)] }),

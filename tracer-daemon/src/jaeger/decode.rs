@@ -203,7 +203,7 @@ fn read_tag<P: TInputProtocol>(p: &mut P) -> Result<Tag, DecodeError> {
         // STRING, and types from a newer IDL, as text.
         _ => TagValue::Str(s.unwrap_or_default()),
     };
-    Ok(Tag { key, value })
+    Ok(Tag { key: key.into(), value })
 }
 
 fn read_log<P: TInputProtocol>(p: &mut P) -> Result<Log, DecodeError> {

@@ -61,18 +61,22 @@ pub enum TagValue {
 
 #[derive(Clone, Debug, PartialEq)]
 pub struct Tag {
-    pub key: String,
+    /// The daemon's own keys are constants (no copy per span); apps' keys are their own.
+    pub key: TagKey,
     pub value: TagValue,
 }
 
+/// A tag key: a constant of the renderers, or a string that came with an app's span.
+pub type TagKey = std::borrow::Cow<'static, str>;
+
 impl Tag {
-    pub fn str(key: impl Into<String>, value: impl Into<String>) -> Self {
+    pub fn str(key: impl Into<TagKey>, value: impl Into<String>) -> Self {
         Tag { key: key.into(), value: TagValue::Str(value.into()) }
     }
-    pub fn long(key: impl Into<String>, value: i64) -> Self {
+    pub fn long(key: impl Into<TagKey>, value: i64) -> Self {
         Tag { key: key.into(), value: TagValue::Long(value) }
     }
-    pub fn bool(key: impl Into<String>, value: bool) -> Self {
+    pub fn bool(key: impl Into<TagKey>, value: bool) -> Self {
         Tag { key: key.into(), value: TagValue::Bool(value) }
     }
 }

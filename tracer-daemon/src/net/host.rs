@@ -61,7 +61,7 @@ impl HostInfo {
         }
         for (k, v) in &self.tags {
             if !has(k) {
-                add.push(Tag::str(k, v));
+                add.push(Tag::str(k.clone(), v));
             }
         }
         if add.is_empty() {
@@ -145,7 +145,7 @@ mod tests {
         host.tags.push(("zone".into(), "a".into()));
         let p = Arc::new(Process { service_name: "svc".into(), tags: vec![Tag::str("ip", "1.2.3.4")] });
         let done = host.complete(&p);
-        let keys: Vec<(&str, String)> = done.tags.iter().map(|t| (t.key.as_str(), format!("{:?}", t.value))).collect();
+        let keys: Vec<(&str, String)> = done.tags.iter().map(|t| (&*t.key, format!("{:?}", t.value))).collect();
         assert_eq!(keys.len(), 4);
         assert_eq!(done.tags[0], Tag::str("ip", "1.2.3.4"));
         assert!(done.tags.contains(&Tag::str("hostname", "h1")));

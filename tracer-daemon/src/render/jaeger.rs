@@ -3,37 +3,38 @@
 
 use std::net::SocketAddr;
 
-use super::keys as k;
+use super::{keys as k, text};
 use crate::model::{
     AppSpan, Attributes, Body, JaegerSpan, Log, Span, SpanKind, Status, Tag, Traced,
     attrs::{Http, Http2, LibraryCall, Mysql, Redis},
 };
 
-/// The span as Jaeger's model has it.
-pub fn render(span: Span) -> JaegerSpan {
+/// The span as Jaeger's model has it (the span itself stays as it is: the store and every
+/// destination render the same shared span).
+pub fn render(span: &Span) -> JaegerSpan {
     let Span { trace_id, span_id, parent_span_id, operation, flags, start_us, duration_us, process, body } = span;
     let (tags, logs, references) = match body {
         Body::Traced(t) => {
-            let (tags, logs) = traced(&t);
+            let (tags, logs) = traced(t);
             (tags, logs, Vec::new())
         }
         Body::App(a) => {
-            let AppSpan { tags, logs, references, .. } = *a;
-            (tags, logs, references)
+            let AppSpan { tags, logs, references, .. } = &**a;
+            (tags.clone(), logs.clone(), references.clone())
         }
     };
     JaegerSpan {
-        trace_id,
-        span_id,
-        parent_span_id,
-        operation,
-        flags,
-        start_us,
-        duration_us,
+        trace_id: *trace_id,
+        span_id: *span_id,
+        parent_span_id: *parent_span_id,
+        operation: operation.clone(),
+        flags: *flags,
+        start_us: *start_us,
+        duration_us: *duration_us,
         tags,
         logs,
         references,
-        process,
+        process: process.clone(),
     }
 }
 
@@ -77,13 +78,13 @@ pub(super) fn evidence_tags(t: &Traced, tags: &mut Vec<Tag>) {
 }
 
 fn address_tags(kind: SpanKind, local: SocketAddr, peer: SocketAddr, tags: &mut Vec<Tag>) {
-    tags.push(Tag::str(k::NET_PEER_IP, peer.ip().to_string()));
+    tags.push(Tag::str(k::NET_PEER_IP, text::ip(peer.ip())));
     tags.push(Tag::long(k::NET_PEER_PORT, i64::from(peer.port())));
-    tags.push(Tag::str(k::NET_HOST_IP, local.ip().to_string()));
+    tags.push(Tag::str(k::NET_HOST_IP, text::ip(local.ip())));
     tags.push(Tag::long(k::NET_HOST_PORT, i64::from(local.port())));
     if kind == SpanKind::Client {
         // A peer that is not traced is named by its address.
-        tags.push(Tag::str(k::PEER_SERVICE, peer.to_string()));
+        tags.push(Tag::str(k::PEER_SERVICE, text::socket_addr(peer)));
     }
 }
 

@@ -5,3 +5,4 @@ pub mod jaeger;
 pub mod keys;
 pub mod otlp;
 pub mod otlp_in;
+pub mod text;

@@ -24,25 +24,27 @@ pub struct OtlpSpan {
     pub span: trace::Span,
 }
 
-/// The span as OTLP's model has it.
-pub fn render(span: Span) -> OtlpSpan {
+/// The span as OTLP's model has it (the span itself stays as it is).
+pub fn render(span: &Span) -> OtlpSpan {
     let Span { trace_id, span_id, parent_span_id, operation, flags, start_us, duration_us, process, body } = span;
+    let (trace_id, span_id, parent_span_id, flags, start_us, duration_us) =
+        (*trace_id, *span_id, *parent_span_id, *flags, *start_us, *duration_us);
     let mut out = trace::Span {
         trace_id: trace_id_bytes(trace_id),
         span_id: span_id_bytes(span_id),
         parent_span_id: span_id_bytes(parent_span_id),
         // The W3C trace flags (sampled) in the low byte.
         flags: u32::try_from(flags & 0xff).unwrap_or(0),
-        name: operation,
+        name: operation.clone(),
         start_time_unix_nano: us_to_ns(start_us),
         end_time_unix_nano: us_to_ns(start_us.saturating_add(duration_us.max(0))),
         ..Default::default()
     };
     match body {
-        Body::Traced(t) => traced(&t, &mut out),
-        Body::App(a) => app(*a, trace_id, &mut out),
+        Body::Traced(t) => traced(t, &mut out),
+        Body::App(a) => app(a, trace_id, &mut out),
     }
-    OtlpSpan { process, span: out }
+    OtlpSpan { process: process.clone(), span: out }
 }
 
 /// Big-endian, high half first: the 16 bytes OTLP wants.
@@ -87,7 +89,7 @@ pub fn value(v: &TagValue) -> AnyValue {
 }
 
 pub fn key_value(t: &Tag) -> KeyValue {
-    KeyValue { key: t.key.clone(), value: Some(value(&t.value)), ..Default::default() }
+    KeyValue { key: t.key.to_string(), value: Some(value(&t.value)), ..Default::default() }
 }
 
 fn str_kv(key: &str, v: impl Into<String>) -> KeyValue {
@@ -127,15 +129,15 @@ fn traced(t: &Traced, out: &mut trace::Span) {
 
 /// An app's span: its tags become attributes (the status tags become the status), its logs
 /// events, its references the parent and links.
-fn app(a: AppSpan, trace_id: TraceId, out: &mut trace::Span) {
+fn app(a: &AppSpan, trace_id: TraceId, out: &mut trace::Span) {
     let AppSpan { kind: app_kind, tags, logs, references } = a;
-    out.kind = kind(app_kind) as i32;
+    out.kind = kind(*app_kind) as i32;
     let mut error = false;
     let mut ok = false;
     let mut description: Option<String> = None;
     let mut error_message: Option<String> = None;
     for t in tags {
-        match (t.key.as_str(), &t.value) {
+        match (&*t.key, &t.value) {
             (k::SPAN_KIND, _) => {}
             (k::ERROR, TagValue::Bool(b)) => error |= *b,
             (k::ERROR, TagValue::Str(s)) => error |= s.eq_ignore_ascii_case("true"),
@@ -150,7 +152,7 @@ fn app(a: AppSpan, trace_id: TraceId, out: &mut trace::Span) {
                 {
                     error_message = Some(s.clone());
                 }
-                out.attributes.push(key_value(&t));
+                out.attributes.push(key_value(t));
             }
         }
     }
@@ -199,7 +201,7 @@ pub fn resource(p: &Process) -> Resource {
     let mut attributes = Vec::with_capacity(p.tags.len() + 1);
     attributes.push(str_kv(k::SERVICE_NAME, p.service_name.clone()));
     for t in &p.tags {
-        let key = match t.key.as_str() {
+        let key = match &*t.key {
             k::SERVICE_NAME => continue,
             k::JAEGER_HOSTNAME => k::HOST_NAME,
             k::JAEGER_IP => k::HOST_IP,

@@ -66,7 +66,7 @@ fn process(attributes: Vec<KeyValue>, extra: &[Tag]) -> Process {
 
 /// A tag from an attribute; arrays and maps become their JSON text.
 pub fn tag(kv: KeyValue) -> Tag {
-    Tag { key: kv.key, value: tag_value(kv.value) }
+    Tag { key: kv.key.into(), value: tag_value(kv.value) }
 }
 
 fn tag_value(v: Option<AnyValue>) -> TagValue {

@@ -49,7 +49,7 @@ fn attr<'a>(s: &'a trace::Span, key: &str) -> Option<&'a Value> {
 
 #[test]
 fn traced_span_maps_ids_kind_status_attributes_and_events() {
-    let o = render(traced_span());
+    let o = render(&traced_span());
     let s = &o.span;
     assert_eq!(s.trace_id, (1u8..=16).collect::<Vec<_>>());
     assert_eq!(s.span_id, 0xaau64.to_be_bytes());
@@ -112,7 +112,7 @@ fn app_span() -> Span {
 
 #[test]
 fn app_span_tags_become_typed_attributes_status_events_links() {
-    let s = render(app_span()).span;
+    let s = render(&app_span()).span;
     assert_eq!(s.kind, Kind::Client as i32);
     assert_eq!(s.parent_span_id, 4u64.to_be_bytes(), "the ChildOf reference is the parent");
     assert_eq!(s.links.len(), 1);
@@ -126,7 +126,7 @@ fn app_span_tags_become_typed_attributes_status_events_links() {
 
 #[test]
 fn otlp_in_and_out_round_trip() {
-    let first = render(app_span());
+    let first = render(&app_span());
     let req = request(&first.process, std::slice::from_ref(&first));
     let decoded = otlp_in::decode(req, &[Tag::str("agent.hostname", "h2")]);
     assert_eq!(decoded.rejected, 0);
@@ -135,7 +135,7 @@ fn otlp_in_and_out_round_trip() {
     assert_eq!(back.process.service_name, "web");
     assert!(back.process.tags.contains(&Tag::str("agent.hostname", "h2")));
     assert!(back.process.tags.contains(&Tag::str(k::HOST_NAME, "h1")));
-    let again = render(back.clone()).span;
+    let again = render(back).span;
     assert_eq!(again.trace_id, first.span.trace_id);
     assert_eq!(again.parent_span_id, first.span.parent_span_id);
     assert_eq!(again.kind, first.span.kind);
@@ -145,16 +145,16 @@ fn otlp_in_and_out_round_trip() {
     assert_eq!(again.attributes, first.span.attributes);
     assert_eq!((again.start_time_unix_nano, again.end_time_unix_nano), (10_000, 15_000));
     // Jaeger's view of the received span keeps kind and error.
-    let j = crate::render::jaeger::render(back.clone());
+    let j = crate::render::jaeger::render(back);
     assert_eq!(j.kind(), Some("client"));
     assert!(j.tags.contains(&Tag::bool(k::ERROR, true)));
 }
 
 #[test]
 fn invalid_ids_are_rejected_and_counted() {
-    let mut first = render(app_span());
+    let mut first = render(&app_span());
     first.span.span_id = vec![1, 2, 3];
-    let mut good = render(app_span());
+    let mut good = render(&app_span());
     good.span.span_id = 9u64.to_be_bytes().to_vec();
     let req = request(&first.process, &[first.clone(), good]);
     let d = otlp_in::decode(req, &[]);

@@ -104,7 +104,7 @@ fn server_seen_before_client_joins_late_through_alias_and_late_parent() {
     assert!(out.iter().all(|s| s.trace_id == front.trace_id), "one trace: {out:?}");
     let server_out = out.iter().find(|s| s.span_id == server.span_id).unwrap();
     assert_eq!(server_out.parent_span_id, client.span_id);
-    assert_eq!(crate::render::jaeger::render(server_out.clone()).tag_str("tracer.link"), Some("same-host-tuple"));
+    assert_eq!(crate::render::jaeger::render(server_out).tag_str("tracer.link"), Some("same-host-tuple"));
     let redis_out = out.iter().find(|s| s.span_id == redis.span_id).unwrap();
     assert_eq!(redis_out.parent_span_id, server.span_id);
 }

@@ -136,7 +136,7 @@ pub fn key_value(t: &Tag) -> KeyValue {
         TagValue::Double(f) => ("float64", serde_json::Number::from_f64(*f).map_or(Value::Null, Value::Number)),
         TagValue::Binary(b) => ("binary", Value::from(base64(b))),
     };
-    KeyValue { key: t.key.clone(), kind, value }
+    KeyValue { key: t.key.to_string(), kind, value }
 }
 
 fn log(l: &Log) -> JsonLog {

@@ -110,13 +110,13 @@ impl SharedStore {
 /// The sending side of the store's queue; cheap to clone, never blocks.
 #[derive(Clone)]
 pub struct Feed {
-    tx: mpsc::Sender<Span>,
+    tx: mpsc::Sender<Arc<Span>>,
     queue_full: Counter,
 }
 
 impl Feed {
-    /// Queues a copy of a finished span; a full queue drops it and counts.
-    pub fn offer(&self, span: &Span) {
+    /// Queues a finished span (shared with the other stages); a full queue drops it and counts.
+    pub fn offer(&self, span: &Arc<Span>) {
         if self.tx.try_send(span.clone()).is_err() {
             self.queue_full.inc();
         }
@@ -125,12 +125,12 @@ impl Feed {
 
 /// Starts the task filling `store` from a queue of `queue` spans; returns the queue's sender.
 pub fn spawn(store: SharedStore, queue: usize, counters: &StoreCounters) -> Feed {
-    let (tx, mut rx) = mpsc::channel::<Span>(queue.max(1));
+    let (tx, mut rx) = mpsc::channel::<Arc<Span>>(queue.max(1));
     tokio::spawn(async move {
         let mut batch = Vec::with_capacity(256);
         while rx.recv_many(&mut batch, 256).await > 0 {
             // Rendered before taking the lock, so queries wait only for the inserts.
-            let rendered: Vec<_> = batch.drain(..).map(render::jaeger::render).collect();
+            let rendered: Vec<_> = batch.drain(..).map(|s| render::jaeger::render(&s)).collect();
             let mut s = store.lock();
             for span in rendered {
                 s.insert(span);

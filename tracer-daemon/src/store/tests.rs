@@ -378,7 +378,7 @@ async fn the_feed_renders_and_stores_spans_off_the_caller() {
     let counters = StoreCounters::detached();
     let store = SharedStore::new(TraceStore::new(usize::MAX, counters.clone()));
     let feed = super::spawn(store.clone(), 4, &counters);
-    let span = crate::model::Span::from_app(span(5, 1, 0, &process("app"), "op", 1, 1));
+    let span = Arc::new(crate::model::Span::from_app(span(5, 1, 0, &process("app"), "op", 1, 1)));
     for _ in 0..100 {
         feed.offer(&span);
     }

@@ -33,8 +33,37 @@ pub struct Trace {
 struct ServiceEntry {
     /// Trace → spans of this service in it.
     traces: HashMap<TraceId, u32>,
-    /// (operation, span kind or "") → spans.
-    operations: BTreeMap<(String, String), u32>,
+    /// Operation → span kind (or "") → spans.
+    operations: BTreeMap<String, BTreeMap<String, u32>>,
+}
+
+impl ServiceEntry {
+    /// Counts one more span of `operation` and `kind` (keys are copied only when new).
+    fn add_operation(&mut self, operation: &str, kind: &str) {
+        let kinds = match self.operations.get_mut(operation) {
+            Some(k) => k,
+            None => self.operations.entry(operation.to_owned()).or_default(),
+        };
+        match kinds.get_mut(kind) {
+            Some(n) => *n += 1,
+            None => {
+                kinds.insert(kind.to_owned(), 1);
+            }
+        }
+    }
+
+    fn remove_operation(&mut self, operation: &str, kind: &str) {
+        let Some(kinds) = self.operations.get_mut(operation) else { return };
+        if let Some(n) = kinds.get_mut(kind) {
+            *n -= 1;
+            if *n == 0 {
+                kinds.remove(kind);
+            }
+        }
+        if kinds.is_empty() {
+            self.operations.remove(operation);
+        }
+    }
 }
 
 /// What a search asks for. A trace matches when one of its spans meets every condition.
@@ -120,10 +149,13 @@ impl TraceStore {
                 trace.processes.push(span.process.clone());
             }
         }
-        let kind = span.kind().unwrap_or("").to_owned();
-        let service = self.services.entry(span.process.service_name.clone()).or_default();
+        let name = &span.process.service_name;
+        let service = match self.services.get_mut(name) {
+            Some(s) => s,
+            None => self.services.entry(name.clone()).or_default(),
+        };
         *service.traces.entry(id).or_default() += 1;
-        *service.operations.entry((span.operation.clone(), kind)).or_default() += 1;
+        service.add_operation(&span.operation, span.kind().unwrap_or(""));
         if is_error(&span) {
             trace.error = true;
             self.errors.insert(id);
@@ -154,13 +186,7 @@ impl TraceStore {
             let name = &span.process.service_name;
             let Some(service) = self.services.get_mut(name) else { continue };
             service.traces.remove(&id);
-            let key = (span.operation.clone(), span.kind().unwrap_or("").to_owned());
-            if let Some(n) = service.operations.get_mut(&key) {
-                *n -= 1;
-                if *n == 0 {
-                    service.operations.remove(&key);
-                }
-            }
+            service.remove_operation(&span.operation, span.kind().unwrap_or(""));
             if service.traces.is_empty() {
                 self.services.remove(name);
             }
@@ -181,7 +207,12 @@ impl TraceStore {
     /// The operations of a service as (name, span kind or ""), sorted; `kind` filters.
     pub fn operations(&self, service: &str, kind: Option<&str>) -> Vec<(String, String)> {
         let Some(s) = self.services.get(service) else { return Vec::new() };
-        s.operations.keys().filter(|(_, k)| kind.is_none_or(|want| want == k)).cloned().collect()
+        s.operations
+            .iter()
+            .flat_map(|(op, kinds)| kinds.keys().map(move |k| (op, k)))
+            .filter(|(_, k)| kind.is_none_or(|want| want == *k))
+            .map(|(op, k)| (op.clone(), k.clone()))
+            .collect()
     }
 
     pub fn trace(&self, id: TraceId) -> Option<&Trace> {
@@ -256,7 +287,10 @@ fn alloc(n: usize) -> usize {
 
 fn tag_bytes(t: &Tag) -> usize {
     size_of::<Tag>()
-        + alloc(t.key.capacity())
+        + match &t.key {
+            std::borrow::Cow::Borrowed(_) => 0,
+            std::borrow::Cow::Owned(k) => alloc(k.capacity()),
+        }
         + match &t.value {
             TagValue::Str(s) => alloc(s.capacity()),
             TagValue::Binary(b) => alloc(b.capacity()),

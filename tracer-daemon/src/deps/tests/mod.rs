@@ -64,12 +64,12 @@ impl B {
     }
 
     pub fn tag(mut self, key: &str, value: &str) -> B {
-        self.0.tags.push(Tag::str(key, value));
+        self.0.tags.push(Tag::str(key.to_owned(), value));
         self
     }
 
     pub fn long(mut self, key: &str, value: i64) -> B {
-        self.0.tags.push(Tag::long(key, value));
+        self.0.tags.push(Tag::long(key.to_owned(), value));
         self
     }
 
