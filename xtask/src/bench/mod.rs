@@ -119,7 +119,47 @@ pub fn run(daemon_bin: &Path, args: BenchArgs) -> Result<()> {
         eprintln!("bench: {} — {rounds} rounds of {window:?} per arm, interleaved", w.name());
         results.push(run_workload(daemon_bin, w.as_ref(), rounds, window)?);
     }
-    report::write(&results, rounds, window)
+    let path = if args.only.as_deref().is_none_or(|o| "span-path".contains(o)) {
+        Some(span_path(if args.quick { 100_000 } else { 400_000 })?)
+    } else {
+        None
+    };
+    report::write(&results, path.as_ref(), rounds, window)
+}
+
+/// The daemon's own cost per span without the kernel (`tracer-daemon/benches/span_path.rs`).
+pub struct SpanPath {
+    pub requests: usize,
+    pub spans_per_sec_offered: usize,
+    /// What the bench printed.
+    pub line: String,
+    pub cpu_us_per_span: f64,
+}
+
+/// Spans offered per second to the span-path bench.
+const SPAN_PATH_RATE: usize = 50_000;
+
+fn span_path(requests: usize) -> Result<SpanPath> {
+    eprintln!(
+        "bench: span path — {requests} requests at {SPAN_PATH_RATE} spans/s through processing, store and export"
+    );
+    let out = std::process::Command::new("cargo")
+        .current_dir(crate::root())
+        .args(["bench", "-q", "-p", "tracer-daemon", "--bench", "span_path", "--"])
+        .args([requests.to_string(), SPAN_PATH_RATE.to_string()])
+        .output()?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    if !out.status.success() {
+        bail!("span_path bench failed: {}{}", text, String::from_utf8_lossy(&out.stderr));
+    }
+    let line = text.lines().find(|l| l.starts_with("span_path:")).unwrap_or_default().to_owned();
+    let cpu_us_per_span = line
+        .split("; ")
+        .find_map(|part| part.strip_suffix(" µs CPU per span"))
+        .and_then(|n| n.trim().parse().ok())
+        .unwrap_or(f64::NAN);
+    eprintln!("bench:   {line}");
+    Ok(SpanPath { requests, spans_per_sec_offered: SPAN_PATH_RATE, line: text.trim_end().to_owned(), cpu_us_per_span })
 }
 
 pub struct WorkloadResult {
