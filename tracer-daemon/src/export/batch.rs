@@ -1,7 +1,6 @@
 //! The batcher: groups spans by process into batches closed by span count, encoded bytes or
 //! age. Pure: the clock is passed in.
 
-use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::sync::Arc;
 use std::time::Instant;
@@ -9,7 +8,7 @@ use std::time::Instant;
 use super::{Batch, Rendered};
 use crate::config::export::BatchLimits;
 use crate::jaeger::encode::{Protocol, span_len};
-use crate::model::{JaegerSpan, Process, Span};
+use crate::model::{JaegerSpan, Process, Span, hash::FastMap};
 use crate::net::host::HostInfo;
 
 /// Most distinct process objects remembered for the fast lookup; past it the cache restarts.
@@ -32,9 +31,9 @@ pub struct Batcher<S = JaegerSpan> {
     /// The encoded size that counts toward `max_bytes`; `None` counts no bytes.
     size: Option<SizeFn<S>>,
     host: HostInfo,
-    groups: HashMap<String, Group<S>>,
+    groups: FastMap<String, Group<S>>,
     /// `Arc<Process>` address -> (the process, kept alive so the address is not reused; its key).
-    by_ptr: HashMap<usize, (Arc<Process>, String)>,
+    by_ptr: FastMap<usize, (Arc<Process>, String)>,
 }
 
 /// A key equal for equal processes: service name and tags.
@@ -57,7 +56,7 @@ impl Batcher<JaegerSpan> {
 
 impl<S: Rendered> Batcher<S> {
     pub fn with_size(limits: BatchLimits, size: Option<SizeFn<S>>, host: HostInfo) -> Self {
-        Batcher { limits, size, host, groups: HashMap::new(), by_ptr: HashMap::new() }
+        Batcher { limits, size, host, groups: FastMap::default(), by_ptr: FastMap::default() }
     }
 
     /// Spans held in open batches.

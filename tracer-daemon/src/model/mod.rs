@@ -5,6 +5,7 @@
 //! exporters, the console and the agent's decoder speak.
 
 pub mod conn;
+pub mod hash;
 
 use std::sync::Arc;
 

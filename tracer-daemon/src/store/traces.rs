@@ -2,12 +2,15 @@
 //! indexes by service (and its operations), error and trace id. Pure: no clock, no I/O.
 
 use std::{
-    collections::{BTreeMap, HashMap, HashSet, VecDeque, hash_map::Entry},
+    collections::{BTreeMap, VecDeque, hash_map::Entry},
     mem::size_of,
     sync::Arc,
 };
 
-use crate::model::{JaegerSpan, Log, Process, SpanRef, Tag, TagValue, TraceId};
+use crate::model::{
+    JaegerSpan, Log, Process, SpanRef, Tag, TagValue, TraceId,
+    hash::{FastMap, FastSet},
+};
 
 use super::StoreCounters;
 
@@ -32,7 +35,7 @@ pub struct Trace {
 #[derive(Debug, Default)]
 struct ServiceEntry {
     /// Trace → spans of this service in it.
-    traces: HashMap<TraceId, u32>,
+    traces: FastMap<TraceId, u32>,
     /// Operation → span kind (or "") → spans.
     operations: BTreeMap<String, BTreeMap<String, u32>>,
 }
@@ -86,11 +89,11 @@ pub struct TraceStore {
     max_bytes: usize,
     bytes: usize,
     spans: usize,
-    traces: HashMap<TraceId, Trace>,
+    traces: FastMap<TraceId, Trace>,
     /// Trace ids by arrival of their first span, oldest first; each held trace once.
     order: VecDeque<TraceId>,
     services: BTreeMap<String, ServiceEntry>,
-    errors: HashSet<TraceId>,
+    errors: FastSet<TraceId>,
     counters: StoreCounters,
 }
 
@@ -100,10 +103,10 @@ impl TraceStore {
             max_bytes,
             bytes: 0,
             spans: 0,
-            traces: HashMap::new(),
+            traces: FastMap::default(),
             order: VecDeque::new(),
             services: BTreeMap::new(),
-            errors: HashSet::new(),
+            errors: FastSet::default(),
             counters,
         }
     }
