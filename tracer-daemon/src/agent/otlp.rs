@@ -6,12 +6,14 @@
 
 use std::io::Read as _;
 use std::sync::Arc;
+use std::time::Duration;
 
 use prost::Message as _;
 use tokio::net::TcpListener;
 
 use super::SpanObserver;
-use crate::api::{Request, Response, Router};
+use super::limited::LimitedIncoming;
+use crate::api::{DropCounters, Limits, Request, Response, Router};
 use crate::export::SpanSender;
 use crate::metrics::{Counter, Registry};
 use crate::model::Tag;
@@ -20,6 +22,7 @@ use crate::render::otlp::proto::collector::trace::v1::{
     trace_service_server::{TraceService, TraceServiceServer},
 };
 use crate::render::otlp_in;
+use crate::supervise::Stages;
 
 /// The OTLP/HTTP traces path.
 pub const TRACES_PATH: &str = "/v1/traces";
@@ -212,7 +215,13 @@ pub(super) struct Setup<'a> {
     pub metrics: &'a Registry,
     pub max_bytes: usize,
     pub max_connections: usize,
+    /// Deadline of one whole request (HTTP: head and body; gRPC: the call).
+    pub request_timeout: Duration,
+    pub stages: Stages,
 }
+
+/// Interval of HTTP/2 pings on idle gRPC connections; an unanswered one closes the connection.
+const GRPC_KEEPALIVE: Duration = Duration::from_secs(60);
 
 impl Setup<'_> {
     fn intake(&self, transport: &str) -> Intake {
@@ -225,16 +234,19 @@ impl Setup<'_> {
         }
     }
 
-    /// Serves OTLP/HTTP on `listener` until `stop`.
+    /// Serves OTLP/HTTP on `listener` until `stop`, with the receiver's connection, body and
+    /// deadline limits (drops counted under `listener="otlp_http"`).
     pub fn http(&self, listener: TcpListener, stop: tokio::sync::watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
         let intake = self.intake("http");
         let router = Arc::new(Router::new().route("POST", TRACES_PATH, move |r| http_export(&intake, r)));
-        let max = self.max_connections;
-        tokio::spawn(async move {
-            if let Err(e) = crate::api::serve_limited(listener, router, stop, max).await {
-                tracing::warn!(error = %e, "OTLP/HTTP receiver stopped");
-            }
-        })
+        let limits = Limits {
+            max_connections: self.max_connections,
+            max_body_bytes: self.max_bytes,
+            request_timeout: self.request_timeout,
+            idle_timeout: Limits::ADMIN.idle_timeout,
+        };
+        let drops = DropCounters::register(self.metrics, "otlp_http");
+        self.stages.spawn("otlp_http receiver", crate::api::serve_with(listener, router, stop, limits, drops))
     }
 
     /// Serves OTLP/gRPC on `listener` until `stop`.
@@ -249,8 +261,10 @@ impl Setup<'_> {
             .send_compressed(Gzip)
             .max_decoding_message_size(self.max_bytes);
         let streams = u32::try_from(self.max_connections).unwrap_or(u32::MAX);
-        tokio::spawn(async move {
-            let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+        let drops = DropCounters::register(self.metrics, "otlp_grpc");
+        let incoming = LimitedIncoming::new(listener, self.max_connections, drops);
+        let timeout = self.request_timeout;
+        self.stages.spawn("otlp_grpc receiver", async move {
             let shutdown = async move {
                 while !*stop.borrow() {
                     if stop.changed().await.is_err() {
@@ -258,14 +272,13 @@ impl Setup<'_> {
                     }
                 }
             };
-            let served = tonic::transport::Server::builder()
+            tonic::transport::Server::builder()
                 .max_concurrent_streams(Some(streams))
+                .timeout(timeout)
+                .http2_keepalive_interval(Some(GRPC_KEEPALIVE))
                 .add_service(service)
                 .serve_with_incoming_shutdown(incoming, shutdown)
-                .await;
-            if let Err(e) = served {
-                tracing::warn!(error = %e, "OTLP/gRPC receiver stopped");
-            }
+                .await
         })
     }
 }
