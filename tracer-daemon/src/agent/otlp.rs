@@ -13,7 +13,7 @@ use tokio::net::TcpListener;
 
 use super::SpanObserver;
 use super::limited::LimitedIncoming;
-use crate::api::{DropCounters, Limits, Request, Response, Router};
+use crate::api::{DropCounters, DropReason, Limits, Request, Response, Router};
 use crate::export::SpanSender;
 use crate::metrics::{Counter, Registry};
 use crate::model::Tag;
@@ -89,9 +89,11 @@ impl Metrics {
     }
 
     fn outcome(&self, o: Outcome) {
-        if let Some(i) = Outcome::ALL.iter().position(|x| *x == o) {
-            self.requests[i].inc();
-        }
+        self.outcome_counter(o).inc();
+    }
+
+    fn outcome_counter(&self, o: Outcome) -> &Counter {
+        &self.requests[Outcome::ALL.iter().position(|x| *x == o).unwrap_or(0)]
     }
 }
 
@@ -238,6 +240,8 @@ impl Setup<'_> {
     /// deadline limits (drops counted under `listener="otlp_http"`).
     pub fn http(&self, listener: TcpListener, stop: tokio::sync::watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
         let intake = self.intake("http");
+        // A body refused at the door is an OTLP request too large as well.
+        let too_large = intake.metrics.outcome_counter(Outcome::TooLarge).clone();
         let router = Arc::new(Router::new().route("POST", TRACES_PATH, move |r| http_export(&intake, r)));
         let limits = Limits {
             max_connections: self.max_connections,
@@ -245,11 +249,14 @@ impl Setup<'_> {
             request_timeout: self.request_timeout,
             idle_timeout: Limits::ADMIN.idle_timeout,
         };
-        let drops = DropCounters::register(self.metrics, "otlp_http");
+        let drops = DropCounters::register(self.metrics, "otlp_http").also(DropReason::BodyTooLarge, too_large);
         self.stages.spawn("otlp_http receiver", crate::api::serve_with(listener, router, stop, limits, drops))
     }
 
-    /// Serves OTLP/gRPC on `listener` until `stop`.
+    /// Serves OTLP/gRPC on `listener` until `stop`: at most `max_connections` connections
+    /// (one more is closed, counted under `listener="otlp_grpc"`), messages up to `max_bytes`,
+    /// each call within `request_timeout`, headers as small as the HTTP/1.1 server's; tonic
+    /// answers a call over a limit with an error status.
     pub fn grpc(
         &self,
         listener: TcpListener,
@@ -276,6 +283,7 @@ impl Setup<'_> {
                 .max_concurrent_streams(Some(streams))
                 .timeout(timeout)
                 .http2_keepalive_interval(Some(GRPC_KEEPALIVE))
+                .http2_max_header_list_size(Some(crate::api::MAX_HEADER_BYTES as u32))
                 .add_service(service)
                 .serve_with_incoming_shutdown(incoming, shutdown)
                 .await

@@ -223,6 +223,8 @@ async fn otlp_http_and_grpc_receive_with_host_tags_and_refuse_bad_input() {
     assert!(metrics.contains("tracer_otlp_requests_total{transport=\"http\",outcome=\"bad_request\"} 2\n"));
     assert!(metrics.contains("tracer_otlp_requests_total{transport=\"http\",outcome=\"unsupported_media_type\"} 2\n"));
     assert!(metrics.contains("tracer_otlp_spans_rejected_total{transport=\"http\"} 1\n"));
+    assert!(metrics.contains("tracer_otlp_requests_total{transport=\"http\",outcome=\"too_large\"} 1\n"));
+    assert!(metrics.contains("tracer_listener_dropped_total{listener=\"otlp_http\",reason=\"body_too_large\"} 1\n"));
     agent.shutdown().await;
     assert!(pipeline.shutdown(Duration::from_secs(1)).await);
 }

@@ -99,31 +99,48 @@ impl DropReason {
 
 /// The drop counters of one listener: `tracer_listener_dropped_total{listener,reason}`.
 #[derive(Clone, Debug)]
-pub struct DropCounters([Counter; DropReason::ALL.len()]);
+pub struct DropCounters {
+    by_reason: [Counter; DropReason::ALL.len()],
+    /// Counters of the listener's own protocol that a refusal also counts (e.g. OTLP's
+    /// `outcome="too_large"` for a 413 at the door).
+    also: Vec<(DropReason, Counter)>,
+}
 
 impl DropCounters {
     /// Registers the series of `listener` (e.g. `admin`, `sampling`, `otlp_http`), one per reason.
     pub fn register(reg: &Registry, listener: &str) -> Self {
-        DropCounters(DropReason::ALL.map(|r| {
+        let by_reason = DropReason::ALL.map(|r| {
             reg.counter(
                 "tracer_listener_dropped_total",
                 "Connections and requests a listener refused, by listener and reason.",
                 &[("listener", listener), ("reason", r.as_str())],
             )
-        }))
+        });
+        DropCounters { by_reason, also: Vec::new() }
     }
 
     /// Counters in no registry.
     pub fn detached() -> Self {
-        DropCounters(DropReason::ALL.map(|_| Counter::detached()))
+        DropCounters { by_reason: DropReason::ALL.map(|_| Counter::detached()), also: Vec::new() }
+    }
+
+    /// Also increments `counter` on each drop for `reason`.
+    pub fn also(mut self, reason: DropReason, counter: Counter) -> Self {
+        self.also.push((reason, counter));
+        self
     }
 
     pub fn count(&self, reason: DropReason) {
-        self.0[reason.index()].inc();
+        self.by_reason[reason.index()].inc();
+        for (r, c) in &self.also {
+            if *r == reason {
+                c.inc();
+            }
+        }
     }
 
     pub fn get(&self, reason: DropReason) -> u64 {
-        self.0[reason.index()].get()
+        self.by_reason[reason.index()].get()
     }
 }
 
