@@ -205,36 +205,34 @@ pub async fn run(inv: Invocation) -> anyhow::Result<()> {
     }
     let sender = exporter.sender.clone();
     let span_graph = graph.clone();
-    let processing = stages.spawn(
-        "processing",
-        pipeline::run(
-            rx,
-            pipeline::Options {
-                print_events: cli.print_events,
-                max_connections: cfg.capture.max_connections,
-                on_exit: Some({
-                    let r = resolver.clone();
-                    Box::new(move |pid| r.forget(pid))
-                }),
-                on_seen: Some({
-                    let r = resolver.clone();
-                    Box::new(move |pid, comm| r.seen(pid, comm))
-                }),
-            },
-            asm,
-            stitcher,
-            Box::new(move |span| {
-                span_graph.observe(&span);
-                if let Some(f) = &feed {
-                    f.offer(&span);
-                }
-                // A full queue drops and counts inside the sender.
-                sender.try_send(span);
+    let processing = pipeline::run(
+        rx,
+        pipeline::Options {
+            print_events: cli.print_events,
+            max_connections: cfg.capture.max_connections,
+            on_exit: Some({
+                let r = resolver.clone();
+                Box::new(move |pid| r.forget(pid))
             }),
-            registry.clone(),
-            stop_rx.clone(),
-        ),
+            on_seen: Some({
+                let r = resolver.clone();
+                Box::new(move |pid, comm| r.seen(pid, comm))
+            }),
+        },
+        asm,
+        stitcher,
+        Box::new(move |span| {
+            span_graph.observe(&span);
+            if let Some(f) = &feed {
+                f.offer(&span);
+            }
+            // A full queue drops and counts inside the sender.
+            sender.try_send(span);
+        }),
+        registry.clone(),
+        stop_rx.clone(),
     );
+    let processing = stages.spawn("processing", processing);
     tracing::info!("tracing");
     // One JSON line on stderr tells a supervisor (or a test) that the probes are attached and
     // where each listener is bound (useful with port 0).
