@@ -83,3 +83,31 @@ fn a_dying_stage_ends_the_daemon_with_its_cause_and_a_failure_status() {
         assert!(err.contains(&cause), "{stage}: no {cause:?} in\n{err}");
     }
 }
+
+/// A healthy daemon's `/healthz` lists each of its stages as running, as does
+/// `tracer_stage_up`.
+#[test]
+fn healthz_lists_every_stage_running() {
+    let daemon = tracer_tests::daemon::Daemon::start(&[
+        "--output",
+        "json",
+        "--no-uprobes",
+        "--agent-compact-addr",
+        "127.0.0.1:0",
+        "--agent-binary-addr",
+        "127.0.0.1:0",
+        "--sampling-addr",
+        "127.0.0.1:0",
+    ]);
+    let body = tracer_tests::daemon::http_get(&daemon.metrics_addr, "/healthz");
+    let mut lines = body.lines();
+    assert_eq!(lines.next(), Some("ok"), "{body}");
+    let stages: Vec<&str> = lines.collect();
+    for stage in ["reader", "processing", "admin server", "store feed", "procfs worker", "agent compact receiver"] {
+        assert!(stages.contains(&format!("stage {stage}: running").as_str()), "{stage} in {stages:?}");
+    }
+    assert_eq!(daemon.metric("tracer_stage_up{stage=\"processing\"}"), 1.0);
+    assert!(
+        daemon.metrics().contains("tracer_listener_dropped_total{listener=\"admin\",reason=\"request_timeout\"} 0")
+    );
+}
