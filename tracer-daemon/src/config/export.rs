@@ -154,17 +154,19 @@ pub struct ExportConfig {
     #[arg(long = "host-tag", value_name = "KEY=VALUE")]
     pub host_tags: Vec<String>,
 
-    /// Listen for Jaeger clients' `emitBatch` in the compact protocol (UDP). Empty turns the
-    /// listener off.
+    /// Listen for Jaeger clients' `emitBatch` in the compact protocol (UDP). Loopback by default
+    /// (a DaemonSet gives the node address, e.g. `$(NODE_IP):6831`); empty turns the listener
+    /// off.
     #[arg(long, default_value = defaults::AGENT_COMPACT_ADDR, value_name = "ADDR")]
     pub agent_compact_addr: String,
 
-    /// Listen for Jaeger clients' `emitBatch` in the binary protocol (UDP). Empty turns the
-    /// listener off.
+    /// Listen for Jaeger clients' `emitBatch` in the binary protocol (UDP). Loopback by default;
+    /// empty turns the listener off.
     #[arg(long, default_value = defaults::AGENT_BINARY_ADDR, value_name = "ADDR")]
     pub agent_binary_addr: String,
 
-    /// Serve `GET /sampling?service=NAME` for Jaeger clients (HTTP). Empty turns it off.
+    /// Serve `GET /sampling?service=NAME` for Jaeger clients (HTTP). Loopback by default; empty
+    /// turns it off.
     #[arg(long, default_value = defaults::SAMPLING_ADDR, value_name = "ADDR")]
     pub sampling_addr: String,
 
