@@ -186,6 +186,23 @@ fn the_daemonset_is_a_least_privilege_node_agent() {
     let env: BTreeMap<&str, &Value> =
         c["env"].as_sequence().unwrap().iter().map(|e| (e["name"].as_str().unwrap(), e)).collect();
     assert_eq!(env["NODE_NAME"]["valueFrom"]["fieldRef"]["fieldPath"], "spec.nodeName");
+    // The agent's listeners bind the node address (the daemon's default is loopback), which
+    // Kubernetes fills in from the downward API.
+    assert_eq!(env["NODE_IP"]["valueFrom"]["fieldRef"]["fieldPath"], "status.hostIP");
+    let args: Vec<&str> = c["args"].as_sequence().unwrap().iter().map(|v| v.as_str().unwrap()).collect();
+    for (flag, port) in [
+        ("--agent-compact-addr", 6831),
+        ("--agent-binary-addr", 6832),
+        ("--sampling-addr", 5778),
+        ("--otlp-grpc-addr", 4317),
+        ("--otlp-http-addr", 4318),
+    ] {
+        assert!(args.contains(&format!("{flag}=$(NODE_IP):{port}").as_str()), "{flag} in {args:?}");
+    }
+    let argv =
+        std::iter::once("tracer-daemon".to_owned()).chain(args.iter().map(|a| a.replace("$(NODE_IP)", "10.0.0.5")));
+    let cli = <tracer_daemon::daemon::Cli as clap::Parser>::try_parse_from(argv).unwrap();
+    assert_eq!(cli.export.sampling_addr, "10.0.0.5:5778", "the arguments parse with the daemon's parser");
     let host_paths: BTreeSet<&str> =
         pod["volumes"].as_sequence().unwrap().iter().filter_map(|v| v["hostPath"]["path"].as_str()).collect();
     for p in ["/sys/fs/bpf", "/sys/kernel/tracing", "/sys/fs/cgroup", "/proc"] {

@@ -24,6 +24,7 @@ use crate::{
     reader::{self, clock::WallClock},
     stitch::{StitchConfig, Stitcher},
     store,
+    supervise::Stages,
 };
 
 #[derive(clap::Parser, Debug)]
@@ -82,6 +83,10 @@ pub async fn run(inv: Invocation) -> anyhow::Result<()> {
         .apply(&cli.overrides)?
         .apply_export(&cli.export, &|id| explicit.contains(id));
     let registry = Registry::new();
+    // Every long-running task is a stage: its panic or error is logged with the cause, shown
+    // by /healthz and ends the daemon with a non-zero status.
+    let stages = Stages::from_env();
+    register_stage_metrics(&registry, &stages);
     let graph = SharedGraph::new(cfg.deps.clone());
     deps::metrics::register(&registry, graph.clone());
     let netns_inum = match &cfg.netns {
@@ -90,8 +95,8 @@ pub async fn run(inv: Invocation) -> anyhow::Result<()> {
     };
 
     let host = export::HostInfo::detect().with_tags(cfg.export.parsed_host_tags()?);
-    let exporter = export::Pipeline::spawn(&cfg.export, host.clone(), registry.clone())?;
-    let (trace_store, feed) = start_store(&cfg.store, &registry);
+    let exporter = export::Pipeline::spawn_supervised(&cfg.export, host.clone(), registry.clone(), &stages)?;
+    let (trace_store, feed) = start_store(&cfg.store, &registry, &stages);
     let app_graph = graph.clone();
     let app_feed = feed.clone();
     let observer: agent::SpanObserver = Arc::new(move |span| {
@@ -100,9 +105,10 @@ pub async fn run(inv: Invocation) -> anyhow::Result<()> {
             f.offer(span);
         }
     });
-    let agent = agent::spawn_observed(&cfg.export, &host, exporter.sender.clone(), registry.clone(), Some(observer))
-        .await
-        .context("starting the agent listeners")?;
+    let agent =
+        agent::spawn_supervised(&cfg.export, &host, exporter.sender.clone(), registry.clone(), Some(observer), &stages)
+            .await
+            .context("starting the agent listeners")?;
 
     let mut probes = Probes::load(&LoadOptions {
         hook: cfg.capture.syscall_hook,
@@ -117,7 +123,7 @@ pub async fn run(inv: Invocation) -> anyhow::Result<()> {
     }
     // Client-library probes are optional: without them, spans still come from the wire.
     let _uprobes = if cfg.uprobes {
-        match crate::uprobes::start(&mut probes.ebpf, &registry) {
+        match crate::uprobes::start(&mut probes.ebpf, &registry, &stages) {
             Ok(u) => Some(u),
             Err(e) => {
                 tracing::warn!(error = %e, "client-library uprobes unavailable: spans come from socket traffic only");
@@ -148,7 +154,7 @@ pub async fn run(inv: Invocation) -> anyhow::Result<()> {
     // the background when inside Kubernetes.
     let resolver = ProcessResolver::spawn(&cfg.kubernetes, host.clone()).context("process metadata")?;
     resolver.register_metrics(&registry);
-    resolver.start_worker().context("starting the process metadata worker")?;
+    resolver.start_worker(&stages).context("starting the process metadata worker")?;
     match resolver.pod_source() {
         Some(s) => tracing::info!(source = ?s.source, url = %s.url, node = %s.node_name, "pod metadata"),
         None => tracing::info!("pod metadata off (not in Kubernetes)"),
@@ -162,26 +168,29 @@ pub async fn run(inv: Invocation) -> anyhow::Result<()> {
             .with_context(|| format!("binding the admin endpoint on {}", cfg.metrics_addr))?;
         admin_addr = listener.local_addr().ok();
         let ready = resolver.clone();
+        let (live_stages, ready_stages) = (stages.clone(), stages.clone());
         let router = Router::new()
             .metrics(registry.clone())
-            .route("GET", "/healthz", |_| {
-                api::Response::text(
-                    200, "ok
-",
-                )
-            })
-            .route("GET", "/readyz", move |_| readiness(&ready));
+            .route("GET", "/healthz", move |_| api::health::healthz(&live_stages))
+            .route("GET", "/readyz", move |_| api::health::readyz(&ready_stages, waiting(&ready)));
         let mut router = deps::api::routes(router, graph.clone());
         if let Some(s) = &trace_store {
             router = store::v3::routes(store::api::routes(router, s.clone()), s.clone());
         }
         let router = Arc::new(router);
-        tokio::spawn(api::serve(listener, router, stop_rx.clone()));
+        let limits = api::Limits {
+            max_connections: cfg.admin_max_connections,
+            max_body_bytes: cfg.admin_max_body_bytes,
+            request_timeout: Duration::from_millis(cfg.admin_request_timeout_ms),
+            idle_timeout: api::Limits::ADMIN.idle_timeout,
+        };
+        let drops = api::DropCounters::register(&registry, "admin");
+        stages.spawn("admin server", api::serve_with(listener, router, stop_rx.clone(), limits, drops));
         tracing::info!(addr = %cfg.metrics_addr, "admin endpoint listening");
     }
 
     let (tx, rx) = mpsc::channel(cfg.capture.event_queue);
-    let reader = tokio::spawn(reader::run(ring, tx, registry.clone()));
+    stages.spawn("reader", reader::run(ring, tx, registry.clone()));
     let mut asm = Assembler::new(
         Redaction { enabled: cfg.redact },
         WallClock::new(),
@@ -196,7 +205,7 @@ pub async fn run(inv: Invocation) -> anyhow::Result<()> {
     }
     let sender = exporter.sender.clone();
     let span_graph = graph.clone();
-    let processing = tokio::spawn(pipeline::run(
+    let processing = pipeline::run(
         rx,
         pipeline::Options {
             print_events: cli.print_events,
@@ -215,7 +224,8 @@ pub async fn run(inv: Invocation) -> anyhow::Result<()> {
         pipeline::SpanFanout { graph: span_graph, feed, sender }.into_sink(),
         registry.clone(),
         stop_rx.clone(),
-    ));
+    );
+    let processing = stages.spawn("processing", processing);
     tracing::info!("tracing");
     // One JSON line on stderr tells a supervisor (or a test) that the probes are attached and
     // where each listener is bound (useful with port 0).
@@ -236,13 +246,13 @@ pub async fn run(inv: Invocation) -> anyhow::Result<()> {
     let failure = tokio::select! {
         _ = tokio::signal::ctrl_c() => { tracing::info!("SIGINT: shutting down"); None }
         _ = term.recv() => { tracing::info!("SIGTERM: shutting down"); None }
-        r = reader => match r {
-            Ok(Ok(())) => { tracing::warn!("ring buffer reader stopped"); None }
-            Ok(Err(e)) => Some(anyhow::Error::from(e).context("reading the event ring buffer")),
-            Err(e) => Some(anyhow::Error::from(e).context("ring buffer reader task")),
-        },
+        death = stages.first_death() => {
+            tracing::error!(stage = %death.stage, cause = %death.cause, "a stage died: shutting down");
+            Some(anyhow::anyhow!("stage {} died: {}", death.stage, death.cause))
+        }
     };
     // Stop intake, let assembly release what it holds, then flush the exporters.
+    stages.stopping();
     let _ = stop_tx.send(true);
     drop(_uprobes);
     drop(probes);
@@ -262,6 +272,7 @@ pub async fn run(inv: Invocation) -> anyhow::Result<()> {
 fn start_store(
     cfg: &crate::config::store::StoreConfig,
     registry: &Registry,
+    stages: &Stages,
 ) -> (Option<store::SharedStore>, Option<store::Feed>) {
     if cfg.max_bytes == 0 {
         tracing::info!("trace store off");
@@ -269,18 +280,35 @@ fn start_store(
     }
     let counters = store::StoreCounters::register(registry, cfg.max_bytes);
     let shared = store::SharedStore::new(store::TraceStore::new(cfg.max_bytes, counters.clone()));
-    let feed = store::spawn(shared.clone(), cfg.queue, &counters);
+    let feed = store::spawn_supervised(shared.clone(), cfg.queue, &counters, stages);
     tracing::info!(max_bytes = cfg.max_bytes, "trace store on");
     (Some(shared), Some(feed))
 }
 
-/// `/readyz`: the probes are attached (the endpoint starts after them) and, with pod lookup on,
-/// this node's pod list has been received.
-fn readiness(resolver: &ProcessResolver) -> api::Response {
+/// What `/readyz` still waits for: the probes are attached (the endpoint starts after them);
+/// with pod lookup on, this node's pod list must have been received.
+fn waiting(resolver: &ProcessResolver) -> Option<&'static str> {
     match resolver.pods() {
-        Some(store) if !store.synced() => api::Response::text(503, "waiting for the node's pod list\n"),
-        _ => api::Response::text(200, "ready\n"),
+        Some(store) if !store.synced() => Some("waiting for the node's pod list"),
+        _ => None,
     }
+}
+
+/// `tracer_stage_up{stage}`: 1 while a stage runs, 0 once it stopped or died.
+fn register_stage_metrics(registry: &Registry, stages: &Stages) {
+    let stages = stages.clone();
+    registry.add_collector(move |out| {
+        for s in stages.snapshot() {
+            let up = if s.state == crate::supervise::State::Running { 1.0 } else { 0.0 };
+            out.push(crate::metrics::Sample::new(
+                "tracer_stage_up",
+                "Whether each long-running stage of the daemon is running (1) or stopped or dead (0).",
+                crate::metrics::Kind::Gauge,
+                &[("stage", &s.name)],
+                up,
+            ));
+        }
+    });
 }
 
 #[cfg(test)]

@@ -22,4 +22,5 @@ pub mod reader;
 pub mod render;
 pub mod stitch;
 pub mod store;
+pub mod supervise;
 pub mod uprobes;

@@ -7,7 +7,8 @@
 //!
 //! | layer | modules                         | owns                                              |
 //! |-------|---------------------------------|---------------------------------------------------|
-//! | 0     | model, metrics, logging         | types that cross stages, counters, log limiting  |
+//! | 0     | model, metrics, logging,        | types that cross stages, counters, log limiting, |
+//! |       | supervise                       | supervised stages and their health               |
 //! | 1     | jaeger, net, render             | Thrift types; HTTP, TLS, backoff, host; renderers |
 //! | 2     | config                          | every setting (validates URLs with `net`)         |
 //! | 3     | reader, api                     | kernel records, the admin HTTP server             |
@@ -20,7 +21,7 @@
 //! | 10    | pipeline                        | joins the stages                                  |
 //! | 11    | daemon                          | wiring and the command line                       |
 //!
-//! The leaves (`model`, `metrics`, `logging`, `jaeger`, `net`, `render`, `config`) use no stage.
+//! The leaves (`model`, `metrics`, `logging`, `supervise`, `jaeger`, `net`, `render`, `config`) use no stage.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::path::{Path, PathBuf};
@@ -29,6 +30,7 @@ const LAYERS: &[(&str, u32)] = &[
     ("model", 0),
     ("metrics", 0),
     ("logging", 0),
+    ("supervise", 0),
     ("jaeger", 1),
     ("net", 1),
     ("render", 1),

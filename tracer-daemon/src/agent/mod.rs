@@ -2,6 +2,8 @@
 //! 6832) that forward spans through the export pipeline with this host's tags, and the HTTP
 //! sampling endpoint on 5778.
 
+pub mod kernel_drops;
+mod limited;
 pub mod otlp;
 pub mod sampling;
 
@@ -23,6 +25,7 @@ use crate::logging::LogLimiter;
 use crate::metrics::{Counter, Registry};
 use crate::model::{Process, Span, Tag};
 use crate::net::host::HostInfo;
+use crate::supervise::Stages;
 
 /// Sees each span an app sent before it is queued for export (the dependency graph).
 pub type SpanObserver = Arc<dyn Fn(&Arc<Span>) + Send + Sync>;
@@ -202,6 +205,18 @@ pub async fn spawn_observed(
     metrics: Arc<Registry>,
     observer: Option<SpanObserver>,
 ) -> Result<AgentHandle, AgentError> {
+    spawn_supervised(cfg, host, sender, metrics, observer, &Stages::new()).await
+}
+
+/// `spawn_observed`, with each listener a stage of `stages`.
+pub async fn spawn_supervised(
+    cfg: &ExportConfig,
+    host: &HostInfo,
+    sender: SpanSender,
+    metrics: Arc<Registry>,
+    observer: Option<SpanObserver>,
+    stages: &Stages,
+) -> Result<AgentHandle, AgentError> {
     let (stop, stop_rx) = watch::channel(false);
     let mut handle = AgentHandle {
         compact_addr: None,
@@ -234,8 +249,15 @@ pub async fn spawn_observed(
             warn: LogLimiter::new(Duration::from_secs(10)),
             observer: observer.clone(),
         };
+        match kernel_drops::socket_inode(&socket) {
+            Ok(inode) => kernel_drops::register(&metrics, label, inode),
+            Err(e) => {
+                tracing::warn!(error = %e, protocol = label, "the kernel's drop count of this socket is unavailable")
+            }
+        }
         tracing::info!(addr = %local, protocol = label, "agent listening for emitBatch");
-        handle.tasks.push(tokio::spawn(receive(socket, fwd, stop_rx.clone())));
+        let stage = format!("agent {label} receiver");
+        handle.tasks.push(stages.spawn(&stage, receive(socket, fwd, stop_rx.clone())));
         match proto {
             Protocol::Compact => handle.compact_addr = Some(local),
             Protocol::Binary => handle.binary_addr = Some(local),
@@ -248,12 +270,9 @@ pub async fn spawn_observed(
         let local = listener.local_addr().map_err(bind_err)?;
         let router = Arc::new(sampling::router(strategies, &metrics));
         tracing::info!(addr = %local, "agent serving sampling strategies");
-        let rx = stop_rx.clone();
-        handle.tasks.push(tokio::spawn(async move {
-            if let Err(e) = api::serve(listener, router, rx).await {
-                tracing::warn!(error = %e, "sampling server stopped");
-            }
-        }));
+        let drops = api::DropCounters::register(&metrics, "sampling");
+        let serve = api::serve_with(listener, router, stop_rx.clone(), api::Limits::ADMIN, drops);
+        handle.tasks.push(stages.spawn("agent sampling server", serve));
         handle.sampling_addr = Some(local);
     }
     let otlp = otlp::Setup {
@@ -263,6 +282,8 @@ pub async fn spawn_observed(
         metrics: &metrics,
         max_bytes: cfg.otlp_max_body_bytes,
         max_connections: cfg.otlp_max_connections,
+        request_timeout: Duration::from_millis(cfg.otlp_request_timeout_ms),
+        stages: stages.clone(),
     };
     for (addr, grpc) in [(&cfg.otlp_grpc_addr, true), (&cfg.otlp_http_addr, false)] {
         if addr.trim().is_empty() {

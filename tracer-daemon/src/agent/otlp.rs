@@ -6,12 +6,14 @@
 
 use std::io::Read as _;
 use std::sync::Arc;
+use std::time::Duration;
 
 use prost::Message as _;
 use tokio::net::TcpListener;
 
 use super::SpanObserver;
-use crate::api::{Request, Response, Router};
+use super::limited::LimitedIncoming;
+use crate::api::{DropCounters, DropReason, Limits, Request, Response, Router};
 use crate::export::SpanSender;
 use crate::metrics::{Counter, Registry};
 use crate::model::Tag;
@@ -20,6 +22,7 @@ use crate::render::otlp::proto::collector::trace::v1::{
     trace_service_server::{TraceService, TraceServiceServer},
 };
 use crate::render::otlp_in;
+use crate::supervise::Stages;
 
 /// The OTLP/HTTP traces path.
 pub const TRACES_PATH: &str = "/v1/traces";
@@ -86,9 +89,11 @@ impl Metrics {
     }
 
     fn outcome(&self, o: Outcome) {
-        if let Some(i) = Outcome::ALL.iter().position(|x| *x == o) {
-            self.requests[i].inc();
-        }
+        self.outcome_counter(o).inc();
+    }
+
+    fn outcome_counter(&self, o: Outcome) -> &Counter {
+        &self.requests[Outcome::ALL.iter().position(|x| *x == o).unwrap_or(0)]
     }
 }
 
@@ -213,7 +218,13 @@ pub(super) struct Setup<'a> {
     pub metrics: &'a Registry,
     pub max_bytes: usize,
     pub max_connections: usize,
+    /// Deadline of one whole request (HTTP: head and body; gRPC: the call).
+    pub request_timeout: Duration,
+    pub stages: Stages,
 }
+
+/// Interval of HTTP/2 pings on idle gRPC connections; an unanswered one closes the connection.
+const GRPC_KEEPALIVE: Duration = Duration::from_secs(60);
 
 impl Setup<'_> {
     fn intake(&self, transport: &str) -> Intake {
@@ -226,19 +237,27 @@ impl Setup<'_> {
         }
     }
 
-    /// Serves OTLP/HTTP on `listener` until `stop`.
+    /// Serves OTLP/HTTP on `listener` until `stop`, with the receiver's connection, body and
+    /// deadline limits (drops counted under `listener="otlp_http"`).
     pub fn http(&self, listener: TcpListener, stop: tokio::sync::watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
         let intake = self.intake("http");
+        // A body refused at the door is an OTLP request too large as well.
+        let too_large = intake.metrics.outcome_counter(Outcome::TooLarge).clone();
         let router = Arc::new(Router::new().route("POST", TRACES_PATH, move |r| http_export(&intake, r)));
-        let max = self.max_connections;
-        tokio::spawn(async move {
-            if let Err(e) = crate::api::serve_limited(listener, router, stop, max).await {
-                tracing::warn!(error = %e, "OTLP/HTTP receiver stopped");
-            }
-        })
+        let limits = Limits {
+            max_connections: self.max_connections,
+            max_body_bytes: self.max_bytes,
+            request_timeout: self.request_timeout,
+            idle_timeout: Limits::ADMIN.idle_timeout,
+        };
+        let drops = DropCounters::register(self.metrics, "otlp_http").also(DropReason::BodyTooLarge, too_large);
+        self.stages.spawn("otlp_http receiver", crate::api::serve_with(listener, router, stop, limits, drops))
     }
 
-    /// Serves OTLP/gRPC on `listener` until `stop`.
+    /// Serves OTLP/gRPC on `listener` until `stop`: at most `max_connections` connections
+    /// (one more is closed, counted under `listener="otlp_grpc"`), messages up to `max_bytes`,
+    /// each call within `request_timeout`, headers as small as the HTTP/1.1 server's; tonic
+    /// answers a call over a limit with an error status.
     pub fn grpc(
         &self,
         listener: TcpListener,
@@ -250,8 +269,10 @@ impl Setup<'_> {
             .send_compressed(Gzip)
             .max_decoding_message_size(self.max_bytes);
         let streams = u32::try_from(self.max_connections).unwrap_or(u32::MAX);
-        tokio::spawn(async move {
-            let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+        let drops = DropCounters::register(self.metrics, "otlp_grpc");
+        let incoming = LimitedIncoming::new(listener, self.max_connections, drops);
+        let timeout = self.request_timeout;
+        self.stages.spawn("otlp_grpc receiver", async move {
             let shutdown = async move {
                 while !*stop.borrow() {
                     if stop.changed().await.is_err() {
@@ -259,14 +280,14 @@ impl Setup<'_> {
                     }
                 }
             };
-            let served = tonic::transport::Server::builder()
+            tonic::transport::Server::builder()
                 .max_concurrent_streams(Some(streams))
+                .timeout(timeout)
+                .http2_keepalive_interval(Some(GRPC_KEEPALIVE))
+                .http2_max_header_list_size(Some(crate::api::MAX_HEADER_BYTES as u32))
                 .add_service(service)
                 .serve_with_incoming_shutdown(incoming, shutdown)
-                .await;
-            if let Err(e) = served {
-                tracing::warn!(error = %e, "OTLP/gRPC receiver stopped");
-            }
+                .await
         })
     }
 }

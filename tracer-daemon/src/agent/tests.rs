@@ -223,6 +223,58 @@ async fn otlp_http_and_grpc_receive_with_host_tags_and_refuse_bad_input() {
     assert!(metrics.contains("tracer_otlp_requests_total{transport=\"http\",outcome=\"bad_request\"} 2\n"));
     assert!(metrics.contains("tracer_otlp_requests_total{transport=\"http\",outcome=\"unsupported_media_type\"} 2\n"));
     assert!(metrics.contains("tracer_otlp_spans_rejected_total{transport=\"http\"} 1\n"));
+    assert!(metrics.contains("tracer_otlp_requests_total{transport=\"http\",outcome=\"too_large\"} 1\n"));
+    assert!(metrics.contains("tracer_listener_dropped_total{listener=\"otlp_http\",reason=\"body_too_large\"} 1\n"));
+    agent.shutdown().await;
+    assert!(pipeline.shutdown(Duration::from_secs(1)).await);
+}
+
+/// The OTLP receivers' limits: the gRPC one closes a connection beyond its limit, the HTTP one
+/// cuts off a request that is not complete by its deadline; both are counted per listener, and
+/// the UDP listeners' kernel drop counts are exported.
+#[tokio::test]
+async fn otlp_receivers_close_connections_beyond_the_limit_and_late_requests() {
+    let cfg = ExportConfig { otlp_max_connections: 1, otlp_request_timeout_ms: 300, ..local_cfg() };
+    let reg = Registry::new();
+    let (ex, sink) = MemoryExporter::new();
+    let host = HostInfo::new("node-7", "10.9.8.7");
+    let pipeline = Pipeline::spawn_with(&cfg, host.clone(), reg.clone(), None, ex).unwrap();
+    let agent = spawn(&cfg, &host, pipeline.sender.clone(), reg.clone()).await.unwrap();
+
+    use crate::render::otlp::proto::collector::trace::v1::trace_service_client::TraceServiceClient;
+    let grpc = agent.otlp_grpc_addr.unwrap();
+    let mut client = TraceServiceClient::connect(format!("http://{grpc}")).await.unwrap();
+    client.export(otlp_request(&[1])).await.unwrap();
+    // The client's connection holds the only slot: a second one is closed unanswered.
+    let mut extra = tokio::net::TcpStream::connect(grpc).await.unwrap();
+    let _ = extra.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").await;
+    let mut out = Vec::new();
+    let closed = tokio::time::timeout(Duration::from_secs(5), extra.read_to_end(&mut out)).await;
+    assert!(closed.is_ok() && out.is_empty(), "the connection beyond the limit was served: {out:?}");
+    client.export(otlp_request(&[2])).await.expect("the first connection is still served");
+
+    let http = agent.otlp_http_addr.unwrap();
+    let mut slow = tokio::net::TcpStream::connect(http).await.unwrap();
+    slow.write_all(b"POST /v1/traces HTTP/1.1\r\nContent-Type: application/x-protobuf\r\nContent-Length: 10\r\n\r\n")
+        .await
+        .unwrap();
+    let mut answer = Vec::new();
+    let began = Instant::now();
+    tokio::time::timeout(Duration::from_secs(5), slow.read_to_end(&mut answer)).await.unwrap().unwrap();
+    assert!(answer.starts_with(b"HTTP/1.1 408 "), "{}", String::from_utf8_lossy(&answer));
+    assert!(began.elapsed() < Duration::from_secs(3));
+
+    wait_until("spans", || sink.span_count() == 2).await;
+    let metrics = reg.render();
+    for want in [
+        "tracer_listener_dropped_total{listener=\"otlp_grpc\",reason=\"connection_limit\"} 1\n",
+        "tracer_listener_dropped_total{listener=\"otlp_http\",reason=\"request_timeout\"} 1\n",
+        "tracer_listener_dropped_total{listener=\"sampling\",reason=\"body_too_large\"} 0\n",
+        "tracer_agent_udp_kernel_drops_total{protocol=\"compact\"} 0\n",
+        "tracer_agent_udp_kernel_drops_total{protocol=\"binary\"} 0\n",
+    ] {
+        assert!(metrics.contains(want), "{want} in\n{metrics}");
+    }
     agent.shutdown().await;
     assert!(pipeline.shutdown(Duration::from_secs(1)).await);
 }

@@ -14,9 +14,10 @@
 //! # }
 //! ```
 
+pub mod health;
 mod server;
 
-pub use server::{MAX_BODY_BYTES, MAX_HEADER_BYTES, serve, serve_limited};
+pub use server::{DropCounters, DropReason, Limits, MAX_HEADER_BYTES, serve, serve_with};
 
 use std::sync::Arc;
 

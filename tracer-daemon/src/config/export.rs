@@ -66,9 +66,16 @@ pub struct ExportConfig {
     #[arg(long, default_value_t = defaults::OTLP_MAX_BODY_BYTES, value_name = "BYTES")]
     pub otlp_max_body_bytes: usize,
 
-    /// Most concurrent connections per OTLP receiver; more wait to be accepted.
+    /// Most connections open at once per OTLP receiver; one more is closed at once and counted
+    /// (`tracer_listener_dropped_total{reason="connection_limit"}`).
     #[arg(long, default_value_t = defaults::OTLP_MAX_CONNECTIONS, value_name = "CONNECTIONS")]
     pub otlp_max_connections: usize,
+
+    /// Time allowed to receive one whole OTLP request, milliseconds: OTLP/HTTP head and body
+    /// (a client still sending then gets 408 and is closed, `reason="request_timeout"`), or
+    /// one OTLP/gRPC call.
+    #[arg(long, default_value_t = defaults::OTLP_REQUEST_TIMEOUT_MS, value_name = "MS")]
+    pub otlp_request_timeout_ms: u64,
 
     /// Output mode. Default: `jaeger` when a collector or `agent_udp` is set, else `console`
     /// (none when only OTLP destinations are set).
@@ -147,17 +154,19 @@ pub struct ExportConfig {
     #[arg(long = "host-tag", value_name = "KEY=VALUE")]
     pub host_tags: Vec<String>,
 
-    /// Listen for Jaeger clients' `emitBatch` in the compact protocol (UDP). Empty turns the
-    /// listener off.
+    /// Listen for Jaeger clients' `emitBatch` in the compact protocol (UDP). Loopback by default
+    /// (a DaemonSet gives the node address, e.g. `$(NODE_IP):6831`); empty turns the listener
+    /// off.
     #[arg(long, default_value = defaults::AGENT_COMPACT_ADDR, value_name = "ADDR")]
     pub agent_compact_addr: String,
 
-    /// Listen for Jaeger clients' `emitBatch` in the binary protocol (UDP). Empty turns the
-    /// listener off.
+    /// Listen for Jaeger clients' `emitBatch` in the binary protocol (UDP). Loopback by default;
+    /// empty turns the listener off.
     #[arg(long, default_value = defaults::AGENT_BINARY_ADDR, value_name = "ADDR")]
     pub agent_binary_addr: String,
 
-    /// Serve `GET /sampling?service=NAME` for Jaeger clients (HTTP). Empty turns it off.
+    /// Serve `GET /sampling?service=NAME` for Jaeger clients (HTTP). Loopback by default; empty
+    /// turns it off.
     #[arg(long, default_value = defaults::SAMPLING_ADDR, value_name = "ADDR")]
     pub sampling_addr: String,
 
@@ -186,13 +195,15 @@ pub mod defaults {
     /// The Jaeger clients' UDP packet limit.
     pub const UDP_MAX_PACKET_BYTES: usize = 65_000;
     pub const CONSOLE_QUIET_MS: u64 = 2_000;
-    pub const AGENT_COMPACT_ADDR: &str = "0.0.0.0:6831";
-    pub const AGENT_BINARY_ADDR: &str = "0.0.0.0:6832";
-    pub const SAMPLING_ADDR: &str = "0.0.0.0:5778";
+    pub const AGENT_COMPACT_ADDR: &str = "127.0.0.1:6831";
+    pub const AGENT_BINARY_ADDR: &str = "127.0.0.1:6832";
+    pub const SAMPLING_ADDR: &str = "127.0.0.1:5778";
     pub const OTLP_GRPC_ADDR: &str = "127.0.0.1:4317";
     pub const OTLP_HTTP_ADDR: &str = "127.0.0.1:4318";
     pub const OTLP_MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
     pub const OTLP_MAX_CONNECTIONS: usize = 64;
+    /// Enough for the largest body over a slow link; far less than a trickling client wants.
+    pub const OTLP_REQUEST_TIMEOUT_MS: u64 = 30_000;
 }
 
 impl Default for ExportConfig {
@@ -208,6 +219,7 @@ impl Default for ExportConfig {
             otlp_http_addr: OTLP_HTTP_ADDR.to_owned(),
             otlp_max_body_bytes: OTLP_MAX_BODY_BYTES,
             otlp_max_connections: OTLP_MAX_CONNECTIONS,
+            otlp_request_timeout_ms: OTLP_REQUEST_TIMEOUT_MS,
             output: None,
             collector_token: None,
             collector_headers: Vec::new(),
@@ -361,6 +373,9 @@ impl ExportConfig {
         }
         if self.otlp_max_connections == 0 {
             return Err(ConfigError::Zero("otlp_max_connections"));
+        }
+        if self.otlp_request_timeout_ms == 0 {
+            return Err(ConfigError::Zero("otlp_request_timeout_ms"));
         }
         Ok(out)
     }

@@ -27,6 +27,13 @@ pub const DEFAULT_METRICS_ADDR: &str = "127.0.0.1:14271";
 pub struct Config {
     /// Listen address of the admin HTTP endpoint (`/metrics`, `/healthz`); empty turns it off.
     pub metrics_addr: String,
+    /// Connections open at once on the admin endpoint (count); one more is closed and counted.
+    pub admin_max_connections: usize,
+    /// Largest request body the admin endpoint accepts (bytes); larger gets 413.
+    pub admin_max_body_bytes: usize,
+    /// Time allowed to receive one whole request on the admin endpoint (milliseconds); a
+    /// client still sending then gets 408 and is closed.
+    pub admin_request_timeout_ms: u64,
     pub capture: CaptureConfig,
     pub filter: Filters,
     /// Trace only sockets of this network namespace: an `ip netns` name or a namespace file
@@ -71,6 +78,9 @@ impl Default for Config {
     fn default() -> Self {
         Config {
             metrics_addr: DEFAULT_METRICS_ADDR.into(),
+            admin_max_connections: 64,
+            admin_max_body_bytes: 64 * 1024,
+            admin_request_timeout_ms: 10_000,
             capture: CaptureConfig::default(),
             filter: Filters::default(),
             netns: None,
@@ -132,6 +142,16 @@ pub struct CliOverrides {
     /// Admin endpoint address for /metrics and /healthz (default 127.0.0.1:14271; empty = off).
     #[arg(long)]
     pub metrics_addr: Option<String>,
+    /// Connections open at once on the admin endpoint (default 64); one more is closed and
+    /// counted (`tracer_listener_dropped_total{listener="admin",reason="connection_limit"}`).
+    #[arg(long)]
+    pub admin_max_connections: Option<usize>,
+    /// Largest request body on the admin endpoint, bytes (default 65536); larger gets 413.
+    #[arg(long)]
+    pub admin_max_body_bytes: Option<usize>,
+    /// Time allowed to receive one whole admin request, milliseconds (default 10000).
+    #[arg(long)]
+    pub admin_request_timeout_ms: Option<u64>,
     /// Payload bytes captured per data syscall (default 4096, at most 8191).
     #[arg(long)]
     pub capture_bytes: Option<u32>,
@@ -248,6 +268,7 @@ impl Config {
             otlp_http_addr,
             otlp_max_body_bytes,
             otlp_max_connections,
+            otlp_request_timeout_ms,
         );
         self
     }
@@ -256,6 +277,15 @@ impl Config {
     pub fn apply(mut self, o: &CliOverrides) -> Result<Config, ConfigError> {
         if let Some(v) = &o.metrics_addr {
             self.metrics_addr = v.clone();
+        }
+        if let Some(v) = o.admin_max_connections {
+            self.admin_max_connections = v;
+        }
+        if let Some(v) = o.admin_max_body_bytes {
+            self.admin_max_body_bytes = v;
+        }
+        if let Some(v) = o.admin_request_timeout_ms {
+            self.admin_request_timeout_ms = v;
         }
         if let Some(v) = o.capture_bytes {
             self.capture.capture_bytes = v;
@@ -325,6 +355,11 @@ impl Config {
         if d.max_edges == 0 || d.max_nodes < 2 || d.max_pending == 0 {
             return Err(ConfigError::Invalid(
                 "deps: max_edges and max_pending must be at least 1, max_nodes at least 2".into(),
+            ));
+        }
+        if self.admin_max_connections == 0 || self.admin_request_timeout_ms == 0 {
+            return Err(ConfigError::Invalid(
+                "admin_max_connections and admin_request_timeout_ms must be at least 1".into(),
             ));
         }
         if self.store.max_bytes > 0 && self.store.queue == 0 {

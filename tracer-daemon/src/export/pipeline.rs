@@ -26,6 +26,7 @@ use crate::model::Span;
 use crate::net::backoff::Backoff;
 use crate::net::host::HostInfo;
 use crate::render::otlp::OtlpSpan;
+use crate::supervise::Stages;
 
 /// How often exporters get `tick` (the console's quiet-trace check).
 const TICK: Duration = Duration::from_millis(100);
@@ -156,6 +157,17 @@ impl Pipeline {
     /// Starts one lane (queue, batcher, sender) per configured destination; the handle's
     /// sender feeds them all. Needs a running tokio runtime.
     pub fn spawn(cfg: &ExportConfig, host: HostInfo, metrics: Arc<Registry>) -> Result<ExportHandle, ConfigError> {
+        Self::spawn_supervised(cfg, host, metrics, &Stages::new())
+    }
+
+    /// `spawn`, with each lane's batcher and sender a stage of `stages`
+    /// (`export <i> <exporter> batcher` / `… sender`).
+    pub fn spawn_supervised(
+        cfg: &ExportConfig,
+        host: HostInfo,
+        metrics: Arc<Registry>,
+        stages: &Stages,
+    ) -> Result<ExportHandle, ConfigError> {
         let mut lanes = Vec::new();
         for (i, d) in cfg.destinations()?.into_iter().enumerate() {
             // The first destination keeps the unlabelled queue series; the others are told
@@ -169,25 +181,25 @@ impl Pipeline {
                 Destination::Http(urls) => {
                     let m = m("http", &urls.join(","));
                     let ex = HttpExporter::new(&urls, cfg, m.clone())?;
-                    start(cfg, h, m, jaeger_size(Protocol::Binary), ex)
+                    start(stages, i, cfg, h, m, jaeger_size(Protocol::Binary), ex)
                 }
                 Destination::Udp(addr) => {
                     let m = m("udp", &addr);
                     let ex = UdpExporter::new(addr, cfg.udp_max_packet_bytes, m.clone());
-                    start(cfg, h, m, jaeger_size(Protocol::Compact), ex)
+                    start(stages, i, cfg, h, m, jaeger_size(Protocol::Compact), ex)
                 }
                 Destination::Console => {
                     let ex = ConsoleExporter::stdout(Duration::from_millis(cfg.console_quiet_ms));
-                    start(cfg, h, m("console", "console"), None, ex)
+                    start(stages, i, cfg, h, m("console", "console"), None, ex)
                 }
-                Destination::Json => start(cfg, h, m("json", "json"), None, JsonExporter::stdout()),
+                Destination::Json => start(stages, i, cfg, h, m("json", "json"), None, JsonExporter::stdout()),
                 Destination::OtlpGrpc(url) => {
                     let ex = OtlpGrpcExporter::new(&url, cfg)?;
-                    start(cfg, h, m("otlp_grpc", &url), otlp_size(), ex)
+                    start(stages, i, cfg, h, m("otlp_grpc", &url), otlp_size(), ex)
                 }
                 Destination::OtlpHttp(url) => {
                     let ex = OtlpHttpExporter::new(&url, cfg)?;
-                    start(cfg, h, m("otlp_http", &url), otlp_size(), ex)
+                    start(stages, i, cfg, h, m("otlp_http", &url), otlp_size(), ex)
                 }
             });
         }
@@ -205,7 +217,7 @@ impl Pipeline {
     ) -> Result<ExportHandle, ConfigError> {
         cfg.destinations()?;
         let m = ExportMetrics::new(&metrics, exporter.name(), cfg.queue_size);
-        Ok(ExportHandle::join(vec![start(cfg, host, m, bytes_of.and_then(jaeger_size), exporter)]))
+        Ok(ExportHandle::join(vec![start(&Stages::new(), 0, cfg, host, m, bytes_of.and_then(jaeger_size), exporter)]))
     }
 }
 
@@ -219,6 +231,8 @@ struct Lane {
 }
 
 fn start<E: Exporter>(
+    stages: &Stages,
+    lane: usize,
     cfg: &ExportConfig,
     host: HostInfo,
     m: ExportMetrics,
@@ -236,8 +250,11 @@ fn start<E: Exporter>(
         m.dropped_shutdown.clone(),
     );
     let batcher = Batcher::with_size(cfg.batch_limits(), size, host);
-    let batcher_task = tokio::spawn(run_batcher(span_rx, stop_rx, batcher, batch_tx, m.clone()));
-    let sender_task = tokio::spawn(run_sender(batch_rx, exporter, cfg.retry_policy(), m.clone()));
+    let name = format!("export {lane} {}", exporter.name());
+    let batcher_task =
+        stages.spawn(&format!("{name} batcher"), run_batcher(span_rx, stop_rx, batcher, batch_tx, m.clone()));
+    let sender_task =
+        stages.spawn(&format!("{name} sender"), run_sender(batch_rx, exporter, cfg.retry_policy(), m.clone()));
     Lane { sender, metrics: m, stop: stop_tx, batcher_task, sender_task }
 }
 

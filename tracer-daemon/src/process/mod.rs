@@ -259,11 +259,12 @@ impl ProcessResolver {
     }
 
     /// Starts the thread that reads `/proc`: from then on [`Self::seen`] and [`Self::lookup`]
-    /// never read it on the caller's thread. The thread ends when the resolver is dropped.
-    pub fn start_worker(&self) -> std::io::Result<()> {
+    /// never read it on the caller's thread. The thread (the stage `procfs worker`) ends when
+    /// the resolver is dropped.
+    pub fn start_worker(&self, stages: &crate::supervise::Stages) -> std::io::Result<()> {
         let (tx, rx) = std::sync::mpsc::sync_channel::<Work>(WORK_QUEUE);
         let weak = Arc::downgrade(&self.inner);
-        std::thread::Builder::new().name("tracer-procfs".into()).spawn(move || {
+        stages.thread("procfs worker", move || {
             while let Ok(work) = rx.recv() {
                 let Some(inner) = weak.upgrade() else { break };
                 let r = ProcessResolver { inner };

@@ -497,7 +497,7 @@ fn with_the_worker_lookups_never_read_proc_and_seen_processes_resolve_in_the_bac
     fake.add(300, 5, &["OTEL_SERVICE_NAME=orders"], "orders-bin", Some("/srv/orders"), "0::/\n");
     fake.add(301, 6, &[], "late", Some("/srv/late"), "0::/\n");
     let r = ProcessResolver::with_parts(&fake.root, host(), "node-1", None);
-    r.start_worker().unwrap();
+    r.start_worker(&crate::supervise::Stages::new()).unwrap();
     // Seen at connect: read by the worker, so that the spans find it cached.
     r.seen(300, "orders-bin");
     let deadline = Instant::now() + Duration::from_secs(10);

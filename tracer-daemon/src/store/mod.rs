@@ -125,8 +125,18 @@ impl Feed {
 
 /// Starts the task filling `store` from a queue of `queue` spans; returns the queue's sender.
 pub fn spawn(store: SharedStore, queue: usize, counters: &StoreCounters) -> Feed {
+    spawn_supervised(store, queue, counters, &crate::supervise::Stages::new())
+}
+
+/// `spawn`, with the task the stage `store feed` of `stages`.
+pub fn spawn_supervised(
+    store: SharedStore,
+    queue: usize,
+    counters: &StoreCounters,
+    stages: &crate::supervise::Stages,
+) -> Feed {
     let (tx, mut rx) = mpsc::channel::<Arc<Span>>(queue.max(1));
-    tokio::spawn(async move {
+    stages.spawn("store feed", async move {
         let mut batch = Vec::with_capacity(256);
         while rx.recv_many(&mut batch, 256).await > 0 {
             // Rendered before taking the lock, so queries wait only for the inserts.

@@ -171,8 +171,13 @@ struct Metrics {
 }
 
 /// Starts discovery: a first scan before returning (so that clients already running are traced
-/// when the daemon says it is ready), then a rescan every `RESCAN`.
-pub fn start(ebpf: &mut Ebpf, registry: &Arc<Registry>) -> Result<Uprobes, UprobeError> {
+/// when the daemon says it is ready), then a rescan every `RESCAN` on the thread of the stage
+/// `uprobe scanner`.
+pub fn start(
+    ebpf: &mut Ebpf,
+    registry: &Arc<Registry>,
+    stages: &crate::supervise::Stages,
+) -> Result<Uprobes, UprobeError> {
     let progs = load_programs(ebpf)?;
     let metrics = Metrics {
         files: registry.gauge(
@@ -192,9 +197,8 @@ pub fn start(ebpf: &mut Ebpf, registry: &Arc<Registry>) -> Result<Uprobes, Uprob
     state.scan();
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
-    let thread = std::thread::Builder::new()
-        .name("uprobes".into())
-        .spawn(move || {
+    let thread = stages
+        .thread("uprobe scanner", move || {
             while !flag.load(Ordering::Relaxed) {
                 std::thread::park_timeout(RESCAN);
                 if flag.load(Ordering::Relaxed) {
