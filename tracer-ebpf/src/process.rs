@@ -23,7 +23,12 @@ fn try_process_exit() -> Outcome {
     let _ = maps::INFLIGHT.remove(tid);
     let _ = maps::LIB_INFLIGHT.remove(tid);
     // One event per process: when the thread group leader exits.
-    if tgid != tid || !filter::process_traced(tgid) {
+    if tgid != tid {
+        return Ok(());
+    }
+    // A later process with this pid is not Go until the daemon says so.
+    let _ = maps::GO_PROCESSES.remove(tgid);
+    if !filter::process_traced(tgid) {
         return Ok(());
     }
     let event = ExitEvent { header: event::header(EVENT_PROCESS_EXIT, id, event::now()) };
