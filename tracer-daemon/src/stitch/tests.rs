@@ -27,7 +27,7 @@ fn tuple(local: &str, remote: &str) -> Tuple {
 }
 
 fn origin(pid: u32, tid: u32, t: Tuple, seq: u64, ts: u64) -> Origin {
-    Origin { pid, tid, tuple: t, seq, ts_ns: ts, netns: 0, aligned: true }
+    Origin { pid, tid, goid: None, tuple: t, seq, ts_ns: ts, netns: 0, aligned: true }
 }
 
 fn span(ids: &Ids) -> Span {
@@ -119,13 +119,13 @@ fn thread_causality_links_only_when_one_request_is_in_flight() {
     let unclear = st.client_request(origin(2, 7, tuple("127.0.0.1:5", "127.0.0.1:6379"), 1, 13), None, None);
     assert_eq!(unclear.parent_span_id, 0, "two requests in flight on the thread: no link");
     assert!(unclear.ambiguous);
-    st.server_done(2, Some(7), a.span_id);
+    st.server_done(2, Some(Runner::Thread(7)), a.span_id);
     let after = st.client_request(origin(2, 7, tuple("127.0.0.1:5", "127.0.0.1:6379"), 2, 14), None, None);
     assert_eq!(after.parent_span_id, 0, "one left in flight, but which one a call serves is not proven");
     assert!(after.ambiguous);
     assert_ne!(after.trace_id, _b.trace_id, "an unproven call never takes a served trace");
     assert_ne!(after.trace_id, a.trace_id);
-    st.server_done(2, Some(7), _b.span_id);
+    st.server_done(2, Some(Runner::Thread(7)), _b.span_id);
     let c = st.server_request(origin(2, 7, tuple(S, "127.0.0.1:3"), 0, 15), None, None);
     let proven = st.client_request(origin(2, 7, tuple("127.0.0.1:5", "127.0.0.1:6379"), 3, 16), None, None);
     assert_eq!((proven.parent_span_id, proven.trace_id), (c.span_id, c.trace_id), "the thread served none, then one");
@@ -234,7 +234,7 @@ fn kernel_ids_without_a_single_serving_request_make_no_parent() {
 fn a_call_on_a_thread_that_serves_nothing_starts_its_own_trace() {
     let mut st = stitcher();
     let a = st.server_request(origin(2, 7, tuple(S, "127.0.0.1:1"), 0, 10), None, None);
-    st.server_done(2, Some(7), a.span_id);
+    st.server_done(2, Some(Runner::Thread(7)), a.span_id);
     // Work after the response (a background write, a timer): not the request's child.
     let late = st.client_request(origin(2, 7, tuple("127.0.0.1:5", "127.0.0.1:6379"), 0, 11), None, None);
     assert_eq!((late.parent_span_id, late.link, late.ambiguous), (0, None, false));
