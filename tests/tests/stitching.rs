@@ -274,16 +274,26 @@ fn go_binary() -> &'static PathBuf {
 
 /// Starts the Go service and waits until it listens and the daemon keys its calls by goroutine
 /// (it logged the executable, and a scan after that one entered the process).
-fn go_service(d: &Daemon, redis: &Server, mysql: &Server, service: &str) -> Server {
+/// With `print_goid`, the service prints `goid <goroutine id> <request id>` per request on the
+/// returned stdout.
+fn go_service(
+    d: &Daemon,
+    redis: &Server,
+    mysql: &Server,
+    service: &str,
+    print_goid: bool,
+) -> (Server, std::process::ChildStdout) {
     let port = free_port();
     let bin = go_binary();
     let mut child = Command::new(bin)
         .args(["-port", &port.to_string(), "-redis", &redis.port.to_string(), "-mysql", &mysql.port.to_string()])
+        .args(print_goid.then_some("-goid"))
         .env("OTEL_SERVICE_NAME", service)
         .env("GOMAXPROCS", "2")
-        .stdout(Stdio::null())
+        .stdout(Stdio::piped())
         .spawn()
         .expect("starting the Go service");
+    let stdout = child.stdout.take().unwrap();
     wait_for(TIMEOUT, "the Go service to listen", || {
         if let Ok(Some(status)) = child.try_wait() {
             panic!("the Go service exited with {status}");
@@ -298,7 +308,7 @@ fn go_service(d: &Daemon, redis: &Server, mysql: &Server, service: &str) -> Serv
     });
     wait_for(TIMEOUT, "a scan after that one", || (d.metric("tracer_uprobe_scans_total") > scans).then_some(()));
     assert!(d.metric("tracer_go_processes") >= 1.0, "the Go process is entered");
-    Server::from_child(child, port)
+    (Server::from_child(child, port), stdout)
 }
 
 /// Go's net/http serves each connection in a goroutine of its own and runs many goroutines on
@@ -309,7 +319,7 @@ fn go_net_http_with_redis_and_mysql_is_stitched_by_goroutine() {
     let d = daemon();
     let redis = servers::redis();
     let mysql = servers::mariadb();
-    let svc = go_service(&d, &redis, &mysql, "stitch-go");
+    let (svc, _out) = go_service(&d, &redis, &mysql, "stitch-go", false);
     for id in 400..410 {
         assert_eq!(concurrent_requests(svc.port, id, 1), 1, "request {id} answered");
     }
@@ -325,4 +335,43 @@ fn go_net_http_with_redis_and_mysql_is_stitched_by_goroutine() {
         0.0,
         "every call's goroutine was read"
     );
+}
+
+/// The goroutine the kernel reads (TLS `g` at FS base - 8, then `goid` at the offset from the
+/// executable's DWARF) is the one the Go runtime names: each handler prints its goroutine id,
+/// and the data events of its Redis and MySQL calls carry the same one.
+#[test]
+fn go_calls_carry_the_id_of_the_goroutine_that_made_them() {
+    use std::io::BufRead;
+    let d = Daemon::start(&["--print-events", "--output", "json", "--no-redact"]);
+    let redis = servers::redis();
+    let mysql = servers::mariadb();
+    let (svc, out) = go_service(&d, &redis, &mysql, "goid-go", true);
+    let mut lines = std::io::BufReader::new(out).lines();
+    assert!(lines.next().unwrap().unwrap().starts_with("listening"));
+    let mut printed: HashMap<u32, u64> = HashMap::new();
+    for id in 600..606 {
+        assert_eq!(concurrent_requests(svc.port, id, 1), 1, "request {id} answered");
+        let line = lines.next().unwrap().unwrap();
+        let f: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!((f.len(), f[0], f[2]), (3, "goid", id.to_string().as_str()), "{line}");
+        printed.insert(id, f[1].parse().unwrap());
+    }
+    let pid = svc.pid();
+    let seen = wait_for(TIMEOUT, "the Go service's Redis and MySQL writes", || {
+        let mut seen: HashMap<u32, Vec<Option<u64>>> = HashMap::new();
+        for e in d.json_lines().iter().filter(|e| e["event"] == "data" && e["pid"] == pid && e["direction"] == "egress") {
+            let Some(id) = e["payload"].as_str().and_then(request_id).filter(|id| printed.contains_key(id)) else {
+                continue;
+            };
+            seen.entry(id).or_default().push(e["goid"].as_u64());
+        }
+        // SET, GET and SELECT of every request.
+        (seen.len() == printed.len() && seen.values().all(|v| v.len() >= 3)).then_some(seen)
+    });
+    for (id, goids) in &seen {
+        assert!(goids.iter().all(|g| *g == Some(printed[id])), "request {id}: kernel {goids:?}, runtime {}", printed[id]);
+    }
+    let distinct: std::collections::HashSet<u64> = printed.values().copied().collect();
+    assert_eq!(distinct.len(), printed.len(), "one connection, one goroutine: {printed:?}");
 }
