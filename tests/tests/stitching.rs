@@ -308,6 +308,7 @@ fn go_service(
     });
     wait_for(TIMEOUT, "a scan after that one", || (d.metric("tracer_uprobe_scans_total") > scans).then_some(()));
     assert!(d.metric("tracer_go_processes") >= 1.0, "the Go process is entered");
+    assert_eq!(d.metric("tracer_probe_attached{probe=\"process_exec\"}"), 1.0, "exec forgets a Go process");
     (Server::from_child(child, port), stdout)
 }
 
@@ -360,7 +361,8 @@ fn go_calls_carry_the_id_of_the_goroutine_that_made_them() {
     let pid = svc.pid();
     let seen = wait_for(TIMEOUT, "the Go service's Redis and MySQL writes", || {
         let mut seen: HashMap<u32, Vec<Option<u64>>> = HashMap::new();
-        for e in d.json_lines().iter().filter(|e| e["event"] == "data" && e["pid"] == pid && e["direction"] == "egress") {
+        for e in d.json_lines().iter().filter(|e| e["event"] == "data" && e["pid"] == pid && e["direction"] == "egress")
+        {
             let Some(id) = e["payload"].as_str().and_then(request_id).filter(|id| printed.contains_key(id)) else {
                 continue;
             };
@@ -370,7 +372,11 @@ fn go_calls_carry_the_id_of_the_goroutine_that_made_them() {
         (seen.len() == printed.len() && seen.values().all(|v| v.len() >= 3)).then_some(seen)
     });
     for (id, goids) in &seen {
-        assert!(goids.iter().all(|g| *g == Some(printed[id])), "request {id}: kernel {goids:?}, runtime {}", printed[id]);
+        assert!(
+            goids.iter().all(|g| *g == Some(printed[id])),
+            "request {id}: kernel {goids:?}, runtime {}",
+            printed[id]
+        );
     }
     let distinct: std::collections::HashSet<u64> = printed.values().copied().collect();
     assert_eq!(distinct.len(), printed.len(), "one connection, one goroutine: {printed:?}");

@@ -60,6 +60,8 @@ pub const PROG_TP_SYS_ENTER: &str = "tp_sys_enter";
 pub const PROG_TP_SYS_EXIT: &str = "tp_sys_exit";
 pub const PROG_INET_SOCK_SET_STATE: &str = "inet_sock_set_state";
 pub const PROG_PROCESS_EXIT: &str = "process_exit";
+/// `sched_process_exec`: a process that runs a new executable is no longer known to be Go.
+pub const PROG_PROCESS_EXEC: &str = "process_exec";
 /// The `sock_ops` program on the cgroup2 root that writes and reads the trace-context option.
 pub const PROG_SOCK_OPS: &str = "tracer_sock_ops";
 /// Client-library uprobes: entry of a traced library function (the attach cookie says which).
@@ -111,8 +113,9 @@ pub const PROG_INDEX_SOCK_OPS: u32 = 6;
 pub const PROG_INDEX_LIB_ENTER: u32 = 7;
 pub const PROG_INDEX_LIB_EXIT: u32 = 8;
 pub const PROG_INDEX_HIREDIS_APPEND: u32 = 9;
+pub const PROG_INDEX_PROCESS_EXEC: u32 = 10;
 /// Number of programs, and entries of `MAP_PROGRAM_ERRORS`.
-pub const PROGRAMS_LEN: u32 = 10;
+pub const PROGRAMS_LEN: u32 = 11;
 
 /// Every program of the kernel object, by name (index = `PROG_INDEX_*`).
 pub const PROGRAM_NAMES: [&str; PROGRAMS_LEN as usize] = [
@@ -126,6 +129,7 @@ pub const PROGRAM_NAMES: [&str; PROGRAMS_LEN as usize] = [
     PROG_LIB_ENTER,
     PROG_LIB_EXIT,
     PROG_HIREDIS_APPEND,
+    PROG_PROCESS_EXEC,
 ];
 
 // ---------------------------------------------------------------------------------------------
@@ -782,6 +786,7 @@ mod tests {
             (PROG_INDEX_LIB_ENTER, PROG_LIB_ENTER),
             (PROG_INDEX_LIB_EXIT, PROG_LIB_EXIT),
             (PROG_INDEX_HIREDIS_APPEND, PROG_HIREDIS_APPEND),
+            (PROG_INDEX_PROCESS_EXEC, PROG_PROCESS_EXEC),
         ];
         assert_eq!(pairs.len(), PROGRAMS_LEN as usize, "every program has an index");
         for (index, name) in pairs {

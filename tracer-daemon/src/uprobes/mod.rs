@@ -189,6 +189,8 @@ struct GoProcesses {
     files: HashMap<FileKey, Option<u32>>,
     /// Processes in the map, with the executable they ran when entered.
     pids: HashMap<u32, FileKey>,
+    /// Go processes the map had no room for (logged and counted once each).
+    failed: std::collections::HashSet<u32>,
 }
 
 /// Starts discovery: a first scan before returning (so that clients already running are traced
@@ -218,7 +220,7 @@ pub fn start(ebpf: &mut Ebpf, registry: &Arc<Registry>) -> Result<Uprobes, Uprob
     if map.is_none() {
         tracing::warn!("the kernel object has no Go process map: Go programs keep thread causality");
     }
-    let go = GoProcesses { map, files: HashMap::new(), pids: HashMap::new() };
+    let go = GoProcesses { map, files: HashMap::new(), pids: HashMap::new(), failed: Default::default() };
     let mut state = Discovery { progs, files: HashMap::new(), metrics, own_pid: std::process::id(), go };
     state.scan();
     let stop = Arc::new(AtomicBool::new(false));
@@ -298,7 +300,8 @@ impl Discovery {
     }
 
     /// Enters the Go processes of this scan in `GO_PROCESSES` (`exes`: each process's
-    /// executable) and removes those that are gone or no longer run a Go executable.
+    /// executable) and removes those that are gone or no longer run a Go executable. Entries
+    /// are written again at every scan: the kernel removes a process's entry when it execs.
     fn sync_go(&mut self, exes: &HashMap<u32, FileKey>) {
         let Some(map) = self.go.map.as_mut() else { return };
         let files = &self.go.files;
@@ -314,20 +317,19 @@ impl Discovery {
             let _ = map.remove(&pid);
             self.go.pids.remove(&pid);
         }
+        self.go.failed.retain(|pid| offset_of(pid).is_some());
         for pid in exes.keys() {
             let Some((key, goid_offset)) = offset_of(pid) else { continue };
-            if self.go.pids.contains_key(pid) {
-                continue;
-            }
             match map.insert(*pid, k::GoProcess { goid_offset, _pad: 0 }, 0) {
                 Ok(()) => {
                     self.go.pids.insert(*pid, key);
+                    self.go.failed.remove(pid);
                 }
                 Err(e) => {
-                    tracing::warn!(pid, error = %e, "Go process not entered in the kernel map: it keeps thread causality");
-                    self.metrics.failures.inc();
-                    // Not retried until the next executable it runs.
-                    self.go.pids.insert(*pid, key);
+                    if self.go.failed.insert(*pid) {
+                        tracing::warn!(pid, error = %e, "Go process not entered in the kernel map: it keeps thread causality");
+                        self.metrics.failures.inc();
+                    }
                 }
             }
         }
