@@ -290,6 +290,7 @@ mod tests {
                 .arg(&bin)
                 .arg(&src)
                 .env("GO111MODULE", "off")
+                .env("GOPATH", &dir)
                 .env("GOCACHE", dir.join("cache"))
                 .env("GOFLAGS", "-p=2")
                 .status()
