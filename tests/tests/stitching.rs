@@ -1,6 +1,6 @@
 //! Reference topologies for stitching, scored per request: services that serve many requests
-//! at once (a Node.js event loop, a Python thread pool, a Python asyncio loop) call a real
-//! redis-server and mariadb with the request id in the Redis key and the SQL literal
+//! at once (a Node.js event loop, a Python thread pool, a Python asyncio loop, a Go net/http
+//! server whose goroutines share threads) call a real redis-server and mariadb with the request id in the Redis key and the SQL literal
 //! (redaction off). Each client span is scored against the server span of its own request:
 //! right parent, no parent, or wrong (another parent, or no parent but another request's
 //! trace). A wrong parent is worse than a missing one: every topology asserts wrong = 0 and
@@ -10,8 +10,9 @@ use std::{
     collections::HashMap,
     io::{Read, Write},
     net::TcpStream,
-    path::Path,
+    path::{Path, PathBuf},
     process::{Command, Stdio},
+    sync::OnceLock,
     time::{Duration, Instant},
 };
 
@@ -245,4 +246,138 @@ fn python_asyncio_with_redis_and_mysql_never_gets_a_wrong_parent() {
     for (_, sc) in &scored {
         assert_eq!(sc.wrong, 0);
     }
+}
+
+/// Builds `tests/go/goroutine_demo.go` once per test run (GOPATH mode, Debian's golang-go with
+/// go-sql-driver/mysql and redigo).
+fn go_binary() -> &'static PathBuf {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    BIN.get_or_init(|| {
+        let dir = std::env::temp_dir().join(format!("tracer-goroutines-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let bin = dir.join("goroutine_demo");
+        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("go/goroutine_demo.go");
+        let out = Command::new("go")
+            .args(["build", "-o"])
+            .arg(&bin)
+            .arg(&src)
+            .env("GO111MODULE", "off")
+            .env("GOPATH", "/usr/share/gocode")
+            .env("GOCACHE", dir.join("gocache"))
+            .env("GOFLAGS", "-p=2")
+            .output()
+            .expect("running go build (Debian golang-go, installed by `cargo xtask setup`)");
+        assert!(out.status.success(), "go build failed:\n{}", String::from_utf8_lossy(&out.stderr));
+        bin
+    })
+}
+
+/// Starts the Go service and waits until it listens and the daemon keys its calls by goroutine
+/// (it logged the executable, and a scan after that one entered the process).
+/// With `print_goid`, the service prints `goid <goroutine id> <request id>` per request on the
+/// returned stdout.
+fn go_service(
+    d: &Daemon,
+    redis: &Server,
+    mysql: &Server,
+    service: &str,
+    print_goid: bool,
+) -> (Server, std::process::ChildStdout) {
+    let port = free_port();
+    let bin = go_binary();
+    let mut child = Command::new(bin)
+        .args(["-port", &port.to_string(), "-redis", &redis.port.to_string(), "-mysql", &mysql.port.to_string()])
+        .args(print_goid.then_some("-goid"))
+        .env("OTEL_SERVICE_NAME", service)
+        .env("GOMAXPROCS", "2")
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("starting the Go service");
+    let stdout = child.stdout.take().unwrap();
+    wait_for(TIMEOUT, "the Go service to listen", || {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("the Go service exited with {status}");
+        }
+        TcpStream::connect(("127.0.0.1", port)).ok().map(|_| ())
+    });
+    let name = bin.to_str().unwrap().to_string();
+    let scans = wait_for(TIMEOUT, "the daemon to find the Go executable", || {
+        let log = d.stderr_text();
+        let seen = log.lines().any(|l| l.contains("calls keyed by goroutine") && l.contains(&name));
+        seen.then(|| d.metric("tracer_uprobe_scans_total"))
+    });
+    wait_for(TIMEOUT, "a scan after that one", || (d.metric("tracer_uprobe_scans_total") > scans).then_some(()));
+    assert!(d.metric("tracer_go_processes") >= 1.0, "the Go process is entered");
+    assert_eq!(d.metric("tracer_probe_attached{probe=\"process_exec\"}"), 1.0, "exec forgets a Go process");
+    (Server::from_child(child, port), stdout)
+}
+
+/// Go's net/http serves each connection in a goroutine of its own and runs many goroutines on
+/// few threads (GOMAXPROCS=2 here): by thread, 16 requests at once would be ambiguous. By
+/// goroutine, each handler's Redis and MySQL calls are its request's children.
+#[test]
+fn go_net_http_with_redis_and_mysql_is_stitched_by_goroutine() {
+    let d = daemon();
+    let redis = servers::redis();
+    let mysql = servers::mariadb();
+    let (svc, _out) = go_service(&d, &redis, &mysql, "stitch-go", false);
+    for id in 400..410 {
+        assert_eq!(concurrent_requests(svc.port, id, 1), 1, "request {id} answered");
+    }
+    assert_eq!(concurrent_requests(svc.port, 500, 16), 16, "16 concurrent requests answered");
+    let alone = wait_scored(&d, "stitch-go", &[("redis", 2), ("mysql", 1)], 400..410);
+    let scored = wait_scored(&d, "stitch-go", &[("redis", 2), ("mysql", 1)], 500..516);
+    for (sys, sc) in alone.iter().chain(&scored) {
+        assert_eq!(sc.wrong, 0);
+        assert!(sc.right * 100 >= sc.total() * 99, "{sys}: at least 99 % under their own request: {sc:?}");
+    }
+    assert_eq!(
+        d.metric("tracer_kernel_events_total{counter=\"goid_unreadable\"}"),
+        0.0,
+        "every call's goroutine was read"
+    );
+}
+
+/// The goroutine the kernel reads (TLS `g` at FS base - 8, then `goid` at the offset from the
+/// executable's DWARF) is the one the Go runtime names: each handler prints its goroutine id,
+/// and the data events of its Redis and MySQL calls carry the same one.
+#[test]
+fn go_calls_carry_the_id_of_the_goroutine_that_made_them() {
+    use std::io::BufRead;
+    let d = Daemon::start(&["--print-events", "--output", "json", "--no-redact"]);
+    let redis = servers::redis();
+    let mysql = servers::mariadb();
+    let (svc, out) = go_service(&d, &redis, &mysql, "goid-go", true);
+    let mut lines = std::io::BufReader::new(out).lines();
+    assert!(lines.next().unwrap().unwrap().starts_with("listening"));
+    let mut printed: HashMap<u32, u64> = HashMap::new();
+    for id in 600..606 {
+        assert_eq!(concurrent_requests(svc.port, id, 1), 1, "request {id} answered");
+        let line = lines.next().unwrap().unwrap();
+        let f: Vec<&str> = line.split_whitespace().collect();
+        assert_eq!((f.len(), f[0], f[2]), (3, "goid", id.to_string().as_str()), "{line}");
+        printed.insert(id, f[1].parse().unwrap());
+    }
+    let pid = svc.pid();
+    let seen = wait_for(TIMEOUT, "the Go service's Redis and MySQL writes", || {
+        let mut seen: HashMap<u32, Vec<Option<u64>>> = HashMap::new();
+        for e in d.json_lines().iter().filter(|e| e["event"] == "data" && e["pid"] == pid && e["direction"] == "egress")
+        {
+            let Some(id) = e["payload"].as_str().and_then(request_id).filter(|id| printed.contains_key(id)) else {
+                continue;
+            };
+            seen.entry(id).or_default().push(e["goid"].as_u64());
+        }
+        // SET, GET and SELECT of every request.
+        (seen.len() == printed.len() && seen.values().all(|v| v.len() >= 3)).then_some(seen)
+    });
+    for (id, goids) in &seen {
+        assert!(
+            goids.iter().all(|g| *g == Some(printed[id])),
+            "request {id}: kernel {goids:?}, runtime {}",
+            printed[id]
+        );
+    }
+    let distinct: std::collections::HashSet<u64> = printed.values().copied().collect();
+    assert_eq!(distinct.len(), printed.len(), "one connection, one goroutine: {printed:?}");
 }

@@ -36,10 +36,15 @@ pub const MAP_PENDING_OPTION: &str = "PENDING_OPTION";
 /// LRU hash map `OptionKey` (socket, sequence number) → `WireContext` read from a peer's TCP
 /// option, until the read that consumes that byte. Bound: `MAX_SOCKETS`.
 pub const MAP_RECEIVED_OPTION: &str = "RECEIVED_OPTION";
-/// LRU hash map thread id (`u32`) → `ThreadServing`: how many inbound requests the thread has
-/// read and not yet answered, and the trace id of the one it serves when that is provable
-/// (exactly one in flight, never two since the count was last zero). Bound: `MAX_INFLIGHT`.
+/// LRU hash map `ServingKey` (a thread, or a goroutine of a Go process) → `ThreadServing`: how
+/// many inbound requests it has read and not yet answered, and the trace id of the one it serves
+/// when that is provable (exactly one in flight, never two since the count was last zero).
+/// Bound: `MAX_INFLIGHT`.
 pub const MAP_THREAD_TRACE: &str = "THREAD_TRACE";
+/// Hash map tgid (`u32`) → `GoProcess`: the Go processes whose goroutine the programs read
+/// (written by the daemon when it finds a Go executable, removed when the process exits).
+/// Bound: `MAX_GO_PROCESSES` (full: the process keeps the thread rule).
+pub const MAP_GO_PROCESSES: &str = "GO_PROCESSES";
 
 /// Global set by the daemon: kernel struct offsets, resolved from the running kernel's BTF.
 pub const GLOBAL_OFFSETS: &str = "OFFSETS";
@@ -55,6 +60,8 @@ pub const PROG_TP_SYS_ENTER: &str = "tp_sys_enter";
 pub const PROG_TP_SYS_EXIT: &str = "tp_sys_exit";
 pub const PROG_INET_SOCK_SET_STATE: &str = "inet_sock_set_state";
 pub const PROG_PROCESS_EXIT: &str = "process_exit";
+/// `sched_process_exec`: a process that runs a new executable is no longer known to be Go.
+pub const PROG_PROCESS_EXEC: &str = "process_exec";
 /// The `sock_ops` program on the cgroup2 root that writes and reads the trace-context option.
 pub const PROG_SOCK_OPS: &str = "tracer_sock_ops";
 /// Client-library uprobes: entry of a traced library function (the attach cookie says which).
@@ -74,7 +81,7 @@ pub const MAP_LIB_SCRATCH: &str = "LIB_SCRATCH";
 pub const MAP_PROGRAM_ERRORS: &str = "PROGRAM_ERRORS";
 
 /// Every map of the kernel object, by name.
-pub const MAP_NAMES: [&str; 14] = [
+pub const MAP_NAMES: [&str; 15] = [
     MAP_EVENTS,
     MAP_COUNTERS,
     MAP_INFLIGHT,
@@ -89,6 +96,7 @@ pub const MAP_NAMES: [&str; 14] = [
     MAP_LIB_INFLIGHT,
     MAP_LIB_SCRATCH,
     MAP_PROGRAM_ERRORS,
+    MAP_GO_PROCESSES,
 ];
 
 /// Every global the daemon sets before load, by name.
@@ -105,8 +113,9 @@ pub const PROG_INDEX_SOCK_OPS: u32 = 6;
 pub const PROG_INDEX_LIB_ENTER: u32 = 7;
 pub const PROG_INDEX_LIB_EXIT: u32 = 8;
 pub const PROG_INDEX_HIREDIS_APPEND: u32 = 9;
+pub const PROG_INDEX_PROCESS_EXEC: u32 = 10;
 /// Number of programs, and entries of `MAP_PROGRAM_ERRORS`.
-pub const PROGRAMS_LEN: u32 = 10;
+pub const PROGRAMS_LEN: u32 = 11;
 
 /// Every program of the kernel object, by name (index = `PROG_INDEX_*`).
 pub const PROGRAM_NAMES: [&str; PROGRAMS_LEN as usize] = [
@@ -120,6 +129,7 @@ pub const PROGRAM_NAMES: [&str; PROGRAMS_LEN as usize] = [
     PROG_LIB_ENTER,
     PROG_LIB_EXIT,
     PROG_HIREDIS_APPEND,
+    PROG_PROCESS_EXEC,
 ];
 
 // ---------------------------------------------------------------------------------------------
@@ -138,6 +148,8 @@ pub const MAX_INFLIGHT: u32 = 16384;
 pub const MAX_FILTER_ENTRIES: u32 = 1024;
 /// Sockets whose propagation state the kernel keeps (LRU beyond that).
 pub const MAX_SOCKETS: u32 = 65536;
+/// Go processes whose goroutines the kernel tells apart (`MAP_GO_PROCESSES`).
+pub const MAX_GO_PROCESSES: u32 = 4096;
 /// Bytes of a library argument (statement, command, error string) one library event carries.
 /// Power of two: the kernel masks offsets with `MAX_LIB_CAPTURE - 1`.
 pub const MAX_LIB_CAPTURE: usize = 2048;
@@ -189,10 +201,13 @@ pub const COUNTER_OPTION_MATCHED: u32 = 12;
 pub const COUNTER_OPTION_FOREIGN: u32 = 13;
 /// A call could not be traced: `MAX_INFLIGHT` threads were already inside traced calls.
 pub const COUNTER_INFLIGHT_FULL: u32 = 14;
+/// A data call of a Go process whose current goroutine could not be read (thread-local `g`
+/// or its `goid`): the call is keyed by its thread, as in other programs.
+pub const COUNTER_GOID_UNREADABLE: u32 = 15;
 pub const COUNTERS_LEN: u32 = 16;
 
 /// Names of the counters, for metrics (index = counter id).
-pub const COUNTER_NAMES: [&str; 15] = [
+pub const COUNTER_NAMES: [&str; 16] = [
     "ringbuf_full",
     "read_error",
     "inflight_stale",
@@ -208,6 +223,7 @@ pub const COUNTER_NAMES: [&str; 15] = [
     "option_matched",
     "option_foreign",
     "inflight_full",
+    "goid_unreadable",
 ];
 
 // ---------------------------------------------------------------------------------------------
@@ -431,8 +447,11 @@ pub struct DataEvent {
     /// Inode number of the socket's network namespace (0 when unknown): identical tuples in two
     /// namespaces are two connections.
     pub netns: u32,
+    /// Go processes: the id of the goroutine that made the call (`runtime.g.goid`); 0 when the
+    /// process is not Go or the goroutine could not be read.
+    pub goid: u64,
 }
-const _: () = assert!(size_of::<DataEvent>() == 24 + 48 + 40 + 24 + 8);
+const _: () = assert!(size_of::<DataEvent>() == 24 + 48 + 40 + 24 + 8 + 8);
 
 /// The trace context of the TCP option's payload (in the option: big-endian, trace id high,
 /// trace id low, span id).
@@ -460,11 +479,40 @@ pub struct SockState {
     pub pending: u32,
     /// Non-zero while a read on this server socket is in flight.
     pub reading: u32,
-    /// Server sockets: the thread whose `ThreadServing` count holds this socket's unanswered
-    /// request (the thread that read it); 0 when none does.
-    pub serving_tid: u32,
+    pub _pad: u32,
+    /// Server sockets: the thread or goroutine whose `ThreadServing` count holds this socket's
+    /// unanswered request (the one that read it); `kind` 0 when none does.
+    pub serving: ServingKey,
 }
-const _: () = assert!(size_of::<SockState>() == 24);
+const _: () = assert!(size_of::<SockState>() == 40);
+
+/// `ServingKey.kind`: `id` is a thread id.
+pub const UNIT_THREAD: u32 = 1;
+/// `ServingKey.kind`: `id` is the goid of a goroutine of process `tgid`.
+pub const UNIT_GOROUTINE: u32 = 2;
+
+/// Key of `MAP_THREAD_TRACE`: who serves inbound requests. Threads in general; in Go processes
+/// the goroutine, since Go runs many goroutines on one thread and moves them between threads.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct ServingKey {
+    /// Thread id or goid, by `kind`.
+    pub id: u64,
+    pub tgid: u32,
+    /// `UNIT_*`; 0: none.
+    pub kind: u32,
+}
+const _: () = assert!(size_of::<ServingKey>() == 16);
+
+/// Value of `MAP_GO_PROCESSES`.
+#[repr(C)]
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct GoProcess {
+    /// Byte offset of `goid` (int64) in the runtime's `g` struct for the executable's Go version.
+    pub goid_offset: u32,
+    pub _pad: u32,
+}
+const _: () = assert!(size_of::<GoProcess>() == 8);
 
 /// Value of `MAP_THREAD_TRACE`: the inbound requests a thread has read and not yet answered.
 /// Outbound requests of the thread carry `trace` only while `serving == 1` and `known != 0`;
@@ -597,8 +645,12 @@ pub struct KernelOffsets {
     pub ops_kern_skb: u32,
     /// `sk_buff.cb`: where `struct tcp_skb_cb` (`seq`, then `end_seq`) lives.
     pub skb_cb: u32,
+    /// `task_struct.thread` + `thread_struct.fsbase` (x86-64): the thread's FS base, where Go
+    /// keeps the current `g` at -8.
+    pub task_fsbase: u32,
+    pub _pad: u32,
 }
-const _: () = assert!(size_of::<KernelOffsets>() == 25 * 4);
+const _: () = assert!(size_of::<KernelOffsets>() == 27 * 4);
 
 /// Runtime settings, written once by the daemon before the programs load.
 #[repr(C)]
@@ -652,8 +704,10 @@ pub struct SyscallArgs {
     /// Non-zero when `seq` was read.
     pub has_seq: u32,
     pub _pad: u32,
+    /// Go processes: the goid of the goroutine that made the call, read at entry (0: none).
+    pub goid: u64,
 }
-const _: () = assert!(size_of::<SyscallArgs>() == 40 + 8 + 24 + 8);
+const _: () = assert!(size_of::<SyscallArgs>() == 40 + 8 + 24 + 8 + 8);
 
 /// `EVENT_LIB_ENTER`, `EVENT_LIB_ARG`, `EVENT_LIB_EXIT`, followed in the ring buffer record by
 /// `captured` payload bytes.
@@ -711,6 +765,8 @@ mod pod {
     unsafe impl aya::Pod for super::WireContext {}
     unsafe impl aya::Pod for super::OptionKey {}
     unsafe impl aya::Pod for super::SockState {}
+    unsafe impl aya::Pod for super::GoProcess {}
+    unsafe impl aya::Pod for super::ServingKey {}
 }
 
 #[cfg(test)]
@@ -730,6 +786,7 @@ mod tests {
             (PROG_INDEX_LIB_ENTER, PROG_LIB_ENTER),
             (PROG_INDEX_LIB_EXIT, PROG_LIB_EXIT),
             (PROG_INDEX_HIREDIS_APPEND, PROG_HIREDIS_APPEND),
+            (PROG_INDEX_PROCESS_EXEC, PROG_PROCESS_EXEC),
         ];
         assert_eq!(pairs.len(), PROGRAMS_LEN as usize, "every program has an index");
         for (index, name) in pairs {

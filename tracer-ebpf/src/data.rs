@@ -66,6 +66,7 @@ pub fn emit(args: &SyscallArgs, ret: i64) -> Outcome {
     e.ctx = args.ctx;
     e.seq = args.seq;
     e.netns = kernel::netns_of(args.sock, &maps::OFFSETS.load());
+    e.goid = args.goid;
     let header = core::mem::size_of::<DataEvent>() as u64;
     // The mask is a no-op (captured < MAX_CAPTURE); it gives the verifier the bound.
     let len = (header + captured) & (2 * MAX_CAPTURE as u64 - 1);

@@ -8,6 +8,7 @@
 mod data;
 mod event;
 mod filter;
+mod goroutine;
 mod hiredis;
 mod kernel;
 mod maps;

@@ -8,9 +8,9 @@ use aya_ebpf::{
     maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
 use tracer_common::{
-    COUNTERS_LEN, DataEvent, KernelOffsets, LibEvent, LibState, MAX_CAPTURE, MAX_FILTER_ENTRIES, MAX_INFLIGHT,
-    MAX_LIB_CAPTURE, MAX_SOCKETS, OptionKey, PROGRAMS_LEN, Settings, SockState, SyscallArgs, ThreadServing,
-    WireContext,
+    COUNTERS_LEN, DataEvent, GoProcess, KernelOffsets, LibEvent, LibState, MAX_CAPTURE, MAX_FILTER_ENTRIES,
+    MAX_GO_PROCESSES, MAX_INFLIGHT, MAX_LIB_CAPTURE, MAX_SOCKETS, OptionKey, PROGRAMS_LEN, ServingKey, Settings,
+    SockState, SyscallArgs, ThreadServing, WireContext,
 };
 
 /// Ring buffer of events. Key: none. Bound: bytes, set by the daemon at load time (the value
@@ -93,10 +93,17 @@ pub static PENDING_OPTION: LruHashMap<OptionKey, WireContext> = LruHashMap::with
 #[map(name = "RECEIVED_OPTION")]
 pub static RECEIVED_OPTION: LruHashMap<OptionKey, WireContext> = LruHashMap::with_max_entries(MAX_SOCKETS, 0);
 
-/// Inbound requests each thread serves (`ThreadServing`). Key: thread id. Bound: `MAX_INFLIGHT`.
-/// Eviction: LRU; removed when the last request it counts is answered or its socket closed.
+/// Inbound requests each thread (or goroutine of a Go process) serves (`ThreadServing`). Key:
+/// `ServingKey`. Bound: `MAX_INFLIGHT`. Eviction: LRU; removed when the last request it counts is
+/// answered or its socket closed.
 #[map(name = "THREAD_TRACE")]
-pub static THREAD_TRACE: LruHashMap<u32, ThreadServing> = LruHashMap::with_max_entries(MAX_INFLIGHT, 0);
+pub static THREAD_TRACE: LruHashMap<ServingKey, ThreadServing> = LruHashMap::with_max_entries(MAX_INFLIGHT, 0);
+
+/// Go processes (`GoProcess`: where the goroutine id lives). Key: tgid. Bound:
+/// `MAX_GO_PROCESSES`, written by the daemon when it finds a Go executable. No eviction: removed
+/// when the process exits (here and by the daemon's rescan).
+#[map(name = "GO_PROCESSES")]
+pub static GO_PROCESSES: HashMap<u32, GoProcess> = HashMap::with_max_entries(MAX_GO_PROCESSES, 0);
 
 /// Kernel struct offsets, resolved by the daemon from BTF before load.
 #[unsafe(no_mangle)]
@@ -126,6 +133,8 @@ pub static OFFSETS: Global<KernelOffsets> = Global::new(KernelOffsets {
     ops_kern_sk: 0,
     ops_kern_skb: 0,
     skb_cb: 0,
+    task_fsbase: 0,
+    _pad: 0,
 });
 
 /// Runtime settings, written by the daemon before load.

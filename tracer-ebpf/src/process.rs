@@ -1,8 +1,8 @@
 //! Thread and process exit: a thread's calls in flight end with it, and the daemon drops a
-//! process's connections and metadata.
+//! process's connections and metadata. Exec: the process is no longer known to be Go.
 
 use aya_ebpf::{helpers::bpf_get_current_pid_tgid, macros::raw_tracepoint, programs::RawTracePointContext};
-use tracer_common::{EVENT_PROCESS_EXIT, ExitEvent, PROG_INDEX_PROCESS_EXIT};
+use tracer_common::{EVENT_PROCESS_EXIT, ExitEvent, PROG_INDEX_PROCESS_EXEC, PROG_INDEX_PROCESS_EXIT};
 
 use crate::{
     event::{self, Outcome},
@@ -23,9 +23,24 @@ fn try_process_exit() -> Outcome {
     let _ = maps::INFLIGHT.remove(tid);
     let _ = maps::LIB_INFLIGHT.remove(tid);
     // One event per process: when the thread group leader exits.
-    if tgid != tid || !filter::process_traced(tgid) {
+    if tgid != tid {
+        return Ok(());
+    }
+    // A later process with this pid is not Go until the daemon says so.
+    let _ = maps::GO_PROCESSES.remove(tgid);
+    if !filter::process_traced(tgid) {
         return Ok(());
     }
     let event = ExitEvent { header: event::header(EVENT_PROCESS_EXIT, id, event::now()) };
     event::submit(&event, maps::WAKE_NOW)
+}
+
+/// A new executable: its goroutines (if it is Go at all) are the daemon's to find again, at its
+/// next scan; until then the process keeps the thread rule.
+#[raw_tracepoint(tracepoint = "sched_process_exec")]
+pub fn process_exec(_ctx: RawTracePointContext) -> i32 {
+    let tgid = (bpf_get_current_pid_tgid() >> 32) as u32;
+    let _ = maps::GO_PROCESSES.remove(tgid);
+    event::finish(PROG_INDEX_PROCESS_EXEC, Ok(()));
+    0
 }

@@ -14,7 +14,8 @@
 //! Client ids follow the stitching rule (DESIGN.md): an outbound request carries the trace of
 //! the request its thread serves only when that is proven, i.e. the thread has exactly one
 //! inbound request read and not answered, and has not had two in flight since it last had
-//! none (event loops serve many requests on one thread). Otherwise its trace id is fresh.
+//! none (event loops serve many requests on one thread). Otherwise its trace id is fresh. In Go
+//! processes the goroutine takes the thread's place (`goroutine`).
 
 use aya_ebpf::helpers::{bpf_get_prandom_u32, bpf_probe_read_user};
 use tracer_common::*;
@@ -43,7 +44,15 @@ pub fn on_role(sk: u64, role: u32) {
     if enabled() {
         let _ = maps::SOCK_STATE.insert(
             sk,
-            SockState { role, last: LAST_NONE, pending_seq: 0, pending: 0, reading: 0, serving_tid: 0 },
+            SockState {
+                role,
+                last: LAST_NONE,
+                pending_seq: 0,
+                pending: 0,
+                reading: 0,
+                _pad: 0,
+                serving: ServingKey::default(),
+            },
             0,
         );
     }
@@ -58,17 +67,17 @@ pub fn on_close(sk: u64) {
     }
     // SAFETY: the value is copied out before removal.
     if let Some(state) = unsafe { maps::SOCK_STATE.get(sk) }.copied() {
-        if state.role == ROLE_SERVER && state.serving_tid != 0 {
-            release(state.serving_tid);
+        if state.role == ROLE_SERVER && state.serving.kind != 0 {
+            release(state.serving);
         }
         let _ = maps::SOCK_STATE.remove(sk);
     }
 }
 
-/// Thread `tid` read a new inbound request of trace `trace`.
+/// Thread or goroutine `who` read a new inbound request of trace `trace`.
 #[inline(always)]
-fn acquire(tid: u32, trace: [u64; 2]) {
-    if let Some(t) = maps::THREAD_TRACE.get_ptr_mut(tid) {
+fn acquire(who: ServingKey, trace: [u64; 2]) {
+    if let Some(t) = maps::THREAD_TRACE.get_ptr_mut(who) {
         // SAFETY: map value pointer, valid for this program run.
         let t = unsafe { &mut *t };
         // A second request in flight: which one a later call belongs to is not provable.
@@ -77,28 +86,28 @@ fn acquire(tid: u32, trace: [u64; 2]) {
         return;
     }
     let value = ThreadServing { trace_hi: trace[0], trace_lo: trace[1], serving: 1, known: 1 };
-    let _ = maps::THREAD_TRACE.insert(tid, value, 0);
+    let _ = maps::THREAD_TRACE.insert(who, value, 0);
 }
 
-/// One request counted for thread `tid` was answered (or its socket closed).
+/// One request counted for `who` was answered (or its socket closed).
 #[inline(always)]
-fn release(tid: u32) {
-    let Some(t) = maps::THREAD_TRACE.get_ptr_mut(tid) else { return };
+fn release(who: ServingKey) {
+    let Some(t) = maps::THREAD_TRACE.get_ptr_mut(who) else { return };
     // SAFETY: map value pointer, valid for this program run.
     let t = unsafe { &mut *t };
     if t.serving > 1 {
         // Still unprovable: `known` stays cleared until the thread serves nothing.
         t.serving -= 1;
     } else {
-        let _ = maps::THREAD_TRACE.remove(tid);
+        let _ = maps::THREAD_TRACE.remove(who);
     }
 }
 
-/// The trace of the request `tid` provably serves alone.
+/// The trace of the request `who` provably serves alone.
 #[inline(always)]
-fn proven_trace(tid: u32) -> Option<[u64; 2]> {
+fn proven_trace(who: ServingKey) -> Option<[u64; 2]> {
     // SAFETY: the value is copied out.
-    let t = unsafe { maps::THREAD_TRACE.get(tid) }.copied()?;
+    let t = unsafe { maps::THREAD_TRACE.get(who) }.copied()?;
     (t.serving == 1 && t.known != 0).then_some([t.trace_hi, t.trace_lo])
 }
 
@@ -135,7 +144,7 @@ fn may_start_request(args: &SyscallArgs) -> bool {
 /// request start, the ids (`args.ctx_kind = CTX_CLIENT`) and the option to write on the packet
 /// that begins with its first byte.
 #[inline(always)]
-pub fn on_enter(args: &mut SyscallArgs, tid: u32, egress: bool) {
+pub fn on_enter(args: &mut SyscallArgs, who: ServingKey, egress: bool) {
     if !enabled() {
         return;
     }
@@ -162,7 +171,7 @@ pub fn on_enter(args: &mut SyscallArgs, tid: u32, egress: bool) {
                 return;
             }
             let Some(seq) = tcp_seq(sk, off.tcp_write_seq) else { return };
-            let trace = match proven_trace(tid) {
+            let trace = match proven_trace(who) {
                 Some(t) => t,
                 None => [random64(), random64()],
             };
@@ -175,10 +184,10 @@ pub fn on_enter(args: &mut SyscallArgs, tid: u32, egress: bool) {
             args.ctx_kind = CTX_CLIENT;
             args.ctx = ctx;
         }
-        ROLE_SERVER if turned && state.serving_tid != 0 => {
+        ROLE_SERVER if turned && state.serving.kind != 0 => {
             // The response starts: the thread that read the request no longer serves it.
-            release(state.serving_tid);
-            state.serving_tid = 0;
+            release(state.serving);
+            state.serving = ServingKey::default();
         }
         _ => {}
     }
@@ -186,7 +195,7 @@ pub fn on_enter(args: &mut SyscallArgs, tid: u32, egress: bool) {
 
 /// Syscall exit of a data call: for a server read, the context of the request it starts.
 #[inline(always)]
-pub fn on_exit(args: &mut SyscallArgs, tid: u32, egress: bool, ret: i64) {
+pub fn on_exit(args: &mut SyscallArgs, who: ServingKey, egress: bool, ret: i64) {
     if !enabled() {
         return;
     }
@@ -236,10 +245,10 @@ pub fn on_exit(args: &mut SyscallArgs, tid: u32, egress: bool, ret: i64) {
             t
         }
     };
-    if state.serving_tid != 0 {
+    if state.serving.kind != 0 {
         // The previous request on this socket got no response before this one: it is over.
-        release(state.serving_tid);
+        release(state.serving);
     }
-    acquire(tid, trace);
-    state.serving_tid = tid;
+    acquire(who, trace);
+    state.serving = who;
 }

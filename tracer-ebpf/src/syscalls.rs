@@ -14,7 +14,7 @@ use tracer_common::*;
 use crate::{
     data,
     event::{self, Outcome},
-    filter, kernel, maps, propagate, sockets,
+    filter, goroutine, kernel, maps, propagate, sockets,
 };
 
 // x86_64 syscall numbers of the calls we trace or count.
@@ -159,7 +159,7 @@ fn on_enter(sys: u32, a0: u64, a1: u64, a2: u64) -> Outcome {
     match sys {
         SYS_CONNECT | SYS_ACCEPT | SYS_ACCEPT4 => {
             if is_self || filter::process_traced(tgid) {
-                return stash(id as u32, sys, fd, 0, 0, 0);
+                return stash(id, sys, fd, 0, 0, 0);
             }
         }
         SYS_CLOSE => {
@@ -185,7 +185,7 @@ fn on_enter(sys: u32, a0: u64, a1: u64, a2: u64) -> Outcome {
                 maps::count(COUNTER_FILTERED);
                 return Ok(());
             }
-            return stash(id as u32, sys, fd, a1, a2, sk);
+            return stash(id, sys, fd, a1, a2, sk);
         }
     }
     Ok(())
@@ -197,7 +197,8 @@ fn is_egress(sys: u32) -> bool {
 }
 
 #[inline(always)]
-fn stash(tid: u32, syscall: u32, fd: i64, ptr: u64, len: u64, sock: u64) -> Outcome {
+fn stash(id: u64, syscall: u32, fd: i64, ptr: u64, len: u64, sock: u64) -> Outcome {
+    let (tgid, tid) = ((id >> 32) as u32, id as u32);
     let mut args = SyscallArgs {
         syscall,
         fd: fd as i32,
@@ -210,16 +211,20 @@ fn stash(tid: u32, syscall: u32, fd: i64, ptr: u64, len: u64, sock: u64) -> Outc
         ctx: WireContext::default(),
         has_seq: 0,
         _pad: 0,
+        goid: 0,
     };
     if sock != 0 {
-        propagate::on_enter(&mut args, tid, is_egress(syscall));
+        args.goid = goroutine::current_goid(tgid);
+        let key = goroutine::serving_key(tgid, tid, args.goid);
+        propagate::on_enter(&mut args, key, is_egress(syscall));
     }
     maps::INFLIGHT.insert(tid, args, 0).map_err(|_| event::fail(COUNTER_INFLIGHT_FULL))
 }
 
 #[inline(always)]
 fn on_exit(sys: u32, ret: i64) -> Outcome {
-    let tid = bpf_get_current_pid_tgid() as u32;
+    let id = bpf_get_current_pid_tgid();
+    let (tgid, tid) = ((id >> 32) as u32, id as u32);
     let Some(ptr) = maps::INFLIGHT.get_ptr_mut(tid) else { return Ok(()) };
     // SAFETY: map value pointer, valid for this program run (removed only at the end).
     let args = unsafe { &mut *ptr };
@@ -232,7 +237,8 @@ fn on_exit(sys: u32, ret: i64) -> Outcome {
             SYS_CONNECT => sockets::on_connect_exit(args, ret),
             SYS_ACCEPT | SYS_ACCEPT4 => sockets::on_accept_exit(args, ret),
             _ => {
-                propagate::on_exit(args, tid, is_egress(sys), ret);
+                let key = goroutine::serving_key(tgid, tid, args.goid);
+                propagate::on_exit(args, key, is_egress(sys), ret);
                 data::emit(args, ret)
             }
         }

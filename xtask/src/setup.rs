@@ -28,9 +28,12 @@ const TEST_PACKAGES: &[&str] = &[
     "chromium",
     // Node.js (with npm) for the services of tests/tests/stitching.rs (packages: tests/node).
     "nodejs",
-    // The gRPC tests build a grpc-go client and server in GOPATH mode (tests/go).
+    // The gRPC tests build a grpc-go client and server in GOPATH mode (tests/go); the Go
+    // stitching test builds a net/http service with the MySQL and Redis drivers.
     "golang-go",
     "golang-google-grpc-dev",
+    "golang-github-go-sql-driver-mysql-dev",
+    "golang-github-gomodule-redigo-dev",
     // Builds the FROM-scratch runtime image in tests/tests/image.rs (deploy/image/build.sh).
     "podman",
 ];

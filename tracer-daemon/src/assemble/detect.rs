@@ -18,6 +18,8 @@ pub(super) struct Call<'a> {
     pub data: &'a [u8],
     pub total: usize,
     pub tid: u32,
+    /// Go programs: the goroutine that made the call.
+    pub goid: Option<u64>,
     /// CLOCK_MONOTONIC ns: when the call's bytes exist for the process.
     pub enter: u64,
     pub exit: u64,
@@ -33,6 +35,7 @@ pub(super) struct Buffered {
     data: Vec<u8>,
     total: usize,
     tid: u32,
+    goid: Option<u64>,
     enter: u64,
     exit: u64,
     context: Option<KernelContext>,
@@ -41,15 +44,15 @@ pub(super) struct Buffered {
 
 impl Buffered {
     pub fn view(&self) -> Call<'_> {
-        let Buffered { dir, ref data, total, tid, enter, exit, context, seq } = *self;
-        Call { dir, data, total, tid, enter, exit, context, seq }
+        let Buffered { dir, ref data, total, tid, goid, enter, exit, context, seq } = *self;
+        Call { dir, data, total, tid, goid, enter, exit, context, seq }
     }
 }
 
 impl Call<'_> {
     pub fn to_owned(self) -> Buffered {
-        let Call { dir, data, total, tid, enter, exit, context, seq } = self;
-        Buffered { dir, data: data.to_vec(), total, tid, enter, exit, context, seq }
+        let Call { dir, data, total, tid, goid, enter, exit, context, seq } = self;
+        Buffered { dir, data: data.to_vec(), total, tid, goid, enter, exit, context, seq }
     }
 }
 

@@ -403,6 +403,8 @@ impl Calls {
         let origin = Origin {
             pid: call.pid,
             tid,
+            // Client libraries in C: their callers are threads.
+            goid: None,
             tuple,
             seq: (1 << 63) | self.next_seq,
             ts_ns: call.enter_ns,

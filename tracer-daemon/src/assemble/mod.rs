@@ -26,7 +26,7 @@ use crate::{
         clock::WallClock,
         decode::{DataRecord, KernelContext, LibRecord, OptionRecord},
     },
-    stitch::{IdSource, Ids, KernelIds, Origin, Stitcher},
+    stitch::{IdSource, Ids, KernelIds, Origin, Runner, Stitcher},
 };
 
 const ECONNRESET: i64 = 104;
@@ -42,6 +42,19 @@ struct CallNote {
     context: Option<KernelContext>,
 }
 
+/// The thread (and in Go programs the goroutine) of the call that carried a request.
+#[derive(Clone, Copy, Debug, Default)]
+struct Caller {
+    tid: u32,
+    goid: Option<u64>,
+}
+
+impl Caller {
+    fn runner(self) -> Runner {
+        Runner::of(self.tid, self.goid)
+    }
+}
+
 /// Most calls remembered per connection for `CallNote` lookups.
 const MAX_CALL_NOTES: usize = 32;
 
@@ -49,8 +62,9 @@ const MAX_CALL_NOTES: usize = 32;
 #[derive(Default)]
 pub struct ConnSpans {
     proto: Proto,
-    /// Requests started and not finished: seq → (ids, thread that carried the request).
-    open: HashMap<u64, (Ids, u32)>,
+    /// Requests started and not finished: seq → (ids, thread and goroutine that carried the
+    /// request).
+    open: HashMap<u64, (Ids, Caller)>,
     /// The connection saw a reset (ECONNRESET / EPIPE).
     reset: bool,
     /// Recent calls in the request direction that the kernel gave a sequence number or a
@@ -201,6 +215,7 @@ impl Assembler {
             data: &rec.payload,
             total: rec.ret as usize,
             tid: rec.tid,
+            goid: rec.goid,
             enter,
             exit: rec.ts_exit_ns,
             context: rec.context,
@@ -262,7 +277,7 @@ impl Assembler {
         }
         let mut done = Vec::new();
         session.feed(call.dir, call.data, call.total, call.enter, call.exit, &mut done);
-        self.start_requests(conn, session, call.tid, call.exit, st);
+        self.start_requests(conn, session, Caller { tid: call.tid, goid: call.goid }, call.exit, st);
         for ex in done {
             self.finish(conn, ex, call.exit, st);
         }
@@ -272,7 +287,7 @@ impl Assembler {
         &mut self,
         conn: &mut Conn<ConnSpans>,
         session: &mut Session,
-        tid: u32,
+        caller: Caller,
         ts: u64,
         st: &mut Stitcher<I>,
     ) {
@@ -281,7 +296,8 @@ impl Assembler {
         for started in session.take_started() {
             let origin = Origin {
                 pid: conn.pid,
-                tid,
+                tid: caller.tid,
+                goid: caller.goid,
                 tuple: conn.tuple,
                 seq: started.seq,
                 ts_ns: ts,
@@ -294,9 +310,9 @@ impl Assembler {
                 Role::Client => st.client_request(origin, started.context.as_ref(), kernel),
             };
             if conn.role == Role::Client {
-                self.lib.on_request_started(conn.pid, tid, ids.span_id, redis);
+                self.lib.on_request_started(conn.pid, caller.tid, ids.span_id, redis);
             }
-            conn.state.open.insert(started.seq, (ids, tid));
+            conn.state.open.insert(started.seq, (ids, caller));
         }
     }
 
@@ -337,13 +353,14 @@ impl Assembler {
     }
 
     fn finish<I: IdSource>(&mut self, conn: &mut Conn<ConnSpans>, ex: Exchange, now_ns: u64, st: &mut Stitcher<I>) {
-        let (ids, tid) = match conn.state.open.remove(&ex.seq) {
+        let (ids, caller) = match conn.state.open.remove(&ex.seq) {
             Some(v) => v,
             None => {
                 // A request that never reported its start (should not happen): stitch it now.
                 let origin = Origin {
                     pid: conn.pid,
                     tid: 0,
+                    goid: None,
                     tuple: conn.tuple,
                     seq: ex.seq,
                     ts_ns: ex.start_ns,
@@ -354,11 +371,12 @@ impl Assembler {
                     Role::Server => st.server_request(origin, ex.context.as_ref(), None),
                     Role::Client => st.client_request(origin, ex.context.as_ref(), None),
                 };
-                (ids, 0)
+                (ids, Caller::default())
             }
         };
+        let tid = caller.tid;
         if conn.role == Role::Server {
-            st.server_done(conn.pid, Some(tid), ids.span_id);
+            st.server_done(conn.pid, Some(caller.runner()), ids.span_id);
         }
         let kind = match conn.role {
             Role::Client => SpanKind::Client,
@@ -409,9 +427,9 @@ impl Assembler {
                 self.finish(&mut conn, ex, ts_ns, st);
             }
         }
-        for (_, (ids, tid)) in conn.state.open.drain() {
+        for (_, (ids, caller)) in conn.state.open.drain() {
             if conn.role == Role::Server {
-                st.server_done(conn.pid, Some(tid), ids.span_id);
+                st.server_done(conn.pid, Some(caller.runner()), ids.span_id);
             }
         }
     }

@@ -47,6 +47,8 @@ struct Host {
     pending_context: Option<KernelContext>,
     /// Sequence number of the next data call's first byte.
     pending_seq: Option<u32>,
+    /// The goroutine the next data calls run on (Go programs).
+    goid: Option<u64>,
 }
 
 impl Host {
@@ -60,6 +62,7 @@ impl Host {
             ts: 1_000_000,
             pending_context: None,
             pending_seq: None,
+            goid: None,
         }
     }
 
@@ -126,6 +129,7 @@ impl Host {
             context: self.pending_context.take(),
             seq: self.pending_seq.take(),
             netns: 0,
+            goid: self.goid,
             tuple: conn.tuple,
             payload: bytes.to_vec(),
         };
@@ -192,6 +196,50 @@ fn http_client_and_server_on_one_host_make_one_trace() {
     assert_eq!(redis.tag_str("net.peer.ip"), Some("127.0.0.1"));
     assert_eq!(tag(redis, "net.peer.port"), Some(&TagValue::Long(6379)));
     assert!(client.duration_us >= server.duration_us);
+}
+
+/// Go: two requests served by two goroutines that share one thread. Each goroutine's Redis call
+/// is its own request's child; a call whose goroutine is unknown falls back to the thread,
+/// which serves two requests: ambiguous, no link.
+#[test]
+fn go_calls_are_children_of_the_request_their_goroutine_serves() {
+    let mut h = Host::new();
+    let get = |k: u8| format!("*2\r\n$3\r\nGET\r\n$5\r\nreq:{}\r\n", k as char).into_bytes();
+    h.open(ConnKind::Accept, 1, 200, tuple("127.0.0.1:8080", "127.0.0.1:40100"));
+    h.open(ConnKind::Accept, 2, 200, tuple("127.0.0.1:8080", "127.0.0.1:40101"));
+    h.open(ConnKind::Connect, 3, 200, tuple("127.0.0.1:50001", "127.0.0.1:6379"));
+    h.open(ConnKind::Connect, 4, 200, tuple("127.0.0.1:50002", "127.0.0.1:6379"));
+    h.open(ConnKind::Connect, 5, 200, tuple("127.0.0.1:50003", "127.0.0.1:6379"));
+    h.goid = Some(10);
+    h.data(1, 7, Direction::Ingress, b"GET /r/1 HTTP/1.1\r\nHost: a\r\n\r\n");
+    h.goid = Some(11);
+    h.data(2, 7, Direction::Ingress, b"GET /r/2 HTTP/1.1\r\nHost: a\r\n\r\n");
+    // Goroutine 10 moved to another thread: it is still the same goroutine.
+    h.goid = Some(10);
+    h.data(3, 8, Direction::Egress, &get(b'1'));
+    h.data(3, 8, Direction::Ingress, b"$1\r\n1\r\n");
+    h.goid = Some(11);
+    h.data(4, 7, Direction::Egress, &get(b'2'));
+    h.data(4, 7, Direction::Ingress, b"$1\r\n2\r\n");
+    h.goid = None;
+    h.data(5, 7, Direction::Egress, &get(b'3'));
+    h.data(5, 7, Direction::Ingress, b"$1\r\n3\r\n");
+    h.goid = Some(10);
+    h.data(1, 7, Direction::Egress, OK);
+    h.goid = Some(11);
+    h.data(2, 7, Direction::Egress, OK);
+    let spans = h.spans();
+    let server = |path: &str| spans.iter().find(|s| s.kind() == Some("server") && s.operation.ends_with(path)).unwrap();
+    let redis =
+        |key: &str| spans.iter().find(|s| s.tag_str("db.statement").is_some_and(|st| st.contains(key))).unwrap();
+    let (s1, s2) = (server("/r/1"), server("/r/2"));
+    assert_eq!(redis("req:1").parent_span_id, s1.span_id);
+    assert_eq!(redis("req:1").trace_id, s1.trace_id);
+    assert_eq!(redis("req:2").parent_span_id, s2.span_id);
+    assert_eq!(redis("req:1").tag_str("tracer.link"), Some("thread"));
+    let unknown = redis("req:3");
+    assert_eq!(unknown.parent_span_id, 0, "no goroutine, and the thread proves nothing: no link");
+    assert!(unknown.trace_id != s1.trace_id && unknown.trace_id != s2.trace_id);
 }
 
 #[test]

@@ -266,6 +266,7 @@ mod tests {
             truncated: false,
             seq: None,
             netns: 0,
+            goid: None,
             context: None,
             tuple: tuple(lport),
             payload: b"hello".to_vec(),

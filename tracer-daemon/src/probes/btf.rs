@@ -220,6 +220,11 @@ impl Btf {
             ops_kern_sk: self.offset_of("bpf_sock_ops_kern", "sk")?,
             ops_kern_skb: self.offset_of("bpf_sock_ops_kern", "skb")?,
             skb_cb: self.offset_of("sk_buff", "cb")?,
+            // Only needed for Go processes' goroutines: without it they keep the thread rule.
+            task_fsbase: self
+                .offset_path("task_struct", &[("task_struct", "thread"), ("thread_struct", "fsbase")])
+                .unwrap_or(0),
+            _pad: 0,
         })
     }
 }
@@ -279,5 +284,8 @@ mod tests {
         let off = btf.kernel_offsets().unwrap();
         assert_ne!(off.task_files, 0);
         assert_eq!(off.skc_family, 16, "sock_common.skc_family sits after the address and hash words");
+        if cfg!(target_arch = "x86_64") {
+            assert_ne!(off.task_fsbase, 0, "task_struct.thread.fsbase");
+        }
     }
 }

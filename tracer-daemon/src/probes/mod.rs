@@ -128,6 +128,12 @@ fn table(hook: SyscallHook, propagate: bool) -> Vec<ProbeSpec> {
             required: false,
             fallback: None,
         },
+        ProbeSpec {
+            program: k::PROG_PROCESS_EXEC,
+            attach: Attach::Raw("sched_process_exec"),
+            required: false,
+            fallback: None,
+        },
     ];
     if propagate {
         specs.push(ProbeSpec {

@@ -131,6 +131,9 @@ pub struct DataRecord {
     pub seq: Option<u32>,
     /// Inode number of the socket's network namespace (0: unknown).
     pub netns: u32,
+    /// Go processes: the goroutine that made the call (`runtime.g.goid`), when it was read.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub goid: Option<u64>,
     #[serde(serialize_with = "escaped")]
     pub payload: Vec<u8>,
 }
@@ -435,6 +438,7 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
                 context: KernelContext::from_kernel(e.ctx_kind, &e.ctx)?,
                 seq: (e.flags & k::FLAG_SEQ != 0).then_some(e.seq),
                 netns: e.netns,
+                goid: (e.goid != 0).then_some(e.goid),
                 payload: payload[..e.captured as usize].to_vec(),
             }))
         }
@@ -527,6 +531,7 @@ mod tests {
             ctx: k::WireContext { trace_hi: 1, trace_lo: 2, span_id: 3 },
             seq: 77,
             netns: 0,
+            goid: 42,
         };
         let mut bytes = as_bytes(&e);
         bytes.extend_from_slice(b"PING");
@@ -537,6 +542,7 @@ mod tests {
         assert!(d.truncated);
         assert_eq!(d.context, Some(KernelContext::Client { trace_hi: 1, trace_lo: 2, span_id: 3 }));
         assert_eq!(d.seq, Some(77));
+        assert_eq!(d.goid, Some(42), "the goroutine of a Go program's call");
         assert_eq!(d.direction, Direction::Egress);
         assert_eq!(d.tuple.local, "127.0.0.1:40000".parse().unwrap());
         assert_eq!(d.tuple.remote, "127.0.0.2:6379".parse().unwrap());

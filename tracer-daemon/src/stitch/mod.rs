@@ -14,6 +14,8 @@
 //!    request's child, provided the thread has not had two in flight since it last had none
 //!    (the kernel applies the same rule to the ids it puts in the TCP option). Otherwise no link
 //!    is made, and the span never takes the thread's trace id: it starts a trace of its own.
+//!    In Go programs the rule holds per goroutine (the kernel reads the current goroutine's id):
+//!    calls whose goroutine is known are keyed by it, others by their thread ([`Runner`]).
 //!
 //! The kernel may report the server's read before the client's write (both return around the
 //! same instant on two CPUs). The server then starts with a provisional trace id; when the
@@ -53,11 +55,31 @@ pub struct Ids {
     pub ambiguous: bool,
 }
 
+/// Who serves a request or makes a call, for thread causality: the thread, or in a Go program
+/// the goroutine (Go runs many goroutines on one thread and moves them between threads).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Runner {
+    Thread(u32),
+    Goroutine(u64),
+}
+
+impl Runner {
+    /// The goroutine when the kernel read it, else the thread.
+    pub fn of(tid: u32, goid: Option<u64>) -> Self {
+        match goid {
+            Some(g) => Runner::Goroutine(g),
+            None => Runner::Thread(tid),
+        }
+    }
+}
+
 /// Where a request started.
 #[derive(Clone, Copy, Debug)]
 pub struct Origin {
     pub pid: u32,
     pub tid: u32,
+    /// Go programs: the goroutine that made the call, when the kernel read it.
+    pub goid: Option<u64>,
     /// The connection as seen by this process.
     pub tuple: Tuple,
     pub seq: u64,
@@ -71,6 +93,10 @@ pub struct Origin {
 }
 
 impl Origin {
+    fn runner(&self) -> Runner {
+        Runner::of(self.tid, self.goid)
+    }
+
     /// The join key of this request's connection, as the client sees it.
     fn conn_key(&self, client_view: Tuple) -> ConnKey {
         ConnKey::new(self.netns, client_view)
@@ -107,7 +133,7 @@ impl<E> Default for Group<E> {
     }
 }
 
-/// Inbound requests a thread serves (mirrors the kernel's `ThreadServing`).
+/// Inbound requests a thread or goroutine serves (mirrors the kernel's `ThreadServing`).
 #[derive(Debug, Default)]
 struct Serving {
     requests: Vec<(u64, TraceId)>,
@@ -201,8 +227,8 @@ pub struct Stitcher<I: IdSource = RandomIds> {
     clients: HashMap<ConnKey, Group<ClientEntry>>,
     /// Server requests that started before their client side was seen, by the client's key.
     waiting: HashMap<ConnKey, Group<WaitingServer>>,
-    /// Inbound requests being served, by (pid, tid).
-    serving: HashMap<(u32, u32), Serving>,
+    /// Inbound requests being served, by (pid, thread or goroutine).
+    serving: HashMap<(u32, Runner), Serving>,
     /// Client spans whose kernel ids named a served trace the stitcher could not prove: span id
     /// → the fresh trace the span got instead (a same-host server joined by the option follows).
     disowned: HashMap<u64, TraceId>,
@@ -355,9 +381,9 @@ impl<I: IdSource> Stitcher<I> {
         }
     }
 
-    /// What thread causality proves for a call made by (pid, tid) now.
-    fn thread_link(&self, pid: u32, tid: u32) -> ThreadLink {
-        match self.serving.get(&(pid, tid)) {
+    /// What thread causality proves for a call made by (pid, runner) now.
+    fn thread_link(&self, pid: u32, runner: Runner) -> ThreadLink {
+        match self.serving.get(&(pid, runner)) {
             Some(Serving { requests, mixed: false }) if requests.len() == 1 => {
                 let (span, trace) = requests[0];
                 ThreadLink::Proven(span, trace)
@@ -367,10 +393,10 @@ impl<I: IdSource> Stitcher<I> {
         }
     }
 
-    /// Whether `t` is (or joined) the trace of a request (pid, tid) serves.
-    fn served_by(&self, pid: u32, tid: u32, t: TraceId) -> bool {
+    /// Whether `t` is (or joined) the trace of a request (pid, runner) serves.
+    fn served_by(&self, pid: u32, runner: Runner, t: TraceId) -> bool {
         let t = self.resolve(t);
-        self.serving.get(&(pid, tid)).is_some_and(|s| s.requests.iter().any(|(_, trace)| self.resolve(*trace) == t))
+        self.serving.get(&(pid, runner)).is_some_and(|s| s.requests.iter().any(|(_, trace)| self.resolve(*trace) == t))
     }
 
     /// A group's entries for `key`, for a new request: entries of an earlier connection with
@@ -449,7 +475,7 @@ impl<I: IdSource> Stitcher<I> {
         if let Some(kt) = kernel_trace.filter(|kt| *kt != ids.trace_id) {
             self.aliases.insert(kt, ids.trace_id);
         }
-        let serving = self.serving.entry((o.pid, o.tid)).or_default();
+        let serving = self.serving.entry((o.pid, o.runner())).or_default();
         serving.requests.push((ids.span_id, ids.trace_id));
         if serving.requests.len() > 1 {
             serving.mixed = true;
@@ -457,10 +483,10 @@ impl<I: IdSource> Stitcher<I> {
         ids
     }
 
-    /// A server finished (or abandoned) a request: its thread no longer serves it.
-    pub fn server_done(&mut self, pid: u32, tid_hint: Option<u32>, span_id: u64) {
-        let keys: Vec<(u32, u32)> = match tid_hint {
-            Some(tid) if self.serving.contains_key(&(pid, tid)) => vec![(pid, tid)],
+    /// A server finished (or abandoned) a request: its thread (or goroutine) no longer serves it.
+    pub fn server_done(&mut self, pid: u32, hint: Option<Runner>, span_id: u64) {
+        let keys: Vec<(u32, Runner)> = match hint {
+            Some(r) if self.serving.contains_key(&(pid, r)) => vec![(pid, r)],
             _ => self.serving.keys().filter(|(p, _)| *p == pid).copied().collect(),
         };
         for key in keys {
@@ -480,7 +506,7 @@ impl<I: IdSource> Stitcher<I> {
         let mut ids = if let Some(ctx) = context {
             self.adopt(ctx)
         } else {
-            let thread = self.thread_link(o.pid, o.tid);
+            let thread = self.thread_link(o.pid, o.runner());
             let ambiguous = matches!(thread, ThreadLink::Ambiguous);
             match (kernel, thread) {
                 (Some(KernelIds::Client { trace_id, span_id }), ThreadLink::Proven(parent, trace)) => {
@@ -494,7 +520,7 @@ impl<I: IdSource> Stitcher<I> {
                     // The kernel gives a thread's trace only when it proves causality; should
                     // it have named a trace served here (its view and this one differ after
                     // lost events), the span still does not join it.
-                    let trace_id = if self.served_by(o.pid, o.tid, trace_id) {
+                    let trace_id = if self.served_by(o.pid, o.runner(), trace_id) {
                         let fresh = self.ids.trace_id();
                         self.disowned.insert(span_id, fresh);
                         fresh

@@ -27,7 +27,7 @@ fn tuple(local: &str, remote: &str) -> Tuple {
 }
 
 fn origin(pid: u32, tid: u32, t: Tuple, seq: u64, ts: u64) -> Origin {
-    Origin { pid, tid, tuple: t, seq, ts_ns: ts, netns: 0, aligned: true }
+    Origin { pid, tid, goid: None, tuple: t, seq, ts_ns: ts, netns: 0, aligned: true }
 }
 
 fn span(ids: &Ids) -> Span {
@@ -109,6 +109,43 @@ fn server_seen_before_client_joins_late_through_alias_and_late_parent() {
     assert_eq!(redis_out.parent_span_id, server.span_id);
 }
 
+fn on_goroutine(mut o: Origin, goid: u64) -> Origin {
+    o.goid = Some(goid);
+    o
+}
+
+/// Go: the goroutine is the unit. Two requests served by goroutines that share a thread are
+/// both proven; a goroutine with two in flight is ambiguous; a goroutine that serves nothing
+/// (one the handler started) and a call whose goroutine is unknown get no link.
+#[test]
+fn goroutine_causality_is_per_goroutine_not_per_thread() {
+    let mut st = stitcher();
+    let redis = |port: u16| tuple(&format!("127.0.0.1:{port}"), "127.0.0.1:6379");
+    let a = st.server_request(on_goroutine(origin(2, 7, tuple(S, "127.0.0.1:1"), 0, 10), 20), None, None);
+    let b = st.server_request(on_goroutine(origin(2, 7, tuple(S, "127.0.0.1:2"), 0, 11), 21), None, None);
+    // Goroutine 20 now runs on thread 8: still request a's.
+    let ca = st.client_request(on_goroutine(origin(2, 8, redis(5), 0, 12), 20), None, None);
+    let cb = st.client_request(on_goroutine(origin(2, 7, redis(6), 0, 13), 21), None, None);
+    assert_eq!((ca.parent_span_id, ca.trace_id, ca.link), (a.span_id, a.trace_id, Some(Link::Thread)));
+    assert_eq!((cb.parent_span_id, cb.trace_id), (b.span_id, b.trace_id));
+    let spawned = st.client_request(on_goroutine(origin(2, 7, redis(7), 0, 14), 22), None, None);
+    assert_eq!((spawned.parent_span_id, spawned.ambiguous), (0, false), "goroutine 22 serves nothing");
+    let unknown = st.client_request(origin(2, 7, redis(8), 0, 15), None, None);
+    assert_eq!(unknown.parent_span_id, 0, "thread 7 serves nothing by itself");
+    assert!(unknown.trace_id != a.trace_id && unknown.trace_id != b.trace_id);
+    // Goroutine 21 reads a second request before answering the first: ambiguous.
+    let _b2 = st.server_request(on_goroutine(origin(2, 7, tuple(S, "127.0.0.1:3"), 0, 16), 21), None, None);
+    let unclear = st.client_request(on_goroutine(origin(2, 7, redis(6), 1, 17), 21), None, None);
+    assert_eq!(unclear.parent_span_id, 0);
+    assert!(unclear.ambiguous);
+    // Goroutines of another process with the same ids are others.
+    let elsewhere = st.client_request(on_goroutine(origin(3, 7, redis(9), 0, 18), 20), None, None);
+    assert_eq!(elsewhere.parent_span_id, 0);
+    st.server_done(2, Some(Runner::Goroutine(20)), a.span_id);
+    let after = st.client_request(on_goroutine(origin(2, 8, redis(5), 1, 19), 20), None, None);
+    assert_eq!(after.parent_span_id, 0, "request a answered");
+}
+
 #[test]
 fn thread_causality_links_only_when_one_request_is_in_flight() {
     let mut st = stitcher();
@@ -119,13 +156,13 @@ fn thread_causality_links_only_when_one_request_is_in_flight() {
     let unclear = st.client_request(origin(2, 7, tuple("127.0.0.1:5", "127.0.0.1:6379"), 1, 13), None, None);
     assert_eq!(unclear.parent_span_id, 0, "two requests in flight on the thread: no link");
     assert!(unclear.ambiguous);
-    st.server_done(2, Some(7), a.span_id);
+    st.server_done(2, Some(Runner::Thread(7)), a.span_id);
     let after = st.client_request(origin(2, 7, tuple("127.0.0.1:5", "127.0.0.1:6379"), 2, 14), None, None);
     assert_eq!(after.parent_span_id, 0, "one left in flight, but which one a call serves is not proven");
     assert!(after.ambiguous);
     assert_ne!(after.trace_id, _b.trace_id, "an unproven call never takes a served trace");
     assert_ne!(after.trace_id, a.trace_id);
-    st.server_done(2, Some(7), _b.span_id);
+    st.server_done(2, Some(Runner::Thread(7)), _b.span_id);
     let c = st.server_request(origin(2, 7, tuple(S, "127.0.0.1:3"), 0, 15), None, None);
     let proven = st.client_request(origin(2, 7, tuple("127.0.0.1:5", "127.0.0.1:6379"), 3, 16), None, None);
     assert_eq!((proven.parent_span_id, proven.trace_id), (c.span_id, c.trace_id), "the thread served none, then one");
@@ -234,7 +271,7 @@ fn kernel_ids_without_a_single_serving_request_make_no_parent() {
 fn a_call_on_a_thread_that_serves_nothing_starts_its_own_trace() {
     let mut st = stitcher();
     let a = st.server_request(origin(2, 7, tuple(S, "127.0.0.1:1"), 0, 10), None, None);
-    st.server_done(2, Some(7), a.span_id);
+    st.server_done(2, Some(Runner::Thread(7)), a.span_id);
     // Work after the response (a background write, a timer): not the request's child.
     let late = st.client_request(origin(2, 7, tuple("127.0.0.1:5", "127.0.0.1:6379"), 0, 11), None, None);
     assert_eq!((late.parent_span_id, late.link, late.ambiguous), (0, None, false));

@@ -8,9 +8,14 @@
 //! A call is tied to its connection by the socket events of the same thread during the call, not
 //! by reading `redisContext` / `MYSQL` (their layouts change between versions): see
 //! `assemble::library`.
+//!
+//! The same scan finds Go executables (`golang`) and tells the kernel which processes run one
+//! and where their goroutine id lives (`GO_PROCESSES`), so that their calls are keyed by
+//! goroutine.
 
 pub mod attach;
 pub mod elf;
+pub mod golang;
 pub mod symbols;
 
 use std::{
@@ -27,7 +32,11 @@ use std::{
     time::Duration,
 };
 
-use aya::{Ebpf, programs::UProbe};
+use aya::{
+    Ebpf,
+    maps::{HashMap as BpfHashMap, MapData},
+    programs::UProbe,
+};
 use tracer_common as k;
 
 use crate::{
@@ -168,6 +177,20 @@ struct Metrics {
     probes: Gauge,
     failures: Counter,
     scans: Counter,
+    go_processes: Gauge,
+}
+
+/// Go processes told to the kernel.
+struct GoProcesses {
+    /// `GO_PROCESSES`; `None` when the kernel object has no such map.
+    map: Option<BpfHashMap<MapData, u32, k::GoProcess>>,
+    /// Executables looked at: the `goid` offset of Go ones whose layout is known, `None` for
+    /// the others.
+    files: HashMap<FileKey, Option<u32>>,
+    /// Processes in the map, with the executable they ran when entered.
+    pids: HashMap<u32, FileKey>,
+    /// Go processes the map had no room for (logged and counted once each).
+    failed: std::collections::HashSet<u32>,
 }
 
 /// Starts discovery: a first scan before returning (so that clients already running are traced
@@ -192,8 +215,18 @@ pub fn start(
             &[],
         ),
         scans: registry.counter("tracer_uprobe_scans_total", "Scans of /proc for client libraries", &[]),
+        go_processes: registry.gauge(
+            "tracer_go_processes",
+            "Go processes whose calls the kernel keys by goroutine (their executable's goid offset is known)",
+            &[],
+        ),
     };
-    let mut state = Discovery { progs, files: HashMap::new(), metrics, own_pid: std::process::id() };
+    let map = ebpf.take_map(k::MAP_GO_PROCESSES).and_then(|m| BpfHashMap::try_from(m).ok());
+    if map.is_none() {
+        tracing::warn!("the kernel object has no Go process map: Go programs keep thread causality");
+    }
+    let go = GoProcesses { map, files: HashMap::new(), pids: HashMap::new(), failed: Default::default() };
+    let mut state = Discovery { progs, files: HashMap::new(), metrics, own_pid: std::process::id(), go };
     state.scan();
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
@@ -216,6 +249,7 @@ struct Discovery {
     files: HashMap<FileKey, Seen>,
     metrics: Metrics,
     own_pid: u32,
+    go: GoProcesses,
 }
 
 impl Discovery {
@@ -224,6 +258,7 @@ impl Discovery {
         self.metrics.scans.inc();
         let Ok(dir) = std::fs::read_dir("/proc") else { return };
         let mut mapped: HashMap<FileKey, Candidate> = HashMap::new();
+        let mut exes: HashMap<u32, FileKey> = HashMap::new();
         for entry in dir.flatten() {
             let Some(pid) = entry.file_name().to_str().and_then(|s| s.parse::<u32>().ok()) else { continue };
             if pid == self.own_pid {
@@ -234,6 +269,9 @@ impl Discovery {
             let exe = std::fs::read_link(format!("/proc/{pid}/exe")).ok();
             let exe = exe.as_ref().and_then(|p| p.to_str());
             for c in candidates_in_maps(pid, &maps, exe) {
+                if c.library.is_none() {
+                    exes.insert(pid, c.key);
+                }
                 mapped.entry(c.key).or_insert(c);
             }
         }
@@ -245,6 +283,7 @@ impl Discovery {
                 }
             keep
         });
+        self.go.files.retain(|key, _| mapped.contains_key(key));
         for (key, c) in mapped {
             if self.files.contains_key(&key) {
                 continue;
@@ -252,6 +291,7 @@ impl Discovery {
             let seen = self.look_at(&c);
             self.files.insert(key, seen);
         }
+        self.sync_go(&exes);
         let (mut files, mut probes) = (0, 0);
         for seen in self.files.values() {
             if let Seen::Attached(f) = seen {
@@ -261,6 +301,68 @@ impl Discovery {
         }
         self.metrics.files.set(files);
         self.metrics.probes.set(probes as i64);
+    }
+
+    /// Enters the Go processes of this scan in `GO_PROCESSES` (`exes`: each process's
+    /// executable) and removes those that are gone or no longer run a Go executable. Entries
+    /// are written again at every scan: the kernel removes a process's entry when it execs.
+    fn sync_go(&mut self, exes: &HashMap<u32, FileKey>) {
+        let Some(map) = self.go.map.as_mut() else { return };
+        let files = &self.go.files;
+        let offset_of = |pid: &u32| exes.get(pid).and_then(|key| files.get(key).copied().flatten().map(|o| (*key, o)));
+        let gone: Vec<u32> = self
+            .go
+            .pids
+            .iter()
+            .filter(|(pid, key)| offset_of(pid).is_none_or(|(k, _)| k != **key))
+            .map(|(p, _)| *p)
+            .collect();
+        for pid in gone {
+            let _ = map.remove(&pid);
+            self.go.pids.remove(&pid);
+        }
+        self.go.failed.retain(|pid| offset_of(pid).is_some());
+        for pid in exes.keys() {
+            let Some((key, goid_offset)) = offset_of(pid) else { continue };
+            match map.insert(*pid, k::GoProcess { goid_offset, _pad: 0 }, 0) {
+                Ok(()) => {
+                    self.go.pids.insert(*pid, key);
+                    self.go.failed.remove(pid);
+                }
+                Err(e) => {
+                    if self.go.failed.insert(*pid) {
+                        tracing::warn!(pid, error = %e, "Go process not entered in the kernel map: it keeps thread causality");
+                        self.metrics.failures.inc();
+                    }
+                }
+            }
+        }
+        self.metrics.go_processes.set(self.go.pids.len() as i64);
+    }
+
+    /// Whether an executable is Go, and its goroutine id offset.
+    fn look_at_go(&mut self, c: &Candidate, data: &[u8]) {
+        let go = golang::inspect(data);
+        if let Some(g) = &go {
+            match g.goid_offset {
+                Some(offset) => tracing::info!(
+                    path = %c.path,
+                    version = g.version.as_deref().unwrap_or("unknown"),
+                    offset,
+                    source = ?g.source,
+                    "Go executable: calls keyed by goroutine"
+                ),
+                None => {
+                    tracing::warn!(
+                        path = %c.path,
+                        version = g.version.as_deref().unwrap_or("unknown"),
+                        "Go executable without DWARF, of a version whose runtime layout is not known: thread causality only"
+                    );
+                    self.metrics.failures.inc();
+                }
+            }
+        }
+        self.go.files.insert(c.key, go.and_then(|g| g.goid_offset));
     }
 
     /// Reads one file, finds the traced functions and attaches them.
@@ -276,6 +378,9 @@ impl Discovery {
                 return Seen::Nothing;
             }
         };
+        if c.library.is_none() {
+            self.look_at_go(c, &data);
+        }
         let analysis = match elf::analyse(&data, c.library) {
             Ok(a) => a,
             Err(e) => {
