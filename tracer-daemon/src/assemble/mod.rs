@@ -42,6 +42,13 @@ struct CallNote {
     context: Option<KernelContext>,
 }
 
+/// Most open requests kept per connection: what a protocol session keeps waiting for their
+/// responses (requests beyond it are dropped by the session and never complete).
+const MAX_OPEN: usize = {
+    let (fifo, h2) = (protocol::session::MAX_PENDING, protocol::http2::session::MAX_STREAMS);
+    if fifo > h2 { fifo } else { h2 }
+};
+
 /// Most calls remembered per connection for `CallNote` lookups.
 const MAX_CALL_NOTES: usize = 32;
 
@@ -293,6 +300,14 @@ impl Assembler {
                 Role::Server => st.server_request(origin, started.context.as_ref(), kernel),
                 Role::Client => st.client_request(origin, started.context.as_ref(), kernel),
             };
+            if conn.state.open.len() >= MAX_OPEN && !conn.state.open.contains_key(&started.seq) {
+                // The session dropped this request (its queue is full): it never completes.
+                self.env.counters.dropped[counters::AssembleDrop::OpenFull as usize].inc();
+                if conn.role == Role::Server {
+                    st.server_done(conn.pid, Some(tid), ids.span_id);
+                }
+                continue;
+            }
             if conn.role == Role::Client {
                 self.lib.on_request_started(conn.pid, tid, ids.span_id, redis);
             }

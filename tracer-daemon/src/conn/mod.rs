@@ -210,8 +210,18 @@ impl<T: Default> ConnTable<T> {
                 crate::model::conn::Direction::Egress => c.bytes_out += rec.ret as u64,
             }
         }
-        c.pid = rec.pid;
-        c
+        if c.pid != rec.pid {
+            // The socket changed hands (fd passing, a forked worker): it is the new owner's.
+            let old = std::mem::replace(&mut c.pid, rec.pid);
+            if let Some(set) = self.by_pid.get_mut(&old) {
+                set.remove(&rec.conn_id);
+                if set.is_empty() {
+                    self.by_pid.remove(&old);
+                }
+            }
+            self.by_pid.entry(rec.pid).or_default().insert(rec.conn_id);
+        }
+        self.conns.get_mut(&rec.conn_id).expect("present above")
     }
 
     /// The kernel reported the socket's final state.
@@ -309,6 +319,21 @@ mod tests {
         assert_eq!((out[0].0.id, out[0].1), (2, Removal::Evicted));
         assert_eq!(t.evicted_total(), 1);
         assert!(t.get(1).is_some() && t.get(3).is_some());
+    }
+
+    #[test]
+    fn a_connection_that_changes_owner_leaves_no_stale_id_behind() {
+        let mut t: ConnTable<()> = ConnTable::new(8);
+        t.on_conn(&conn(ConnKind::Accept, 1, 10));
+        let mut ev = Vec::new();
+        // The socket was handed to another process (fd passing, a forked worker).
+        t.on_data(&data(1, 11, 1001), |_, _| false, &mut ev);
+        assert_eq!(t.on_exit(11).len(), 1, "the new owner's exit ends the connection");
+        assert!(t.by_pid.is_empty(), "no id stays behind: {:?}", t.by_pid);
+        t.on_conn(&conn(ConnKind::Accept, 2, 10));
+        t.on_data(&data(2, 12, 1002), |_, _| false, &mut ev);
+        t.on_conn(&conn(ConnKind::Close, 2, 12));
+        assert!(t.by_pid.is_empty(), "no id stays behind after close: {:?}", t.by_pid);
     }
 
     #[test]
