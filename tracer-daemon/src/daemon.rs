@@ -22,7 +22,7 @@ use crate::{
     process::ProcessResolver,
     protocol::Redaction,
     reader::{self, clock::WallClock},
-    stitch::{StitchConfig, Stitcher},
+    stitch::Stitcher,
     store,
 };
 
@@ -188,8 +188,7 @@ pub async fn run(inv: Invocation) -> anyhow::Result<()> {
         resolver.resolve_fn(),
         AssembleCounters::register(&registry),
     );
-    let stitch =
-        StitchConfig { hold_ns: cfg.stitch.hold_ms * 1_000_000, join_window_ns: cfg.stitch.join_window_ms * 1_000_000 };
+    let stitch = cfg.stitch.to_config();
     let stitcher = Stitcher::registered(stitch, &registry);
     for addr in [admin_addr, agent.sampling_addr].into_iter().flatten() {
         asm.own_listener(addr);

@@ -59,11 +59,39 @@ pub struct StitchSettings {
     pub hold_ms: u64,
     /// How long one side of a same-host call waits for the other side (milliseconds).
     pub join_window_ms: u64,
+    /// How long an alias or late parent found by a join is kept for the spans of its trace
+    /// (milliseconds).
+    pub link_window_ms: u64,
+    /// Most entries of each link table (aliases, late parents); the oldest go first (count).
+    pub max_links: usize,
+    /// Most requests waiting for their other side, per direction; the oldest go first (count).
+    pub max_joins: usize,
 }
 
 impl Default for StitchSettings {
     fn default() -> Self {
-        StitchSettings { hold_ms: 300, join_window_ms: 30_000 }
+        let d = crate::stitch::StitchConfig::default();
+        StitchSettings {
+            hold_ms: 300,
+            join_window_ms: 30_000,
+            link_window_ms: d.link_window_ns / 1_000_000,
+            max_links: d.max_links,
+            max_joins: d.max_joins,
+        }
+    }
+}
+
+impl StitchSettings {
+    /// The stitcher's settings (nanoseconds).
+    pub fn to_config(&self) -> crate::stitch::StitchConfig {
+        let ns = |ms: u64| ms.saturating_mul(1_000_000);
+        crate::stitch::StitchConfig {
+            hold_ns: ns(self.hold_ms),
+            join_window_ns: ns(self.join_window_ms),
+            link_window_ns: ns(self.link_window_ms),
+            max_links: self.max_links.max(1),
+            max_joins: self.max_joins.max(1),
+        }
     }
 }
 
