@@ -7,7 +7,7 @@ use std::{collections::HashSet, path::PathBuf, sync::Arc, time::Duration};
 use anyhow::Context;
 use aya::maps::RingBuf;
 use clap::{CommandFactory, FromArgMatches, parser::ValueSource};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 
 use crate::{
     agent,
@@ -180,7 +180,7 @@ pub async fn run(inv: Invocation) -> anyhow::Result<()> {
         tracing::info!(addr = %cfg.metrics_addr, "admin endpoint listening");
     }
 
-    let (tx, rx) = mpsc::channel(cfg.capture.event_queue);
+    let (tx, rx) = reader::queue::channel(cfg.capture.event_queue, cfg.capture.event_queue_bytes);
     let reader = tokio::spawn(reader::run(ring, tx, registry.clone()));
     let mut asm = Assembler::new(
         Redaction { enabled: cfg.redact },

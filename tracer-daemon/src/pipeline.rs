@@ -4,14 +4,14 @@
 
 use std::{io::Write, sync::Arc, time::Duration};
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 
 use crate::{
     assemble::{Assembler, ConnSpans},
     conn::{Conn, ConnTable, listen::ListenTable},
     metrics::Registry,
     model::Span,
-    reader::{clock::WallClock, decode::Event},
+    reader::{clock::WallClock, decode::Event, queue::EventReceiver},
     stitch::Stitcher,
 };
 
@@ -36,7 +36,7 @@ const TICK: Duration = Duration::from_millis(50);
 
 /// Consumes events until the channel closes or `stop` turns true, then flushes held spans.
 pub async fn run(
-    mut rx: mpsc::Receiver<Event>,
+    mut rx: EventReceiver,
     opts: Options,
     mut asm: Assembler,
     mut stitcher: Stitcher,
