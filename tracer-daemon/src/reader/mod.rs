@@ -42,7 +42,11 @@ impl ReaderMetrics {
             .map(|kind| (kind, r.counter("tracer_events_total", "Kernel events decoded, by kind", &[("kind", kind)])))
             .collect();
         let dropped = QueueDrop::ALL.map(|q| {
-            r.counter("tracer_events_dropped_total", "Events dropped in the daemon, by reason", &[("reason", q.as_str())])
+            r.counter(
+                "tracer_events_dropped_total",
+                "Events dropped in the daemon, by reason",
+                &[("reason", q.as_str())],
+            )
         });
         ReaderMetrics { decode_errors, by_kind, dropped }
     }

@@ -11,6 +11,7 @@
 
 pub mod attach;
 pub mod elf;
+pub mod negative;
 pub mod symbols;
 
 use std::{
@@ -168,6 +169,8 @@ struct Metrics {
     probes: Gauge,
     failures: Counter,
     scans: Counter,
+    /// Files not read again because a negative result was remembered.
+    skipped: Counter,
 }
 
 /// Starts discovery: a first scan before returning (so that clients already running are traced
@@ -187,8 +190,26 @@ pub fn start(ebpf: &mut Ebpf, registry: &Arc<Registry>) -> Result<Uprobes, Uprob
             &[],
         ),
         scans: registry.counter("tracer_uprobe_scans_total", "Scans of /proc for client libraries", &[]),
+        skipped: registry.counter(
+            "tracer_uprobe_files_skipped_total",
+            "Mapped files not read again: an earlier look found no client library in the same version (device, inode, mtime, size)",
+            &[],
+        ),
     };
-    let mut state = Discovery { progs, files: HashMap::new(), metrics, own_pid: std::process::id() };
+    let negative = negative::NegativeCache::new(
+        negative::MAX_NEGATIVE,
+        registry.counter(
+            "tracer_uprobe_negative_evicted_total",
+            "Remembered negative results (files without a client library) evicted, least recently seen first, beyond the bound",
+            &[],
+        ),
+    );
+    let bytes = registry.gauge(
+        "tracer_memory_bytes",
+        "Estimated heap bytes of the daemon's main structures, by structure",
+        &[("structure", "uprobe_cache")],
+    );
+    let mut state = Discovery { progs, files: HashMap::new(), negative, metrics, bytes, own_pid: std::process::id() };
     state.scan();
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
@@ -210,7 +231,11 @@ pub fn start(ebpf: &mut Ebpf, registry: &Arc<Registry>) -> Result<Uprobes, Uprob
 struct Discovery {
     progs: Programs,
     files: HashMap<FileKey, Seen>,
+    /// Versions of files that held nothing, kept after they are no longer mapped.
+    negative: negative::NegativeCache,
     metrics: Metrics,
+    /// `tracer_memory_bytes{structure="uprobe_cache"}`.
+    bytes: Gauge,
     own_pid: u32,
 }
 
@@ -245,9 +270,23 @@ impl Discovery {
             if self.files.contains_key(&key) {
                 continue;
             }
+            let path = format!("/proc/{}/root{}", c.pid, c.path);
+            let version = std::fs::metadata(&path).ok().map(|m| negative::FileVersion::of(&m));
+            if let Some(v) = version
+                && self.negative.holds_nothing(v)
+            {
+                self.metrics.skipped.inc();
+                self.files.insert(key, Seen::Nothing);
+                continue;
+            }
             let seen = self.look_at(&c);
+            if let (Seen::Nothing, Some(v)) = (&seen, version) {
+                self.negative.insert(v);
+            }
             self.files.insert(key, seen);
         }
+        let entry = std::mem::size_of::<(FileKey, Seen)>() + 1;
+        self.bytes.set((self.negative.heap_bytes() + self.files.capacity() * entry) as i64);
         let (mut files, mut probes) = (0, 0);
         for seen in self.files.values() {
             if let Seen::Attached(f) = seen {
