@@ -274,6 +274,12 @@ fn start_store(
         return (None, None);
     }
     let counters = store::StoreCounters::register(registry, cfg.max_bytes);
+    let store_bytes = counters.bytes.clone();
+    registry.add_collector(move |out| {
+        use crate::metrics::{Kind, Sample, Structure};
+        let labels = [("structure", Structure::Store.as_str())];
+        out.push(Sample::new(Structure::METRIC, Structure::HELP, Kind::Gauge, &labels, store_bytes.get() as f64));
+    });
     let shared = store::SharedStore::new(store::TraceStore::new(cfg.max_bytes, counters.clone()));
     let feed = store::spawn(shared.clone(), cfg.queue, &counters);
     tracing::info!(max_bytes = cfg.max_bytes, "trace store on");

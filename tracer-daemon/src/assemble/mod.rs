@@ -73,6 +73,21 @@ pub struct ConnSpans {
     lost: bool,
 }
 
+impl ConnSpans {
+    /// An estimate of the heap bytes held for the connection: its protocol session, open
+    /// requests and call notes.
+    pub fn heap_bytes(&self) -> usize {
+        let proto = match &self.proto {
+            Proto::Active(s) => s.heap_bytes(),
+            Proto::Detecting(calls) => calls.iter().map(|c| c.heap_bytes()).sum(),
+            Proto::Fresh | Proto::Unknown | Proto::Own => 0,
+        };
+        proto
+            + self.open.capacity() * (std::mem::size_of::<(u64, (Ids, u32))>() + 1)
+            + self.calls.capacity() * std::mem::size_of::<CallNote>()
+    }
+}
+
 /// What span building needs besides the ids: settings, the clock, process names, counters.
 pub(crate) struct Env {
     redaction: Redaction,

@@ -102,6 +102,16 @@ impl<T: Default> ConnTable<T> {
         self.conns.is_empty()
     }
 
+    /// An estimate of the table's heap bytes: its entries, indexes, and what `state` says
+    /// each entry's state holds.
+    pub fn heap_bytes(&self, state: impl Fn(&T) -> usize) -> usize {
+        let entry = std::mem::size_of::<(u64, Conn<T>)>() + 1;
+        let by_pid = self.by_pid.capacity() * (std::mem::size_of::<(u32, HashSet<u64>)>() + 1)
+            + self.by_pid.values().map(|s| s.capacity() * 9).sum::<usize>();
+        let lru = self.lru.len() * (16 + 8);
+        self.conns.capacity() * entry + by_pid + lru + self.conns.values().map(|c| state(&c.state)).sum::<usize>()
+    }
+
     pub fn get(&self, id: u64) -> Option<&Conn<T>> {
         self.conns.get(&id)
     }

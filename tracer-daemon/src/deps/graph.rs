@@ -186,6 +186,20 @@ impl Graph {
         (self.edges.len(), self.nodes.len(), self.pending.len())
     }
 
+    /// An estimate of the graph's heap bytes: edges with their histograms, nodes, calls
+    /// waiting for a side, naming tables (names are shared and not counted).
+    pub fn heap_bytes(&self) -> usize {
+        use std::mem::size_of;
+        self.edges.capacity() * (size_of::<(EdgeKey, EdgeStats)>() + 1)
+            + self.by_seen.len() * (size_of::<((i64, u64), EdgeKey)>() + 16)
+            + self.nodes.capacity() * (size_of::<(NodeRef, usize)>() + 1)
+            + self.pending.capacity() * (size_of::<(CallKey, Pending)>() + 1)
+            + self.order.capacity() * size_of::<(i64, CallKey, u64)>()
+            + self.listeners.capacity() * (size_of::<(SocketAddr, Name)>() + 1)
+            + self.dns.capacity() * (size_of::<(SocketAddr, Name)>() + 1)
+            + self.kernel_services.capacity() * (size_of::<Name>() + 1)
+    }
+
     /// A span assembled by this daemon from kernel events.
     pub fn observe(&mut self, span: &Span) {
         self.take(span, Source::Kernel);

@@ -117,7 +117,14 @@ pub fn samples(snap: &Snapshot, out: &mut Vec<Sample>) {
 pub fn register(registry: &Registry, graph: SharedGraph) {
     registry.add_collector(move |out| {
         samples(&graph.snapshot(), out);
-        let stats = graph.with(|g| g.stats());
+        let (stats, bytes) = graph.with(|g| (g.stats(), g.heap_bytes()));
+        out.push(Sample::new(
+            crate::metrics::Structure::METRIC,
+            crate::metrics::Structure::HELP,
+            Kind::Gauge,
+            &[("structure", crate::metrics::Structure::Graph.as_str())],
+            bytes as f64,
+        ));
         for r in super::graph::EdgeEviction::ALL {
             out.push(Sample::new(
                 "tracer_deps_evicted_edges_total",

@@ -204,11 +204,7 @@ pub fn start(ebpf: &mut Ebpf, registry: &Arc<Registry>) -> Result<Uprobes, Uprob
             &[],
         ),
     );
-    let bytes = registry.gauge(
-        "tracer_memory_bytes",
-        "Estimated heap bytes of the daemon's main structures, by structure",
-        &[("structure", "uprobe_cache")],
-    );
+    let bytes = crate::metrics::Structure::UprobeCache.gauge(registry);
     let mut state = Discovery { progs, files: HashMap::new(), negative, metrics, bytes, own_pid: std::process::id() };
     state.scan();
     let stop = Arc::new(AtomicBool::new(false));
