@@ -22,7 +22,7 @@ use crate::{
     process::ProcessResolver,
     protocol::Redaction,
     reader::{self, clock::WallClock},
-    stitch::Stitcher,
+    stitch::{StitchConfig, Stitcher},
     store,
 };
 
@@ -188,7 +188,7 @@ pub async fn run(inv: Invocation) -> anyhow::Result<()> {
         resolver.resolve_fn(),
         AssembleCounters::register(&registry),
     );
-    let stitch = cfg.stitch.to_config();
+    let stitch = StitchConfig::from(&cfg.stitch);
     let stitcher = Stitcher::registered(stitch, &registry);
     for addr in [admin_addr, agent.sampling_addr].into_iter().flatten() {
         asm.own_listener(addr);

@@ -70,27 +70,12 @@ pub struct StitchSettings {
 
 impl Default for StitchSettings {
     fn default() -> Self {
-        let d = crate::stitch::StitchConfig::default();
         StitchSettings {
             hold_ms: 300,
             join_window_ms: 30_000,
-            link_window_ms: d.link_window_ns / 1_000_000,
-            max_links: d.max_links,
-            max_joins: d.max_joins,
-        }
-    }
-}
-
-impl StitchSettings {
-    /// The stitcher's settings (nanoseconds).
-    pub fn to_config(&self) -> crate::stitch::StitchConfig {
-        let ns = |ms: u64| ms.saturating_mul(1_000_000);
-        crate::stitch::StitchConfig {
-            hold_ns: ns(self.hold_ms),
-            join_window_ns: ns(self.join_window_ms),
-            link_window_ns: ns(self.link_window_ms),
-            max_links: self.max_links.max(1),
-            max_joins: self.max_joins.max(1),
+            link_window_ms: 60_000,
+            max_links: 131_072,
+            max_joins: 65_536,
         }
     }
 }

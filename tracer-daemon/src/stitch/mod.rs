@@ -321,12 +321,19 @@ pub struct StitchConfig {
 
 impl Default for StitchConfig {
     fn default() -> Self {
+        (&crate::config::StitchSettings::default()).into()
+    }
+}
+
+impl From<&crate::config::StitchSettings> for StitchConfig {
+    fn from(s: &crate::config::StitchSettings) -> Self {
+        let ns = |ms: u64| ms.saturating_mul(1_000_000);
         StitchConfig {
-            hold_ns: 300_000_000,
-            join_window_ns: 30_000_000_000,
-            link_window_ns: 60_000_000_000,
-            max_links: 131_072,
-            max_joins: 65_536,
+            hold_ns: ns(s.hold_ms),
+            join_window_ns: ns(s.join_window_ms),
+            link_window_ns: ns(s.link_window_ms),
+            max_links: s.max_links.max(1),
+            max_joins: s.max_joins.max(1),
         }
     }
 }
