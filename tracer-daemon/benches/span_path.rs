@@ -15,7 +15,7 @@ use std::{
     time::{Duration, Instant},
 };
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 use tracer_daemon::{
     assemble::{AssembleCounters, Assembler},
     config::{deps::GraphConfig, export::ExportConfig},
@@ -93,6 +93,7 @@ impl Gen {
             tuple,
             context: None,
             seq: None,
+            goid: None,
             netns: 0,
             payload: payload.to_vec(),
         }));
@@ -173,6 +174,9 @@ fn main() {
     rt.block_on(run(requests, rate));
 }
 
+/// The producer waits while the event queue holds more than this.
+const QUEUE_HIGH_BYTES: usize = 8 << 20;
+
 /// How often paced events are handed over.
 const PACE: Duration = Duration::from_millis(5);
 
@@ -197,7 +201,8 @@ async fn run(requests: usize, rate: usize) {
     );
     let stitcher = Stitcher::registered(StitchConfig::default(), &registry);
     let evs = events(requests, WallClock::monotonic_now_ns());
-    let (tx, rx) = mpsc::channel(65_536);
+    let (tx, rx) = tracer_daemon::reader::queue::channel(65_536, 64 << 20);
+    let queued = tx.queued_bytes();
     let (_stop_tx, stop_rx) = watch::channel(false);
     let opts = pipeline::Options { print_events: false, max_connections: 65_536, on_exit: None, on_seen: None };
 
@@ -212,8 +217,12 @@ async fn run(requests: usize, rate: usize) {
             tick.tick().await;
         }
         for e in evs.by_ref().take(per_tick) {
-            if tx.send(e).await.is_err() {
-                break;
+            // The reader never waits; this producer does, so that no event is dropped here.
+            while queued.get() > QUEUE_HIGH_BYTES {
+                tokio::task::yield_now().await;
+            }
+            if tx.try_send(e).is_err() {
+                eprintln!("span_path: the event queue refused an event");
             }
         }
     }

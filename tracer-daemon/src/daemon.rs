@@ -7,7 +7,7 @@ use std::{collections::HashSet, path::PathBuf, sync::Arc, time::Duration};
 use anyhow::Context;
 use aya::maps::RingBuf;
 use clap::{CommandFactory, FromArgMatches, parser::ValueSource};
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 
 use crate::{
     agent,
@@ -189,7 +189,7 @@ pub async fn run(inv: Invocation) -> anyhow::Result<()> {
         tracing::info!(addr = %cfg.metrics_addr, "admin endpoint listening");
     }
 
-    let (tx, rx) = mpsc::channel(cfg.capture.event_queue);
+    let (tx, rx) = reader::queue::channel(cfg.capture.event_queue, cfg.capture.event_queue_bytes);
     stages.spawn("reader", reader::run(ring, tx, registry.clone()));
     let mut asm = Assembler::new(
         Redaction { enabled: cfg.redact },
@@ -197,8 +197,7 @@ pub async fn run(inv: Invocation) -> anyhow::Result<()> {
         resolver.resolve_fn(),
         AssembleCounters::register(&registry),
     );
-    let stitch =
-        StitchConfig { hold_ns: cfg.stitch.hold_ms * 1_000_000, join_window_ns: cfg.stitch.join_window_ms * 1_000_000 };
+    let stitch = StitchConfig::from(&cfg.stitch);
     let stitcher = Stitcher::registered(stitch, &registry);
     for addr in [admin_addr, agent.sampling_addr].into_iter().flatten() {
         asm.own_listener(addr);
@@ -279,6 +278,12 @@ fn start_store(
         return (None, None);
     }
     let counters = store::StoreCounters::register(registry, cfg.max_bytes);
+    let store_bytes = counters.bytes.clone();
+    registry.add_collector(move |out| {
+        use crate::metrics::{Kind, Sample, Structure};
+        let labels = [("structure", Structure::Store.as_str())];
+        out.push(Sample::new(Structure::METRIC, Structure::HELP, Kind::Gauge, &labels, store_bytes.get() as f64));
+    });
     let shared = store::SharedStore::new(store::TraceStore::new(cfg.max_bytes, counters.clone()));
     let feed = store::spawn_supervised(shared.clone(), cfg.queue, &counters, stages);
     tracing::info!(max_bytes = cfg.max_bytes, "trace store on");

@@ -16,6 +16,57 @@ use std::fmt::Write as _;
 use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
+/// The structures whose estimated heap bytes `tracer_memory_bytes{structure}` shows.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Structure {
+    /// The connection table with each connection's protocol session and open requests.
+    ConnectionTable,
+    /// Listening ports by network namespace.
+    ListenTable,
+    /// The stitcher's join and link tables and held spans.
+    Stitcher,
+    /// The trace store behind the query API.
+    Store,
+    /// Events queued between the ring-buffer reader and span assembly.
+    EventQueue,
+    /// The dependency graph.
+    Graph,
+    /// Uprobe discovery's files and remembered negative results.
+    UprobeCache,
+}
+
+impl Structure {
+    pub const ALL: [Structure; 7] = [
+        Structure::ConnectionTable,
+        Structure::ListenTable,
+        Structure::Stitcher,
+        Structure::Store,
+        Structure::EventQueue,
+        Structure::Graph,
+        Structure::UprobeCache,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Structure::ConnectionTable => "connection_table",
+            Structure::ListenTable => "listen_table",
+            Structure::Stitcher => "stitcher",
+            Structure::Store => "store",
+            Structure::EventQueue => "event_queue",
+            Structure::Graph => "graph",
+            Structure::UprobeCache => "uprobe_cache",
+        }
+    }
+
+    pub const METRIC: &'static str = "tracer_memory_bytes";
+    pub const HELP: &'static str = "Estimated heap bytes of the daemon's main structures (capacities times element sizes, plus owned buffers), by structure";
+
+    /// The gauge of this structure in `reg`.
+    pub fn gauge(self, reg: &Registry) -> Gauge {
+        reg.gauge(Self::METRIC, Self::HELP, &[("structure", self.as_str())])
+    }
+}
+
 /// What a metric family is, as printed on its `# TYPE` line.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Kind {

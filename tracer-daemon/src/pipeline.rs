@@ -4,16 +4,16 @@
 
 use std::{io::Write, sync::Arc, time::Duration};
 
-use tokio::sync::{mpsc, watch};
+use tokio::sync::watch;
 
 use crate::{
     assemble::{Assembler, ConnSpans},
     conn::{Conn, ConnTable, listen::ListenTable},
     deps::SharedGraph,
     export::SpanSender,
-    metrics::Registry,
+    metrics::{Registry, Structure},
     model::Span,
-    reader::{clock::WallClock, decode::Event},
+    reader::{clock::WallClock, decode::Event, queue::EventReceiver},
     stitch::Stitcher,
     store,
 };
@@ -62,9 +62,21 @@ impl SpanFanout {
 /// How often held spans are checked for release.
 const TICK: Duration = Duration::from_millis(50);
 
+/// Ticks between two estimates of the connection table's and stitcher's memory (a walk over
+/// every connection): about once a second.
+const MEMORY_EVERY: u64 = 20;
+
+/// `tracer_memory_bytes` of the structures this loop owns.
+struct Memory {
+    conns: crate::metrics::Gauge,
+    listen: crate::metrics::Gauge,
+    stitcher: crate::metrics::Gauge,
+    queue: crate::metrics::Gauge,
+}
+
 /// Consumes events until the channel closes or `stop` turns true, then flushes held spans.
 pub async fn run(
-    mut rx: mpsc::Receiver<Event>,
+    mut rx: EventReceiver,
     opts: Options,
     mut asm: Assembler,
     mut stitcher: Stitcher,
@@ -81,7 +93,19 @@ pub async fn run(
         &[],
     );
     let mut table: ConnTable<ConnSpans> = ConnTable::counting(opts.max_connections, evicted, tracked);
-    let mut listen = ListenTable::default();
+    let mut listen = ListenTable::counting(registry.counter(
+        "tracer_listen_namespaces_evicted_total",
+        "Network namespaces whose listening-port lists were evicted from the full listen table (oldest first)",
+        &[],
+    ));
+    let memory = Memory {
+        conns: Structure::ConnectionTable.gauge(&registry),
+        listen: Structure::ListenTable.gauge(&registry),
+        stitcher: Structure::Stitcher.gauge(&registry),
+        queue: Structure::EventQueue.gauge(&registry),
+    };
+    let queued = rx.queued_bytes();
+    let mut ticks = 0u64;
     let stdout = std::io::stdout();
     let mut tick = tokio::time::interval(TICK);
     let mut ready = Vec::new();
@@ -96,6 +120,13 @@ pub async fn run(
                 asm.drain(WallClock::monotonic_now_ns(), false, &mut stitcher, &mut ready);
                 ready.drain(..).for_each(&mut sink);
                 joins.set(stitcher.pending_joins() as i64);
+                memory.queue.set(queued.get() as i64);
+                ticks += 1;
+                if ticks.is_multiple_of(MEMORY_EVERY) {
+                    memory.conns.set(table.heap_bytes(ConnSpans::heap_bytes) as i64);
+                    memory.listen.set(listen.heap_bytes() as i64);
+                    memory.stitcher.set(stitcher.heap_bytes() as i64);
+                }
                 continue;
             }
             _ = stop.changed() => break,
@@ -165,4 +196,88 @@ pub async fn run(
     }
     asm.drain(WallClock::monotonic_now_ns(), true, &mut stitcher, &mut ready);
     ready.drain(..).for_each(&mut sink);
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{
+        assemble::AssembleCounters,
+        metrics::Structure,
+        model::{
+            Process,
+            conn::{Direction, Tuple},
+        },
+        protocol::Redaction,
+        reader::{
+            decode::{DataRecord, Syscall},
+            queue,
+        },
+        stitch::StitchConfig,
+    };
+
+    fn gauge(text: &str, structure: &str) -> Option<f64> {
+        let prefix = format!("tracer_memory_bytes{{structure=\"{structure}\"}} ");
+        text.lines().find_map(|l| l.strip_prefix(&prefix)).and_then(|v| v.parse().ok())
+    }
+
+    #[tokio::test]
+    async fn the_loop_reports_the_memory_of_the_structures_it_owns() {
+        let registry = Registry::new();
+        let (tx, rx) = queue::channel(16, 1 << 20);
+        let asm = Assembler::new(
+            Redaction::default(),
+            WallClock::with_offset(0),
+            Box::new(|_| Arc::new(Process { service_name: "s".into(), tags: vec![] })),
+            AssembleCounters::detached(),
+        );
+        let opts = Options { print_events: false, max_connections: 16, on_exit: None, on_seen: None };
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let run = tokio::spawn(run(
+            rx,
+            opts,
+            asm,
+            Stitcher::new(StitchConfig::default()),
+            Box::new(|_| {}),
+            registry.clone(),
+            stop_rx,
+        ));
+        let get = b"GET / HTTP/1.1\r\nHost: a\r\n\r\n".to_vec();
+        let rec = DataRecord {
+            pid: 4_000_000,
+            tid: 4_000_000,
+            ts_enter_ns: 1,
+            ts_exit_ns: 2,
+            conn_id: 9,
+            fd: 3,
+            syscall: Syscall::Read,
+            direction: Direction::Ingress,
+            ret: get.len() as i64,
+            truncated: false,
+            seq: None,
+            goid: None,
+            netns: 0,
+            context: None,
+            tuple: Tuple { local: "127.0.0.1:8080".parse().unwrap(), remote: "127.0.0.1:40000".parse().unwrap() },
+            payload: get,
+        };
+        tx.try_send(Event::Data(rec)).expect("queued");
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        loop {
+            let text = registry.render();
+            if gauge(&text, "connection_table").is_some_and(|v| v > 0.0) {
+                for s in
+                    [Structure::ConnectionTable, Structure::ListenTable, Structure::Stitcher, Structure::EventQueue]
+                {
+                    assert!(gauge(&text, s.as_str()).is_some(), "{} missing:\n{text}", s.as_str());
+                }
+                assert_eq!(gauge(&text, "event_queue"), Some(0.0), "the event was received");
+                break;
+            }
+            assert!(std::time::Instant::now() < deadline, "no connection table estimate:\n{text}");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        stop_tx.send(true).unwrap();
+        run.await.unwrap();
+    }
 }

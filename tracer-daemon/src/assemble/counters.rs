@@ -40,6 +40,24 @@ impl OptionOutcome {
     }
 }
 
+/// Why assembly dropped something.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum AssembleDrop {
+    /// A request started while a connection already had the most open requests the protocol
+    /// session keeps (`MAX_PENDING`): the session dropped it, and it keeps no ids either.
+    OpenFull,
+}
+
+impl AssembleDrop {
+    pub const ALL: [AssembleDrop; 1] = [AssembleDrop::OpenFull];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            AssembleDrop::OpenFull => "open_requests_full",
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct AssembleCounters {
     pub spans: Counter,
@@ -57,6 +75,8 @@ pub struct AssembleCounters {
     pub lost_calls: Counter,
     /// Shared by every connection's protocol session.
     pub sessions: SessionCounters,
+    /// By `AssembleDrop`.
+    pub dropped: [Counter; AssembleDrop::ALL.len()],
 }
 
 impl AssembleCounters {
@@ -71,6 +91,7 @@ impl AssembleCounters {
             options: OptionOutcome::ALL.map(|_| Counter::detached()),
             lost_calls: Counter::detached(),
             sessions: SessionCounters::detached(),
+            dropped: AssembleDrop::ALL.map(|_| Counter::detached()),
         }
     }
 
@@ -106,6 +127,13 @@ impl AssembleCounters {
             options: OptionOutcome::ALL
                 .map(|o| reg.counter("tracer_propagation_options_total", OPTIONS_HELP, &[("outcome", o.as_str())])),
             sessions: SessionCounters::register(reg),
+            dropped: AssembleDrop::ALL.map(|r| {
+                reg.counter(
+                    "tracer_assemble_dropped_total",
+                    "Requests assembly kept no state for, by reason",
+                    &[("reason", r.as_str())],
+                )
+            }),
         }
     }
 
@@ -116,6 +144,11 @@ impl AssembleCounters {
     pub fn library(&self, merged: bool) {
         let o = if merged { LibraryOutcome::Merged } else { LibraryOutcome::Alone };
         self.library[o as usize].inc();
+    }
+
+    /// Drops so far for `reason`.
+    pub fn dropped(&self, reason: AssembleDrop) -> u64 {
+        self.dropped[reason as usize].get()
     }
 
     pub fn option(&self, o: OptionOutcome) -> &Counter {

@@ -43,6 +43,10 @@ pub(super) struct Buffered {
 }
 
 impl Buffered {
+    pub fn heap_bytes(&self) -> usize {
+        std::mem::size_of::<Buffered>() + self.data.capacity()
+    }
+
     pub fn view(&self) -> Call<'_> {
         let Buffered { dir, ref data, total, tid, goid, enter, exit, context, seq } = *self;
         Call { dir, data, total, tid, goid, enter, exit, context, seq }

@@ -54,6 +54,12 @@ impl Caller {
         Runner::of(self.tid, self.goid)
     }
 }
+/// Most open requests kept per connection: what a protocol session keeps waiting for their
+/// responses (requests beyond it are dropped by the session and never complete).
+const MAX_OPEN: usize = {
+    let (fifo, h2) = (protocol::session::MAX_PENDING, protocol::http2::session::MAX_STREAMS);
+    if fifo > h2 { fifo } else { h2 }
+};
 
 /// Most calls remembered per connection for `CallNote` lookups.
 const MAX_CALL_NOTES: usize = 32;
@@ -78,6 +84,21 @@ pub struct ConnSpans {
     /// Calls of the connection were lost (a sequence number jumped): request numbers may
     /// differ from the other end's.
     lost: bool,
+}
+
+impl ConnSpans {
+    /// An estimate of the heap bytes held for the connection: its protocol session, open
+    /// requests and call notes.
+    pub fn heap_bytes(&self) -> usize {
+        let proto = match &self.proto {
+            Proto::Active(s) => s.heap_bytes(),
+            Proto::Detecting(calls) => calls.iter().map(|c| c.heap_bytes()).sum(),
+            Proto::Fresh | Proto::Unknown | Proto::Own => 0,
+        };
+        proto
+            + self.open.capacity() * (std::mem::size_of::<(u64, (Ids, u32))>() + 1)
+            + self.calls.capacity() * std::mem::size_of::<CallNote>()
+    }
 }
 
 /// What span building needs besides the ids: settings, the clock, process names, counters.
@@ -309,6 +330,14 @@ impl Assembler {
                 Role::Server => st.server_request(origin, started.context.as_ref(), kernel),
                 Role::Client => st.client_request(origin, started.context.as_ref(), kernel),
             };
+            if conn.state.open.len() >= MAX_OPEN && !conn.state.open.contains_key(&started.seq) {
+                // The session dropped this request (its queue is full): it never completes.
+                self.env.counters.dropped[counters::AssembleDrop::OpenFull as usize].inc();
+                if conn.role == Role::Server {
+                    st.server_done(conn.pid, Some(caller.runner()), ids.span_id);
+                }
+                continue;
+            }
             if conn.role == Role::Client {
                 self.lib.on_request_started(conn.pid, caller.tid, ids.span_id, redis);
             }

@@ -638,3 +638,20 @@ fn grpc_streams_on_one_host_join_by_stream_id_whatever_the_interleaving() {
         assert_eq!(server.tag_str("rpc.system"), Some("grpc"));
     }
 }
+
+#[test]
+fn requests_beyond_the_pending_bound_open_no_span_state_and_are_counted() {
+    use crate::protocol::session::MAX_PENDING;
+    let mut h = Host::new();
+    h.open(ConnKind::Accept, 1, 100, tuple("127.0.0.1:6379", "127.0.0.1:40000"));
+    let ping = b"*1\r\n$4\r\nPING\r\n";
+    // Pipelined requests whose responses never come, past the session's bound.
+    let calls = MAX_PENDING / 64 + 2;
+    for _ in 0..calls {
+        h.data(1, 100, Direction::Ingress, &ping.repeat(64));
+    }
+    let open = h.table.get(1).expect("connection").state.open.len();
+    assert_eq!(open, MAX_PENDING, "requests the session dropped keep no ids");
+    let beyond = (calls * 64 - MAX_PENDING) as u64;
+    assert_eq!(h.counters.dropped(counters::AssembleDrop::OpenFull), beyond);
+}

@@ -66,11 +66,24 @@ pub struct StitchSettings {
     pub hold_ms: u64,
     /// How long one side of a same-host call waits for the other side (milliseconds).
     pub join_window_ms: u64,
+    /// How long an alias or late parent found by a join is kept for the spans of its trace
+    /// (milliseconds).
+    pub link_window_ms: u64,
+    /// Most entries of each link table (aliases, late parents); the oldest go first (count).
+    pub max_links: usize,
+    /// Most requests waiting for their other side, per direction; the oldest go first (count).
+    pub max_joins: usize,
 }
 
 impl Default for StitchSettings {
     fn default() -> Self {
-        StitchSettings { hold_ms: 300, join_window_ms: 30_000 }
+        StitchSettings {
+            hold_ms: 300,
+            join_window_ms: 30_000,
+            link_window_ms: 60_000,
+            max_links: 131_072,
+            max_joins: 65_536,
+        }
     }
 }
 
@@ -118,6 +131,10 @@ pub struct CaptureConfig {
     pub max_connections: usize,
     /// Decoded events queued between the ring-buffer reader and span assembly (count).
     pub event_queue: usize,
+    /// Bytes of decoded events (payloads and records) queued between the reader and span
+    /// assembly; an event beyond it is dropped and counted
+    /// (`tracer_events_dropped_total{reason="pipeline_bytes"}`) (bytes).
+    pub event_queue_bytes: usize,
     /// Have the kernel account each program's run time while the daemon runs, shown as
     /// `tracer_bpf_program_*` metrics. Costs two clock reads per program run; off by default.
     pub bpf_stats: bool,
@@ -131,6 +148,7 @@ impl Default for CaptureConfig {
             syscall_hook: SyscallHook::Raw,
             max_connections: 65_536,
             event_queue: 65_536,
+            event_queue_bytes: 64 * 1024 * 1024,
             bpf_stats: false,
         }
     }
@@ -202,6 +220,14 @@ pub struct CliOverrides {
     /// Memory budget of the trace store behind the query API, in bytes (default 64 MiB; 0 = off).
     #[arg(long)]
     pub store_bytes: Option<usize>,
+    /// Dependency-graph edges not seen for this long are removed (milliseconds; default one
+    /// hour; 0 = never).
+    #[arg(long)]
+    pub deps_edge_idle_ms: Option<u64>,
+    /// Bytes of decoded events queued between the ring-buffer reader and span assembly
+    /// (default 64 MiB); beyond it events are dropped and counted.
+    #[arg(long)]
+    pub event_queue_bytes: Option<usize>,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -336,6 +362,12 @@ impl Config {
         if let Some(v) = o.store_bytes {
             self.store.max_bytes = v;
         }
+        if let Some(v) = o.deps_edge_idle_ms {
+            self.deps.edge_idle_ms = v;
+        }
+        if let Some(v) = o.event_queue_bytes {
+            self.capture.event_queue_bytes = v;
+        }
         self.validate()?;
         Ok(self)
     }
@@ -348,8 +380,10 @@ impl Config {
                 self.capture.capture_bytes
             )));
         }
-        if self.capture.max_connections == 0 || self.capture.event_queue == 0 {
-            return Err(ConfigError::Invalid("max_connections and event_queue must be at least 1".into()));
+        if self.capture.max_connections == 0 || self.capture.event_queue == 0 || self.capture.event_queue_bytes == 0 {
+            return Err(ConfigError::Invalid(
+                "max_connections, event_queue and event_queue_bytes must be at least 1".into(),
+            ));
         }
         let d = &self.deps;
         if d.max_edges == 0 || d.max_nodes < 2 || d.max_pending == 0 {

@@ -102,6 +102,16 @@ impl<T: Default> ConnTable<T> {
         self.conns.is_empty()
     }
 
+    /// An estimate of the table's heap bytes: its entries, indexes, and what `state` says
+    /// each entry's state holds.
+    pub fn heap_bytes(&self, state: impl Fn(&T) -> usize) -> usize {
+        let entry = std::mem::size_of::<(u64, Conn<T>)>() + 1;
+        let by_pid = self.by_pid.capacity() * (std::mem::size_of::<(u32, HashSet<u64>)>() + 1)
+            + self.by_pid.values().map(|s| s.capacity() * 9).sum::<usize>();
+        let lru = self.lru.len() * (16 + 8);
+        self.conns.capacity() * entry + by_pid + lru + self.conns.values().map(|c| state(&c.state)).sum::<usize>()
+    }
+
     pub fn get(&self, id: u64) -> Option<&Conn<T>> {
         self.conns.get(&id)
     }
@@ -210,8 +220,18 @@ impl<T: Default> ConnTable<T> {
                 crate::model::conn::Direction::Egress => c.bytes_out += rec.ret as u64,
             }
         }
-        c.pid = rec.pid;
-        c
+        if c.pid != rec.pid {
+            // The socket changed hands (fd passing, a forked worker): it is the new owner's.
+            let old = std::mem::replace(&mut c.pid, rec.pid);
+            if let Some(set) = self.by_pid.get_mut(&old) {
+                set.remove(&rec.conn_id);
+                if set.is_empty() {
+                    self.by_pid.remove(&old);
+                }
+            }
+            self.by_pid.entry(rec.pid).or_default().insert(rec.conn_id);
+        }
+        self.conns.get_mut(&rec.conn_id).expect("present above")
     }
 
     /// The kernel reported the socket's final state.
@@ -310,6 +330,21 @@ mod tests {
         assert_eq!((out[0].0.id, out[0].1), (2, Removal::Evicted));
         assert_eq!(t.evicted_total(), 1);
         assert!(t.get(1).is_some() && t.get(3).is_some());
+    }
+
+    #[test]
+    fn a_connection_that_changes_owner_leaves_no_stale_id_behind() {
+        let mut t: ConnTable<()> = ConnTable::new(8);
+        t.on_conn(&conn(ConnKind::Accept, 1, 10));
+        let mut ev = Vec::new();
+        // The socket was handed to another process (fd passing, a forked worker).
+        t.on_data(&data(1, 11, 1001), |_, _| false, &mut ev);
+        assert_eq!(t.on_exit(11).len(), 1, "the new owner's exit ends the connection");
+        assert!(t.by_pid.is_empty(), "no id stays behind: {:?}", t.by_pid);
+        t.on_conn(&conn(ConnKind::Accept, 2, 10));
+        t.on_data(&data(2, 12, 1002), |_, _| false, &mut ev);
+        t.on_conn(&conn(ConnKind::Close, 2, 12));
+        assert!(t.by_pid.is_empty(), "no id stays behind after close: {:?}", t.by_pid);
     }
 
     #[test]

@@ -57,6 +57,8 @@ struct EdgeStats {
     server: Latency,
     first_us: i64,
     last_us: i64,
+    /// When a call last landed on the edge (graph clock, µs) and its place in `by_seen`.
+    seen: (i64, u64),
 }
 
 /// A call whose sides are being collected.
@@ -89,6 +91,37 @@ pub struct GraphStats {
     pub dropped_node_limit: u64,
     /// Calls counted before their window ended because `max_pending` was reached.
     pub pairing_evicted: u64,
+    /// Edges removed (with the nodes only they used) because no call landed on them for
+    /// `edge_idle_ms`.
+    pub evicted_idle: u64,
+    /// Edges removed, least recently seen first, to make room for a new edge within
+    /// `max_edges` / `max_nodes`.
+    pub evicted_full: u64,
+}
+
+/// Why an edge left the graph.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum EdgeEviction {
+    Idle,
+    Full,
+}
+
+impl EdgeEviction {
+    pub const ALL: [EdgeEviction; 2] = [EdgeEviction::Idle, EdgeEviction::Full];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EdgeEviction::Idle => "idle",
+            EdgeEviction::Full => "full",
+        }
+    }
+
+    pub fn count(self, s: &GraphStats) -> u64 {
+        match self {
+            EdgeEviction::Idle => s.evicted_idle,
+            EdgeEviction::Full => s.evicted_full,
+        }
+    }
 }
 
 /// The dependency graph. Feed it with `observe` (the daemon's spans) and `observe_app` (apps'
@@ -99,7 +132,11 @@ pub struct Graph {
     now_us: i64,
     started_us: Option<i64>,
     edges: HashMap<EdgeKey, EdgeStats>,
-    nodes: HashSet<NodeRef>,
+    /// Edges by when a call last landed on them, oldest first.
+    by_seen: BTreeMap<(i64, u64), EdgeKey>,
+    next_seen: u64,
+    /// Nodes → how many edges have them as an end.
+    nodes: HashMap<NodeRef, usize>,
     pending: HashMap<CallKey, Pending>,
     /// Pending calls in order of arrival: (deadline µs, key, generation).
     order: VecDeque<(i64, CallKey, u64)>,
@@ -122,7 +159,9 @@ impl Graph {
             now_us: 0,
             started_us: None,
             edges: HashMap::new(),
-            nodes: HashSet::new(),
+            by_seen: BTreeMap::new(),
+            next_seen: 1,
+            nodes: HashMap::new(),
             pending: HashMap::new(),
             order: VecDeque::new(),
             next_generation: 0,
@@ -147,6 +186,20 @@ impl Graph {
         (self.edges.len(), self.nodes.len(), self.pending.len())
     }
 
+    /// An estimate of the graph's heap bytes: edges with their histograms, nodes, calls
+    /// waiting for a side, naming tables (names are shared and not counted).
+    pub fn heap_bytes(&self) -> usize {
+        use std::mem::size_of;
+        self.edges.capacity() * (size_of::<(EdgeKey, EdgeStats)>() + 1)
+            + self.by_seen.len() * (size_of::<((i64, u64), EdgeKey)>() + 16)
+            + self.nodes.capacity() * (size_of::<(NodeRef, usize)>() + 1)
+            + self.pending.capacity() * (size_of::<(CallKey, Pending)>() + 1)
+            + self.order.capacity() * size_of::<(i64, CallKey, u64)>()
+            + self.listeners.capacity() * (size_of::<(SocketAddr, Name)>() + 1)
+            + self.dns.capacity() * (size_of::<(SocketAddr, Name)>() + 1)
+            + self.kernel_services.capacity() * (size_of::<Name>() + 1)
+    }
+
     /// A span assembled by this daemon from kernel events.
     pub fn observe(&mut self, span: &Span) {
         self.take(span, Source::Kernel);
@@ -169,6 +222,38 @@ impl Graph {
             self.order.pop_front();
             self.expire(key, generation);
         }
+        if self.cfg.edge_idle_ms > 0 {
+            let idle_us = self.cfg.edge_idle_ms.saturating_mul(1000).min(i64::MAX as u64) as i64;
+            while let Some((&(seen, _), _)) = self.by_seen.first_key_value() {
+                if seen.saturating_add(idle_us) > self.now_us {
+                    break;
+                }
+                self.evict_oldest_edge();
+                self.stats.evicted_idle += 1;
+            }
+        }
+    }
+
+    /// Removes the least recently seen edge and the nodes no other edge uses.
+    fn evict_oldest_edge(&mut self) -> bool {
+        let Some((_, key)) = self.by_seen.pop_first() else { return false };
+        self.edges.remove(&key);
+        let ends: &[&NodeRef] = if key.parent == key.child { &[&key.parent] } else { &[&key.parent, &key.child] };
+        for n in ends {
+            if let Some(c) = self.nodes.get_mut(*n) {
+                *c -= 1;
+                if *c == 0 {
+                    self.nodes.remove(*n);
+                }
+            }
+        }
+        true
+    }
+
+    /// Nodes of `key` not in the graph yet.
+    fn new_nodes(&self, key: &EdgeKey) -> usize {
+        let n = [&key.parent, &key.child].iter().filter(|n| !self.nodes.contains_key(**n)).count();
+        if key.parent == key.child { n.min(1) } else { n }
     }
 
     fn expire(&mut self, key: CallKey, generation: u64) {
@@ -305,26 +390,33 @@ impl Graph {
         };
         let key = EdgeKey { parent, child, protocol };
         if !self.edges.contains_key(&key) {
-            if self.edges.len() >= self.cfg.max_edges {
-                self.stats.dropped_edge_limit += 1;
-                return;
+            // Room is made by evicting the least recently seen edges: a graph filled once (an
+            // internet-facing service's callers) keeps taking new edges.
+            while self.edges.len() >= self.cfg.max_edges.max(1) && self.evict_oldest_edge() {
+                self.stats.evicted_full += 1;
             }
-            let new_nodes = [&key.parent, &key.child].iter().filter(|n| !self.nodes.contains(**n)).count();
-            let new_nodes = if key.parent == key.child { new_nodes.min(1) } else { new_nodes };
-            if self.nodes.len() + new_nodes > self.cfg.max_nodes {
-                self.stats.dropped_node_limit += 1;
-                return;
+            while self.nodes.len() + self.new_nodes(&key) > self.cfg.max_nodes.max(2) && self.evict_oldest_edge() {
+                self.stats.evicted_full += 1;
             }
-            self.nodes.insert(key.parent.clone());
-            self.nodes.insert(key.child.clone());
+            *self.nodes.entry(key.parent.clone()).or_default() += 1;
+            if key.child != key.parent {
+                *self.nodes.entry(key.child.clone()).or_default() += 1;
+            }
         }
+        let seen = (self.now_us, self.next_seen);
+        self.next_seen += 1;
         let sides = [client.as_ref(), server.as_ref()];
         let start = sides.iter().flatten().map(|s| s.start_us).min().unwrap_or(self.now_us);
-        let e = self.edges.entry(key).or_insert_with(|| EdgeStats {
+        let e = self.edges.entry(key.clone()).or_insert_with(|| EdgeStats {
             first_us: start,
             last_us: start,
             ..Default::default()
         });
+        if e.seen != (0, 0) {
+            self.by_seen.remove(&e.seen);
+        }
+        e.seen = seen;
+        self.by_seen.insert(seen, key);
         e.calls += 1;
         if sides.iter().flatten().any(|s| s.error) {
             e.errors += 1;

@@ -115,5 +115,24 @@ pub fn samples(snap: &Snapshot, out: &mut Vec<Sample>) {
 
 /// Adds a collector to `registry` that computes the samples from `graph` on every scrape.
 pub fn register(registry: &Registry, graph: SharedGraph) {
-    registry.add_collector(move |out| samples(&graph.snapshot(), out));
+    registry.add_collector(move |out| {
+        samples(&graph.snapshot(), out);
+        let (stats, bytes) = graph.with(|g| (g.stats(), g.heap_bytes()));
+        out.push(Sample::new(
+            crate::metrics::Structure::METRIC,
+            crate::metrics::Structure::HELP,
+            Kind::Gauge,
+            &[("structure", crate::metrics::Structure::Graph.as_str())],
+            bytes as f64,
+        ));
+        for r in super::graph::EdgeEviction::ALL {
+            out.push(Sample::new(
+                "tracer_deps_evicted_edges_total",
+                "Edges removed from the dependency graph with the nodes only they used: idle for deps.edge_idle_ms, or the least recently seen to make room (full), by reason.",
+                Kind::Counter,
+                &[("reason", r.as_str())],
+                r.count(&stats) as f64,
+            ));
+        }
+    });
 }

@@ -250,6 +250,19 @@ impl Session {
         }
     }
 
+    /// An estimate of the heap bytes the session holds: buffered bytes (capacity), requests
+    /// waiting for their response, HTTP/2 streams.
+    pub fn heap_bytes(&self) -> usize {
+        match &self.0 {
+            Kind::Fifo(f) => {
+                std::mem::size_of::<Fifo>()
+                    + f.streams.iter().map(Stream::heap_bytes).sum::<usize>()
+                    + f.pending.capacity() * std::mem::size_of::<Pending>()
+            }
+            Kind::Http2(h) => h.heap_bytes(),
+        }
+    }
+
     /// Requests still waiting for their response.
     pub fn pending(&self) -> usize {
         match &self.0 {

@@ -8,6 +8,13 @@ use super::{At, Event};
 /// Most bytes buffered per direction while a message is incomplete.
 pub(crate) const MAX_BUF: usize = 64 * 1024;
 
+/// Capacity an empty buffer may keep (bytes); past it, an emptied buffer gives back the rest,
+/// so that one large message does not hold its high-water mark for the connection's life.
+pub(crate) const KEEP_CAPACITY: usize = 4 * 1024;
+
+/// Segment slots an empty stream may keep (count), for the same reason.
+const KEEP_SEGS: usize = 16;
+
 /// A skip that only the end of the connection ends (HTTP/1.0 body delimited by close).
 pub(crate) const UNTIL_CLOSE: u64 = u64::MAX;
 
@@ -104,6 +111,9 @@ impl Stream {
         if self.head >= self.buf.len() {
             self.buf.clear();
             self.head = 0;
+            if self.segs.is_empty() {
+                self.release();
+            }
         }
         exit
     }
@@ -113,6 +123,22 @@ impl Stream {
         self.buf.clear();
         self.head = 0;
         self.segs.clear();
+        self.release();
+    }
+
+    /// Gives back the capacity of an emptied buffer beyond what an idle stream keeps.
+    fn release(&mut self) {
+        if self.buf.capacity() > KEEP_CAPACITY {
+            self.buf.shrink_to(KEEP_CAPACITY);
+        }
+        if self.segs.capacity() > KEEP_SEGS {
+            self.segs.shrink_to(KEEP_SEGS);
+        }
+    }
+
+    /// Heap bytes held (capacity, not length), for memory estimates.
+    pub fn heap_bytes(&self) -> usize {
+        self.buf.capacity() + self.segs.capacity() * std::mem::size_of::<Seg>()
     }
 
     /// Forgets the framing: nothing buffered, nothing to skip.
@@ -145,6 +171,25 @@ mod tests {
         assert_eq!(s.consume(5), Some(4));
         assert!(s.is_empty());
         assert_eq!(s.front_enter(), None);
+    }
+
+    #[test]
+    fn an_emptied_buffer_gives_back_its_high_water_capacity() {
+        let mut s = Stream::default();
+        for i in 0..1000u64 {
+            s.append(&[b'x'; 60], i, i, 0);
+        }
+        assert!(s.buf.capacity() >= 60_000);
+        s.consume(30_000);
+        assert!(s.buf.capacity() >= 60_000, "a buffer still in use keeps its room");
+        s.consume(30_000);
+        assert!(s.is_empty());
+        assert!(s.buf.capacity() <= KEEP_CAPACITY, "capacity {}", s.buf.capacity());
+        assert!(s.segs.capacity() <= KEEP_SEGS, "segments {}", s.segs.capacity());
+        s.append(&[b'y'; 60_000], 0, 0, 0);
+        s.clear();
+        assert!(s.buf.capacity() <= KEEP_CAPACITY, "clear shrinks too: {}", s.buf.capacity());
+        assert!(s.heap_bytes() <= KEEP_CAPACITY + KEEP_SEGS * std::mem::size_of::<Seg>());
     }
 
     #[test]

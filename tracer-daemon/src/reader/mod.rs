@@ -1,25 +1,25 @@
 //! Reads the kernel's event ring buffer through `AsyncFd` and hands decoded events to the next
-//! stage over a bounded channel. The reader never blocks: when the channel is full the event is
-//! dropped and counted (`tracer_events_dropped_total{reason="pipeline_full"}`).
+//! stage over a channel bounded by count and bytes (`queue`). The reader never blocks: when the
+//! channel is full the event is dropped and counted
+//! (`tracer_events_dropped_total{reason="pipeline_full"|"pipeline_bytes"}`).
 
 pub mod clock;
 pub mod decode;
+pub mod queue;
 
 use std::{sync::Arc, time::Duration};
 
 use aya::maps::{MapData, RingBuf};
-use tokio::{
-    io::{Interest, unix::AsyncFd},
-    sync::mpsc,
-};
+use tokio::io::{Interest, unix::AsyncFd};
 
 use crate::metrics::{Counter, Registry};
-use decode::Event;
+use queue::{EventSender, QueueDrop, SendError};
 
 struct ReaderMetrics {
     decode_errors: Vec<(&'static str, Counter)>,
     by_kind: Vec<(&'static str, Counter)>,
-    pipeline_full: Counter,
+    /// By [`QueueDrop`].
+    dropped: [Counter; QueueDrop::ALL.len()],
 }
 
 impl ReaderMetrics {
@@ -41,12 +41,14 @@ impl ReaderMetrics {
             .into_iter()
             .map(|kind| (kind, r.counter("tracer_events_total", "Kernel events decoded, by kind", &[("kind", kind)])))
             .collect();
-        let pipeline_full = r.counter(
-            "tracer_events_dropped_total",
-            "Events dropped in the daemon, by reason",
-            &[("reason", "pipeline_full")],
-        );
-        ReaderMetrics { decode_errors, by_kind, pipeline_full }
+        let dropped = QueueDrop::ALL.map(|q| {
+            r.counter(
+                "tracer_events_dropped_total",
+                "Events dropped in the daemon, by reason",
+                &[("reason", q.as_str())],
+            )
+        });
+        ReaderMetrics { decode_errors, by_kind, dropped }
     }
 
     fn find<'a>(list: &'a [(&'static str, Counter)], key: &str) -> Option<&'a Counter> {
@@ -60,7 +62,7 @@ impl ReaderMetrics {
 const DRAIN_EVERY: Duration = Duration::from_millis(10);
 
 /// Reads until the ring buffer's fd fails or the receiver is gone.
-pub async fn run(ring: RingBuf<MapData>, tx: mpsc::Sender<Event>, registry: Arc<Registry>) -> std::io::Result<()> {
+pub async fn run(ring: RingBuf<MapData>, tx: EventSender, registry: Arc<Registry>) -> std::io::Result<()> {
     let m = ReaderMetrics::new(&registry);
     // SAFETY: the ring buffer owns its map fd, which stays open and unchanged until the
     // AsyncFd (which owns the ring buffer) is dropped.
@@ -84,7 +86,7 @@ pub async fn run(ring: RingBuf<MapData>, tx: mpsc::Sender<Event>, registry: Arc<
 }
 
 /// Hands every record waiting in the ring to the next stage; false when the receiver is gone.
-fn drain(ring: &mut RingBuf<MapData>, tx: &mpsc::Sender<Event>, m: &ReaderMetrics) -> bool {
+fn drain(ring: &mut RingBuf<MapData>, tx: &EventSender, m: &ReaderMetrics) -> bool {
     while let Some(item) = ring.next() {
         match decode::decode(&item) {
             Ok(event) => {
@@ -93,8 +95,8 @@ fn drain(ring: &mut RingBuf<MapData>, tx: &mpsc::Sender<Event>, m: &ReaderMetric
                 }
                 match tx.try_send(event) {
                     Ok(()) => {}
-                    Err(mpsc::error::TrySendError::Full(_)) => m.pipeline_full.inc(),
-                    Err(mpsc::error::TrySendError::Closed(_)) => return false,
+                    Err(SendError::Dropped(reason)) => m.dropped[reason as usize].inc(),
+                    Err(SendError::Closed) => return false,
                 }
             }
             Err(e) => {

@@ -23,8 +23,12 @@
 //! aliased to the client's. Finished spans are held for `hold_ns` before they leave, so aliases
 //! and late parents are applied to them; this is a pure state machine driven by event times.
 
+mod links;
+
 use std::collections::{HashMap, VecDeque};
 use std::net::IpAddr;
+
+use links::AgingMap;
 
 pub use crate::model::Link;
 use crate::{
@@ -191,6 +195,123 @@ impl IdSource for RandomIds {
     }
 }
 
+/// A join entry's time (CLOCK_MONOTONIC ns), for expiry and eviction.
+trait Stamped {
+    fn ts_ns(&self) -> u64;
+}
+
+impl Stamped for ClientEntry {
+    fn ts_ns(&self) -> u64 {
+        self.ts_ns
+    }
+}
+
+impl Stamped for WaitingServer {
+    fn ts_ns(&self) -> u64 {
+        self.ts_ns
+    }
+}
+
+/// Join entries by connection, with their total count kept for the bound.
+struct Joins<E> {
+    groups: HashMap<ConnKey, Group<E>>,
+    len: usize,
+}
+
+impl<E: Stamped> Joins<E> {
+    fn new() -> Self {
+        Joins { groups: HashMap::new(), len: 0 }
+    }
+
+    fn take(&mut self, key: &ConnKey, seq: u64) -> Option<E> {
+        let e = self.groups.get_mut(key).and_then(|g| g.entries.remove(&seq));
+        if e.is_some() {
+            self.len -= 1;
+        }
+        e
+    }
+
+    /// Adds a request's entry; entries of an earlier connection with the same key (closed) go
+    /// first, counted in `closed`. Beyond `max` entries the oldest eighth goes, counted in
+    /// `limit`.
+    fn add(&mut self, key: ConnKey, seq: u64, e: E, max: usize, closed: &Counter, limit: &Counter) {
+        if self.len >= max {
+            self.evict_oldest(max.div_ceil(8).max(1), limit);
+        }
+        let g = self.groups.entry(key).or_default();
+        if g.closed_at.is_some() {
+            closed.add(g.entries.len() as u64);
+            self.len -= g.entries.len();
+            *g = Group::default();
+        }
+        if g.entries.insert(seq, e).is_none() {
+            self.len += 1;
+        }
+    }
+
+    /// Drops the `n` oldest entries (amortised: one pass per `n` additions).
+    fn evict_oldest(&mut self, n: usize, limit: &Counter) {
+        let mut stamps: Vec<u64> = self.groups.values().flat_map(|g| g.entries.values().map(|e| e.ts_ns())).collect();
+        if stamps.is_empty() {
+            return;
+        }
+        let i = n.min(stamps.len()) - 1;
+        let (_, cutoff, _) = stamps.select_nth_unstable(i);
+        let cutoff = *cutoff;
+        let mut left = n;
+        for g in self.groups.values_mut() {
+            g.entries.retain(|_, e| {
+                if left > 0 && e.ts_ns() <= cutoff {
+                    left -= 1;
+                    false
+                } else {
+                    true
+                }
+            });
+        }
+        let removed = n - left;
+        self.len -= removed;
+        limit.add(removed as u64);
+        self.groups.retain(|_, g| !g.entries.is_empty() || g.closed_at.is_some());
+    }
+
+    fn close(&mut self, key: &ConnKey, now_ns: u64) {
+        if let Some(g) = self.groups.get_mut(key) {
+            g.closed_at.get_or_insert(now_ns);
+        }
+    }
+
+    /// Forgets groups closed more than `hold_ns` ago (counted in `closed`) and entries older
+    /// than `window_ns` (counted in `expired`).
+    fn expire(&mut self, now_ns: u64, window_ns: u64, hold_ns: u64, closed: &Counter, expired: &Counter) {
+        let mut removed = 0;
+        self.groups.retain(|_, g| {
+            if g.closed_at.is_some_and(|at| at.saturating_add(hold_ns) <= now_ns) {
+                closed.add(g.entries.len() as u64);
+                removed += g.entries.len();
+                return false;
+            }
+            let before = g.entries.len();
+            g.entries.retain(|_, e| e.ts_ns().saturating_add(window_ns) > now_ns);
+            expired.add((before - g.entries.len()) as u64);
+            removed += before - g.entries.len();
+            !g.entries.is_empty() || g.closed_at.is_some()
+        });
+        self.len -= removed;
+    }
+
+    fn is_empty(&self) -> bool {
+        self.groups.is_empty()
+    }
+
+    /// An estimate of the heap bytes held.
+    fn heap_bytes(&self) -> usize {
+        let group = std::mem::size_of::<(ConnKey, Group<E>)>() + 1;
+        let entry = std::mem::size_of::<(u64, E)>() + 1;
+        self.groups.capacity() * group + self.groups.values().map(|g| g.entries.capacity() * entry).sum::<usize>()
+    }
+}
+
 #[derive(Clone, Copy, Debug)]
 struct ClientEntry {
     trace_id: TraceId,
@@ -212,11 +333,34 @@ pub struct StitchConfig {
     pub hold_ns: u64,
     /// How long a client request waits for its server side to appear (ns).
     pub join_window_ns: u64,
+    /// How long an alias (provisional trace → joined trace), a late parent or a disowned span
+    /// is kept after it was made (ns): long enough for the request that made it to finish and
+    /// its spans to leave the hold.
+    pub link_window_ns: u64,
+    /// Most entries of each link table (aliases, late parents, disowned spans); beyond it the
+    /// oldest goes first, counted as `link_limit` (count).
+    pub max_links: usize,
+    /// Most requests waiting for their other side, in each direction (client first, server
+    /// first); beyond it the oldest eighth goes, counted as `join_limit` (count).
+    pub max_joins: usize,
 }
 
 impl Default for StitchConfig {
     fn default() -> Self {
-        StitchConfig { hold_ns: 300_000_000, join_window_ns: 30_000_000_000 }
+        (&crate::config::StitchSettings::default()).into()
+    }
+}
+
+impl From<&crate::config::StitchSettings> for StitchConfig {
+    fn from(s: &crate::config::StitchSettings) -> Self {
+        let ns = |ms: u64| ms.saturating_mul(1_000_000);
+        StitchConfig {
+            hold_ns: ns(s.hold_ms),
+            join_window_ns: ns(s.join_window_ms),
+            link_window_ns: ns(s.link_window_ms),
+            max_links: s.max_links.max(1),
+            max_joins: s.max_joins.max(1),
+        }
     }
 }
 
@@ -224,18 +368,18 @@ pub struct Stitcher<I: IdSource = RandomIds> {
     cfg: StitchConfig,
     ids: I,
     /// Client requests by connection and request number, waiting for the server side.
-    clients: HashMap<ConnKey, Group<ClientEntry>>,
+    clients: Joins<ClientEntry>,
     /// Server requests that started before their client side was seen, by the client's key.
-    waiting: HashMap<ConnKey, Group<WaitingServer>>,
+    waiting: Joins<WaitingServer>,
     /// Inbound requests being served, by (pid, thread or goroutine).
     serving: HashMap<(u32, Runner), Serving>,
     /// Client spans whose kernel ids named a served trace the stitcher could not prove: span id
     /// → the fresh trace the span got instead (a same-host server joined by the option follows).
-    disowned: HashMap<u64, TraceId>,
+    disowned: AgingMap<u64, TraceId>,
     /// Provisional trace id → the trace it joined.
-    aliases: HashMap<TraceId, TraceId>,
+    aliases: AgingMap<TraceId, TraceId>,
     /// Parents found after a span started: span id → (parent span id, link).
-    late_parents: HashMap<u64, (u64, Link)>,
+    late_parents: AgingMap<u64, (u64, Link)>,
     /// Finished spans waiting out the hold, in order of arrival.
     held: VecDeque<(u64, Span)>,
     /// Joins given up, by [`JoinDropped`].
@@ -254,11 +398,24 @@ pub enum JoinDropped {
     Closed,
     /// A request on a connection whose request count may have drifted: no join was tried.
     Unaligned,
+    /// A waiting request given up because `max_joins` were waiting (the oldest go first).
+    JoinLimit,
+    /// An alias, late parent or disowned span older than the link window.
+    LinkExpired,
+    /// An alias, late parent or disowned span evicted because `max_links` were kept.
+    LinkLimit,
 }
 
 impl JoinDropped {
-    pub const ALL: [JoinDropped; 4] =
-        [JoinDropped::Client, JoinDropped::Server, JoinDropped::Closed, JoinDropped::Unaligned];
+    pub const ALL: [JoinDropped; 7] = [
+        JoinDropped::Client,
+        JoinDropped::Server,
+        JoinDropped::Closed,
+        JoinDropped::Unaligned,
+        JoinDropped::JoinLimit,
+        JoinDropped::LinkExpired,
+        JoinDropped::LinkLimit,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -266,6 +423,9 @@ impl JoinDropped {
             JoinDropped::Server => "server_join_expired",
             JoinDropped::Closed => "join_connection_closed",
             JoinDropped::Unaligned => "join_unaligned",
+            JoinDropped::JoinLimit => "join_limit",
+            JoinDropped::LinkExpired => "link_expired",
+            JoinDropped::LinkLimit => "link_limit",
         }
     }
 }
@@ -355,12 +515,12 @@ impl<I: IdSource> Stitcher<I> {
         Stitcher {
             cfg,
             ids,
-            clients: HashMap::new(),
-            waiting: HashMap::new(),
+            clients: Joins::new(),
+            waiting: Joins::new(),
             serving: HashMap::new(),
-            disowned: HashMap::new(),
-            aliases: HashMap::new(),
-            late_parents: HashMap::new(),
+            disowned: AgingMap::new(cfg.link_window_ns, cfg.max_links),
+            aliases: AgingMap::new(cfg.link_window_ns, cfg.max_links),
+            late_parents: AgingMap::new(cfg.link_window_ns, cfg.max_links),
             held: VecDeque::new(),
             expired: JoinDropped::ALL.map(|_| Counter::detached()),
             figures: Figures::detached(),
@@ -399,21 +559,6 @@ impl<I: IdSource> Stitcher<I> {
         self.serving.get(&(pid, runner)).is_some_and(|s| s.requests.iter().any(|(_, trace)| self.resolve(*trace) == t))
     }
 
-    /// A group's entries for `key`, for a new request: entries of an earlier connection with
-    /// the same key (closed) are gone first.
-    fn fresh_group<'m, E>(
-        map: &'m mut HashMap<ConnKey, Group<E>>,
-        key: ConnKey,
-        dropped: &Counter,
-    ) -> &'m mut Group<E> {
-        let g = map.entry(key).or_default();
-        if g.closed_at.is_some() {
-            dropped.add(g.entries.len() as u64);
-            *g = Group::default();
-        }
-        g
-    }
-
     fn adopt(&mut self, ctx: &TraceContext) -> Ids {
         Ids {
             trace_id: ctx.trace_id,
@@ -448,7 +593,7 @@ impl<I: IdSource> Stitcher<I> {
             Ids { trace_id, span_id: self.ids.span_id(), parent_span_id: 0, link: None, ambiguous: false }
         } else {
             let key = o.conn_key(o.tuple.reversed());
-            let found = self.clients.get_mut(&key).and_then(|g| g.entries.remove(&o.seq));
+            let found = self.clients.take(&key, o.seq);
             match found {
                 Some(c) => Ids {
                     trace_id: c.trace_id,
@@ -461,11 +606,10 @@ impl<I: IdSource> Stitcher<I> {
                     let trace_id = kernel_trace.unwrap_or_else(|| self.ids.trace_id());
                     let ids =
                         Ids { trace_id, span_id: self.ids.span_id(), parent_span_id: 0, link: None, ambiguous: false };
-                    let closed = &self.expired[JoinDropped::Closed as usize];
-                    Self::fresh_group(&mut self.waiting, key, closed).entries.insert(
-                        o.seq,
-                        WaitingServer { provisional: ids.trace_id, span_id: ids.span_id, ts_ns: o.ts_ns },
-                    );
+                    let w = WaitingServer { provisional: ids.trace_id, span_id: ids.span_id, ts_ns: o.ts_ns };
+                    let (closed, limit) =
+                        (&self.expired[JoinDropped::Closed as usize], &self.expired[JoinDropped::JoinLimit as usize]);
+                    self.waiting.add(key, o.seq, w, self.cfg.max_joins, closed, limit);
                     ids
                 }
             }
@@ -473,7 +617,7 @@ impl<I: IdSource> Stitcher<I> {
         // Calls the serving thread makes carry the kernel's trace id: on this host they join the
         // trace the request joined.
         if let Some(kt) = kernel_trace.filter(|kt| *kt != ids.trace_id) {
-            self.aliases.insert(kt, ids.trace_id);
+            self.aliases.insert(kt, ids.trace_id, o.ts_ns, &self.expired[JoinDropped::LinkLimit as usize]);
         }
         let serving = self.serving.entry((o.pid, o.runner())).or_default();
         serving.requests.push((ids.span_id, ids.trace_id));
@@ -512,7 +656,7 @@ impl<I: IdSource> Stitcher<I> {
                 (Some(KernelIds::Client { trace_id, span_id }), ThreadLink::Proven(parent, trace)) => {
                     let (kt, t) = (self.resolve(trace_id), self.resolve(trace));
                     if kt != t {
-                        self.aliases.insert(trace_id, t);
+                        self.aliases.insert(trace_id, t, o.ts_ns, &self.expired[JoinDropped::LinkLimit as usize]);
                     }
                     Ids { trace_id, span_id, parent_span_id: parent, link: Some(Link::Thread), ambiguous: false }
                 }
@@ -522,7 +666,7 @@ impl<I: IdSource> Stitcher<I> {
                     // lost events), the span still does not join it.
                     let trace_id = if self.served_by(o.pid, o.runner(), trace_id) {
                         let fresh = self.ids.trace_id();
-                        self.disowned.insert(span_id, fresh);
+                        self.disowned.insert(span_id, fresh, o.ts_ns, &self.expired[JoinDropped::LinkLimit as usize]);
                         fresh
                     } else {
                         trace_id
@@ -550,21 +694,22 @@ impl<I: IdSource> Stitcher<I> {
             return ids;
         }
         let key = o.conn_key(o.tuple);
-        match self.waiting.get_mut(&key).and_then(|g| g.entries.remove(&o.seq)) {
+        match self.waiting.take(&key, o.seq) {
             // The server side started first: it joins this trace now.
             Some(w) => {
                 let canonical = self.resolve(ids.trace_id);
+                let limit = &self.expired[JoinDropped::LinkLimit as usize];
                 if w.provisional != canonical {
-                    self.aliases.insert(w.provisional, canonical);
+                    self.aliases.insert(w.provisional, canonical, o.ts_ns, limit);
                 }
-                self.late_parents.insert(w.span_id, (ids.span_id, Link::SameHostTuple));
+                self.late_parents.insert(w.span_id, (ids.span_id, Link::SameHostTuple), o.ts_ns, limit);
                 ids.trace_id = canonical;
             }
             None => {
-                let closed = &self.expired[JoinDropped::Closed as usize];
-                Self::fresh_group(&mut self.clients, key, closed)
-                    .entries
-                    .insert(o.seq, ClientEntry { trace_id: ids.trace_id, span_id: ids.span_id, ts_ns: o.ts_ns });
+                let c = ClientEntry { trace_id: ids.trace_id, span_id: ids.span_id, ts_ns: o.ts_ns };
+                let (closed, limit) =
+                    (&self.expired[JoinDropped::Closed as usize], &self.expired[JoinDropped::JoinLimit as usize]);
+                self.clients.add(key, o.seq, c, self.cfg.max_joins, closed, limit);
             }
         }
         ids
@@ -575,12 +720,8 @@ impl<I: IdSource> Stitcher<I> {
     /// later connection with the same tuple never meets them.
     pub fn closed(&mut self, netns: u32, client_view: Tuple, now_ns: u64) {
         let key = ConnKey::new(netns, client_view);
-        if let Some(g) = self.clients.get_mut(&key) {
-            g.closed_at.get_or_insert(now_ns);
-        }
-        if let Some(g) = self.waiting.get_mut(&key) {
-            g.closed_at.get_or_insert(now_ns);
-        }
+        self.clients.close(&key, now_ns);
+        self.waiting.close(&key, now_ns);
     }
 
     /// Follows aliases to the trace id a provisional one joined.
@@ -620,31 +761,13 @@ impl<I: IdSource> Stitcher<I> {
             out.push(span);
         }
         let (window, hold) = (self.cfg.join_window_ns, self.cfg.hold_ns);
-        let fresh = |ts: u64| ts.saturating_add(window) > now_ns;
-        let open = |closed: Option<u64>| closed.is_none_or(|at| at.saturating_add(hold) > now_ns);
-        let (closed, expired) =
-            (&self.expired[JoinDropped::Closed as usize], &self.expired[JoinDropped::Client as usize]);
-        self.clients.retain(|_, g| {
-            if !open(g.closed_at) {
-                closed.add(g.entries.len() as u64);
-                return false;
-            }
-            let before = g.entries.len();
-            g.entries.retain(|_, c| fresh(c.ts_ns));
-            expired.add((before - g.entries.len()) as u64);
-            !g.entries.is_empty() || g.closed_at.is_some()
-        });
-        let expired = &self.expired[JoinDropped::Server as usize];
-        self.waiting.retain(|_, g| {
-            if !open(g.closed_at) {
-                closed.add(g.entries.len() as u64);
-                return false;
-            }
-            let before = g.entries.len();
-            g.entries.retain(|_, w| fresh(w.ts_ns));
-            expired.add((before - g.entries.len()) as u64);
-            !g.entries.is_empty() || g.closed_at.is_some()
-        });
+        let closed = &self.expired[JoinDropped::Closed as usize];
+        self.clients.expire(now_ns, window, hold, closed, &self.expired[JoinDropped::Client as usize]);
+        self.waiting.expire(now_ns, window, hold, closed, &self.expired[JoinDropped::Server as usize]);
+        let aged = &self.expired[JoinDropped::LinkExpired as usize];
+        self.aliases.expire(now_ns, aged);
+        self.late_parents.expire(now_ns, aged);
+        self.disowned.expire(now_ns, aged);
         if self.held.is_empty() && self.waiting.is_empty() {
             self.aliases.clear();
             self.late_parents.clear();
@@ -652,10 +775,28 @@ impl<I: IdSource> Stitcher<I> {
         }
     }
 
+    /// Entries of the link tables: (aliases, late parents, disowned spans).
+    pub fn link_entries(&self) -> (usize, usize, usize) {
+        (self.aliases.len(), self.late_parents.len(), self.disowned.len())
+    }
+
+    /// An estimate of the heap bytes of the stitcher's tables (metrics): join tables, link
+    /// tables, serving threads, and the held spans' fixed part.
+    pub fn heap_bytes(&self) -> usize {
+        let serving = self.serving.capacity() * (std::mem::size_of::<((u32, u32), Serving)>() + 1)
+            + self.serving.values().map(|s| s.requests.capacity() * 24).sum::<usize>();
+        self.clients.heap_bytes()
+            + self.waiting.heap_bytes()
+            + self.aliases.heap_bytes()
+            + self.late_parents.heap_bytes()
+            + self.disowned.heap_bytes()
+            + serving
+            + self.held.capacity() * std::mem::size_of::<(u64, Span)>()
+    }
+
     /// Requests waiting to be joined, for metrics.
     pub fn pending_joins(&self) -> usize {
-        self.clients.values().map(|g| g.entries.len()).sum::<usize>()
-            + self.waiting.values().map(|g| g.entries.len()).sum::<usize>()
+        self.clients.len + self.waiting.len
     }
 }
 

@@ -19,7 +19,7 @@ impl IdSource for Counting {
 }
 
 fn stitcher() -> Stitcher<Counting> {
-    Stitcher::with_ids(StitchConfig { hold_ns: 100, join_window_ns: 1_000 }, Counting(0))
+    Stitcher::with_ids(StitchConfig { hold_ns: 100, join_window_ns: 1_000, ..StitchConfig::default() }, Counting(0))
 }
 
 fn tuple(local: &str, remote: &str) -> Tuple {
@@ -414,4 +414,81 @@ fn figures_count_spans_by_link_ambiguous_and_orphaned() {
     assert_eq!(f.by_link[thread], 1);
     assert_eq!(f.by_link[Link::ALL.len()], 2, "no link: the root and the unclear call");
     assert_eq!((f.ambiguous, f.orphaned), (1, 2));
+}
+
+fn port_tuple(client_port: u16) -> (Tuple, Tuple) {
+    let c = format!("127.0.0.1:{client_port}");
+    (tuple(&c, S), tuple(S, &c))
+}
+
+#[test]
+fn aliases_and_late_parents_age_out_under_steady_traffic() {
+    // Spans are always held and joins always wait somewhere: the idle clear never runs.
+    let cfg = StitchConfig { hold_ns: 100, join_window_ns: 1_000, link_window_ns: 1_000, ..StitchConfig::default() };
+    let mut st = Stitcher::with_ids(cfg, Counting(0));
+    let mut out = Vec::new();
+    let mut last = None;
+    for i in 0..400u64 {
+        let ts = 1_000 + i * 50;
+        let (cv, sv) = port_tuple(20_000 + i as u16);
+        // The server's read is reported first (provisional trace), and its span never ends
+        // (the request is abandoned), so its late parent is never taken.
+        let server = st.server_request(origin(2, 2, sv, 0, ts), None, None);
+        let client = st.client_request(origin(1, 1, cv, 0, ts + 1), None, None);
+        st.finish(span(&client), ts + 2);
+        // A server whose client never comes keeps a join waiting.
+        let (_, lone) = port_tuple(40_000 + i as u16);
+        st.server_request(origin(3, 3, lone, 0, ts + 3), None, None);
+        st.drain(ts + 4, false, &mut out);
+        last = Some((server, client));
+    }
+    let (server, client) = last.unwrap();
+    assert_eq!(st.resolve(server.trace_id), client.trace_id, "a recent alias still applies");
+    let (aliases, late, disowned) = st.link_entries();
+    assert!(aliases <= 22 && late <= 22 && disowned == 0, "links kept: {:?}", st.link_entries());
+    assert!(st.expired(JoinDropped::LinkExpired) >= 2 * 370, "aged out and counted");
+    assert_eq!(st.expired(JoinDropped::LinkLimit), 0);
+}
+
+#[test]
+fn links_beyond_the_count_bound_evict_the_oldest_and_count() {
+    let cfg = StitchConfig { hold_ns: 100, join_window_ns: 1_000, max_links: 8, ..StitchConfig::default() };
+    let mut st = Stitcher::with_ids(cfg, Counting(0));
+    let mut pairs = Vec::new();
+    for i in 0..20u64 {
+        let (cv, sv) = port_tuple(20_000 + i as u16);
+        let server = st.server_request(origin(2, 2, sv, 0, 10 + i), None, None);
+        let client = st.client_request(origin(1, 1, cv, 0, 10 + i), None, None);
+        pairs.push((server, client));
+    }
+    let (aliases, late, _) = st.link_entries();
+    assert_eq!((aliases, late), (8, 8));
+    assert_eq!(st.expired(JoinDropped::LinkLimit), 2 * 12);
+    let (server, client) = pairs[19];
+    assert_eq!(st.resolve(server.trace_id), client.trace_id, "the newest stays");
+    let (server, _) = pairs[0];
+    assert_eq!(st.resolve(server.trace_id), server.trace_id, "the oldest went");
+}
+
+#[test]
+fn joins_beyond_the_count_bound_evict_the_oldest_and_count() {
+    let cfg = StitchConfig { hold_ns: 100, join_window_ns: 1_000_000, max_joins: 16, ..StitchConfig::default() };
+    let mut st = Stitcher::with_ids(cfg, Counting(0));
+    let mut clients = Vec::new();
+    for i in 0..40u64 {
+        let (cv, _) = port_tuple(20_000 + i as u16);
+        clients.push(st.client_request(origin(1, 1, cv, 0, 10 + i), None, None));
+        let (_, sv) = port_tuple(30_000 + i as u16);
+        st.server_request(origin(2, 2, sv, 0, 10 + i), None, None);
+    }
+    assert!(st.pending_joins() <= 2 * 16, "joins kept: {}", st.pending_joins());
+    let dropped = st.expired(JoinDropped::JoinLimit);
+    assert_eq!(dropped as usize + st.pending_joins(), 80, "every entry is kept or counted");
+    // The newest client still joins its server; the oldest was given up.
+    let (_, sv) = port_tuple(20_000 + 39);
+    let s = st.server_request(origin(2, 2, sv, 0, 100), None, None);
+    assert_eq!(s.parent_span_id, clients[39].span_id);
+    let (_, sv) = port_tuple(20_000);
+    let s = st.server_request(origin(2, 2, sv, 0, 100), None, None);
+    assert_eq!(s.parent_span_id, 0, "an evicted join makes no link");
 }

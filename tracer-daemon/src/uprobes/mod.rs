@@ -16,6 +16,7 @@
 pub mod attach;
 pub mod elf;
 pub mod golang;
+pub mod negative;
 pub mod symbols;
 
 use std::{
@@ -177,6 +178,8 @@ struct Metrics {
     probes: Gauge,
     failures: Counter,
     scans: Counter,
+    /// Files not read again because a negative result was remembered.
+    skipped: Counter,
     go_processes: Gauge,
 }
 
@@ -215,18 +218,33 @@ pub fn start(
             &[],
         ),
         scans: registry.counter("tracer_uprobe_scans_total", "Scans of /proc for client libraries", &[]),
+        skipped: registry.counter(
+            "tracer_uprobe_files_skipped_total",
+            "Mapped files not read again: an earlier look found no client library in the same version (device, inode, mtime, size)",
+            &[],
+        ),
         go_processes: registry.gauge(
             "tracer_go_processes",
             "Go processes whose calls the kernel keys by goroutine (their executable's goid offset is known)",
             &[],
         ),
     };
+    let negative = negative::NegativeCache::new(
+        negative::MAX_NEGATIVE,
+        registry.counter(
+            "tracer_uprobe_negative_evicted_total",
+            "Remembered negative results (files without a client library) evicted, least recently seen first, beyond the bound",
+            &[],
+        ),
+    );
+    let bytes = crate::metrics::Structure::UprobeCache.gauge(registry);
     let map = ebpf.take_map(k::MAP_GO_PROCESSES).and_then(|m| BpfHashMap::try_from(m).ok());
     if map.is_none() {
         tracing::warn!("the kernel object has no Go process map: Go programs keep thread causality");
     }
     let go = GoProcesses { map, files: HashMap::new(), pids: HashMap::new(), failed: Default::default() };
-    let mut state = Discovery { progs, files: HashMap::new(), metrics, own_pid: std::process::id(), go };
+    let mut state =
+        Discovery { progs, files: HashMap::new(), negative, metrics, bytes, own_pid: std::process::id(), go };
     state.scan();
     let stop = Arc::new(AtomicBool::new(false));
     let flag = stop.clone();
@@ -247,7 +265,11 @@ pub fn start(
 struct Discovery {
     progs: Programs,
     files: HashMap<FileKey, Seen>,
+    /// Versions of files that held nothing, kept after they are no longer mapped.
+    negative: negative::NegativeCache,
     metrics: Metrics,
+    /// `tracer_memory_bytes{structure="uprobe_cache"}`.
+    bytes: Gauge,
     own_pid: u32,
     go: GoProcesses,
 }
@@ -288,10 +310,24 @@ impl Discovery {
             if self.files.contains_key(&key) {
                 continue;
             }
+            let path = format!("/proc/{}/root{}", c.pid, c.path);
+            let version = std::fs::metadata(&path).ok().map(|m| negative::FileVersion::of(&m));
+            if let Some(v) = version
+                && self.negative.holds_nothing(v)
+            {
+                self.metrics.skipped.inc();
+                self.files.insert(key, Seen::Nothing);
+                continue;
+            }
             let seen = self.look_at(&c);
+            if let (Seen::Nothing, Some(v)) = (&seen, version) {
+                self.negative.insert(v);
+            }
             self.files.insert(key, seen);
         }
         self.sync_go(&exes);
+        let entry = std::mem::size_of::<(FileKey, Seen)>() + 1;
+        self.bytes.set((self.negative.heap_bytes() + self.files.capacity() * entry) as i64);
         let (mut files, mut probes) = (0, 0);
         for seen in self.files.values() {
             if let Seen::Attached(f) = seen {

@@ -248,29 +248,56 @@ fn the_multi_hop_chain_gives_exactly_its_edges() {
 }
 
 #[test]
-fn edges_beyond_the_limit_are_dropped_and_counted() {
+fn a_new_edge_beyond_the_limit_evicts_the_least_recently_seen() {
     let mut g = graph_with(GraphConfig { max_edges: 2, ..GraphConfig::default() });
-    for (i, callee) in ["b", "c", "d", "b"].iter().enumerate() {
+    for (i, callee) in ["b", "c", "b", "d"].iter().enumerate() {
         let i = i as u64 + 1;
+        g.advance(T0 + i as i64 * 1000);
         g.observe(&kserver(callee, i, i * 10 + 1, 0, "10.0.2.2:8080", "10.0.1.2:50000").http().span());
     }
     let snap = settled(&mut g);
     assert_eq!(snap.edges.len(), 2);
     assert_eq!(snap.edge("10.0.1.2", "b", "http").unwrap().call_count, 2, "known edges keep counting");
-    assert_eq!(snap.dropped.edge_limit, 1);
+    assert!(snap.edge("10.0.1.2", "d", "http").is_some(), "the new edge is kept");
+    assert!(snap.edge("10.0.1.2", "c", "http").is_none(), "the least recently seen went");
+    assert_eq!(snap.dropped.edge_limit, 0, "no call is refused");
+    assert_eq!(g.stats().evicted_full, 1);
 }
 
 #[test]
-fn nodes_beyond_the_limit_are_dropped_and_counted() {
-    let mut g = graph_with(GraphConfig { max_nodes: 3, ..GraphConfig::default() });
-    g.observe(&kserver("b", 1, 11, 0, "10.0.2.2:8080", "10.0.1.2:50000").http().span());
-    g.observe(&kserver("c", 2, 21, 0, "10.0.2.2:8081", "10.0.1.2:50001").http().span());
-    g.observe(&kserver("d", 3, 31, 0, "10.0.2.2:8082", "10.0.1.3:50002").http().span());
-    g.observe(&kserver("b", 4, 41, 0, "10.0.2.2:8080", "10.0.1.3:50003").http().span());
+fn new_nodes_beyond_the_limit_evict_the_least_recently_seen_edges() {
+    let mut g = graph_with(GraphConfig { max_nodes: 4, ..GraphConfig::default() });
+    // An internet-facing service: every caller is a new node.
+    for i in 0..50u64 {
+        g.advance(T0 + i as i64 * 1000);
+        let caller = format!("10.0.{}.{}:50000", i / 200, i % 200 + 1);
+        g.observe(&kserver("b", i + 1, i * 10 + 1, 0, "10.0.2.2:8080", &caller).http().span());
+    }
+    g.advance(T0 + 60_000);
+    g.observe(&kserver("c", 99, 991, 0, "10.0.2.2:8081", "10.0.9.9:50000").http().span());
     let snap = settled(&mut g);
-    assert_eq!(snap.nodes.len(), 3);
-    assert_eq!(snap.dropped.node_limit, 2);
-    assert_eq!(g.sizes().1, 3);
+    assert!(snap.edge("10.0.9.9", "c", "http").is_some(), "a later edge is not lost: {snap:#?}");
+    assert!(snap.edge("10.0.0.50", "b", "http").is_some(), "the most recent caller stays");
+    assert_eq!(snap.dropped.node_limit, 0);
+    assert!(g.sizes().1 <= 4);
+    assert_eq!(g.stats().evicted_full, 49);
+}
+
+#[test]
+fn edges_and_nodes_not_seen_for_the_idle_window_age_out() {
+    let mut g = graph_with(GraphConfig { edge_idle_ms: 60_000, ..GraphConfig::default() });
+    g.observe(&kserver("b", 1, 11, 0, "10.0.2.2:8080", "10.0.1.2:50000").http().span());
+    g.advance(T0 + 30_000_000);
+    g.observe(&kserver("c", 2, 21, 0, "10.0.2.2:8081", "10.0.1.3:50000").http().span());
+    g.advance(T0 + 61_000_000);
+    let snap = g.snapshot();
+    assert!(snap.edge("10.0.1.2", "b", "http").is_none(), "idle for the window: gone");
+    assert!(snap.edge("10.0.1.3", "c", "http").is_some());
+    assert_eq!(g.sizes().0, 1);
+    assert_eq!(g.sizes().1, 2, "the nodes of the edge that went are gone too");
+    assert_eq!(g.stats().evicted_idle, 1);
+    g.advance(T0 + 91_000_000);
+    assert_eq!(g.sizes(), (0, 0, 0));
 }
 
 #[test]

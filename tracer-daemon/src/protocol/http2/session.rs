@@ -292,6 +292,11 @@ impl Session {
     }
 
     /// Streams waiting for the end of their response.
+    /// An estimate of the heap bytes held (the session and its open streams).
+    pub fn heap_bytes(&self) -> usize {
+        std::mem::size_of::<Session>() + self.streams.capacity() * (std::mem::size_of::<(u32, H2Stream)>() + 1)
+    }
+
     pub fn pending(&self) -> usize {
         self.streams.len()
     }
