@@ -219,7 +219,7 @@ async fn run(requests: usize, rate: usize) {
         for e in evs.by_ref().take(per_tick) {
             // The reader never waits; this producer does, so that no event is dropped here.
             while queued.get() > QUEUE_HIGH_BYTES {
-                tokio::task::yield_now().await;
+                tokio::time::sleep(Duration::from_millis(1)).await;
             }
             if tx.try_send(e).is_err() {
                 eprintln!("span_path: the event queue refused an event");
