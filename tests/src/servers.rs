@@ -193,6 +193,27 @@ fn sql_at(port: u16, statements: &str) {
     assert!(out.status.success(), "mariadb client: {}", String::from_utf8_lossy(&out.stderr));
 }
 
+/// Builds `tests/go/<name>.go` into a fresh temporary folder, in GOPATH mode with Debian's
+/// golang-go and its `golang-*-dev` packages (installed by `cargo xtask setup`).
+pub fn go_build(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("tracer-go-{name}-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let bin = dir.join(name);
+    let src = Path::new(env!("CARGO_MANIFEST_DIR")).join(format!("go/{name}.go"));
+    let out = Command::new("go")
+        .args(["build", "-o"])
+        .arg(&bin)
+        .arg(&src)
+        .env("GO111MODULE", "off")
+        .env("GOPATH", "/usr/share/gocode")
+        .env("GOCACHE", dir.join("gocache"))
+        .env("GOFLAGS", "-p=2")
+        .output()
+        .expect("running go build (Debian golang-go, installed by `cargo xtask setup`)");
+    assert!(out.status.success(), "go build of {name} failed:\n{}", String::from_utf8_lossy(&out.stderr));
+    bin
+}
+
 /// The tests' Python helpers (`tests/python`).
 pub fn python_dir() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("python")

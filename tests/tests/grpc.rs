@@ -26,24 +26,7 @@ const TIMEOUT: Duration = Duration::from_secs(30);
 /// Builds the Go service once per test run (GOPATH mode, Debian's packages).
 fn binary() -> &'static PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let dir = std::env::temp_dir().join(format!("tracer-grpc-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let bin = dir.join("grpc_demo");
-        let src = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("go/grpc_demo.go");
-        let out = Command::new("go")
-            .args(["build", "-o"])
-            .arg(&bin)
-            .arg(&src)
-            .env("GO111MODULE", "off")
-            .env("GOPATH", "/usr/share/gocode")
-            .env("GOCACHE", dir.join("gocache"))
-            .env("GOFLAGS", "-p=2")
-            .output()
-            .expect("running go build (Debian golang-go)");
-        assert!(out.status.success(), "go build failed:\n{}", String::from_utf8_lossy(&out.stderr));
-        bin
-    })
+    BIN.get_or_init(|| tracer_tests::servers::go_build("grpc_demo"))
 }
 
 struct Proc(Child);

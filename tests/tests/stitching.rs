@@ -252,24 +252,7 @@ fn python_asyncio_with_redis_and_mysql_never_gets_a_wrong_parent() {
 /// go-sql-driver/mysql and redigo).
 fn go_binary() -> &'static PathBuf {
     static BIN: OnceLock<PathBuf> = OnceLock::new();
-    BIN.get_or_init(|| {
-        let dir = std::env::temp_dir().join(format!("tracer-goroutines-{}", std::process::id()));
-        std::fs::create_dir_all(&dir).unwrap();
-        let bin = dir.join("goroutine_demo");
-        let src = Path::new(env!("CARGO_MANIFEST_DIR")).join("go/goroutine_demo.go");
-        let out = Command::new("go")
-            .args(["build", "-o"])
-            .arg(&bin)
-            .arg(&src)
-            .env("GO111MODULE", "off")
-            .env("GOPATH", "/usr/share/gocode")
-            .env("GOCACHE", dir.join("gocache"))
-            .env("GOFLAGS", "-p=2")
-            .output()
-            .expect("running go build (Debian golang-go, installed by `cargo xtask setup`)");
-        assert!(out.status.success(), "go build failed:\n{}", String::from_utf8_lossy(&out.stderr));
-        bin
-    })
+    BIN.get_or_init(|| servers::go_build("goroutine_demo"))
 }
 
 /// Starts the Go service and waits until it listens and the daemon keys its calls by goroutine
