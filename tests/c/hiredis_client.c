@@ -31,10 +31,11 @@ static double now(void) {
 
 int main(int argc, char **argv) {
     if (argc < 3) {
-        fprintf(stderr, "usage: %s PORT script|loop [SECONDS]\n", argv[0]);
+        fprintf(stderr, "usage: %s PORT|SOCKET script|loop [SECONDS]\n", argv[0]);
         return 2;
     }
-    redisContext *c = redisConnect("127.0.0.1", atoi(argv[1]));
+    /* A path: the server's unix socket. */
+    redisContext *c = argv[1][0] == '/' ? redisConnectUnix(argv[1]) : redisConnect("127.0.0.1", atoi(argv[1]));
     if (c == NULL || c->err) {
         fprintf(stderr, "connect: %s\n", c ? c->errstr : "out of memory");
         return 1;

@@ -1,6 +1,7 @@
 /* A libmariadb client for the uprobe tests.
  *
  *   mariadb_client PORT plain|tls
+ *   mariadb_client SOCKET unix
  *
  * Connects (TLS enforced with "tls"), waits for a line on stdin, then runs: mysql_query,
  * mysql_real_query, a failing query, mysql_send_query + mysql_read_query_result, and a
@@ -23,6 +24,7 @@ int main(int argc, char **argv) {
         return 2;
     }
     int tls = strcmp(argv[2], "tls") == 0;
+    int unix_socket = strcmp(argv[2], "unix") == 0;
     MYSQL *m = mysql_init(NULL);
     my_bool yes = 1, no = 0;
     if (tls) {
@@ -35,7 +37,9 @@ int main(int argc, char **argv) {
     fflush(stdout);
     char line[64];
     if (fgets(line, sizeof line, stdin) == NULL) return 1;
-    if (!mysql_real_connect(m, "127.0.0.1", "root", "", "shop", atoi(argv[1]), NULL, 0)) {
+    int ok = unix_socket ? mysql_real_connect(m, "localhost", "root", "", "shop", 0, argv[1], 0) != NULL
+                         : mysql_real_connect(m, "127.0.0.1", "root", "", "shop", atoi(argv[1]), NULL, 0) != NULL;
+    if (!ok) {
         fprintf(stderr, "connect: %s\n", mysql_error(m));
         return 1;
     }

@@ -4,6 +4,14 @@
 //	grpc_demo client ADDR        one connection to ADDR; commands from stdin, one per line:
 //	                             unary NAME | missing | stream N | big N | concurrent N | quit
 //	                             each prints one line "ok ..." or "err ..." when done
+//	grpc_demo orders ADDR REDIS MYSQL
+//	                             serves mall.Order/Get on ADDR (an "rpc" service): request
+//	                             ID runs SET and GET req:ID on Redis (redigo, pooled) and
+//	                             SELECT 'req:ID' on MySQL (go-sql-driver/mysql) in its handler
+//	grpc_demo api PORT RPCADDR REDIS MYSQL
+//	                             an "api" service: net/http on 127.0.0.1:PORT, GET /r/ID calls
+//	                             mall.Order/Get with ID on one connection to RPCADDR, then runs
+//	                             the same Redis and MySQL calls itself
 //
 // Debian's Go protobuf packages do not marshal with its grpc, so the codec registered under
 // the name "proto" hand-encodes messages of one string field (field 1, wire type 2).
@@ -14,15 +22,19 @@ package main
 import (
 	"bufio"
 	"context"
+	"database/sql"
 	"errors"
 	"fmt"
 	"net"
+	"net/http"
 	"os"
 	"strconv"
 	"strings"
 	"sync"
 	"time"
 
+	_ "github.com/go-sql-driver/mysql"
+	"github.com/gomodule/redigo/redis"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/encoding"
@@ -119,14 +131,109 @@ var desc = grpc.ServiceDesc{
 	Metadata:    "demo.proto",
 }
 
+// stores are the Redis and MySQL pools of the api → rpc → MySQL/Redis topology's services.
+type stores struct {
+	pool *redis.Pool
+	db   *sql.DB
+}
+
+func openStores(redisPort, mysqlPort string) *stores {
+	db, err := sql.Open("mysql", "root@tcp(127.0.0.1:"+mysqlPort+")/shop")
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	db.SetMaxIdleConns(32)
+	dial := func() (redis.Conn, error) { return redis.Dial("tcp", "127.0.0.1:"+redisPort) }
+	return &stores{pool: &redis.Pool{MaxIdle: 32, Dial: dial}, db: db}
+}
+
+// touch runs SET and GET req:ID on Redis and SELECT 'req:ID' on MySQL.
+func (o *stores) touch(ctx context.Context, id string) error {
+	key := "req:" + id
+	c := o.pool.Get()
+	defer c.Close()
+	if _, err := c.Do("SET", key, id); err != nil {
+		return err
+	}
+	if _, err := redis.String(c.Do("GET", key)); err != nil {
+		return err
+	}
+	var got string
+	// No arguments: the statement goes as one text query (COM_QUERY), id in the literal.
+	return o.db.QueryRowContext(ctx, "SELECT '"+key+"'").Scan(&got)
+}
+
+func (o *stores) get(_ interface{}, ctx context.Context, dec func(interface{}) error, _ grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(msg)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if err := o.touch(ctx, in.S); err != nil {
+		return nil, status.Error(codes.Unavailable, err.Error())
+	}
+	return &msg{S: "ok " + in.S}, nil
+}
+
+func serveOrders(addr string, redisPort, mysqlPort string) {
+	o := openStores(redisPort, mysqlPort)
+	orderDesc := grpc.ServiceDesc{
+		ServiceName: "mall.Order",
+		HandlerType: (*interface{})(nil),
+		Methods:     []grpc.MethodDesc{{MethodName: "Get", Handler: o.get}},
+		Metadata:    "mall.proto",
+	}
+	listen(addr, &orderDesc)
+}
+
+func serveAPI(port, rpcAddr, redisPort, mysqlPort string) {
+	own := openStores(redisPort, mysqlPort)
+	cc, err := grpc.Dial(rpcAddr, grpc.WithInsecure(), grpc.WithBlock())
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	http.HandleFunc("/r/", func(w http.ResponseWriter, r *http.Request) {
+		id := strings.TrimPrefix(r.URL.Path, "/r/")
+		if _, err := strconv.Atoi(id); err != nil {
+			http.NotFound(w, r)
+			return
+		}
+		ctx, cancel := context.WithTimeout(r.Context(), 10*time.Second)
+		defer cancel()
+		out := new(msg)
+		if err := cc.Invoke(ctx, "/mall.Order/Get", &msg{S: id}, out); err != nil {
+			http.Error(w, err.Error(), 502)
+			return
+		}
+		if err := own.touch(ctx, id); err != nil {
+			http.Error(w, err.Error(), 500)
+			return
+		}
+		w.Header().Set("Content-Length", "2")
+		w.Write([]byte("ok"))
+	})
+	ln, err := net.Listen("tcp", "127.0.0.1:"+port)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	fmt.Println("listening", ln.Addr())
+	http.Serve(ln, nil)
+}
+
 func serve(addr string) {
+	listen(addr, &desc)
+}
+
+func listen(addr string, sd *grpc.ServiceDesc) {
 	lis, err := net.Listen("tcp", addr)
 	if err != nil {
 		fmt.Fprintln(os.Stderr, err)
 		os.Exit(1)
 	}
 	s := grpc.NewServer()
-	s.RegisterService(&desc, struct{}{})
+	s.RegisterService(sd, struct{}{})
 	fmt.Println("listening", lis.Addr())
 	if err := s.Serve(lis); err != nil {
 		fmt.Fprintln(os.Stderr, err)
@@ -233,15 +340,19 @@ func client(addr string) {
 
 func main() {
 	encoding.RegisterCodec(codec{})
-	if len(os.Args) != 3 {
-		fmt.Fprintln(os.Stderr, "usage: grpc_demo server|client ADDR")
+	if len(os.Args) < 3 {
+		fmt.Fprintln(os.Stderr, "usage: grpc_demo server|client ADDR | orders ADDR REDIS MYSQL | api PORT RPCADDR REDIS MYSQL")
 		os.Exit(2)
 	}
-	switch os.Args[1] {
-	case "server":
+	switch {
+	case os.Args[1] == "server":
 		serve(os.Args[2])
-	case "client":
+	case os.Args[1] == "client":
 		client(os.Args[2])
+	case os.Args[1] == "orders" && len(os.Args) == 5:
+		serveOrders(os.Args[2], os.Args[3], os.Args[4])
+	case os.Args[1] == "api" && len(os.Args) == 6:
+		serveAPI(os.Args[2], os.Args[3], os.Args[4], os.Args[5])
 	default:
 		os.Exit(2)
 	}

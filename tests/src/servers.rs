@@ -72,6 +72,33 @@ pub fn redis() -> Server {
     Server { child, port, dir: None, extra_dirs: Vec::new() }
 }
 
+/// Debian's redis-server listening on a unix socket only (no TCP), no persistence: the socket's
+/// path and the server (its `port` is 0).
+pub fn redis_unix() -> (PathBuf, Server) {
+    let dir = scratch_dir("redis-unix");
+    let sock = dir.join("redis.sock");
+    let mut child = Command::new("redis-server")
+        .args(["--port", "0", "--save", "", "--appendonly", "no", "--unixsocket"])
+        .arg(&sock)
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("starting redis-server (installed by `cargo xtask setup`)");
+    wait_for(Duration::from_secs(60), "redis-server's unix socket", || {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("redis-server exited with {status}");
+        }
+        std::os::unix::net::UnixStream::connect(&sock).ok().map(|_| ())
+    });
+    (sock, Server { child, port: 0, dir: Some(dir), extra_dirs: Vec::new() })
+}
+
+impl Server {
+    /// The server's unix socket (`mysqld.sock` of `mariadb()`).
+    pub fn mysql_socket(&self) -> Option<PathBuf> {
+        self.dir.as_ref().map(|d| d.join("mysqld.sock"))
+    }
+}
+
 /// Debian's mariadbd with a private data directory, root without password on loopback, and a
 /// database `shop` with a table `items`.
 pub fn mariadb() -> Server {

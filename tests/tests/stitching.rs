@@ -364,3 +364,142 @@ fn go_calls_carry_the_id_of_the_goroutine_that_made_them() {
     let distinct: std::collections::HashSet<u64> = printed.values().copied().collect();
     assert_eq!(distinct.len(), printed.len(), "one connection, one goroutine: {printed:?}");
 }
+
+/// Starts `grpc_demo` with `args` as service `service` and waits until `port` accepts.
+fn grpc_demo_service(args: &[String], port: u16, service: &str) -> Server {
+    static BIN: OnceLock<PathBuf> = OnceLock::new();
+    let bin = BIN.get_or_init(|| servers::go_build("grpc_demo"));
+    let mut child = Command::new(bin)
+        .args(args)
+        .env("OTEL_SERVICE_NAME", service)
+        .env("GOMAXPROCS", "2")
+        .stdout(Stdio::null())
+        .spawn()
+        .expect("starting grpc_demo");
+    wait_for(TIMEOUT, "grpc_demo to listen", || {
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("grpc_demo {args:?} exited with {status}");
+        }
+        TcpStream::connect(("127.0.0.1", port)).ok().map(|_| ())
+    });
+    Server::from_child(child, port)
+}
+
+/// Scores the `system` client spans of the rpc service by their whole chain: right when their
+/// parent is the rpc service's gRPC server span, whose parent is the api service's gRPC client
+/// span, whose parent is the api's server span of the same request, all in that request's
+/// trace; wrong when any of them names another request's span or trace; none otherwise.
+fn chain_score(all: &[Value], api: &str, rpc: &str, system: &str, ids: std::ops::Range<u32>) -> (Score, Vec<String>) {
+    let by_span: HashMap<&str, &Value> = all.iter().filter_map(|s| Some((s["spanId"].as_str()?, s))).collect();
+    let fronts: HashMap<u32, &Value> = all
+        .iter()
+        .filter(|s| s["service"] == api && s["kind"] == "server")
+        .filter_map(|s| target_id(s).filter(|id| ids.contains(id)).map(|id| (id, s)))
+        .collect();
+    let parent = |s: &Value| {
+        let p = s["parentSpanId"].as_str().filter(|p| !p.is_empty() && *p != "0000000000000000")?;
+        by_span.get(p).copied()
+    };
+    let is_other = |id: u32, s: &Value| {
+        fronts.iter().any(|(o, f)| *o != id && (f["spanId"] == s["spanId"] || f["traceId"] == s["traceId"]))
+    };
+    let mut sc = Score::default();
+    let mut wrong = Vec::new();
+    for c in all.iter().filter(|s| s["service"] == rpc && s["kind"] == "client" && tag(s, "db.system") == system) {
+        let Some(id) = tag(c, "db.statement").as_str().and_then(request_id).filter(|id| ids.contains(id)) else {
+            continue;
+        };
+        let handler = parent(c).filter(|g| g["service"] == rpc && g["kind"] == "server");
+        let call = handler.and_then(parent).filter(|g| g["service"] == api && g["kind"] == "client");
+        let front = call.and_then(parent);
+        let chain = [Some(c), handler, call, front];
+        let own = fronts.get(&id);
+        if front.is_some()
+            && own.is_some_and(|f| front.is_some_and(|x| x["spanId"] == f["spanId"]))
+            && chain.iter().flatten().all(|s| s["traceId"] == c["traceId"])
+        {
+            sc.right += 1;
+        } else if chain.iter().flatten().any(|s| is_other(id, s)) {
+            sc.wrong += 1;
+            wrong.push(format!("{c}\n  chain: {chain:?}\n  own front: {own:?}"));
+        } else {
+            sc.none += 1;
+        }
+    }
+    (sc, wrong)
+}
+
+/// The shape of go-zero's mall: a Go net/http "api" service calls a grpc-go "rpc" service on
+/// one long-lived connection; the rpc handler calls Redis (redigo) and MySQL (go-sql-driver),
+/// and so does the api handler itself after the call. grpc-go writes every frame from one
+/// goroutine per connection and runs each handler in a goroutine of its own, so by socket calls
+/// alone the gRPC hop and the rpc's database calls have no parent; the grpc-go probes name the
+/// goroutines, and every database call of the rpc must chain up to the api request that caused
+/// it (db → rpc server → api client → api server), every call of the api to its request.
+#[test]
+fn go_api_grpc_rpc_mysql_redis_chains_every_call_to_its_request() {
+    let d = daemon();
+    let redis = servers::redis();
+    let mysql = servers::mariadb();
+    let rpc_port = free_port();
+    let rpc_addr = format!("127.0.0.1:{rpc_port}");
+    let rpc_args = ["orders".to_string(), rpc_addr.clone(), redis.port.to_string(), mysql.port.to_string()];
+    let rpc = grpc_demo_service(&rpc_args, rpc_port, "mall-rpc");
+    let api_port = free_port();
+    let api_args = ["api".into(), api_port.to_string(), rpc_addr, redis.port.to_string(), mysql.port.to_string()];
+    let api = grpc_demo_service(&api_args, api_port, "mall-api");
+    let scans = wait_for(TIMEOUT, "the grpc-go probes", || {
+        let log = d.stderr_text();
+        log.lines().any(|l| l.contains("grpc-go stream probes attached")).then(|| d.metric("tracer_uprobe_scans_total"))
+    });
+    wait_for(TIMEOUT, "a scan after that one", || (d.metric("tracer_uprobe_scans_total") > scans).then_some(()));
+    assert!(d.metric("tracer_go_processes") >= 2.0, "both Go processes are entered");
+    for id in 700..710 {
+        assert_eq!(concurrent_requests(api.port, id, 1), 1, "request {id} answered");
+    }
+    assert_eq!(concurrent_requests(api.port, 800, 16), 16, "16 concurrent requests answered");
+    let systems = [("redis", 2), ("mysql", 1)];
+    for ids in [700..710, 800..816] {
+        let n = ids.len();
+        let deadline = Instant::now() + TIMEOUT;
+        let scores = loop {
+            let all = spans(&d);
+            let scores: Vec<(Score, Vec<String>)> =
+                systems.iter().map(|(sys, _)| chain_score(&all, "mall-api", "mall-rpc", sys, ids.clone())).collect();
+            let complete = scores.iter().zip(&systems).all(|((sc, _), (_, per))| sc.right + sc.wrong >= n * per);
+            if complete || Instant::now() >= deadline {
+                break scores;
+            }
+            std::thread::sleep(Duration::from_millis(200));
+        };
+        for ((sc, wrong), (sys, per)) in scores.iter().zip(&systems) {
+            println!(
+                "stitching mall-api → mall-rpc → {sys}, {n} request(s) {}: right {} / none {} / wrong {} of {} ({} expected)",
+                if ids.start == 700 { "one at a time" } else { "at once" },
+                sc.right,
+                sc.none,
+                sc.wrong,
+                sc.total(),
+                n * per
+            );
+            assert!(wrong.is_empty(), "{sys}: {} wrong parents:\n{}", wrong.len(), wrong.join("\n"));
+            assert_eq!(sc.right, n * per, "{sys}: every call chains up to its own request: {sc:?}");
+        }
+        // The api's own calls, after its gRPC call, are its request's children.
+        for (sys, sc) in wait_scored(&d, "mall-api", &systems, ids.clone()) {
+            assert_eq!(
+                sc.right,
+                n * systems.iter().find(|(s, _)| *s == sys).map_or(0, |(_, per)| *per),
+                "{sys}: {sc:?}"
+            );
+        }
+    }
+    assert!(
+        d.metric("tracer_go_streams_total{outcome=\"applied\"}")
+            + d.metric("tracer_go_streams_total{outcome=\"waiting\"}")
+            >= 52.0
+    );
+    assert_eq!(d.metric("tracer_go_streams_total{outcome=\"unknown_connection\"}"), 0.0);
+    assert_eq!(d.metric("tracer_kernel_events_total{counter=\"go_stream_not_tcp\"}"), 0.0);
+    drop(rpc);
+}

@@ -231,7 +231,10 @@ fn spans_all_with_server(d: &Daemon, clients: &[Value], _server_pid: u32) -> Vec
 fn mariadb_client(d: &Daemon, server: &Server, mode: &str, service: &str) -> Vec<Value> {
     let bin = build_c("mariadb_client", &["libmariadb"]);
     let mut cmd = Command::new(&bin);
-    cmd.args([&server.port.to_string(), mode]);
+    match mode {
+        "unix" => cmd.arg(server.mysql_socket().expect("the server's socket")).arg(mode),
+        _ => cmd.args([&server.port.to_string(), mode]),
+    };
     let mut client = Client::start(&mut cmd, service);
     wait_attached(d, "libmariadb.so");
     client.go();
@@ -240,8 +243,9 @@ fn mariadb_client(d: &Daemon, server: &Server, mode: &str, service: &str) -> Vec
     })
 }
 
-/// What both the plaintext and the TLS runs must show.
-fn check_mariadb_calls(spans: &[Value], port: u16) {
+/// What the plaintext, TLS and unix-socket runs must show; `port`: the server's TCP port (none
+/// over a unix socket: the spans have no peer address).
+fn check_mariadb_calls(spans: &[Value], port: Option<u16>) {
     let connect = find(spans, "mysql connect", "mysql_real_connect");
     assert_eq!(tag(connect, "db.user"), "root");
     assert_eq!(tag(connect, "db.name"), "shop");
@@ -270,7 +274,10 @@ fn check_mariadb_calls(spans: &[Value], port: u16) {
             .collect();
     for s in spans.iter().filter(|s| statements.contains(&s["operation"].as_str().unwrap_or(""))) {
         assert_eq!(tag(s, "tracer.source"), "uprobe", "{s:#?}");
-        assert_eq!(tag(s, "net.peer.port"), port as i64, "tuple from the socket events: {s:#?}");
+        match port {
+            Some(port) => assert_eq!(tag(s, "net.peer.port"), port as i64, "tuple from the socket events: {s:#?}"),
+            None => assert!(tag(s, "net.peer.port").is_null(), "no TCP peer: {s:#?}"),
+        }
         assert_eq!(s["kind"], "client");
     }
 }
@@ -280,7 +287,7 @@ fn libmariadb_calls_in_plaintext_are_one_span_each() {
     let d = Daemon::start(DAEMON_ARGS);
     let server = servers::mariadb();
     let calls = mariadb_client(&d, &server, "plain", "uprobe-mariadb");
-    check_mariadb_calls(&calls, server.port);
+    check_mariadb_calls(&calls, Some(server.port));
     // The server side of the query is the client span's child (same-host tuple join).
     let q = find(&calls, "mysql SELECT", "mysql_query");
     wait_for(TIMEOUT, "the server span of the query", || {
@@ -293,7 +300,7 @@ fn libmariadb_calls_over_tls_come_from_the_library_probes() {
     let d = Daemon::start(DAEMON_ARGS);
     let server = servers::mariadb_tls();
     let spans = mariadb_client(&d, &server, "tls", "uprobe-mariadb-tls");
-    check_mariadb_calls(&spans, server.port);
+    check_mariadb_calls(&spans, Some(server.port));
     // Encrypted bytes: only the library spans, nothing from the wire.
     assert!(spans.iter().all(|s| tag(s, "tracer.source") == "uprobe"), "{spans:#?}");
 }
@@ -406,4 +413,31 @@ fn hiredis_async_commands_are_one_span_each() {
     let set = find(&spans, "redis SET", "redisAsyncCommand");
     assert!(!set.to_string().contains("async-secret"), "redacted: {set:#?}");
     assert_eq!(tag(find(&spans, "redis INCR", "redisAsyncCommand"), "error"), true);
+}
+
+/// MySQL's default for `localhost` is its unix socket, and Redis can listen on one: the socket
+/// probes capture TCP only, so these calls come from the library probes alone, one span each.
+/// (Pipelined hiredis replies, `redisGetReply` after `redisAppendCommand`, are not: without the
+/// socket activity nothing tells which call read from the server.)
+#[test]
+fn library_calls_over_unix_sockets_are_one_span_each() {
+    let d = Daemon::start(DAEMON_ARGS);
+    let server = servers::mariadb();
+    let spans = mariadb_client(&d, &server, "unix", "uprobe-mariadb-unix");
+    check_mariadb_calls(&spans, None);
+    assert!(spans.iter().all(|s| tag(s, "tracer.source") == "uprobe"), "{spans:#?}");
+    let bin = build_c("hiredis_client", &["hiredis"]);
+    let (sock, _redis) = servers::redis_unix();
+    let mut cmd = Command::new(&bin);
+    cmd.arg(&sock).arg("script");
+    let mut client = Client::start(&mut cmd, "uprobe-hiredis-unix");
+    wait_attached(&d, "libhiredis.so");
+    client.go();
+    let spans = spans_of(&d, "uprobe-hiredis-unix", "the hiredis client's spans", |s| s.len() >= 4);
+    let mut got = ops(&spans);
+    got.retain(|op| !op.starts_with("redis LPUSH") && !op.starts_with("redis LLEN"));
+    assert_eq!(got, ["redis GET", "redis HSET", "redis INCR", "redis SET"], "one span per call: {spans:#?}");
+    let incr = find(&spans, "redis INCR", "redisCommand");
+    assert_eq!(tag(incr, "error"), true);
+    assert!(tag(find(&spans, "redis SET", "redisCommand"), "net.peer.port").is_null());
 }

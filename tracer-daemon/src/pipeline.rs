@@ -181,6 +181,7 @@ pub async fn run(
                 }
             }
             Event::Lib(l) => asm.on_lib(l, &mut stitcher),
+            Event::GoStream(g) => asm.on_go_stream(table.get_mut(g.conn_id), g, &mut stitcher),
         }
         let ts = match &event {
             Event::Conn(c) => c.ts_exit_ns,
@@ -189,6 +190,7 @@ pub async fn run(
             Event::Exit { ts_ns, .. } => *ts_ns,
             Event::Lib(l) => l.ts_ns,
             Event::Option(o) => o.ts_ns,
+            Event::GoStream(g) => g.ts_ns,
         };
         for conn in gone {
             asm.on_close(conn, ts, &mut stitcher);

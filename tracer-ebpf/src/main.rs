@@ -1,5 +1,5 @@
 //! Kernel programs of tracer: syscall hooks that turn TCP socket activity into events, the TCP
-//! state tracepoint, process exit, and uprobes on the Redis and MySQL client libraries. One
+//! state tracepoint, process exit, uprobes on the Redis and MySQL client libraries, and on grpc-go. One
 //! file per probe family; each program is a thin entry point over a `try_` function whose
 //! failures are counted, never fatal.
 #![no_std]
@@ -8,6 +8,7 @@
 mod data;
 mod event;
 mod filter;
+mod gogrpc;
 mod goroutine;
 mod hiredis;
 mod kernel;

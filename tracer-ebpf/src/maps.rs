@@ -8,9 +8,9 @@ use aya_ebpf::{
     maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
 use tracer_common::{
-    COUNTERS_LEN, DataEvent, GoProcess, KernelOffsets, LibEvent, LibState, MAX_CAPTURE, MAX_FILTER_ENTRIES,
-    MAX_GO_PROCESSES, MAX_INFLIGHT, MAX_LIB_CAPTURE, MAX_SOCKETS, OptionKey, PROGRAMS_LEN, ServingKey, Settings,
-    SockState, SyscallArgs, ThreadServing, WireContext,
+    COUNTERS_LEN, DataEvent, GoGrpcProbe, GoProcess, KernelOffsets, LibEvent, LibState, MAX_CAPTURE,
+    MAX_FILTER_ENTRIES, MAX_GO_GRPC_PROBES, MAX_GO_PROCESSES, MAX_INFLIGHT, MAX_LIB_CAPTURE, MAX_SOCKETS, OptionKey,
+    PROGRAMS_LEN, ServingKey, Settings, SockState, SyscallArgs, ThreadServing, WireContext,
 };
 
 /// Ring buffer of events. Key: none. Bound: bytes, set by the daemon at load time (the value
@@ -104,6 +104,12 @@ pub static THREAD_TRACE: LruHashMap<ServingKey, ThreadServing> = LruHashMap::wit
 /// when the process exits (here and by the daemon's rescan).
 #[map(name = "GO_PROCESSES")]
 pub static GO_PROCESSES: HashMap<u32, GoProcess> = HashMap::with_max_entries(MAX_GO_PROCESSES, 0);
+
+/// grpc-go layouts of the Go executables whose streams are followed (`GoGrpcProbe`). Key: the
+/// probe id in the attach cookie. Bound: `MAX_GO_GRPC_PROBES`, written by the daemon before it
+/// attaches, removed when it detaches. No eviction.
+#[map(name = "GO_GRPC_PROBES")]
+pub static GO_GRPC_PROBES: HashMap<u32, GoGrpcProbe> = HashMap::with_max_entries(MAX_GO_GRPC_PROBES, 0);
 
 /// Kernel struct offsets, resolved by the daemon from BTF before load.
 #[unsafe(no_mangle)]

@@ -58,6 +58,41 @@ impl AssembleDrop {
     }
 }
 
+/// What a grpc-go stream hand-off (`EVENT_GO_STREAM`) came to.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum StreamOutcome {
+    /// Applied to the stream's request, which had started.
+    Applied,
+    /// Kept for the stream's request, which had not started yet.
+    Waiting,
+    /// Dropped: the connection is not in the connection table.
+    UnknownConnection,
+    /// Dropped: the connection's role or process is not the probe's.
+    Mismatch,
+    /// Dropped: the connection already kept `MAX_HANDOFFS` hand-offs waiting.
+    WaitingFull,
+}
+
+impl StreamOutcome {
+    pub const ALL: [StreamOutcome; 5] = [
+        StreamOutcome::Applied,
+        StreamOutcome::Waiting,
+        StreamOutcome::UnknownConnection,
+        StreamOutcome::Mismatch,
+        StreamOutcome::WaitingFull,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            StreamOutcome::Applied => "applied",
+            StreamOutcome::Waiting => "waiting",
+            StreamOutcome::UnknownConnection => "unknown_connection",
+            StreamOutcome::Mismatch => "mismatch",
+            StreamOutcome::WaitingFull => "waiting_full",
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 pub struct AssembleCounters {
     pub spans: Counter,
@@ -77,6 +112,8 @@ pub struct AssembleCounters {
     pub sessions: SessionCounters,
     /// By `AssembleDrop`.
     pub dropped: [Counter; AssembleDrop::ALL.len()],
+    /// By `StreamOutcome`.
+    pub streams: [Counter; StreamOutcome::ALL.len()],
 }
 
 impl AssembleCounters {
@@ -92,6 +129,7 @@ impl AssembleCounters {
             lost_calls: Counter::detached(),
             sessions: SessionCounters::detached(),
             dropped: AssembleDrop::ALL.map(|_| Counter::detached()),
+            streams: StreamOutcome::ALL.map(|_| Counter::detached()),
         }
     }
 
@@ -134,7 +172,18 @@ impl AssembleCounters {
                     &[("reason", r.as_str())],
                 )
             }),
+            streams: StreamOutcome::ALL.map(|o| {
+                reg.counter(
+                    "tracer_go_streams_total",
+                    "grpc-go stream hand-offs (the goroutine that makes a gRPC call or serves a gRPC request) by outcome: applied, waiting for the stream's request, or dropped (unknown_connection, mismatch, waiting_full)",
+                    &[("outcome", o.as_str())],
+                )
+            }),
         }
+    }
+
+    pub fn stream(&self, o: StreamOutcome) {
+        self.streams[o as usize].inc();
     }
 
     pub fn span(&self) {

@@ -7,10 +7,12 @@
 //! - a plaintext call produces, on that thread during the call, a wire-level client exchange:
 //!   its span is held until the call returns and gets the library's details (function, library,
 //!   return code, the library's error when the wire showed none). One span, never two;
-//! - when no exchange appears (TLS: the bytes are encrypted and the protocol is unknown), the
-//!   call itself becomes the client span, with the statement from the library's arguments and
-//!   the tuple of the connection the thread wrote to or read from during the call;
-//! - calls that touch no socket (`redisAppendCommand` only buffers) give no span;
+//! - when no exchange appears (TLS: the bytes are encrypted and the protocol is unknown; or
+//!   a transport the socket probes do not capture, a unix socket), the call itself becomes the
+//!   client span, with the statement from the library's arguments and the tuple of the TCP
+//!   connection the thread wrote to or read from during the call, when there was one;
+//! - calls that only buffer (`redisAppendCommand`) give no span, nor does a `redisGetReply`
+//!   without TCP activity (it may only hand over a reply already read);
 //! - `mysql_send_query` + `mysql_read_query_result` on one handle are one request: over TLS the
 //!   send is held until the read returns and they make one span; in plaintext the wire span
 //!   started by the send takes the details when the read completes it;
@@ -224,7 +226,7 @@ pub(super) fn request_facts(call: &LibCall, redaction: Redaction) -> (String, At
 }
 
 /// Whether a call that produced no wire exchange becomes a span of its own.
-pub(super) fn stands_alone(call: &LibCall, out: &Outcome) -> bool {
+pub(super) fn stands_alone(call: &LibCall) -> bool {
     match call.function {
         // Buffering only: the wire request leaves with a later redisGetReply.
         LibFunction::RedisAppendCommand | LibFunction::RedisAppendCommandArgv => false,
@@ -235,7 +237,10 @@ pub(super) fn stands_alone(call: &LibCall, out: &Outcome) -> bool {
         // Without socket activity it only hands over a reply already read (also inside the
         // async API's read handler): the request's span is the wire's.
         LibFunction::RedisGetReply => !call.wire && call.tuple.is_some(),
-        _ => !call.wire && (call.tuple.is_some() || out.error.is_some()),
+        // The others always write a request and read its reply: without a TCP exchange the
+        // bytes were encrypted, or went over a transport the socket probes do not capture (a
+        // unix socket, MySQL's default for `localhost`). Either way the call is a span.
+        _ => !call.wire,
     }
 }
 
@@ -357,7 +362,7 @@ impl Calls {
             self.queue_async(call.pid, Queued { operation, out, at_ns: rec.ts_ns });
             return;
         }
-        if !stands_alone(&call, &out) {
+        if !stands_alone(&call) {
             return;
         }
         match call.function {

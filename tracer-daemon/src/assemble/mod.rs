@@ -12,6 +12,7 @@ use std::{collections::HashMap, collections::HashSet, collections::VecDeque, net
 mod build;
 pub mod counters;
 mod detect;
+mod handoff;
 mod library;
 mod options;
 
@@ -84,6 +85,8 @@ pub struct ConnSpans {
     /// Calls of the connection were lost (a sequence number jumped): request numbers may
     /// differ from the other end's.
     lost: bool,
+    /// grpc-go streams a goroutine took up before their request started: (stream id, goid).
+    handoffs: VecDeque<(u64, u64)>,
 }
 
 impl ConnSpans {
@@ -326,9 +329,20 @@ impl Assembler {
                 aligned: !conn.state.lost && !drifted,
             };
             let kernel = started.at.and_then(|at| self.kernel_ids_at(conn, at));
+            let handoff = handoff::take(&mut conn.state, started.seq);
             let ids = match conn.role {
-                Role::Server => st.server_request(origin, started.context.as_ref(), kernel),
-                Role::Client => st.client_request(origin, started.context.as_ref(), kernel),
+                Role::Server => {
+                    let ids = st.server_request(origin, started.context.as_ref(), kernel);
+                    if let Some(goid) = handoff {
+                        st.server_handoff(conn.pid, Runner::Goroutine(goid), &ids);
+                    }
+                    ids
+                }
+                Role::Client => {
+                    // The goroutine that sends on the stream makes the call, whichever wrote it.
+                    let origin = Origin { goid: handoff.or(origin.goid), ..origin };
+                    st.client_request(origin, started.context.as_ref(), kernel)
+                }
             };
             if conn.state.open.len() >= MAX_OPEN && !conn.state.open.contains_key(&started.seq) {
                 // The session dropped this request (its queue is full): it never completes.
@@ -436,6 +450,12 @@ impl Assembler {
 
     /// One client-library event (uprobe): calls are tied to the wire by thread and time.
     pub fn on_lib<I: IdSource>(&mut self, rec: &LibRecord, st: &mut Stitcher<I>) {
+        if rec.phase == crate::reader::decode::LibPhase::Enter {
+            // A client that talks only over unix sockets opens no TCP connection: its process
+            // is looked up (and read in the background when new) at its calls, so that their
+            // spans carry its name when they leave.
+            let _ = (self.env.resolve)(rec.pid);
+        }
         self.lib.on_event(rec, st, &self.env);
     }
 

@@ -655,3 +655,88 @@ fn requests_beyond_the_pending_bound_open_no_span_state_and_are_counted() {
     let beyond = (calls * 64 - MAX_PENDING) as u64;
     assert_eq!(h.counters.dropped(counters::AssembleDrop::OpenFull), beyond);
 }
+
+/// grpc-go on one host: an api process (pid 100) serves eight HTTP requests, each in goroutine
+/// 20 + i, and calls an rpc process (pid 200) on one HTTP/2 connection whose frames goroutine 50
+/// writes (a real grpc-go capture, streams 1, 3, … 15). The rpc process reads every stream in
+/// goroutine 60, runs each handler in goroutine 40 + i, which calls Redis, and answers from
+/// goroutine 61. With the stream hand-offs, some before the stream's request started and some
+/// after, every Redis call chains up to its HTTP request: Redis → rpc server → api client →
+/// api server, in one trace per request.
+#[test]
+fn grpc_go_hand_offs_chain_handler_calls_and_calls_to_their_requests() {
+    use crate::reader::decode::{GoStreamRecord, StreamRole};
+    let chunks = crate::protocol::tests::harness::load("http2", "grpc_concurrent");
+    let mut h = Host::new();
+    let (c, s) = (tuple("127.0.0.1:40100", "127.0.0.1:50051"), tuple("127.0.0.1:50051", "127.0.0.1:40100"));
+    let hand_off = |h: &mut Host, conn: u64, pid: u32, goid: u64, stream: u32, role: StreamRole| {
+        let rec = GoStreamRecord { pid, tid: 1, ts_ns: h.ts, conn_id: conn, goid, stream_id: stream, role };
+        h.asm.on_go_stream(h.table.get_mut(conn), &rec, &mut h.st);
+    };
+    for i in 0..8u64 {
+        h.open(ConnKind::Accept, 10 + i, 100, tuple("127.0.0.1:8080", &format!("127.0.0.1:{}", 41000 + i)));
+        h.goid = Some(20 + i);
+        h.data(10 + i, 7, Direction::Ingress, format!("GET /r/{i} HTTP/1.1\r\nHost: a\r\n\r\n").as_bytes());
+    }
+    h.open(ConnKind::Connect, 1, 100, c);
+    h.open(ConnKind::Accept, 2, 200, s);
+    let stream = |i: u64| (2 * i + 1) as u32;
+    for i in (0..8).step_by(2) {
+        hand_off(&mut h, 1, 100, 20 + i, stream(i), StreamRole::Client);
+    }
+    hand_off(&mut h, 2, 200, 40, stream(0), StreamRole::Server);
+    for chunk in chunks.iter().filter(|c| c.from_client) {
+        h.goid = Some(50);
+        h.data(1, 8, Direction::Egress, &chunk.data);
+        h.goid = Some(60);
+        h.data(2, 9, Direction::Ingress, &chunk.data);
+    }
+    for i in (1..8).step_by(2) {
+        hand_off(&mut h, 1, 100, 20 + i, stream(i), StreamRole::Client);
+    }
+    for i in 0..8u64 {
+        if i > 0 {
+            hand_off(&mut h, 2, 200, 40 + i, stream(i), StreamRole::Server);
+        }
+        h.open(ConnKind::Connect, 30 + i, 200, tuple(&format!("127.0.0.1:{}", 51000 + i), "127.0.0.1:6379"));
+        h.goid = Some(40 + i);
+        h.data(30 + i, 9, Direction::Egress, format!("*2\r\n$3\r\nGET\r\n$5\r\nreq:{i}\r\n").as_bytes());
+        h.data(30 + i, 9, Direction::Ingress, b"$1\r\n1\r\n");
+    }
+    // A hand-off on an unknown connection, and one whose role is not the connection's.
+    hand_off(&mut h, 99, 200, 70, 1, StreamRole::Server);
+    hand_off(&mut h, 2, 200, 70, 1, StreamRole::Client);
+    for chunk in chunks.iter().filter(|c| !c.from_client) {
+        h.goid = Some(61);
+        h.data(2, 9, Direction::Egress, &chunk.data);
+        h.goid = Some(51);
+        h.data(1, 8, Direction::Ingress, &chunk.data);
+    }
+    for i in 0..8u64 {
+        h.goid = Some(20 + i);
+        h.data(10 + i, 7, Direction::Egress, OK);
+    }
+    let spans = h.spans();
+    let by_id = |id: u64| spans.iter().find(|s| s.span_id == id);
+    let stream_of = |s: &JaegerSpan| match tag(s, "http2.stream_id") {
+        Some(TagValue::Long(v)) => *v as u64,
+        _ => 0,
+    };
+    for i in 0..8u64 {
+        let front = spans.iter().find(|s| s.kind() == Some("server") && s.operation.ends_with(&format!("/r/{i}")));
+        let front = front.expect("the api's server span");
+        let redis = spans.iter().find(|s| s.tag_str("db.statement").is_some_and(|st| st.contains(&format!("req:{i}"))));
+        let redis = redis.expect("the handler's Redis span");
+        let handler = by_id(redis.parent_span_id).expect("Redis call → rpc server span");
+        assert_eq!((handler.kind(), stream_of(handler)), (Some("server"), u64::from(stream(i))), "request {i}");
+        let call = by_id(handler.parent_span_id).expect("rpc server → api client span");
+        assert_eq!((call.kind(), stream_of(call)), (Some("client"), u64::from(stream(i))), "request {i}");
+        assert_eq!(call.parent_span_id, front.span_id, "request {i}: the call is its HTTP request's child");
+        for span in [redis, handler, call] {
+            assert_eq!(span.trace_id, front.trace_id, "request {i}: one trace");
+        }
+    }
+    let outcomes = h.counters.streams.iter().map(|c| c.get()).collect::<Vec<_>>();
+    // applied, waiting, unknown connection, mismatch, waiting full.
+    assert_eq!(outcomes, [11, 5, 1, 1, 0]);
+}

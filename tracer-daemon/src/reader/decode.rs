@@ -185,6 +185,30 @@ pub struct OptionRecord {
     pub context: KernelContext,
 }
 
+/// Which side of a gRPC stream a goroutine took up.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum StreamRole {
+    /// It sends a message on a client stream (it makes the call).
+    Client,
+    /// It runs the handler of a server stream (it serves the request).
+    Server,
+}
+
+/// A goroutine of a Go process took up a grpc-go stream (`EVENT_GO_STREAM`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub struct GoStreamRecord {
+    pub pid: u32,
+    pub tid: u32,
+    /// CLOCK_MONOTONIC ns.
+    pub ts_ns: u64,
+    /// The kernel socket of the stream's connection (as `DataRecord::conn_id`).
+    pub conn_id: u64,
+    pub goid: u64,
+    pub stream_id: u32,
+    pub role: StreamRole,
+}
+
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct StateRecord {
     /// CLOCK_MONOTONIC ns.
@@ -345,13 +369,25 @@ pub enum Event {
     Exit { pid: u32, ts_ns: u64 },
     Lib(LibRecord),
     Option(OptionRecord),
+    GoStream(GoStreamRecord),
 }
 
 impl Event {
     /// The label of the events-by-kind counter.
     /// Every value of [`Self::kind_label`].
-    pub const KIND_LABELS: [&'static str; 10] =
-        ["connect", "accept", "close", "data", "state", "exit", "option", "lib_enter", "lib_arg", "lib_exit"];
+    pub const KIND_LABELS: [&'static str; 11] = [
+        "connect",
+        "accept",
+        "close",
+        "data",
+        "state",
+        "exit",
+        "option",
+        "lib_enter",
+        "lib_arg",
+        "lib_exit",
+        "go_stream",
+    ];
 
     pub fn kind_label(&self) -> &'static str {
         match self {
@@ -364,6 +400,7 @@ impl Event {
             Event::State(_) => "state",
             Event::Exit { .. } => "exit",
             Event::Option(_) => "option",
+            Event::GoStream(_) => "go_stream",
             Event::Lib(l) => match l.phase {
                 LibPhase::Enter => "lib_enter",
                 LibPhase::Arg => "lib_arg",
@@ -462,6 +499,26 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
                 None => Err(DecodeError::Value { what: "option span id", value: 0 }),
             }
         }
+        k::EVENT_GO_STREAM => {
+            let e: k::GoStreamEvent = read(bytes, "go stream")?;
+            let role = match e.role {
+                k::GO_STREAM_CLIENT => StreamRole::Client,
+                k::GO_STREAM_SERVER => StreamRole::Server,
+                value => return Err(DecodeError::Value { what: "stream role", value }),
+            };
+            if e.goid == 0 {
+                return Err(DecodeError::Value { what: "goroutine id", value: 0 });
+            }
+            Ok(Event::GoStream(GoStreamRecord {
+                pid: header.pid,
+                tid: header.tid,
+                ts_ns: header.ts_ns,
+                conn_id: e.conn_id,
+                goid: e.goid,
+                stream_id: e.stream_id,
+                role,
+            }))
+        }
         k::EVENT_LIB_ENTER | k::EVENT_LIB_ARG | k::EVENT_LIB_EXIT => {
             let e: k::LibEvent = read(bytes, "library")?;
             let payload = &bytes[size_of::<k::LibEvent>()..];
@@ -512,6 +569,26 @@ mod tests {
         t.laddr[..4].copy_from_slice(&[127, 0, 0, 1]);
         t.raddr[..4].copy_from_slice(&[127, 0, 0, 2]);
         t
+    }
+
+    #[test]
+    fn decodes_go_stream_records_and_refuses_bad_roles() {
+        let mut e = k::GoStreamEvent {
+            header: k::EventHeader { kind: k::EVENT_GO_STREAM, pid: 10, tid: 11, _pad: 0, ts_ns: 5 },
+            conn_id: 0xffff_8880_0000_2000,
+            goid: 77,
+            stream_id: 3,
+            role: k::GO_STREAM_SERVER,
+        };
+        let Event::GoStream(g) = decode(&as_bytes(&e)).unwrap() else { panic!("not a go stream") };
+        assert_eq!((g.pid, g.goid, g.stream_id, g.role), (10, 77, 3, StreamRole::Server));
+        assert_eq!(g.conn_id, 0xffff_8880_0000_2000);
+        e.role = 9;
+        assert!(matches!(decode(&as_bytes(&e)), Err(DecodeError::Value { what: "stream role", .. })));
+        e.role = k::GO_STREAM_CLIENT;
+        e.goid = 0;
+        assert!(decode(&as_bytes(&e)).is_err(), "a goroutine id of 0 names no goroutine");
+        assert!(decode(&as_bytes(&e)[..30]).is_err(), "short");
     }
 
     #[test]

@@ -47,7 +47,7 @@ pub fn event_bytes(e: &Event) -> usize {
         Event::Data(d) => d.payload.capacity(),
         Event::Lib(l) => l.payload.capacity(),
         Event::Conn(c) => c.comm.capacity(),
-        Event::State(_) | Event::Exit { .. } | Event::Option(_) => 0,
+        Event::State(_) | Event::Exit { .. } | Event::Option(_) | Event::GoStream(_) => 0,
     };
     std::mem::size_of::<Event>() + heap
 }

@@ -16,6 +16,10 @@
 //!    is made, and the span never takes the thread's trace id: it starts a trace of its own.
 //!    In Go programs the rule holds per goroutine (the kernel reads the current goroutine's id):
 //!    calls whose goroutine is known are keyed by it, others by their thread ([`Runner`]).
+//!    A goroutine handed a request by the one that read it (grpc-go runs each stream's handler
+//!    in a goroutine of its own) serves it too ([`Stitcher::server_handoff`]); a call written
+//!    by another goroutine than the one that makes it (grpc-go's writer) is that goroutine's
+//!    ([`Stitcher::client_caller`]).
 //!
 //! The kernel may report the server's read before the client's write (both return around the
 //! same instant on two CPUs). The server then starts with a provisional trace id; when the
@@ -231,6 +235,9 @@ pub struct Stitcher<I: IdSource = RandomIds> {
     waiting: Joins<WaitingServer>,
     /// Inbound requests being served, by (pid, thread or goroutine).
     serving: HashMap<(u32, Runner), Serving>,
+    /// Requests also served by a goroutine they were handed to: span id → (pid, goroutine).
+    /// Entries go when the request is done; bound: `max_links`.
+    handed: HashMap<u64, (u32, Runner)>,
     /// Client spans whose kernel ids named a served trace the stitcher could not prove: span id
     /// → the fresh trace the span got instead (a same-host server joined by the option follows).
     disowned: AgingMap<u64, TraceId>,
@@ -376,6 +383,7 @@ impl<I: IdSource> Stitcher<I> {
             clients: Joins::new(),
             waiting: Joins::new(),
             serving: HashMap::new(),
+            handed: HashMap::new(),
             disowned: AgingMap::new(cfg.link_window_ns, cfg.max_links),
             aliases: AgingMap::new(cfg.link_window_ns, cfg.max_links),
             late_parents: AgingMap::new(cfg.link_window_ns, cfg.max_links),
@@ -485,20 +493,75 @@ impl<I: IdSource> Stitcher<I> {
         ids
     }
 
-    /// A server finished (or abandoned) a request: its thread (or goroutine) no longer serves it.
+    /// A server finished (or abandoned) a request: its thread (or goroutine) no longer serves it,
+    /// nor does a goroutine it was handed to.
     pub fn server_done(&mut self, pid: u32, hint: Option<Runner>, span_id: u64) {
-        let keys: Vec<(u32, Runner)> = match hint {
+        let mut keys: Vec<(u32, Runner)> = match hint {
             Some(r) if self.serving.contains_key(&(pid, r)) => vec![(pid, r)],
             _ => self.serving.keys().filter(|(p, _)| *p == pid).copied().collect(),
         };
+        keys.extend(self.handed.remove(&span_id));
         for key in keys {
-            if let Some(s) = self.serving.get_mut(&key) {
-                s.requests.retain(|(id, _)| *id != span_id);
-                if s.requests.is_empty() {
-                    self.serving.remove(&key);
-                }
+            self.unserve(key, span_id);
+        }
+    }
+
+    fn unserve(&mut self, key: (u32, Runner), span_id: u64) {
+        if let Some(s) = self.serving.get_mut(&key) {
+            s.requests.retain(|(id, _)| *id != span_id);
+            if s.requests.is_empty() {
+                self.serving.remove(&key);
             }
         }
+    }
+
+    /// The request `ids` names (being served) was handed to `runner` (grpc-go runs a stream's
+    /// handler in a goroutine of its own): `runner` serves it too until it is done, and the
+    /// goroutine rule makes its calls the request's children. Taking up the same request again
+    /// changes nothing; a second request in flight makes the runner ambiguous, as for a thread.
+    pub fn server_handoff(&mut self, pid: u32, runner: Runner, ids: &Ids) {
+        let span_id = ids.span_id;
+        match self.handed.get(&span_id) {
+            Some(at) if *at == (pid, runner) => return,
+            Some(&other) => self.unserve(other, span_id),
+            None if self.handed.len() >= self.cfg.max_links => {
+                self.expired[JoinDropped::LinkLimit as usize].inc();
+                return;
+            }
+            None => {}
+        }
+        self.handed.insert(span_id, (pid, runner));
+        let serving = self.serving.entry((pid, runner)).or_default();
+        if !serving.requests.iter().any(|(id, _)| *id == span_id) {
+            serving.requests.push((span_id, ids.trace_id));
+        }
+        if serving.requests.len() > 1 {
+            serving.mixed = true;
+        }
+    }
+
+    /// The client request `ids` names, which started without a parent, is a call of `runner`
+    /// (grpc-go's writer goroutine wrote it; `runner` sends on its stream): when thread
+    /// causality proves the request `runner` serves, that request is its parent, found late, and
+    /// its trace joins that one.
+    pub fn client_caller(&mut self, pid: u32, runner: Runner, ids: &Ids, ts_ns: u64) {
+        if ids.parent_span_id != 0 || ids.link.is_some() {
+            return;
+        }
+        let ThreadLink::Proven(parent, trace) = self.thread_link(pid, runner) else { return };
+        let (own, joined) = (self.resolve(ids.trace_id), self.resolve(trace));
+        // The request's trace is its own (fresh, or its server's): never one a request of this
+        // process is served in, which would merge two requests.
+        let served =
+            self.serving.iter().any(|((p, _), s)| *p == pid && s.requests.iter().any(|(_, t)| self.resolve(*t) == own));
+        if served && own != joined {
+            return;
+        }
+        let limit = &self.expired[JoinDropped::LinkLimit as usize];
+        if own != joined {
+            self.aliases.insert(ids.trace_id, joined, ts_ns, limit);
+        }
+        self.late_parents.insert(ids.span_id, (parent, Link::Thread), ts_ns, limit);
     }
 
     /// A client sent a request. `kernel` holds the ids the kernel put in the request's TCP
@@ -642,6 +705,7 @@ impl<I: IdSource> Stitcher<I> {
     /// tables, serving threads, and the held spans' fixed part.
     pub fn heap_bytes(&self) -> usize {
         let serving = self.serving.capacity() * (std::mem::size_of::<((u32, u32), Serving)>() + 1)
+            + self.handed.capacity() * (std::mem::size_of::<(u64, (u32, Runner))>() + 1)
             + self.serving.values().map(|s| s.requests.capacity() * 24).sum::<usize>();
         self.clients.heap_bytes()
             + self.waiting.heap_bytes()

@@ -492,3 +492,84 @@ fn joins_beyond_the_count_bound_evict_the_oldest_and_count() {
     let s = st.server_request(origin(2, 2, sv, 0, 100), None, None);
     assert_eq!(s.parent_span_id, 0, "an evicted join makes no link");
 }
+
+/// grpc-go: the reader goroutine (30) reads every stream and the handler goroutines (40, 41)
+/// serve them. After the hand-off, a handler's calls are its stream's children; the reader's
+/// are nobody's; once the request is done the handler serves nothing.
+#[test]
+fn a_handed_off_request_is_served_by_the_goroutine_it_was_handed_to() {
+    let mut st = stitcher();
+    let conn = tuple("127.0.0.1:9000", "127.0.0.1:41000");
+    let mysql = |port: u16| tuple(&format!("127.0.0.1:{port}"), "127.0.0.1:3306");
+    let s1 = st.server_request(on_goroutine(origin(2, 7, conn, 1, 10), 30), None, None);
+    let s3 = st.server_request(on_goroutine(origin(2, 7, conn, 3, 11), 30), None, None);
+    st.server_handoff(2, Runner::Goroutine(40), &s1);
+    st.server_handoff(2, Runner::Goroutine(40), &s1);
+    st.server_handoff(2, Runner::Goroutine(41), &s3);
+    let c1 = st.client_request(on_goroutine(origin(2, 8, mysql(5), 0, 12), 40), None, None);
+    let c3 = st.client_request(on_goroutine(origin(2, 7, mysql(6), 0, 13), 41), None, None);
+    assert_eq!((c1.parent_span_id, c1.trace_id), (s1.span_id, s1.trace_id), "the probe firing twice changes nothing");
+    assert_eq!((c3.parent_span_id, c3.trace_id), (s3.span_id, s3.trace_id));
+    let reader = st.client_request(on_goroutine(origin(2, 7, mysql(7), 0, 14), 30), None, None);
+    assert_eq!(reader.parent_span_id, 0, "the reader serves two streams: ambiguous");
+    // The response leaves from another goroutine (the writer): the hand-off ends with it.
+    st.server_done(2, Some(Runner::Goroutine(30)), s1.span_id);
+    let after = st.client_request(on_goroutine(origin(2, 8, mysql(5), 1, 15), 40), None, None);
+    assert_eq!(after.parent_span_id, 0, "request 1 answered");
+    // A worker goroutine handed a second stream before the first is done is ambiguous.
+    st.server_handoff(2, Runner::Goroutine(41), &s1);
+    let unclear = st.client_request(on_goroutine(origin(2, 7, mysql(6), 1, 16), 41), None, None);
+    assert_eq!(unclear.parent_span_id, 0);
+    assert!(unclear.ambiguous);
+}
+
+/// grpc-go's writer goroutine (50) writes the call's HEADERS, before or after the calling
+/// goroutine (20, serving request `front`) is named: late, the call becomes `front`'s child and
+/// its server side on this host follows it into `front`'s trace.
+#[test]
+fn a_call_written_by_another_goroutine_is_the_callers_found_late() {
+    let mut st = stitcher();
+    let front =
+        st.server_request(on_goroutine(origin(1, 1, tuple("127.0.0.1:80", "127.0.0.1:33333"), 0, 5), 20), None, None);
+    let rpc = tuple("127.0.0.1:41000", "127.0.0.1:9000");
+    let call = st.client_request(on_goroutine(origin(1, 2, rpc, 1, 10), 50), None, None);
+    assert_eq!(call.parent_span_id, 0, "the writer serves nothing");
+    let server = st.server_request(origin(2, 3, rpc.reversed(), 1, 11), None, None);
+    assert_eq!(server.parent_span_id, call.span_id);
+    st.client_caller(1, Runner::Goroutine(20), &call, 12);
+    // A goroutine that serves nothing proves nothing.
+    let other = st.client_request(on_goroutine(origin(1, 2, rpc, 3, 13), 50), None, None);
+    st.client_caller(1, Runner::Goroutine(21), &other, 14);
+    for ids in [&front, &call, &server, &other] {
+        st.finish(span(ids), 20);
+    }
+    let mut out = Vec::new();
+    st.drain(200, false, &mut out);
+    let get = |id: u64| out.iter().find(|s| s.span_id == id).unwrap();
+    assert_eq!((get(call.span_id).parent_span_id, get(call.span_id).trace_id), (front.span_id, front.trace_id));
+    assert_eq!(get(server.span_id).trace_id, front.trace_id, "the server followed its client");
+    assert_eq!(get(other.span_id).parent_span_id, 0);
+    assert_ne!(get(other.span_id).trace_id, front.trace_id);
+}
+
+/// A call whose trace is one this process serves (a request to itself) is never re-parented:
+/// that would merge two requests.
+#[test]
+fn a_late_caller_never_merges_two_served_requests() {
+    let mut st = stitcher();
+    let front =
+        st.server_request(on_goroutine(origin(1, 1, tuple("127.0.0.1:80", "127.0.0.1:33333"), 0, 5), 20), None, None);
+    let rpc = tuple("127.0.0.1:41000", "127.0.0.1:9000");
+    let call = st.client_request(on_goroutine(origin(1, 2, rpc, 1, 10), 50), None, None);
+    let inner = st.server_request(on_goroutine(origin(1, 3, rpc.reversed(), 1, 11), 60), None, None);
+    assert_eq!(inner.trace_id, call.trace_id);
+    st.client_caller(1, Runner::Goroutine(20), &call, 12);
+    for ids in [&front, &call, &inner] {
+        st.finish(span(ids), 20);
+    }
+    let mut out = Vec::new();
+    st.drain(200, false, &mut out);
+    let got = out.iter().find(|s| s.span_id == call.span_id).unwrap();
+    assert_eq!(got.parent_span_id, 0);
+    assert_ne!(got.trace_id, front.trace_id);
+}

@@ -40,7 +40,7 @@ pub struct Analysis {
 }
 
 /// Virtual address → file offset through the loadable segments.
-fn file_offset(file: &object::File<'_>, addr: u64) -> Option<u64> {
+pub(crate) fn file_offset(file: &object::File<'_>, addr: u64) -> Option<u64> {
     file.segments().find_map(|seg| {
         let (start, size) = (seg.address(), seg.size());
         let (off, fsize) = seg.file_range();

@@ -15,6 +15,8 @@ pub struct GoRuntime {
     pub goid_offset: Option<u32>,
     /// Where the offset came from.
     pub source: OffsetSource,
+    /// The grpc-go streams the kernel can follow in it.
+    pub grpc: super::grpcgo::Grpc,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -63,13 +65,15 @@ pub fn inspect(data: &[u8]) -> Option<GoRuntime> {
             symbol_version(&file)
         }
     };
+    let grpc = super::grpcgo::inspect(&file);
     if let Some(off) = dwarf_goid_offset(&file) {
-        return Some(GoRuntime { version, goid_offset: Some(off), source: OffsetSource::Dwarf });
+        return Some(GoRuntime { version, goid_offset: Some(off), source: OffsetSource::Dwarf, grpc });
     }
-    match version.as_deref().and_then(table_goid_offset) {
-        Some(off) => Some(GoRuntime { version, goid_offset: Some(off), source: OffsetSource::Table }),
-        None => Some(GoRuntime { version, goid_offset: None, source: OffsetSource::Unknown }),
-    }
+    let (goid_offset, source) = match version.as_deref().and_then(table_goid_offset) {
+        Some(off) => (Some(off), OffsetSource::Table),
+        None => (None, OffsetSource::Unknown),
+    };
+    Some(GoRuntime { version, goid_offset, source, grpc })
 }
 
 /// `(major, minor)` of a `go1.19.8` / `go1.21rc2` / `go1.22.0 X:…` version string.
@@ -186,12 +190,29 @@ fn inflate(data: &[u8], size: u64) -> Option<Vec<u8>> {
 
 /// `runtime.g`'s member `goid` in the executable's DWARF.
 fn dwarf_goid_offset(file: &object::File<'_>) -> Option<u32> {
-    let info = dwarf_section(file, ".debug_info")?;
-    let abbrev = dwarf_section(file, ".debug_abbrev")?;
+    dwarf_members(file, &[("runtime.g", "goid")])[0]
+}
+
+/// Whether a DWARF type name is `wanted`, or `wanted` under a longer import path (a vendored
+/// copy: `example.com/app/vendor/google.golang.org/grpc/...`).
+fn type_name_is(name: &[u8], wanted: &str) -> bool {
+    let w = wanted.as_bytes();
+    name == w || (name.len() > w.len() && name.ends_with(w) && name[name.len() - w.len() - 1] == b'/')
+}
+
+/// Byte offsets of struct members in the executable's DWARF: for each (struct type, member) of
+/// `wanted`, the offset in the first definition of the struct that has the member; `None` when
+/// the executable has no DWARF or no such member. One walk over the entries, which stops once
+/// every offset is found.
+pub(crate) fn dwarf_members(file: &object::File<'_>, wanted: &[(&str, &str)]) -> Vec<Option<u32>> {
+    let mut out = vec![None; wanted.len()];
+    let (Some(info), Some(abbrev)) = (dwarf_section(file, ".debug_info"), dwarf_section(file, ".debug_abbrev")) else {
+        return out;
+    };
     let str_section = dwarf_section(file, ".debug_str");
     let empty: &[u8] = &[];
     let endian = gimli::RunTimeEndian::Little;
-    let dwarf = gimli::Dwarf::load(|id| -> Result<gimli::EndianSlice<'_, gimli::RunTimeEndian>, ()> {
+    let Ok(dwarf) = gimli::Dwarf::load(|id| -> Result<gimli::EndianSlice<'_, gimli::RunTimeEndian>, ()> {
         let data: &[u8] = match id {
             gimli::SectionId::DebugInfo => &info,
             gimli::SectionId::DebugAbbrev => &abbrev,
@@ -199,46 +220,62 @@ fn dwarf_goid_offset(file: &object::File<'_>) -> Option<u32> {
             _ => empty,
         };
         Ok(gimli::EndianSlice::new(data, endian))
-    })
-    .ok()?;
+    }) else {
+        return out;
+    };
     // Only the entries are walked (`Dwarf::unit` would also want the line programs).
     let mut units = dwarf.units();
     while let Ok(Some(header)) = units.next() {
         let Ok(abbrevs) = header.abbreviations(&dwarf.debug_abbrev) else { continue };
         let mut entries = header.entries(&abbrevs);
-        let mut inside: Option<isize> = None;
+        // Inside a wanted struct: its depth and the indices of `wanted` it names.
+        let mut inside: Option<(isize, Vec<usize>)> = None;
         while let Ok(Some(entry)) = entries.next_dfs() {
             let depth = entry.depth();
-            if inside.is_some_and(|d| depth <= d) {
-                // Left a runtime.g without a goid member (a declaration): look further.
+            if inside.as_ref().is_some_and(|(d, _)| depth <= *d) {
                 inside = None;
             }
-            let name = |e: &gimli::DebuggingInformationEntry<_>| match e.attr_value(gimli::DW_AT_name) {
+            let name = match entry.attr_value(gimli::DW_AT_name) {
                 Some(gimli::AttributeValue::String(s)) => Some(s),
                 Some(gimli::AttributeValue::DebugStrRef(at)) => dwarf.debug_str.get_str(at).ok(),
                 _ => None,
             };
-            match (inside, entry.tag()) {
-                (None, gimli::DW_TAG_structure_type) if name(entry).is_some_and(|n| n.slice() == b"runtime.g") => {
-                    inside = Some(depth);
+            let Some(name) = name else { continue };
+            match (&inside, entry.tag()) {
+                (None, gimli::DW_TAG_structure_type) => {
+                    let idx: Vec<usize> = (0..wanted.len())
+                        .filter(|&i| out[i].is_none() && type_name_is(name.slice(), wanted[i].0))
+                        .collect();
+                    if !idx.is_empty() {
+                        inside = Some((depth, idx));
+                    }
                 }
-                (Some(d), gimli::DW_TAG_member)
-                    if depth == d + 1 && name(entry).is_some_and(|n| n.slice() == b"goid") =>
-                {
-                    return match entry.attr_value(gimli::DW_AT_data_member_location)? {
-                        gimli::AttributeValue::Udata(v) => u32::try_from(v).ok(),
-                        gimli::AttributeValue::Data1(v) => Some(v as u32),
-                        gimli::AttributeValue::Data2(v) => Some(v as u32),
-                        gimli::AttributeValue::Data4(v) => Some(v),
-                        gimli::AttributeValue::Sdata(v) => u32::try_from(v).ok(),
-                        _ => None,
-                    };
+                (Some((d, idx)), gimli::DW_TAG_member) if depth == d + 1 => {
+                    for &i in idx {
+                        if name.slice() == wanted[i].1.as_bytes() {
+                            out[i] = member_offset(entry.attr_value(gimli::DW_AT_data_member_location));
+                        }
+                    }
+                    if out.iter().all(Option::is_some) {
+                        return out;
+                    }
                 }
                 _ => {}
             }
         }
     }
-    None
+    out
+}
+
+fn member_offset<R: gimli::Reader>(v: Option<gimli::AttributeValue<R>>) -> Option<u32> {
+    match v? {
+        gimli::AttributeValue::Udata(v) => u32::try_from(v).ok(),
+        gimli::AttributeValue::Data1(v) => Some(v as u32),
+        gimli::AttributeValue::Data2(v) => Some(v as u32),
+        gimli::AttributeValue::Data4(v) => Some(v),
+        gimli::AttributeValue::Sdata(v) => u32::try_from(v).ok(),
+        _ => None,
+    }
 }
 
 #[cfg(test)]

@@ -11,11 +11,13 @@
 //!
 //! The same scan finds Go executables (`golang`) and tells the kernel which processes run one
 //! and where their goroutine id lives (`GO_PROCESSES`), so that their calls are keyed by
-//! goroutine.
+//! goroutine. In those that link grpc-go it attaches `go_grpc_stream` (`grpcgo`), which names
+//! the goroutine that makes each gRPC call and the one that serves each gRPC request.
 
 pub mod attach;
 pub mod elf;
 pub mod golang;
+pub mod grpcgo;
 pub mod negative;
 pub mod symbols;
 
@@ -123,6 +125,8 @@ pub fn candidates_in_maps(pid: u32, maps: &str, exe: Option<&str>) -> Vec<Candid
 struct FileProbes {
     path: String,
     links: Vec<attach::Attached>,
+    /// Entries of `GO_GRPC_PROBES` its grpc-go probes read (removed with them).
+    grpc_ids: Vec<u32>,
 }
 
 /// What became of a file looked at once.
@@ -137,6 +141,9 @@ struct Programs {
     enter: OwnedFd,
     exit: OwnedFd,
     append: OwnedFd,
+    /// `go_grpc_stream`; `None` when it could not be loaded (logged: gRPC hand-offs are not
+    /// followed).
+    grpc: Option<OwnedFd>,
 }
 
 /// The discovery thread; dropping it stops the thread and detaches every probe.
@@ -169,8 +176,11 @@ fn load_programs(ebpf: &mut Ebpf) -> Result<Programs, UprobeError> {
     let enter = load(k::PROG_LIB_ENTER)?;
     let exit = load(k::PROG_LIB_EXIT)?;
     let append = load(k::PROG_HIREDIS_APPEND)?;
+    let grpc = load(k::PROG_GO_GRPC_STREAM)
+        .inspect_err(|e| tracing::warn!(error = %e, "grpc-go stream probe not loaded: gRPC calls of Go programs are not followed to their goroutines"))
+        .ok();
     let pmu = attach::Pmu::detect().map_err(UprobeError::Pmu)?;
-    Ok(Programs { pmu, enter, exit, append })
+    Ok(Programs { pmu, enter, exit, append, grpc })
 }
 
 struct Metrics {
@@ -194,6 +204,10 @@ struct GoProcesses {
     pids: HashMap<u32, FileKey>,
     /// Go processes the map had no room for (logged and counted once each).
     failed: std::collections::HashSet<u32>,
+    /// `GO_GRPC_PROBES`; `None` when the kernel object has no such map.
+    grpc: Option<BpfHashMap<MapData, u32, k::GoGrpcProbe>>,
+    /// The next `GO_GRPC_PROBES` key.
+    next_grpc_id: u32,
 }
 
 /// Starts discovery: a first scan before returning (so that clients already running are traced
@@ -242,7 +256,15 @@ pub fn start(
     if map.is_none() {
         tracing::warn!("the kernel object has no Go process map: Go programs keep thread causality");
     }
-    let go = GoProcesses { map, files: HashMap::new(), pids: HashMap::new(), failed: Default::default() };
+    let grpc = ebpf.take_map(k::MAP_GO_GRPC_PROBES).and_then(|m| BpfHashMap::try_from(m).ok());
+    let go = GoProcesses {
+        map,
+        files: HashMap::new(),
+        pids: HashMap::new(),
+        failed: Default::default(),
+        grpc,
+        next_grpc_id: 1,
+    };
     let mut state =
         Discovery { progs, files: HashMap::new(), negative, metrics, bytes, own_pid: std::process::id(), go };
     state.scan();
@@ -297,11 +319,17 @@ impl Discovery {
                 mapped.entry(c.key).or_insert(c);
             }
         }
+        let grpc = &mut self.go.grpc;
         self.files.retain(|key, seen| {
             let keep = mapped.contains_key(key);
             if !keep
                 && let Seen::Attached(f) = seen {
                     tracing::info!(path = %f.path, probes = f.links.len(), "client library no longer mapped: probes detached");
+                    if let Some(map) = grpc.as_mut() {
+                        for id in &f.grpc_ids {
+                            let _ = map.remove(id);
+                        }
+                    }
                 }
             keep
         });
@@ -320,7 +348,10 @@ impl Discovery {
                 continue;
             }
             let seen = self.look_at(&c);
-            if let (Seen::Nothing, Some(v)) = (&seen, version) {
+            // A Go executable is read again when it is mapped again: its goroutine offset is
+            // what the kernel needs for the processes that run it.
+            let go = self.go.files.get(&key).is_some_and(Option::is_some);
+            if let (Seen::Nothing, Some(v), false) = (&seen, version, go) {
                 self.negative.insert(v);
             }
             self.files.insert(key, seen);
@@ -376,8 +407,8 @@ impl Discovery {
         self.metrics.go_processes.set(self.go.pids.len() as i64);
     }
 
-    /// Whether an executable is Go, and its goroutine id offset.
-    fn look_at_go(&mut self, c: &Candidate, data: &[u8]) {
+    /// Whether an executable is Go, and its goroutine id offset; what it holds of grpc-go.
+    fn look_at_go(&mut self, c: &Candidate, data: &[u8]) -> grpcgo::Grpc {
         let go = golang::inspect(data);
         if let Some(g) = &go {
             match g.goid_offset {
@@ -398,7 +429,56 @@ impl Discovery {
                 }
             }
         }
-        self.go.files.insert(c.key, go.and_then(|g| g.goid_offset));
+        let grpc = go.as_ref().map_or(grpcgo::Grpc::Absent, |g| g.grpc.clone());
+        let goid = go.and_then(|g| g.goid_offset);
+        self.go.files.insert(c.key, goid);
+        if goid.is_none() {
+            // Hand-offs name goroutines: without their ids there is nothing to follow.
+            return grpcgo::Grpc::Absent;
+        }
+        grpc
+    }
+
+    /// Attaches the grpc-go stream probes of an executable (`path` as the daemon reaches it).
+    fn attach_grpc(&mut self, c: &Candidate, path: &str, grpc: grpcgo::Grpc, out: &mut FileProbes) {
+        let probes = match grpc {
+            grpcgo::Grpc::Absent => return,
+            grpcgo::Grpc::Unfollowed(reason) => {
+                tracing::warn!(path = %c.path, reason, "grpc-go streams not followed to their goroutines: gRPC hops of this program stay unlinked");
+                self.metrics.failures.inc();
+                return;
+            }
+            grpcgo::Grpc::Probes(p) => p,
+        };
+        let (Some(prog), Some(map)) = (self.progs.grpc.as_ref(), self.go.grpc.as_mut()) else { return };
+        for p in probes {
+            let id = self.go.next_grpc_id;
+            self.go.next_grpc_id = id.wrapping_add(1).max(1);
+            if let Err(e) = map.insert(id, p.layout, 0) {
+                tracing::warn!(path = %c.path, symbol = p.symbol, error = %e, "grpc-go layout not entered in the kernel map: probe not attached");
+                self.metrics.failures.inc();
+                continue;
+            }
+            match attach::attach(self.progs.pmu, prog.as_fd(), path, p.offset, false, u64::from(id)) {
+                Ok(a) => {
+                    out.links.push(a);
+                    out.grpc_ids.push(id);
+                }
+                Err(e) => {
+                    let _ = map.remove(&id);
+                    tracing::warn!(path = %c.path, symbol = p.symbol, error = %e, "grpc-go uprobe not attached");
+                    self.metrics.failures.inc();
+                }
+            }
+        }
+        if !out.grpc_ids.is_empty() {
+            tracing::info!(path = %c.path, pid = c.pid, probes = out.grpc_ids.len(), "grpc-go stream probes attached");
+        }
+    }
+
+    /// What became of a file: attached when any probe is.
+    fn seen(probes: FileProbes) -> Seen {
+        if probes.links.is_empty() { Seen::Nothing } else { Seen::Attached(probes) }
     }
 
     /// Reads one file, finds the traced functions and attaches them.
@@ -414,8 +494,10 @@ impl Discovery {
                 return Seen::Nothing;
             }
         };
+        let mut probes = FileProbes { path: c.path.clone(), links: Vec::new(), grpc_ids: Vec::new() };
         if c.library.is_none() {
-            self.look_at_go(c, &data);
+            let grpc = self.look_at_go(c, &data);
+            self.attach_grpc(c, &path, grpc, &mut probes);
         }
         let analysis = match elf::analyse(&data, c.library) {
             Ok(a) => a,
@@ -424,7 +506,7 @@ impl Discovery {
                     tracing::warn!(path = %c.path, error = %e, "client library is not a readable ELF file: not traced");
                     self.metrics.failures.inc();
                 }
-                return Seen::Nothing;
+                return Self::seen(probes);
             }
         };
         drop(data);
@@ -438,14 +520,14 @@ impl Discovery {
                 tracing::warn!(path = %c.path, "none of the traced functions found in the client library: not traced");
                 self.metrics.failures.inc();
             }
-            return Seen::Nothing;
+            return Self::seen(probes);
         }
         for (lib, missing) in &analysis.found {
             if !missing.is_empty() {
                 tracing::warn!(path = %c.path, library = lib.name(), missing = ?missing, "traced functions missing: the others are traced");
             }
         }
-        let mut links = Vec::new();
+        let links = &mut probes.links;
         for t in &analysis.targets {
             let progs: &[(&OwnedFd, bool)] = if t.append {
                 &[(&self.progs.append, false)]
@@ -464,7 +546,7 @@ impl Discovery {
         }
         let libs: Vec<&str> = analysis.found.iter().map(|(l, _)| l.name()).collect();
         tracing::info!(path = %c.path, pid = c.pid, libraries = ?libs, probes = links.len(), "client library probes attached");
-        Seen::Attached(FileProbes { path: c.path.clone(), links })
+        Self::seen(probes)
     }
 }
 
