@@ -12,6 +12,10 @@
 //	                             an "api" service: net/http on 127.0.0.1:PORT, GET /r/ID calls
 //	                             mall.Order/Get with ID on one connection to RPCADDR, then runs
 //	                             the same Redis and MySQL calls itself
+//	grpc_demo h2c ADDR           plain HTTP/2 (h2c, prior knowledge) on ADDR: GET /items/N
+//	                             answers 200, anything else 404; prints "listening" once bound
+//	grpc_demo h2get ADDR PATH... GETs every PATH at once on one h2c connection to ADDR and
+//	                             prints "status PATH CODE" per path, then "done"
 //
 // Debian's Go protobuf packages do not marshal with its grpc, so the codec registered under
 // the name "proto" hand-encodes messages of one string field (field 1, wire type 2).
@@ -22,6 +26,7 @@ package main
 import (
 	"bufio"
 	"context"
+	"crypto/tls"
 	"database/sql"
 	"errors"
 	"fmt"
@@ -35,6 +40,8 @@ import (
 
 	_ "github.com/go-sql-driver/mysql"
 	"github.com/gomodule/redigo/redis"
+	"golang.org/x/net/http2"
+	"golang.org/x/net/http2/h2c"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/encoding"
@@ -222,6 +229,52 @@ func serveAPI(port, rpcAddr, redisPort, mysqlPort string) {
 	http.Serve(ln, nil)
 }
 
+func serveH2C(addr string) {
+	mux := http.NewServeMux()
+	mux.HandleFunc("/items/", func(w http.ResponseWriter, r *http.Request) {
+		if _, err := strconv.Atoi(strings.TrimPrefix(r.URL.Path, "/items/")); err != nil {
+			http.NotFound(w, r)
+			return
+		}
+		w.Write([]byte("item"))
+	})
+	ln, err := net.Listen("tcp", addr)
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	fmt.Println("listening", ln.Addr())
+	http.Serve(ln, h2c.NewHandler(mux, &http2.Server{}))
+}
+
+func h2get(addr string, paths []string) {
+	tr := &http2.Transport{
+		AllowHTTP: true,
+		DialTLS:   func(network, a string, _ *tls.Config) (net.Conn, error) { return net.Dial(network, a) },
+	}
+	c := &http.Client{Transport: tr, Timeout: 10 * time.Second}
+	var wg sync.WaitGroup
+	out := make([]string, len(paths))
+	for i, p := range paths {
+		wg.Add(1)
+		go func(i int, p string) {
+			defer wg.Done()
+			resp, err := c.Get("http://" + addr + p)
+			if err != nil {
+				out[i] = "error " + p + " " + err.Error()
+				return
+			}
+			resp.Body.Close()
+			out[i] = "status " + p + " " + strconv.Itoa(resp.StatusCode)
+		}(i, p)
+	}
+	wg.Wait()
+	for _, l := range out {
+		fmt.Println(l)
+	}
+	fmt.Println("done")
+}
+
 func serve(addr string) {
 	listen(addr, &desc)
 }
@@ -351,6 +404,10 @@ func main() {
 		client(os.Args[2])
 	case os.Args[1] == "orders" && len(os.Args) == 5:
 		serveOrders(os.Args[2], os.Args[3], os.Args[4])
+	case os.Args[1] == "h2c":
+		serveH2C(os.Args[2])
+	case os.Args[1] == "h2get":
+		h2get(os.Args[2], os.Args[3:])
 	case os.Args[1] == "api" && len(os.Args) == 6:
 		serveAPI(os.Args[2], os.Args[3], os.Args[4], os.Args[5])
 	default:

@@ -239,3 +239,73 @@ fn a_grpcio_client_against_the_go_server() {
         "grpcio client -> grpc-go server: 3 calls, 6 spans, parents right, {marked} client spans marked incomplete"
     );
 }
+
+/// Plain HTTP/2 without gRPC: h2c with prior knowledge, served by Go's `x/net/http2` and called
+/// by its client (four streams at once on one connection) and by curl. Every stream gives one
+/// client and one server span with method, path (query redacted), authority and status; the
+/// server span is under its client span; a 404 is an error on the client side only.
+#[test]
+fn plain_http2_gives_one_span_per_stream_on_both_sides() {
+    let daemon = Daemon::start(&["--output", "json"]);
+    let port = free_port();
+    let mut child = Command::new(binary())
+        .args(["h2c", &format!("127.0.0.1:{port}")])
+        .env("OTEL_SERVICE_NAME", "h2c-server")
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("starting the h2c server");
+    let mut line = String::new();
+    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
+    assert!(line.starts_with("listening"), "{line}");
+    let _server = Proc(child);
+    let paths = ["/items/1", "/items/2", "/items/3", "/nope"];
+    let out = Command::new(binary())
+        .args(["h2get", &format!("127.0.0.1:{port}")])
+        .args(paths)
+        .env("OTEL_SERVICE_NAME", "h2c-client")
+        .output()
+        .expect("running the h2c client");
+    let text = String::from_utf8_lossy(&out.stdout);
+    for p in paths {
+        let code = if p == "/nope" { 404 } else { 200 };
+        assert!(text.contains(&format!("status {p} {code}")), "{text}");
+    }
+    let curl = Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "-w", "%{http_version}", "--http2-prior-knowledge"])
+        .arg(format!("http://127.0.0.1:{port}/items/9?token=hunter2"))
+        .env("OTEL_SERVICE_NAME", "h2c-curl")
+        .output()
+        .expect("running curl (installed by `cargo xtask setup`)");
+    assert_eq!(String::from_utf8_lossy(&curl.stdout), "2", "curl spoke HTTP/2");
+    let all = wait_for(TIMEOUT, "ten spans", || {
+        let all = spans(&daemon, port);
+        (all.len() >= 10).then_some(all)
+    });
+    let servers: Vec<&Value> = all.iter().filter(|s| s["kind"] == "server").collect();
+    let clients: Vec<&Value> = all.iter().filter(|s| s["kind"] == "client").collect();
+    assert_eq!((servers.len(), clients.len()), (5, 5), "one span per stream and side: {all:#?}");
+    for s in &servers {
+        assert_eq!(s["service"], "h2c-server");
+        let c = clients
+            .iter()
+            .find(|c| c["spanId"] == s["parentSpanId"])
+            .unwrap_or_else(|| panic!("server span without its client span: {s:#?}"));
+        assert_eq!(c["traceId"], s["traceId"]);
+        for x in [*c, *s] {
+            let t = &x["tags"];
+            assert_eq!(t["http.flavor"], "2.0", "{x:#?}");
+            assert_eq!(t["http.method"], "GET");
+            assert_eq!(t["http.target"], s["tags"]["http.target"]);
+            assert_eq!(t["http.host"], format!("127.0.0.1:{port}"));
+            assert!(t.get("rpc.system").is_none(), "not gRPC: {x:#?}");
+            let missing = t["http.target"] == "/nope";
+            assert_eq!(t["http.status_code"], if missing { 404 } else { 200 });
+            let error = missing && x["kind"] == "client";
+            assert_eq!(t.get("error").is_some(), error, "{x:#?}");
+        }
+    }
+    let from_curl = clients.iter().find(|c| c["service"] == "h2c-curl").expect("curl's client span");
+    assert_eq!(from_curl["operation"], "GET /items/9");
+    assert!(!from_curl.to_string().contains("hunter2"), "query redacted: {from_curl:#?}");
+    assert_eq!(clients.iter().filter(|c| c["service"] == "h2c-client").count(), 4);
+}

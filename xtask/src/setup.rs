@@ -32,6 +32,7 @@ const TEST_PACKAGES: &[&str] = &[
     // stitching test builds a net/http service with the MySQL and Redis drivers.
     "golang-go",
     "golang-google-grpc-dev",
+    "golang-golang-x-net-dev",
     "golang-github-go-sql-driver-mysql-dev",
     "golang-github-gomodule-redigo-dev",
     // Builds the FROM-scratch runtime image in tests/tests/image.rs (deploy/image/build.sh).
