@@ -21,8 +21,16 @@ struct Group<S> {
     /// The process with host tags, as it goes on the wire.
     process: Arc<Process>,
     spans: Vec<S>,
+    /// The size function's figure for each span (empty without one).
+    sizes: Vec<usize>,
     bytes: usize,
     opened: Instant,
+}
+
+impl<S> Group<S> {
+    fn close(self) -> Batch<S> {
+        Batch { process: self.process, spans: self.spans, sizes: self.sizes }
+    }
 }
 
 /// Open batches, one per process, of spans rendered for one destination.
@@ -83,27 +91,30 @@ impl<S: Rendered> Batcher<S> {
         // Each destination takes the span as its protocol's model has it.
         let span = S::render(span);
         let key = self.key_of(span.process());
-        let bytes = self.size.as_ref().map_or(0, |f| f(&span));
+        let size = self.size.as_ref().map(|f| f(&span));
+        let bytes = size.unwrap_or(0);
         if let Some(g) = self.groups.get(&key)
             && !g.spans.is_empty()
             && g.bytes.saturating_add(bytes) > self.limits.max_bytes
             && let Some(g) = self.groups.remove(&key)
         {
-            out.push(Batch { process: g.process, spans: g.spans });
+            out.push(g.close());
         }
         let host = &self.host;
         let g = self.groups.entry(key.clone()).or_insert_with(|| Group {
             process: host.complete(span.process()),
             spans: Vec::new(),
+            sizes: Vec::new(),
             bytes: 0,
             opened: now,
         });
         g.spans.push(span);
+        g.sizes.extend(size);
         g.bytes = g.bytes.saturating_add(bytes);
         if (g.spans.len() >= self.limits.max_spans || g.bytes >= self.limits.max_bytes)
             && let Some(g) = self.groups.remove(&key)
         {
-            out.push(Batch { process: g.process, spans: g.spans });
+            out.push(g.close());
         }
     }
 
@@ -119,7 +130,7 @@ impl<S: Rendered> Batcher<S> {
             self.groups.iter().filter(|(_, g)| g.opened + max_age <= now).map(|(k, _)| k.clone()).collect();
         for k in keys {
             if let Some(g) = self.groups.remove(&k) {
-                out.push(Batch { process: g.process, spans: g.spans });
+                out.push(g.close());
             }
         }
     }
@@ -128,7 +139,7 @@ impl<S: Rendered> Batcher<S> {
     pub fn drain(&mut self, out: &mut Vec<Batch<S>>) {
         let mut groups: Vec<Group<S>> = self.groups.drain().map(|(_, g)| g).collect();
         groups.sort_by_key(|g| g.opened);
-        out.extend(groups.into_iter().map(|g| Batch { process: g.process, spans: g.spans }));
+        out.extend(groups.into_iter().map(Group::close));
     }
 }
 
@@ -195,6 +206,7 @@ mod tests {
         }
         assert_eq!(out.len(), 1);
         assert_eq!(out[0].spans.len(), 2);
+        assert_eq!(out[0].sizes, [one, one], "the sizes travel with the batch (the UDP sender plans with them)");
         // A span larger than the limit on its own still goes, alone.
         b.push(&span(&p, 9, 10_000), t, &mut out);
         assert_eq!(out.len(), 3);

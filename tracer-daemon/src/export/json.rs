@@ -150,7 +150,7 @@ mod tests {
         let mut root = span.clone();
         root.parent_span_id = 0;
         let mut ex = JsonExporter::new(Vec::new());
-        ex.export(&Batch { process, spans: vec![span, root] }).await.unwrap();
+        ex.export(&Batch::new(process, vec![span, root])).await.unwrap();
         let text = String::from_utf8(ex.into_inner()).unwrap();
         let lines: Vec<Value> = text.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
         assert_eq!(lines.len(), 2);

@@ -76,6 +76,16 @@ use crate::render::otlp::OtlpSpan;
 pub struct Batch<S = JaegerSpan> {
     pub process: Arc<Process>,
     pub spans: Vec<S>,
+    /// Each span's encoded size under the lane's size function (Thrift compact for a UDP lane,
+    /// binary for an HTTP one), as the batcher measured it; empty when the lane measures none.
+    pub sizes: Vec<usize>,
+}
+
+impl<S> Batch<S> {
+    /// A batch whose sizes were not measured.
+    pub fn new(process: Arc<Process>, spans: Vec<S>) -> Self {
+        Batch { process, spans, sizes: Vec::new() }
+    }
 }
 
 /// A span rendered for one kind of destination: Jaeger's model for the Thrift, console and

@@ -41,7 +41,7 @@ fn batch(n: u64) -> Batch {
             process: process.clone(),
         })
         .collect();
-    Batch { process, spans }
+    Batch::new(process, spans)
 }
 
 /// A collector that records requests and answers with scripted statuses (202 by default).

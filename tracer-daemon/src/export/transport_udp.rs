@@ -106,9 +106,17 @@ impl Exporter for UdpExporter {
     }
 
     async fn export(&mut self, batch: &Batch) -> Result<Delivered, ExportError> {
-        let sizes: Vec<usize> = batch.spans.iter().map(|s| span_len(Protocol::Compact, s)).collect();
+        // The lane's batcher measured the compact sizes already; a batch from elsewhere is
+        // measured here.
+        let measured: Vec<usize>;
+        let sizes = if batch.sizes.len() == batch.spans.len() {
+            &batch.sizes
+        } else {
+            measured = batch.spans.iter().map(|s| span_len(Protocol::Compact, s)).collect();
+            &measured
+        };
         let envelope = emit_batch_empty_len(Protocol::Compact, 0, &batch.process, &WORST_META);
-        let plan = plan_packets(Protocol::Compact, &sizes, envelope, self.max_packet);
+        let plan = plan_packets(Protocol::Compact, sizes, envelope, self.max_packet);
         if !plan.too_large.is_empty() {
             self.metrics.dropped_too_large.add(plan.too_large.len() as u64);
             tracing::debug!(
@@ -206,7 +214,7 @@ mod tests {
         let mut spans: Vec<JaegerSpan> = (0..10).map(|i| big_span(i, 20_000)).collect();
         spans.insert(3, big_span(99, 70_000));
         let process = spans[0].process.clone();
-        let d = ex.export(&Batch { process, spans }).await.unwrap();
+        let d = ex.export(&Batch::new(process, spans)).await.unwrap();
         assert_eq!(d.spans, 10);
         assert_eq!(d.requests, 4); // three 20 kB spans fit in 65,000 bytes
         assert_eq!(m.dropped_too_large.get(), 1);
