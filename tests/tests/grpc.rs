@@ -38,16 +38,21 @@ impl Drop for Proc {
 }
 
 fn server() -> (Proc, u16) {
+    serve("server", "grpc-server")
+}
+
+/// Starts `grpc_demo MODE 127.0.0.1:PORT` as `service` and waits until it listens.
+fn serve(mode: &str, service: &str) -> (Proc, u16) {
     let port = free_port();
     let mut child = Command::new(binary())
-        .args(["server", &format!("127.0.0.1:{port}")])
-        .env("OTEL_SERVICE_NAME", "grpc-server")
+        .args([mode, &format!("127.0.0.1:{port}")])
+        .env("OTEL_SERVICE_NAME", service)
         .stdout(Stdio::piped())
         .spawn()
-        .expect("starting the gRPC server");
+        .expect("starting grpc_demo");
     let mut line = String::new();
     BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    assert!(line.starts_with("listening"), "{line}");
+    assert!(line.starts_with("listening"), "{mode}: {line}");
     (Proc(child), port)
 }
 
@@ -247,17 +252,7 @@ fn a_grpcio_client_against_the_go_server() {
 #[test]
 fn plain_http2_gives_one_span_per_stream_on_both_sides() {
     let daemon = Daemon::start(&["--output", "json"]);
-    let port = free_port();
-    let mut child = Command::new(binary())
-        .args(["h2c", &format!("127.0.0.1:{port}")])
-        .env("OTEL_SERVICE_NAME", "h2c-server")
-        .stdout(Stdio::piped())
-        .spawn()
-        .expect("starting the h2c server");
-    let mut line = String::new();
-    BufReader::new(child.stdout.take().unwrap()).read_line(&mut line).unwrap();
-    assert!(line.starts_with("listening"), "{line}");
-    let _server = Proc(child);
+    let (_server, port) = serve("h2c", "h2c-server");
     let paths = ["/items/1", "/items/2", "/items/3", "/nope"];
     let out = Command::new(binary())
         .args(["h2get", &format!("127.0.0.1:{port}")])

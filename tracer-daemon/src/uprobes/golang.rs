@@ -279,7 +279,7 @@ fn member_offset<R: gimli::Reader>(v: Option<gimli::AttributeValue<R>>) -> Optio
 }
 
 #[cfg(test)]
-mod tests {
+pub(crate) mod tests {
     use super::*;
 
     #[test]
@@ -307,34 +307,42 @@ mod tests {
         assert_eq!(inspect(&me), None, "a Rust executable");
     }
 
+    /// Whether Debian's Go is installed (tests that build Go programs pass without it).
+    pub(crate) fn have_go() -> bool {
+        std::process::Command::new("go").arg("version").output().is_ok()
+    }
+
+    /// Builds `src` in GOPATH mode into `dir/out` with extra `flags`; the executable's bytes.
+    pub(crate) fn go_build(src: &std::path::Path, dir: &std::path::Path, out: &str, flags: &[&str]) -> Vec<u8> {
+        let bin = dir.join(out);
+        let st = std::process::Command::new("go")
+            .arg("build")
+            .args(flags)
+            .arg("-o")
+            .arg(&bin)
+            .arg(src)
+            .env("GO111MODULE", "off")
+            .env("GOPATH", "/usr/share/gocode")
+            .env("GOCACHE", std::env::temp_dir().join("tracer-unit-gocache"))
+            .env("GOFLAGS", "-p=2")
+            .status()
+            .unwrap();
+        assert!(st.success(), "go build {}", src.display());
+        std::fs::read(&bin).unwrap()
+    }
+
     /// Builds a Go program with Debian's Go when it is installed, with and without symbols and
     /// DWARF: the offset comes from DWARF, and from the table once stripped, and both agree.
     #[test]
     fn finds_goid_in_go_executables_when_go_is_installed() {
-        if std::process::Command::new("go").arg("version").output().is_err() {
+        if !have_go() {
             return;
         }
         let dir = std::env::temp_dir().join(format!("tracer-golang-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let src = dir.join("main.go");
         std::fs::write(&src, "package main\n\nfunc main() { println(\"hi\") }\n").unwrap();
-        let build = |out: &str, flags: &[&str]| {
-            let bin = dir.join(out);
-            let st = std::process::Command::new("go")
-                .arg("build")
-                .args(flags)
-                .arg("-o")
-                .arg(&bin)
-                .arg(&src)
-                .env("GO111MODULE", "off")
-                .env("GOPATH", &dir)
-                .env("GOCACHE", dir.join("cache"))
-                .env("GOFLAGS", "-p=2")
-                .status()
-                .unwrap();
-            assert!(st.success());
-            std::fs::read(&bin).unwrap()
-        };
+        let build = |out: &str, flags: &[&str]| go_build(&src, &dir, out, flags);
         let full = inspect(&build("full", &[])).expect("a Go executable");
         let stripped = inspect(&build("stripped", &["-ldflags=-s -w"])).expect("stripped: still Go");
         let _ = std::fs::remove_dir_all(&dir);

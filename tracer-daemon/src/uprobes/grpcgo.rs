@@ -152,29 +152,14 @@ mod tests {
     /// found, with the layout grpc-go 1.33 and Go 1.19 have (DWARF), and none once stripped.
     #[test]
     fn finds_both_sides_in_a_grpc_go_program_when_go_is_installed() {
-        if std::process::Command::new("go").arg("version").output().is_err() {
+        use crate::uprobes::golang::tests::{go_build, have_go};
+        if !have_go() {
             return;
         }
         let src = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../tests/go/grpc_demo.go");
         let dir = std::env::temp_dir().join(format!("tracer-grpcgo-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let build = |out: &str, flags: &[&str]| {
-            let bin = dir.join(out);
-            let st = std::process::Command::new("go")
-                .arg("build")
-                .args(flags)
-                .arg("-o")
-                .arg(&bin)
-                .arg(&src)
-                .env("GO111MODULE", "off")
-                .env("GOPATH", "/usr/share/gocode")
-                .env("GOCACHE", std::env::temp_dir().join("tracer-grpcgo-cache"))
-                .env("GOFLAGS", "-p=2")
-                .status()
-                .unwrap();
-            assert!(st.success());
-            std::fs::read(&bin).unwrap()
-        };
+        let build = |out: &str, flags: &[&str]| go_build(&src, &dir, out, flags);
         let full = build("full", &[]);
         let stripped = build("stripped", &["-ldflags=-s -w"]);
         let _ = std::fs::remove_dir_all(&dir);
