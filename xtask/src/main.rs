@@ -48,8 +48,8 @@ enum Task {
     /// Long fuzzing: every fuzz target (or one) for a while each, seeded from the recorded
     /// captures; reports executions and crash artifacts, fails when a target found a crash.
     Fuzz {
-        /// Minutes each target runs.
-        #[arg(long, default_value_t = 10)]
+        /// Minutes each target runs (at least 1: libFuzzer reads 0 as no limit).
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
         minutes: u32,
         /// Only this target (as `cargo fuzz list` names it).
         #[arg(long)]
