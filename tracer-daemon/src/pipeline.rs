@@ -14,7 +14,7 @@ use crate::{
     metrics::{Registry, Structure},
     model::Span,
     reader::{clock::WallClock, decode::Event, queue::EventReceiver},
-    stitch::Stitcher,
+    stitch::{IdSource, Stitcher},
     store,
 };
 
@@ -150,54 +150,68 @@ pub async fn run(
                 let _ = out.flush();
             }
         }
-        let mut gone: Vec<Conn<ConnSpans>> = Vec::new();
-        match &event {
-            Event::Conn(c) => gone.extend(table.on_conn(c).into_iter().map(|(c, _)| c)),
-            Event::Data(d) => {
-                if table.get(d.conn_id).is_none() {
-                    // A connection first seen mid-stream (opened before the daemon started):
-                    // its process is read now, during the spans' hold.
-                    match &opts.on_seen {
-                        Some(f) => f(d.pid, ""),
-                        None => asm.process_seen(d.pid),
-                    }
-                }
-                let mut evicted_now = Vec::new();
-                let conn = table.on_data(d, |pid, port| listen.is_listening(pid, port), &mut evicted_now);
-                asm.on_data(conn, d, &mut stitcher);
-                gone.extend(evicted_now.into_iter().map(|(c, _)| c));
-            }
-            Event::State(s) => {
-                if s.new_state == tracer_common::TCP_CLOSE {
-                    gone.extend(table.on_final_state(s.conn_id));
-                    asm.forget_options(s.conn_id);
-                }
-            }
-            Event::Option(o) => asm.on_option(o),
-            Event::Exit { pid, .. } => {
-                gone.extend(table.on_exit(*pid));
-                if let Some(f) = &opts.on_exit {
-                    f(*pid);
-                }
-            }
-            Event::Lib(l) => asm.on_lib(l, &mut stitcher),
-            Event::GoStream(g) => asm.on_go_stream(table.get_mut(g.conn_id), g, &mut stitcher),
-        }
-        let ts = match &event {
-            Event::Conn(c) => c.ts_exit_ns,
-            Event::Data(d) => d.ts_exit_ns,
-            Event::State(s) => s.ts_ns,
-            Event::Exit { ts_ns, .. } => *ts_ns,
-            Event::Lib(l) => l.ts_ns,
-            Event::Option(o) => o.ts_ns,
-            Event::GoStream(g) => g.ts_ns,
-        };
-        for conn in gone {
-            asm.on_close(conn, ts, &mut stitcher);
-        }
+        apply(&event, &mut table, &mut listen, &mut asm, &mut stitcher, &opts);
     }
     asm.drain(WallClock::monotonic_now_ns(), true, &mut stitcher, &mut ready);
     ready.drain(..).for_each(&mut sink);
+}
+
+/// What the loop does with an event that is not the daemon's own: keeps the connection table
+/// current, feeds assembly (and through it the stitcher), and hands assembly the connections
+/// the event ended. Finished spans wait in assembly and the stitcher for the next `drain`.
+pub fn apply<I: IdSource>(
+    event: &Event,
+    table: &mut ConnTable<ConnSpans>,
+    listen: &mut ListenTable,
+    asm: &mut Assembler,
+    stitcher: &mut Stitcher<I>,
+    opts: &Options,
+) {
+    let mut gone: Vec<Conn<ConnSpans>> = Vec::new();
+    match event {
+        Event::Conn(c) => gone.extend(table.on_conn(c).into_iter().map(|(c, _)| c)),
+        Event::Data(d) => {
+            if table.get(d.conn_id).is_none() {
+                // A connection first seen mid-stream (opened before the daemon started):
+                // its process is read now, during the spans' hold.
+                match &opts.on_seen {
+                    Some(f) => f(d.pid, ""),
+                    None => asm.process_seen(d.pid),
+                }
+            }
+            let mut evicted_now = Vec::new();
+            let conn = table.on_data(d, |pid, port| listen.is_listening(pid, port), &mut evicted_now);
+            asm.on_data(conn, d, stitcher);
+            gone.extend(evicted_now.into_iter().map(|(c, _)| c));
+        }
+        Event::State(s) => {
+            if s.new_state == tracer_common::TCP_CLOSE {
+                gone.extend(table.on_final_state(s.conn_id));
+                asm.forget_options(s.conn_id);
+            }
+        }
+        Event::Option(o) => asm.on_option(o),
+        Event::Exit { pid, .. } => {
+            gone.extend(table.on_exit(*pid));
+            if let Some(f) = &opts.on_exit {
+                f(*pid);
+            }
+        }
+        Event::Lib(l) => asm.on_lib(l, stitcher),
+        Event::GoStream(g) => asm.on_go_stream(table.get_mut(g.conn_id), g, stitcher),
+    }
+    let ts = match event {
+        Event::Conn(c) => c.ts_exit_ns,
+        Event::Data(d) => d.ts_exit_ns,
+        Event::State(s) => s.ts_ns,
+        Event::Exit { ts_ns, .. } => *ts_ns,
+        Event::Lib(l) => l.ts_ns,
+        Event::Option(o) => o.ts_ns,
+        Event::GoStream(g) => g.ts_ns,
+    };
+    for conn in gone {
+        asm.on_close(conn, ts, stitcher);
+    }
 }
 
 #[cfg(test)]

@@ -1,4 +1,4 @@
-//! Project tasks: `cargo xtask setup | build | run | lint | test | bench`. Each installs what it needs
+//! Project tasks: `cargo xtask setup | build | run | lint | test | fuzz | bench`. Each installs what it needs
 //! on a fresh machine (Debian packages, the nightly's rust-src, bpf-linker, test tools), says what
 //! it installs, and skips what is present.
 
@@ -6,8 +6,9 @@ mod bench;
 mod setup;
 
 use std::{
+    io::{BufRead, BufReader},
     path::{Path, PathBuf},
-    process::Command,
+    process::{Command, Stdio},
 };
 
 use anyhow::{Context, Result, bail};
@@ -44,6 +45,16 @@ enum Task {
         #[arg(long)]
         filter: Option<String>,
     },
+    /// Long fuzzing: every fuzz target (or one) for a while each, seeded from the recorded
+    /// captures; reports executions and crash artifacts, fails when a target found a crash.
+    Fuzz {
+        /// Minutes each target runs (at least 1: libFuzzer reads 0 as no limit).
+        #[arg(long, default_value_t = 10, value_parser = clap::value_parser!(u32).range(1..))]
+        minutes: u32,
+        /// Only this target (as `cargo fuzz list` names it).
+        #[arg(long)]
+        target: Option<String>,
+    },
     /// Benchmarks: traced against untraced in one run, reported as ratios.
     Bench(bench::BenchArgs),
 }
@@ -55,6 +66,7 @@ fn main() -> Result<()> {
         Task::Lint => lint(),
         Task::Run { args } => run(args),
         Task::Test { fuzz_seconds, filter } => test(fuzz_seconds, filter),
+        Task::Fuzz { minutes, target } => fuzz(&root(), minutes.saturating_mul(60), target.as_deref()),
         Task::Bench(args) => {
             setup::all()?;
             let daemon = build()?;
@@ -171,7 +183,7 @@ fn test(fuzz_seconds: u32, filter: Option<String>) -> Result<()> {
     }
     run_cmd(&mut e2e)?;
     if fuzz_seconds > 0 && filter.is_none() {
-        fuzz(&root, fuzz_seconds)?;
+        fuzz(&root, fuzz_seconds, None)?;
     }
     Ok(())
 }
@@ -209,8 +221,19 @@ fn lint() -> Result<()> {
     .context("clippy found warnings in the kernel crate")
 }
 
-/// Runs every fuzz target for a bounded time, seeded from the captured traffic.
-fn fuzz(root: &Path, seconds: u32) -> Result<()> {
+/// What one fuzz target's run did.
+struct FuzzRun {
+    target: String,
+    /// Executions, from libFuzzer's closing `Done N runs` line.
+    runs: Option<u64>,
+    /// The input that crashed it, as libFuzzer wrote it.
+    artifact: Option<String>,
+    ok: bool,
+}
+
+/// Runs every fuzz target (or only `only`) for `seconds` each, seeded from the captured traffic,
+/// then prints a table of executions and crash artifacts; fails when a target failed.
+fn fuzz(root: &Path, seconds: u32, only: Option<&str>) -> Result<()> {
     let fuzz_dir = root.join("fuzz");
     if !fuzz_dir.join("Cargo.toml").exists() {
         return Ok(());
@@ -221,24 +244,65 @@ fn fuzz(root: &Path, seconds: u32) -> Result<()> {
         .args(["+nightly", "fuzz", "list"])
         .output()
         .context("listing the fuzz targets (cargo-fuzz is installed by `cargo xtask setup`)")?;
-    let targets: Vec<String> = String::from_utf8_lossy(&list.stdout).split_whitespace().map(str::to_owned).collect();
+    let mut targets: Vec<String> =
+        String::from_utf8_lossy(&list.stdout).split_whitespace().map(str::to_owned).collect();
     if targets.is_empty() {
         bail!("cargo fuzz list found no targets: {}", String::from_utf8_lossy(&list.stderr));
+    }
+    if let Some(t) = only {
+        if !targets.iter().any(|x| x == t) {
+            bail!("no fuzz target {t}; the targets are {}", targets.join(", "));
+        }
+        targets.retain(|x| x == t);
     }
     eprintln!("xtask: fuzzing {} targets for {seconds} s each", targets.len());
     run_cmd(Command::new("python3").arg(fuzz_dir.join("seed_corpus.py")).current_dir(root))
         .context("writing the fuzz seed corpus from the recorded captures")?;
+    let mut runs = Vec::new();
     for t in targets {
-        run_cmd(Command::new("cargo").current_dir(root).env_remove("RUSTUP_TOOLCHAIN").args([
-            "+nightly",
-            "fuzz",
-            "run",
-            &t,
-            "--",
-            &format!("-max_total_time={seconds}"),
-            "-rss_limit_mb=2048",
-        ]))
-        .with_context(|| format!("fuzz target {t} found a failure (see fuzz/artifacts/{t})"))?;
+        runs.push(fuzz_one(root, &t, seconds)?);
+    }
+    eprintln!("\nxtask: fuzzing, {seconds} s per target");
+    eprintln!("{:<14} {:>12}  result", "target", "executions");
+    for r in &runs {
+        let execs = r.runs.map_or_else(|| "?".to_owned(), |n| n.to_string());
+        let result = match (&r.artifact, r.ok) {
+            (Some(a), _) => format!("crash: {a}"),
+            (None, true) => "ok".to_owned(),
+            (None, false) => "failed (see its output above)".to_owned(),
+        };
+        eprintln!("{:<14} {execs:>12}  {result}", r.target);
+    }
+    let failed: Vec<&str> = runs.iter().filter(|r| !r.ok).map(|r| r.target.as_str()).collect();
+    if !failed.is_empty() {
+        bail!("fuzz targets {} found a failure (inputs in fuzz/artifacts/<target>)", failed.join(", "));
     }
     Ok(())
+}
+
+/// One target's run; libFuzzer's output is passed through and read for its counts.
+fn fuzz_one(root: &Path, target: &str, seconds: u32) -> Result<FuzzRun> {
+    let mut child = Command::new("cargo")
+        .current_dir(root)
+        .env_remove("RUSTUP_TOOLCHAIN")
+        .args(["+nightly", "fuzz", "run", target, "--"])
+        .arg(format!("-max_total_time={seconds}"))
+        .arg("-rss_limit_mb=2048")
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("starting cargo fuzz run {target}"))?;
+    let mut run = FuzzRun { target: target.to_owned(), runs: None, artifact: None, ok: false };
+    if let Some(err) = child.stderr.take() {
+        for line in BufReader::new(err).lines().map_while(Result::ok) {
+            eprintln!("{line}");
+            if let Some(rest) = line.strip_prefix("Done ") {
+                run.runs = rest.split_whitespace().next().and_then(|n| n.parse().ok());
+            }
+            if let Some((_, path)) = line.split_once("Test unit written to ") {
+                run.artifact = Some(path.trim().to_owned());
+            }
+        }
+    }
+    run.ok = child.wait().with_context(|| format!("waiting for cargo fuzz run {target}"))?.success();
+    Ok(run)
 }

@@ -19,6 +19,12 @@ mod server;
 
 pub use server::{DropCounters, DropReason, Limits, MAX_HEADER_BYTES, serve, serve_with};
 
+/// Entry points of the fuzz targets (`fuzz/`), not an interface of the daemon.
+#[doc(hidden)]
+pub mod fuzzing {
+    pub use super::server::{HeadOutcome, parse_request_head};
+}
+
 use std::sync::Arc;
 
 use crate::metrics::Registry;

@@ -292,7 +292,7 @@ async fn read_request(stream: &mut TcpStream, buf: &mut Vec<u8>, max_body: usize
             match parse_head(buf, max_body) {
                 Ok(Some(head)) => return finish_request(stream, buf, head).await,
                 Ok(None) => {}
-                Err(reject) => return reject,
+                Err((resp, reason)) => return Read::Reject(resp, reason),
             }
             if buf.len() > MAX_HEADER_BYTES {
                 return Read::Reject(Response::text(431, "request header too large\n"), DropReason::HeaderTooLarge);
@@ -316,9 +316,11 @@ struct Head {
     expect_continue: bool,
 }
 
-fn parse_head(buf: &[u8], max_body: usize) -> Result<Option<Head>, Read> {
-    let malformed = |resp: Response| Read::Reject(resp, DropReason::Malformed);
-    let too_large = |what: &str| Read::Reject(Response::text(431, format!("{what}\n")), DropReason::HeaderTooLarge);
+/// The head at the start of `buf`: `None` until it is complete, or the answer and the drop
+/// reason of a refused request.
+fn parse_head(buf: &[u8], max_body: usize) -> Result<Option<Head>, (Response, DropReason)> {
+    let malformed = |resp: Response| (resp, DropReason::Malformed);
+    let too_large = |what: &str| (Response::text(431, format!("{what}\n")), DropReason::HeaderTooLarge);
     let mut headers = [httparse::EMPTY_HEADER; MAX_HEADERS];
     let mut parsed = httparse::Request::new(&mut headers);
     let head_len = match parsed.parse(buf) {
@@ -370,9 +372,34 @@ fn parse_head(buf: &[u8], max_body: usize) -> Result<Option<Head>, Read> {
     }
     if content_length > max_body {
         let why = format!("request body too large: {content_length} bytes, at most {max_body} accepted\n");
-        return Err(Read::Reject(Response::text(413, why), DropReason::BodyTooLarge));
+        return Err((Response::text(413, why), DropReason::BodyTooLarge));
     }
     Ok(Some(Head { req, head_len, content_length, keep_alive, expect_continue }))
+}
+
+/// What [`parse_request_head`] made of the bytes received so far.
+#[doc(hidden)]
+#[derive(Debug)]
+pub enum HeadOutcome {
+    /// The head is not complete yet.
+    Partial,
+    /// A usable head of `head_len` bytes; its body is the next `content_length` bytes.
+    Head { req: Request, head_len: usize, content_length: usize, keep_alive: bool, expect_continue: bool },
+    /// The request is refused with `status`, counted as `reason`.
+    Reject { status: u16, reason: DropReason },
+}
+
+/// The connection loop's parsing of a request head, without the socket: the entry point of
+/// the `admin_http` fuzz target.
+#[doc(hidden)]
+pub fn parse_request_head(buf: &[u8], max_body: usize) -> HeadOutcome {
+    match parse_head(buf, max_body) {
+        Ok(None) => HeadOutcome::Partial,
+        Ok(Some(Head { req, head_len, content_length, keep_alive, expect_continue })) => {
+            HeadOutcome::Head { req, head_len, content_length, keep_alive, expect_continue }
+        }
+        Err((resp, reason)) => HeadOutcome::Reject { status: resp.status, reason },
+    }
 }
 
 async fn finish_request(stream: &mut TcpStream, buf: &mut Vec<u8>, head: Head) -> Read {

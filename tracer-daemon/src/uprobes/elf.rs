@@ -39,12 +39,15 @@ pub struct Analysis {
     pub stripped: bool,
 }
 
-/// Virtual address → file offset through the loadable segments.
-pub(crate) fn file_offset(file: &object::File<'_>, addr: u64) -> Option<u64> {
+/// Virtual address → file offset through the loadable segments, when the address lies in a
+/// segment's bytes in the file. Segment bounds come from the file and may be anything: the
+/// arithmetic is checked, and an offset past the end of the file is no offset.
+pub(crate) fn file_offset(file: &object::File<'_>, addr: u64, file_len: usize) -> Option<u64> {
     file.segments().find_map(|seg| {
-        let (start, size) = (seg.address(), seg.size());
+        let rel = addr.checked_sub(seg.address())?;
         let (off, fsize) = seg.file_range();
-        (addr >= start && addr < start + size && addr - start < fsize).then(|| off + (addr - start))
+        let offset = off.checked_add(rel)?;
+        (rel < seg.size() && rel < fsize && offset < file_len as u64).then_some(offset)
     })
 }
 
@@ -94,13 +97,13 @@ pub fn analyse(data: &[u8], flavor: Option<Library>) -> Result<Analysis, object:
                     k::mysql_cookie(id, lib_id, errno_off, msg_off)
                 }
             };
-            match symbols.get(name).and_then(|&a| file_offset(&file, a)) {
+            match symbols.get(name).and_then(|&a| file_offset(&file, a, data.len())) {
                 Some(offset) => out.targets.push(Target { symbol: name, offset, cookie, append: false }),
                 None => missing.push(name),
             }
         }
         if family == Library::Hiredis {
-            match symbols.get(HIREDIS_APPEND).and_then(|&a| file_offset(&file, a)) {
+            match symbols.get(HIREDIS_APPEND).and_then(|&a| file_offset(&file, a, data.len())) {
                 Some(offset) => out.targets.push(Target { symbol: HIREDIS_APPEND, offset, cookie: 0, append: true }),
                 None => missing.push(HIREDIS_APPEND),
             }
@@ -152,6 +155,92 @@ mod tests {
         assert_eq!(library_of_path("/usr/lib/x86_64-linux-gnu/libmariadb.so.3"), Some(Library::Mariadb));
         assert_eq!(library_of_path("/usr/lib64/libmysqlclient.so.21"), Some(Library::Mysqlclient));
         assert_eq!(library_of_path("/usr/lib/libc.so.6"), None);
+    }
+
+    /// A little-endian ELF64 shared object with one `PT_LOAD` segment at `vaddr` of `memsz`
+    /// bytes (as many claimed in the file, from its start) and one defined function `redisCommand` at
+    /// `vaddr + sym_off`, in `.symtab`.
+    fn tiny_elf(vaddr: u64, memsz: u64, sym_off: u64) -> Vec<u8> {
+        let strtab = b"\0redisCommand\0";
+        let shstrtab = b"\0.symtab\0.strtab\0.shstrtab\0";
+        let (ph_off, sym_at) = (64u64, 64 + 56u64);
+        let str_at = sym_at + 48;
+        let shstr_at = str_at + strtab.len() as u64;
+        let sh_at = (shstr_at + shstrtab.len() as u64).next_multiple_of(8);
+        let total = sh_at + 4 * 64;
+        let mut f = Vec::new();
+        f.extend_from_slice(b"\x7fELF\x02\x01\x01\0\0\0\0\0\0\0\0\0");
+        f.extend_from_slice(&3u16.to_le_bytes()); // ET_DYN
+        f.extend_from_slice(&62u16.to_le_bytes()); // EM_X86_64
+        f.extend_from_slice(&1u32.to_le_bytes());
+        f.extend_from_slice(&0u64.to_le_bytes()); // entry
+        f.extend_from_slice(&ph_off.to_le_bytes());
+        f.extend_from_slice(&sh_at.to_le_bytes());
+        f.extend_from_slice(&0u32.to_le_bytes());
+        for v in [64u16, 56, 1, 64, 4, 3] {
+            f.extend_from_slice(&v.to_le_bytes());
+        }
+        // PT_LOAD, r-x, from the start of the file.
+        f.extend_from_slice(&1u32.to_le_bytes());
+        f.extend_from_slice(&5u32.to_le_bytes());
+        for v in [0, vaddr, vaddr, memsz, memsz, 0x1000] {
+            f.extend_from_slice(&v.to_le_bytes());
+        }
+        // .symtab: the null symbol, then redisCommand (global function in section 1).
+        f.extend_from_slice(&[0; 24]);
+        f.extend_from_slice(&1u32.to_le_bytes());
+        f.extend_from_slice(&[0x12, 0]);
+        f.extend_from_slice(&1u16.to_le_bytes());
+        f.extend_from_slice(&vaddr.wrapping_add(sym_off).to_le_bytes());
+        f.extend_from_slice(&16u64.to_le_bytes());
+        f.extend_from_slice(strtab);
+        f.extend_from_slice(shstrtab);
+        f.resize(sh_at as usize, 0);
+        // Section headers: null, .symtab, .strtab, .shstrtab.
+        let sections: [(u32, u32, u64, u64, u32, u32, u64); 4] = [
+            (0, 0, 0, 0, 0, 0, 0),
+            (1, 2, sym_at, 48, 2, 1, 24),
+            (9, 3, str_at, strtab.len() as u64, 0, 0, 0),
+            (17, 3, shstr_at, shstrtab.len() as u64, 0, 0, 0),
+        ];
+        for (name, kind, offset, size, link, info, entsize) in sections {
+            f.extend_from_slice(&name.to_le_bytes());
+            f.extend_from_slice(&kind.to_le_bytes());
+            for v in [0u64, 0, offset, size] {
+                f.extend_from_slice(&v.to_le_bytes());
+            }
+            f.extend_from_slice(&link.to_le_bytes());
+            f.extend_from_slice(&info.to_le_bytes());
+            f.extend_from_slice(&8u64.to_le_bytes());
+            f.extend_from_slice(&entsize.to_le_bytes());
+        }
+        assert_eq!(f.len() as u64, total);
+        f
+    }
+
+    fn redis_command_offset(data: &[u8]) -> Option<u64> {
+        let a = analyse(data, None).unwrap();
+        assert_eq!(a.found.first().map(|f| f.0), Some(Library::Hiredis), "{a:?}");
+        a.targets.iter().find(|t| t.symbol == "redisCommand").map(|t| t.offset)
+    }
+
+    #[test]
+    fn finds_a_symbol_through_its_segment() {
+        assert_eq!(redis_command_offset(&tiny_elf(0x40_0000, 0x1000, 0x40)), Some(0x40));
+    }
+
+    /// Found by the `elf` fuzz target: a segment whose end passes the top of the address
+    /// space overflowed the bounds check (a panic in debug builds, a wrong answer in release).
+    #[test]
+    fn a_segment_past_the_end_of_the_address_space_is_not_a_panic() {
+        let top = u64::MAX - 0xfff;
+        assert_eq!(redis_command_offset(&tiny_elf(top, 0x2000, 0x40)), Some(0x40));
+    }
+
+    /// An address inside the segment's memory but past the end of the file has no file offset.
+    #[test]
+    fn an_offset_past_the_end_of_the_file_is_missing() {
+        assert_eq!(redis_command_offset(&tiny_elf(0x40_0000, 0x10_0000, 0x8000)), None);
     }
 
     #[test]

@@ -65,7 +65,7 @@ pub fn inspect(data: &[u8]) -> Option<GoRuntime> {
             symbol_version(&file)
         }
     };
-    let grpc = super::grpcgo::inspect(&file);
+    let grpc = super::grpcgo::inspect(&file, data.len());
     if let Some(off) = dwarf_goid_offset(&file) {
         return Some(GoRuntime { version, goid_offset: Some(off), source: OffsetSource::Dwarf, grpc });
     }

@@ -52,8 +52,8 @@ fn itab_of(name: &str) -> Option<(&str, &str)> {
     rest.split_once(',')
 }
 
-/// The grpc-go probes of a Go executable.
-pub fn inspect(file: &object::File<'_>) -> Grpc {
+/// The grpc-go probes of a Go executable (`file_len`: its size in bytes).
+pub fn inspect(file: &object::File<'_>, file_len: usize) -> Grpc {
     let (mut write, mut handle, mut tcp_itab, mut server_itab) = (None, None, None, None);
     for sym in file.symbols() {
         let Ok(name) = sym.name() else { continue };
@@ -114,7 +114,7 @@ pub fn inspect(file: &object::File<'_>) -> Grpc {
         conn_itab,
     };
     let mut probes = Vec::new();
-    let at = |addr: Option<u64>| addr.and_then(|a| super::elf::file_offset(file, a));
+    let at = |addr: Option<u64>| addr.and_then(|a| super::elf::file_offset(file, a, file_len));
     if let (Some(offset), Some(conn_off)) = (at(write), off[1]) {
         probes.push(GrpcProbe { symbol: CLIENT_WRITE, offset, layout: layout(k::GO_STREAM_CLIENT, conn_off, 0) });
     }
@@ -145,7 +145,7 @@ mod tests {
     fn other_programs_have_no_grpc() {
         let me = std::fs::read("/proc/self/exe").unwrap();
         let file = object::File::parse(&*me).unwrap();
-        assert_eq!(inspect(&file), Grpc::Absent);
+        assert_eq!(inspect(&file, me.len()), Grpc::Absent);
     }
 
     /// Builds the tests' grpc-go program with Debian's Go when it is installed: both probes are
@@ -163,7 +163,9 @@ mod tests {
         let full = build("full", &[]);
         let stripped = build("stripped", &["-ldflags=-s -w"]);
         let _ = std::fs::remove_dir_all(&dir);
-        let Grpc::Probes(probes) = inspect(&object::File::parse(&*full).unwrap()) else { panic!("no probes") };
+        let Grpc::Probes(probes) = inspect(&object::File::parse(&*full).unwrap(), full.len()) else {
+            panic!("no probes")
+        };
         let symbols: Vec<&str> = probes.iter().map(|p| p.symbol).collect();
         assert_eq!(symbols, [CLIENT_WRITE, HANDLE_STREAM]);
         for p in &probes {
@@ -174,6 +176,10 @@ mod tests {
         }
         assert_eq!(probes[0].layout.transport_itab, 0, "the client's receiver is concrete");
         assert!(probes[1].layout.transport_itab != 0 && probes[1].layout.transport_itab != probes[1].layout.conn_itab);
-        assert_eq!(inspect(&object::File::parse(&*stripped).unwrap()), Grpc::Absent, "no symbols: nothing to find");
+        assert_eq!(
+            inspect(&object::File::parse(&*stripped).unwrap(), stripped.len()),
+            Grpc::Absent,
+            "no symbols: nothing to find"
+        );
     }
 }
