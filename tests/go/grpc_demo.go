@@ -14,8 +14,9 @@
 //	                             the same Redis and MySQL calls itself
 //	grpc_demo h2c ADDR           plain HTTP/2 (h2c, prior knowledge) on ADDR: GET /items/N
 //	                             answers 200, anything else 404; prints "listening" once bound
-//	grpc_demo h2get ADDR PATH... GETs every PATH at once on one h2c connection to ADDR and
-//	                             prints "status PATH CODE" per path, then "done"
+//	grpc_demo h2get ADDR PATH... GETs every PATH at once on one h2c connection to ADDR,
+//	                             prints "status PATH CODE" per path, then "done", and exits
+//	                             when stdin closes
 //
 // Debian's Go protobuf packages do not marshal with its grpc, so the codec registered under
 // the name "proto" hand-encodes messages of one string field (field 1, wire type 2).
@@ -273,6 +274,9 @@ func h2get(addr string, paths []string) {
 		fmt.Println(l)
 	}
 	fmt.Println("done")
+	// Stays alive until stdin closes (the daemon names the service from this process's
+	// environment, which it reads while the process lives).
+	bufio.NewReader(os.Stdin).ReadString('\n')
 }
 
 func serve(addr string) {
