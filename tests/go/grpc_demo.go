@@ -31,6 +31,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"os"
@@ -265,6 +266,8 @@ func h2get(addr string, paths []string) {
 				out[i] = "error " + p + " " + err.Error()
 				return
 			}
+			// Read to the end: closing a body early resets its stream (CANCEL).
+			io.Copy(io.Discard, resp.Body)
 			resp.Body.Close()
 			out[i] = "status " + p + " " + strconv.Itoa(resp.StatusCode)
 		}(i, p)

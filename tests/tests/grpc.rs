@@ -250,6 +250,43 @@ fn a_grpcio_client_against_the_go_server() {
 /// client and one server span with method, path (query redacted), authority and status; the
 /// server span is under its client span; a 404 is an error on the client side only.
 #[test]
+fn an_h2c_upgrade_gives_its_request_and_the_next_streams_one_span_each() {
+    let daemon = Daemon::start(&["--output", "json"]);
+    let (_server, port) = serve("h2c", "h2c-server");
+    // curl's `--http2` on http:// asks for `Upgrade: h2c`: the first request is answered on
+    // stream 1 after the 101, the second goes on stream 3 of the same connection.
+    let base = format!("http://127.0.0.1:{port}");
+    let curl = Command::new("curl")
+        .args(["-s", "-o", "/dev/null", "-o", "/dev/null", "-w", "%{http_version} %{num_connects}\n", "--http2"])
+        .args([format!("{base}/items/1?token=hunter2"), format!("{base}/items/2")])
+        .output()
+        .expect("running curl (installed by `cargo xtask setup`)");
+    assert_eq!(String::from_utf8_lossy(&curl.stdout), "2 1\n2 0\n", "curl upgraded one connection");
+    let all = wait_for(TIMEOUT, "four spans", || {
+        let all = spans(&daemon, port);
+        (all.len() >= 4).then_some(all)
+    });
+    assert_eq!(all.len(), 4, "one span per request and side, none for the 101: {all:#?}");
+    for (id, item) in [(1, "/items/1"), (3, "/items/2")] {
+        let server = by_stream(&all, "server", id).unwrap_or_else(|| panic!("server span of stream {id}: {all:#?}"));
+        let client = by_stream(&all, "client", id).unwrap_or_else(|| panic!("client span of stream {id}: {all:#?}"));
+        assert_eq!(server["service"], "h2c-server");
+        assert_eq!(server["parentSpanId"], client["spanId"], "{server:#?}");
+        assert_eq!(server["traceId"], client["traceId"]);
+        for x in [client, server] {
+            let t = &x["tags"];
+            assert_eq!(x["operation"], format!("GET {item}"), "{x:#?}");
+            assert_eq!(t["http.flavor"], "2.0");
+            assert_eq!(t["http.method"], "GET");
+            assert_eq!(t["http.status_code"], 200, "{x:#?}");
+            assert_eq!(t["http.host"], format!("127.0.0.1:{port}"));
+            assert!(t.get("error").is_none(), "{x:#?}");
+        }
+    }
+    assert!(!format!("{all:?}").contains("hunter2"), "query redacted: {all:#?}");
+}
+
+#[test]
 fn plain_http2_gives_one_span_per_stream_on_both_sides() {
     let daemon = Daemon::start(&["--output", "json"]);
     let (_server, port) = serve("h2c", "h2c-server");

@@ -27,6 +27,8 @@ pub struct Headers {
     pub host: Option<String>,
     pub close: bool,
     pub expect_continue: bool,
+    /// `Upgrade` names HTTP/2 over cleartext (`h2c`).
+    pub upgrade_h2c: bool,
     pub context: Option<TraceContext>,
 }
 
@@ -121,6 +123,8 @@ fn parse_headers(buf: &[u8], mut at: usize, h: &mut Headers) -> Result<usize, bo
             h.host = Some(bounded_str(value, 256));
         } else if name.eq_ignore_ascii_case(b"connection") {
             h.close |= value.split(|&c| c == b',').any(|t| trim(t).eq_ignore_ascii_case(b"close"));
+        } else if name.eq_ignore_ascii_case(b"upgrade") {
+            h.upgrade_h2c |= value.split(|&c| c == b',').any(|t| trim(t).eq_ignore_ascii_case(b"h2c"));
         } else if name.eq_ignore_ascii_case(b"expect") {
             h.expect_continue = value.eq_ignore_ascii_case(b"100-continue");
         } else if name.eq_ignore_ascii_case(b"traceparent") {
@@ -345,6 +349,11 @@ impl Machine {
                 let h = &msg.headers;
                 let no_body = meta.head || status == 204 || status == 304;
                 let length = if no_body || h.chunked { None } else { h.content_length };
+                if status == 101 && h.upgrade_h2c {
+                    // HTTP/2 follows at once; the request is its stream 1 and gets its
+                    // response there.
+                    return advance(consumed, true, None, 0, Some(Event::UpgradeH2c));
+                }
                 let resp = Event::Response(response_event(status, if meta.head { None } else { length }, ctx.role));
                 if status == 101 || (meta.connect && (200..300).contains(&status)) {
                     // The connection now carries another protocol (or a tunnel).

@@ -239,6 +239,9 @@ pub(crate) enum Event {
     Response(Response),
     /// The rest of the connection cannot be parsed (TLS started, protocol switched).
     Stop,
+    /// The connection switched to HTTP/2 (`101` with `Upgrade: h2c`): the oldest pending
+    /// request is answered on stream 1 of the HTTP/2 session that follows.
+    UpgradeH2c,
 }
 
 /// Progress of a protocol machine over the buffered bytes of one direction.

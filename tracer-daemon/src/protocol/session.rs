@@ -169,6 +169,18 @@ struct Fifo {
     stats: SessionCounters,
     /// Requests parsed since the last `take_started`.
     started: Vec<Started>,
+    /// The connection switched to HTTP/2: what the HTTP/2 session starts from.
+    upgrade: Option<Upgrade>,
+}
+
+/// A switch to HTTP/2 (`101` with `Upgrade: h2c`).
+struct Upgrade {
+    /// The request answered on stream 1, when it was still pending.
+    request: Option<Pending>,
+    /// Request bytes buffered at the switch, and the exit of the call that brought the last.
+    requests: (Vec<u8>, u64),
+    /// Response bytes after the `101`: the rest of the call that carried it.
+    responses: Vec<u8>,
 }
 
 /// A request whose message has been parsed: its span can get ids before the response comes.
@@ -232,7 +244,8 @@ impl Session {
 
     /// Requests parsed since the last call, in order (each later completes as an `Exchange`
     /// with the same `seq`, or is dropped when the pending queue is full). HTTP/2 requests
-    /// have their stream id as `seq`.
+    /// have their stream id as `seq`, plus, after an `Upgrade: h2c`, the number of HTTP/1.1
+    /// requests before it.
     pub fn take_started(&mut self) -> std::vec::Drain<'_, Started> {
         match &mut self.0 {
             Kind::Fifo(f) => f.started.drain(..),
@@ -246,7 +259,7 @@ impl Session {
     pub fn drifted(&self) -> bool {
         match &self.0 {
             Kind::Fifo(f) => f.drifted,
-            Kind::Http2(_) => false,
+            Kind::Http2(h) => h.drifted(),
         }
     }
 
@@ -284,12 +297,48 @@ impl Session {
         out: &mut Vec<Exchange>,
     ) {
         match &mut self.0 {
-            Kind::Fifo(f) => f.feed(dir, data, total_len, ts_enter_ns, ts_exit_ns, out),
+            Kind::Fifo(f) => {
+                f.feed(dir, data, total_len, ts_enter_ns, ts_exit_ns, out);
+                if f.upgrade.is_some() {
+                    self.switch_to_http2(ts_enter_ns, ts_exit_ns, total_len.saturating_sub(data.len()), out);
+                }
+            }
             Kind::Http2(h) => {
                 let side = if dir == h.role().request_direction() { Side::Request } else { Side::Response };
                 h.feed(side, data, total_len, ts_enter_ns, ts_exit_ns, out);
             }
         }
+    }
+
+    /// The connection switched to HTTP/2 in a response call (`enter`..`exit`, which moved
+    /// `gap` bytes beyond its capture): an HTTP/2 session takes over, with the upgraded request
+    /// as its stream 1 and the bytes after the switch.
+    fn switch_to_http2(&mut self, enter: u64, exit: u64, gap: usize, out: &mut Vec<Exchange>) {
+        let Kind::Fifo(f) = &mut self.0 else { return };
+        let Some(up) = f.upgrade.take() else { return };
+        let request = up.request.map(|p| http2::session::Upgraded {
+            seq: p.seq,
+            start_ns: p.start_ns,
+            attrs: p.req.attrs,
+            context: p.req.context,
+        });
+        let mut h = http2::session::Session::upgraded(
+            f.ctx.role,
+            f.ctx.redaction,
+            f.stats.clone(),
+            request,
+            f.next_seq,
+            f.drifted,
+        );
+        h.carry_started(f.started.drain(..));
+        let (requests, requests_exit) = up.requests;
+        if !requests.is_empty() {
+            h.feed_leftover(Side::Request, &requests, 0, requests_exit, requests_exit, out);
+        }
+        if !up.responses.is_empty() || gap > 0 {
+            h.feed_leftover(Side::Response, &up.responses, gap, enter, exit, out);
+        }
+        self.0 = Kind::Http2(Box::new(h));
     }
 
     /// The connection closed (or was reset): a response delimited by the close completes;
@@ -316,6 +365,7 @@ impl Fifo {
             drifted: false,
             stats: counters,
             started: Vec::new(),
+            upgrade: None,
         }
     }
 
@@ -388,6 +438,7 @@ impl Fifo {
                     let start = st.msg_start;
                     self.handle(ev, start, end, out);
                     if self.stopped {
+                        self.keep_after_upgrade(rest);
                         return false;
                     }
                 }
@@ -419,6 +470,7 @@ impl Fifo {
                     if let Some(ev) = now {
                         self.handle(ev, start, end, out);
                         if self.stopped {
+                            self.keep_after_upgrade(rest);
                             return false;
                         }
                     }
@@ -429,6 +481,7 @@ impl Fifo {
                     } else if let Some(ev) = then {
                         self.handle(ev, start, end, out);
                         if self.stopped {
+                            self.keep_after_upgrade(rest);
                             return false;
                         }
                     }
@@ -449,6 +502,13 @@ impl Fifo {
                     return false;
                 }
             }
+        }
+    }
+
+    /// The session stopped for an upgrade: the rest of the call goes to the next protocol.
+    fn keep_after_upgrade(&mut self, rest: &[u8]) {
+        if let Some(up) = &mut self.upgrade {
+            up.responses.extend_from_slice(rest);
         }
     }
 
@@ -581,6 +641,14 @@ impl Fifo {
                     self.drifted = true;
                 }
             },
+            Event::UpgradeH2c => {
+                self.upgrade = Some(Upgrade {
+                    request: self.pending.pop_front(),
+                    requests: (self.streams[0].data().to_vec(), self.streams[0].last_exit),
+                    responses: self.streams[1].data().to_vec(),
+                });
+                self.handle(Event::Stop, start, end, out);
+            }
             Event::Stop => {
                 self.stopped = true;
                 for st in &mut self.streams {

@@ -87,6 +87,8 @@ struct H2Stream {
     responses: Messages,
     /// The response's first HEADERS was seen.
     responded: bool,
+    /// The request's number when it is not the stream id's (an HTTP/1.1 request upgraded).
+    seq: Option<u64>,
 }
 
 /// The frame being read in one direction.
@@ -178,6 +180,20 @@ pub struct Session {
     started: Vec<Started>,
     stopped: bool,
     counters: SessionCounters,
+    /// Added to stream ids to number requests: the HTTP/1.1 requests of an upgraded connection
+    /// came first.
+    seq_base: u64,
+    /// Request numbers may differ from the other end's (carried from before an upgrade).
+    drifted: bool,
+}
+
+/// An HTTP/1.1 request answered on stream 1 after its connection switched to HTTP/2.
+#[derive(Debug)]
+pub struct Upgraded {
+    pub seq: u64,
+    pub start_ns: u64,
+    pub attrs: Attributes,
+    pub context: Option<TraceContext>,
 }
 
 fn index(side: Side) -> usize {
@@ -276,7 +292,73 @@ impl Session {
             started: Vec::new(),
             stopped: false,
             counters,
+            seq_base: 0,
+            drifted: false,
         }
+    }
+
+    /// The session of a connection that switched from HTTP/1.1 (`Upgrade: h2c`) after
+    /// `seq_base` requests: `request`, the last of them, waits for its response on stream 1.
+    /// The client's bytes begin with the preface; the server's with its SETTINGS.
+    pub fn upgraded(
+        role: Role,
+        redaction: Redaction,
+        counters: SessionCounters,
+        request: Option<Upgraded>,
+        seq_base: u64,
+        drifted: bool,
+    ) -> Self {
+        let mut s = Session::new(role, redaction, counters);
+        s.seq_base = seq_base;
+        s.drifted = drifted;
+        s.last_stream = 1;
+        if let Some(r) = request {
+            let (method, path, authority) = match r.attrs {
+                Attributes::Http(h) => (Some(h.method), Some(h.target), h.host),
+                _ => (None, None, None),
+            };
+            s.streams.insert(
+                1,
+                H2Stream {
+                    start_ns: r.start_ns,
+                    method,
+                    path,
+                    authority,
+                    context: r.context,
+                    seq: Some(r.seq),
+                    ..H2Stream::default()
+                },
+            );
+        }
+        s
+    }
+
+    /// Requests the session before the upgrade had parsed and not yet reported.
+    pub fn carry_started(&mut self, started: impl Iterator<Item = Started>) {
+        self.started.extend(started);
+    }
+
+    /// Bytes captured before the switch and still unparsed. Where they sat in their calls is
+    /// not known, so requests that begin in them carry no position.
+    pub fn feed_leftover(
+        &mut self,
+        side: Side,
+        data: &[u8],
+        gap: usize,
+        enter: u64,
+        exit: u64,
+        out: &mut Vec<Exchange>,
+    ) {
+        let before = self.started.len();
+        self.feed(side, data, data.len() + gap, enter, exit, out);
+        for s in &mut self.started[before..] {
+            s.at = None;
+        }
+    }
+
+    /// Whether request numbers may differ from the other end's.
+    pub fn drifted(&self) -> bool {
+        self.drifted
     }
 
     pub fn role(&self) -> Role {
@@ -571,7 +653,8 @@ impl Session {
             return;
         }
         let grpc_request = hs.content_type.as_deref().is_some_and(|c| c.starts_with("application/grpc"));
-        self.started.push(Started { seq: u64::from(b.stream), start_ns: b.start, context: hs.context, at: b.at });
+        let seq = self.seq_base + u64::from(b.stream);
+        self.started.push(Started { seq, start_ns: b.start, context: hs.context, at: b.at });
         self.streams.insert(
             b.stream,
             H2Stream {
@@ -661,7 +744,7 @@ impl Session {
         let path = s.path.map(|p| truncate(if self.redaction.enabled { redact_query(&p) } else { p }, MAX_TAG_LEN));
         Exchange {
             protocol: Protocol::Http2,
-            seq: u64::from(id),
+            seq: s.seq.unwrap_or(self.seq_base + u64::from(id)),
             start_ns: s.start_ns,
             end_ns: end.max(s.start_ns),
             operation,

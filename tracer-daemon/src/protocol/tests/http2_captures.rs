@@ -1,7 +1,7 @@
 //! Expected exchanges of the HTTP/2 (gRPC) captures in `testdata/http2/`, checked in every
 //! segmentation and in both roles, and from connections joined after their start.
 
-use super::harness::{Case, Chunk, Feed, check_case, load, render_all, run, truncated, whole};
+use super::harness::{self, Case, Chunk, Feed, check_case, load, render_all, run, truncated, whole};
 use crate::protocol::{Protocol, Redaction, Role};
 
 #[test]
@@ -222,4 +222,43 @@ fn a_reused_stream_id_opens_no_second_call() {
     ];
     let got = render_all(&run(Protocol::Http2, Role::Server, Redaction::default(), whole(&chunks)), false);
     assert_eq!(got.len(), 1, "{got:?}");
+}
+
+#[test]
+fn an_h2c_upgrade_answers_its_request_on_stream_1_and_goes_on_in_http2() {
+    use crate::protocol::http2::frame::{DATA, END_HEADERS, END_STREAM, HEADERS, PREFACE, SETTINGS};
+    let upgrade = b"GET /up?key=secret HTTP/1.1\r\nHost: svc:8080\r\nConnection: Upgrade, HTTP2-Settings\r\n\
+Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAoAAAAAIAAAAA\r\n\r\n";
+    // The 101, the server's SETTINGS and the start of stream 1's response in one write.
+    let mut switched = b"HTTP/1.1 101 Switching Protocols\r\nConnection: Upgrade\r\nUpgrade: h2c\r\n\r\n".to_vec();
+    switched.extend(frame(SETTINGS, 0, 0, &[0, 3, 0, 0, 0, 100]));
+    switched.extend(frame(HEADERS, END_HEADERS, 1, &[0x88]));
+    let mut client = PREFACE.to_vec();
+    client.extend(frame(SETTINGS, 0, 0, &[]));
+    // GET / (static table), http, :authority svc:8080 as a literal.
+    let mut get = vec![0x82, 0x84, 0x86, 0x01, 8];
+    get.extend_from_slice(b"svc:8080");
+    client.extend(frame(HEADERS, END_HEADERS | END_STREAM, 3, &get));
+    let chunks = vec![
+        Chunk { from_client: true, data: upgrade.to_vec() },
+        Chunk { from_client: false, data: switched },
+        Chunk { from_client: true, data: client },
+        Chunk { from_client: false, data: frame(DATA, END_STREAM, 1, b"hello") },
+        Chunk { from_client: false, data: frame(HEADERS, END_HEADERS | END_STREAM, 3, &[0x8d]) },
+    ];
+    for (role, bytewise) in [(Role::Client, false), (Role::Server, false), (Role::Client, true), (Role::Server, true)] {
+        let feeds: Vec<Feed<'_>> =
+            if bytewise { harness::bytewise(&chunks).collect() } else { whole(&chunks).collect() };
+        let got = render_all(&run(Protocol::Http, role, Redaction::default(), feeds), true);
+        // A 404 is the client's error only.
+        let err = if role == Role::Client { "HTTP 404" } else { "-" };
+        assert_eq!(
+            got,
+            [
+                "0 GET /up | http.method=\"GET\" http.target=\"/up?key=?\" http.host=\"svc:8080\" http.flavor=\"2.0\" http.status_code=200 http2.stream_id=1 | err=- @0-3".to_string(),
+                format!("4 GET / | http.method=\"GET\" http.target=\"/\" http.host=\"svc:8080\" http.flavor=\"2.0\" http.status_code=404 http2.stream_id=3 | err={err} @2-4"),
+            ],
+            "{role:?}, bytewise {bytewise}"
+        );
+    }
 }
