@@ -318,7 +318,25 @@ def assembler_seeds():
     return seeds
 
 
+def app_span_seeds():
+    """Bodies apps post: a Zipkin v2 list and an OTLP/HTTP JSON request."""
+    zipkin = (
+        b'[{"traceId":"5af7183fb1d4cf5f","id":"352bff9a74ca9ad2","parentId":"6b221d5bc9e6496c",'
+        b'"name":"get /api","kind":"SERVER","timestamp":1556604172355737,"duration":1431,'
+        b'"localEndpoint":{"serviceName":"backend","ipv4":"192.168.99.1","port":3306},'
+        b'"remoteEndpoint":{"ipv4":"172.19.0.2","port":58648},'
+        b'"annotations":[{"timestamp":1556604172355800,"value":"wr"}],"tags":{"error":"boom"}}]'
+    )
+    otlp = (
+        b'{"resourceSpans":[{"resource":{"attributes":[{"key":"service.name","value":{"stringValue":"a"}}]},'
+        b'"scopeSpans":[{"spans":[{"traceId":"5b8efff798038103d269b633813fc60c","spanId":"eee19b7ec3c1b174",'
+        b'"name":"x","kind":2,"startTimeUnixNano":"1544712660000000000","endTimeUnixNano":"1544712661000000000"}]}]}]}'
+    )
+    return [("zipkin", b"\x02" + zipkin), ("otlp-json", b"\x01" + otlp)]
+
+
 def main() -> None:
+    write_seeds("app_spans", app_span_seeds())
     write_seeds("agent_thrift", thrift_seeds())
     write_seeds("admin_http", http_seeds())
     write_seeds("elf", elf_seeds())

@@ -61,9 +61,9 @@ impl Daemon {
             None => Command::new(daemon_bin()),
         };
         cmd.args(args).args(["--metrics-addr", &metrics_addr]);
-        // Several daemons run at once in some tests: each gets its own OTLP receiver ports
+        // Several daemons run at once in some tests: each gets its own OTLP and Zipkin ports
         // unless the test names them.
-        for flag in ["--otlp-grpc-addr", "--otlp-http-addr"] {
+        for flag in ["--otlp-grpc-addr", "--otlp-http-addr", "--zipkin-addr"] {
             if !args.contains(&flag) {
                 cmd.args([flag, "127.0.0.1:0"]);
             }

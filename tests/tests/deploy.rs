@@ -196,6 +196,7 @@ fn the_daemonset_is_a_least_privilege_node_agent() {
         ("--sampling-addr", 5778),
         ("--otlp-grpc-addr", 4317),
         ("--otlp-http-addr", 4318),
+        ("--zipkin-addr", 9411),
     ] {
         assert!(args.contains(&format!("{flag}=$(NODE_IP):{port}").as_str()), "{flag} in {args:?}");
     }

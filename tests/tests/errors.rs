@@ -55,7 +55,7 @@ fn a_dying_stage_ends_the_daemon_with_its_cause_and_a_failure_status() {
             .env(tracer_daemon::supervise::FAULT_ENV, stage)
             .args(["--metrics-addr", "127.0.0.1:0", "--output", "json", "--no-uprobes"])
             .args(["--agent-compact-addr", "", "--agent-binary-addr", "", "--sampling-addr", ""])
-            .args(["--otlp-grpc-addr", "", "--otlp-http-addr", ""])
+            .args(["--otlp-grpc-addr", "", "--otlp-http-addr", "", "--zipkin-addr", ""])
             .stdout(std::process::Stdio::null())
             .stderr(std::process::Stdio::piped())
             .spawn()

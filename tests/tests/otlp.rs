@@ -3,6 +3,9 @@
 //! small OTLP/HTTP receiver that decodes with `opentelemetry-proto`. In: apps with the
 //! OpenTelemetry SDK export to the daemon's OTLP/gRPC and OTLP/HTTP receivers and their spans
 //! reach the collector with this host's tags; bad requests get their status and are counted.
+//! Zipkin: an app with the OpenTelemetry SDK's Zipkin exporter posts to the daemon's Zipkin
+//! receiver, and the daemon's Zipkin export (its spans and the app's) is checked against the
+//! Zipkin v2 span-list schema by the receiving end.
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -18,7 +21,8 @@ use tracer_tests::{
 
 const TIMEOUT: Duration = Duration::from_secs(40);
 
-/// A decoding OTLP/HTTP receiver writing one JSON line per span to a file.
+/// A decoding receiver (OTLP/HTTP, or Zipkin v2 with a schema check) writing one JSON line per
+/// span to a file.
 struct Sink {
     _server: Server,
     out: PathBuf,
@@ -26,10 +30,14 @@ struct Sink {
 
 impl Sink {
     fn start(dir: &Path, name: &str) -> Sink {
+        Self::script("otlp_sink.py", dir, name)
+    }
+
+    fn script(script: &str, dir: &Path, name: &str) -> Sink {
         let out = dir.join(format!("{name}.jsonl"));
         let _ = std::fs::remove_file(&out);
         let port = free_port();
-        let server = python_service("otlp_sink.py", port, &["--out".into(), out.display().to_string()], &[]);
+        let server = python_service(script, port, &["--out".into(), out.display().to_string()], &[]);
         Sink { _server: server, out }
     }
 
@@ -192,11 +200,15 @@ fn app(protocol: &str, endpoint: &str, service: &str) -> String {
 }
 
 fn post(addr: &str, content_type: &str, body_file: &Path) -> u16 {
+    post_to(addr, "/v1/traces", content_type, body_file)
+}
+
+fn post_to(addr: &str, path: &str, content_type: &str, body_file: &Path) -> u16 {
     let out = Command::new("curl")
         .args(["-s", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "10", "-X", "POST"])
         .args(["-H", &format!("Content-Type: {content_type}")])
         .args(["--data-binary", &format!("@{}", body_file.display())])
-        .arg(format!("http://{addr}/v1/traces"))
+        .arg(format!("http://{addr}{path}"))
         .output()
         .unwrap();
     String::from_utf8_lossy(&out.stdout).parse().unwrap_or(0)
@@ -257,5 +269,86 @@ fn sdk_apps_export_to_the_daemon_and_bad_requests_are_refused() {
     assert_eq!(m("tracer_otlp_spans_received_total{transport=\"grpc\"}"), 2.0);
     assert_eq!(m("tracer_otlp_spans_received_total{transport=\"http\"}"), 2.0);
     drop((daemon, rotel, sink));
+    let _ = std::fs::remove_dir_all(&dir);
+}
+
+#[test]
+fn zipkin_apps_reach_the_daemon_and_its_zipkin_export_is_valid_v2() {
+    let dir = work_dir();
+    let sink = Sink::script("zipkin_sink.py", &dir, "zipkin");
+    let zipkin = format!("127.0.0.1:{}", free_port());
+    let daemon = Daemon::start(&[
+        "--zipkin",
+        &format!("http://127.0.0.1:{}", sink.port()),
+        "--zipkin-addr",
+        &zipkin,
+        "--otlp-max-body-bytes",
+        "4096",
+        "--batch-max-age-ms",
+        "200",
+    ]);
+
+    // Bad input first: the receiver answers and keeps working.
+    let write = |name: &str, body: &[u8]| {
+        let p = dir.join(name);
+        std::fs::write(&p, body).unwrap();
+        p
+    };
+    let garbage = write("zipkin-garbage.json", b"{\"not\": \"a list\"}");
+    let big = write("zipkin-big.json", &vec![b' '; 8192]);
+    let bad_id = write(
+        "zipkin-bad-id.json",
+        br#"[{"traceId":"00000000000000000000000000000000","id":"352bff9a74ca9ad2","name":"zero"}]"#,
+    );
+    let path = "/api/v2/spans";
+    assert_eq!(post_to(&zipkin, path, "application/json", &garbage), 400);
+    assert_eq!(post_to(&zipkin, path, "application/json", &bad_id), 400);
+    assert_eq!(post_to(&zipkin, path, "application/x-protobuf", &garbage), 415);
+    assert_eq!(post_to(&zipkin, path, "application/json", &big), 413);
+
+    // A real Zipkin sender, whose client span calls the sink with its traceparent.
+    let out = Command::new("python3")
+        .arg(python_dir().join("zipkin_app.py"))
+        .args(["--endpoint", &format!("http://{zipkin}{path}"), "--service", "zipkin-app"])
+        .args(["--ping", &format!("http://127.0.0.1:{}/ping", sink.port())])
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    let trace_id = String::from_utf8(out.stdout).unwrap().trim().to_owned();
+    let spans = wait_for(TIMEOUT, "the app's and the kernel's spans at the Zipkin receiver", || {
+        let s: Vec<Value> = sink.spans().into_iter().filter(|s| s["traceId"] == trace_id.as_str()).collect();
+        (s.len() >= 4).then_some(s)
+    });
+    let by = |kind: &str, pred: &dyn Fn(&Value) -> bool| {
+        spans.iter().find(|s| s["kind"] == kind && pred(s)).unwrap_or_else(|| panic!("a {kind} span in {spans:#?}"))
+    };
+    let handle = by("SERVER", &|s| s["name"] == "handle");
+    let call = by("CLIENT", &|s| s["name"] == "call-ping");
+    assert_eq!(handle["localEndpoint"]["serviceName"], "zipkin-app");
+    assert!(handle.get("parentId").is_none(), "{handle:#?}");
+    assert_eq!(call["parentId"], handle["id"]);
+    assert_eq!(call["tags"]["error"], "ping failed", "{call:#?}");
+    assert_eq!(handle["tags"]["app.user"], "7");
+    assert!(handle["tags"]["agent.hostname"].is_string(), "host tags on {handle:#?}");
+    // The kernel's spans of the ping, in the app's trace under the span that sent it (the
+    // traceparent both ends saw names it).
+    let ping_client = by("CLIENT", &|s| s["tags"]["http.target"] == "/ping");
+    let ping_server = by("SERVER", &|s| s["tags"]["http.target"] == "/ping");
+    for s in [ping_client, ping_server] {
+        assert_eq!(s["parentId"], call["id"], "{s:#?}");
+        assert_eq!(s["tags"]["tracer.link"], "traceparent");
+    }
+    assert_eq!(ping_client["remoteEndpoint"]["port"], sink.port());
+    assert_eq!(ping_server["tags"]["http.status_code"], "200");
+    let invalid: Vec<Value> = sink.spans().into_iter().filter(|s| s.get("invalid").is_some()).collect();
+    assert!(invalid.is_empty(), "every body the daemon sent is a valid Zipkin v2 span list: {invalid:#?}");
+
+    let m = |s: &str| daemon.metric(s);
+    assert_eq!(m("tracer_zipkin_requests_total{outcome=\"bad_request\"}"), 1.0);
+    assert_eq!(m("tracer_zipkin_requests_total{outcome=\"unsupported_media_type\"}"), 1.0);
+    assert_eq!(m("tracer_zipkin_requests_total{outcome=\"too_large\"}"), 1.0);
+    assert_eq!(m("tracer_zipkin_spans_rejected_total"), 1.0);
+    assert_eq!(m("tracer_zipkin_spans_received_total"), 2.0);
+    drop((daemon, sink));
     let _ = std::fs::remove_dir_all(&dir);
 }

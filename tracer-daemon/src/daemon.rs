@@ -237,6 +237,7 @@ pub async fn run(inv: Invocation) -> anyhow::Result<()> {
             "sampling": show(agent.sampling_addr),
             "otlp_grpc": show(agent.otlp_grpc_addr),
             "otlp_http": show(agent.otlp_http_addr),
+            "zipkin": show(agent.zipkin_addr),
             "metrics": show(admin_addr),
         }})
     );

@@ -50,6 +50,7 @@ pub struct AgentHandle {
     pub sampling_addr: Option<SocketAddr>,
     pub otlp_grpc_addr: Option<SocketAddr>,
     pub otlp_http_addr: Option<SocketAddr>,
+    pub zipkin_addr: Option<SocketAddr>,
     stop: watch::Sender<bool>,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -224,6 +225,7 @@ pub async fn spawn_supervised(
         sampling_addr: None,
         otlp_grpc_addr: None,
         otlp_http_addr: None,
+        zipkin_addr: None,
         stop,
         tasks: Vec::new(),
     };
@@ -301,6 +303,15 @@ pub async fn spawn_supervised(
             handle.tasks.push(otlp.http(listener, stop_rx.clone()));
             handle.otlp_http_addr = Some(local);
         }
+    }
+    if !cfg.zipkin_addr.trim().is_empty() {
+        let addr = &cfg.zipkin_addr;
+        let bind_err = |e| AgentError::Bind { what: "Zipkin", addr: addr.clone(), source: e };
+        let listener = TcpListener::bind(addr.as_str()).await.map_err(bind_err)?;
+        let local = listener.local_addr().map_err(bind_err)?;
+        tracing::info!(addr = %local, "agent listening for Zipkin v2 spans");
+        handle.tasks.push(otlp.zipkin(listener, stop_rx.clone()));
+        handle.zipkin_addr = Some(local);
     }
     Ok(handle)
 }

@@ -1,8 +1,9 @@
-//! The OTLP receivers of the agent role: apps' OpenTelemetry SDKs export to `POST /v1/traces`
-//! (OTLP/HTTP, protobuf or JSON, gzip or not) and to `TraceService/Export` (OTLP/gRPC). Spans
-//! get this host's agent tags and go through the one OTLP adapter (`render::otlp_in`) into the
-//! export pipeline. Bad input gets OTLP's answer (400 with a message, 413, 415, partial success
-//! with the rejected count) and is counted.
+//! The OTLP and Zipkin receivers of the agent role: apps' OpenTelemetry SDKs export to
+//! `POST /v1/traces` (OTLP/HTTP, protobuf or JSON, gzip or not) and to `TraceService/Export`
+//! (OTLP/gRPC); Zipkin senders post v2 JSON to `POST /api/v2/spans`. Spans get this host's agent
+//! tags and go through one adapter per format (`render::otlp_in`, `render::zipkin`) into the
+//! export pipeline. Bad input gets the protocol's answer (400 with a message, 413, 415, OTLP's
+//! partial success with the rejected count) and is counted.
 
 use std::io::Read as _;
 use std::sync::Arc;
@@ -21,7 +22,7 @@ use crate::render::otlp::proto::collector::trace::v1::{
     ExportTracePartialSuccess, ExportTraceServiceRequest, ExportTraceServiceResponse,
     trace_service_server::{TraceService, TraceServiceServer},
 };
-use crate::render::otlp_in;
+use crate::render::{otlp_in, zipkin};
 use crate::supervise::Stages;
 
 /// The OTLP/HTTP traces path.
@@ -51,7 +52,7 @@ impl Outcome {
     }
 }
 
-/// Counters of one OTLP receiver (`transport` = `http` or `grpc`).
+/// Counters of one receiver: `tracer_otlp_*{transport="http"|"grpc"}` or `tracer_zipkin_*`.
 #[derive(Clone)]
 struct Metrics {
     requests: [Counter; Outcome::ALL.len()],
@@ -62,28 +63,35 @@ struct Metrics {
 
 impl Metrics {
     fn new(reg: &Registry, transport: &str) -> Self {
+        Self::family(reg, "otlp", "OTLP", &[("transport", transport)])
+    }
+
+    fn zipkin(reg: &Registry) -> Self {
+        Self::family(reg, "zipkin", "Zipkin", &[])
+    }
+
+    fn family(reg: &Registry, family: &str, what: &str, labels: &[(&str, &str)]) -> Self {
+        let name = |series: &str| format!("tracer_{family}_{series}");
         Metrics {
             requests: Outcome::ALL.map(|o| {
-                reg.counter(
-                    "tracer_otlp_requests_total",
-                    "OTLP export requests from apps, by transport and outcome.",
-                    &[("transport", transport), ("outcome", o.as_str())],
-                )
+                let mut l = labels.to_vec();
+                l.push(("outcome", o.as_str()));
+                reg.counter(&name("requests_total"), &format!("{what} export requests from apps, by outcome."), &l)
             }),
             spans: reg.counter(
-                "tracer_otlp_spans_received_total",
-                "Spans accepted from apps over OTLP.",
-                &[("transport", transport)],
+                &name("spans_received_total"),
+                &format!("Spans accepted from apps over {what}."),
+                labels,
             ),
             rejected: reg.counter(
-                "tracer_otlp_spans_rejected_total",
-                "Spans from apps refused as invalid (reported as partial success).",
-                &[("transport", transport)],
+                &name("spans_rejected_total"),
+                &format!("Spans from apps over {what} refused as invalid (ids)."),
+                labels,
             ),
             dropped: reg.counter(
-                "tracer_otlp_spans_dropped_total",
-                "Spans from apps over OTLP the export queue refused.",
-                &[("transport", transport)],
+                &name("spans_dropped_total"),
+                &format!("Spans from apps over {what} the export queue refused."),
+                labels,
             ),
         }
     }
@@ -111,7 +119,12 @@ impl Intake {
     /// Queues the request's valid spans; the partial success to answer with, if any span was
     /// rejected.
     fn take(&self, req: ExportTraceServiceRequest) -> Option<ExportTracePartialSuccess> {
-        let decoded = otlp_in::decode(req, &self.agent_tags);
+        self.queue(otlp_in::decode(req, &self.agent_tags))
+            .map(|(rejected_spans, error_message)| ExportTracePartialSuccess { rejected_spans, error_message })
+    }
+
+    /// Queues decoded spans; the count of rejected ones and why, if any was.
+    fn queue(&self, decoded: otlp_in::Decoded) -> Option<(i64, String)> {
         self.metrics.spans.add(decoded.spans.len() as u64);
         for span in decoded.spans {
             let span = std::sync::Arc::new(span);
@@ -125,14 +138,12 @@ impl Intake {
         self.metrics.outcome(Outcome::Ok);
         (decoded.rejected > 0).then(|| {
             self.metrics.rejected.add(decoded.rejected as u64);
-            ExportTracePartialSuccess {
-                rejected_spans: decoded.rejected,
-                error_message: decoded.error.unwrap_or_default(),
-            }
+            (decoded.rejected, decoded.error.unwrap_or_default())
         })
     }
 }
 
+#[derive(Clone, Copy)]
 enum Body {
     Protobuf,
     Json,
@@ -151,40 +162,48 @@ fn gunzip(body: &[u8], max: usize) -> Result<Vec<u8>, Outcome> {
     if out.len() > max { Err(Outcome::TooLarge) } else { Ok(out) }
 }
 
+/// The request's body type (by `Content-Type`, one of `types`) and its bytes, inflated; or
+/// the refusal to answer with.
+fn read_body<'a, T: Copy>(
+    intake: &Intake,
+    req: &'a Request,
+    types: &[(&str, T)],
+) -> Result<(T, std::borrow::Cow<'a, [u8]>), Response> {
+    let m = &intake.metrics;
+    let ctype = req.header("content-type").unwrap_or("").split(';').next().unwrap_or("").trim().to_ascii_lowercase();
+    let Some(kind) = types.iter().find(|(t, _)| *t == ctype).map(|(_, k)| *k) else {
+        return Err(refuse(m, Outcome::UnsupportedMediaType, 415, format!("unsupported content type {ctype:?}")));
+    };
+    if req.body.len() > intake.max_bytes {
+        return Err(refuse(m, Outcome::TooLarge, 413, "request body too large".into()));
+    }
+    match req.header("content-encoding").map(|e| e.trim().to_ascii_lowercase()).as_deref() {
+        None | Some("" | "identity") => Ok((kind, std::borrow::Cow::Borrowed(&req.body[..]))),
+        Some("gzip") => match gunzip(&req.body, intake.max_bytes) {
+            Ok(b) => Ok((kind, std::borrow::Cow::Owned(b))),
+            Err(Outcome::TooLarge) => Err(refuse(m, Outcome::TooLarge, 413, "request body too large".into())),
+            Err(o) => Err(refuse(m, o, 400, "invalid gzip body".into())),
+        },
+        Some(other) => {
+            Err(refuse(m, Outcome::UnsupportedMediaType, 415, format!("unsupported content encoding {other:?}")))
+        }
+    }
+}
+
 /// `POST /v1/traces`.
 fn http_export(intake: &Intake, req: &Request) -> Response {
     let m = &intake.metrics;
-    let ctype = req.header("content-type").unwrap_or("").split(';').next().unwrap_or("").trim().to_ascii_lowercase();
-    let kind = match ctype.as_str() {
-        "application/x-protobuf" | "application/protobuf" => Body::Protobuf,
-        "application/json" => Body::Json,
-        other => {
-            return refuse(m, Outcome::UnsupportedMediaType, 415, format!("unsupported content type {other:?}"));
-        }
+    let types = [
+        ("application/x-protobuf", Body::Protobuf),
+        ("application/protobuf", Body::Protobuf),
+        ("application/json", Body::Json),
+    ];
+    let (kind, body) = match read_body(intake, req, &types) {
+        Ok(b) => b,
+        Err(refused) => return refused,
     };
-    if req.body.len() > intake.max_bytes {
-        return refuse(m, Outcome::TooLarge, 413, "request body too large".into());
-    }
-    let inflated;
-    let body = match req.header("content-encoding").map(|e| e.trim().to_ascii_lowercase()).as_deref() {
-        None | Some("" | "identity") => &req.body[..],
-        Some("gzip") => match gunzip(&req.body, intake.max_bytes) {
-            Ok(b) => {
-                inflated = b;
-                &inflated[..]
-            }
-            Err(Outcome::TooLarge) => return refuse(m, Outcome::TooLarge, 413, "request body too large".into()),
-            Err(o) => return refuse(m, o, 400, "invalid gzip body".into()),
-        },
-        Some(other) => {
-            return refuse(m, Outcome::UnsupportedMediaType, 415, format!("unsupported content encoding {other:?}"));
-        }
-    };
-    let decoded = match kind {
-        Body::Protobuf => ExportTraceServiceRequest::decode(body).map_err(|e| e.to_string()),
-        Body::Json => serde_json::from_slice::<ExportTraceServiceRequest>(body).map_err(|e| e.to_string()),
-    };
-    let request = match decoded {
+    let body = &body[..];
+    let request = match otlp_in::decode_body(matches!(kind, Body::Json), body) {
         Ok(r) => r,
         Err(why) => return refuse(m, Outcome::BadRequest, 400, format!("invalid ExportTraceServiceRequest: {why}")),
     };
@@ -194,6 +213,24 @@ fn http_export(intake: &Intake, req: &Request) -> Response {
             Response { status: 200, content_type: "application/x-protobuf".to_owned(), body: resp.encode_to_vec() }
         }
         Body::Json => Response::json_value(200, &resp),
+    }
+}
+
+/// `POST /api/v2/spans`: Zipkin v2 JSON. 202 when every span was taken; 400 with the reason
+/// when the body is not a span list, or when some spans had invalid ids (the others are taken).
+fn zipkin_export(intake: &Intake, req: &Request) -> Response {
+    let m = &intake.metrics;
+    let (_, body) = match read_body(intake, req, &[("application/json", ())]) {
+        Ok(b) => b,
+        Err(refused) => return refused,
+    };
+    let decoded = match zipkin::decode(&body, &intake.agent_tags) {
+        Ok(d) => d,
+        Err(why) => return refuse(m, Outcome::BadRequest, 400, format!("invalid Zipkin v2 span list: {why}")),
+    };
+    match intake.queue(decoded) {
+        None => Response::text(202, ""),
+        Some((rejected, why)) => Response::text(400, format!("{rejected} spans rejected: {why}\n")),
     }
 }
 
@@ -227,12 +264,12 @@ pub(super) struct Setup<'a> {
 const GRPC_KEEPALIVE: Duration = Duration::from_secs(60);
 
 impl Setup<'_> {
-    fn intake(&self, transport: &str) -> Intake {
+    fn intake(&self, metrics: Metrics) -> Intake {
         Intake {
             sender: self.sender.clone(),
             agent_tags: Arc::new(self.agent_tags.clone()),
             observer: self.observer.clone(),
-            metrics: Metrics::new(self.metrics, transport),
+            metrics,
             max_bytes: self.max_bytes,
         }
     }
@@ -240,18 +277,47 @@ impl Setup<'_> {
     /// Serves OTLP/HTTP on `listener` until `stop`, with the receiver's connection, body and
     /// deadline limits (drops counted under `listener="otlp_http"`).
     pub fn http(&self, listener: TcpListener, stop: tokio::sync::watch::Receiver<bool>) -> tokio::task::JoinHandle<()> {
-        let intake = self.intake("http");
-        // A body refused at the door is an OTLP request too large as well.
+        self.serve_http(
+            listener,
+            stop,
+            "otlp_http",
+            TRACES_PATH,
+            self.intake(Metrics::new(self.metrics, "http")),
+            http_export,
+        )
+    }
+
+    /// Serves Zipkin v2 (`POST /api/v2/spans`) on `listener` until `stop`, with the OTLP/HTTP
+    /// receiver's limits (drops counted under `listener="zipkin"`).
+    pub fn zipkin(
+        &self,
+        listener: TcpListener,
+        stop: tokio::sync::watch::Receiver<bool>,
+    ) -> tokio::task::JoinHandle<()> {
+        let intake = self.intake(Metrics::zipkin(self.metrics));
+        self.serve_http(listener, stop, "zipkin", zipkin::SPANS_PATH, intake, zipkin_export)
+    }
+
+    fn serve_http(
+        &self,
+        listener: TcpListener,
+        stop: tokio::sync::watch::Receiver<bool>,
+        name: &str,
+        path: &str,
+        intake: Intake,
+        handler: fn(&Intake, &Request) -> Response,
+    ) -> tokio::task::JoinHandle<()> {
+        // A body refused at the door is a request too large as well.
         let too_large = intake.metrics.outcome_counter(Outcome::TooLarge).clone();
-        let router = Arc::new(Router::new().route("POST", TRACES_PATH, move |r| http_export(&intake, r)));
+        let router = Arc::new(Router::new().route("POST", path, move |r| handler(&intake, r)));
         let limits = Limits {
             max_connections: self.max_connections,
             max_body_bytes: self.max_bytes,
             request_timeout: self.request_timeout,
             idle_timeout: Limits::ADMIN.idle_timeout,
         };
-        let drops = DropCounters::register(self.metrics, "otlp_http").also(DropReason::BodyTooLarge, too_large);
-        self.stages.spawn("otlp_http receiver", crate::api::serve_with(listener, router, stop, limits, drops))
+        let drops = DropCounters::register(self.metrics, name).also(DropReason::BodyTooLarge, too_large);
+        self.stages.spawn(&format!("{name} receiver"), crate::api::serve_with(listener, router, stop, limits, drops))
     }
 
     /// Serves OTLP/gRPC on `listener` until `stop`: at most `max_connections` connections
@@ -264,7 +330,7 @@ impl Setup<'_> {
         mut stop: tokio::sync::watch::Receiver<bool>,
     ) -> tokio::task::JoinHandle<()> {
         use tonic::codec::CompressionEncoding::Gzip;
-        let service = TraceServiceServer::new(Grpc(self.intake("grpc")))
+        let service = TraceServiceServer::new(Grpc(self.intake(Metrics::new(self.metrics, "grpc"))))
             .accept_compressed(Gzip)
             .send_compressed(Gzip)
             .max_decoding_message_size(self.max_bytes);

@@ -24,6 +24,7 @@ fn local_cfg() -> ExportConfig {
         sampling_addr: "127.0.0.1:0".into(),
         otlp_grpc_addr: "127.0.0.1:0".into(),
         otlp_http_addr: "127.0.0.1:0".into(),
+        zipkin_addr: "127.0.0.1:0".into(),
         batch_max_age_ms: 10,
         ..Default::default()
     }

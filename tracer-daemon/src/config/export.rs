@@ -48,6 +48,20 @@ pub struct ExportConfig {
     #[arg(long = "otlp-http", value_name = "URL")]
     pub otlp_http: Vec<String>,
 
+    /// Zipkin v2 destination (JSON), e.g. `http://zipkin:9411`; the path `/api/v2/spans` is
+    /// used when the URL has none. Repeatable, like `otlp_grpc`. Default: none.
+    #[arg(long = "zipkin", value_name = "URL")]
+    pub zipkin: Vec<String>,
+
+    /// Compress Zipkin requests with gzip (Zipkin servers and collectors accept it).
+    #[arg(long, default_value_t = false, action = clap::ArgAction::Set, value_name = "BOOL")]
+    pub zipkin_gzip: bool,
+
+    /// Listen for apps' Zipkin v2 spans (`POST /api/v2/spans`, JSON, gzip or not), with the
+    /// OTLP receivers' body, connection and time limits. Empty turns it off.
+    #[arg(long, default_value = defaults::ZIPKIN_ADDR, value_name = "ADDR")]
+    pub zipkin_addr: String,
+
     /// Compress OTLP requests (HTTP and gRPC) with gzip.
     #[arg(long, default_value_t = true, action = clap::ArgAction::Set, value_name = "BOOL")]
     pub otlp_gzip: bool,
@@ -200,6 +214,7 @@ pub mod defaults {
     pub const SAMPLING_ADDR: &str = "127.0.0.1:5778";
     pub const OTLP_GRPC_ADDR: &str = "127.0.0.1:4317";
     pub const OTLP_HTTP_ADDR: &str = "127.0.0.1:4318";
+    pub const ZIPKIN_ADDR: &str = "127.0.0.1:9411";
     pub const OTLP_MAX_BODY_BYTES: usize = 4 * 1024 * 1024;
     pub const OTLP_MAX_CONNECTIONS: usize = 64;
     /// Enough for the largest body over a slow link; far less than a trickling client wants.
@@ -214,6 +229,9 @@ impl Default for ExportConfig {
             agent_udp: None,
             otlp_grpc: Vec::new(),
             otlp_http: Vec::new(),
+            zipkin: Vec::new(),
+            zipkin_gzip: false,
+            zipkin_addr: ZIPKIN_ADDR.to_owned(),
             otlp_gzip: true,
             otlp_grpc_addr: OTLP_GRPC_ADDR.to_owned(),
             otlp_http_addr: OTLP_HTTP_ADDR.to_owned(),
@@ -284,6 +302,8 @@ pub enum Destination {
     OtlpGrpc(String),
     /// OTLP/HTTP (protobuf) to this URL.
     OtlpHttp(String),
+    /// Zipkin v2 JSON to this URL.
+    Zipkin(String),
 }
 
 /// Batch limits: spans, encoded bytes and age, whichever is reached first closes a batch.
@@ -349,10 +369,10 @@ impl ExportConfig {
         }
     }
 
-    /// Every destination spans go to: the Jaeger (or console / JSON) one unless only OTLP
-    /// destinations are set, then each OTLP URL.
+    /// Every destination spans go to: the Jaeger (or console / JSON) one unless only OTLP or
+    /// Zipkin destinations are set, then each OTLP and Zipkin URL.
     pub fn destinations(&self) -> Result<Vec<Destination>, ConfigError> {
-        let otlp = !self.otlp_grpc.is_empty() || !self.otlp_http.is_empty();
+        let otlp = !self.otlp_grpc.is_empty() || !self.otlp_http.is_empty() || !self.zipkin.is_empty();
         let jaeger = !self.collector.is_empty() || self.agent_udp.is_some();
         let mut out = Vec::new();
         if !otlp || jaeger || self.output.is_some_and(|o| o != OutputMode::Jaeger) {
@@ -367,6 +387,10 @@ impl ExportConfig {
                 crate::net::http::Url::parse(u).map_err(|e| ConfigError::CollectorUrl { url: e.url, why: e.why })?;
                 out.push(if grpc { Destination::OtlpGrpc(u.clone()) } else { Destination::OtlpHttp(u.clone()) });
             }
+        }
+        for u in &self.zipkin {
+            crate::net::http::Url::parse(u).map_err(|e| ConfigError::CollectorUrl { url: e.url, why: e.why })?;
+            out.push(Destination::Zipkin(u.clone()));
         }
         if self.otlp_max_body_bytes == 0 {
             return Err(ConfigError::Zero("otlp_max_body_bytes"));

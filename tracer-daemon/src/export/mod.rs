@@ -56,6 +56,7 @@ pub mod pipeline;
 pub mod queue;
 pub mod transport_http;
 pub mod transport_udp;
+pub mod zipkin;
 
 use std::future::Future;
 use std::sync::Arc;

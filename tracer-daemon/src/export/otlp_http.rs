@@ -30,22 +30,37 @@ pub fn parse_retry_after(v: &str) -> Option<Duration> {
     v.trim().parse::<u64>().ok().map(|s| Duration::from_secs(s.min(300)))
 }
 
-/// Sends batches to one OTLP/HTTP receiver.
-pub struct OtlpHttpExporter {
+/// One HTTP destination that takes each batch in one `POST` on a fresh connection (OTLP/HTTP,
+/// Zipkin): its URL, fixed request headers, timeout and TLS.
+pub(super) struct Poster {
     url: Url,
     name: String,
     /// Request head lines after the request line, up to `Content-Length`.
     fixed_headers: String,
     timeout: Duration,
     tls: Option<tokio_rustls::TlsConnector>,
-    gzip: bool,
 }
 
-impl OtlpHttpExporter {
-    pub fn new(url: &str, cfg: &ExportConfig) -> Result<Self, ConfigError> {
+/// A destination's answer to one `POST`.
+pub(super) struct Answer {
+    pub status: u16,
+    pub retry_after: Option<Duration>,
+    pub body: Vec<u8>,
+}
+
+impl Poster {
+    /// `default_path` when the URL has none; `content_type` and `gzip` (Content-Encoding) for
+    /// every request; the collector headers, CA file and timeout of `cfg`.
+    pub fn new(
+        url: &str,
+        default_path: &str,
+        content_type: &str,
+        gzip: bool,
+        cfg: &ExportConfig,
+    ) -> Result<Self, ConfigError> {
         let mut url = Url::parse(url).map_err(|e| ConfigError::CollectorUrl { url: e.url, why: e.why })?;
         if url.path.is_empty() || url.path == "/" {
-            url.path = TRACES_PATH.to_owned();
+            url.path = default_path.to_owned();
         }
         let tls = if url.tls {
             let opts = TlsOptions { ca_file: cfg.collector_ca_file.clone(), insecure_skip_verify: false };
@@ -53,36 +68,37 @@ impl OtlpHttpExporter {
         } else {
             None
         };
-        let mut fixed_headers = String::from("Content-Type: application/x-protobuf\r\n");
+        let mut fixed_headers = format!("Content-Type: {content_type}\r\n");
         fixed_headers.push_str(concat!("User-Agent: tracer/", env!("CARGO_PKG_VERSION"), "\r\n"));
-        if cfg.otlp_gzip {
+        if gzip {
             fixed_headers.push_str("Content-Encoding: gzip\r\n");
         }
         for (k, v) in cfg.parsed_headers()? {
             fixed_headers.push_str(&format!("{k}: {v}\r\n"));
         }
-        Ok(OtlpHttpExporter {
+        Ok(Poster {
             name: url.endpoint(&url.path),
             url,
             fixed_headers,
             timeout: Duration::from_millis(cfg.collector_timeout_ms),
             tls,
-            gzip: cfg.otlp_gzip,
         })
     }
 
-    fn body(&self, batch: &Batch<OtlpSpan>) -> Result<Vec<u8>, ExportError> {
-        let raw = otlp::request(&batch.process, &batch.spans).encode_to_vec();
-        if !self.gzip {
-            return Ok(raw);
-        }
-        let mut gz = flate2::write::GzEncoder::new(Vec::with_capacity(raw.len() / 4), flate2::Compression::fast());
-        gz.write_all(&raw).map_err(|e| ExportError::Encode(e.to_string()))?;
-        gz.finish().map_err(|e| ExportError::Encode(e.to_string()))
+    /// The endpoint, for logs and errors.
+    pub fn name(&self) -> &str {
+        &self.name
     }
 
-    /// One request on a fresh connection; the response's status, `Retry-After` and body.
-    async fn post(&self, body: &[u8]) -> Result<(u16, Option<Duration>, Vec<u8>), ExportError> {
+    /// One request on a fresh connection, within the timeout.
+    pub async fn post(&self, body: &[u8]) -> Result<Answer, ExportError> {
+        match tokio::time::timeout(self.timeout, self.post_once(body)).await {
+            Ok(r) => r,
+            Err(_) => Err(ExportError::Timeout { endpoint: self.name.clone() }),
+        }
+    }
+
+    async fn post_once(&self, body: &[u8]) -> Result<Answer, ExportError> {
         let endpoint = &self.name;
         let tls = if self.url.tls { self.tls.as_ref() } else { None };
         let mut conn = http::connect(&self.url.host, self.url.port, tls).await.map_err(|e| match e {
@@ -106,10 +122,47 @@ impl OtlpHttpExporter {
         })?;
         let status = resp.status;
         let retry_after = resp.header("retry-after").and_then(parse_retry_after);
-        // The body only says how many spans were rejected: one too large to read says nothing.
+        // The body only says how many spans were rejected, or why: one too large to read says
+        // nothing.
         let body = resp.read_all(MAX_RESPONSE).await.unwrap_or_default();
-        Ok((status, retry_after, body))
+        Ok(Answer { status, retry_after, body })
     }
+
+    /// The error for a non-2xx answer: retryable when `retryable` says so.
+    pub fn refused(&self, a: Answer, retryable: bool) -> ExportError {
+        let text = String::from_utf8_lossy(&a.body[..a.body.len().min(200)]).trim().to_owned();
+        ExportError::Refused {
+            endpoint: self.name.clone(),
+            what: format!("HTTP {} {text}", a.status),
+            retryable,
+            retry_after: a.retry_after,
+        }
+    }
+}
+
+/// Sends batches to one OTLP/HTTP receiver.
+pub struct OtlpHttpExporter {
+    poster: Poster,
+    gzip: bool,
+}
+
+impl OtlpHttpExporter {
+    pub fn new(url: &str, cfg: &ExportConfig) -> Result<Self, ConfigError> {
+        let poster = Poster::new(url, TRACES_PATH, "application/x-protobuf", cfg.otlp_gzip, cfg)?;
+        Ok(OtlpHttpExporter { poster, gzip: cfg.otlp_gzip })
+    }
+
+    fn body(&self, batch: &Batch<OtlpSpan>) -> Result<Vec<u8>, ExportError> {
+        let raw = otlp::request(&batch.process, &batch.spans).encode_to_vec();
+        if self.gzip { gzip(&raw) } else { Ok(raw) }
+    }
+}
+
+/// `raw`, gzip-compressed (fast level).
+pub(super) fn gzip(raw: &[u8]) -> Result<Vec<u8>, ExportError> {
+    let mut gz = flate2::write::GzEncoder::new(Vec::with_capacity(raw.len() / 4), flate2::Compression::fast());
+    gz.write_all(raw).map_err(|e| ExportError::Encode(e.to_string()))?;
+    gz.finish().map_err(|e| ExportError::Encode(e.to_string()))
 }
 
 /// Spans the receiver rejected, from a protobuf (or JSON) `ExportTraceServiceResponse`.
@@ -132,24 +185,16 @@ impl Exporter for OtlpHttpExporter {
 
     async fn export(&mut self, batch: &Batch<OtlpSpan>) -> Result<Delivered, ExportError> {
         let body = self.body(batch)?;
-        let (status, retry_after, resp) = match tokio::time::timeout(self.timeout, self.post(&body)).await {
-            Ok(r) => r?,
-            Err(_) => return Err(ExportError::Timeout { endpoint: self.name.clone() }),
-        };
-        if (200..300).contains(&status) {
-            let rejected = usize::try_from(rejected(&resp)).unwrap_or(0);
+        let answer = self.poster.post(&body).await?;
+        if (200..300).contains(&answer.status) {
+            let rejected = usize::try_from(rejected(&answer.body)).unwrap_or(0);
             if rejected > 0 {
-                tracing::warn!(endpoint = %self.name, rejected, "OTLP receiver rejected spans");
+                tracing::warn!(endpoint = %self.poster.name(), rejected, "OTLP receiver rejected spans");
             }
             return Ok(Delivered { spans: batch.spans.len().saturating_sub(rejected), requests: 1, bytes: body.len() });
         }
-        let text = String::from_utf8_lossy(&resp[..resp.len().min(200)]).trim().to_owned();
-        Err(ExportError::Refused {
-            endpoint: self.name.clone(),
-            what: format!("HTTP {status} {text}"),
-            retryable: status_is_retryable(status),
-            retry_after,
-        })
+        let retryable = status_is_retryable(answer.status);
+        Err(self.poster.refused(answer, retryable))
     }
 }
 

@@ -16,6 +16,7 @@ use super::otlp_http::OtlpHttpExporter;
 use super::queue::{LaneSender, SpanSender};
 use super::transport_http::HttpExporter;
 use super::transport_udp::UdpExporter;
+use super::zipkin::ZipkinExporter;
 use super::{Batch, Exporter, Rendered};
 use crate::config::export::{ConfigError, Destination, ExportConfig, RetryPolicy};
 use crate::jaeger::encode::{ClientStats, Protocol, span_len};
@@ -200,6 +201,10 @@ impl Pipeline {
                 Destination::OtlpHttp(url) => {
                     let ex = OtlpHttpExporter::new(&url, cfg)?;
                     start(stages, i, cfg, h, m("otlp_http", &url), otlp_size(), ex)
+                }
+                Destination::Zipkin(url) => {
+                    let ex = ZipkinExporter::new(&url, cfg)?;
+                    start(stages, i, cfg, h, m("zipkin", &url), None, ex)
                 }
             });
         }

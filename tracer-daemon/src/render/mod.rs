@@ -6,3 +6,4 @@ pub mod keys;
 pub mod otlp;
 pub mod otlp_in;
 pub mod text;
+pub mod zipkin;

@@ -25,6 +25,15 @@ pub struct Decoded {
     pub error: Option<String>,
 }
 
+/// An `ExportTraceServiceRequest` from an OTLP/HTTP body: protobuf, or JSON when `json`.
+pub fn decode_body(json: bool, body: &[u8]) -> Result<ExportTraceServiceRequest, String> {
+    if json {
+        serde_json::from_slice(body).map_err(|e| e.to_string())
+    } else {
+        prost::Message::decode(body).map_err(|e: prost::DecodeError| e.to_string())
+    }
+}
+
 /// The spans of `req`, each process carrying `extra` tags (the agent's host tags).
 pub fn decode(req: ExportTraceServiceRequest, extra: &[Tag]) -> Decoded {
     let mut out = Decoded::default();
