@@ -17,6 +17,10 @@
 //	grpc_demo h2get ADDR PATH... GETs every PATH at once on one h2c connection to ADDR,
 //	                             prints "status PATH CODE" per path, then "done", and exits
 //	                             when stdin closes
+//	grpc_demo load ADDR SECONDS N
+//	                             N goroutines make unary calls on one connection to ADDR for
+//	                             SECONDS, then prints "calls C secs S p50_ms X p99_ms Y"
+//	                             (the benchmark's gRPC load)
 //
 // Debian's Go protobuf packages do not marshal with its grpc, so the codec registered under
 // the name "proto" hand-encodes messages of one string field (field 1, wire type 2).
@@ -35,6 +39,7 @@ import (
 	"net"
 	"net/http"
 	"os"
+	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -398,6 +403,53 @@ func client(addr string) {
 	}
 }
 
+func load(addr, seconds, workers string) {
+	secs, err1 := strconv.ParseFloat(seconds, 64)
+	n, err2 := strconv.Atoi(workers)
+	if err1 != nil || err2 != nil || n < 1 || secs <= 0 {
+		fmt.Fprintln(os.Stderr, "load ADDR SECONDS N: SECONDS > 0, N >= 1")
+		os.Exit(2)
+	}
+	cc, err := grpc.Dial(addr, grpc.WithInsecure(), grpc.WithBlock())
+	if err != nil {
+		fmt.Fprintln(os.Stderr, err)
+		os.Exit(1)
+	}
+	defer cc.Close()
+	start := time.Now()
+	end := start.Add(time.Duration(secs * float64(time.Second)))
+	lat := make([][]time.Duration, n)
+	var wg sync.WaitGroup
+	for i := 0; i < n; i++ {
+		wg.Add(1)
+		go func(i int) {
+			defer wg.Done()
+			// Bounded: at most 10 million calls per worker.
+			for k := 0; k < 10000000 && time.Now().Before(end); k++ {
+				t := time.Now()
+				if _, err := unary(cc, "load"); err != nil {
+					fmt.Fprintln(os.Stderr, err)
+					os.Exit(1)
+				}
+				lat[i] = append(lat[i], time.Since(t))
+			}
+		}(i)
+	}
+	wg.Wait()
+	elapsed := time.Since(start).Seconds()
+	var all []time.Duration
+	for _, l := range lat {
+		all = append(all, l...)
+	}
+	if len(all) == 0 {
+		fmt.Fprintln(os.Stderr, "no call finished")
+		os.Exit(1)
+	}
+	sort.Slice(all, func(a, b int) bool { return all[a] < all[b] })
+	ms := func(q float64) float64 { return float64(all[int(q*float64(len(all)-1))]) / 1e6 }
+	fmt.Printf("calls %d secs %.3f p50_ms %.4f p99_ms %.4f\n", len(all), elapsed, ms(0.5), ms(0.99))
+}
+
 func main() {
 	encoding.RegisterCodec(codec{})
 	if len(os.Args) < 3 {
@@ -415,6 +467,8 @@ func main() {
 		serveH2C(os.Args[2])
 	case os.Args[1] == "h2get":
 		h2get(os.Args[2], os.Args[3:])
+	case os.Args[1] == "load" && len(os.Args) == 5:
+		load(os.Args[2], os.Args[3], os.Args[4])
 	case os.Args[1] == "api" && len(os.Args) == 6:
 		serveAPI(os.Args[2], os.Args[3], os.Args[4], os.Args[5])
 	default:

@@ -155,6 +155,49 @@ fn unary_error_streaming_and_50_concurrent_calls() {
 }
 
 #[test]
+fn a_message_larger_than_the_capture_never_gives_a_wrong_parent_or_a_guessed_name() {
+    let daemon = Daemon::start(&["--output", "json"]);
+    let (_server, port) = server();
+    let mut client = Client::connect(port);
+    assert_eq!(client.run("unary before"), "ok unary hello before");
+    // 200 kB each way, written and read in calls far larger than the capture: the frame
+    // headers inside what was not captured are unknown, and so is the header table after them.
+    assert_eq!(client.run("big 200000"), "ok big 200004");
+    assert_eq!(client.run("unary after"), "ok unary hello after");
+    // Streams 1 (before), 3 (large), 5 (after).
+    let all = wait_for(TIMEOUT, "the spans of the calls before and after", || {
+        let all = spans(&daemon, port);
+        let have = |kind: &str, id: i64| by_stream(&all, kind, id).is_some();
+        (have("client", 1) && have("server", 1) && have("server", 3) && have("client", 5) && have("server", 5))
+            .then_some(all)
+    });
+    let (c1, s1) = (by_stream(&all, "client", 1).unwrap(), by_stream(&all, "server", 1).unwrap());
+    assert_eq!(s1["parentSpanId"], c1["spanId"]);
+    assert_eq!(c1["operation"], "/demo.Greeter/SayHello");
+    // The large call's server span is under the client's span of that call (its id came on
+    // the wire), whether or not that client span is out yet.
+    let s3 = by_stream(&all, "server", 3).unwrap();
+    if let Some(c3) = by_stream(&all, "client", 3) {
+        assert_eq!(s3["parentSpanId"], c3["spanId"], "{s3:#?}");
+    }
+    assert!(s3["parentSpanId"].is_string(), "{s3:#?}");
+    // After it: still one span per side, the server under the client, and a header the table
+    // can no longer resolve is left out and marked, never guessed.
+    let (c5, s5) = (by_stream(&all, "client", 5).unwrap(), by_stream(&all, "server", 5).unwrap());
+    assert_eq!(s5["parentSpanId"], c5["spanId"], "{s5:#?}");
+    for x in [c5, s5] {
+        let t = &x["tags"];
+        assert_eq!(t["http.status_code"], 200, "{x:#?}");
+        if t["http2.headers_incomplete"] == true {
+            assert!(t.get("rpc.method").is_none() || t["rpc.method"] == "SayHello", "{x:#?}");
+        } else {
+            assert_eq!(x["operation"], "/demo.Greeter/SayHello", "{x:#?}");
+        }
+    }
+    assert!(daemon.metric("tracer_protocol_resyncs_total") >= 1.0, "the loss of framing is counted");
+}
+
+#[test]
 fn a_connection_opened_before_the_daemon_still_gives_spans() {
     let (_server, port) = server();
     let mut client = Client::connect(port);

@@ -1,6 +1,7 @@
 //! The benchmark workloads: a syscall loop, a hiredis client loop (uprobe cost), redis-benchmark
-//! (pipelining 1 and 16), sysbench point selects against mariadb, and wrk against nginx. Servers are Debian's, started here on
-//! loopback ports, pinned to CPU 0, and stopped by pid.
+//! (pipelining 1 and 16), sysbench point selects against mariadb, wrk against nginx, and unary
+//! grpc-go calls. Servers are Debian's (or built here from `tests/`), started on loopback ports,
+//! pinned to CPU 0, and stopped by pid.
 
 use std::{
     io::{Read, Write},
@@ -35,6 +36,7 @@ pub fn all() -> Vec<Box<dyn Workload>> {
         Box::new(RedisBench { pipeline: 16 }),
         Box::new(Sysbench),
         Box::new(WrkNginx),
+        Box::new(GrpcUnary),
     ]
 }
 
@@ -549,6 +551,84 @@ impl Running for WrkRun {
             p99_ms: pct("99%").unwrap_or(0.0),
             requests: rps * d.as_secs() as f64,
             secs: start.elapsed().as_secs_f64(),
+            ..Sample::default()
+        })
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+
+/// Unary grpc-go calls: `tests/go/grpc_demo.go` built here with Debian's Go, its server on CPU 0
+/// and its `load` client making calls from 16 goroutines on one connection.
+struct GrpcUnary;
+
+struct GrpcRun {
+    bin: PathBuf,
+    port: u16,
+    _server: Server,
+    dir: PathBuf,
+}
+
+impl Drop for GrpcRun {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+impl Workload for GrpcUnary {
+    fn name(&self) -> &'static str {
+        "grpc-unary"
+    }
+    fn description(&self) -> String {
+        "unary grpc-go calls (/demo.Greeter/SayHello) from 16 goroutines on one HTTP/2 connection, against a grpc-go server (Debian golang-google-grpc-dev); with uprobes, the grpc-go stream hand-off probes too".into()
+    }
+    fn arms(&self) -> Vec<Arm> {
+        let mut arms = arms_socket("grpc_demo");
+        arms.push(arm_uprobes());
+        arms
+    }
+    fn start(&self) -> Result<Box<dyn Running>> {
+        let dir = scratch("grpc")?;
+        let bin = dir.join("grpc_demo");
+        crate::run_cmd(
+            Command::new("go")
+                .args(["build", "-o"])
+                .arg(&bin)
+                .arg(crate::root().join("tests/go/grpc_demo.go"))
+                .env("GO111MODULE", "off")
+                .env("GOPATH", "/usr/share/gocode")
+                .env("GOCACHE", dir.join("gocache")),
+        )
+        .context("building the gRPC workload (needs golang-go and golang-google-grpc-dev: `cargo xtask setup`)")?;
+        let port = free_port()?;
+        let server = Server::start(
+            Command::new("taskset").args(["-c", "0"]).arg(&bin).args(["server", &format!("127.0.0.1:{port}")]),
+            port,
+            None,
+        )?;
+        Ok(Box::new(GrpcRun { bin, port, _server: server, dir }))
+    }
+}
+
+impl Running for GrpcRun {
+    fn window(&mut self, d: Duration) -> Result<Sample> {
+        let start = Instant::now();
+        let addr = format!("127.0.0.1:{}", self.port);
+        let out = output(Command::new(&self.bin).args(["load", &addr, &format!("{}", d.as_secs_f64()), "16"]))?;
+        let secs = start.elapsed().as_secs_f64();
+        // "calls C secs S p50_ms X p99_ms Y"
+        let fields: Vec<&str> = out.split_whitespace().collect();
+        let field = |key: &str| -> Result<f64> {
+            let i = fields.iter().position(|f| *f == key).with_context(|| format!("no {key} in {out:?}"))?;
+            fields.get(i + 1).and_then(|v| v.parse().ok()).with_context(|| format!("bad {key} in {out:?}"))
+        };
+        let (calls, load_secs) = (field("calls")?, field("secs")?);
+        Ok(Sample {
+            ops_per_sec: calls / load_secs,
+            p50_ms: field("p50_ms")?,
+            p99_ms: field("p99_ms")?,
+            requests: calls,
+            secs,
             ..Sample::default()
         })
     }
