@@ -53,6 +53,7 @@ pub mod memory;
 pub mod otlp_grpc;
 pub mod otlp_http;
 pub mod pipeline;
+pub mod post;
 pub mod queue;
 pub mod transport_http;
 pub mod transport_udp;

@@ -2,7 +2,7 @@
 //! `--zipkin-gzip` is on). Zipkin answers 202; 429 and 5xx are retried (after `Retry-After`
 //! when given), every other failure status is final.
 
-use super::otlp_http::{Poster, gzip};
+use super::post::{Poster, gzip};
 use super::{Batch, Delivered, ExportError, Exporter};
 use crate::config::export::{ConfigError, ExportConfig};
 use crate::model::JaegerSpan;
