@@ -18,6 +18,8 @@ pub(super) struct Facts {
     pub operation: String,
     pub attrs: Attributes,
     pub truncated: bool,
+    /// Calls of the connection were lost before the span ended.
+    pub data_lost: bool,
     /// CLOCK_MONOTONIC ns.
     pub start_ns: u64,
     pub end_ns: u64,
@@ -42,6 +44,7 @@ pub(super) fn span(f: Facts, ids: &Ids, env: &Env) -> Span {
         attrs: f.attrs,
         library: None,
         truncated: f.truncated,
+        data_lost_at_us: f.data_lost.then(|| env.clock.unix_us(f.start_ns)),
     };
     Span {
         trace_id: ids.trace_id,

@@ -425,6 +425,7 @@ impl Calls {
             operation,
             attrs,
             truncated: false,
+            data_lost: false,
             start_ns: call.enter_ns,
             end_ns,
             error: out.error.clone(),

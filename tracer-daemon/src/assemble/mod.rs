@@ -433,6 +433,7 @@ impl Assembler {
             operation: ex.operation,
             attrs: ex.attrs,
             truncated: ex.truncated,
+            data_lost: conn.state.lost,
             start_ns: ex.start_ns,
             end_ns: ex.end_ns,
             error: ex.error,

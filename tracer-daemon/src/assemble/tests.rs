@@ -597,6 +597,13 @@ fn a_lost_server_read_ends_same_host_joins_on_its_connection() {
     assert_eq!(server("GET /a").parent_span_id, client("GET /a").span_id, "aligned before the loss");
     assert_eq!(server("GET /c").parent_span_id, 0, "never paired with /b: {spans:#?}");
     assert_eq!(h.counters.lost_calls.get(), 1);
+    // The spans of the connection after the loss say so, with a log; those before do not.
+    let lost = |s: &JaegerSpan| s.tags.iter().any(|t| t.key == "tracer.data_lost" && t.value == TagValue::Bool(true));
+    let logged =
+        |s: &JaegerSpan| s.logs.iter().any(|l| l.fields.iter().any(|f| f.value == TagValue::Str("data_lost".into())));
+    assert!(!lost(server("GET /a")) && !logged(server("GET /a")), "{spans:#?}");
+    assert!(lost(server("GET /c")) && logged(server("GET /c")), "{spans:#?}");
+    assert!(!lost(client("GET /c")), "the client's connection lost nothing: {spans:#?}");
 }
 
 #[test]

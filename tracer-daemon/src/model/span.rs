@@ -78,6 +78,9 @@ pub struct Traced {
     pub library: Option<LibraryCall>,
     /// The response was not seen (its stream lost framing).
     pub truncated: bool,
+    /// Calls of the span's connection were lost before it ended (a TCP sequence gap in the
+    /// request direction): when (Unix µs) the span's log says so.
+    pub data_lost_at_us: Option<i64>,
 }
 
 /// An application's own span as its tracing client sent it.

@@ -58,6 +58,12 @@ pub fn traced(t: &Traced) -> (Vec<Tag>, Vec<Log>) {
     if let Some(lib) = &t.library {
         library_tags(lib, &t.attrs, &mut tags);
     }
+    if let Some(ts) = t.data_lost_at_us {
+        logs.push(Log {
+            timestamp_us: ts,
+            fields: vec![Tag::str(k::LOG_EVENT, k::EVENT_DATA_LOST), Tag::str(k::LOG_MESSAGE, k::DATA_LOST_MESSAGE)],
+        });
+    }
     (tags, logs)
 }
 
@@ -74,6 +80,9 @@ pub(super) fn evidence_tags(t: &Traced, tags: &mut Vec<Tag>) {
     }
     if t.ambiguous {
         tags.push(Tag::bool(k::TRACER_LINK_AMBIGUOUS, true));
+    }
+    if t.data_lost_at_us.is_some() {
+        tags.push(Tag::bool(k::TRACER_DATA_LOST, true));
     }
 }
 

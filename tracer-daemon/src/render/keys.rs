@@ -68,6 +68,11 @@ pub const TRACER_LINK: &str = "tracer.link";
 pub const TRACER_LINK_AMBIGUOUS: &str = "tracer.link.ambiguous";
 /// The response was never seen (framing lost).
 pub const TRACER_TRUNCATED: &str = "tracer.truncated";
+/// Calls of the span's connection were lost (the ring buffer was full, or a sequence gap).
+pub const TRACER_DATA_LOST: &str = "tracer.data_lost";
+/// The log event of a span whose connection lost calls, and what it says.
+pub const EVENT_DATA_LOST: &str = "data_lost";
+pub const DATA_LOST_MESSAGE: &str = "captured calls of this connection were lost before this span ended (a TCP sequence gap): its request number may differ from the peer's, so it was not joined by number";
 /// `uprobe` on spans with client-library details.
 pub const TRACER_SOURCE: &str = "tracer.source";
 

@@ -114,6 +114,14 @@ fn traced(t: &Traced, out: &mut trace::Span) {
         jaeger::library_tags(lib, &t.attrs, &mut tags);
     }
     out.attributes = tags.iter().map(key_value).collect();
+    if let Some(ts) = t.data_lost_at_us {
+        out.events.push(Event {
+            time_unix_nano: us_to_ns(ts),
+            name: k::EVENT_DATA_LOST.to_owned(),
+            attributes: vec![str_kv(k::LOG_MESSAGE, k::DATA_LOST_MESSAGE.to_owned())],
+            dropped_attributes_count: 0,
+        });
+    }
     if let Status::Error { message, log_at_us } = &t.status {
         out.status = error_status(message.clone());
         if let Some(ts) = log_at_us {

@@ -39,6 +39,7 @@ fn traced_span() -> Span {
             }),
             library: None,
             truncated: false,
+            data_lost_at_us: None,
         })),
     }
 }

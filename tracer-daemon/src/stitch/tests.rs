@@ -43,6 +43,7 @@ fn span(ids: &Ids) -> Span {
         attrs: Attributes::Redis(Default::default()),
         library: None,
         truncated: false,
+        data_lost_at_us: None,
     };
     Span {
         trace_id: ids.trace_id,

@@ -181,6 +181,7 @@ fn traced(j: JaegerSpan) -> Span {
         attrs,
         library: None,
         truncated: false,
+        data_lost_at_us: None,
     };
     Span {
         trace_id: j.trace_id,
