@@ -425,10 +425,23 @@ impl<I: IdSource> Stitcher<I> {
         self.serving.get(&(pid, runner)).is_some_and(|s| s.requests.iter().any(|(_, trace)| self.resolve(*trace) == t))
     }
 
+    /// A fresh span id for a child of `parent`: never the parent's own (a span is never its
+    /// own parent, whatever ids a peer or the kernel chose).
+    fn child_id(&mut self, parent: u64) -> u64 {
+        let mut id = self.ids.span_id();
+        for _ in 0..3 {
+            if id != parent {
+                break;
+            }
+            id = self.ids.span_id();
+        }
+        if id == parent { parent.wrapping_add(1).max(1) } else { id }
+    }
+
     fn adopt(&mut self, ctx: &TraceContext) -> Ids {
         Ids {
             trace_id: ctx.trace_id,
-            span_id: self.ids.span_id(),
+            span_id: self.child_id(ctx.span_id),
             parent_span_id: ctx.span_id,
             link: Some(link_from_source(ctx.source)),
             ambiguous: false,
@@ -452,7 +465,13 @@ impl<I: IdSource> Stitcher<I> {
                 }
                 None => trace_id,
             };
-            Ids { trace_id, span_id: self.ids.span_id(), parent_span_id, link: Some(Link::TcpOption), ambiguous: false }
+            Ids {
+                trace_id,
+                span_id: self.child_id(parent_span_id),
+                parent_span_id,
+                link: Some(Link::TcpOption),
+                ambiguous: false,
+            }
         } else if !o.aligned {
             self.expired[JoinDropped::Unaligned as usize].inc();
             let trace_id = kernel_trace.unwrap_or_else(|| self.ids.trace_id());
@@ -463,7 +482,7 @@ impl<I: IdSource> Stitcher<I> {
             match found {
                 Some(c) => Ids {
                     trace_id: c.trace_id,
-                    span_id: self.ids.span_id(),
+                    span_id: self.child_id(c.span_id),
                     parent_span_id: c.span_id,
                     link: Some(Link::SameHostTuple),
                     ambiguous: false,
@@ -574,7 +593,9 @@ impl<I: IdSource> Stitcher<I> {
             let thread = self.thread_link(o.pid, o.runner());
             let ambiguous = matches!(thread, ThreadLink::Ambiguous);
             match (kernel, thread) {
-                (Some(KernelIds::Client { trace_id, span_id }), ThreadLink::Proven(parent, trace)) => {
+                (Some(KernelIds::Client { trace_id, span_id }), ThreadLink::Proven(parent, trace))
+                    if span_id != parent =>
+                {
                     let (kt, t) = (self.resolve(trace_id), self.resolve(trace));
                     if kt != t {
                         self.aliases.insert(trace_id, t, o.ts_ns, &self.expired[JoinDropped::LinkLimit as usize]);
@@ -596,7 +617,7 @@ impl<I: IdSource> Stitcher<I> {
                 }
                 (_, ThreadLink::Proven(parent, trace)) => Ids {
                     trace_id: trace,
-                    span_id: self.ids.span_id(),
+                    span_id: self.child_id(parent),
                     parent_span_id: parent,
                     link: Some(Link::Thread),
                     ambiguous: false,
@@ -623,7 +644,9 @@ impl<I: IdSource> Stitcher<I> {
                 if w.provisional != canonical {
                     self.aliases.insert(w.provisional, canonical, o.ts_ns, limit);
                 }
-                self.late_parents.insert(w.span_id, (ids.span_id, Link::SameHostTuple), o.ts_ns, limit);
+                if w.span_id != ids.span_id {
+                    self.late_parents.insert(w.span_id, (ids.span_id, Link::SameHostTuple), o.ts_ns, limit);
+                }
                 ids.trace_id = canonical;
             }
             None => {

@@ -574,3 +574,18 @@ fn a_late_caller_never_merges_two_served_requests() {
     assert_eq!(got.parent_span_id, 0);
     assert_ne!(got.trace_id, front.trace_id);
 }
+
+#[test]
+fn a_span_never_gets_its_own_id_as_parent() {
+    // A peer (or the kernel) may name as parent the very id the next fresh one would be.
+    let mut st = stitcher();
+    let s = tuple("127.0.0.1:8080", "127.0.0.1:40000");
+    let peer = Some(KernelIds::Peer { trace_id: tid(1), parent_span_id: 1 });
+    let ids = st.server_request(origin(2, 20, s, 0, 10), None, peer);
+    assert_eq!(ids.parent_span_id, 1);
+    assert_ne!(ids.span_id, ids.parent_span_id, "{ids:?}");
+    let ctx = TraceContext { trace_id: tid(2), span_id: 3, sampled: true, source: ContextSource::Traceparent };
+    let ids = st.server_request(origin(2, 21, s, 1, 20), Some(&ctx), None);
+    assert_eq!(ids.parent_span_id, 3);
+    assert_ne!(ids.span_id, ids.parent_span_id, "{ids:?}");
+}
