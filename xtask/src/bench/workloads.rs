@@ -286,7 +286,15 @@ impl Workload for RedisBench {
         if self.pipeline == 1 { "redis-benchmark-p1" } else { "redis-benchmark-p16" }
     }
     fn arms(&self) -> Vec<Arm> {
-        arms_socket("redis-server")
+        let mut arms = arms_socket("redis-server");
+        if self.pipeline == 1 {
+            // What the trace store costs: the same tracing without it.
+            arms.push(Arm {
+                name: "socket probes, all, no store",
+                daemon_args: Some(vec!["--no-uprobes", "--store-bytes", "0"]),
+            });
+        }
+        arms
     }
     fn description(&self) -> String {
         format!("redis-benchmark GET and SET, 50 clients, pipelining {}, against redis-server", self.pipeline)
