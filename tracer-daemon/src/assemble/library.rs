@@ -26,7 +26,9 @@
 //!
 //! Spans made here are stitched like wire client spans (thread causality gives the parent).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+
+use crate::model::hash::FastMap;
 
 use super::{Env, build};
 use crate::{
@@ -269,20 +271,20 @@ struct Queued {
 /// spans.
 #[derive(Default)]
 pub(super) struct Calls {
-    by_tid: HashMap<u32, LibCall>,
+    by_tid: FastMap<u32, LibCall>,
     /// Library details waiting for a wire span that started during a call and had not
     /// finished when the call returned: span id → details.
-    pending: HashMap<u64, (u64, Outcome)>,
+    pending: FastMap<u64, (u64, Outcome)>,
     /// Sequence for the stitcher's keys of spans made from calls alone.
     next_seq: u64,
     /// (pid, `MYSQL *`) → a send waiting for its read (TLS).
-    sent: HashMap<(u32, u64), SentQuery>,
+    sent: FastMap<(u32, u64), SentQuery>,
     /// (pid, `MYSQL_STMT *`) → the statement it was prepared with.
-    prepared: HashMap<(u32, u64), Vec<u8>>,
+    prepared: FastMap<(u32, u64), Vec<u8>>,
     /// pid → async commands queued and not yet seen on the wire, oldest first.
-    queued: HashMap<u32, VecDeque<Queued>>,
+    queued: FastMap<u32, VecDeque<Queued>>,
     /// Span id of a wire request → the async command it is expected to carry.
-    async_pending: HashMap<u64, Queued>,
+    async_pending: FastMap<u64, Queued>,
 }
 
 impl Calls {

@@ -7,7 +7,9 @@
 //! The stitcher is a sibling stage owned by the processing loop: assembly borrows it for each
 //! event and hands it every finished span.
 
-use std::{collections::HashMap, collections::HashSet, collections::VecDeque, net::SocketAddr, sync::Arc};
+use std::{collections::VecDeque, net::SocketAddr, sync::Arc};
+
+use crate::model::hash::{FastMap, FastSet};
 
 mod build;
 pub mod counters;
@@ -71,7 +73,7 @@ pub struct ConnSpans {
     proto: Proto,
     /// Requests started and not finished: seq → (ids, thread and goroutine that carried the
     /// request).
-    open: HashMap<u64, (Ids, Caller)>,
+    open: FastMap<u64, (Ids, Caller)>,
     /// The connection saw a reset (ECONNRESET / EPIPE).
     reset: bool,
     /// Recent calls in the request direction that the kernel gave a sequence number or a
@@ -117,7 +119,7 @@ pub(crate) struct Env {
 pub struct Assembler {
     env: Env,
     /// Local endpoints of the daemon's own connections.
-    own: HashSet<SocketAddr>,
+    own: FastSet<SocketAddr>,
     /// The daemon's listening addresses (an unspecified address matches any on this host).
     own_listeners: Vec<SocketAddr>,
     /// Client-library calls in flight and their details.
@@ -159,7 +161,7 @@ impl Assembler {
                 unresolved: Arc::new(Process { service_name: String::new(), tags: Vec::new() }),
                 counters,
             },
-            own: HashSet::new(),
+            own: FastSet::default(),
             own_listeners: Vec::new(),
             lib: library::Calls::default(),
             options,

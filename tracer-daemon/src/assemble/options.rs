@@ -2,7 +2,9 @@
 //! their packet began with. Bounded per connection and in connections; every option leaves
 //! counted, matched or unmatched.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+
+use crate::model::hash::FastMap;
 
 use crate::{metrics::Counter, stitch::KernelIds};
 
@@ -14,14 +16,14 @@ const MAX_OPTION_CONNS: usize = 16 * 1024;
 pub(super) struct PeerOptions {
     /// Per kernel socket id: (sequence number of the packet's first byte, parent ids), in
     /// arrival order.
-    by_conn: HashMap<u64, VecDeque<(u32, KernelIds)>>,
+    by_conn: FastMap<u64, VecDeque<(u32, KernelIds)>>,
     matched: Counter,
     unmatched: Counter,
 }
 
 impl PeerOptions {
     pub fn new(matched: Counter, unmatched: Counter) -> Self {
-        PeerOptions { by_conn: HashMap::new(), matched, unmatched }
+        PeerOptions { by_conn: FastMap::default(), matched, unmatched }
     }
 
     /// An option arrived on the packet of connection `conn` that begins at `seq`.

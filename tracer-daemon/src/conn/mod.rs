@@ -5,7 +5,9 @@
 
 pub mod listen;
 
-use std::collections::{BTreeMap, HashMap, HashSet};
+use std::collections::BTreeMap;
+
+use crate::model::hash::{FastMap, FastSet};
 
 use serde::Serialize;
 
@@ -60,8 +62,8 @@ pub enum Removal {
 }
 
 pub struct ConnTable<T> {
-    conns: HashMap<u64, Conn<T>>,
-    by_pid: HashMap<u32, HashSet<u64>>,
+    conns: FastMap<u64, Conn<T>>,
+    by_pid: FastMap<u32, FastSet<u64>>,
     lru: BTreeMap<u64, u64>,
     clock: u64,
     capacity: usize,
@@ -79,8 +81,8 @@ impl<T: Default> ConnTable<T> {
     /// A table that counts evictions into `evicted` and its size into `tracked`.
     pub fn counting(capacity: usize, evicted: Counter, tracked: Gauge) -> Self {
         ConnTable {
-            conns: HashMap::new(),
-            by_pid: HashMap::new(),
+            conns: FastMap::default(),
+            by_pid: FastMap::default(),
             lru: BTreeMap::new(),
             clock: 0,
             capacity: capacity.max(1),
@@ -106,7 +108,7 @@ impl<T: Default> ConnTable<T> {
     /// each entry's state holds.
     pub fn heap_bytes(&self, state: impl Fn(&T) -> usize) -> usize {
         let entry = std::mem::size_of::<(u64, Conn<T>)>() + 1;
-        let by_pid = self.by_pid.capacity() * (std::mem::size_of::<(u32, HashSet<u64>)>() + 1)
+        let by_pid = self.by_pid.capacity() * (std::mem::size_of::<(u32, FastSet<u64>)>() + 1)
             + self.by_pid.values().map(|s| s.capacity() * 9).sum::<usize>();
         let lru = self.lru.len() * (16 + 8);
         self.conns.capacity() * entry + by_pid + lru + self.conns.values().map(|c| state(&c.state)).sum::<usize>()

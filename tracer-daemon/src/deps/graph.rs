@@ -5,7 +5,7 @@
 //! documentation of `deps`.
 
 use std::{
-    collections::{BTreeMap, BTreeSet, HashMap, HashSet, VecDeque},
+    collections::{BTreeMap, BTreeSet, VecDeque},
     net::{IpAddr, SocketAddr},
     sync::Arc,
 };
@@ -15,7 +15,10 @@ use super::{
     snapshot::{Dropped, Edge, FORMAT_VERSION, Node, NodeKind, Snapshot},
     span::{self, CallKey, Callee, Name, Role, Side, Source},
 };
-use crate::model::Span;
+use crate::model::{
+    Span,
+    hash::{FastMap, FastSet},
+};
 
 /// Host addresses kept (the daemon's own IPs seen on client spans).
 const MAX_HOST_IPS: usize = 64;
@@ -131,22 +134,22 @@ pub struct Graph {
     /// Unix epoch microseconds, from `advance`.
     now_us: i64,
     started_us: Option<i64>,
-    edges: HashMap<EdgeKey, EdgeStats>,
+    edges: FastMap<EdgeKey, EdgeStats>,
     /// Edges by when a call last landed on them, oldest first.
     by_seen: BTreeMap<(i64, u64), EdgeKey>,
     next_seen: u64,
     /// Nodes → how many edges have them as an end.
-    nodes: HashMap<NodeRef, usize>,
-    pending: HashMap<CallKey, Pending>,
+    nodes: FastMap<NodeRef, usize>,
+    pending: FastMap<CallKey, Pending>,
     /// Pending calls in order of arrival: (deadline µs, key, generation).
     order: VecDeque<(i64, CallKey, u64)>,
     next_generation: u64,
     /// Local endpoints requests of a traced service arrived on → that service.
-    listeners: HashMap<SocketAddr, Name>,
+    listeners: FastMap<SocketAddr, Name>,
     /// Addresses → the first DNS name a request to them used.
-    dns: HashMap<SocketAddr, Name>,
+    dns: FastMap<SocketAddr, Name>,
     /// Services the kernel probes trace on this host.
-    kernel_services: HashSet<Name>,
+    kernel_services: FastSet<Name>,
     /// This host's addresses, as seen on the daemon's client spans.
     host_ips: BTreeSet<IpAddr>,
     stats: GraphStats,
@@ -158,16 +161,16 @@ impl Graph {
             cfg,
             now_us: 0,
             started_us: None,
-            edges: HashMap::new(),
+            edges: FastMap::default(),
             by_seen: BTreeMap::new(),
             next_seen: 1,
-            nodes: HashMap::new(),
-            pending: HashMap::new(),
+            nodes: FastMap::default(),
+            pending: FastMap::default(),
             order: VecDeque::new(),
             next_generation: 0,
-            listeners: HashMap::new(),
-            dns: HashMap::new(),
-            kernel_services: HashSet::new(),
+            listeners: FastMap::default(),
+            dns: FastMap::default(),
+            kernel_services: FastSet::default(),
             host_ips: BTreeSet::new(),
             stats: GraphStats::default(),
         }

@@ -2,7 +2,7 @@
 //! handshake (greeting, handshake response, auth switch, TLS request), and commands; the
 //! responses are read by `mysql_resp`.
 
-use std::collections::HashMap;
+use crate::model::hash::FastMap;
 
 use super::context::find_sql_traceparent;
 use super::mysql_resp::{MAX_PAYLOAD, Outcome, ResponseReader};
@@ -123,7 +123,7 @@ pub(crate) struct Machine {
     caps: u32,
     user: Option<String>,
     database: Option<String>,
-    statements: HashMap<u32, Prepared>,
+    statements: FastMap<u32, Prepared>,
     response: ResponseReader,
     /// Per side: the next packet continues a 16 MiB one.
     continued: [bool; 2],

@@ -2,7 +2,7 @@
 //! for its client), keyed by connection and request number, bounded by count and expired by
 //! time.
 
-use std::collections::HashMap;
+use crate::model::hash::FastMap;
 
 use super::ConnKey;
 use crate::{metrics::Counter, model::TraceId};
@@ -10,13 +10,13 @@ use crate::{metrics::Counter, model::TraceId};
 /// One connection's join entries by request number; `closed_at` once either end closed.
 #[derive(Debug)]
 pub(super) struct Group<E> {
-    pub(super) entries: HashMap<u64, E>,
+    pub(super) entries: FastMap<u64, E>,
     pub(super) closed_at: Option<u64>,
 }
 
 impl<E> Default for Group<E> {
     fn default() -> Self {
-        Group { entries: HashMap::new(), closed_at: None }
+        Group { entries: FastMap::default(), closed_at: None }
     }
 }
 
@@ -39,13 +39,13 @@ impl Stamped for WaitingServer {
 
 /// Join entries by connection, with their total count kept for the bound.
 pub(super) struct Joins<E> {
-    groups: HashMap<ConnKey, Group<E>>,
+    groups: FastMap<ConnKey, Group<E>>,
     pub(super) len: usize,
 }
 
 impl<E: Stamped> Joins<E> {
     pub(super) fn new() -> Self {
-        Joins { groups: HashMap::new(), len: 0 }
+        Joins { groups: FastMap::default(), len: 0 }
     }
 
     pub(super) fn take(&mut self, key: &ConnKey, seq: u64) -> Option<E> {

@@ -2,14 +2,16 @@
 //! map holds at most a given count, the oldest leaving first. The stitcher's aliases, late
 //! parents and disowned spans live in these, so steady traffic cannot grow them.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+
+use crate::model::hash::FastMap;
 use std::hash::Hash;
 
 use crate::metrics::Counter;
 
 pub(crate) struct AgingMap<K, V> {
     /// key → (value, CLOCK_MONOTONIC ns when written).
-    map: HashMap<K, (V, u64)>,
+    map: FastMap<K, (V, u64)>,
     /// Keys in order of writing; an entry whose time differs from the map's is stale (the key
     /// was written again) and is skipped.
     order: VecDeque<(u64, K)>,
@@ -19,7 +21,7 @@ pub(crate) struct AgingMap<K, V> {
 
 impl<K: Copy + Eq + Hash, V> AgingMap<K, V> {
     pub fn new(window_ns: u64, max: usize) -> Self {
-        AgingMap { map: HashMap::new(), order: VecDeque::new(), window_ns, max: max.max(1) }
+        AgingMap { map: FastMap::default(), order: VecDeque::new(), window_ns, max: max.max(1) }
     }
 
     pub fn get(&self, k: &K) -> Option<&V> {

@@ -30,7 +30,9 @@
 mod joins;
 mod links;
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::VecDeque;
+
+use crate::model::hash::FastMap;
 use std::net::IpAddr;
 
 use joins::{ClientEntry, Joins, WaitingServer};
@@ -234,10 +236,10 @@ pub struct Stitcher<I: IdSource = RandomIds> {
     /// Server requests that started before their client side was seen, by the client's key.
     waiting: Joins<WaitingServer>,
     /// Inbound requests being served, by (pid, thread or goroutine).
-    serving: HashMap<(u32, Runner), Serving>,
+    serving: FastMap<(u32, Runner), Serving>,
     /// Requests also served by a goroutine they were handed to: span id → (pid, goroutine).
     /// Entries go when the request is done; bound: `max_links`.
-    handed: HashMap<u64, (u32, Runner)>,
+    handed: FastMap<u64, (u32, Runner)>,
     /// Client spans whose kernel ids named a served trace the stitcher could not prove: span id
     /// → the fresh trace the span got instead (a same-host server joined by the option follows).
     disowned: AgingMap<u64, TraceId>,
@@ -382,8 +384,8 @@ impl<I: IdSource> Stitcher<I> {
             ids,
             clients: Joins::new(),
             waiting: Joins::new(),
-            serving: HashMap::new(),
-            handed: HashMap::new(),
+            serving: FastMap::default(),
+            handed: FastMap::default(),
             disowned: AgingMap::new(cfg.link_window_ns, cfg.max_links),
             aliases: AgingMap::new(cfg.link_window_ns, cfg.max_links),
             late_parents: AgingMap::new(cfg.link_window_ns, cfg.max_links),

@@ -3,7 +3,7 @@
 //! client stream, from the request's first HEADERS to the end of the response (trailers
 //! included), keyed by the stream id rather than by arrival order.
 
-use std::collections::HashMap;
+use crate::model::hash::FastMap;
 
 use super::frame::{self, Head, PREFACE, Run};
 use super::hpack::{Decoder, Field};
@@ -174,7 +174,7 @@ pub struct Session {
     redaction: Redaction,
     /// 0: client → server, 1: server → client.
     dirs: [Dir; 2],
-    streams: HashMap<u32, H2Stream>,
+    streams: FastMap<u32, H2Stream>,
     /// The highest client stream id opened.
     last_stream: u32,
     started: Vec<Started>,
@@ -287,7 +287,7 @@ impl Session {
             role,
             redaction,
             dirs: [Dir::new(true), Dir::new(false)],
-            streams: HashMap::new(),
+            streams: FastMap::default(),
             last_stream: 0,
             started: Vec::new(),
             stopped: false,
