@@ -16,13 +16,16 @@
 //! `maxDuration` (Go durations: `1.2s`, `500ms`), `limit` (default 20, at most 1000), and
 //! `traceID` (repeated: those traces only).
 
+use std::sync::Arc;
+
 use super::{
     Query, SharedStore,
     json::{self, Envelope},
+    rendered,
 };
 use crate::{
     api::{Request, Response, Router},
-    model::TraceId,
+    model::{Span, TraceId},
 };
 
 pub const DEFAULT_LIMIT: usize = 20;
@@ -97,7 +100,7 @@ pub fn trace_by_id(store: &SharedStore, req: &Request) -> Response {
     };
     let found = store.lock().trace(id).map(|t| t.spans.clone());
     match found {
-        Some(spans) => Response::json_value(200, &Envelope::new(vec![json::trace(id, &spans)], 1)),
+        Some(spans) => Response::json_value(200, &Envelope::new(vec![json::trace(id, &rendered(&spans))], 1)),
         None => Response::json_value(404, &json::error_envelope(404, "trace not found", Some(id.to_hex()))),
     }
 }
@@ -111,9 +114,9 @@ pub fn search(store: &SharedStore, req: &Request, now_us: i64) -> Response {
         Ok(q) => q,
         Err(why) => return bad_request(why),
     };
-    let found: Vec<(TraceId, Vec<crate::model::JaegerSpan>)> =
+    let found: Vec<(TraceId, Vec<Arc<Span>>)> =
         store.lock().search(&q).into_iter().map(|t| (t.id, t.spans.clone())).collect();
-    let traces: Vec<json::JsonTrace> = found.iter().map(|(id, spans)| json::trace(*id, spans)).collect();
+    let traces: Vec<json::JsonTrace> = found.iter().map(|(id, spans)| json::trace(*id, &rendered(spans))).collect();
     let n = traces.len();
     Response::json_value(200, &Envelope::new(traces, n))
 }
@@ -126,11 +129,11 @@ fn by_ids(store: &SharedStore, ids: &[&str]) -> Response {
             None => return bad_request(format!("malformed trace id {raw:?}")),
         }
     }
-    let found: Vec<(TraceId, Vec<crate::model::JaegerSpan>)> = {
+    let found: Vec<(TraceId, Vec<Arc<Span>>)> = {
         let s = store.lock();
         parsed.iter().filter_map(|id| s.trace(*id).map(|t| (*id, t.spans.clone()))).collect()
     };
-    let traces: Vec<json::JsonTrace> = found.iter().map(|(id, spans)| json::trace(*id, spans)).collect();
+    let traces: Vec<json::JsonTrace> = found.iter().map(|(id, spans)| json::trace(*id, &rendered(spans))).collect();
     let n = traces.len();
     Response::json_value(200, &Envelope::new(traces, n))
 }

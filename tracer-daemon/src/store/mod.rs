@@ -1,9 +1,10 @@
-//! The trace store: every finished span (the daemon's and apps') is also kept here, rendered
-//! as Jaeger has it, so the admin endpoint answers Jaeger's query API without a backend.
+//! The trace store: every finished span (the daemon's and apps') is also kept here, so the
+//! admin endpoint answers Jaeger's query API without a backend.
 //!
 //! Spans reach the store through a bounded queue ([`Feed`]): the processing loop only clones
 //! and `try_send`s; a full queue drops the span and counts it
-//! (`tracer_store_dropped_total{reason="queue_full"}`). A task renders and inserts them. The
+//! (`tracer_store_dropped_total{reason="queue_full"}`). A task inserts them, typed and shared
+//! with the exporters; queries render what they return as Jaeger has it. The
 //! store keeps recent traces within `store.max_bytes` (an estimate of the heap they hold),
 //! evicting the oldest trace first (`reason="evicted"`).
 
@@ -20,12 +21,11 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::mpsc;
 
-pub use traces::{Query, Trace, TraceStore, tag_text};
+pub use traces::{Query, Trace, TraceStore, rendered, tag_text};
 
 use crate::{
     metrics::{Counter, Gauge, Registry},
     model::Span,
-    render,
 };
 
 /// Why a span did not stay in the store.
@@ -139,10 +139,8 @@ pub fn spawn_supervised(
     stages.spawn("store feed", async move {
         let mut batch = Vec::with_capacity(256);
         while rx.recv_many(&mut batch, 256).await > 0 {
-            // Rendered before taking the lock, so queries wait only for the inserts.
-            let rendered: Vec<_> = batch.drain(..).map(|s| render::jaeger::render(&s)).collect();
             let mut s = store.lock();
-            for span in rendered {
+            for span in batch.drain(..) {
                 s.insert(span);
             }
         }

@@ -12,7 +12,7 @@ use super::{
 };
 use crate::{
     api::{Request, parse_query},
-    model::{JaegerSpan, Log, Process, RefKind, SpanRef, Tag, TagValue, TraceId},
+    model::{JaegerSpan, Log, Process, RefKind, Span, SpanRef, Status, Tag, TagValue, TraceId},
 };
 
 fn process(service: &str) -> Arc<Process> {
@@ -33,6 +33,11 @@ fn span(trace: u64, id: u64, parent: u64, service: &Arc<Process>, op: &str, star
         references: Vec::new(),
         process: service.clone(),
     }
+}
+
+/// An app's span as the store takes it.
+fn shared_span(s: JaegerSpan) -> Arc<Span> {
+    Arc::new(Span::from_app(s))
 }
 
 fn with_error(mut s: JaegerSpan) -> JaegerSpan {
@@ -67,7 +72,7 @@ fn a_load_beyond_the_budget_stays_within_it_evicting_oldest_first() {
         for i in 0..3u64 {
             let mut sp = span(t, t * 10 + i, if i == 0 { 0 } else { t * 10 }, &p, "GET /x", t as i64 * 1000, 5);
             sp.tags.push(Tag::str("db.statement", "x".repeat(100)));
-            s.insert(sp);
+            s.insert(shared_span(sp));
             assert!(s.bytes() <= budget, "{} bytes held, budget {budget}", s.bytes());
         }
     }
@@ -89,12 +94,12 @@ fn a_load_beyond_the_budget_stays_within_it_evicting_oldest_first() {
 fn evicting_a_trace_removes_it_from_the_indexes() {
     let (mut s, c) = store(usize::MAX);
     let (a, b) = (process("a"), process("b"));
-    s.insert(with_error(span(1, 11, 0, &a, "GET /old", 100, 5)));
-    s.insert(span(2, 21, 0, &b, "GET /new", 200, 5));
+    s.insert(shared_span(with_error(span(1, 11, 0, &a, "GET /old", 100, 5))));
+    s.insert(shared_span(span(2, 21, 0, &b, "GET /new", 200, 5)));
     assert_eq!(s.services(), ["a", "b"]);
     let mut small = TraceStore::new(s.bytes() - 1, c.clone());
-    small.insert(with_error(span(1, 11, 0, &a, "GET /old", 100, 5)));
-    small.insert(span(2, 21, 0, &b, "GET /new", 200, 5));
+    small.insert(shared_span(with_error(span(1, 11, 0, &a, "GET /old", 100, 5))));
+    small.insert(shared_span(span(2, 21, 0, &b, "GET /new", 200, 5)));
     assert_eq!(small.services(), ["b"], "service a had only the evicted trace");
     assert!(small.operations("a", None).is_empty());
     let errors = Query { tags: vec![("error".into(), "true".into())], ..q(10) };
@@ -107,7 +112,7 @@ fn a_trace_larger_than_the_budget_is_not_kept() {
     let (mut s, c) = store(1_000);
     let p = process("a");
     for i in 0..20 {
-        s.insert(span(1, 100 + i, 0, &p, "op", 1, 1));
+        s.insert(shared_span(span(1, 100 + i, 0, &p, "op", 1, 1)));
     }
     assert!(s.bytes() <= 1_000);
     assert!(c.evicted.get() >= 1);
@@ -116,12 +121,12 @@ fn a_trace_larger_than_the_budget_is_not_kept() {
 #[test]
 fn spans_of_one_process_share_it() {
     let (mut s, _) = store(usize::MAX);
-    s.insert(span(1, 1, 0, &process("a"), "op", 1, 1));
+    s.insert(shared_span(span(1, 1, 0, &process("a"), "op", 1, 1)));
     let one = s.bytes();
     // An equal process in another allocation (as decoded app batches give) is not charged again.
-    s.insert(span(1, 2, 1, &process("a"), "op", 1, 1));
+    s.insert(shared_span(span(1, 2, 1, &process("a"), "op", 1, 1)));
     let two = s.bytes() - one;
-    s.insert(span(1, 3, 1, &process("other-service"), "op", 1, 1));
+    s.insert(shared_span(span(1, 3, 1, &process("other-service"), "op", 1, 1)));
     let three = s.bytes() - one - two;
     assert!(three > two, "a new process is charged ({three} vs {two})");
     let t = s.trace(TraceId { high: 0, low: 1 }).unwrap();
@@ -132,11 +137,11 @@ fn spans_of_one_process_share_it() {
 fn services_and_operations_are_indexed_with_span_kinds() {
     let (mut s, _) = store(usize::MAX);
     let (a, b) = (process("a"), process("b"));
-    s.insert(span(1, 1, 0, &a, "GET /x", 1, 1));
+    s.insert(shared_span(span(1, 1, 0, &a, "GET /x", 1, 1)));
     let mut client = span(1, 2, 1, &a, "redis GET", 1, 1);
     client.tags[0] = Tag::str("span.kind", "client");
-    s.insert(client);
-    s.insert(span(2, 3, 0, &b, "GET /y", 1, 1));
+    s.insert(shared_span(client));
+    s.insert(shared_span(span(2, 3, 0, &b, "GET /y", 1, 1)));
     assert_eq!(s.services(), ["a", "b"]);
     let all = s.operations("a", None);
     assert_eq!(all, [("GET /x".to_string(), "server".to_string()), ("redis GET".into(), "client".into())]);
@@ -144,14 +149,72 @@ fn services_and_operations_are_indexed_with_span_kinds() {
     assert!(s.operations("nobody", None).is_empty());
 }
 
+/// A span the daemon built from kernel events: an HTTP server span that failed.
+fn traced(trace: u64, id: u64, service: &Arc<Process>, status: Status) -> Arc<Span> {
+    use crate::model::{Attributes, Body, SpanKind, Traced, attrs::Http};
+    Arc::new(Span {
+        trace_id: TraceId { high: 0, low: trace },
+        span_id: id,
+        parent_span_id: 0,
+        operation: "GET /kernel".into(),
+        flags: 1,
+        start_us: 1_000,
+        duration_us: 250,
+        process: service.clone(),
+        body: Body::Traced(Box::new(Traced {
+            kind: SpanKind::Server,
+            pid: 42,
+            tid: 43,
+            local: Some("127.0.0.1:8080".parse().unwrap()),
+            peer: Some("127.0.0.9:5000".parse().unwrap()),
+            link: None,
+            ambiguous: false,
+            status,
+            attrs: Attributes::Http(Http {
+                method: "GET".into(),
+                target: "/kernel".into(),
+                host: None,
+                flavor: "1.1",
+                request_content_length: None,
+                status_code: Some(500),
+                response_content_length: None,
+            }),
+            library: None,
+            truncated: false,
+            data_lost_at_us: None,
+        })),
+    })
+}
+
+#[test]
+fn kernel_spans_are_indexed_searched_and_answered_as_jaeger_renders_them() {
+    let (mut s, _) = store(usize::MAX);
+    let a = process("a");
+    let failed = Status::Error { message: "HTTP 500".into(), log_at_us: None };
+    s.insert(traced(1, 1, &a, failed));
+    s.insert(traced(2, 2, &a, Status::Ok));
+    assert_eq!(s.operations("a", None), [("GET /kernel".to_string(), "server".to_string())]);
+    let ids = |q: &Query| s.search(q).iter().map(|t| t.id.low).collect::<Vec<_>>();
+    let errors = Query { tags: vec![("error".into(), "true".into())], ..q(10) };
+    assert_eq!(ids(&errors), [1], "the failed span's trace, by the error index and its rendered tag");
+    let by_peer = Query { tags: vec![("net.peer.ip".into(), "127.0.0.9".into()), ("http.status_code".into(), "500".into())], ..q(10) };
+    assert_eq!(ids(&by_peer), [2, 1], "tags the renderer writes are searched");
+    let none = Query { tags: vec![("net.peer.ip".into(), "127.0.0.1".into())], ..q(10) };
+    assert!(ids(&none).is_empty());
+    // What a query returns is the span as Jaeger renders it.
+    let t = s.trace(TraceId { high: 0, low: 1 }).unwrap();
+    assert_eq!(t.rendered(), [crate::render::jaeger::render(&t.spans[0])]);
+    assert!(t.error);
+}
+
 #[test]
 fn search_filters_by_service_operation_tags_duration_and_time() {
     let (mut s, _) = store(usize::MAX);
     let (a, b) = (process("a"), process("b"));
-    s.insert(span(1, 1, 0, &a, "GET /fast", 1_000, 10));
-    s.insert(with_error(span(2, 2, 0, &a, "GET /slow", 2_000, 1_500_000)));
-    s.insert(span(2, 3, 2, &b, "redis GET", 2_100, 100));
-    s.insert(span(3, 4, 0, &b, "GET /b", 3_000, 10));
+    s.insert(shared_span(span(1, 1, 0, &a, "GET /fast", 1_000, 10)));
+    s.insert(shared_span(with_error(span(2, 2, 0, &a, "GET /slow", 2_000, 1_500_000))));
+    s.insert(shared_span(span(2, 3, 2, &b, "redis GET", 2_100, 100)));
+    s.insert(shared_span(span(3, 4, 0, &b, "GET /b", 3_000, 10)));
     let ids = |q: &Query| s.search(q).iter().map(|t| t.id.low).collect::<Vec<_>>();
     assert_eq!(ids(&q(10)), [3, 2, 1], "newest first");
     assert_eq!(ids(&q(2)), [3, 2], "limit");
@@ -219,13 +282,13 @@ fn shared() -> SharedStore {
     child.tags.push(Tag { key: "ratio".into(), value: TagValue::Double(0.5) });
     child.tags.push(Tag { key: "raw".into(), value: TagValue::Binary(b"hi!".to_vec()) });
     child.logs.push(Log { timestamp_us: 1_140, fields: vec![Tag::str("event", "error")] });
-    s.insert(root);
-    s.insert(child);
+    s.insert(shared_span(root));
+    s.insert(shared_span(child));
     let mut app = span(0xabc, 3, 2, &redis, "LPOP", 1_110, 10);
     app.references =
         vec![SpanRef { kind: RefKind::FollowsFrom, trace_id: TraceId { high: 0, low: 0xabc }, span_id: 1 }];
-    s.insert(app);
-    s.insert(span(0xdef, 9, 0, &a, "GET /ok", 5_000, 10));
+    s.insert(shared_span(app));
+    s.insert(shared_span(span(0xdef, 9, 0, &a, "GET /ok", 5_000, 10)));
     SharedStore::new(s)
 }
 
@@ -352,7 +415,7 @@ fn services_operations_and_search_answer_in_the_envelope() {
 #[test]
 fn routes_are_mounted_and_text_from_traffic_is_escaped() {
     let (mut s, _) = store(usize::MAX);
-    s.insert(span(7, 1, 0, &process("evil\"</script>"), "GET /\"x\"", 1, 1));
+    s.insert(shared_span(span(7, 1, 0, &process("evil\"</script>"), "GET /\"x\"", 1, 1)));
     let router = api::routes(crate::api::Router::new(), SharedStore::new(s));
     let (r, _) = router.handle(&get("/api/services"));
     assert_eq!(body(&r)["data"][0], "evil\"</script>");
@@ -374,7 +437,7 @@ fn base64_matches_go() {
 }
 
 #[tokio::test]
-async fn the_feed_renders_and_stores_spans_off_the_caller() {
+async fn the_feed_stores_spans_off_the_caller() {
     let counters = StoreCounters::detached();
     let store = SharedStore::new(TraceStore::new(usize::MAX, counters.clone()));
     let feed = super::spawn(store.clone(), 4, &counters);
@@ -498,7 +561,7 @@ fn measure_a_full_default_store() {
             if i == 3 && n.is_multiple_of(10) {
                 sp = with_error(sp);
             }
-            s.insert(sp);
+            s.insert(shared_span(sp));
         }
     }
     let insert = t0.elapsed();

@@ -1,15 +1,20 @@
 //! The trace store proper: recent traces within a byte budget, oldest evicted first, with
-//! indexes by service (and its operations), error and trace id. Pure: no clock, no I/O.
+//! indexes by service (and its operations), error and trace id. Spans are held typed, shared
+//! with the exporters (`Arc<Span>`), and rendered as Jaeger has them only when a query reads
+//! them. Pure: no clock, no I/O.
 
 use std::{
-    collections::{BTreeMap, VecDeque, hash_map::Entry},
+    collections::{VecDeque, hash_map::Entry},
     mem::size_of,
     sync::Arc,
 };
 
-use crate::model::{
-    JaegerSpan, Log, Process, SpanRef, Tag, TagValue, TraceId,
-    hash::{FastMap, FastSet},
+use crate::{
+    model::{
+        AppSpan, Attributes, Body, JaegerSpan, Log, Process, Span, SpanRef, Status, Tag, TagValue, TraceId, Traced,
+        hash::{FastMap, FastSet},
+    },
+    render,
 };
 
 use super::StoreCounters;
@@ -19,11 +24,11 @@ const TRACE_OVERHEAD: usize = size_of::<(TraceId, Trace)>() + size_of::<TraceId>
 /// Charged per span for its slots in the service and operation indexes (estimate).
 const SPAN_INDEX_OVERHEAD: usize = 48;
 
-/// One trace as held: its spans as Jaeger renders them.
+/// One trace as held: its spans, typed (`rendered` gives them as Jaeger has them).
 #[derive(Clone, Debug)]
 pub struct Trace {
     pub id: TraceId,
-    pub spans: Vec<JaegerSpan>,
+    pub spans: Vec<Arc<Span>>,
     /// Earliest span start and latest span end (Unix epoch µs).
     pub start_us: i64,
     pub end_us: i64,
@@ -37,7 +42,7 @@ struct ServiceEntry {
     /// Trace → spans of this service in it.
     traces: FastMap<TraceId, u32>,
     /// Operation → span kind (or "") → spans.
-    operations: BTreeMap<String, BTreeMap<String, u32>>,
+    operations: FastMap<String, FastMap<String, u32>>,
 }
 
 impl ServiceEntry {
@@ -92,7 +97,9 @@ pub struct TraceStore {
     traces: FastMap<TraceId, Trace>,
     /// Trace ids by arrival of their first span, oldest first; each held trace once.
     order: VecDeque<TraceId>,
-    services: BTreeMap<String, ServiceEntry>,
+    /// Hashed, not ordered: a span's insert and its eviction each look up its service and
+    /// operation; the listings sort.
+    services: FastMap<String, ServiceEntry>,
     errors: FastSet<TraceId>,
     counters: StoreCounters,
 }
@@ -105,7 +112,7 @@ impl TraceStore {
             spans: 0,
             traces: FastMap::default(),
             order: VecDeque::new(),
-            services: BTreeMap::new(),
+            services: FastMap::default(),
             errors: FastSet::default(),
             counters,
         }
@@ -125,7 +132,7 @@ impl TraceStore {
     }
 
     /// Adds a finished span to its trace, then evicts the oldest traces until the budget holds.
-    pub fn insert(&mut self, mut span: JaegerSpan) {
+    pub fn insert(&mut self, mut span: Arc<Span>) {
         let id = span.trace_id;
         let trace = match self.traces.entry(id) {
             Entry::Occupied(e) => e.into_mut(),
@@ -144,13 +151,17 @@ impl TraceStore {
             }
         };
         let mut cost = span_bytes(&span) + SPAN_INDEX_OVERHEAD;
-        // Spans of one process share one copy of it.
-        match trace.processes.iter().find(|p| Arc::ptr_eq(p, &span.process) || ***p == *span.process) {
-            Some(p) => span.process = p.clone(),
-            None => {
-                cost += process_bytes(&span.process) + size_of::<Arc<Process>>();
-                trace.processes.push(span.process.clone());
-            }
+        // Spans of one process share one copy of it: a span whose equal process is another
+        // allocation (as decoded app batches give) takes the trace's copy.
+        match trace.processes.iter().find(|p| Arc::ptr_eq(p, &span.process)) {
+            Some(_) => {}
+            None => match trace.processes.iter().find(|p| ***p == *span.process) {
+                Some(p) => Arc::make_mut(&mut span).process = p.clone(),
+                None => {
+                    cost += process_bytes(&span.process) + size_of::<Arc<Process>>();
+                    trace.processes.push(span.process.clone());
+                }
+            },
         }
         let name = &span.process.service_name;
         let service = match self.services.get_mut(name) {
@@ -158,7 +169,7 @@ impl TraceStore {
             None => self.services.entry(name.clone()).or_default(),
         };
         *service.traces.entry(id).or_default() += 1;
-        service.add_operation(&span.operation, span.kind().unwrap_or(""));
+        service.add_operation(&span.operation, kind_text(&span));
         if is_error(&span) {
             trace.error = true;
             self.errors.insert(id);
@@ -168,7 +179,7 @@ impl TraceStore {
         // The Vec's own growth is charged as it happens.
         let before = trace.spans.capacity();
         trace.spans.push(span);
-        cost += (trace.spans.capacity() - before) * size_of::<JaegerSpan>();
+        cost += (trace.spans.capacity() - before) * size_of::<Arc<Span>>();
         trace.bytes += cost;
         self.bytes += cost;
         self.spans += 1;
@@ -189,7 +200,7 @@ impl TraceStore {
             let name = &span.process.service_name;
             let Some(service) = self.services.get_mut(name) else { continue };
             service.traces.remove(&id);
-            service.remove_operation(&span.operation, span.kind().unwrap_or(""));
+            service.remove_operation(&span.operation, kind_text(span));
             if service.traces.is_empty() {
                 self.services.remove(name);
             }
@@ -204,18 +215,23 @@ impl TraceStore {
 
     /// Services with spans held, sorted.
     pub fn services(&self) -> Vec<String> {
-        self.services.keys().cloned().collect()
+        let mut names: Vec<String> = self.services.keys().cloned().collect();
+        names.sort_unstable();
+        names
     }
 
     /// The operations of a service as (name, span kind or ""), sorted; `kind` filters.
     pub fn operations(&self, service: &str, kind: Option<&str>) -> Vec<(String, String)> {
         let Some(s) = self.services.get(service) else { return Vec::new() };
-        s.operations
+        let mut ops = s
+            .operations
             .iter()
             .flat_map(|(op, kinds)| kinds.keys().map(move |k| (op, k)))
             .filter(|(_, k)| kind.is_none_or(|want| want == *k))
             .map(|(op, k)| (op.clone(), k.clone()))
-            .collect()
+            .collect::<Vec<_>>();
+        ops.sort_unstable();
+        ops
     }
 
     pub fn trace(&self, id: TraceId) -> Option<&Trace> {
@@ -245,14 +261,30 @@ impl TraceStore {
     }
 }
 
-fn span_matches(s: &JaegerSpan, q: &Query) -> bool {
+impl Trace {
+    /// The trace's spans as Jaeger's model has them.
+    pub fn rendered(&self) -> Vec<JaegerSpan> {
+        rendered(&self.spans)
+    }
+}
+
+/// Spans as Jaeger's model has them (outside the store's lock: take the `Arc`s, then render).
+pub fn rendered(spans: &[Arc<Span>]) -> Vec<JaegerSpan> {
+    spans.iter().map(|s| render::jaeger::render(s)).collect()
+}
+
+fn span_matches(s: &Span, q: &Query) -> bool {
     q.service.as_ref().is_none_or(|v| *v == s.process.service_name)
         && q.operation.as_ref().is_none_or(|v| *v == s.operation)
         && q.start_us.is_none_or(|v| s.start_us >= v)
         && q.end_us.is_none_or(|v| s.start_us <= v)
         && q.min_duration_us.is_none_or(|v| s.duration_us >= v)
         && q.max_duration_us.is_none_or(|v| s.duration_us <= v)
-        && q.tags.iter().all(|(k, v)| has_tag(s, k, v))
+        && (q.tags.is_empty() || {
+            // Tags are compared as Jaeger renders them; only spans that pass the rest are rendered.
+            let r = render::jaeger::render(s);
+            q.tags.iter().all(|(k, v)| has_tag(&r, k, v))
+        })
 }
 
 fn has_tag(s: &JaegerSpan, key: &str, value: &str) -> bool {
@@ -271,8 +303,31 @@ pub fn tag_text(v: &TagValue) -> String {
     }
 }
 
-fn is_error(s: &JaegerSpan) -> bool {
-    s.tags.iter().any(|t| {
+/// The span's `span.kind` as Jaeger renders it ("" when it has none).
+fn kind_text(s: &Span) -> &str {
+    match &s.body {
+        Body::Traced(t) => t.kind.as_str(),
+        Body::App(a) => app_tag_str(a, "span.kind").unwrap_or(""),
+    }
+}
+
+fn app_tag_str<'a>(a: &'a AppSpan, key: &str) -> Option<&'a str> {
+    a.tags.iter().find_map(|t| match (&t.value, t.key == key) {
+        (TagValue::Str(s), true) => Some(s.as_str()),
+        _ => None,
+    })
+}
+
+/// Whether the span failed as Jaeger renders it (an `error` tag that is true).
+fn is_error(s: &Span) -> bool {
+    match &s.body {
+        Body::Traced(t) => t.status.is_error(),
+        Body::App(a) => app_failed(&a.tags),
+    }
+}
+
+fn app_failed(tags: &[Tag]) -> bool {
+    tags.iter().any(|t| {
         t.key == "error"
             && match &t.value {
                 TagValue::Bool(b) => *b,
@@ -306,13 +361,54 @@ fn log_bytes(l: &Log) -> usize {
         + l.fields.iter().map(tag_bytes).sum::<usize>()
 }
 
-/// Heap bytes a span owns beyond its own slot in the trace's Vec (which is charged there).
-fn span_bytes(s: &JaegerSpan) -> usize {
-    alloc(s.operation.capacity()) + alloc(s.tags.capacity() * size_of::<Tag>()) - s.tags.len() * size_of::<Tag>()
-        + s.tags.iter().map(tag_bytes).sum::<usize>()
-        + alloc(s.logs.capacity() * size_of::<Log>())
-        + s.logs.iter().map(log_bytes).sum::<usize>()
-        + alloc(s.references.capacity() * size_of::<SpanRef>())
+fn opt_bytes(s: &Option<String>) -> usize {
+    s.as_ref().map_or(0, |s| alloc(s.capacity()))
+}
+
+fn attributes_bytes(a: &Attributes) -> usize {
+    match a {
+        Attributes::Http(h) => alloc(h.method.capacity()) + alloc(h.target.capacity()) + opt_bytes(&h.host),
+        Attributes::Http2(h) => {
+            opt_bytes(&h.method)
+                + opt_bytes(&h.path)
+                + opt_bytes(&h.authority)
+                + h.grpc.as_ref().map_or(0, |g| opt_bytes(&g.service) + opt_bytes(&g.method) + opt_bytes(&g.message))
+        }
+        Attributes::Redis(r) => opt_bytes(&r.operation) + opt_bytes(&r.statement),
+        Attributes::Mysql(m) => {
+            opt_bytes(&m.database)
+                + opt_bytes(&m.user)
+                + opt_bytes(&m.operation)
+                + opt_bytes(&m.statement)
+                + opt_bytes(&m.peer_name)
+        }
+    }
+}
+
+fn traced_bytes(t: &Traced) -> usize {
+    let status = match &t.status {
+        Status::Ok => 0,
+        Status::Error { message, .. } => alloc(message.capacity()),
+    };
+    alloc(size_of::<Traced>()) + attributes_bytes(&t.attrs) + status
+}
+
+fn app_bytes(a: &AppSpan) -> usize {
+    alloc(size_of::<AppSpan>()) + alloc(a.tags.capacity() * size_of::<Tag>()) - a.tags.len() * size_of::<Tag>()
+        + a.tags.iter().map(tag_bytes).sum::<usize>()
+        + alloc(a.logs.capacity() * size_of::<Log>())
+        + a.logs.iter().map(log_bytes).sum::<usize>()
+        + alloc(a.references.capacity() * size_of::<SpanRef>())
+}
+
+/// Heap bytes a span owns beyond its own slot in the trace's Vec (which is charged there): the
+/// shared allocation (with its counts), the operation and the body.
+fn span_bytes(s: &Span) -> usize {
+    let body = match &s.body {
+        Body::Traced(t) => traced_bytes(t),
+        Body::App(a) => app_bytes(a),
+    };
+    alloc(16 + size_of::<Span>()) + alloc(s.operation.capacity()) + body
 }
 
 fn process_bytes(p: &Process) -> usize {

@@ -13,12 +13,14 @@
 //! / `query.duration_max` (Go durations), `query.search_depth` (or `query.num_traces`).
 //! Errors are `{"error": {"httpCode", "message"}}`; no trace found is a 404.
 
+use std::sync::Arc;
+
 use serde_json::{Value, json};
 
-use super::{Query, SharedStore, api, json as j1};
+use super::{Query, SharedStore, api, json as j1, rendered};
 use crate::{
     api::{Request, Response, Router},
-    model::{JaegerSpan, Process, RefKind, Tag, TagValue, TraceId},
+    model::{JaegerSpan, Process, RefKind, Span, Tag, TagValue, TraceId},
 };
 
 fn error(code: u16, message: impl Into<String>) -> Response {
@@ -55,7 +57,7 @@ pub fn trace_by_id(store: &SharedStore, req: &Request) -> Response {
     let Some(id) = j1::parse_trace_id(raw) else { return error(400, format!("malformed trace id {raw:?}")) };
     let found = store.lock().trace(id).map(|t| t.spans.clone());
     match found {
-        Some(spans) => Response::json_value(200, &json!({"result": traces_data(&[spans])})),
+        Some(spans) => Response::json_value(200, &json!({"result": traces_data(&[rendered(&spans)])})),
         None => error(404, "trace not found"),
     }
 }
@@ -65,10 +67,11 @@ pub fn search(store: &SharedStore, req: &Request) -> Response {
         Ok(q) => q,
         Err(why) => return error(400, why),
     };
-    let found: Vec<Vec<JaegerSpan>> = store.lock().search(&q).into_iter().map(|t| t.spans.clone()).collect();
+    let found: Vec<Vec<Arc<Span>>> = store.lock().search(&q).into_iter().map(|t| t.spans.clone()).collect();
     if found.is_empty() {
         return error(404, "No traces found");
     }
+    let found: Vec<Vec<JaegerSpan>> = found.iter().map(|spans| rendered(spans)).collect();
     Response::json_value(200, &json!({"result": traces_data(&found)}))
 }
 
