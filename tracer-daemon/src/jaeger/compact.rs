@@ -9,6 +9,8 @@ use thrift::protocol::{
     TStructIdentifier, TType,
 };
 
+use crate::model::{JaegerSpan, RefKind, SpanRef, Tag, TagValue};
+
 /// Where the bytes go: a buffer, or a counter that only measures.
 pub trait Sink {
     fn put(&mut self, b: u8);
@@ -106,6 +108,140 @@ impl<'a, S: Sink> CompactWriter<'a, S> {
             self.varint(size as u32 as u64);
         }
         Ok(())
+    }
+}
+
+/// Compact type bytes of the fields Jaeger's structs use.
+const T_I32: u8 = 0x05;
+const T_I64: u8 = 0x06;
+const T_DOUBLE: u8 = 0x07;
+const T_STRING: u8 = 0x08;
+const T_LIST: u8 = 0x09;
+const T_STRUCT: u8 = 0x0c;
+/// A bool field's header carries its value.
+const T_TRUE: u8 = 0x01;
+const T_FALSE: u8 = 0x02;
+
+/// Jaeger's structs written without the protocol trait: the bytes `encode::write_span` and its
+/// helpers give through `TOutputProtocol` (the tests compare them with the `thrift` crate's),
+/// for the per-span path of the agent-UDP sender and its size estimates.
+impl<S: Sink> CompactWriter<'_, S> {
+    /// A `jaeger.Span` (an element of a batch's span list).
+    pub fn jaeger_span(&mut self, s: &JaegerSpan) {
+        let outer = std::mem::replace(&mut self.last_id, 0);
+        self.i64_field(1, s.trace_id.low as i64);
+        self.i64_field(2, s.trace_id.high as i64);
+        self.i64_field(3, s.span_id as i64);
+        self.i64_field(4, s.parent_span_id as i64);
+        self.field_header(T_STRING, 5);
+        self.bytes(s.operation.as_bytes());
+        if !s.references.is_empty() {
+            self.field_header(T_LIST, 6);
+            self.list_header(T_STRUCT, s.references.len());
+            for r in &s.references {
+                self.span_ref(r);
+            }
+        }
+        self.field_header(T_I32, 7);
+        self.zigzag(i64::from(s.flags));
+        self.i64_field(8, s.start_us);
+        self.i64_field(9, s.duration_us);
+        if !s.tags.is_empty() {
+            self.tag_list(10, &s.tags);
+        }
+        if !s.logs.is_empty() {
+            self.field_header(T_LIST, 11);
+            self.list_header(T_STRUCT, s.logs.len());
+            for l in &s.logs {
+                let log_outer = std::mem::replace(&mut self.last_id, 0);
+                self.i64_field(1, l.timestamp_us);
+                self.tag_list(2, &l.fields);
+                self.out.put(0x00);
+                self.last_id = log_outer;
+            }
+        }
+        self.out.put(0x00);
+        self.last_id = outer;
+    }
+
+    #[inline]
+    fn i64_field(&mut self, id: i16, v: i64) {
+        self.field_header(T_I64, id);
+        self.zigzag(v);
+    }
+
+    #[inline]
+    fn bytes(&mut self, b: &[u8]) {
+        self.varint(b.len() as u32 as u64);
+        self.out.put_all(b);
+    }
+
+    #[inline]
+    fn list_header(&mut self, elem: u8, len: usize) {
+        if len <= 14 {
+            self.out.put(((len as u8) << 4) | elem);
+        } else {
+            self.out.put(0xf0 | elem);
+            self.varint(len as u32 as u64);
+        }
+    }
+
+    fn span_ref(&mut self, r: &SpanRef) {
+        let outer = std::mem::replace(&mut self.last_id, 0);
+        self.field_header(T_I32, 1);
+        self.zigzag(match r.kind {
+            RefKind::ChildOf => 0,
+            RefKind::FollowsFrom => 1,
+        });
+        self.i64_field(2, r.trace_id.low as i64);
+        self.i64_field(3, r.trace_id.high as i64);
+        self.i64_field(4, r.span_id as i64);
+        self.out.put(0x00);
+        self.last_id = outer;
+    }
+
+    fn tag_list(&mut self, id: i16, tags: &[Tag]) {
+        self.field_header(T_LIST, id);
+        self.list_header(T_STRUCT, tags.len());
+        for t in tags {
+            self.tag(t);
+        }
+    }
+
+    /// A `jaeger.Tag`: key, `vType`, then the value's own field.
+    fn tag(&mut self, t: &Tag) {
+        let outer = std::mem::replace(&mut self.last_id, 0);
+        self.field_header(T_STRING, 1);
+        self.bytes(t.key.as_bytes());
+        self.field_header(T_I32, 2);
+        match &t.value {
+            TagValue::Str(v) => {
+                self.zigzag(0);
+                self.field_header(T_STRING, 3);
+                self.bytes(v.as_bytes());
+            }
+            TagValue::Double(d) => {
+                self.zigzag(1);
+                self.field_header(T_DOUBLE, 4);
+                self.out.put_all(&d.to_le_bytes());
+            }
+            TagValue::Bool(b) => {
+                self.zigzag(2);
+                self.field_header(if *b { T_TRUE } else { T_FALSE }, 5);
+            }
+            TagValue::Long(l) => {
+                self.zigzag(3);
+                self.field_header(T_I64, 6);
+                self.zigzag(*l);
+            }
+            TagValue::Binary(b) => {
+                self.zigzag(4);
+                self.field_header(T_STRING, 7);
+                self.bytes(b);
+            }
+        }
+        self.out.put(0x00);
+        self.last_id = outer;
     }
 }
 
@@ -291,7 +427,9 @@ mod tests {
     use thrift::protocol::{TCompactOutputProtocol, TMessageType};
 
     use super::*;
-    use crate::jaeger::encode::{BatchMeta, ClientStats, write_batch, write_emit_batch};
+    use crate::jaeger::encode::{
+        BatchMeta, ClientStats, Protocol, encode_batch, encode_emit_batch, span_len, write_batch, write_emit_batch,
+    };
     use crate::model::{JaegerSpan, Log, Process, RefKind, SpanRef, Tag, TagValue, TraceId};
 
     /// The `thrift` crate's bytes and ours for the same writes.
@@ -349,6 +487,26 @@ mod tests {
         assert_eq!(ours, theirs);
         let (theirs, ours) = both(|p| write_batch(p, &process, &spans[..3], &BatchMeta::default()));
         assert_eq!(ours, theirs);
+    }
+
+    #[test]
+    fn the_direct_span_writer_matches_the_thrift_crate_byte_for_byte() {
+        // What the senders encode: spans by `jaeger_span`, the rest through the protocol trait.
+        let spans: Vec<JaegerSpan> = (0..40).map(|i| span(i, (i as usize) % 20)).collect();
+        let meta = BatchMeta { seq_no: Some(9), stats: Some(ClientStats::default()) };
+        let process = spans[0].process.clone();
+        let (theirs, _) = both(|p| write_emit_batch(p, 77, &process, &spans, &meta));
+        let mut ours = Vec::new();
+        encode_emit_batch(Protocol::Compact, 77, &process, &spans, &meta, &mut ours).unwrap();
+        assert_eq!(ours, theirs);
+        let (theirs, _) = both(|p| write_batch(p, &process, &spans[..3], &BatchMeta::default()));
+        let mut ours = Vec::new();
+        encode_batch(Protocol::Compact, &process, &spans[..3], &BatchMeta::default(), &mut ours).unwrap();
+        assert_eq!(ours, theirs);
+        for s in &spans {
+            let (theirs, _) = both(|p| crate::jaeger::encode::write_span(p, s));
+            assert_eq!(span_len(Protocol::Compact, s), theirs.len());
+        }
     }
 
     #[test]

@@ -235,6 +235,19 @@ pub fn write_batch<P: TOutputProtocol + ?Sized, S: Borrow<JaegerSpan>>(
     spans: &[S],
     meta: &BatchMeta,
 ) -> thrift::Result<()> {
+    write_batch_with(p, process, spans, meta, &mut |p, s| write_span(p, s))
+}
+
+/// Writes one span of a batch's list (`write_span`, or a protocol's own direct writer).
+type SpanWriter<'a, P> = dyn FnMut(&mut P, &JaegerSpan) -> thrift::Result<()> + 'a;
+
+fn write_batch_with<P: TOutputProtocol + ?Sized, S: Borrow<JaegerSpan>>(
+    p: &mut P,
+    process: &Process,
+    spans: &[S],
+    meta: &BatchMeta,
+    span: &mut SpanWriter<'_, P>,
+) -> thrift::Result<()> {
     p.write_struct_begin(&struct_id())?;
     field(p, TType::Struct, 1)?;
     write_process(p, process)?;
@@ -242,7 +255,7 @@ pub fn write_batch<P: TOutputProtocol + ?Sized, S: Borrow<JaegerSpan>>(
     field(p, TType::List, 2)?;
     list(p, TType::Struct, spans.len())?;
     for s in spans {
-        write_span(p, s.borrow())?;
+        span(p, s.borrow())?;
     }
     p.write_list_end()?;
     p.write_field_end()?;
@@ -266,6 +279,17 @@ pub fn write_emit_batch<P: TOutputProtocol + ?Sized, S: Borrow<JaegerSpan>>(
     spans: &[S],
     meta: &BatchMeta,
 ) -> thrift::Result<()> {
+    write_emit_batch_with(p, seq_id, process, spans, meta, &mut |p, s| write_span(p, s))
+}
+
+fn write_emit_batch_with<P: TOutputProtocol + ?Sized, S: Borrow<JaegerSpan>>(
+    p: &mut P,
+    seq_id: i32,
+    process: &Process,
+    spans: &[S],
+    meta: &BatchMeta,
+    span: &mut SpanWriter<'_, P>,
+) -> thrift::Result<()> {
     p.write_message_begin(&TMessageIdentifier {
         name: EMIT_BATCH.to_owned(),
         message_type: TMessageType::OneWay,
@@ -273,12 +297,18 @@ pub fn write_emit_batch<P: TOutputProtocol + ?Sized, S: Borrow<JaegerSpan>>(
     })?;
     p.write_struct_begin(&struct_id())?;
     field(p, TType::Struct, 1)?;
-    write_batch(p, process, spans, meta)?;
+    write_batch_with(p, process, spans, meta, span)?;
     p.write_field_end()?;
     p.write_field_stop()?;
     p.write_struct_end()?;
     p.write_message_end()?;
     p.flush()
+}
+
+/// A span in the compact protocol, by the direct writer (the per-span path).
+fn compact_span<S: super::compact::Sink>(w: &mut CompactWriter<'_, S>, span: &JaegerSpan) -> thrift::Result<()> {
+    w.jaeger_span(span);
+    Ok(())
 }
 
 /// Encodes a `jaeger.Batch` struct (the body of a collector's `/api/traces`) into `out`.
@@ -291,7 +321,7 @@ pub fn encode_batch<S: Borrow<JaegerSpan>>(
 ) -> thrift::Result<()> {
     match proto {
         Protocol::Binary => write_batch(&mut TBinaryOutputProtocol::new(out, true), process, spans, meta),
-        Protocol::Compact => write_batch(&mut CompactWriter::new(out), process, spans, meta),
+        Protocol::Compact => write_batch_with(&mut CompactWriter::new(out), process, spans, meta, &mut compact_span),
     }
 }
 
@@ -306,7 +336,9 @@ pub fn encode_emit_batch<S: Borrow<JaegerSpan>>(
 ) -> thrift::Result<()> {
     match proto {
         Protocol::Binary => write_emit_batch(&mut TBinaryOutputProtocol::new(out, true), seq_id, process, spans, meta),
-        Protocol::Compact => write_emit_batch(&mut CompactWriter::new(out), seq_id, process, spans, meta),
+        Protocol::Compact => {
+            write_emit_batch_with(&mut CompactWriter::new(out), seq_id, process, spans, meta, &mut compact_span)
+        }
     }
 }
 
@@ -320,7 +352,8 @@ pub fn span_len(proto: Protocol, span: &JaegerSpan) -> usize {
         }
         Protocol::Compact => {
             let mut c = Len::default();
-            write_span(&mut CompactWriter::new(&mut c), span).map(|()| c.0)
+            CompactWriter::new(&mut c).jaeger_span(span);
+            Ok(c.0)
         }
     };
     len.unwrap_or(usize::MAX)
