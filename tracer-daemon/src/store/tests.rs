@@ -197,7 +197,10 @@ fn kernel_spans_are_indexed_searched_and_answered_as_jaeger_renders_them() {
     let ids = |q: &Query| s.search(q).iter().map(|t| t.id.low).collect::<Vec<_>>();
     let errors = Query { tags: vec![("error".into(), "true".into())], ..q(10) };
     assert_eq!(ids(&errors), [1], "the failed span's trace, by the error index and its rendered tag");
-    let by_peer = Query { tags: vec![("net.peer.ip".into(), "127.0.0.9".into()), ("http.status_code".into(), "500".into())], ..q(10) };
+    let by_peer = Query {
+        tags: vec![("net.peer.ip".into(), "127.0.0.9".into()), ("http.status_code".into(), "500".into())],
+        ..q(10)
+    };
     assert_eq!(ids(&by_peer), [2, 1], "tags the renderer writes are searched");
     let none = Query { tags: vec![("net.peer.ip".into(), "127.0.0.1".into())], ..q(10) };
     assert!(ids(&none).is_empty());
