@@ -239,6 +239,9 @@ async fn run(requests: usize, rate: usize) {
         cpu / made * 1e6,
         made / wall
     );
+    let (stored, store_bytes) =
+        (registry_value(&registry, "tracer_store_spans"), registry_value(&registry, "tracer_store_bytes"));
+    println!("  trace store: {stored} spans, {store_bytes} bytes, {:.0} bytes per span", store_bytes / stored.max(1.0));
     for line in registry.render().lines().filter(|l| l.contains("dropped") && !l.starts_with('#') && !l.ends_with(" 0"))
     {
         println!("  {line}");
