@@ -39,9 +39,9 @@ pub struct Batcher<S = JaegerSpan> {
     /// The encoded size that counts toward `max_bytes`; `None` counts no bytes.
     size: Option<SizeFn<S>>,
     host: HostInfo,
-    groups: FastMap<String, Group<S>>,
+    groups: FastMap<Arc<str>, Group<S>>,
     /// `Arc<Process>` address -> (the process, kept alive so the address is not reused; its key).
-    by_ptr: FastMap<usize, (Arc<Process>, String)>,
+    by_ptr: FastMap<usize, (Arc<Process>, Arc<str>)>,
 }
 
 /// A key equal for equal processes: service name and tags.
@@ -72,7 +72,7 @@ impl<S: Rendered> Batcher<S> {
         self.groups.values().map(|g| g.spans.len()).sum()
     }
 
-    fn key_of(&mut self, process: &Arc<Process>) -> String {
+    fn key_of(&mut self, process: &Arc<Process>) -> Arc<str> {
         let ptr = Arc::as_ptr(process) as usize;
         if let Some((_, key)) = self.by_ptr.get(&ptr) {
             return key.clone();
@@ -80,7 +80,7 @@ impl<S: Rendered> Batcher<S> {
         if self.by_ptr.len() >= PROCESS_CACHE {
             self.by_ptr.clear();
         }
-        let key = process_key(process);
+        let key: Arc<str> = process_key(process).into();
         self.by_ptr.insert(ptr, (process.clone(), key.clone()));
         key
     }
@@ -126,7 +126,7 @@ impl<S: Rendered> Batcher<S> {
     /// Closes the batches that reached their age limit at `now`.
     pub fn expired(&mut self, now: Instant, out: &mut Vec<Batch<S>>) {
         let max_age = self.limits.max_age;
-        let keys: Vec<String> =
+        let keys: Vec<Arc<str>> =
             self.groups.iter().filter(|(_, g)| g.opened + max_age <= now).map(|(k, _)| k.clone()).collect();
         for k in keys {
             if let Some(g) = self.groups.remove(&k) {
