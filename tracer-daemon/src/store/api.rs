@@ -21,7 +21,6 @@ use std::sync::Arc;
 use super::{
     Query, SharedStore,
     json::{self, Envelope},
-    rendered,
 };
 use crate::{
     api::{Request, Response, Router},
@@ -100,7 +99,7 @@ pub fn trace_by_id(store: &SharedStore, req: &Request) -> Response {
     };
     let found = store.lock().trace(id).map(|t| t.spans.clone());
     match found {
-        Some(spans) => Response::json_value(200, &Envelope::new(vec![json::trace(id, &rendered(&spans))], 1)),
+        Some(spans) => Response::json_value(200, &Envelope::new(vec![json::trace(id, &store.render(&spans))], 1)),
         None => Response::json_value(404, &json::error_envelope(404, "trace not found", Some(id.to_hex()))),
     }
 }
@@ -116,7 +115,7 @@ pub fn search(store: &SharedStore, req: &Request, now_us: i64) -> Response {
     };
     let found: Vec<(TraceId, Vec<Arc<Span>>)> =
         store.lock().search(&q).into_iter().map(|t| (t.id, t.spans.clone())).collect();
-    let traces: Vec<json::JsonTrace> = found.iter().map(|(id, spans)| json::trace(*id, &rendered(spans))).collect();
+    let traces: Vec<json::JsonTrace> = found.iter().map(|(id, spans)| json::trace(*id, &store.render(spans))).collect();
     let n = traces.len();
     Response::json_value(200, &Envelope::new(traces, n))
 }
@@ -133,7 +132,7 @@ fn by_ids(store: &SharedStore, ids: &[&str]) -> Response {
         let s = store.lock();
         parsed.iter().filter_map(|id| s.trace(*id).map(|t| (*id, t.spans.clone()))).collect()
     };
-    let traces: Vec<json::JsonTrace> = found.iter().map(|(id, spans)| json::trace(*id, &rendered(spans))).collect();
+    let traces: Vec<json::JsonTrace> = found.iter().map(|(id, spans)| json::trace(*id, &store.render(spans))).collect();
     let n = traces.len();
     Response::json_value(200, &Envelope::new(traces, n))
 }

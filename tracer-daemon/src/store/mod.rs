@@ -25,7 +25,8 @@ pub use traces::{Query, Trace, TraceStore, rendered, tag_text};
 
 use crate::{
     metrics::{Counter, Gauge, Registry},
-    model::Span,
+    model::{JaegerSpan, Process, Span},
+    net::host::HostInfo,
 };
 
 /// Why a span did not stay in the store.
@@ -94,16 +95,49 @@ impl StoreCounters {
 
 /// The store shared by its feeding task and the query routes.
 #[derive(Clone)]
-pub struct SharedStore(Arc<Mutex<TraceStore>>);
+pub struct SharedStore {
+    store: Arc<Mutex<TraceStore>>,
+    /// The host tags the exporters add to processes (`hostname`, `ip`, `--host-tag`), added to
+    /// what queries answer too, so that a span says which host's daemon held it.
+    host: Option<Arc<HostInfo>>,
+}
 
 impl SharedStore {
     pub fn new(store: TraceStore) -> Self {
-        SharedStore(Arc::new(Mutex::new(store)))
+        SharedStore { store: Arc::new(Mutex::new(store)), host: None }
+    }
+
+    /// Answers name this host in each process, as the exporters do.
+    pub fn with_host(mut self, host: HostInfo) -> Self {
+        self.host = Some(Arc::new(host));
+        self
     }
 
     pub fn lock(&self) -> MutexGuard<'_, TraceStore> {
         // A panic while holding the lock leaves a consistent store (each insert is one step).
-        self.0.lock().unwrap_or_else(|e| e.into_inner())
+        self.store.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Spans taken from the store (outside its lock) as Jaeger's model has them, with the
+    /// host's tags on their processes.
+    pub fn render(&self, spans: &[Arc<Span>]) -> Vec<JaegerSpan> {
+        let mut out = rendered(spans);
+        if let Some(host) = &self.host {
+            // One completed copy per process of the trace.
+            let mut done: Vec<(Arc<Process>, Arc<Process>)> = Vec::new();
+            for s in &mut out {
+                let completed = match done.iter().find(|(p, _)| Arc::ptr_eq(p, &s.process)) {
+                    Some((_, c)) => c.clone(),
+                    None => {
+                        let c = host.complete(&s.process);
+                        done.push((s.process.clone(), c.clone()));
+                        c
+                    }
+                };
+                s.process = completed;
+            }
+        }
+        out
     }
 }
 

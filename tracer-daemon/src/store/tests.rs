@@ -373,6 +373,25 @@ fn a_trace_answers_in_jaegers_json_model() {
 }
 
 #[test]
+fn answers_name_the_host_in_each_process_as_the_exporters_do() {
+    let host =
+        crate::net::host::HostInfo::new("node-7", "10.1.2.3").with_tags(vec![("tracer.host".into(), "a".into())]);
+    let store = shared().with_host(host);
+    let v = body(&api::trace_by_id(&store, &get("/api/traces/0000000000000abc")));
+    let processes = v["data"][0]["processes"].as_object().unwrap();
+    assert_eq!(processes.len(), 2, "one entry per process of the trace");
+    for p in processes.values() {
+        let tag = |k: &str| p["tags"].as_array().unwrap().iter().find(|t| t["key"] == k).map(|t| t["value"].clone());
+        assert_eq!(tag("hostname"), Some(json!("h1")), "a tag the span's process has stays");
+        assert_eq!(tag("ip"), Some(json!("10.1.2.3")));
+        assert_eq!(tag("tracer.host"), Some(json!("a")));
+    }
+    // Without a host (as in the tests above) processes are answered as held.
+    let plain = body(&api::trace_by_id(&shared(), &get("/api/traces/0000000000000abc")));
+    assert!(plain["data"][0]["processes"]["p1"]["tags"].as_array().unwrap().iter().all(|t| t["key"] != "ip"));
+}
+
+#[test]
 fn an_unknown_or_malformed_trace_id_is_answered_in_the_envelope() {
     let store = shared();
     let r = api::trace_by_id(&store, &get("/api/traces/123"));
@@ -543,6 +562,34 @@ fn the_trace_page_is_self_contained_and_sets_text_only() {
 #[test]
 #[ignore = "measurement"]
 fn measure_a_full_default_store() {
+    measure_a_full_store(|n, i, p| {
+        let mut sp =
+            span(n, n * 100 + i, if i == 0 { 0 } else { n * 100 }, p, "GET /checkout", n as i64, 10 + i as i64);
+        for k in 0..12 {
+            sp.tags.push(Tag::str(format!("tag.{k}"), "some value of moderate length"));
+        }
+        if i == 3 && n.is_multiple_of(10) {
+            sp = with_error(sp);
+        }
+        shared_span(sp)
+    });
+}
+
+/// The same with spans the daemon builds (HTTP server spans, one in ten traces failed).
+#[test]
+#[ignore = "measurement"]
+fn measure_a_full_default_store_of_kernel_spans() {
+    measure_a_full_store(|n, i, p| {
+        let status = if i == 3 && n.is_multiple_of(10) {
+            Status::Error { message: "HTTP 500".into(), log_at_us: None }
+        } else {
+            Status::Ok
+        };
+        traced(n, n * 100 + i, p, status)
+    });
+}
+
+fn measure_a_full_store(make: impl Fn(u64, u64, &Arc<Process>) -> Arc<Span>) {
     let rss = || {
         let statm = std::fs::read_to_string("/proc/self/statm").unwrap();
         statm.split_whitespace().nth(1).unwrap().parse::<usize>().unwrap() * 4096
@@ -555,16 +602,7 @@ fn measure_a_full_default_store() {
     while c.evicted.get() < 1000 {
         n += 1;
         for i in 0..14u64 {
-            let p = &ps[((n + i) % 20) as usize];
-            let mut sp =
-                span(n, n * 100 + i, if i == 0 { 0 } else { n * 100 }, p, "GET /checkout", n as i64, 10 + i as i64);
-            for k in 0..12 {
-                sp.tags.push(Tag::str(format!("tag.{k}"), "some value of moderate length"));
-            }
-            if i == 3 && n.is_multiple_of(10) {
-                sp = with_error(sp);
-            }
-            s.insert(shared_span(sp));
+            s.insert(make(n, i, &ps[((n + i) % 20) as usize]));
         }
     }
     let insert = t0.elapsed();

@@ -281,15 +281,21 @@ fn span_matches(s: &Span, q: &Query) -> bool {
         && q.min_duration_us.is_none_or(|v| s.duration_us >= v)
         && q.max_duration_us.is_none_or(|v| s.duration_us <= v)
         && (q.tags.is_empty() || {
-            // Tags are compared as Jaeger renders them; only spans that pass the rest are rendered.
-            let r = render::jaeger::render(s);
-            q.tags.iter().all(|(k, v)| has_tag(&r, k, v))
+            // Tags are compared as Jaeger renders them: an app's as it sent them, the daemon's
+            // rendered here, for the spans that passed the conditions above.
+            match &s.body {
+                Body::App(a) => q.tags.iter().all(|(k, v)| has_tag(&a.tags, &a.logs, &s.process, k, v)),
+                Body::Traced(t) => {
+                    let (tags, logs) = render::jaeger::traced(t);
+                    q.tags.iter().all(|(k, v)| has_tag(&tags, &logs, &s.process, k, v))
+                }
+            }
         })
 }
 
-fn has_tag(s: &JaegerSpan, key: &str, value: &str) -> bool {
+fn has_tag(tags: &[Tag], logs: &[Log], process: &Process, key: &str, value: &str) -> bool {
     let eq = |t: &Tag| t.key == key && tag_text(&t.value) == value;
-    s.tags.iter().any(eq) || s.process.tags.iter().any(eq) || s.logs.iter().any(|l| l.fields.iter().any(eq))
+    tags.iter().any(eq) || process.tags.iter().any(eq) || logs.iter().any(|l| l.fields.iter().any(eq))
 }
 
 /// A tag's value as search compares it (as Jaeger's `AsString`).

@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use serde_json::{Value, json};
 
-use super::{Query, SharedStore, api, json as j1, rendered};
+use super::{Query, SharedStore, api, json as j1};
 use crate::{
     api::{Request, Response, Router},
     model::{JaegerSpan, Process, RefKind, Span, Tag, TagValue, TraceId},
@@ -57,7 +57,7 @@ pub fn trace_by_id(store: &SharedStore, req: &Request) -> Response {
     let Some(id) = j1::parse_trace_id(raw) else { return error(400, format!("malformed trace id {raw:?}")) };
     let found = store.lock().trace(id).map(|t| t.spans.clone());
     match found {
-        Some(spans) => Response::json_value(200, &json!({"result": traces_data(&[rendered(&spans)])})),
+        Some(spans) => Response::json_value(200, &json!({"result": traces_data(&[store.render(&spans)])})),
         None => error(404, "trace not found"),
     }
 }
@@ -71,7 +71,7 @@ pub fn search(store: &SharedStore, req: &Request) -> Response {
     if found.is_empty() {
         return error(404, "No traces found");
     }
-    let found: Vec<Vec<JaegerSpan>> = found.iter().map(|spans| rendered(spans)).collect();
+    let found: Vec<Vec<JaegerSpan>> = found.iter().map(|spans| store.render(spans)).collect();
     Response::json_value(200, &json!({"result": traces_data(&found)}))
 }
 
