@@ -8,12 +8,17 @@
 //! their own client span; MySQL links like HTTP and Redis; a protocol the daemon does not parse
 //! still carries the trace to the calls made for it on the next host.
 
-use std::{process::Stdio, time::Duration};
+use std::{
+    collections::BTreeSet,
+    process::{Command, Stdio},
+    time::Duration,
+};
 
+use serde_json::Value;
 use tracer_daemon::model::{JaegerSpan as Span, TraceId};
 use tracer_tests::{
     collector::Collector,
-    daemon::Daemon,
+    daemon::{Daemon, daemon_bin, http_get},
     netns::{Netns, veth},
     servers::{self, Server},
     wait_for,
@@ -249,6 +254,55 @@ fn a_request_across_three_hosts_is_one_trace_linked_by_the_tcp_option() {
         option_counter(&redis_d, "option_written")
     );
     assert_eq!(no_space, 0.0);
+
+    // Each daemon's store holds its host's piece; `fleet trace` merges them into the request's
+    // trace, every span once, every parent inside it, each span's process from its own host.
+    let hex = trace.to_hex();
+    let own = |d: &Daemon| -> usize {
+        let answer: Value = serde_json::from_str(&http_get(&d.metrics_addr, &format!("/api/traces/{hex}"))).unwrap();
+        answer["data"][0]["spans"].as_array().map_or(0, Vec::len)
+    };
+    let fleet = || -> Option<Value> {
+        let out = Command::new(daemon_bin())
+            .args(["fleet", "trace", &hex, "--strict"])
+            .args(["--daemon", &front_d.metrics_addr, "--daemon", &middle_d.metrics_addr])
+            .args(["--daemon", &redis_d.metrics_addr])
+            .output()
+            .expect("running fleet trace");
+        if !out.status.success() {
+            eprintln!("fleet trace: {}", String::from_utf8_lossy(&out.stderr));
+            return None;
+        }
+        Some(serde_json::from_slice(&out.stdout).expect("fleet trace prints JSON"))
+    };
+    let merged = wait_for(TIMEOUT, "the merged trace's six spans", || {
+        fleet().filter(|m| m["data"][0]["spans"].as_array().map_or(0, Vec::len) == 6)
+    });
+    assert_eq!((own(&front_d), own(&middle_d), own(&redis_d)), (3, 2, 1), "each store holds its host's spans");
+    let trace_json = &merged["data"][0];
+    let ids: BTreeSet<String> =
+        trace_json["spans"].as_array().unwrap().iter().map(|s| s["spanID"].as_str().unwrap().to_owned()).collect();
+    let want: BTreeSet<String> = chain.iter().map(|s| format!("{:016x}", s.span_id)).collect();
+    assert_eq!(ids, want, "the chain's six spans, once each");
+    for (s, host) in [
+        (curl_span, "front"),
+        (front_server, "front"),
+        (front_call, "front"),
+        (middle_server, "middle"),
+        (middle_call, "middle"),
+        (redis_server, "redis"),
+    ] {
+        let span_id = format!("{:016x}", s.span_id);
+        let j = trace_json["spans"].as_array().unwrap().iter().find(|j| j["spanID"] == span_id.as_str()).unwrap();
+        let parent = j["references"].as_array().and_then(|r| r.first()).map(|r| r["spanID"].clone());
+        match s.parent_span_id {
+            0 => assert_eq!(parent, None, "the root has no parent"),
+            p => assert_eq!(parent, Some(Value::from(format!("{p:016x}"))), "{} keeps its parent", s.operation),
+        }
+        let process = &trace_json["processes"][j["processID"].as_str().unwrap()];
+        let host_tag = process["tags"].as_array().unwrap().iter().find(|t| t["key"] == "tracer.host");
+        assert_eq!(host_tag.map(|t| t["value"].clone()), Some(Value::from(host)), "{} from {host}", s.operation);
+    }
 
     // Keep-alive: two requests on one connection, each with its own option and parent.
     let out = h

@@ -96,7 +96,7 @@ pub async fn run(inv: Invocation) -> anyhow::Result<()> {
 
     let host = export::HostInfo::detect().with_tags(cfg.export.parsed_host_tags()?);
     let exporter = export::Pipeline::spawn_supervised(&cfg.export, host.clone(), registry.clone(), &stages)?;
-    let (trace_store, feed) = start_store(&cfg.store, &registry, &stages);
+    let (trace_store, feed) = start_store(&cfg.store, &host, &registry, &stages);
     let app_graph = graph.clone();
     let app_feed = feed.clone();
     let observer: agent::SpanObserver = Arc::new(move |span| {
@@ -271,6 +271,7 @@ pub async fn run(inv: Invocation) -> anyhow::Result<()> {
 /// The trace store and the queue feeding it, unless its budget is 0.
 fn start_store(
     cfg: &crate::config::store::StoreConfig,
+    host: &export::HostInfo,
     registry: &Registry,
     stages: &Stages,
 ) -> (Option<store::SharedStore>, Option<store::Feed>) {
@@ -285,7 +286,8 @@ fn start_store(
         let labels = [("structure", Structure::Store.as_str())];
         out.push(Sample::new(Structure::METRIC, Structure::HELP, Kind::Gauge, &labels, store_bytes.get() as f64));
     });
-    let shared = store::SharedStore::new(store::TraceStore::new(cfg.max_bytes, counters.clone()));
+    let shared =
+        store::SharedStore::new(store::TraceStore::new(cfg.max_bytes, counters.clone())).with_host(host.clone());
     let feed = store::spawn_supervised(shared.clone(), cfg.queue, &counters, stages);
     tracing::info!(max_bytes = cfg.max_bytes, "trace store on");
     (Some(shared), Some(feed))
@@ -334,5 +336,20 @@ mod tests {
         assert!(Cli::try_parse_from(["tracer-daemon", "fleet"]).is_err(), "at least one daemon");
         let daemon = Cli::try_parse_from(["tracer-daemon", "--output", "json"]).unwrap();
         assert!(daemon.command.is_none(), "without a subcommand the daemon runs");
+    }
+
+    #[test]
+    fn fleet_trace_parses_its_id_and_daemons() {
+        use clap::Parser;
+        use deps::fleet::FleetQuery;
+        let argv = ["tracer-daemon", "fleet", "trace", "00ab", "--daemon", "a:14271", "--from", "b:14271", "--strict"];
+        let Some(Command::Fleet(args)) = Cli::try_parse_from(argv).unwrap().command else { panic!("no fleet") };
+        let Some(FleetQuery::Trace(t)) = args.query else { panic!("no trace query") };
+        assert_eq!(
+            (t.id.as_str(), t.daemons.as_slice(), t.strict),
+            ("00ab", &["a:14271".to_string(), "b:14271".into()][..], true)
+        );
+        assert!(Cli::try_parse_from(["tracer-daemon", "fleet", "trace", "00ab"]).is_err(), "at least one daemon");
+        assert!(Cli::try_parse_from(["tracer-daemon", "fleet", "trace", "--daemon", "a:1"]).is_err(), "an id");
     }
 }

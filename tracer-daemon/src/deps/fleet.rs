@@ -1,5 +1,6 @@
 //! The fleet view: fetches several daemons' graphs (`GET /graph.json`), merges them into one
-//! and prints it as DOT or JSON (`tracer-daemon fleet --daemon HOST:PORT ...`).
+//! and prints it as DOT or JSON (`tracer-daemon fleet --daemon HOST:PORT ...`); one trace from
+//! every daemon's store is `fleet trace` (`fleet_trace`).
 //!
 //! Merging: nodes are unified by name; an untraced peer whose addresses are all listener
 //! addresses of one traced service (as another daemon reports them) becomes that service;
@@ -37,6 +38,7 @@ const MAX_NODE_ADDRESSES: usize = 64;
 
 /// `tracer-daemon fleet` options.
 #[derive(clap::Args, Clone, Debug)]
+#[command(subcommand_negates_reqs = true)]
 pub struct FleetArgs {
     /// A daemon's admin endpoint as HOST:PORT; repeat for several. A name with several
     /// addresses (a headless Service over the DaemonSet) stands for each of them.
@@ -53,6 +55,16 @@ pub struct FleetArgs {
     /// others reported on stderr).
     #[arg(long)]
     pub strict: bool,
+    /// Without one: the merged service graph.
+    #[command(subcommand)]
+    pub query: Option<FleetQuery>,
+}
+
+/// What else the fleet is asked for.
+#[derive(clap::Subcommand, Clone, Debug)]
+pub enum FleetQuery {
+    /// One trace, merged from the pieces each daemon's trace store holds (Jaeger's JSON model).
+    Trace(super::fleet_trace::FleetTraceArgs),
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -299,6 +311,9 @@ pub fn render(merged: &Snapshot, format: FleetFormat) -> String {
 
 /// `tracer-daemon fleet`: fetch, merge, print on stdout; unreadable daemons on stderr.
 pub async fn fleet_main(args: FleetArgs) -> anyhow::Result<()> {
+    if let Some(FleetQuery::Trace(trace)) = args.query {
+        return super::fleet_trace::trace_main(trace).await;
+    }
     let (graphs, errors) = fetch_all(&args.daemons, Duration::from_millis(args.timeout_ms)).await;
     for e in &errors {
         tracing::warn!(error = %e, "daemon not merged");

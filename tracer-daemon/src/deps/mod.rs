@@ -76,6 +76,7 @@
 pub mod api;
 pub mod dot;
 pub mod fleet;
+pub mod fleet_trace;
 pub mod graph;
 pub mod hist;
 pub mod metrics;

@@ -200,6 +200,7 @@ async fn fleet_main_fails_when_no_daemon_answers() {
         format: FleetFormat::Json,
         timeout_ms: 2_000,
         strict: false,
+        query: None,
     };
     let err = fleet::fleet_main(args).await.unwrap_err();
     assert!(format!("{err:#}").contains("no daemon could be read"), "{err:#}");

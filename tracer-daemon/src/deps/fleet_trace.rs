@@ -1,0 +1,208 @@
+//! One trace from the fleet: `tracer-daemon fleet trace ID --daemon HOST:PORT ...` asks every
+//! daemon's trace store for the trace (`GET /api/traces/{ID}`, Jaeger's JSON model) and merges
+//! the pieces each host holds into one trace, answered in the same envelope as one daemon's
+//! `/api/traces/{ID}` (so what reads that reads this).
+//!
+//! Merging: spans are kept once per span id (the first daemon to hold it, in address order),
+//! sorted by start time and span id; processes equal in service name and tags become one entry of the
+//! trace's `processes` map, renumbered `p1`, `p2`, … in order of first use. A daemon that does
+//! not hold the trace (404) adds nothing; one that cannot be read is reported on stderr (and
+//! fails the command with `--strict`).
+
+use std::{collections::BTreeSet, net::SocketAddr, time::Duration};
+
+use serde_json::{Map, Value, json};
+
+use super::fleet::{FleetError, resolve};
+use crate::net::http::{HttpClient, HttpError};
+
+/// Largest answer read from one daemon (bytes): a trace of the query API's largest.
+const MAX_ANSWER: usize = 64 * 1024 * 1024;
+/// Longest trace id accepted (hex digits of a 128-bit id).
+const MAX_ID_LEN: usize = 32;
+
+/// `tracer-daemon fleet trace` options.
+#[derive(clap::Args, Clone, Debug)]
+pub struct FleetTraceArgs {
+    /// The trace id, in hex (16 or 32 digits, as the query API and the pages show it).
+    pub id: String,
+    /// A daemon's admin endpoint as HOST:PORT; repeat for several. A name with several
+    /// addresses (a headless Service over the DaemonSet) stands for each of them.
+    #[arg(long = "daemon", visible_alias = "from", value_name = "HOST:PORT", required = true)]
+    pub daemons: Vec<String>,
+    /// Time allowed per daemon to connect and answer (milliseconds).
+    #[arg(long, default_value_t = 5_000)]
+    pub timeout_ms: u64,
+    /// Fail when any daemon cannot be read (otherwise the pieces of those that answer are
+    /// merged and the others reported on stderr).
+    #[arg(long)]
+    pub strict: bool,
+}
+
+/// Whether `id` is a trace id the query API takes.
+fn valid_id(id: &str) -> bool {
+    !id.is_empty() && id.len() <= MAX_ID_LEN && id.bytes().all(|b| b.is_ascii_hexdigit())
+}
+
+/// The piece of trace `id` one daemon holds (`None`: it holds none).
+pub async fn fetch(addr: SocketAddr, host: &str, id: &str, timeout: Duration) -> Result<Option<Value>, FleetError> {
+    let bad = |why: String| FleetError::Answer { addr, why };
+    let client = HttpClient::for_addr(addr, host, timeout);
+    let body = match client.get_body(&format!("/api/traces/{id}"), MAX_ANSWER).await {
+        Ok(body) => body,
+        Err(HttpError::Status { status: 404, .. }) => return Ok(None),
+        Err(HttpError::Io { source, .. }) => return Err(FleetError::Io { addr, source }),
+        Err(HttpError::Timeout { .. }) => return Err(FleetError::Timeout { addr }),
+        Err(HttpError::Status { status, .. }) => {
+            return Err(bad(format!(
+                "HTTP status {status} (is it a tracer daemon's admin endpoint with its store on?)"
+            )));
+        }
+        Err(other) => return Err(bad(other.to_string())),
+    };
+    let answer: Value = serde_json::from_slice(&body).map_err(|e| bad(format!("trace answer: {e}")))?;
+    match answer.get("data").and_then(Value::as_array).and_then(|d| d.first()) {
+        Some(trace) if trace.get("spans").is_some_and(Value::is_array) => Ok(Some(trace.clone())),
+        _ => Err(bad("trace answer: no trace in `data`".into())),
+    }
+}
+
+/// Merges the pieces of one trace (Jaeger JSON traces) into one.
+pub fn merge(id: &str, pieces: &[Value]) -> Value {
+    let mut processes: Vec<Value> = Vec::new();
+    let mut seen = BTreeSet::new();
+    let mut spans: Vec<Value> = Vec::new();
+    for piece in pieces {
+        let empty = Map::new();
+        let own = piece.get("processes").and_then(Value::as_object).unwrap_or(&empty);
+        for span in piece.get("spans").and_then(Value::as_array).into_iter().flatten() {
+            let Some(span_id) = span.get("spanID").and_then(Value::as_str) else { continue };
+            if !seen.insert(span_id.to_owned()) {
+                continue;
+            }
+            let mut span = span.clone();
+            let process = span.get("processID").and_then(Value::as_str).and_then(|p| own.get(p));
+            if let Some(process) = process {
+                let n = match processes.iter().position(|p| p == process) {
+                    Some(n) => n,
+                    None => {
+                        processes.push(process.clone());
+                        processes.len() - 1
+                    }
+                };
+                span["processID"] = Value::from(format!("p{}", n + 1));
+            }
+            spans.push(span);
+        }
+    }
+    // As one daemon orders them: by start, then span id (fixed-width hex sorts as the number).
+    spans.sort_by(|a, b| {
+        let key = |s: &Value| {
+            (s.get("startTime").and_then(Value::as_i64).unwrap_or(i64::MAX), s["spanID"].as_str().map(str::to_owned))
+        };
+        key(a).cmp(&key(b))
+    });
+    let processes: Map<String, Value> =
+        processes.into_iter().enumerate().map(|(n, p)| (format!("p{}", n + 1), p)).collect();
+    let trace_id = pieces.iter().find_map(|p| p.get("traceID").and_then(Value::as_str)).unwrap_or(id);
+    json!({"traceID": trace_id, "spans": spans, "processes": processes, "warnings": null})
+}
+
+/// `tracer-daemon fleet trace`: fetch the trace's pieces, merge, print the envelope on stdout.
+pub async fn trace_main(args: FleetTraceArgs) -> anyhow::Result<()> {
+    let id = args.id.trim().to_ascii_lowercase();
+    if !valid_id(&id) {
+        anyhow::bail!("malformed trace id {:?}: 1 to {MAX_ID_LEN} hex digits", args.id);
+    }
+    let timeout = Duration::from_millis(args.timeout_ms);
+    let mut errors = Vec::new();
+    let mut tasks = tokio::task::JoinSet::new();
+    for daemon in &args.daemons {
+        match resolve(daemon).await {
+            Ok(addrs) => {
+                for addr in addrs {
+                    let (host, id) = (daemon.clone(), id.clone());
+                    tasks.spawn(async move { (addr, fetch(addr, &host, &id, timeout).await) });
+                }
+            }
+            Err(e) => errors.push(e),
+        }
+    }
+    let mut pieces: Vec<(SocketAddr, Value)> = Vec::new();
+    let mut read = 0usize;
+    while let Some(joined) = tasks.join_next().await {
+        match joined {
+            Ok((addr, Ok(piece))) => {
+                read += 1;
+                pieces.extend(piece.map(|p| (addr, p)));
+            }
+            Ok((_, Err(e))) => errors.push(e),
+            Err(e) => errors.push(FleetError::Answer {
+                addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+                why: format!("fetch task failed: {e}"),
+            }),
+        }
+    }
+    for e in &errors {
+        tracing::warn!(error = %e, "daemon not read");
+    }
+    if args.strict && !errors.is_empty() {
+        anyhow::bail!("{} daemon(s) could not be read; first: {}", errors.len(), errors[0]);
+    }
+    if read == 0 {
+        let first = errors.first().map(|e| e.to_string()).unwrap_or_default();
+        anyhow::bail!("no daemon could be read ({first})");
+    }
+    if pieces.is_empty() {
+        anyhow::bail!("trace {id} is held by none of the {read} daemon(s) read");
+    }
+    // A stable order, whatever order the answers came in.
+    pieces.sort_by_key(|(addr, _)| *addr);
+    let pieces: Vec<Value> = pieces.into_iter().map(|(_, p)| p).collect();
+    let merged = merge(&id, &pieces);
+    let envelope = json!({"data": [merged], "total": 1, "limit": 0, "offset": 0, "errors": null});
+    println!("{}", serde_json::to_string_pretty(&envelope).unwrap_or_default());
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn piece(spans: &[(&str, &str, i64)], processes: Value) -> Value {
+        let spans: Vec<Value> =
+            spans.iter().map(|(id, p, t)| json!({"spanID": id, "processID": p, "startTime": t})).collect();
+        json!({"traceID": "00000000000000ab", "spans": spans, "processes": processes})
+    }
+
+    #[test]
+    fn pieces_merge_into_one_trace_with_shared_renumbered_processes() {
+        let front = json!({"serviceName": "front", "tags": [{"key": "tracer.host", "type": "string", "value": "a"}]});
+        let curl = json!({"serviceName": "curl", "tags": []});
+        let middle = json!({"serviceName": "middle", "tags": []});
+        let a = piece(&[("1", "p1", 10), ("2", "p2", 11)], json!({"p1": curl, "p2": front}));
+        // The second daemon numbers its own processes, holds one span the first holds too, and
+        // names the same front process.
+        let b = piece(&[("3", "p1", 12), ("2", "p2", 11), ("4", "p2", 9)], json!({"p1": middle, "p2": front}));
+        let m = merge("ab", &[a, b]);
+        let ids: Vec<&str> = m["spans"].as_array().unwrap().iter().map(|s| s["spanID"].as_str().unwrap()).collect();
+        assert_eq!(ids, ["4", "1", "2", "3"], "each span once, by start time");
+        let procs = m["processes"].as_object().unwrap();
+        assert_eq!(procs.len(), 3, "equal processes are one entry");
+        let service = |span: usize| {
+            let p = m["spans"][span]["processID"].as_str().unwrap();
+            procs[p]["serviceName"].as_str().unwrap().to_owned()
+        };
+        assert_eq!([service(0), service(1), service(2), service(3)], ["front", "curl", "front", "middle"]);
+        assert_eq!(m["traceID"], "00000000000000ab");
+    }
+
+    #[test]
+    fn trace_ids_are_checked_before_anything_is_asked() {
+        assert!(valid_id("00000000000000ab"));
+        assert!(valid_id(&"f".repeat(32)));
+        for bad in ["", "xyz", &"f".repeat(33), "ab/../graph.json"] {
+            assert!(!valid_id(bad), "{bad:?}");
+        }
+    }
+}
