@@ -218,14 +218,15 @@ fn a_request_across_three_hosts_is_one_trace_linked_by_the_tcp_option() {
     assert_eq!(tag(front_call, "tracer.link"), Some("thread"));
     assert_eq!(tag(middle_call, "tracer.link"), Some("thread"));
     // Each span comes from the daemon of its own host.
-    for (s, host) in [
+    let by_host = [
         (curl_span, "front"),
         (front_server, "front"),
         (front_call, "front"),
         (middle_server, "middle"),
         (middle_call, "middle"),
         (redis_server, "redis"),
-    ] {
+    ];
+    for (s, host) in by_host {
         assert_eq!(
             host_of(s),
             Some(host),
@@ -284,14 +285,7 @@ fn a_request_across_three_hosts_is_one_trace_linked_by_the_tcp_option() {
         trace_json["spans"].as_array().unwrap().iter().map(|s| s["spanID"].as_str().unwrap().to_owned()).collect();
     let want: BTreeSet<String> = chain.iter().map(|s| format!("{:016x}", s.span_id)).collect();
     assert_eq!(ids, want, "the chain's six spans, once each");
-    for (s, host) in [
-        (curl_span, "front"),
-        (front_server, "front"),
-        (front_call, "front"),
-        (middle_server, "middle"),
-        (middle_call, "middle"),
-        (redis_server, "redis"),
-    ] {
+    for (s, host) in by_host {
         let span_id = format!("{:016x}", s.span_id);
         let j = trace_json["spans"].as_array().unwrap().iter().find(|j| j["spanID"] == span_id.as_str()).unwrap();
         let parent = j["references"].as_array().and_then(|r| r.first()).map(|r| r["spanID"].clone());
