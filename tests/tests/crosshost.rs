@@ -298,6 +298,19 @@ fn a_request_across_three_hosts_is_one_trace_linked_by_the_tcp_option() {
         assert_eq!(host_tag.map(|t| t["value"].clone()), Some(Value::from(host)), "{} from {host}", s.operation);
     }
 
+    // A search on every daemon finds the trace by a service only the middle host runs, and
+    // answers it whole.
+    let out = Command::new(daemon_bin())
+        .args(["fleet", "search", "--service", "middle", "--lookback", "1h", "--strict"])
+        .args(["--daemon", &front_d.metrics_addr, "--daemon", &middle_d.metrics_addr])
+        .args(["--daemon", &redis_d.metrics_addr])
+        .output()
+        .expect("running fleet search");
+    assert!(out.status.success(), "fleet search: {}", String::from_utf8_lossy(&out.stderr));
+    let found: Value = serde_json::from_slice(&out.stdout).expect("fleet search prints JSON");
+    let hit = found["data"].as_array().unwrap().iter().find(|t| t["traceID"] == hex.as_str()).expect("the trace found");
+    assert_eq!(hit["spans"].as_array().unwrap().len(), 6, "found on the middle host, answered with every host's spans");
+
     // Keep-alive: two requests on one connection, each with its own option and parent.
     let out = h
         .front

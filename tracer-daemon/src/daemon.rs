@@ -351,5 +351,13 @@ mod tests {
         );
         assert!(Cli::try_parse_from(["tracer-daemon", "fleet", "trace", "00ab"]).is_err(), "at least one daemon");
         assert!(Cli::try_parse_from(["tracer-daemon", "fleet", "trace", "--daemon", "a:1"]).is_err(), "an id");
+        let argv = ["tracer-daemon", "fleet", "search", "--service", "svc", "--tag", "error:true", "--from", "a:1"];
+        let Some(Command::Fleet(args)) = Cli::try_parse_from(argv).unwrap().command else { panic!("no fleet") };
+        let Some(FleetQuery::Search(q)) = args.query else { panic!("no search") };
+        assert_eq!(
+            (q.service.as_deref(), q.tags.as_slice(), q.limit),
+            (Some("svc"), &["error:true".to_string()][..], 20)
+        );
+        assert!(Cli::try_parse_from(["tracer-daemon", "fleet", "search", "--service", "x"]).is_err(), "a daemon");
     }
 }

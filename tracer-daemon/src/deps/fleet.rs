@@ -1,6 +1,6 @@
 //! The fleet view: fetches several daemons' graphs (`GET /graph.json`), merges them into one
 //! and prints it as DOT or JSON (`tracer-daemon fleet --daemon HOST:PORT ...`); one trace from
-//! every daemon's store is `fleet trace` (`fleet_trace`).
+//! every daemon's store is `fleet trace`, a search across them `fleet search` (`fleet_trace`).
 //!
 //! Merging: nodes are unified by name; an untraced peer whose addresses are all listener
 //! addresses of one traced service (as another daemon reports them) becomes that service;
@@ -65,6 +65,8 @@ pub struct FleetArgs {
 pub enum FleetQuery {
     /// One trace, merged from the pieces each daemon's trace store holds (Jaeger's JSON model).
     Trace(super::fleet_trace::FleetTraceArgs),
+    /// Traces matching a search on any daemon, each merged from every daemon's pieces.
+    Search(super::fleet_trace::FleetSearchArgs),
 }
 
 #[derive(clap::ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
@@ -311,8 +313,10 @@ pub fn render(merged: &Snapshot, format: FleetFormat) -> String {
 
 /// `tracer-daemon fleet`: fetch, merge, print on stdout; unreadable daemons on stderr.
 pub async fn fleet_main(args: FleetArgs) -> anyhow::Result<()> {
-    if let Some(FleetQuery::Trace(trace)) = args.query {
-        return super::fleet_trace::trace_main(trace).await;
+    match args.query {
+        Some(FleetQuery::Trace(trace)) => return super::fleet_trace::trace_main(trace).await,
+        Some(FleetQuery::Search(search)) => return super::fleet_trace::search_main(search).await,
+        None => {}
     }
     let (graphs, errors) = fetch_all(&args.daemons, Duration::from_millis(args.timeout_ms)).await;
     for e in &errors {

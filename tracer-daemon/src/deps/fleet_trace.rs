@@ -1,7 +1,9 @@
-//! One trace from the fleet: `tracer-daemon fleet trace ID --daemon HOST:PORT ...` asks every
+//! Traces from the fleet. `tracer-daemon fleet trace ID --daemon HOST:PORT ...` asks every
 //! daemon's trace store for the trace (`GET /api/traces/{ID}`, Jaeger's JSON model) and merges
 //! the pieces each host holds into one trace, answered in the same envelope as one daemon's
-//! `/api/traces/{ID}` (so what reads that reads this).
+//! `/api/traces/{ID}` (so what reads that reads this). `tracer-daemon fleet search …` sends a
+//! search to every daemon, then asks every daemon for the pieces of each trace any of them
+//! found (`/api/traces?traceID=…`), and answers the merged traces, newest first.
 //!
 //! Merging: spans are kept once per span id (the first daemon to hold it, in address order),
 //! sorted by start time and span id; processes equal in service name and tags become one entry of the
@@ -14,7 +16,7 @@ use std::{collections::BTreeSet, net::SocketAddr, time::Duration};
 use serde_json::{Map, Value, json};
 
 use super::fleet::{FleetError, resolve};
-use crate::net::http::{HttpClient, HttpError};
+use crate::net::http::{HttpClient, HttpError, encode_query_value};
 
 /// Largest answer read from one daemon (bytes): a trace of the query API's largest.
 const MAX_ANSWER: usize = 64 * 1024 * 1024;
@@ -44,27 +46,95 @@ fn valid_id(id: &str) -> bool {
     !id.is_empty() && id.len() <= MAX_ID_LEN && id.bytes().all(|b| b.is_ascii_hexdigit())
 }
 
-/// The piece of trace `id` one daemon holds (`None`: it holds none).
-pub async fn fetch(addr: SocketAddr, host: &str, id: &str, timeout: Duration) -> Result<Option<Value>, FleetError> {
+/// One daemon's answer to `GET path` (`None`: 404, it holds nothing that matches).
+pub async fn fetch_json(
+    addr: SocketAddr,
+    host: &str,
+    path: &str,
+    timeout: Duration,
+) -> Result<Option<Value>, FleetError> {
     let bad = |why: String| FleetError::Answer { addr, why };
     let client = HttpClient::for_addr(addr, host, timeout);
-    let body = match client.get_body(&format!("/api/traces/{id}"), MAX_ANSWER).await {
+    let body = match client.get_body(path, MAX_ANSWER).await {
         Ok(body) => body,
         Err(HttpError::Status { status: 404, .. }) => return Ok(None),
         Err(HttpError::Io { source, .. }) => return Err(FleetError::Io { addr, source }),
         Err(HttpError::Timeout { .. }) => return Err(FleetError::Timeout { addr }),
-        Err(HttpError::Status { status, .. }) => {
-            return Err(bad(format!(
-                "HTTP status {status} (is it a tracer daemon's admin endpoint with its store on?)"
-            )));
+        Err(HttpError::Status { status, body, .. }) => {
+            // The query API says why in its envelope (a malformed search is a 400).
+            let why: String = body.chars().take(300).collect();
+            return Err(bad(format!("HTTP status {status}: {why}")));
         }
         Err(other) => return Err(bad(other.to_string())),
     };
-    let answer: Value = serde_json::from_slice(&body).map_err(|e| bad(format!("trace answer: {e}")))?;
-    match answer.get("data").and_then(Value::as_array).and_then(|d| d.first()) {
-        Some(trace) if trace.get("spans").is_some_and(Value::is_array) => Ok(Some(trace.clone())),
-        _ => Err(bad("trace answer: no trace in `data`".into())),
+    let answer: Value = serde_json::from_slice(&body).map_err(|e| bad(format!("{path}: {e}")))?;
+    match answer.get("data") {
+        Some(Value::Array(_)) => Ok(Some(answer)),
+        _ => Err(bad(format!("{path}: no `data` list in the answer"))),
     }
+}
+
+/// The traces (`data`) of an answer.
+fn traces(answer: &Value) -> impl Iterator<Item = &Value> {
+    answer.get("data").and_then(Value::as_array).into_iter().flatten().filter(|t| t["spans"].is_array())
+}
+
+/// Every daemon's answer to `GET path`, in address order, with how many daemons answered (a
+/// 404 is an answer) and what could not be read.
+async fn fan_out(daemons: &[String], path: &str, timeout: Duration) -> (Vec<Value>, usize, Vec<FleetError>) {
+    let mut errors = Vec::new();
+    let mut tasks = tokio::task::JoinSet::new();
+    for daemon in daemons {
+        match resolve(daemon).await {
+            Ok(addrs) => {
+                for addr in addrs {
+                    let (host, path) = (daemon.clone(), path.to_owned());
+                    tasks.spawn(async move { (addr, fetch_json(addr, &host, &path, timeout).await) });
+                }
+            }
+            Err(e) => errors.push(e),
+        }
+    }
+    let mut answers: Vec<(SocketAddr, Value)> = Vec::new();
+    let mut read = 0usize;
+    while let Some(joined) = tasks.join_next().await {
+        match joined {
+            Ok((addr, Ok(answer))) => {
+                read += 1;
+                answers.extend(answer.map(|a| (addr, a)));
+            }
+            Ok((_, Err(e))) => errors.push(e),
+            Err(e) => errors.push(FleetError::Answer {
+                addr: SocketAddr::from(([0, 0, 0, 0], 0)),
+                why: format!("fetch task failed: {e}"),
+            }),
+        }
+    }
+    // A stable order, whatever order the answers came in.
+    answers.sort_by_key(|(addr, _)| *addr);
+    (answers.into_iter().map(|(_, a)| a).collect(), read, errors)
+}
+
+/// Logs what could not be read; fails with `strict`, or when no daemon answered.
+fn check_reads(errors: &[FleetError], read: usize, strict: bool) -> anyhow::Result<()> {
+    for e in errors {
+        tracing::warn!(error = %e, "daemon not read");
+    }
+    if strict && !errors.is_empty() {
+        anyhow::bail!("{} daemon(s) could not be read; first: {}", errors.len(), errors[0]);
+    }
+    if read == 0 {
+        let first = errors.first().map(|e| e.to_string()).unwrap_or_default();
+        anyhow::bail!("no daemon could be read ({first})");
+    }
+    Ok(())
+}
+
+/// Prints traces in the envelope of the query API.
+fn print_envelope(traces: Vec<Value>) {
+    let n = traces.len();
+    let envelope = json!({"data": traces, "total": n, "limit": 0, "offset": 0, "errors": null});
+    println!("{}", serde_json::to_string_pretty(&envelope).unwrap_or_default());
 }
 
 /// Merges the pieces of one trace (Jaeger JSON traces) into one.
@@ -115,53 +185,109 @@ pub async fn trace_main(args: FleetTraceArgs) -> anyhow::Result<()> {
         anyhow::bail!("malformed trace id {:?}: 1 to {MAX_ID_LEN} hex digits", args.id);
     }
     let timeout = Duration::from_millis(args.timeout_ms);
-    let mut errors = Vec::new();
-    let mut tasks = tokio::task::JoinSet::new();
-    for daemon in &args.daemons {
-        match resolve(daemon).await {
-            Ok(addrs) => {
-                for addr in addrs {
-                    let (host, id) = (daemon.clone(), id.clone());
-                    tasks.spawn(async move { (addr, fetch(addr, &host, &id, timeout).await) });
-                }
-            }
-            Err(e) => errors.push(e),
-        }
-    }
-    let mut pieces: Vec<(SocketAddr, Value)> = Vec::new();
-    let mut read = 0usize;
-    while let Some(joined) = tasks.join_next().await {
-        match joined {
-            Ok((addr, Ok(piece))) => {
-                read += 1;
-                pieces.extend(piece.map(|p| (addr, p)));
-            }
-            Ok((_, Err(e))) => errors.push(e),
-            Err(e) => errors.push(FleetError::Answer {
-                addr: SocketAddr::from(([0, 0, 0, 0], 0)),
-                why: format!("fetch task failed: {e}"),
-            }),
-        }
-    }
-    for e in &errors {
-        tracing::warn!(error = %e, "daemon not read");
-    }
-    if args.strict && !errors.is_empty() {
-        anyhow::bail!("{} daemon(s) could not be read; first: {}", errors.len(), errors[0]);
-    }
-    if read == 0 {
-        let first = errors.first().map(|e| e.to_string()).unwrap_or_default();
-        anyhow::bail!("no daemon could be read ({first})");
-    }
+    let (answers, read, errors) = fan_out(&args.daemons, &format!("/api/traces/{id}"), timeout).await;
+    check_reads(&errors, read, args.strict)?;
+    let pieces: Vec<Value> = answers.iter().flat_map(traces).cloned().collect();
     if pieces.is_empty() {
         anyhow::bail!("trace {id} is held by none of the {read} daemon(s) read");
     }
-    // A stable order, whatever order the answers came in.
-    pieces.sort_by_key(|(addr, _)| *addr);
-    let pieces: Vec<Value> = pieces.into_iter().map(|(_, p)| p).collect();
-    let merged = merge(&id, &pieces);
-    let envelope = json!({"data": [merged], "total": 1, "limit": 0, "offset": 0, "errors": null});
-    println!("{}", serde_json::to_string_pretty(&envelope).unwrap_or_default());
+    print_envelope(vec![merge(&id, &pieces)]);
+    Ok(())
+}
+
+/// `tracer-daemon fleet search` options: a search as Jaeger's query API takes it.
+#[derive(clap::Args, Clone, Debug)]
+pub struct FleetSearchArgs {
+    /// Spans of this service.
+    #[arg(long)]
+    pub service: Option<String>,
+    /// Spans of this operation.
+    #[arg(long)]
+    pub operation: Option<String>,
+    /// A tag condition `key:value` (repeatable; `error:true` finds failed traces).
+    #[arg(long = "tag", value_name = "KEY:VALUE")]
+    pub tags: Vec<String>,
+    /// How far back (a Go duration: `1h`, `15m`).
+    #[arg(long)]
+    pub lookback: Option<String>,
+    /// Spans at least this long (a Go duration: `250ms`).
+    #[arg(long)]
+    pub min_duration: Option<String>,
+    /// Spans at most this long (a Go duration).
+    #[arg(long)]
+    pub max_duration: Option<String>,
+    /// Traces answered at most, newest first (each daemon is asked for as many).
+    #[arg(long, default_value_t = 20)]
+    pub limit: usize,
+    /// A daemon's admin endpoint as HOST:PORT; repeat for several.
+    #[arg(long = "daemon", visible_alias = "from", value_name = "HOST:PORT", required = true)]
+    pub daemons: Vec<String>,
+    /// Time allowed per daemon to connect and answer (milliseconds).
+    #[arg(long, default_value_t = 5_000)]
+    pub timeout_ms: u64,
+    /// Fail when any daemon cannot be read.
+    #[arg(long)]
+    pub strict: bool,
+}
+
+/// The query API's largest `limit`.
+const MAX_LIMIT: usize = 1000;
+
+/// Trace ids asked for in one `/api/traces?traceID=…` request (its head stays a few KiB).
+const IDS_PER_REQUEST: usize = 64;
+
+impl FleetSearchArgs {
+    /// The search as the query API's parameters.
+    fn query(&self) -> String {
+        let limit = self.limit.clamp(1, MAX_LIMIT);
+        let mut q = vec![format!("limit={limit}")];
+        let mut add = |k: &str, v: &Option<String>| {
+            if let Some(v) = v.as_deref().filter(|v| !v.is_empty()) {
+                q.push(format!("{k}={}", encode_query_value(v)));
+            }
+        };
+        add("service", &self.service);
+        add("operation", &self.operation);
+        add("lookback", &self.lookback);
+        add("minDuration", &self.min_duration);
+        add("maxDuration", &self.max_duration);
+        for t in &self.tags {
+            q.push(format!("tag={}", encode_query_value(t)));
+        }
+        q.join("&")
+    }
+}
+
+/// `tracer-daemon fleet search`: the search on every daemon, then every daemon's pieces of each
+/// trace found, merged per trace, newest first.
+pub async fn search_main(args: FleetSearchArgs) -> anyhow::Result<()> {
+    let timeout = Duration::from_millis(args.timeout_ms);
+    let (answers, read, errors) = fan_out(&args.daemons, &format!("/api/traces?{}", args.query()), timeout).await;
+    check_reads(&errors, read, args.strict)?;
+    let ids: BTreeSet<String> =
+        answers.iter().flat_map(traces).filter_map(|t| t["traceID"].as_str()).map(str::to_owned).collect();
+    let ids: Vec<String> = ids.into_iter().filter(|id| valid_id(id)).collect();
+    // Every daemon's pieces of every trace found (a trace matched on one host has pieces on others).
+    let mut pieces: Vec<Value> = Vec::new();
+    for chunk in ids.chunks(IDS_PER_REQUEST) {
+        let q: Vec<String> = chunk.iter().map(|id| format!("traceID={id}")).collect();
+        let (answers, read, errors) = fan_out(&args.daemons, &format!("/api/traces?{}", q.join("&")), timeout).await;
+        check_reads(&errors, read, args.strict)?;
+        pieces.extend(answers.iter().flat_map(traces).cloned());
+    }
+    let mut merged: Vec<Value> = ids
+        .iter()
+        .map(|id| {
+            let own: Vec<Value> =
+                pieces.iter().filter(|p| p["traceID"].as_str() == Some(id.as_str())).cloned().collect();
+            merge(id, &own)
+        })
+        .filter(|t| t["spans"].as_array().is_some_and(|s| !s.is_empty()))
+        .collect();
+    let start = |t: &Value| t["spans"][0]["startTime"].as_i64().unwrap_or(i64::MIN);
+    merged.sort_by(|a, b| start(b).cmp(&start(a)).then_with(|| b["traceID"].as_str().cmp(&a["traceID"].as_str())));
+    merged.truncate(args.limit.max(1));
+    print_envelope(merged);
     Ok(())
 }
 
@@ -195,6 +321,26 @@ mod tests {
         };
         assert_eq!([service(0), service(1), service(2), service(3)], ["front", "curl", "front", "middle"]);
         assert_eq!(m["traceID"], "00000000000000ab");
+    }
+
+    #[test]
+    fn a_search_becomes_the_query_apis_parameters() {
+        let args = FleetSearchArgs {
+            service: Some("web shop".into()),
+            operation: None,
+            tags: vec!["error:true".into(), "http.route:/a&b".into()],
+            lookback: Some("1h".into()),
+            min_duration: Some("250ms".into()),
+            max_duration: Some(String::new()),
+            limit: 5_000,
+            daemons: vec!["a:1".into()],
+            timeout_ms: 1,
+            strict: false,
+        };
+        assert_eq!(
+            args.query(),
+            "limit=1000&service=web%20shop&lookback=1h&minDuration=250ms&tag=error%3Atrue&tag=http.route%3A%2Fa%26b"
+        );
     }
 
     #[test]
