@@ -346,7 +346,7 @@ mod tests {
         let Some(Command::Fleet(args)) = Cli::try_parse_from(argv).unwrap().command else { panic!("no fleet") };
         let Some(FleetQuery::Trace(t)) = args.query else { panic!("no trace query") };
         assert_eq!(
-            (t.id.as_str(), t.daemons.as_slice(), t.strict),
+            (t.id.as_str(), t.from.daemons.as_slice(), t.from.strict),
             ("00ab", &["a:14271".to_string(), "b:14271".into()][..], true)
         );
         assert!(Cli::try_parse_from(["tracer-daemon", "fleet", "trace", "00ab"]).is_err(), "at least one daemon");

@@ -23,11 +23,9 @@ const MAX_ANSWER: usize = 64 * 1024 * 1024;
 /// Longest trace id accepted (hex digits of a 128-bit id).
 const MAX_ID_LEN: usize = 32;
 
-/// `tracer-daemon fleet trace` options.
+/// The daemons `fleet trace` and `fleet search` ask, and how.
 #[derive(clap::Args, Clone, Debug)]
-pub struct FleetTraceArgs {
-    /// The trace id, in hex (16 or 32 digits, as the query API and the pages show it).
-    pub id: String,
+pub struct Daemons {
     /// A daemon's admin endpoint as HOST:PORT; repeat for several. A name with several
     /// addresses (a headless Service over the DaemonSet) stands for each of them.
     #[arg(long = "daemon", visible_alias = "from", value_name = "HOST:PORT", required = true)]
@@ -35,10 +33,19 @@ pub struct FleetTraceArgs {
     /// Time allowed per daemon to connect and answer (milliseconds).
     #[arg(long, default_value_t = 5_000)]
     pub timeout_ms: u64,
-    /// Fail when any daemon cannot be read (otherwise the pieces of those that answer are
-    /// merged and the others reported on stderr).
+    /// Fail when any daemon cannot be read (otherwise what those that answer hold is merged
+    /// and the others reported on stderr).
     #[arg(long)]
     pub strict: bool,
+}
+
+/// `tracer-daemon fleet trace` options.
+#[derive(clap::Args, Clone, Debug)]
+pub struct FleetTraceArgs {
+    /// The trace id, in hex (16 or 32 digits, as the query API and the pages show it).
+    pub id: String,
+    #[command(flatten)]
+    pub from: Daemons,
 }
 
 /// Whether `id` is a trace id the query API takes.
@@ -81,10 +88,11 @@ fn traces(answer: &Value) -> impl Iterator<Item = &Value> {
 
 /// Every daemon's answer to `GET path`, in address order, with how many daemons answered (a
 /// 404 is an answer) and what could not be read.
-async fn fan_out(daemons: &[String], path: &str, timeout: Duration) -> (Vec<Value>, usize, Vec<FleetError>) {
+async fn fan_out(from: &Daemons, path: &str) -> (Vec<Value>, usize, Vec<FleetError>) {
+    let timeout = Duration::from_millis(from.timeout_ms);
     let mut errors = Vec::new();
     let mut tasks = tokio::task::JoinSet::new();
-    for daemon in daemons {
+    for daemon in &from.daemons {
         match resolve(daemon).await {
             Ok(addrs) => {
                 for addr in addrs {
@@ -184,9 +192,8 @@ pub async fn trace_main(args: FleetTraceArgs) -> anyhow::Result<()> {
     if !valid_id(&id) {
         anyhow::bail!("malformed trace id {:?}: 1 to {MAX_ID_LEN} hex digits", args.id);
     }
-    let timeout = Duration::from_millis(args.timeout_ms);
-    let (answers, read, errors) = fan_out(&args.daemons, &format!("/api/traces/{id}"), timeout).await;
-    check_reads(&errors, read, args.strict)?;
+    let (answers, read, errors) = fan_out(&args.from, &format!("/api/traces/{id}")).await;
+    check_reads(&errors, read, args.from.strict)?;
     let pieces: Vec<Value> = answers.iter().flat_map(traces).cloned().collect();
     if pieces.is_empty() {
         anyhow::bail!("trace {id} is held by none of the {read} daemon(s) read");
@@ -219,15 +226,8 @@ pub struct FleetSearchArgs {
     /// Traces answered at most, newest first (each daemon is asked for as many).
     #[arg(long, default_value_t = 20)]
     pub limit: usize,
-    /// A daemon's admin endpoint as HOST:PORT; repeat for several.
-    #[arg(long = "daemon", visible_alias = "from", value_name = "HOST:PORT", required = true)]
-    pub daemons: Vec<String>,
-    /// Time allowed per daemon to connect and answer (milliseconds).
-    #[arg(long, default_value_t = 5_000)]
-    pub timeout_ms: u64,
-    /// Fail when any daemon cannot be read.
-    #[arg(long)]
-    pub strict: bool,
+    #[command(flatten)]
+    pub from: Daemons,
 }
 
 /// The query API's largest `limit`.
@@ -261,9 +261,8 @@ impl FleetSearchArgs {
 /// `tracer-daemon fleet search`: the search on every daemon, then every daemon's pieces of each
 /// trace found, merged per trace, newest first.
 pub async fn search_main(args: FleetSearchArgs) -> anyhow::Result<()> {
-    let timeout = Duration::from_millis(args.timeout_ms);
-    let (answers, read, errors) = fan_out(&args.daemons, &format!("/api/traces?{}", args.query()), timeout).await;
-    check_reads(&errors, read, args.strict)?;
+    let (answers, read, errors) = fan_out(&args.from, &format!("/api/traces?{}", args.query())).await;
+    check_reads(&errors, read, args.from.strict)?;
     let ids: BTreeSet<String> =
         answers.iter().flat_map(traces).filter_map(|t| t["traceID"].as_str()).map(str::to_owned).collect();
     let ids: Vec<String> = ids.into_iter().filter(|id| valid_id(id)).collect();
@@ -271,8 +270,8 @@ pub async fn search_main(args: FleetSearchArgs) -> anyhow::Result<()> {
     let mut pieces: Vec<Value> = Vec::new();
     for chunk in ids.chunks(IDS_PER_REQUEST) {
         let q: Vec<String> = chunk.iter().map(|id| format!("traceID={id}")).collect();
-        let (answers, read, errors) = fan_out(&args.daemons, &format!("/api/traces?{}", q.join("&")), timeout).await;
-        check_reads(&errors, read, args.strict)?;
+        let (answers, read, errors) = fan_out(&args.from, &format!("/api/traces?{}", q.join("&"))).await;
+        check_reads(&errors, read, args.from.strict)?;
         pieces.extend(answers.iter().flat_map(traces).cloned());
     }
     let mut merged: Vec<Value> = ids
@@ -333,9 +332,7 @@ mod tests {
             min_duration: Some("250ms".into()),
             max_duration: Some(String::new()),
             limit: 5_000,
-            daemons: vec!["a:1".into()],
-            timeout_ms: 1,
-            strict: false,
+            from: Daemons { daemons: vec!["a:1".into()], timeout_ms: 1, strict: false },
         };
         assert_eq!(
             args.query(),
