@@ -6,6 +6,7 @@
 use std::{
     io::{Read, Write},
     net::TcpStream,
+    path::Path,
     process::Command,
     time::Duration,
 };
@@ -176,6 +177,31 @@ fn the_failing_hop_is_found_through_jaegers_query_api() {
     eprintln!("the page calls out {} of {}", origin["operationName"], service(t, origin));
     assert!(tag(origin, "error.message").as_str().unwrap_or("").starts_with("WRONGTYPE"), "{origin}");
     assert!(dom.contains("parent link"), "and the link evidence");
+
+    // The same page driven as a person would, with Playwright in Debian's Chromium: search the
+    // service's errors, open the trace found, click a span that did not fail, then the failing
+    // one. The screenshot stays in target/test-artifacts.
+    let artifacts = Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/test-artifacts");
+    std::fs::create_dir_all(&artifacts).expect("the artefacts folder");
+    let shot = artifacts.join("trace-page.png");
+    let _ = std::fs::remove_file(&shot);
+    let out = Command::new("node")
+        .arg(Path::new(env!("CARGO_MANIFEST_DIR")).join("node/trace_page.js"))
+        .arg(format!("http://{addr}"))
+        .arg("query-a")
+        .arg(&shot)
+        .output()
+        .expect("running node");
+    assert!(out.status.success(), "the page driven by Playwright: {}", String::from_utf8_lossy(&out.stderr));
+    let seen: Value = serde_json::from_slice(&out.stdout).expect("the script prints JSON");
+    let text = |k: &str| seen[k].as_str().unwrap_or_default().to_owned();
+    assert!(text("listed").contains("errors"), "the result lists its errors: {seen}");
+    assert!(seen["rows"].as_u64().unwrap_or(0) >= 2, "the waterfall has the trace's spans: {seen}");
+    assert!(!text("healthy").contains("WRONGTYPE"), "a healthy span's pane: {seen}");
+    let failing = text("failing");
+    assert!(failing.contains("(error)") && failing.contains("WRONGTYPE"), "the failing span's pane: {seen}");
+    assert!(failing.contains("parent link"), "with its link evidence: {seen}");
+    assert!(std::fs::metadata(&shot).map(|m| m.len() > 10_000).unwrap_or(false), "a screenshot at {shot:?}");
 
     let (status, body) = get(&addr, "/api/traces/00000000000000000000000000000001");
     assert_eq!(status, 404, "{body}");
