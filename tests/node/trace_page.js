@@ -1,7 +1,8 @@
-// Drives the daemon's trace page in Debian's Chromium as a person would: choose a service, ask
-// for its errors, open the first trace found, click a span that did not fail, then the span
-// where the error began. Prints what the detail pane showed each time (JSON on stdout) and
-// keeps a screenshot. Usage: node trace_page.js ADMIN_URL SERVICE SCREENSHOT.png
+// Drives the daemon's pages in Debian's Chromium as a person would: choose a service on the
+// trace page, ask for its errors, open the first trace found, click a span that did not fail,
+// then the span where the error began; then click the service on the service graph page and
+// land on its traces. Prints what was seen (JSON on stdout) and keeps a screenshot.
+// Usage: node trace_page.js ADMIN_URL SERVICE SCREENSHOT.png
 "use strict";
 const { chromium } = require("playwright-core");
 
@@ -34,8 +35,18 @@ async function main() {
     await origin.click();
     const failing = await page.locator("#detail").innerText();
     const originSpan = await origin.getAttribute("data-span");
+    const critical = await page.locator("#view .row.crit").count();
+    const rootCritical = await page.locator("#view .row").first().evaluate((r) => r.classList.contains("crit"));
     await page.screenshot({ path: shot, fullPage: true });
-    console.log(JSON.stringify({ listed, rows, healthy, failing, originSpan }));
+    // The service graph page: the service's node links to its traces.
+    await page.goto(url + "/");
+    const node = page.locator(`a.to-traces g.node[data-service="${service}"]`);
+    await node.waitFor();
+    await node.click();
+    await page.waitForURL((u) => u.pathname === "/traces");
+    await page.locator("#items .item").first().waitFor();
+    const landed = { path: new URL(page.url()).pathname, service: await page.inputValue("#service") };
+    console.log(JSON.stringify({ listed, rows, healthy, failing, originSpan, critical, rootCritical, landed }));
   } finally {
     await browser.close();
   }

@@ -201,6 +201,8 @@ fn the_failing_hop_is_found_through_jaegers_query_api() {
     let failing = text("failing");
     assert!(failing.contains("(error)") && failing.contains("WRONGTYPE"), "the failing span's pane: {seen}");
     assert!(failing.contains("parent link"), "with its link evidence: {seen}");
+    assert!(seen["critical"].as_u64().unwrap_or(0) >= 2 && seen["rootCritical"] == true, "the critical path: {seen}");
+    assert_eq!(seen["landed"], serde_json::json!({"path": "/traces", "service": "query-a"}), "graph node → its traces");
     assert!(std::fs::metadata(&shot).map(|m| m.len() > 10_000).unwrap_or(false), "a screenshot at {shot:?}");
 
     let (status, body) = get(&addr, "/api/traces/00000000000000000000000000000001");
