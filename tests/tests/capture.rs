@@ -486,3 +486,41 @@ fn port_filters_keep_only_the_included_port_and_drop_the_excluded_one() {
         "traffic to the excluded port {tp} was captured"
     );
 }
+
+/// The benchmark floors load in place of the tracer's programs: `minimal` records each data
+/// call of the traced process on a TCP socket once, `null` records nothing, and neither traces
+/// anything. The traced process is a Python child named `floorcheck`, so that this test's own
+/// scrapes of `/metrics` are not traced.
+#[test]
+fn benchmark_floors_record_one_record_per_data_call_and_trace_nothing() {
+    const CALLS: usize = 50;
+    let script = format!(
+        "import ctypes, socket\n\
+         ctypes.CDLL(None).prctl(15, b'floorcheck', 0, 0, 0)\n\
+         l = socket.create_server(('127.0.0.1', 0))\n\
+         c = socket.create_connection(l.getsockname())\n\
+         s, _ = l.accept()\n\
+         for _ in range({CALLS}):\n    c.sendall(b'0123456789abcdef')\n    assert s.recv(16) == b'0123456789abcdef'\n"
+    );
+    for (floor, per_call) in [("minimal", 1.0), ("null", 0.0)] {
+        let d = Daemon::start(&["--print-events", "--probe-floor", floor, "--include-comm", "floorcheck"]);
+        let metrics = d.metrics();
+        for hook in ["sys_enter", "sys_exit", "inet_sock_set_state", "sched_process_exit"] {
+            assert!(
+                metrics.lines().any(|l| l.starts_with("tracer_probe_attached{probe=\"floor_")
+                    && l.contains(hook)
+                    && l.ends_with(" 1")),
+                "{floor}: no floor program attached to {hook}:\n{metrics}"
+            );
+        }
+        let status = std::process::Command::new("python3").args(["-c", &script]).status().unwrap();
+        assert!(status.success(), "the Python exchange failed");
+        let want = (2 * CALLS) as f64 * per_call;
+        if per_call > 0.0 {
+            wait_for(TIMEOUT, "the floor's records", || (d.metric("tracer_floor_records_total") >= want).then_some(()));
+        }
+        assert_eq!(d.metric("tracer_floor_records_total"), want, "{floor}: one record per send and per recv");
+        assert_eq!(d.metric("tracer_events_total{kind=\"data\"}"), 0.0, "{floor}: the tracer's programs ran");
+        assert!(d.json_lines().is_empty(), "{floor}: a floor printed events: {:?}", d.json_lines());
+    }
+}

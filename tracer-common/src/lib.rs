@@ -72,6 +72,16 @@ pub const PROG_HIREDIS_APPEND: &str = "hiredis_append";
 /// stream) and `(*Server).handleStream` (the goroutine that runs a stream's handler): reports
 /// the stream, its connection and the current goroutine (`EVENT_GO_STREAM`).
 pub const PROG_GO_GRPC_STREAM: &str = "go_grpc_stream";
+/// Benchmark floors (`--probe-floor`): programs that do nothing, attached to the raw
+/// tracepoints (`sys_enter`, `sys_exit`, `sched_process_exit`, `sched_process_exec`), to the
+/// classic tracepoint `sock:inet_sock_set_state`, and as `sock_ops` on the cgroup2 root.
+pub const PROG_FLOOR_NULL_RAW: &str = "floor_null_raw";
+pub const PROG_FLOOR_NULL_TP: &str = "floor_null_tp";
+pub const PROG_FLOOR_NULL_SOCK_OPS: &str = "floor_null_sock_ops";
+/// Benchmark floor of the minimal capture (`--probe-floor minimal`), syscall entry and exit:
+/// one `FloorEvent` per data call on a TCP socket.
+pub const PROG_FLOOR_ENTER: &str = "floor_enter";
+pub const PROG_FLOOR_EXIT: &str = "floor_exit";
 
 /// Hash map thread id (`u32`) → the library call in flight on it (`LibState`). Bound:
 /// `MAX_INFLIGHT` (full: `COUNTER_INFLIGHT_FULL`); removed at return or thread exit.
@@ -123,8 +133,13 @@ pub const PROG_INDEX_LIB_EXIT: u32 = 8;
 pub const PROG_INDEX_HIREDIS_APPEND: u32 = 9;
 pub const PROG_INDEX_PROCESS_EXEC: u32 = 10;
 pub const PROG_INDEX_GO_GRPC_STREAM: u32 = 11;
+pub const PROG_INDEX_FLOOR_NULL_RAW: u32 = 12;
+pub const PROG_INDEX_FLOOR_NULL_TP: u32 = 13;
+pub const PROG_INDEX_FLOOR_NULL_SOCK_OPS: u32 = 14;
+pub const PROG_INDEX_FLOOR_ENTER: u32 = 15;
+pub const PROG_INDEX_FLOOR_EXIT: u32 = 16;
 /// Number of programs, and entries of `MAP_PROGRAM_ERRORS`.
-pub const PROGRAMS_LEN: u32 = 12;
+pub const PROGRAMS_LEN: u32 = 17;
 
 /// Every program of the kernel object, by name (index = `PROG_INDEX_*`).
 pub const PROGRAM_NAMES: [&str; PROGRAMS_LEN as usize] = [
@@ -140,6 +155,11 @@ pub const PROGRAM_NAMES: [&str; PROGRAMS_LEN as usize] = [
     PROG_HIREDIS_APPEND,
     PROG_PROCESS_EXEC,
     PROG_GO_GRPC_STREAM,
+    PROG_FLOOR_NULL_RAW,
+    PROG_FLOOR_NULL_TP,
+    PROG_FLOOR_NULL_SOCK_OPS,
+    PROG_FLOOR_ENTER,
+    PROG_FLOOR_EXIT,
 ];
 
 // ---------------------------------------------------------------------------------------------
@@ -151,6 +171,8 @@ pub const PROGRAM_NAMES: [&str; PROGRAMS_LEN as usize] = [
 pub const MAX_CAPTURE: usize = 8192;
 /// Default number of payload bytes captured per data call.
 pub const DEFAULT_CAPTURE: u32 = 4096;
+/// Payload bytes of a `FloorEvent` (the floor copies at most one less).
+pub const FLOOR_CAPTURE: usize = 256;
 /// iovec entries walked per vector call (readv, writev, sendmsg, recvmsg).
 pub const MAX_IOV: u32 = 16;
 /// Threads with a syscall in flight that the kernel remembers.
@@ -275,6 +297,8 @@ pub const EVENT_OPTION: u32 = 10;
 /// `GoStreamEvent`: a goroutine of a Go process took up a grpc-go stream (client: it sends a
 /// message on it; server: it runs the stream's handler).
 pub const EVENT_GO_STREAM: u32 = 11;
+/// `FloorEvent`: a data call recorded by the minimal-capture benchmark floor.
+pub const EVENT_FLOOR: u32 = 12;
 
 /// `GoStreamEvent.role` and `GoGrpcProbe.role`: the client side (`(*http2Client).Write`).
 pub const GO_STREAM_CLIENT: u32 = 1;
@@ -422,6 +446,11 @@ mod tests {
             (PROG_INDEX_HIREDIS_APPEND, PROG_HIREDIS_APPEND),
             (PROG_INDEX_PROCESS_EXEC, PROG_PROCESS_EXEC),
             (PROG_INDEX_GO_GRPC_STREAM, PROG_GO_GRPC_STREAM),
+            (PROG_INDEX_FLOOR_NULL_RAW, PROG_FLOOR_NULL_RAW),
+            (PROG_INDEX_FLOOR_NULL_TP, PROG_FLOOR_NULL_TP),
+            (PROG_INDEX_FLOOR_NULL_SOCK_OPS, PROG_FLOOR_NULL_SOCK_OPS),
+            (PROG_INDEX_FLOOR_ENTER, PROG_FLOOR_ENTER),
+            (PROG_INDEX_FLOOR_EXIT, PROG_FLOOR_EXIT),
         ];
         assert_eq!(pairs.len(), PROGRAMS_LEN as usize, "every program has an index");
         for (index, name) in pairs {

@@ -217,6 +217,24 @@ pub struct OptionEvent {
 }
 const _: () = assert!(size_of::<OptionEvent>() == 24 + 16 + 24);
 
+/// `EVENT_FLOOR`: one data call on a TCP socket as the benchmark's minimal-capture floor
+/// (`--probe-floor minimal`) records it: when, which socket, what it returned, and its first
+/// bytes. The daemon counts these records and discards them.
+#[repr(C)]
+#[derive(Clone, Copy, Debug)]
+pub struct FloorEvent {
+    pub header: EventHeader,
+    pub conn_id: u64,
+    /// Syscall entry, CLOCK_MONOTONIC ns.
+    pub ts_enter_ns: u64,
+    pub ret: i64,
+    /// Bytes of `payload` filled (at most `FLOOR_CAPTURE - 1`).
+    pub captured: u32,
+    pub _pad: u32,
+    pub payload: [u8; crate::FLOOR_CAPTURE],
+}
+const _: () = assert!(size_of::<FloorEvent>() == 24 + 32 + crate::FLOOR_CAPTURE);
+
 /// `EVENT_GO_STREAM`: goroutine `goid` of the header's process took up stream `stream_id` of the
 /// HTTP/2 connection `conn_id` (the kernel socket, as in `DataEvent`), on the side `role`.
 #[repr(C)]

@@ -117,12 +117,16 @@ pub async fn run(inv: Invocation) -> anyhow::Result<()> {
         filters: cfg.filter.clone(),
         netns_inum,
         propagate: cfg.propagate,
+        floor: cfg.capture.probe_floor,
     })?;
+    if let Some(f) = cfg.capture.probe_floor {
+        tracing::warn!(floor = ?f, "benchmark floor loaded: nothing is traced");
+    }
     for s in &probes.status {
         tracing::info!(probe = %s.probe, attached = s.attached, detail = %s.detail, "probe");
     }
     // Client-library probes are optional: without them, spans still come from the wire.
-    let _uprobes = if cfg.uprobes {
+    let _uprobes = if cfg.uprobes && cfg.capture.probe_floor.is_none() {
         match crate::uprobes::start(&mut probes.ebpf, &registry, &stages) {
             Ok(u) => Some(u),
             Err(e) => {

@@ -8,6 +8,7 @@
 mod data;
 mod event;
 mod filter;
+mod floor;
 mod gogrpc;
 mod goroutine;
 mod hiredis;

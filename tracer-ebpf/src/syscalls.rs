@@ -41,7 +41,7 @@ const COUNTED: u32 = 100;
 /// Our identity for a syscall number; 0 for calls we ignore. Counted-only calls map to
 /// `COUNTED + counter index`.
 #[inline(always)]
-fn classify(nr: i64) -> u32 {
+pub(crate) fn classify(nr: i64) -> u32 {
     match nr {
         NR_READ => SYS_READ,
         NR_WRITE => SYS_WRITE,
@@ -64,13 +64,13 @@ fn classify(nr: i64) -> u32 {
 }
 
 // x86_64 `struct pt_regs` offsets of the syscall argument registers and the syscall number.
-const REG_DI: u64 = 112;
-const REG_SI: u64 = 104;
-const REG_DX: u64 = 96;
+pub(crate) const REG_DI: u64 = 112;
+pub(crate) const REG_SI: u64 = 104;
+pub(crate) const REG_DX: u64 = 96;
 const REG_ORIG_AX: u64 = 120;
 
 #[inline(always)]
-fn reg(regs: u64, offset: u64) -> u64 {
+pub(crate) fn reg(regs: u64, offset: u64) -> u64 {
     // SAFETY: reading the saved user registers of the current task.
     unsafe { bpf_probe_read_kernel((regs + offset) as *const u64) }.unwrap_or(0)
 }

@@ -118,6 +118,18 @@ pub enum SyscallHook {
     Tracepoint,
 }
 
+/// Benchmark floors (`cargo xtask bench`): in place of the tracer's kernel programs, programs
+/// that show what any tracer must pay at least. Nothing is traced while one is loaded.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum, serde::Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ProbeFloor {
+    /// Programs that return at once, on the hooks the tracer uses.
+    Null,
+    /// One ring record per data call on a TCP socket (times, socket, return value, first 255
+    /// bytes), which the daemon counts and discards.
+    Minimal,
+}
+
 #[derive(Clone, Debug, Deserialize, PartialEq)]
 #[serde(deny_unknown_fields, default)]
 pub struct CaptureConfig {
@@ -138,6 +150,9 @@ pub struct CaptureConfig {
     /// Have the kernel account each program's run time while the daemon runs, shown as
     /// `tracer_bpf_program_*` metrics. Costs two clock reads per program run; off by default.
     pub bpf_stats: bool,
+    /// Load a benchmark floor instead of the tracer's programs (`null` or `minimal`); unset
+    /// traces as usual. For `cargo xtask bench`: nothing is traced while a floor is loaded.
+    pub probe_floor: Option<ProbeFloor>,
 }
 
 impl Default for CaptureConfig {
@@ -150,6 +165,7 @@ impl Default for CaptureConfig {
             event_queue: 65_536,
             event_queue_bytes: 64 * 1024 * 1024,
             bpf_stats: false,
+            probe_floor: None,
         }
     }
 }
@@ -185,6 +201,11 @@ pub struct CliOverrides {
     /// Account each kernel program's run time (`tracer_bpf_program_*` metrics; small cost per run).
     #[arg(long)]
     pub bpf_stats: bool,
+    /// Benchmark floor: load `null` (programs that do nothing, on the tracer's hooks) or
+    /// `minimal` (one ring record per socket data call) instead of the tracer's programs.
+    /// Nothing is traced; `cargo xtask bench` reads the tracer's cost against these.
+    #[arg(long, value_enum)]
+    pub probe_floor: Option<ProbeFloor>,
     #[command(flatten)]
     pub filter: Filters,
     /// Trace only this network namespace (an `ip netns` name or a namespace file path).
@@ -327,6 +348,9 @@ impl Config {
         }
         if let Some(v) = o.max_connections {
             self.capture.max_connections = v;
+        }
+        if let Some(f) = o.probe_floor {
+            self.capture.probe_floor = Some(f);
         }
         if o.bpf_stats {
             self.capture.bpf_stats = true;

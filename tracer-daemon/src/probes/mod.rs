@@ -16,7 +16,7 @@ use aya::{
 };
 use tracer_common as k;
 
-use crate::config::{Filters, SyscallHook};
+use crate::config::{Filters, ProbeFloor, SyscallHook};
 use crate::metrics::{Kind, Registry, Sample};
 
 /// The kernel object, embedded at build time (empty when it was not built).
@@ -52,6 +52,17 @@ enum Attach {
     /// `sock_ops` on the cgroup2 root (found in /proc/mounts), next to other programs there
     /// (another daemon's, for another network namespace): link-based, multi-program attach.
     CgroupSockOps,
+}
+
+impl Attach {
+    /// The hook's name, without its category.
+    fn hook(self) -> &'static str {
+        match self {
+            Attach::Raw(tp) | Attach::Tracepoint(_, tp) => tp,
+            Attach::Syscalls(phase) => phase,
+            Attach::CgroupSockOps => "sock_ops",
+        }
+    }
 }
 
 struct ProbeSpec {
@@ -146,6 +157,27 @@ fn table(hook: SyscallHook, propagate: bool) -> Vec<ProbeSpec> {
     specs
 }
 
+/// A benchmark floor's table: its programs on the hooks the tracer's table uses (the syscall
+/// hooks as raw tracepoints).
+fn floor_table(floor: ProbeFloor, propagate: bool) -> Vec<ProbeSpec> {
+    let spec = |program, attach| ProbeSpec { program, attach, required: true, fallback: None };
+    let (enter, exit) = match floor {
+        ProbeFloor::Null => (k::PROG_FLOOR_NULL_RAW, k::PROG_FLOOR_NULL_RAW),
+        ProbeFloor::Minimal => (k::PROG_FLOOR_ENTER, k::PROG_FLOOR_EXIT),
+    };
+    let mut specs = vec![
+        spec(enter, Attach::Raw("sys_enter")),
+        spec(exit, Attach::Raw("sys_exit")),
+        spec(k::PROG_FLOOR_NULL_TP, Attach::Tracepoint("sock", "inet_sock_set_state")),
+        spec(k::PROG_FLOOR_NULL_RAW, Attach::Raw("sched_process_exit")),
+        spec(k::PROG_FLOOR_NULL_RAW, Attach::Raw("sched_process_exec")),
+    ];
+    if propagate {
+        specs.push(spec(k::PROG_FLOOR_NULL_SOCK_OPS, Attach::CgroupSockOps));
+    }
+    specs
+}
+
 impl Filters {
     fn flags(&self) -> u32 {
         let mut f = 0;
@@ -187,6 +219,8 @@ pub struct LoadOptions {
     pub netns_inum: u64,
     /// Carry trace context in a TCP option (`sock_ops`) and choose client ids in the kernel.
     pub propagate: bool,
+    /// Load this benchmark floor instead of the tracer's programs.
+    pub floor: Option<ProbeFloor>,
 }
 
 /// What became of one probe.
@@ -230,12 +264,21 @@ impl Probes {
             .load(OBJECT)?;
         write_filters(&mut ebpf, &opts.filters)?;
         let mut status = Vec::new();
-        for spec in table(opts.hook, opts.propagate) {
+        let specs = match opts.floor {
+            Some(f) => floor_table(f, opts.propagate),
+            None => table(opts.hook, opts.propagate),
+        };
+        for spec in specs {
+            // A floor attaches one program to several hooks: its status names the hook too.
+            let probe = match opts.floor {
+                Some(_) => format!("{}/{}", spec.program, spec.attach.hook()),
+                None => spec.program.into(),
+            };
             match attach(&mut ebpf, spec.program, spec.attach) {
-                Ok(detail) => status.push(ProbeStatus { probe: spec.program.into(), attached: true, detail }),
+                Ok(detail) => status.push(ProbeStatus { probe, attached: true, detail }),
                 Err(reason) => {
                     tracing::warn!(probe = spec.program, %reason, "probe failed to attach");
-                    status.push(ProbeStatus { probe: spec.program.into(), attached: false, detail: reason.clone() });
+                    status.push(ProbeStatus { probe, attached: false, detail: reason.clone() });
                     let recovered = match spec.fallback {
                         Some((program, at)) => match attach(&mut ebpf, program, at) {
                             Ok(detail) => {
@@ -256,8 +299,9 @@ impl Probes {
                 }
             }
         }
-        let propagating = opts.propagate && status.iter().any(|s| s.probe == k::PROG_SOCK_OPS && s.attached);
-        if opts.propagate && !propagating {
+        let propagating =
+            opts.floor.is_none() && opts.propagate && status.iter().any(|s| s.probe == k::PROG_SOCK_OPS && s.attached);
+        if opts.floor.is_none() && opts.propagate && !propagating {
             tracing::warn!("trace-context propagation is off: the sock_ops program did not attach");
         }
         Ok(Probes { ebpf, status, propagating })
@@ -371,26 +415,35 @@ fn write_filters(ebpf: &mut Ebpf, f: &Filters) -> Result<(), ProbeError> {
     Ok(())
 }
 
-/// Loads `program` and attaches it; returns a short description or the reason it failed.
+/// Loads `program` unless an earlier attachment loaded it.
+macro_rules! load_once {
+    ($p:expr) => {
+        if $p.fd().is_err() {
+            $p.load().map_err(|e| verifier_reason(&e))?;
+        }
+    };
+}
+
+/// Loads `program` (once) and attaches it; returns a short description or the reason it failed.
 fn attach(ebpf: &mut Ebpf, program: &'static str, at: Attach) -> Result<String, String> {
     let prog = ebpf.program_mut(program).ok_or_else(|| format!("program {program} missing from the object"))?;
     match at {
         Attach::Raw(tp) => {
             let p: &mut RawTracePoint = prog.try_into().map_err(|e| format!("{e}"))?;
-            p.load().map_err(|e| verifier_reason(&e))?;
+            load_once!(p);
             p.attach(tp).map_err(|e| format!("attach raw_tp/{tp}: {e}"))?;
             Ok(format!("raw_tp/{tp}"))
         }
         Attach::Tracepoint(cat, name) => {
             let p: &mut TracePoint = prog.try_into().map_err(|e| format!("{e}"))?;
-            p.load().map_err(|e| verifier_reason(&e))?;
+            load_once!(p);
             p.attach(cat, name).map_err(|e| format!("attach {cat}:{name}: {e}"))?;
             Ok(format!("{cat}:{name}"))
         }
         Attach::CgroupSockOps => {
             let root = env::cgroup2_root().map_err(|e| e.to_string())?;
             let p: &mut SockOps = prog.try_into().map_err(|e| format!("{e}"))?;
-            p.load().map_err(|e| verifier_reason(&e))?;
+            load_once!(p);
             let dir = std::fs::File::open(&root).map_err(|e| format!("opening {}: {e}", root.display()))?;
             // aya attaches through `bpf_link_create` (Linux ≥ 5.7): a cgroup link always runs
             // beside the cgroup's other programs, and the kernel rejects any mode flag there, so
@@ -403,7 +456,7 @@ fn attach(ebpf: &mut Ebpf, program: &'static str, at: Attach) -> Result<String, 
         }
         Attach::Syscalls(phase) => {
             let p: &mut TracePoint = prog.try_into().map_err(|e| format!("{e}"))?;
-            p.load().map_err(|e| verifier_reason(&e))?;
+            load_once!(p);
             let mut attached = 0;
             for sc in TRACED_SYSCALLS {
                 let name = format!("sys_{phase}_{sc}");

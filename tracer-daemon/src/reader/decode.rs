@@ -426,6 +426,11 @@ fn comm(raw: &[u8; 16]) -> String {
     String::from_utf8_lossy(&raw[..end]).into_owned()
 }
 
+/// Whether a ring-buffer record is a benchmark floor's (`k::FloorEvent`), which is not decoded.
+pub fn is_floor(bytes: &[u8]) -> bool {
+    bytes.get(..4).is_some_and(|kind| u32::from_ne_bytes([kind[0], kind[1], kind[2], kind[3]]) == k::EVENT_FLOOR)
+}
+
 /// Decodes one ring-buffer record.
 pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
     let header: k::EventHeader = read(bytes, "event")?;
@@ -717,6 +722,15 @@ mod tests {
         let mut b = as_bytes(&bad);
         b.extend_from_slice(b"SELECT 1");
         assert!(matches!(decode(&b), Err(DecodeError::Value { what: "library function", .. })));
+    }
+
+    #[test]
+    fn floor_records_are_told_apart_by_their_kind() {
+        let floor = k::EventHeader { kind: k::EVENT_FLOOR, ..Default::default() };
+        assert!(is_floor(&as_bytes(&floor)));
+        let data = k::EventHeader { kind: k::EVENT_DATA, ..Default::default() };
+        assert!(!is_floor(&as_bytes(&data)));
+        assert!(!is_floor(&[12, 0]), "too short to hold a kind");
     }
 
     #[test]

@@ -20,6 +20,8 @@ struct ReaderMetrics {
     by_kind: Vec<(&'static str, Counter)>,
     /// By [`QueueDrop`].
     dropped: [Counter; QueueDrop::ALL.len()],
+    /// Records of a benchmark floor (`--probe-floor minimal`), counted and discarded.
+    floor: Counter,
 }
 
 impl ReaderMetrics {
@@ -48,7 +50,12 @@ impl ReaderMetrics {
                 &[("reason", q.as_str())],
             )
         });
-        ReaderMetrics { decode_errors, by_kind, dropped }
+        let floor = r.counter(
+            "tracer_floor_records_total",
+            "Records of the minimal-capture benchmark floor (--probe-floor minimal), read and discarded",
+            &[],
+        );
+        ReaderMetrics { decode_errors, by_kind, dropped, floor }
     }
 
     fn find<'a>(list: &'a [(&'static str, Counter)], key: &str) -> Option<&'a Counter> {
@@ -88,6 +95,10 @@ pub async fn run(ring: RingBuf<MapData>, tx: EventSender, registry: Arc<Registry
 /// Hands every record waiting in the ring to the next stage; false when the receiver is gone.
 fn drain(ring: &mut RingBuf<MapData>, tx: &EventSender, m: &ReaderMetrics) -> bool {
     while let Some(item) = ring.next() {
+        if decode::is_floor(&item) {
+            m.floor.inc();
+            continue;
+        }
         match decode::decode(&item) {
             Ok(event) => {
                 if let Some(c) = ReaderMetrics::find(&m.by_kind, event.kind_label()) {

@@ -34,7 +34,9 @@ fn free_port() -> Result<u16> {
 }
 
 impl Daemon {
-    pub fn start(bin: &Path, args: &[&str]) -> Result<Daemon> {
+    /// Starts the daemon with `args`; `bpf_stats` has the kernel account its programs' run time
+    /// (which adds two clock reads to every run).
+    pub fn start(bin: &Path, args: &[&str], bpf_stats: bool) -> Result<Daemon> {
         // Spans leave through the real encoder to a UDP socket nobody reads (the kernel drops
         // what overflows its buffer).
         let sink = UdpSocket::bind("127.0.0.1:0")?;
@@ -43,7 +45,8 @@ impl Daemon {
             .args(["-c", "1"])
             .arg(bin)
             .args(args)
-            .args(["--bpf-stats", "--metrics-addr", &metrics, "--agent-udp", &sink.local_addr()?.to_string()])
+            .args(bpf_stats.then_some("--bpf-stats"))
+            .args(["--metrics-addr", &metrics, "--agent-udp", &sink.local_addr()?.to_string()])
             .args(["--agent-compact-addr", "", "--agent-binary-addr", "", "--sampling-addr", ""])
             .stdout(Stdio::null())
             .stderr(Stdio::piped())

@@ -79,15 +79,38 @@ pub struct ProgramCost {
     pub ns_per_run: f64,
 }
 
-/// No daemon; the daemon's socket probes (client-library uprobes off) tracing every process
-/// (the load generator's client spans too); the same tracing only the server under test
+/// The floors' arm names. F1: programs that do nothing, on the hooks the tracer uses. F2: the
+/// least any socket tracer records (one ring record per data call, with its first bytes).
+pub const FLOOR_NULL: &str = "F1 floor: null programs";
+pub const FLOOR_MINIMAL: &str = "F2 floor: minimal capture";
+
+/// Whether an arm is one of the floors.
+pub fn is_floor(arm: &str) -> bool {
+    arm == FLOOR_NULL || arm == FLOOR_MINIMAL
+}
+
+/// The two floors (`tracer-daemon --probe-floor`), with the same process filter as `filter`.
+pub fn arms_floor(filter: &[&'static str]) -> Vec<Arm> {
+    let with = |floor: &'static str| {
+        let mut args = vec!["--no-uprobes", "--probe-floor", floor];
+        args.extend_from_slice(filter);
+        Some(args)
+    };
+    vec![Arm { name: FLOOR_NULL, daemon_args: with("null") }, Arm { name: FLOOR_MINIMAL, daemon_args: with("minimal") }]
+}
+
+/// No daemon; the floors; the daemon's socket probes (client-library uprobes off) tracing every
+/// process (the load generator's client spans too); the same tracing only the server under test
 /// (`--include-comm`), which is what a user who traces a service pays.
 pub fn arms_socket(server_comm: &'static str) -> Vec<Arm> {
-    vec![
-        Arm { name: "untraced", daemon_args: None },
-        Arm { name: "socket probes, all", daemon_args: Some(vec!["--no-uprobes"]) },
-        Arm { name: "socket probes, server", daemon_args: Some(vec!["--no-uprobes", "--include-comm", server_comm]) },
-    ]
+    let mut arms = vec![Arm { name: "untraced", daemon_args: None }];
+    arms.extend(arms_floor(&[]));
+    arms.push(Arm { name: "socket probes, all", daemon_args: Some(vec!["--no-uprobes"]) });
+    arms.push(Arm {
+        name: "socket probes, server",
+        daemon_args: Some(vec!["--no-uprobes", "--include-comm", server_comm]),
+    });
+    arms
 }
 
 /// The daemon with its client-library uprobes too (the default), tracing every process.
@@ -95,13 +118,14 @@ pub fn arm_uprobes() -> Arm {
     Arm { name: "socket + uprobes", daemon_args: Some(vec![]) }
 }
 
-/// Untraced, socket probes only, and socket probes with the uprobes: every process traced.
+/// Untraced, the floors, socket probes only, and socket probes with the uprobes: every process
+/// traced.
 pub fn arms_uprobes() -> Vec<Arm> {
-    vec![
-        Arm { name: "untraced", daemon_args: None },
-        Arm { name: "socket probes", daemon_args: Some(vec!["--no-uprobes"]) },
-        arm_uprobes(),
-    ]
+    let mut arms = vec![Arm { name: "untraced", daemon_args: None }];
+    arms.extend(arms_floor(&[]));
+    arms.push(Arm { name: "socket probes", daemon_args: Some(vec!["--no-uprobes"]) });
+    arms.push(arm_uprobes());
+    arms
 }
 
 pub fn run(daemon_bin: &Path, args: BenchArgs) -> Result<()> {
@@ -167,6 +191,9 @@ pub struct WorkloadResult {
     pub description: String,
     pub arms: Vec<Arm>,
     pub windows: Vec<Window>,
+    /// One window per daemon arm, after the rounds, with `--bpf-stats`: the kernel's time in
+    /// each program. Kept out of the ratios, which the accounting itself would lower.
+    pub diagnostics: Vec<Window>,
 }
 
 fn run_workload(daemon_bin: &Path, w: &dyn Workload, rounds: usize, window: Duration) -> Result<WorkloadResult> {
@@ -176,52 +203,70 @@ fn run_workload(daemon_bin: &Path, w: &dyn Workload, rounds: usize, window: Dura
     let mut windows = Vec::new();
     for round in 0..rounds {
         for (i, arm) in arms.iter().enumerate() {
-            let daemon = match &arm.daemon_args {
-                Some(a) => Some(Daemon::start(daemon_bin, a)?),
-                None => None,
-            };
-            let before = daemon.as_ref().map(|d| d.figures()).transpose()?;
-            let sample = running.window(window)?;
-            let after = daemon.as_ref().map(|d| d.figures()).transpose()?;
-            let mut win = Window { round, arm: i, sample, ..Default::default() };
-            if let (Some(b), Some(a)) = (&before, &after) {
-                let reqs = win.sample.requests;
-                let cpu = a.cpu_secs - b.cpu_secs;
-                let spans = a.spans - b.spans;
-                win.cpu_per_kreq = if reqs > 0.0 { cpu / (reqs / 1000.0) } else { 0.0 };
-                win.rss_mib = a.rss_mib;
-                win.spans_per_sec = if win.sample.secs > 0.0 { spans / win.sample.secs } else { 0.0 };
-                win.cpu_per_span = if spans > 0.0 { cpu / spans } else { 0.0 };
-                win.lost_events = a.lost_events - b.lost_events;
-                win.dropped_spans = a.dropped_spans - b.dropped_spans;
-                for (name, secs, runs) in &a.programs {
-                    let (secs0, runs0) =
-                        b.programs.iter().find(|(n, ..)| n == name).map_or((0.0, 0.0), |(_, s, r)| (*s, *r));
-                    let (secs, runs) = (secs - secs0, runs - runs0);
-                    if runs > 0.0 && reqs > 0.0 {
-                        win.kernel.push(ProgramCost {
-                            name: name.clone(),
-                            us_per_req: secs * 1e6 / reqs,
-                            ns_per_run: secs * 1e9 / runs,
-                        });
-                    }
-                }
-            }
-            drop(daemon);
-            eprintln!(
-                "bench:   round {round} {:<22} {:>12.0} ops/s  p50 {:.3} ms  p99 {:.3} ms  daemon {:.4} CPU s/kreq  kernel {:.2} µs/req  {:.0} spans/s  lost {}  dropped {}",
-                arm.name,
-                win.sample.ops_per_sec,
-                win.sample.p50_ms,
-                win.sample.p99_ms,
-                win.cpu_per_kreq,
-                win.kernel.iter().map(|c| c.us_per_req).sum::<f64>(),
-                win.spans_per_sec,
-                win.lost_events,
-                win.dropped_spans
-            );
-            windows.push(win);
+            windows.push(measure(daemon_bin, running.as_mut(), arm, round, i, window, false)?);
         }
     }
-    Ok(WorkloadResult { name: w.name().into(), description: w.description(), arms, windows })
+    // The diagnostic pass: kernel time per program, which `--bpf-stats` costs to account.
+    let mut diagnostics = Vec::new();
+    for (i, arm) in arms.iter().enumerate().filter(|(_, a)| a.daemon_args.is_some()) {
+        diagnostics.push(measure(daemon_bin, running.as_mut(), arm, rounds, i, window, true)?);
+    }
+    Ok(WorkloadResult { name: w.name().into(), description: w.description(), arms, windows, diagnostics })
+}
+
+/// One window of `arm`; with `bpf_stats`, the daemon accounts its programs' kernel time.
+fn measure(
+    daemon_bin: &Path,
+    running: &mut dyn workloads::Running,
+    arm: &Arm,
+    round: usize,
+    i: usize,
+    window: Duration,
+    bpf_stats: bool,
+) -> Result<Window> {
+    let daemon = match &arm.daemon_args {
+        Some(a) => Some(Daemon::start(daemon_bin, a, bpf_stats)?),
+        None => None,
+    };
+    let before = daemon.as_ref().map(|d| d.figures()).transpose()?;
+    let sample = running.window(window)?;
+    let after = daemon.as_ref().map(|d| d.figures()).transpose()?;
+    let mut win = Window { round, arm: i, sample, ..Default::default() };
+    if let (Some(b), Some(a)) = (&before, &after) {
+        let reqs = win.sample.requests;
+        let cpu = a.cpu_secs - b.cpu_secs;
+        let spans = a.spans - b.spans;
+        win.cpu_per_kreq = if reqs > 0.0 { cpu / (reqs / 1000.0) } else { 0.0 };
+        win.rss_mib = a.rss_mib;
+        win.spans_per_sec = if win.sample.secs > 0.0 { spans / win.sample.secs } else { 0.0 };
+        win.cpu_per_span = if spans > 0.0 { cpu / spans } else { 0.0 };
+        win.lost_events = a.lost_events - b.lost_events;
+        win.dropped_spans = a.dropped_spans - b.dropped_spans;
+        for (name, secs, runs) in &a.programs {
+            let (secs0, runs0) = b.programs.iter().find(|(n, ..)| n == name).map_or((0.0, 0.0), |(_, s, r)| (*s, *r));
+            let (secs, runs) = (secs - secs0, runs - runs0);
+            if runs > 0.0 && reqs > 0.0 {
+                win.kernel.push(ProgramCost {
+                    name: name.clone(),
+                    us_per_req: secs * 1e6 / reqs,
+                    ns_per_run: secs * 1e9 / runs,
+                });
+            }
+        }
+    }
+    drop(daemon);
+    let round = if bpf_stats { "diag".to_owned() } else { round.to_string() };
+    eprintln!(
+        "bench:   round {round} {:<26} {:>12.0} ops/s  p50 {:.3} ms  p99 {:.3} ms  daemon {:.4} CPU s/kreq  kernel {:.2} µs/req  {:.0} spans/s  lost {}  dropped {}",
+        arm.name,
+        win.sample.ops_per_sec,
+        win.sample.p50_ms,
+        win.sample.p99_ms,
+        win.cpu_per_kreq,
+        win.kernel.iter().map(|c| c.us_per_req).sum::<f64>(),
+        win.spans_per_sec,
+        win.lost_events,
+        win.dropped_spans
+    );
+    Ok(win)
 }

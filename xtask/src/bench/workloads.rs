@@ -13,7 +13,7 @@ use std::{
 
 use anyhow::{Context, Result, bail};
 
-use super::{Arm, Sample, arm_uprobes, arms_socket, arms_uprobes};
+use super::{Arm, Sample, arm_uprobes, arms_floor, arms_socket, arms_uprobes};
 
 pub trait Workload {
     fn name(&self) -> &'static str;
@@ -120,14 +120,16 @@ impl Workload for SyscallLoop {
         // The loop runs in this process: trace it alone, so traffic of other programs on the
         // machine never adds to the measurement. (Leaked once: arms hold static strings.)
         let me: &'static str = Box::leak(std::process::id().to_string().into_boxed_str());
-        vec![
-            Arm { name: "untraced", daemon_args: None },
+        let mut arms = vec![Arm { name: "untraced", daemon_args: None }];
+        arms.extend(arms_floor(&["--include-pid", me]));
+        arms.extend([
             Arm { name: "raw tracepoints", daemon_args: Some(vec!["--syscall-hook", "raw", "--include-pid", me]) },
             Arm {
                 name: "classic tracepoints",
                 daemon_args: Some(vec!["--syscall-hook", "tracepoint", "--include-pid", me]),
             },
-        ]
+        ]);
+        arms
     }
     fn start(&self) -> Result<Box<dyn Running>> {
         Ok(Box::new(SyscallLoopRun))
