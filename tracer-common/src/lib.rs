@@ -219,7 +219,8 @@ pub const COUNTER_SENDMMSG: u32 = 3;
 pub const COUNTER_RECVMMSG: u32 = 4;
 pub const COUNTER_SENDFILE: u32 = 5;
 pub const COUNTER_SPLICE: u32 = 6;
-/// Data calls on TCP sockets that were filtered out by pid, command or port.
+/// Data calls filtered out: by pid or command (any file descriptor: the process is checked
+/// before the descriptor is resolved), or by port (TCP sockets).
 pub const COUNTER_FILTERED: u32 = 7;
 /// Events written to the ring buffer.
 pub const COUNTER_EVENTS: u32 = 8;

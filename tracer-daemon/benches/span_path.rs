@@ -201,7 +201,7 @@ async fn run(requests: usize, rate: usize) {
     );
     let stitcher = Stitcher::registered(StitchConfig::default(), &registry);
     let evs = events(requests, WallClock::monotonic_now_ns());
-    let (tx, rx) = tracer_daemon::reader::queue::channel(65_536, 64 << 20);
+    let (mut tx, rx) = tracer_daemon::reader::queue::channel(65_536, 64 << 20);
     let queued = tx.queued_bytes();
     let (_stop_tx, stop_rx) = watch::channel(false);
     let opts = pipeline::Options { print_events: false, max_connections: 65_536, on_exit: None, on_seen: None };
@@ -224,6 +224,10 @@ async fn run(requests: usize, rate: usize) {
             if tx.try_send(e).is_err() {
                 eprintln!("span_path: the event queue refused an event");
             }
+        }
+        // As the reader does after each drain of the ring.
+        if tx.flush().is_err() {
+            eprintln!("span_path: the processing stage is gone");
         }
     }
     drop(tx);

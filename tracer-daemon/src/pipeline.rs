@@ -111,7 +111,7 @@ pub async fn run(
     let mut ready = Vec::new();
     let own_pid = std::process::id();
     loop {
-        let event = tokio::select! {
+        let first = tokio::select! {
             e = rx.recv() => match e {
                 Some(e) => e,
                 None => break,
@@ -131,26 +131,30 @@ pub async fn run(
             }
             _ = stop.changed() => break,
         };
-        if let Event::Conn(c) = &event {
-            if c.pid == own_pid {
-                asm.own_endpoint(c.tuple.local, c.kind != crate::model::conn::ConnKind::Close);
-                continue;
-            }
-            if c.kind != crate::model::conn::ConnKind::Close {
-                match &opts.on_seen {
-                    Some(f) => f(c.pid, &c.comm),
-                    None => asm.process_seen(c.pid),
+        // The rest of the batch `first` came in, without a pass through `select!` per event.
+        let mut first = Some(first);
+        while let Some(event) = first.take().or_else(|| rx.ready()) {
+            if let Event::Conn(c) = &event {
+                if c.pid == own_pid {
+                    asm.own_endpoint(c.tuple.local, c.kind != crate::model::conn::ConnKind::Close);
+                    continue;
+                }
+                if c.kind != crate::model::conn::ConnKind::Close {
+                    match &opts.on_seen {
+                        Some(f) => f(c.pid, &c.comm),
+                        None => asm.process_seen(c.pid),
+                    }
                 }
             }
-        }
-        if opts.print_events {
-            let mut out = stdout.lock();
-            if serde_json::to_writer(&mut out, &event).is_ok() {
-                let _ = out.write_all(b"\n");
-                let _ = out.flush();
+            if opts.print_events {
+                let mut out = stdout.lock();
+                if serde_json::to_writer(&mut out, &event).is_ok() {
+                    let _ = out.write_all(b"\n");
+                    let _ = out.flush();
+                }
             }
+            apply(&event, &mut table, &mut listen, &mut asm, &mut stitcher, &opts);
         }
-        apply(&event, &mut table, &mut listen, &mut asm, &mut stitcher, &opts);
     }
     asm.drain(WallClock::monotonic_now_ns(), true, &mut stitcher, &mut ready);
     ready.drain(..).for_each(&mut sink);
@@ -240,7 +244,7 @@ mod tests {
     #[tokio::test]
     async fn the_loop_reports_the_memory_of_the_structures_it_owns() {
         let registry = Registry::new();
-        let (tx, rx) = queue::channel(16, 1 << 20);
+        let (mut tx, rx) = queue::channel(16, 1 << 20);
         let asm = Assembler::new(
             Redaction::default(),
             WallClock::with_offset(0),
@@ -278,6 +282,7 @@ mod tests {
             payload: get,
         };
         tx.try_send(Event::Data(rec)).expect("queued");
+        tx.flush().expect("handed over");
         let deadline = std::time::Instant::now() + Duration::from_secs(10);
         loop {
             let text = registry.render();

@@ -102,6 +102,31 @@ pub fn netns_of(sk: u64, off: &KernelOffsets) -> u32 {
 pub fn tuple_of(sk: u64) -> Option<Tuple> {
     let off = OFFSETS.load();
     let mut t = Tuple::default();
+    // Every kernel's `sock_common` starts with the IPv4 addresses, hash, ports and family, and
+    // keeps the two IPv6 addresses side by side: then one read takes each group. (The offsets
+    // are constants to the verifier, which drops the branch not taken.)
+    let grouped = off.skc_rcv_saddr == off.skc_daddr + 4
+        && off.skc_dport == off.skc_daddr + 12
+        && off.skc_num == off.skc_daddr + 14
+        && off.skc_family == off.skc_daddr + 16
+        && off.skc_v6_rcv_saddr == off.skc_v6_daddr + 16;
+    if grouped {
+        // SAFETY: reads go through bpf_probe_read_kernel.
+        let b: [u8; 18] = unsafe { read(sk, off.skc_daddr) }?;
+        t.family = u16::from_ne_bytes([b[16], b[17]]);
+        t.lport = u16::from_ne_bytes([b[14], b[15]]);
+        t.rport = u16::from_be_bytes([b[12], b[13]]);
+        if t.family == AF_INET {
+            t.raddr[..4].copy_from_slice(&b[..4]);
+            t.laddr[..4].copy_from_slice(&b[4..8]);
+        } else {
+            // SAFETY: as above.
+            let v6: [u8; 32] = unsafe { read(sk, off.skc_v6_daddr) }?;
+            t.raddr.copy_from_slice(&v6[..16]);
+            t.laddr.copy_from_slice(&v6[16..]);
+        }
+        return Some(t);
+    }
     // SAFETY: reads go through bpf_probe_read_kernel.
     unsafe {
         t.family = read(sk, off.skc_family)?;

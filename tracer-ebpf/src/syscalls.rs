@@ -180,11 +180,12 @@ fn on_enter(sys: u32, a0: u64, a1: u64, a2: u64) -> Outcome {
             }
         }
         _ => {
-            let Some(sk) = kernel::tcp_sock_of_fd(fd) else { return Ok(()) };
+            // The process first: a filtered-out process never pays for resolving the fd.
             if !filter::process_traced(tgid) {
                 maps::count(COUNTER_FILTERED);
                 return Ok(());
             }
+            let Some(sk) = kernel::tcp_sock_of_fd(fd) else { return Ok(()) };
             return stash(id, sys, fd, a1, a2, sk);
         }
     }

@@ -69,7 +69,7 @@ impl ReaderMetrics {
 const DRAIN_EVERY: Duration = Duration::from_millis(10);
 
 /// Reads until the ring buffer's fd fails or the receiver is gone.
-pub async fn run(ring: RingBuf<MapData>, tx: EventSender, registry: Arc<Registry>) -> std::io::Result<()> {
+pub async fn run(ring: RingBuf<MapData>, mut tx: EventSender, registry: Arc<Registry>) -> std::io::Result<()> {
     let m = ReaderMetrics::new(&registry);
     // SAFETY: the ring buffer owns its map fd, which stays open and unchanged until the
     // AsyncFd (which owns the ring buffer) is dropped.
@@ -80,11 +80,11 @@ pub async fn run(ring: RingBuf<MapData>, tx: EventSender, registry: Arc<Registry
         let open = tokio::select! {
             ready = fd.readable_mut() => {
                 let mut guard = ready?;
-                let open = drain(guard.get_inner_mut(), &tx, &m);
+                let open = drain(guard.get_inner_mut(), &mut tx, &m);
                 guard.clear_ready();
                 open
             }
-            _ = tick.tick() => drain(fd.get_mut(), &tx, &m),
+            _ = tick.tick() => drain(fd.get_mut(), &mut tx, &m),
         };
         if !open {
             return Ok(());
@@ -92,8 +92,9 @@ pub async fn run(ring: RingBuf<MapData>, tx: EventSender, registry: Arc<Registry
     }
 }
 
-/// Hands every record waiting in the ring to the next stage; false when the receiver is gone.
-fn drain(ring: &mut RingBuf<MapData>, tx: &EventSender, m: &ReaderMetrics) -> bool {
+/// Hands every record waiting in the ring to the next stage, in batches; false when the
+/// receiver is gone.
+fn drain(ring: &mut RingBuf<MapData>, tx: &mut EventSender, m: &ReaderMetrics) -> bool {
     while let Some(item) = ring.next() {
         if decode::is_floor(&item) {
             m.floor.inc();
@@ -118,5 +119,5 @@ fn drain(ring: &mut RingBuf<MapData>, tx: &EventSender, m: &ReaderMetrics) -> bo
             }
         }
     }
-    true
+    tx.flush().is_ok()
 }
