@@ -5,7 +5,7 @@
 
 pub mod listen;
 
-use std::collections::BTreeMap;
+use std::collections::VecDeque;
 
 use crate::model::hash::{FastMap, FastSet};
 
@@ -61,10 +61,16 @@ pub enum Removal {
     Evicted,
 }
 
+/// Stale entries the recency log may hold beyond twice the table before it is compacted.
+const LOG_SLACK: usize = 64;
+
 pub struct ConnTable<T> {
     conns: FastMap<u64, Conn<T>>,
     by_pid: FastMap<u32, FastSet<u64>>,
-    lru: BTreeMap<u64, u64>,
+    /// Recency log, oldest first: (the clock at a touch, connection). An entry whose clock is
+    /// no longer its connection's `touched` is stale and skipped; the log is compacted once it
+    /// holds twice the table (plus `LOG_SLACK`), so it stays bounded and a touch costs O(1).
+    lru: VecDeque<(u64, u64)>,
     clock: u64,
     capacity: usize,
     /// Connections evicted from the full table.
@@ -83,7 +89,7 @@ impl<T: Default> ConnTable<T> {
         ConnTable {
             conns: FastMap::default(),
             by_pid: FastMap::default(),
-            lru: BTreeMap::new(),
+            lru: VecDeque::new(),
             clock: 0,
             capacity: capacity.max(1),
             evicted,
@@ -110,7 +116,7 @@ impl<T: Default> ConnTable<T> {
         let entry = std::mem::size_of::<(u64, Conn<T>)>() + 1;
         let by_pid = self.by_pid.capacity() * (std::mem::size_of::<(u32, FastSet<u64>)>() + 1)
             + self.by_pid.values().map(|s| s.capacity() * 9).sum::<usize>();
-        let lru = self.lru.len() * (16 + 8);
+        let lru = self.lru.capacity() * 16;
         self.conns.capacity() * entry + by_pid + lru + self.conns.values().map(|c| state(&c.state)).sum::<usize>()
     }
 
@@ -125,15 +131,28 @@ impl<T: Default> ConnTable<T> {
     fn touch(&mut self, id: u64) {
         self.clock += 1;
         if let Some(c) = self.conns.get_mut(&id) {
-            self.lru.remove(&c.touched);
             c.touched = self.clock;
-            self.lru.insert(self.clock, id);
+            self.lru.push_back((self.clock, id));
         }
+        if self.lru.len() > 2 * self.conns.len() + LOG_SLACK {
+            let conns = &self.conns;
+            self.lru.retain(|(at, id)| conns.get(id).is_some_and(|c| c.touched == *at));
+        }
+    }
+
+    /// The least recently touched connection, taken off the recency log.
+    fn pop_oldest(&mut self) -> Option<u64> {
+        while let Some((at, id)) = self.lru.pop_front() {
+            if self.conns.get(&id).is_some_and(|c| c.touched == at) {
+                return Some(id);
+            }
+        }
+        None
     }
 
     fn insert(&mut self, conn: Conn<T>, evicted: &mut Vec<(Conn<T>, Removal)>) {
         while self.conns.len() >= self.capacity {
-            let Some((_, oldest)) = self.lru.pop_first() else { break };
+            let Some(oldest) = self.pop_oldest() else { break };
             if let Some(c) = self.detach(oldest) {
                 self.evicted.inc();
                 evicted.push((c, Removal::Evicted));
@@ -149,7 +168,6 @@ impl<T: Default> ConnTable<T> {
     fn detach(&mut self, id: u64) -> Option<Conn<T>> {
         let c = self.conns.remove(&id)?;
         self.tracked.set(self.conns.len() as i64);
-        self.lru.remove(&c.touched);
         if let Some(set) = self.by_pid.get_mut(&c.pid) {
             set.remove(&id);
             if set.is_empty() {
@@ -332,6 +350,30 @@ mod tests {
         assert_eq!((out[0].0.id, out[0].1), (2, Removal::Evicted));
         assert_eq!(t.evicted_total(), 1);
         assert!(t.get(1).is_some() && t.get(3).is_some());
+    }
+
+    #[test]
+    fn the_recency_log_stays_bounded_and_still_evicts_the_least_recent() {
+        let mut t: ConnTable<()> = ConnTable::new(4);
+        for id in 1..=4 {
+            t.on_conn(&conn(ConnKind::Connect, id, 10));
+        }
+        let mut ev = Vec::new();
+        // Many touches of all but connection 3, then one more connection.
+        for round in 0..10_000u64 {
+            let id = [1, 2, 4][(round % 3) as usize];
+            t.on_data(&data(id, 10, 1000 + id as u16), |_, _| false, &mut ev);
+            assert!(t.lru.len() <= 2 * t.len() + LOG_SLACK + 1, "the log grew to {}", t.lru.len());
+        }
+        let out = t.on_conn(&conn(ConnKind::Connect, 5, 10));
+        assert_eq!(out.iter().map(|(c, why)| (c.id, *why)).collect::<Vec<_>>(), vec![(3, Removal::Evicted)]);
+        // A closed connection's entries are skipped, not evicted twice.
+        t.on_conn(&conn(ConnKind::Close, 1, 10));
+        let out = t.on_conn(&conn(ConnKind::Connect, 6, 10));
+        assert!(out.is_empty(), "a free slot needs no eviction: {:?}", out.len());
+        let out = t.on_conn(&conn(ConnKind::Connect, 7, 10));
+        assert_eq!(out.len(), 1);
+        assert_ne!(out[0].0.id, 1, "the closed connection came back from the log");
     }
 
     #[test]
