@@ -41,19 +41,28 @@ impl Stamped for WaitingServer {
 pub(super) struct Joins<E> {
     groups: FastMap<ConnKey, Group<E>>,
     pub(super) len: usize,
+    /// No entry is older and no group closed earlier than these (a lower bound, kept by every
+    /// addition and close, made exact by each pass of `expire`): until one of them is due,
+    /// `expire` has nothing to do and skips its pass over every group.
+    oldest_entry: u64,
+    first_closed: u64,
 }
 
 impl<E: Stamped> Joins<E> {
     pub(super) fn new() -> Self {
-        Joins { groups: FastMap::default(), len: 0 }
+        Joins { groups: FastMap::default(), len: 0, oldest_entry: u64::MAX, first_closed: u64::MAX }
     }
 
+    /// Takes a request's entry. A group left empty and open goes too, so that no group stays
+    /// without a reason until the next pass of `expire`.
     pub(super) fn take(&mut self, key: &ConnKey, seq: u64) -> Option<E> {
-        let e = self.groups.get_mut(key).and_then(|g| g.entries.remove(&seq));
-        if e.is_some() {
-            self.len -= 1;
+        let g = self.groups.get_mut(key)?;
+        let e = g.entries.remove(&seq)?;
+        self.len -= 1;
+        if g.entries.is_empty() && g.closed_at.is_none() {
+            self.groups.remove(key);
         }
-        e
+        Some(e)
     }
 
     /// Adds a request's entry; entries of an earlier connection with the same key (closed) go
@@ -69,6 +78,7 @@ impl<E: Stamped> Joins<E> {
             self.len -= g.entries.len();
             *g = Group::default();
         }
+        self.oldest_entry = self.oldest_entry.min(e.ts_ns());
         if g.entries.insert(seq, e).is_none() {
             self.len += 1;
         }
@@ -102,14 +112,21 @@ impl<E: Stamped> Joins<E> {
 
     pub(super) fn close(&mut self, key: &ConnKey, now_ns: u64) {
         if let Some(g) = self.groups.get_mut(key) {
-            g.closed_at.get_or_insert(now_ns);
+            let at = *g.closed_at.get_or_insert(now_ns);
+            self.first_closed = self.first_closed.min(at);
         }
     }
 
     /// Forgets groups closed more than `hold_ns` ago (counted in `closed`) and entries older
     /// than `window_ns` (counted in `expired`).
     pub(super) fn expire(&mut self, now_ns: u64, window_ns: u64, hold_ns: u64, closed: &Counter, expired: &Counter) {
+        let due = self.oldest_entry.saturating_add(window_ns) <= now_ns
+            || self.first_closed.saturating_add(hold_ns) <= now_ns;
+        if !due {
+            return;
+        }
         let mut removed = 0;
+        let (mut oldest, mut first_closed) = (u64::MAX, u64::MAX);
         self.groups.retain(|_, g| {
             if g.closed_at.is_some_and(|at| at.saturating_add(hold_ns) <= now_ns) {
                 closed.add(g.entries.len() as u64);
@@ -117,12 +134,22 @@ impl<E: Stamped> Joins<E> {
                 return false;
             }
             let before = g.entries.len();
-            g.entries.retain(|_, e| e.ts_ns().saturating_add(window_ns) > now_ns);
+            g.entries.retain(|_, e| {
+                let keep = e.ts_ns().saturating_add(window_ns) > now_ns;
+                if keep {
+                    oldest = oldest.min(e.ts_ns());
+                }
+                keep
+            });
             expired.add((before - g.entries.len()) as u64);
             removed += before - g.entries.len();
+            if let Some(at) = g.closed_at {
+                first_closed = first_closed.min(at);
+            }
             !g.entries.is_empty() || g.closed_at.is_some()
         });
         self.len -= removed;
+        (self.oldest_entry, self.first_closed) = (oldest, first_closed);
     }
 
     pub(super) fn is_empty(&self) -> bool {
@@ -149,4 +176,53 @@ pub(super) struct WaitingServer {
     pub(super) provisional: TraceId,
     pub(super) span_id: u64,
     pub(super) ts_ns: u64,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::model::conn::Tuple;
+
+    fn key(port: u16) -> ConnKey {
+        let t = Tuple { local: format!("127.0.0.1:{port}").parse().unwrap(), remote: "127.0.0.1:80".parse().unwrap() };
+        ConnKey::new(1, t)
+    }
+
+    fn entry(ts_ns: u64) -> WaitingServer {
+        WaitingServer { provisional: TraceId::default(), span_id: 1, ts_ns }
+    }
+
+    #[test]
+    fn expiry_passes_only_when_something_is_due_and_misses_nothing() {
+        let (closed, expired, limit) = (Counter::detached(), Counter::detached(), Counter::detached());
+        let (window, hold) = (100, 50);
+        let mut j = Joins::new();
+        j.add(key(1), 1, entry(1_000), 64, &closed, &limit);
+        j.add(key(2), 1, entry(1_050), 64, &closed, &limit);
+        j.expire(1_099, window, hold, &closed, &expired);
+        assert_eq!((j.len, expired.get()), (2, 0), "nothing is due yet");
+        j.expire(1_100, window, hold, &closed, &expired);
+        assert_eq!((j.len, expired.get()), (1, 1), "the first entry's window ended");
+        // An entry stamped earlier than what is left still counts for the next pass.
+        j.add(key(3), 1, entry(1_020), 64, &closed, &limit);
+        j.expire(1_120, window, hold, &closed, &expired);
+        assert_eq!((j.len, expired.get()), (1, 2));
+        // A closed group goes once its hold ends, with what it held.
+        j.close(&key(2), 1_130);
+        j.expire(1_149, window, hold, &closed, &expired);
+        assert_eq!((j.len, closed.get()), (1, 0));
+        j.expire(1_180, window, hold, &closed, &expired);
+        assert_eq!((j.len, closed.get()), (0, 1));
+        assert!(j.is_empty());
+    }
+
+    #[test]
+    fn taking_the_last_entry_of_an_open_connection_forgets_the_connection() {
+        let (closed, limit) = (Counter::detached(), Counter::detached());
+        let mut j = Joins::new();
+        j.add(key(1), 7, entry(5), 64, &closed, &limit);
+        assert!(j.take(&key(1), 8).is_none());
+        assert!(j.take(&key(1), 7).is_some());
+        assert!(j.is_empty() && j.len == 0);
+    }
 }
