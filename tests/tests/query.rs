@@ -248,3 +248,61 @@ fn a_budget_of_zero_turns_the_store_and_its_routes_off() {
     assert_eq!(get(&d.metrics_addr, "/api/services").0, 404);
     assert_eq!(get(&d.metrics_addr, "/api/dependencies").0, 200, "the graph's routes stay");
 }
+
+/// `--sample-own-spans`: the served strategies apply to the daemon's spans. Service B's
+/// strategy keeps none of its spans and the default keeps everything else: B's spans are
+/// counted in the service graph but neither stored nor exported, and every other span is.
+#[test]
+fn own_spans_follow_the_sampling_strategies_and_the_graph_still_counts_every_call() {
+    let dir = std::env::temp_dir().join(format!("tracer-own-sampling-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let file = dir.join("strategies.yaml");
+    std::fs::write(
+        &file,
+        "default_strategy: {type: probabilistic, param: 1.0}\n\
+         service_strategies:\n  - {service: sampled-b, type: probabilistic, param: 0.0}\n",
+    )
+    .unwrap();
+    let d = Daemon::start(&[
+        "--output",
+        "json",
+        "--sample-own-spans",
+        "--sampling-strategies-file",
+        file.to_str().unwrap(),
+    ]);
+    let ChainServices { a, b: _b, redis: _redis, mysql: _mysql } = servers::chain_services("sampled");
+    const REQUESTS: usize = 10;
+    for _ in 0..REQUESTS {
+        assert_eq!(curl(&format!("http://{}/checkout", a.addr())), 200);
+    }
+    let traces = wait_for(TIMEOUT, "every request's trace in the store", || {
+        let v = get_json(&d.metrics_addr, "/api/traces?service=sampled-a&operation=GET%20%2Fcheckout&limit=100");
+        let traces = v["data"].as_array().cloned().unwrap_or_default();
+        (traces.len() >= REQUESTS).then_some(traces)
+    });
+    for t in &traces {
+        for s in t["spans"].as_array().unwrap() {
+            assert_ne!(service(t, s), "sampled-b", "a span of B was kept: {s}");
+        }
+        assert!(t["spans"].as_array().unwrap().len() >= 3, "A's spans are all kept: {t}");
+    }
+    let b = get_json(&d.metrics_addr, "/api/traces?service=sampled-b&limit=100");
+    assert_eq!(b["data"].as_array().map(Vec::len), Some(0), "B's spans were stored: {b}");
+    assert!(
+        !d.lines().iter().any(|l| l.contains("\"sampled-b\"")),
+        "B's spans were exported: {:?}",
+        d.lines().iter().find(|l| l.contains("\"sampled-b\""))
+    );
+    assert!(d.metric("tracer_own_spans_sampled_total{decision=\"sampled_out\"}") >= REQUESTS as f64);
+    assert!(d.metric("tracer_own_spans_sampled_total{decision=\"kept\"}") >= 3.0 * REQUESTS as f64);
+    // The graph counted B's side of every call all the same.
+    let calls = wait_for(TIMEOUT, "the A → B edge", || {
+        let deps = get_json(&d.metrics_addr, "/dependencies");
+        let n = deps["data"].as_array()?.iter().find_map(|l| {
+            (l["parent"] == "sampled-a" && l["child"] == "sampled-b").then(|| l["callCount"].as_u64()).flatten()
+        })?;
+        (n >= REQUESTS as u64).then_some(n)
+    });
+    assert_eq!(calls, REQUESTS as u64);
+    let _ = std::fs::remove_dir_all(&dir);
+}

@@ -190,7 +190,7 @@ async fn run(requests: usize, rate: usize) {
     let counters = store::StoreCounters::register(&registry, 64 << 20);
     let shared = store::SharedStore::new(store::TraceStore::new(64 << 20, counters.clone()));
     let feed = store::spawn(shared.clone(), 8192, &counters);
-    let sink = SpanFanout { graph: graph.clone(), feed: Some(feed), sender: exporter.sender.clone() };
+    let sink = SpanFanout { graph: graph.clone(), feed: Some(feed), sender: exporter.sender.clone(), sampler: None };
 
     let process = Arc::new(Process { service_name: "api".into(), tags: vec![] });
     let asm = Assembler::new(

@@ -208,6 +208,16 @@ pub async fn run(inv: Invocation) -> anyhow::Result<()> {
     }
     let sender = exporter.sender.clone();
     let span_graph = graph.clone();
+    let sampler = if cfg.export.sample_own_spans {
+        let doc =
+            agent::sampling::read_config(cfg.export.sampling_strategies_file.as_deref(), cfg.export.sampling.as_ref())?;
+        // Refuses what the sampling endpoint would refuse.
+        agent::sampling::Strategies::from_config(&doc)?;
+        tracing::info!("the sampling strategies apply to the daemon's own spans");
+        Some(agent::own_sampling::OwnSampler::new(&doc, &registry))
+    } else {
+        None
+    };
     let processing = pipeline::run(
         rx,
         pipeline::Options {
@@ -224,7 +234,7 @@ pub async fn run(inv: Invocation) -> anyhow::Result<()> {
         },
         asm,
         stitcher,
-        pipeline::SpanFanout { graph: span_graph, feed, sender }.into_sink(),
+        pipeline::SpanFanout { graph: span_graph, feed, sender, sampler }.into_sink(),
         registry.clone(),
         stop_rx.clone(),
     );

@@ -2,11 +2,16 @@
 //! assembly and its sibling, the stitcher, and hands finished spans to the exporters. With `--print-events`, it also prints each decoded event as
 //! one JSON line on stdout.
 
-use std::{io::Write, sync::Arc, time::Duration};
+use std::{
+    io::Write,
+    sync::Arc,
+    time::{Duration, Instant},
+};
 
 use tokio::sync::watch;
 
 use crate::{
+    agent::own_sampling::OwnSampler,
     assemble::{Assembler, ConnSpans},
     conn::{Conn, ConnTable, listen::ListenTable},
     deps::SharedGraph,
@@ -40,11 +45,18 @@ pub struct SpanFanout {
     pub graph: SharedGraph,
     pub feed: Option<store::Feed>,
     pub sender: SpanSender,
+    /// With `--sample-own-spans`: which spans go on past the service graph.
+    pub sampler: Option<OwnSampler>,
 }
 
 impl SpanFanout {
-    pub fn deliver(&self, span: Span) {
+    pub fn deliver(&mut self, span: Span) {
         self.graph.observe(&span);
+        if let Some(s) = &mut self.sampler
+            && !s.keep(&span, Instant::now())
+        {
+            return;
+        }
         // One span, shared: the store and each destination render it for themselves.
         let span = Arc::new(span);
         if let Some(f) = &self.feed {
@@ -54,7 +66,7 @@ impl SpanFanout {
         self.sender.try_send_shared(span);
     }
 
-    pub fn into_sink(self) -> SpanSink {
+    pub fn into_sink(mut self) -> SpanSink {
         Box::new(move |span| self.deliver(span))
     }
 }

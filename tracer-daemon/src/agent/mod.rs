@@ -5,6 +5,7 @@
 pub mod kernel_drops;
 mod limited;
 pub mod otlp;
+pub mod own_sampling;
 pub mod sampling;
 
 use std::net::SocketAddr;

@@ -100,22 +100,26 @@ impl Strategies {
     /// Reads the strategies: the file when given (JSON or YAML), else the inline ones, else
     /// the default.
     pub fn load(file: Option<&Path>, inline: Option<&StrategiesConfig>) -> Result<Self, ConfigError> {
-        match (file, inline) {
-            (Some(path), _) => {
-                let text = std::fs::read_to_string(path)
-                    .map_err(|e| ConfigError::Read { path: path.to_owned(), source: e })?;
-                let cfg: StrategiesConfig = serde_yaml::from_str(&text)
-                    .map_err(|e| ConfigError::Sampling(format!("{}: {e}", path.display())))?;
-                Strategies::from_config(&cfg)
-            }
-            (None, Some(cfg)) => Strategies::from_config(cfg),
-            (None, None) => Strategies::from_config(&StrategiesConfig::default()),
-        }
+        Strategies::from_config(&read_config(file, inline)?)
     }
 
     /// The JSON document a client of `service` gets.
     pub fn for_service(&self, service: &str) -> &Value {
         self.services.get(service).unwrap_or(&self.default)
+    }
+}
+
+/// The strategies document: the file when given (JSON or YAML), else the inline one, else the
+/// default (read, not yet validated: `Strategies::from_config` validates).
+pub fn read_config(file: Option<&Path>, inline: Option<&StrategiesConfig>) -> Result<StrategiesConfig, ConfigError> {
+    match (file, inline) {
+        (Some(path), _) => {
+            let text =
+                std::fs::read_to_string(path).map_err(|e| ConfigError::Read { path: path.to_owned(), source: e })?;
+            serde_yaml::from_str(&text).map_err(|e| ConfigError::Sampling(format!("{}: {e}", path.display())))
+        }
+        (None, Some(cfg)) => Ok(cfg.clone()),
+        (None, None) => Ok(StrategiesConfig::default()),
     }
 }
 

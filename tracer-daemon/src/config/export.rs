@@ -192,6 +192,12 @@ pub struct ExportConfig {
     /// Sampling strategies inline (YAML only), same shape as the strategies file.
     #[arg(skip)]
     pub sampling: Option<StrategiesConfig>,
+
+    /// Apply the sampling strategies (file, inline, else Jaeger's default of probabilistic
+    /// 0.001) to the daemon's own spans too: the service graph still counts every span; the
+    /// trace store and the destinations get the kept ones. Off by default: every span is kept.
+    #[arg(long)]
+    pub sample_own_spans: bool,
 }
 
 /// The default values, in the units of the fields.
@@ -260,6 +266,7 @@ impl Default for ExportConfig {
             sampling_addr: SAMPLING_ADDR.to_owned(),
             sampling_strategies_file: None,
             sampling: None,
+            sample_own_spans: false,
         }
     }
 }

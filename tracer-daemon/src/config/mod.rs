@@ -308,6 +308,7 @@ impl Config {
             agent_binary_addr,
             sampling_addr,
             sampling_strategies_file,
+            sample_own_spans,
             otlp_grpc,
             otlp_http,
             zipkin,

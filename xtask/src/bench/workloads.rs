@@ -83,6 +83,15 @@ impl Drop for Server {
     }
 }
 
+/// A sampling strategies file with `doc`, for the whole run (arms hold static strings).
+fn strategies_file(doc: &str) -> &'static str {
+    let path = std::env::temp_dir().join(format!("tracer-bench-strategies-{}.yaml", std::process::id()));
+    if let Err(e) = std::fs::write(&path, doc) {
+        eprintln!("bench: writing {}: {e}", path.display());
+    }
+    Box::leak(path.to_string_lossy().into_owned().into_boxed_str())
+}
+
 fn on_cpu0(program: &str) -> Command {
     let mut c = Command::new("taskset");
     c.args(["-c", "0", program]);
@@ -294,6 +303,18 @@ impl Workload for RedisBench {
             arms.push(Arm {
                 name: "socket probes, all, no store",
                 daemon_args: Some(vec!["--no-uprobes", "--store-bytes", "0"]),
+            });
+        } else {
+            // What sampling the daemon's own spans saves: one trace in ten stored and exported,
+            // every call still counted by the service graph.
+            arms.push(Arm {
+                name: "socket probes, all, 10 % of traces kept",
+                daemon_args: Some(vec![
+                    "--no-uprobes",
+                    "--sample-own-spans",
+                    "--sampling-strategies-file",
+                    strategies_file("default_strategy: {type: probabilistic, param: 0.1}\n"),
+                ]),
             });
         }
         arms
