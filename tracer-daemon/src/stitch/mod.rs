@@ -135,7 +135,9 @@ impl ConnKey {
 /// Inbound requests a thread or goroutine serves (mirrors the kernel's `ThreadServing`).
 #[derive(Debug, Default)]
 struct Serving {
-    requests: Vec<(u64, TraceId)>,
+    /// By span id: a request's end removes it at once, however many a thread serves (an event
+    /// loop may have hundreds read and not yet answered).
+    requests: FastMap<u64, TraceId>,
     /// Two were in flight at once since the thread last served none: not provable.
     mixed: bool,
 }
@@ -413,7 +415,7 @@ impl<I: IdSource> Stitcher<I> {
     fn thread_link(&self, pid: u32, runner: Runner) -> ThreadLink {
         match self.serving.get(&(pid, runner)) {
             Some(Serving { requests, mixed: false }) if requests.len() == 1 => {
-                let (span, trace) = requests[0];
+                let (&span, &trace) = requests.iter().next().expect("one request");
                 ThreadLink::Proven(span, trace)
             }
             Some(_) => ThreadLink::Ambiguous,
@@ -424,7 +426,7 @@ impl<I: IdSource> Stitcher<I> {
     /// Whether `t` is (or joined) the trace of a request (pid, runner) serves.
     fn served_by(&self, pid: u32, runner: Runner, t: TraceId) -> bool {
         let t = self.resolve(t);
-        self.serving.get(&(pid, runner)).is_some_and(|s| s.requests.iter().any(|(_, trace)| self.resolve(*trace) == t))
+        self.serving.get(&(pid, runner)).is_some_and(|s| s.requests.values().any(|trace| self.resolve(*trace) == t))
     }
 
     /// A fresh span id for a child of `parent`: never the parent's own (a span is never its
@@ -507,7 +509,7 @@ impl<I: IdSource> Stitcher<I> {
             self.aliases.insert(kt, ids.trace_id, o.ts_ns, &self.expired[JoinDropped::LinkLimit as usize]);
         }
         let serving = self.serving.entry((o.pid, o.runner())).or_default();
-        serving.requests.push((ids.span_id, ids.trace_id));
+        serving.requests.insert(ids.span_id, ids.trace_id);
         if serving.requests.len() > 1 {
             serving.mixed = true;
         }
@@ -529,7 +531,7 @@ impl<I: IdSource> Stitcher<I> {
 
     fn unserve(&mut self, key: (u32, Runner), span_id: u64) {
         if let Some(s) = self.serving.get_mut(&key) {
-            s.requests.retain(|(id, _)| *id != span_id);
+            s.requests.remove(&span_id);
             if s.requests.is_empty() {
                 self.serving.remove(&key);
             }
@@ -553,9 +555,7 @@ impl<I: IdSource> Stitcher<I> {
         }
         self.handed.insert(span_id, (pid, runner));
         let serving = self.serving.entry((pid, runner)).or_default();
-        if !serving.requests.iter().any(|(id, _)| *id == span_id) {
-            serving.requests.push((span_id, ids.trace_id));
-        }
+        serving.requests.entry(span_id).or_insert(ids.trace_id);
         if serving.requests.len() > 1 {
             serving.mixed = true;
         }
@@ -574,7 +574,7 @@ impl<I: IdSource> Stitcher<I> {
         // The request's trace is its own (fresh, or its server's): never one a request of this
         // process is served in, which would merge two requests.
         let served =
-            self.serving.iter().any(|((p, _), s)| *p == pid && s.requests.iter().any(|(_, t)| self.resolve(*t) == own));
+            self.serving.iter().any(|((p, _), s)| *p == pid && s.requests.values().any(|t| self.resolve(*t) == own));
         if served && own != joined {
             return;
         }
@@ -731,7 +731,7 @@ impl<I: IdSource> Stitcher<I> {
     pub fn heap_bytes(&self) -> usize {
         let serving = self.serving.capacity() * (std::mem::size_of::<((u32, u32), Serving)>() + 1)
             + self.handed.capacity() * (std::mem::size_of::<(u64, (u32, Runner))>() + 1)
-            + self.serving.values().map(|s| s.requests.capacity() * 24).sum::<usize>();
+            + self.serving.values().map(|s| s.requests.capacity() * 25).sum::<usize>();
         self.clients.heap_bytes()
             + self.waiting.heap_bytes()
             + self.aliases.heap_bytes()
