@@ -51,13 +51,29 @@ pub struct ResponseHead {
 }
 
 fn is_tchar(c: u8) -> bool {
-    c.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&c)
+    TCHAR[c as usize]
 }
+
+/// RFC 9110 `tchar`, by byte.
+static TCHAR: [bool; 256] = {
+    let mut t = [false; 256];
+    let mut c = 0;
+    while c < 256 {
+        let b = c as u8;
+        t[c] = b.is_ascii_alphanumeric()
+            || matches!(
+                b,
+                b'!' | b'#' | b'$' | b'%' | b'&' | b'\'' | b'*' | b'+' | b'-' | b'.' | b'^' | b'_' | b'`' | b'|' | b'~'
+            );
+        c += 1;
+    }
+    t
+};
 
 /// The next line of `buf` from `at`: (line without CR LF, index after the LF).
 fn line(buf: &[u8], at: usize) -> Option<(&[u8], usize)> {
     let rest = buf.get(at..)?;
-    let lf = rest.iter().position(|&c| c == b'\n')?;
+    let lf = memchr::memchr(b'\n', rest)?;
     let l = &rest[..lf];
     let l = l.strip_suffix(b"\r").unwrap_or(l);
     Some((l, at + lf + 1))
@@ -96,7 +112,7 @@ fn parse_headers(buf: &[u8], mut at: usize, h: &mut Headers) -> Result<usize, bo
         if l[0] == b' ' || l[0] == b'\t' {
             continue; // obsolete line folding: a continuation of a value we do not keep
         }
-        let Some(colon) = l.iter().position(|&c| c == b':') else {
+        let Some(colon) = memchr::memchr(b':', l) else {
             return Err(false);
         };
         let name = &l[..colon];
@@ -435,6 +451,14 @@ impl Machine {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn token_characters_are_rfc_9110s() {
+        let tchar = |c: u8| c.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&c);
+        for c in 0..=255u8 {
+            assert_eq!(is_tchar(c), tchar(c), "byte {c}");
+        }
+    }
 
     #[test]
     fn request_head() {
