@@ -267,29 +267,44 @@ pub async fn fetch(addr: SocketAddr, host: &str, timeout: Duration) -> Result<Sn
 
 /// Fetches every daemon's graph; failures are returned beside the graphs, per address.
 pub async fn fetch_all(daemons: &[String], timeout: Duration) -> (Vec<Snapshot>, Vec<FleetError>) {
+    let (answers, errors) = ask_each(daemons, move |addr, host| async move { fetch(addr, &host, timeout).await }).await;
+    let graphs = answers
+        .into_iter()
+        .map(|(addr, mut g)| {
+            if g.sources.is_empty() {
+                g.sources.push(addr.to_string());
+            }
+            g
+        })
+        .collect();
+    (graphs, errors)
+}
+
+/// Asks every address of every daemon (`HOST:PORT`, resolved) with `fetch`, all at once: the
+/// answers in address order, whatever order they came in, and what could not be read.
+pub async fn ask_each<T, F, Fut>(daemons: &[String], fetch: F) -> (Vec<(SocketAddr, T)>, Vec<FleetError>)
+where
+    T: Send + 'static,
+    F: Fn(SocketAddr, String) -> Fut,
+    Fut: std::future::Future<Output = Result<T, FleetError>> + Send + 'static,
+{
     let mut errors = Vec::new();
     let mut tasks = tokio::task::JoinSet::new();
     for daemon in daemons {
-        let host = daemon.clone();
         match resolve(daemon).await {
             Ok(addrs) => {
                 for addr in addrs {
-                    let host = host.clone();
-                    tasks.spawn(async move { (addr, fetch(addr, &host, timeout).await) });
+                    let asked = fetch(addr, daemon.clone());
+                    tasks.spawn(async move { (addr, asked.await) });
                 }
             }
             Err(e) => errors.push(e),
         }
     }
-    let mut graphs: Vec<(SocketAddr, Snapshot)> = Vec::new();
+    let mut answers = Vec::new();
     while let Some(joined) = tasks.join_next().await {
         match joined {
-            Ok((addr, Ok(mut g))) => {
-                if g.sources.is_empty() {
-                    g.sources.push(addr.to_string());
-                }
-                graphs.push((addr, g));
-            }
+            Ok((addr, Ok(answer))) => answers.push((addr, answer)),
             Ok((_, Err(e))) => errors.push(e),
             Err(e) => errors.push(FleetError::Answer {
                 addr: SocketAddr::from(([0, 0, 0, 0], 0)),
@@ -297,9 +312,8 @@ pub async fn fetch_all(daemons: &[String], timeout: Duration) -> (Vec<Snapshot>,
             }),
         }
     }
-    // A stable order, whatever order the answers came in.
-    graphs.sort_by_key(|(addr, _)| *addr);
-    (graphs.into_iter().map(|(_, g)| g).collect(), errors)
+    answers.sort_by_key(|(addr, _)| *addr);
+    (answers, errors)
 }
 
 /// The merged graph in the chosen format.

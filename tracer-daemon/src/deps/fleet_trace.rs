@@ -15,7 +15,7 @@ use std::{collections::BTreeSet, net::SocketAddr, time::Duration};
 
 use serde_json::{Map, Value, json};
 
-use super::fleet::{FleetError, resolve};
+use super::fleet::{FleetError, ask_each};
 use crate::net::http::{HttpClient, HttpError, encode_query_value};
 
 /// Largest answer read from one daemon (bytes): a trace of the query API's largest.
@@ -90,37 +90,13 @@ fn traces(answer: &Value) -> impl Iterator<Item = &Value> {
 /// 404 is an answer) and what could not be read.
 async fn fan_out(from: &Daemons, path: &str) -> (Vec<Value>, usize, Vec<FleetError>) {
     let timeout = Duration::from_millis(from.timeout_ms);
-    let mut errors = Vec::new();
-    let mut tasks = tokio::task::JoinSet::new();
-    for daemon in &from.daemons {
-        match resolve(daemon).await {
-            Ok(addrs) => {
-                for addr in addrs {
-                    let (host, path) = (daemon.clone(), path.to_owned());
-                    tasks.spawn(async move { (addr, fetch_json(addr, &host, &path, timeout).await) });
-                }
-            }
-            Err(e) => errors.push(e),
-        }
-    }
-    let mut answers: Vec<(SocketAddr, Value)> = Vec::new();
-    let mut read = 0usize;
-    while let Some(joined) = tasks.join_next().await {
-        match joined {
-            Ok((addr, Ok(answer))) => {
-                read += 1;
-                answers.extend(answer.map(|a| (addr, a)));
-            }
-            Ok((_, Err(e))) => errors.push(e),
-            Err(e) => errors.push(FleetError::Answer {
-                addr: SocketAddr::from(([0, 0, 0, 0], 0)),
-                why: format!("fetch task failed: {e}"),
-            }),
-        }
-    }
-    // A stable order, whatever order the answers came in.
-    answers.sort_by_key(|(addr, _)| *addr);
-    (answers.into_iter().map(|(_, a)| a).collect(), read, errors)
+    let (answers, errors) = ask_each(&from.daemons, |addr, host| {
+        let path = path.to_owned();
+        async move { fetch_json(addr, &host, &path, timeout).await }
+    })
+    .await;
+    let read = answers.len();
+    (answers.into_iter().filter_map(|(_, a)| a).collect(), read, errors)
 }
 
 /// Logs what could not be read; fails with `strict`, or when no daemon answered.
