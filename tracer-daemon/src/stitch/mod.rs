@@ -452,6 +452,14 @@ impl<I: IdSource> Stitcher<I> {
         }
     }
 
+    /// A server request that the client's TCP option linked: when its client is on this host
+    /// and came first (as it does, its write preceding the server's read), the client's join
+    /// entry is done with. Left, it would wait out the join window for nothing, and under load
+    /// fill the table and push out joins still needed.
+    fn settle_client(&mut self, o: &Origin) {
+        self.clients.take(&o.conn_key(o.tuple.reversed()), o.seq);
+    }
+
     /// A server read a request. `context` is what the request carried; `kernel` what the kernel
     /// attached (the peer daemon's TCP option, or the trace id it gave the serving thread).
     pub fn server_request(&mut self, o: Origin, context: Option<&TraceContext>, kernel: Option<KernelIds>) -> Ids {
@@ -469,13 +477,17 @@ impl<I: IdSource> Stitcher<I> {
                 }
                 None => trace_id,
             };
-            Ids {
+            let ids = Ids {
                 trace_id,
                 span_id: self.child_id(parent_span_id),
                 parent_span_id,
                 link: Some(Link::TcpOption),
                 ambiguous: false,
+            };
+            if o.aligned {
+                self.settle_client(&o);
             }
+            ids
         } else if !o.aligned {
             self.expired[JoinDropped::Unaligned as usize].inc();
             let trace_id = kernel_trace.unwrap_or_else(|| self.ids.trace_id());

@@ -231,6 +231,26 @@ fn tcp_option_across_hosts_gives_the_client_span_the_kernel_ids_and_the_server_i
 }
 
 #[test]
+fn an_option_linked_server_on_the_same_host_settles_its_clients_join_entry() {
+    let mut st = stitcher();
+    for seq in 0..1_000u64 {
+        let call = st.client_request(
+            origin(1, 1, tuple(C, S), seq, 10 + seq),
+            None,
+            Some(KernelIds::Client { trace_id: tid(seq + 1), span_id: 0x1000 + seq }),
+        );
+        let server = st.server_request(
+            origin(2, 2, tuple(S, C), seq, 11 + seq),
+            None,
+            Some(KernelIds::Peer { trace_id: tid(seq + 1), parent_span_id: 0x1000 + seq }),
+        );
+        assert_eq!((server.trace_id, server.parent_span_id), (call.trace_id, call.span_id));
+        assert_eq!(server.link, Some(Link::TcpOption));
+    }
+    assert_eq!(st.pending_joins(), 0, "no client entry waits for a join the option made");
+}
+
+#[test]
 fn adopted_context_outranks_the_option_and_local_calls_follow_it() {
     let mut st = stitcher();
     let ctx = TraceContext { trace_id: tid(50), span_id: 9, source: ContextSource::Traceparent, sampled: true };
