@@ -524,3 +524,43 @@ fn benchmark_floors_record_one_record_per_data_call_and_trace_nothing() {
         assert!(d.json_lines().is_empty(), "{floor}: a floor printed events: {:?}", d.json_lines());
     }
 }
+
+/// A read with `MSG_PEEK` leaves the bytes where they are (curl peeks before it reuses a
+/// connection): it is not captured, so the bytes are seen once, from the read that consumes
+/// them, through either syscall hook.
+#[test]
+fn peeking_reads_are_not_taken_as_consumed_bytes() {
+    let me = this_process();
+    for hook in ["raw", "tracepoint"] {
+        let d = Daemon::start(&["--print-events", "--include-pid", &me, "--syscall-hook", hook]);
+        let listener = listen(libc::AF_INET, "127.0.0.1:0".parse().unwrap());
+        let (c, s, _) = connect_pair(listener, libc::AF_INET, local_addr(listener), false);
+        let server_local = local_addr(s);
+        do_send(c, "write", b"peek-then-read!!");
+        let mut one = [0u8; 4];
+        // SAFETY: the buffer outlives the calls.
+        unsafe {
+            assert_eq!(libc::recv(s, one.as_mut_ptr().cast(), 1, libc::MSG_PEEK), 1);
+            let mut iov = libc::iovec { iov_base: one.as_mut_ptr().cast(), iov_len: 4 };
+            let mut msg: libc::msghdr = std::mem::zeroed();
+            msg.msg_iov = &mut iov;
+            msg.msg_iovlen = 1;
+            assert_eq!(libc::recvmsg(s, &mut msg, libc::MSG_PEEK), 4);
+        }
+        assert_eq!(do_recv(s, "recvfrom", 16), b"peek-then-read!!");
+        let events = wait_for(TIMEOUT, "the server's read", || {
+            let all = d.json_lines();
+            let conn = conn_event(&all, "accept", std::process::id(), server_local)?["conn_id"].as_u64()?;
+            let reads: Vec<Value> =
+                events_for(&all, conn, "data").into_iter().filter(|e| e["direction"] == "ingress").cloned().collect();
+            (!reads.is_empty()).then_some(reads)
+        });
+        assert_eq!(events.len(), 1, "{hook}: only the consuming read: {events:#?}");
+        assert_eq!(events[0]["ret"], 16, "{hook}");
+        assert_eq!(events[0]["payload"], "peek-then-read!!", "{hook}");
+        assert!(d.metric("tracer_kernel_events_total{counter=\"peeked\"}") >= 2.0, "{hook}: peeks are counted");
+        close(c);
+        close(s);
+        close(listener);
+    }
+}

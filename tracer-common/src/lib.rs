@@ -243,7 +243,10 @@ pub const COUNTER_GOID_UNREADABLE: u32 = 15;
 /// A grpc-go stream whose connection is not a plain `*net.TCPConn` (TLS, a wrapped or custom
 /// `net.Conn`, or a server transport other than HTTP/2): not followed.
 pub const COUNTER_GO_STREAM_NOT_TCP: u32 = 16;
-pub const COUNTERS_LEN: u32 = 17;
+/// Reads with `MSG_PEEK` (`recv`, `recvfrom`, `recvmsg`): not captured, since they leave the bytes
+/// for the next read, which is (a liveness check such as curl's before reusing a connection).
+pub const COUNTER_PEEKED: u32 = 17;
+pub const COUNTERS_LEN: u32 = 18;
 
 /// Names of the counters, for metrics (index = counter id).
 pub const COUNTER_NAMES: [&str; COUNTERS_LEN as usize] = [
@@ -264,6 +267,7 @@ pub const COUNTER_NAMES: [&str; COUNTERS_LEN as usize] = [
     "inflight_full",
     "goid_unreadable",
     "go_stream_not_tcp",
+    "peeked",
 ];
 
 // ---------------------------------------------------------------------------------------------

@@ -67,6 +67,9 @@ pub(crate) fn classify(nr: i64) -> u32 {
 pub(crate) const REG_DI: u64 = 112;
 pub(crate) const REG_SI: u64 = 104;
 pub(crate) const REG_DX: u64 = 96;
+const REG_R10: u64 = 56;
+/// `recv*` flag: look at the data without consuming it.
+const MSG_PEEK: u64 = 2;
 const REG_ORIG_AX: u64 = 120;
 
 #[inline(always)]
@@ -109,7 +112,9 @@ fn try_raw_sys_enter(ctx: &RawTracePointContext) -> Outcome {
         return Ok(());
     }
     let regs: u64 = ctx.arg(0);
-    on_enter(sys, reg(regs, REG_DI), reg(regs, REG_SI), reg(regs, REG_DX))
+    // The fourth argument only where it is read: `recvfrom`'s flags.
+    let a3 = if sys == SYS_RECVFROM { reg(regs, REG_R10) } else { 0 };
+    on_enter(sys, reg(regs, REG_DI), reg(regs, REG_SI), reg(regs, REG_DX), a3)
 }
 
 #[inline(always)]
@@ -132,7 +137,8 @@ fn try_tp_sys_enter(ctx: &TracePointContext) -> Outcome {
         return Ok(());
     }
     let arg = |i: usize| unsafe { ctx.read_at::<u64>(16 + 8 * i) }.unwrap_or(0);
-    on_enter(sys, arg(0), arg(1), arg(2))
+    let a3 = if sys == SYS_RECVFROM { arg(3) } else { 0 };
+    on_enter(sys, arg(0), arg(1), arg(2), a3)
 }
 
 #[inline(always)]
@@ -148,8 +154,18 @@ fn try_tp_sys_exit(ctx: &TracePointContext) -> Outcome {
     on_exit(sys, ret)
 }
 
+/// Whether a read only peeks (`MSG_PEEK` in `recvfrom`'s or `recvmsg`'s flags).
 #[inline(always)]
-fn on_enter(sys: u32, a0: u64, a1: u64, a2: u64) -> Outcome {
+fn peeks(sys: u32, a2: u64, a3: u64) -> bool {
+    match sys {
+        SYS_RECVFROM => a3 & MSG_PEEK != 0,
+        SYS_RECVMSG => a2 & MSG_PEEK != 0,
+        _ => false,
+    }
+}
+
+#[inline(always)]
+fn on_enter(sys: u32, a0: u64, a1: u64, a2: u64, a3: u64) -> Outcome {
     let id = bpf_get_current_pid_tgid();
     let tgid = (id >> 32) as u32;
     // The daemon's own connections are reported (connect, accept, close only) so that it can
@@ -186,6 +202,11 @@ fn on_enter(sys: u32, a0: u64, a1: u64, a2: u64) -> Outcome {
                 return Ok(());
             }
             let Some(sk) = kernel::tcp_sock_of_fd(fd) else { return Ok(()) };
+            if peeks(sys, a2, a3) {
+                // The bytes stay for the read that consumes them.
+                maps::count(COUNTER_PEEKED);
+                return Ok(());
+            }
             return stash(id, sys, fd, a1, a2, sk);
         }
     }

@@ -123,7 +123,7 @@ impl Workload for SyscallLoop {
         "syscall-loop"
     }
     fn description(&self) -> String {
-        "16-byte write+read round trips over loopback TCP, echoed by a thread: 4 traced data syscalls per round trip (no protocol, no spans). Compares the syscall hooks.".into()
+        "16-byte write+read round trips over loopback TCP, echoed by a thread: 4 traced data syscalls per round trip (no protocol, no spans). Compares the syscall hooks, and shows what carrying the trace context costs.".into()
     }
     fn arms(&self) -> Vec<Arm> {
         // The loop runs in this process: trace it alone, so traffic of other programs on the
@@ -136,6 +136,11 @@ impl Workload for SyscallLoop {
             Arm {
                 name: "classic tracepoints",
                 daemon_args: Some(vec!["--syscall-hook", "tracepoint", "--include-pid", me]),
+            },
+            // What carrying the trace context costs (sock_ops, ids chosen in the kernel).
+            Arm {
+                name: "raw tracepoints, no propagation",
+                daemon_args: Some(vec!["--syscall-hook", "raw", "--no-propagate", "--include-pid", me]),
             },
         ]);
         arms
