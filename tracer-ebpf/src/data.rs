@@ -9,7 +9,7 @@ use crate::{
     filter, kernel, maps,
 };
 
-const EAGAIN: i64 = 11;
+pub(crate) const EAGAIN: i64 = 11;
 const MASK: u64 = MAX_CAPTURE as u64 - 1;
 /// `struct user_msghdr`: `msg_iov` at 16, `msg_iovlen` at 24.
 pub(crate) const MSG_IOV: u64 = 16;
@@ -73,6 +73,21 @@ pub fn emit(args: &SyscallArgs, ret: i64) -> Outcome {
     // SAFETY: `scratch` is `header + 2 * MAX_CAPTURE` bytes and `len` is below that.
     let bytes = unsafe { core::slice::from_raw_parts(scratch as *const _ as *const u8, len as usize) };
     event::submit::<[u8]>(bytes, maps::wakeup())
+}
+
+/// Where a data call's first bytes are: its buffer, or its first iovec's (the vector calls and
+/// the msghdr calls). `None` when the user memory cannot be read.
+#[inline(always)]
+pub(crate) fn first_buffer(syscall: u32, ptr: u64) -> Option<u64> {
+    let read = |at: u64| -> Option<u64> {
+        // SAFETY: user memory read through the helper.
+        unsafe { bpf_probe_read_user(at as *const u64) }.ok()
+    };
+    match syscall {
+        SYS_READV | SYS_WRITEV => read(ptr),
+        SYS_SENDMSG | SYS_RECVMSG => read(read(ptr + MSG_IOV)?),
+        _ => Some(ptr),
+    }
 }
 
 /// Copies `len` user bytes from `src` to `payload[offset..]`; returns the bytes copied.

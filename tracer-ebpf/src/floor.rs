@@ -5,7 +5,7 @@
 //! the ring reservation. No tuple, no protocol, no propagation, no per-socket state.
 
 use aya_ebpf::{
-    helpers::{bpf_get_current_pid_tgid, bpf_probe_read_user, generated},
+    helpers::{bpf_get_current_pid_tgid, generated},
     macros::{raw_tracepoint, sock_ops, tracepoint},
     programs::{RawTracePointContext, SockOpsContext, TracePointContext},
 };
@@ -17,8 +17,6 @@ use crate::{
     filter, kernel, maps,
     syscalls::{REG_DI, REG_DX, REG_SI, classify, reg},
 };
-
-const EAGAIN: i64 = 11;
 
 #[raw_tracepoint(tracepoint = "sys_enter")]
 pub fn floor_null_raw(_ctx: RawTracePointContext) -> i32 {
@@ -88,19 +86,10 @@ fn try_exit(ctx: &RawTracePointContext) -> Outcome {
     let Some(args) = (unsafe { maps::INFLIGHT.get(tid) }).copied() else { return Ok(()) };
     let _ = maps::INFLIGHT.remove(tid);
     let ret: i64 = ctx.arg(1);
-    if ret == -EAGAIN {
+    if ret == -data::EAGAIN {
         return Ok(());
     }
-    let user = |at: u64| -> u64 {
-        // SAFETY: user memory read through the helper.
-        unsafe { bpf_probe_read_user(at as *const u64) }.unwrap_or(0)
-    };
-    // The first buffer: the call's own, or its first iovec's.
-    let src = match args.syscall {
-        SYS_READV | SYS_WRITEV => user(args.ptr),
-        SYS_SENDMSG | SYS_RECVMSG => user(user(args.ptr + data::MSG_IOV)),
-        _ => args.ptr,
-    };
+    let src = data::first_buffer(args.syscall, args.ptr).unwrap_or(0);
     let Some(mut entry) = maps::EVENTS.reserve::<FloorEvent>(0) else {
         return Err(event::fail(COUNTER_RINGBUF_FULL));
     };

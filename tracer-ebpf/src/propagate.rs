@@ -120,16 +120,10 @@ fn tcp_seq(sk: u64, offset: u32) -> Option<u32> {
 /// The first byte an egress call sends (first iovec for the vector calls).
 #[inline(always)]
 fn first_byte(args: &SyscallArgs) -> Option<u8> {
-    let read = |at: u64| -> Option<u64> {
-        // SAFETY: user memory read through the helper.
-        unsafe { bpf_probe_read_user(at as *const u64) }.ok()
-    };
-    let ptr = match args.syscall {
-        SYS_WRITE | SYS_SENDTO => args.ptr,
-        SYS_WRITEV => read(args.ptr)?,
-        SYS_SENDMSG => read(read(args.ptr + data::MSG_IOV)?)?,
-        _ => return None,
-    };
+    if !matches!(args.syscall, SYS_WRITE | SYS_SENDTO | SYS_WRITEV | SYS_SENDMSG) {
+        return None;
+    }
+    let ptr = data::first_buffer(args.syscall, args.ptr)?;
     // SAFETY: user memory read through the helper.
     unsafe { bpf_probe_read_user(ptr as *const u8) }.ok()
 }

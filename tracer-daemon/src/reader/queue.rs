@@ -130,7 +130,10 @@ impl EventSender {
         if self.batch.is_empty() {
             return if self.tx.is_closed() { Err(SendError::Closed) } else { Ok(()) };
         }
-        let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(BATCH));
+        // The next batch starts with room for as many as this one took: no regrowth under a
+        // steady load, and no full-size allocation per drain when it is light.
+        let room = self.batch.len();
+        let batch = std::mem::replace(&mut self.batch, Vec::with_capacity(room));
         self.tx.send(batch).map_err(|lost| {
             let bytes: usize = lost.0.iter().map(|(_, n)| n).sum();
             self.queued.bytes.fetch_sub(bytes, Ordering::Relaxed);
