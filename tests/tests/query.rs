@@ -165,6 +165,35 @@ fn the_failing_hop_is_found_through_jaegers_query_api() {
     assert_eq!(v3_lpop["status"]["code"], 2);
     let services = get_json(&addr, "/api/v3/services");
     assert!(services["services"].as_array().unwrap().iter().any(|s| s == "query-a"));
+    // The summary Jaeger UI 2.19+ lists it by, asked as the UI asks (camel-case fields).
+    let summaries = get_json(
+        &addr,
+        "/api/v3/trace-summaries?query.serviceName=query-a&query.attributes=%7B%22error%22%3A%22true%22%7D\
+         &query.startTimeMin=2000-01-01T00:00:00Z&query.startTimeMax=2100-01-01T00:00:00Z&query.searchDepth=20",
+    );
+    let row = summaries["summaries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["traceId"].as_str().is_some_and(|t| t.ends_with(id.as_str())))
+        .unwrap_or_else(|| panic!("the trace is among the summaries: {summaries}"));
+    assert_eq!(row["spanCount"].as_u64().unwrap() as usize, t["spans"].as_array().unwrap().len());
+    // The root is the earliest span without a parent: curl's own client span, traced too.
+    let spans = t["spans"].as_array().unwrap();
+    let roots =
+        spans.iter().filter(|s| !s["references"].as_array().unwrap().iter().any(|r| r["refType"] == "CHILD_OF"));
+    let first = roots.min_by_key(|s| s["startTime"].as_i64().unwrap()).expect("a root");
+    assert_eq!(row["rootServiceName"].as_str(), Some(service(t, first)), "{row}");
+    assert_eq!(row["rootOperationName"], "GET /fail");
+    let errors = t["spans"].as_array().unwrap().iter().filter(|s| tag(s, "error") == true).count();
+    assert_eq!(row["errorSpanCount"].as_u64().unwrap() as usize, errors, "{row}");
+    assert!(errors >= 3, "GET /fail, redis LPOP and GET /boom failed: {row}");
+    let start: u128 = row["minStartTimeUnixNano"].as_str().unwrap().parse().unwrap();
+    let earliest = spans.iter().map(|s| s["startTime"].as_u64().unwrap()).min().unwrap();
+    assert_eq!(start, u128::from(earliest) * 1000, "the earliest span starts the trace");
+    let names: Vec<&str> = row["services"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap()).collect();
+    assert!(names.contains(&"query-a") && names.contains(&"query-b"), "{names:?}");
+    assert!(names.windows(2).all(|w| w[0] < w[1]), "sorted by name: {names:?}");
 
     // The trace page, in a real headless browser: the waterfall marks the failing hop and the
     // detail pane shows its error and link evidence.

@@ -21,7 +21,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 
 use tokio::sync::mpsc;
 
-pub use traces::{Query, Trace, TraceStore, rendered, tag_text};
+pub use traces::{Query, ServiceSummary, Summary, Trace, TraceStore, rendered, tag_text};
 
 use crate::{
     metrics::{Counter, Gauge, Registry},

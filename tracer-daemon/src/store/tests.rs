@@ -484,6 +484,8 @@ fn v3_answers_services_operations_and_otlp_traces() {
     assert_eq!(body(&r), json!({"services": ["redis", "service-a"]}));
     let (r, _) = router.handle(&get("/api/v3/operations?service=service-a&span_kind=client"));
     assert_eq!(body(&r), json!({"operations": [{"name": "redis LPOP", "spanKind": "client"}]}));
+    let (r2, _) = router.handle(&get("/api/v3/operations?service=service-a&spanKind=client"));
+    assert_eq!(body(&r2), body(&r), "either spelling of the kind");
     let (r, _) = router.handle(&get("/api/v3/traces/abc"));
     assert_eq!(r.status, 200);
     let v = body(&r);
@@ -528,6 +530,75 @@ fn v3_answers_services_operations_and_otlp_traces() {
     let (r, _) = router.handle(&get("/api/v3/traces?query.service_name=nobody"));
     assert_eq!((r.status, body(&r)["error"]["httpCode"].clone()), (404, json!(404)));
     assert_eq!(router.handle(&get("/api/v3/traces")).0.status, 400, "the service is required");
+}
+
+#[test]
+fn v3_trace_summaries_list_what_a_search_finds() {
+    use super::v3;
+    let store = shared();
+    // An orphan: its parent (span 7) is not held.
+    store.lock().insert(shared_span(span(0xdef, 10, 7, &process("redis"), "GET", 5_002, 3)));
+    let router = v3::routes(crate::api::Router::new(), store.clone());
+    let window = "query.startTimeMin=1970-01-01T00:00:00Z&query.startTimeMax=1970-01-01T00:00:01Z";
+    let (r, _) = router.handle(&get(&format!("/api/v3/trace-summaries?query.serviceName=service-a&{window}")));
+    assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+    let v = body(&r);
+    let rows = v["summaries"].as_array().unwrap();
+    assert_eq!(rows.len(), 2, "newest first: {v}");
+    assert_eq!(
+        rows[1],
+        json!({
+            "traceId": "00000000000000000000000000000abc",
+            "rootServiceName": "service-a",
+            "rootOperationName": "GET /fail",
+            "minStartTimeUnixNano": "1000000",
+            "maxEndTimeUnixNano": "1900000",
+            "spanCount": 3,
+            "errorSpanCount": 1,
+            "orphanSpanCount": 0,
+            "services": [
+                {"name": "redis", "spanCount": 1, "errorSpanCount": 0},
+                {"name": "service-a", "spanCount": 2, "errorSpanCount": 1},
+            ],
+        })
+    );
+    assert_eq!(rows[0]["traceId"], "00000000000000000000000000000def");
+    assert_eq!((rows[0]["spanCount"].clone(), rows[0]["orphanSpanCount"].clone()), (json!(2), json!(1)));
+    assert_eq!(rows[0]["rootOperationName"], "GET /ok");
+
+    // Snake case, attributes and the search depth.
+    let errors = "query.service_name=service-a&query.attributes=%7B%22error%22%3A%22true%22%7D&query.search_depth=5";
+    let v = body(&router.handle(&get(&format!("/api/v3/trace-summaries?{errors}"))).0);
+    let ids: Vec<&Value> = v["summaries"].as_array().unwrap().iter().map(|s| &s["traceId"]).collect();
+    assert_eq!(ids, [&json!("00000000000000000000000000000abc")]);
+
+    // The POST binding: the request message as JSON, either spelling.
+    let post = |body: &str| Request {
+        method: "POST".into(),
+        path: "/api/v3/trace-summaries".into(),
+        body: body.as_bytes().to_vec(),
+        ..Default::default()
+    };
+    let found = |r: &crate::api::Response| body(r)["summaries"].as_array().map(Vec::len);
+    let (r, _) = router.handle(&post(r#"{"query": {"serviceName": "service-a", "durationMin": "800us"}}"#));
+    assert_eq!((r.status, found(&r)), (200, Some(1)), "only GET /fail lasts 800 µs");
+    let (r, _) = router.handle(&post(r#"{"query": {"service_name": "service-a", "attributes": {"error": "true"}}}"#));
+    assert_eq!((r.status, found(&r)), (200, Some(1)));
+
+    // Nothing found is an empty list; bad input is a 400 that says why.
+    let (r, _) = router.handle(&get("/api/v3/trace-summaries?query.serviceName=nobody"));
+    assert_eq!((r.status, body(&r)), (200, json!({"summaries": []})));
+    for (req, why) in [
+        (get("/api/v3/trace-summaries"), "service_name is required"),
+        (get("/api/v3/trace-summaries?query.serviceName=a&query.startTimeMin=yesterday"), "RFC 3339"),
+        (post("not json"), "not a JSON object"),
+        (post(r#"{"query": 3}"#), "must be a JSON object"),
+    ] {
+        let (r, _) = router.handle(&req);
+        assert_eq!(r.status, 400);
+        let message = body(&r)["error"]["message"].as_str().unwrap().to_owned();
+        assert!(message.contains(why), "{message:?} should say {why:?}");
+    }
 }
 
 #[test]

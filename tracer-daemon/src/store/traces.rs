@@ -266,6 +266,73 @@ impl Trace {
     pub fn rendered(&self) -> Vec<JaegerSpan> {
         rendered(&self.spans)
     }
+
+    /// What a search results list shows of the trace, from the typed spans (nothing rendered).
+    pub fn summary(&self) -> Summary {
+        let ids: FastSet<u64> = self.spans.iter().map(|s| s.span_id).collect();
+        // The root: a span without a parent, the earliest if several.
+        let root = self
+            .spans
+            .iter()
+            .filter(|s| s.parent_span_id == 0)
+            .min_by(|a, b| a.start_us.cmp(&b.start_us).then(a.span_id.cmp(&b.span_id)));
+        let mut services: Vec<ServiceSummary> = Vec::new();
+        let (mut errors, mut orphans) = (0, 0);
+        for s in &self.spans {
+            let failed = is_error(s);
+            errors += usize::from(failed);
+            orphans += usize::from(s.parent_span_id != 0 && !ids.contains(&s.parent_span_id));
+            let name = &s.process.service_name;
+            let entry = match services.iter_mut().position(|e| e.name == *name) {
+                Some(i) => &mut services[i],
+                None => {
+                    services.push(ServiceSummary { name: name.clone(), spans: 0, errors: 0 });
+                    services.last_mut().expect("just pushed")
+                }
+            };
+            entry.spans += 1;
+            entry.errors += usize::from(failed);
+        }
+        services.sort_unstable_by(|a, b| a.name.cmp(&b.name));
+        Summary {
+            id: self.id,
+            root_service: root.map(|r| r.process.service_name.clone()).unwrap_or_default(),
+            root_operation: root.map(|r| r.operation.clone()).unwrap_or_default(),
+            start_us: self.start_us,
+            end_us: self.end_us,
+            spans: self.spans.len(),
+            errors,
+            orphans,
+            services,
+        }
+    }
+}
+
+/// A trace as a search results row shows it (Jaeger's `TraceSummary`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Summary {
+    pub id: TraceId,
+    /// Service and operation of the root span (the earliest span without a parent); empty when
+    /// the trace holds no such span.
+    pub root_service: String,
+    pub root_operation: String,
+    /// Earliest span start and latest span end (Unix epoch µs).
+    pub start_us: i64,
+    pub end_us: i64,
+    pub spans: usize,
+    /// Spans that failed.
+    pub errors: usize,
+    /// Spans whose parent is not in the trace: a partial trace.
+    pub orphans: usize,
+    /// One entry per service, sorted by name.
+    pub services: Vec<ServiceSummary>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ServiceSummary {
+    pub name: String,
+    pub spans: usize,
+    pub errors: usize,
 }
 
 /// Spans as Jaeger's model has them (outside the store's lock: take the `Arc`s, then render).

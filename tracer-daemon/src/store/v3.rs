@@ -1,23 +1,35 @@
-//! Jaeger's query API v3 (its HTTP gateway, which Jaeger UI 2.16+ uses): services, operations
-//! and traces as OTLP JSON (`{"result": {"resourceSpans": […]}}`), trace ids as 32 hex digits.
+//! Jaeger's query API v3 (its HTTP gateway, which Jaeger UI 2.16+ uses): services, operations,
+//! traces as OTLP JSON (`{"result": {"resourceSpans": […]}}`) and the trace summaries that
+//! Jaeger UI 2.19+ lists search results from; trace ids as 32 hex digits.
 //!
 //! | route | answer |
 //! |---|---|
 //! | `GET /api/v3/services` | `{"services": […]}` |
-//! | `GET /api/v3/operations?service=S[&span_kind=K]` | `{"operations": [{name, spanKind}]}` |
-//! | `GET /api/v3/traces?query.service_name=S&…` | OTLP JSON of the matching traces |
+//! | `GET /api/v3/operations?service=S[&span_kind=K]` (or `spanKind`) | `{"operations": [{name, spanKind}]}` |
+//! | `GET`/`POST /api/v3/traces` (a search) | OTLP JSON of the matching traces |
 //! | `GET /api/v3/traces/{trace_id}` | OTLP JSON of one trace |
+//! | `GET`/`POST /api/v3/trace-summaries` (a search) | `{"summaries": [TraceSummary]}` |
 //!
-//! Search parameters: `query.service_name`, `query.operation_name`, `query.attributes` (a JSON
-//! object), `query.start_time_min` / `query.start_time_max` (RFC 3339), `query.duration_min`
-//! / `query.duration_max` (Go durations), `query.search_depth` (or `query.num_traces`).
-//! Errors are `{"error": {"httpCode", "message"}}`; no trace found is a 404.
+//! Search fields, in the query string as `query.<field>` with the field in snake case
+//! (`query.service_name`) or camel case (`query.serviceName`, as Jaeger UI 2.19+ sends them),
+//! or in a POST body `{"query": {…}}` with either spelling: `service_name` (required),
+//! `operation_name`, `attributes` (a JSON object; a JSON string of one in the query string),
+//! `start_time_min` / `start_time_max` (RFC 3339), `duration_min` / `duration_max` (Go
+//! durations), `search_depth` (or `num_traces`).
+//!
+//! A trace summary: `traceId`, `rootServiceName` and `rootOperationName` (the earliest span
+//! without a parent; empty when the trace holds none), `minStartTimeUnixNano` and
+//! `maxEndTimeUnixNano` (decimal strings), `spanCount`, `errorSpanCount`, `orphanSpanCount`
+//! (spans whose parent is not in the trace) and `services` (`{name, spanCount,
+//! errorSpanCount}` per service, sorted by name). A search that finds nothing gives an empty
+//! list of summaries, and a 404 from `/api/v3/traces`.
+//! Errors are `{"error": {"httpCode", "message"}}`.
 
 use std::sync::Arc;
 
-use serde_json::{Value, json};
+use serde_json::{Map, Value, json};
 
-use super::{Query, SharedStore, api, json as j1};
+use super::{Query, SharedStore, Summary, Trace, api, json as j1};
 use crate::{
     api::{Request, Response, Router},
     model::{JaegerSpan, Process, RefKind, Span, Tag, TagValue, TraceId},
@@ -28,21 +40,25 @@ fn error(code: u16, message: impl Into<String>) -> Response {
 }
 
 pub fn routes(router: Router, store: SharedStore) -> Router {
-    let (s1, s2, s3, s4) = (store.clone(), store.clone(), store.clone(), store);
+    let (s1, s2, s3, s4, s5, s6, s7) =
+        (store.clone(), store.clone(), store.clone(), store.clone(), store.clone(), store.clone(), store);
     router
         .route("GET", "/api/v3/services", move |_| {
             Response::json_value(200, &json!({"services": s1.lock().services()}))
         })
         .route("GET", "/api/v3/operations", move |req| operations(&s2, req))
         .route("GET", "/api/v3/traces", move |req| search(&s3, req))
-        .route_prefix("GET", "/api/v3/traces/", move |req| trace_by_id(&s4, req))
+        .route("POST", "/api/v3/traces", move |req| search(&s4, req))
+        .route_prefix("GET", "/api/v3/traces/", move |req| trace_by_id(&s5, req))
+        .route("GET", "/api/v3/trace-summaries", move |req| summaries(&s6, req))
+        .route("POST", "/api/v3/trace-summaries", move |req| summaries(&s7, req))
 }
 
 pub fn operations(store: &SharedStore, req: &Request) -> Response {
     let Some(service) = req.query_param("service").filter(|s| !s.is_empty()) else {
         return error(400, "parameter 'service' is required");
     };
-    let kind = req.query_param("span_kind").filter(|k| !k.is_empty());
+    let kind = req.query_param("span_kind").or_else(|| req.query_param("spanKind")).filter(|k| !k.is_empty());
     let ops: Vec<Value> = store
         .lock()
         .operations(service, kind)
@@ -75,42 +91,122 @@ pub fn search(store: &SharedStore, req: &Request) -> Response {
     Response::json_value(200, &json!({"result": traces_data(&found)}))
 }
 
-fn param<'a>(req: &'a Request, name: &str) -> Option<&'a str> {
-    req.query_param(name).map(str::trim).filter(|v| !v.is_empty())
+/// The summaries of the traces a search finds, newest first; computed under the store's lock
+/// from the typed spans, so nothing is rendered.
+pub fn summaries(store: &SharedStore, req: &Request) -> Response {
+    let q = match parse_query(req) {
+        Ok(q) => q,
+        Err(why) => return error(400, why),
+    };
+    let found: Vec<Summary> = store.lock().search(&q).into_iter().map(Trace::summary).collect();
+    let rows: Vec<Value> = found.iter().map(summary_json).collect();
+    Response::json_value(200, &json!({"summaries": rows}))
+}
+
+fn summary_json(s: &Summary) -> Value {
+    let services: Vec<Value> =
+        s.services.iter().map(|v| json!({"name": v.name, "spanCount": v.spans, "errorSpanCount": v.errors})).collect();
+    json!({
+        "traceId": trace_id_32(s.id),
+        "rootServiceName": s.root_service,
+        "rootOperationName": s.root_operation,
+        "minStartTimeUnixNano": nanos(s.start_us),
+        "maxEndTimeUnixNano": nanos(s.end_us),
+        "spanCount": s.spans,
+        "errorSpanCount": s.errors,
+        "orphanSpanCount": s.orphans,
+        "services": services,
+    })
+}
+
+/// `start_time_min` → `startTimeMin`.
+fn camel(snake: &str) -> String {
+    let mut out = String::with_capacity(snake.len());
+    let mut upper = false;
+    for c in snake.chars() {
+        match c {
+            '_' => upper = true,
+            c if upper => {
+                out.push(c.to_ascii_uppercase());
+                upper = false;
+            }
+            c => out.push(c),
+        }
+    }
+    out
+}
+
+/// Where a search's fields are read from.
+enum Fields<'a> {
+    /// `?query.service_name=…` or `?query.serviceName=…`.
+    Url(&'a Request),
+    /// The `query` object of a POST body.
+    Body(Map<String, Value>),
+}
+
+impl Fields<'_> {
+    fn of(req: &Request) -> Result<Fields<'_>, String> {
+        if req.method != "POST" {
+            return Ok(Fields::Url(req));
+        }
+        let body: Value =
+            serde_json::from_slice(&req.body).map_err(|e| format!("the body is not a JSON object: {e}"))?;
+        match body.get("query") {
+            Some(Value::Object(q)) => Ok(Fields::Body(q.clone())),
+            None | Some(Value::Null) => Ok(Fields::Body(Map::new())),
+            Some(_) => Err("\"query\" must be a JSON object".into()),
+        }
+    }
+
+    /// A field by its snake-case name, trimmed, `None` when absent or empty.
+    fn get(&self, snake: &str) -> Option<String> {
+        let value = match self {
+            Fields::Url(req) => {
+                let name = |field: &str| format!("query.{field}");
+                req.query_param(&name(snake)).or_else(|| req.query_param(&name(&camel(snake)))).map(str::to_owned)
+            }
+            Fields::Body(q) => match q.get(snake).or_else(|| q.get(&camel(snake)))? {
+                Value::Null => None,
+                Value::String(s) => Some(s.clone()),
+                other => Some(other.to_string()),
+            },
+        };
+        value.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
+    }
 }
 
 pub fn parse_query(req: &Request) -> Result<Query, String> {
-    let Some(service) = param(req, "query.service_name") else {
+    let f = Fields::of(req)?;
+    let Some(service) = f.get("service_name") else {
         return Err("query.service_name is required".into());
     };
     let time = |name: &str| {
-        param(req, name).map(|v| rfc3339_us(v).ok_or(format!("{name}: {v:?} is not RFC 3339"))).transpose()
+        f.get(name).map(|v| rfc3339_us(&v).ok_or(format!("query.{name}: {v:?} is not RFC 3339"))).transpose()
     };
     let duration = |name: &str| {
-        param(req, name).map(|v| api::go_duration_us(v).ok_or(format!("{name}: {v:?} is not a duration"))).transpose()
+        f.get(name).map(|v| api::go_duration_us(&v).ok_or(format!("query.{name}: {v:?} is not a duration"))).transpose()
     };
-    let tags = match param(req, "query.attributes") {
-        Some(v) => api::parse_tags(v)?,
+    let tags = match f.get("attributes") {
+        Some(v) => api::parse_tags(&v)?,
         None => Vec::new(),
     };
     if tags.len() > api::MAX_TAGS {
         return Err(format!("at most {} attributes", api::MAX_TAGS));
     }
-    let depth = param(req, "query.search_depth").or(param(req, "query.num_traces"));
-    let limit = match depth {
+    let limit = match f.get("search_depth").or_else(|| f.get("num_traces")) {
         None => api::DEFAULT_LIMIT,
         Some(v) => {
             v.parse::<usize>().map_err(|_| format!("search depth {v:?} is not a count"))?.clamp(1, api::MAX_LIMIT)
         }
     };
     Ok(Query {
-        service: Some(service.to_owned()),
-        operation: param(req, "query.operation_name").map(str::to_owned),
+        service: Some(service),
+        operation: f.get("operation_name"),
         tags,
-        start_us: time("query.start_time_min")?,
-        end_us: time("query.start_time_max")?,
-        min_duration_us: duration("query.duration_min")?,
-        max_duration_us: duration("query.duration_max")?,
+        start_us: time("start_time_min")?,
+        end_us: time("start_time_max")?,
+        min_duration_us: duration("duration_min")?,
+        max_duration_us: duration("duration_max")?,
         limit,
     })
 }

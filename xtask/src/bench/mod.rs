@@ -26,6 +26,11 @@ pub struct BenchArgs {
     /// Only workloads whose name contains this.
     #[arg(long)]
     only: Option<String>,
+    /// Another `tracer-daemon` binary (an earlier build) to compare with: each workload's
+    /// first tracing arm (every process traced) runs with it too, as an arm of its own in the
+    /// same interleaved windows. Only arguments that binary knows are passed.
+    #[arg(long, value_name = "PATH")]
+    baseline: Option<std::path::PathBuf>,
 }
 
 /// One way of running a workload.
@@ -34,6 +39,21 @@ pub struct Arm {
     pub name: &'static str,
     /// Daemon arguments; `None` runs without the daemon.
     pub daemon_args: Option<Vec<&'static str>>,
+    /// Run with the `--baseline` binary instead of this tree's daemon.
+    pub baseline: bool,
+}
+
+impl Arm {
+    pub fn new(name: &'static str, daemon_args: Option<Vec<&'static str>>) -> Arm {
+        Arm { name, daemon_args, baseline: false }
+    }
+}
+
+/// The baseline's copy of a workload's first tracing arm (not a floor), named after it.
+fn baseline_arm(arms: &[Arm]) -> Option<Arm> {
+    let first = arms.iter().find(|a| a.daemon_args.is_some() && !is_floor(a.name))?;
+    let name: &'static str = Box::leak(format!("{}, baseline", first.name).into_boxed_str());
+    Some(Arm { name, daemon_args: first.daemon_args.clone(), baseline: true })
 }
 
 /// What one window measured.
@@ -96,34 +116,31 @@ pub fn arms_floor(filter: &[&'static str]) -> Vec<Arm> {
         args.extend_from_slice(filter);
         Some(args)
     };
-    vec![Arm { name: FLOOR_NULL, daemon_args: with("null") }, Arm { name: FLOOR_MINIMAL, daemon_args: with("minimal") }]
+    vec![Arm::new(FLOOR_NULL, with("null")), Arm::new(FLOOR_MINIMAL, with("minimal"))]
 }
 
 /// No daemon; the floors; the daemon's socket probes (client-library uprobes off) tracing every
 /// process (the load generator's client spans too); the same tracing only the server under test
 /// (`--include-comm`), which is what a user who traces a service pays.
 pub fn arms_socket(server_comm: &'static str) -> Vec<Arm> {
-    let mut arms = vec![Arm { name: "untraced", daemon_args: None }];
+    let mut arms = vec![Arm::new("untraced", None)];
     arms.extend(arms_floor(&[]));
-    arms.push(Arm { name: "socket probes, all", daemon_args: Some(vec!["--no-uprobes"]) });
-    arms.push(Arm {
-        name: "socket probes, server",
-        daemon_args: Some(vec!["--no-uprobes", "--include-comm", server_comm]),
-    });
+    arms.push(Arm::new("socket probes, all", Some(vec!["--no-uprobes"])));
+    arms.push(Arm::new("socket probes, server", Some(vec!["--no-uprobes", "--include-comm", server_comm])));
     arms
 }
 
 /// The daemon with its client-library uprobes too (the default), tracing every process.
 pub fn arm_uprobes() -> Arm {
-    Arm { name: "socket + uprobes", daemon_args: Some(vec![]) }
+    Arm::new("socket + uprobes", Some(vec![]))
 }
 
 /// Untraced, the floors, socket probes only, and socket probes with the uprobes: every process
 /// traced.
 pub fn arms_uprobes() -> Vec<Arm> {
-    let mut arms = vec![Arm { name: "untraced", daemon_args: None }];
+    let mut arms = vec![Arm::new("untraced", None)];
     arms.extend(arms_floor(&[]));
-    arms.push(Arm { name: "socket probes", daemon_args: Some(vec!["--no-uprobes"]) });
+    arms.push(Arm::new("socket probes", Some(vec!["--no-uprobes"])));
     arms.push(arm_uprobes());
     arms
 }
@@ -141,7 +158,7 @@ pub fn run(daemon_bin: &Path, args: BenchArgs) -> Result<()> {
             continue;
         }
         eprintln!("bench: {} — {rounds} rounds of {window:?} per arm, interleaved", w.name());
-        results.push(run_workload(daemon_bin, w.as_ref(), rounds, window)?);
+        results.push(run_workload(daemon_bin, args.baseline.as_deref(), w.as_ref(), rounds, window)?);
     }
     let path = if args.only.as_deref().is_none_or(|o| "span-path".contains(o)) {
         Some(span_path(if args.quick { 100_000 } else { 400_000 })?)
@@ -196,20 +213,31 @@ pub struct WorkloadResult {
     pub diagnostics: Vec<Window>,
 }
 
-fn run_workload(daemon_bin: &Path, w: &dyn Workload, rounds: usize, window: Duration) -> Result<WorkloadResult> {
+fn run_workload(
+    daemon_bin: &Path,
+    baseline: Option<&Path>,
+    w: &dyn Workload,
+    rounds: usize,
+    window: Duration,
+) -> Result<WorkloadResult> {
     let mut running = w.start()?;
     running.window(window / 2)?; // warm-up
-    let arms = w.arms();
+    let mut arms = w.arms();
+    if baseline.is_some() {
+        arms.extend(baseline_arm(&arms));
+    }
     let mut windows = Vec::new();
     for round in 0..rounds {
         for (i, arm) in arms.iter().enumerate() {
-            windows.push(measure(daemon_bin, running.as_mut(), arm, round, i, window, false)?);
+            let bin = if arm.baseline { baseline.unwrap_or(daemon_bin) } else { daemon_bin };
+            windows.push(measure(bin, running.as_mut(), arm, round, i, window, false)?);
         }
     }
     // The diagnostic pass: kernel time per program, which `--bpf-stats` costs to account.
     let mut diagnostics = Vec::new();
     for (i, arm) in arms.iter().enumerate().filter(|(_, a)| a.daemon_args.is_some()) {
-        diagnostics.push(measure(daemon_bin, running.as_mut(), arm, rounds, i, window, true)?);
+        let bin = if arm.baseline { baseline.unwrap_or(daemon_bin) } else { daemon_bin };
+        diagnostics.push(measure(bin, running.as_mut(), arm, rounds, i, window, true)?);
     }
     Ok(WorkloadResult { name: w.name().into(), description: w.description(), arms, windows, diagnostics })
 }

@@ -129,19 +129,16 @@ impl Workload for SyscallLoop {
         // The loop runs in this process: trace it alone, so traffic of other programs on the
         // machine never adds to the measurement. (Leaked once: arms hold static strings.)
         let me: &'static str = Box::leak(std::process::id().to_string().into_boxed_str());
-        let mut arms = vec![Arm { name: "untraced", daemon_args: None }];
+        let mut arms = vec![Arm::new("untraced", None)];
         arms.extend(arms_floor(&["--include-pid", me]));
         arms.extend([
-            Arm { name: "raw tracepoints", daemon_args: Some(vec!["--syscall-hook", "raw", "--include-pid", me]) },
-            Arm {
-                name: "classic tracepoints",
-                daemon_args: Some(vec!["--syscall-hook", "tracepoint", "--include-pid", me]),
-            },
+            Arm::new("raw tracepoints", Some(vec!["--syscall-hook", "raw", "--include-pid", me])),
+            Arm::new("classic tracepoints", Some(vec!["--syscall-hook", "tracepoint", "--include-pid", me])),
             // What carrying the trace context costs (sock_ops, ids chosen in the kernel).
-            Arm {
-                name: "raw tracepoints, no propagation",
-                daemon_args: Some(vec!["--syscall-hook", "raw", "--no-propagate", "--include-pid", me]),
-            },
+            Arm::new(
+                "raw tracepoints, no propagation",
+                Some(vec!["--syscall-hook", "raw", "--no-propagate", "--include-pid", me]),
+            ),
         ]);
         arms
     }
@@ -305,22 +302,19 @@ impl Workload for RedisBench {
         let mut arms = arms_socket("redis-server");
         if self.pipeline == 1 {
             // What the trace store costs: the same tracing without it.
-            arms.push(Arm {
-                name: "socket probes, all, no store",
-                daemon_args: Some(vec!["--no-uprobes", "--store-bytes", "0"]),
-            });
+            arms.push(Arm::new("socket probes, all, no store", Some(vec!["--no-uprobes", "--store-bytes", "0"])));
         } else {
             // What sampling the daemon's own spans saves: one trace in ten stored and exported,
             // every call still counted by the service graph.
-            arms.push(Arm {
-                name: "socket probes, all, 10 % of traces kept",
-                daemon_args: Some(vec![
+            arms.push(Arm::new(
+                "socket probes, all, 10 % of traces kept",
+                Some(vec![
                     "--no-uprobes",
                     "--sample-own-spans",
                     "--sampling-strategies-file",
                     strategies_file("default_strategy: {type: probabilistic, param: 0.1}\n"),
                 ]),
-            });
+            ));
         }
         arms
     }
