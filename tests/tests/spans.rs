@@ -1,7 +1,8 @@
 //! Spans end to end on one host: curl calls service A; A calls a real redis-server, a real
 //! mariadb and HTTP service B. The daemon prints spans as JSON lines; one trace must come out
 //! with the right parent for every hop and the conventional tags. Error paths give error spans;
-//! pipelined Redis gives one span per command.
+//! pipelined Redis gives one span per command; a connection whose events the full ring buffer
+//! lost pairs its later commands right again, and says it lost data.
 
 use std::{collections::HashMap, time::Duration};
 
@@ -158,4 +159,93 @@ fn pipelined_redis_gives_one_span_per_command() {
     assert_eq!(by_op.get("redis INCR"), Some(&1));
     assert_eq!(by_op.get("redis GET"), Some(&1));
     assert_eq!(tag(find(&trace, "service-a", "client", "redis INCR"), "db.statement"), "INCR p:counter");
+}
+
+/// Sends one RESP command and reads its whole reply (a bulk string of known length, or one line).
+fn redis_call(conn: &mut std::net::TcpStream, args: &[&str], bulk_len: Option<usize>) -> Vec<u8> {
+    use std::io::{Read, Write};
+    let mut cmd = format!("*{}\r\n", args.len());
+    for a in args {
+        cmd.push_str(&format!("${}\r\n{a}\r\n", a.len()));
+    }
+    conn.write_all(cmd.as_bytes()).expect("writing to redis");
+    let mut reply = Vec::new();
+    let mut buf = [0u8; 16384];
+    loop {
+        let n = conn.read(&mut buf).expect("reading from redis");
+        assert!(n > 0, "redis closed the connection");
+        reply.extend_from_slice(&buf[..n]);
+        let done = match bulk_len {
+            Some(len) => reply.len() >= format!("${len}\r\n").len() + len + 2,
+            None => reply.ends_with(b"\r\n"),
+        };
+        if done {
+            return reply;
+        }
+    }
+}
+
+#[test]
+fn after_the_ring_buffer_overflows_a_connection_pairs_right_and_says_it_lost_data() {
+    // A small ring, and the daemon stopped while the connection runs: the kernel loses events
+    // of both directions, requests whose replies were lost among them. The next event of each
+    // socket says so; the command after the loss must get its own reply, not a lost one's.
+    let d = Daemon::start(&["--output", "json", "--ring-buffer-bytes", "65536"]);
+    let redis = servers::redis();
+    let mut conn = std::net::TcpStream::connect(redis.addr()).expect("connecting to redis");
+    let value = "v".repeat(3000);
+    redis_call(&mut conn, &["SET", "big", &value], None);
+    redis_call(&mut conn, &["GET", "big"], Some(3000));
+    let local = u64::from(conn.local_addr().unwrap().port());
+    let on_conn = |s: &Value| s["kind"] == "client" && s["tags"]["net.host.port"] == local;
+    wait_for(TIMEOUT, "the span of the first GET", || {
+        spans(&d).into_iter().find(|s| on_conn(s) && s["operation"] == "redis GET")
+    });
+    let lost_before = d.metric("tracer_kernel_events_total{counter=\"ringbuf_full\"}");
+
+    struct Resume(u32);
+    impl Drop for Resume {
+        fn drop(&mut self) {
+            // SAFETY: a signal to the daemon this test started.
+            unsafe { libc::kill(self.0 as i32, libc::SIGCONT) };
+        }
+    }
+    // SAFETY: a signal to the daemon this test started; `Resume` continues it.
+    assert_eq!(unsafe { libc::kill(d.pid() as i32, libc::SIGSTOP) }, 0);
+    let resume = Resume(d.pid());
+    for _ in 0..60 {
+        redis_call(&mut conn, &["GET", "big"], Some(3000));
+    }
+    drop(resume);
+    // The daemon reads what the ring holds (this test's own scrapes add a few events).
+    wait_for(TIMEOUT, "the daemon to drain the ring", || {
+        let m = d.metrics();
+        let sum = |prefix: &str| -> f64 {
+            m.lines().filter(|l| l.starts_with(prefix)).filter_map(|l| l.rsplit(' ').next()?.parse::<f64>().ok()).sum()
+        };
+        (sum("tracer_events_total{") + 8.0 >= sum("tracer_kernel_events_total{counter=\"events\"}")).then_some(())
+    });
+    // A string key: LPOP fails with WRONGTYPE, a reply no GET gets. Large replies did not fit
+    // the ring while small requests did: GETs whose replies were lost wait before it.
+    let reply = redis_call(&mut conn, &["LPOP", "big"], None);
+    assert!(reply.starts_with(b"-WRONGTYPE"), "{}", String::from_utf8_lossy(&reply));
+    redis_call(&mut conn, &["GET", "big"], Some(3000));
+
+    let lpop = wait_for(TIMEOUT, "the LPOP span", || {
+        spans(&d).into_iter().find(|s| on_conn(s) && s["operation"] == "redis LPOP")
+    });
+    assert!(d.metric("tracer_kernel_events_total{counter=\"ringbuf_full\"}") > lost_before, "events were lost");
+    assert_eq!(lpop["tags"]["error"], true, "LPOP gets its own reply: {lpop:#}");
+    assert!(lpop["tags"]["error.message"].as_str().unwrap_or("").starts_with("WRONGTYPE"), "{lpop:#}");
+    assert_eq!(lpop["tags"]["tracer.data_lost"], true, "{lpop:#}");
+    let gets: Vec<Value> = spans(&d).into_iter().filter(|s| on_conn(s) && s["operation"] == "redis GET").collect();
+    assert!(gets.iter().all(|g| g["tags"]["error"] != true), "no GET took LPOP's error: {gets:#?}");
+    // The server's side of the connection says so too.
+    let server_lpop = wait_for(TIMEOUT, "the server's LPOP span", || {
+        spans(&d).into_iter().find(|s| {
+            s["kind"] == "server" && s["operation"] == "redis LPOP" && s["tags"]["net.peer.port"] == local
+        })
+    });
+    assert_eq!(server_lpop["tags"]["error"], true, "{server_lpop:#}");
+    assert_eq!(server_lpop["tags"]["tracer.data_lost"], true, "{server_lpop:#}");
 }

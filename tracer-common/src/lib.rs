@@ -96,9 +96,17 @@ pub const MAP_PROGRAM_ERRORS: &str = "PROGRAM_ERRORS";
 /// Written by the daemon before it attaches the probe, removed when it detaches it. Bound:
 /// `MAX_GO_GRPC_PROBES` (full: the executable's gRPC streams are not followed, logged).
 pub const MAP_GO_GRPC_PROBES: &str = "GO_GRPC_PROBES";
+/// Hash map socket (`struct sock *` as `u64`) → `LOST_*` bits: the directions in which data
+/// calls of that socket were lost (ring buffer full, in-flight table full, unreadable tuple).
+/// Taken by the socket's next data event, which carries them as `FLAG_LOST_*`, or by its close.
+/// Bound: `MAX_LOST_SOCKETS` (full: `COUNTER_LOSS_UNMARKED`). No eviction.
+pub const MAP_LOST_SOCKETS: &str = "LOST_SOCKETS";
+/// Array of one `u64`: how many entries `MAP_LOST_SOCKETS` holds, so that data calls look it up
+/// only while it holds any.
+pub const MAP_LOST_COUNT: &str = "LOST_COUNT";
 
 /// Every map of the kernel object, by name.
-pub const MAP_NAMES: [&str; 16] = [
+pub const MAP_NAMES: [&str; 18] = [
     MAP_EVENTS,
     MAP_COUNTERS,
     MAP_INFLIGHT,
@@ -115,6 +123,8 @@ pub const MAP_NAMES: [&str; 16] = [
     MAP_PROGRAM_ERRORS,
     MAP_GO_PROCESSES,
     MAP_GO_GRPC_PROBES,
+    MAP_LOST_SOCKETS,
+    MAP_LOST_COUNT,
 ];
 
 /// Every global the daemon sets before load, by name.
@@ -177,6 +187,8 @@ pub const FLOOR_CAPTURE: usize = 256;
 pub const MAX_IOV: u32 = 16;
 /// Threads with a syscall in flight that the kernel remembers.
 pub const MAX_INFLIGHT: u32 = 16384;
+/// Sockets marked at once as having lost data calls (`MAP_LOST_SOCKETS`).
+pub const MAX_LOST_SOCKETS: u32 = 4096;
 pub const MAX_FILTER_ENTRIES: u32 = 1024;
 /// Sockets whose propagation state the kernel keeps (LRU beyond that).
 pub const MAX_SOCKETS: u32 = 65536;
@@ -246,7 +258,10 @@ pub const COUNTER_GO_STREAM_NOT_TCP: u32 = 16;
 /// Reads with `MSG_PEEK` (`recv`, `recvfrom`, `recvmsg`): not captured, since they leave the bytes
 /// for the next read, which is (a liveness check such as curl's before reusing a connection).
 pub const COUNTER_PEEKED: u32 = 17;
-pub const COUNTERS_LEN: u32 = 18;
+/// Data calls lost on a socket that could not be marked for it (`MAX_LOST_SOCKETS` sockets were
+/// already marked): its next spans go without `tracer.data_lost`.
+pub const COUNTER_LOSS_UNMARKED: u32 = 18;
+pub const COUNTERS_LEN: u32 = 19;
 
 /// Names of the counters, for metrics (index = counter id).
 pub const COUNTER_NAMES: [&str; COUNTERS_LEN as usize] = [
@@ -268,6 +283,7 @@ pub const COUNTER_NAMES: [&str; COUNTERS_LEN as usize] = [
     "goid_unreadable",
     "go_stream_not_tcp",
     "peeked",
+    "loss_unmarked",
 ];
 
 // ---------------------------------------------------------------------------------------------
@@ -380,6 +396,10 @@ pub const DIR_INGRESS: u32 = 1;
 pub const FLAG_TRUNCATED: u32 = 1;
 /// `DataEvent.flags`: `seq` holds the TCP sequence number of the call's first byte.
 pub const FLAG_SEQ: u32 = 2;
+/// `DataEvent.flags`: data calls of this socket that received bytes were lost before this one.
+pub const FLAG_LOST_INGRESS: u32 = 4;
+/// `DataEvent.flags`: data calls of this socket that sent bytes were lost before this one.
+pub const FLAG_LOST_EGRESS: u32 = 8;
 
 /// `DataEvent.ctx_kind`: no context.
 pub const CTX_NONE: u32 = 0;

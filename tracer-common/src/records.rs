@@ -120,14 +120,29 @@ pub struct SockState {
     /// Non-zero while the packet starting at `pending_seq` has not been built: segments are
     /// sized with room for the option.
     pub pending: u32,
-    /// Non-zero while a read on this server socket is in flight.
+    /// While a read on this server socket is in flight: `READ_AT` (it began at `read_seq`)
+    /// or `READ_UNKNOWN` (where it began could not be read); `READ_NONE` otherwise.
     pub reading: u32,
-    pub _pad: u32,
+    /// The sequence number of the first byte the read in flight consumes.
+    pub read_seq: u32,
     /// Server sockets: the thread or goroutine whose `ThreadServing` count holds this socket's
     /// unanswered request (the one that read it); `kind` 0 when none does.
     pub serving: ServingKey,
+    /// Client sockets: the context to write for the request start at `pending_seq`, while
+    /// `ctx_held` is non-zero (until a packet carries it). An earlier start whose packet was
+    /// not built yet (pipelining) waits in `MAP_PENDING_OPTION` instead.
+    pub ctx: WireContext,
+    pub ctx_held: u32,
+    pub _pad: u32,
 }
-const _: () = assert!(size_of::<SockState>() == 40);
+const _: () = assert!(size_of::<SockState>() == 72);
+
+/// `SockState.reading`: no read in flight.
+pub const READ_NONE: u32 = 0;
+/// `SockState.reading`: a read is in flight from `read_seq`.
+pub const READ_AT: u32 = 1;
+/// `SockState.reading`: a read is in flight from a sequence number not known.
+pub const READ_UNKNOWN: u32 = 2;
 
 /// `ServingKey.kind`: `id` is a thread id.
 pub const UNIT_THREAD: u32 = 1;
@@ -168,7 +183,8 @@ pub struct ThreadServing {
     /// Requests read by this thread whose response has not started (or whose socket is open).
     pub serving: u32,
     /// Non-zero while `trace` is the one request's: cleared when a second request comes in
-    /// flight, and stays cleared until the count is back to zero (the entry is then removed).
+    /// flight, and stays cleared until the count is back to zero (the entry then stays, with
+    /// count 0, for the thread's next request).
     pub known: u32,
 }
 const _: () = assert!(size_of::<ThreadServing>() == 24);

@@ -95,6 +95,7 @@ impl Gen {
             seq: None,
             goid: None,
             netns: 0,
+            lost_before: Default::default(),
             payload: payload.to_vec(),
         }));
     }

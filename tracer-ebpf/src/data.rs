@@ -6,7 +6,7 @@ use tracer_common::*;
 
 use crate::{
     event::{self, Failed, Outcome},
-    filter, kernel, maps,
+    filter, kernel, loss, maps,
 };
 
 pub(crate) const EAGAIN: i64 = 11;
@@ -20,18 +20,21 @@ pub fn emit(args: &SyscallArgs, ret: i64) -> Outcome {
     if ret == -EAGAIN {
         return Ok(());
     }
-    let tuple = kernel::tuple_of(args.sock).ok_or_else(|| event::fail(COUNTER_READ_ERROR))?;
+    let direction = direction_of(args.syscall);
+    let Some(tuple) = kernel::tuple_of(args.sock) else {
+        loss::mark(args.sock, loss::bit(direction));
+        return Err(event::fail(COUNTER_READ_ERROR));
+    };
     if !filter::ports_traced(tuple.lport, tuple.rport) {
         maps::count(COUNTER_FILTERED);
         return Ok(());
     }
-    let scratch = maps::SCRATCH.get_ptr_mut(0).ok_or(Failed)?;
+    let Some(scratch) = maps::SCRATCH.get_ptr_mut(0) else {
+        loss::mark(args.sock, loss::bit(direction));
+        return Err(Failed);
+    };
     // SAFETY: per-CPU scratch slot, used by this program run only.
     let scratch = unsafe { &mut *scratch };
-    let direction = match args.syscall {
-        SYS_READ | SYS_RECVFROM | SYS_RECVMSG | SYS_READV => DIR_INGRESS,
-        _ => DIR_EGRESS,
-    };
     let mut captured: u64 = 0;
     if ret > 0 {
         let cap = (maps::SETTINGS.load().capture_bytes as u64).min(MASK);
@@ -61,6 +64,8 @@ pub fn emit(args: &SyscallArgs, ret: i64) -> Outcome {
     if args.has_seq != 0 {
         e.flags |= FLAG_SEQ;
     }
+    let lost_before = loss::take(args.sock);
+    e.flags |= lost_before;
     e.ctx_kind = args.ctx_kind;
     e.tuple = tuple;
     e.ctx = args.ctx;
@@ -72,7 +77,21 @@ pub fn emit(args: &SyscallArgs, ret: i64) -> Outcome {
     let len = (header + captured) & (2 * MAX_CAPTURE as u64 - 1);
     // SAFETY: `scratch` is `header + 2 * MAX_CAPTURE` bytes and `len` is below that.
     let bytes = unsafe { core::slice::from_raw_parts(scratch as *const _ as *const u8, len as usize) };
-    event::submit::<[u8]>(bytes, maps::wakeup())
+    let sent = event::submit::<[u8]>(bytes, maps::wakeup());
+    if sent.is_err() {
+        // This call is lost, and with it the mark it carried.
+        loss::mark(args.sock, lost_before | loss::bit(direction));
+    }
+    sent
+}
+
+/// `DIR_INGRESS` for the calls that receive, `DIR_EGRESS` for those that send.
+#[inline(always)]
+pub(crate) fn direction_of(syscall: u32) -> u32 {
+    match syscall {
+        SYS_READ | SYS_RECVFROM | SYS_RECVMSG | SYS_READV => DIR_INGRESS,
+        _ => DIR_EGRESS,
+    }
 }
 
 /// Where a data call's first bytes are: its buffer, or its first iovec's (the vector calls and

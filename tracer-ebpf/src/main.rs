@@ -4,6 +4,10 @@
 //! failures are counted, never fatal.
 #![no_std]
 #![no_main]
+// The atomic add on a map value shared by every CPU (`loss`): the BPF target has no atomic RMW
+// in `core::sync::atomic`.
+#![feature(core_intrinsics)]
+#![allow(internal_features, reason = "core::intrinsics::atomic_xadd, for the BPF atomic add")]
 
 mod data;
 mod event;
@@ -13,6 +17,7 @@ mod gogrpc;
 mod goroutine;
 mod hiredis;
 mod kernel;
+mod loss;
 mod maps;
 mod mysql;
 mod process;

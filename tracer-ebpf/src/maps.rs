@@ -5,12 +5,12 @@
 use aya_ebpf::{
     Global,
     macros::map,
-    maps::{HashMap, LruHashMap, PerCpuArray, RingBuf},
+    maps::{Array, HashMap, LruHashMap, PerCpuArray, RingBuf},
 };
 use tracer_common::{
     COUNTERS_LEN, DataEvent, GoGrpcProbe, GoProcess, KernelOffsets, LibEvent, LibState, MAX_CAPTURE,
-    MAX_FILTER_ENTRIES, MAX_GO_GRPC_PROBES, MAX_GO_PROCESSES, MAX_INFLIGHT, MAX_LIB_CAPTURE, MAX_SOCKETS, OptionKey,
-    PROGRAMS_LEN, ServingKey, Settings, SockState, SyscallArgs, ThreadServing, WireContext,
+    MAX_FILTER_ENTRIES, MAX_GO_GRPC_PROBES, MAX_GO_PROCESSES, MAX_INFLIGHT, MAX_LIB_CAPTURE, MAX_LOST_SOCKETS,
+    MAX_SOCKETS, OptionKey, PROGRAMS_LEN, ServingKey, Settings, SockState, SyscallArgs, ThreadServing, WireContext,
 };
 
 /// Ring buffer of events. Key: none. Bound: bytes, set by the daemon at load time (the value
@@ -81,9 +81,11 @@ pub static SCRATCH: PerCpuArray<Scratch> = PerCpuArray::with_max_entries(1, 0);
 #[map(name = "SOCK_STATE")]
 pub static SOCK_STATE: LruHashMap<u64, SockState> = LruHashMap::with_max_entries(MAX_SOCKETS, 0);
 
-/// Contexts to write on client requests' first packets. Key: `OptionKey` (socket, sequence
-/// number of the request's first byte). Value: `WireContext`. Bound: `MAX_SOCKETS`. Eviction:
-/// LRU; removed once written (a request that shares its packet with earlier bytes never is).
+/// Contexts to write on client requests' first packets, for starts that a later start on the
+/// same socket overtook before their packet was built (pipelining); the latest start's context
+/// is held in its `SockState`. Key: `OptionKey` (socket, sequence number of the request's first
+/// byte). Value: `WireContext`. Bound: `MAX_SOCKETS`. Eviction: LRU; removed once written (a
+/// request that shares its packet with earlier bytes never is).
 #[map(name = "PENDING_OPTION")]
 pub static PENDING_OPTION: LruHashMap<OptionKey, WireContext> = LruHashMap::with_max_entries(MAX_SOCKETS, 0);
 
@@ -110,6 +112,16 @@ pub static GO_PROCESSES: HashMap<u32, GoProcess> = HashMap::with_max_entries(MAX
 /// attaches, removed when it detaches. No eviction.
 #[map(name = "GO_GRPC_PROBES")]
 pub static GO_GRPC_PROBES: HashMap<u32, GoGrpcProbe> = HashMap::with_max_entries(MAX_GO_GRPC_PROBES, 0);
+
+/// Sockets whose data calls were lost, with the `FLAG_LOST_*` directions (`loss`). Key: socket.
+/// Bound: `MAX_LOST_SOCKETS` (full: `COUNTER_LOSS_UNMARKED`). No eviction: taken by the
+/// socket's next data event or its close.
+#[map(name = "LOST_SOCKETS")]
+pub static LOST_SOCKETS: HashMap<u64, u32> = HashMap::with_max_entries(MAX_LOST_SOCKETS, 0);
+
+/// How many sockets `LOST_SOCKETS` holds (one `u64`, changed atomically).
+#[map(name = "LOST_COUNT")]
+pub static LOST_COUNT: Array<u64> = Array::with_max_entries(1, 0);
 
 /// Kernel struct offsets, resolved by the daemon from BTF before load.
 #[unsafe(no_mangle)]

@@ -49,9 +49,12 @@ pub fn on_role(sk: u64, role: u32) {
                 last: LAST_NONE,
                 pending_seq: 0,
                 pending: 0,
-                reading: 0,
-                _pad: 0,
+                reading: READ_NONE,
+                read_seq: 0,
                 serving: ServingKey::default(),
+                ctx: WireContext::default(),
+                ctx_held: 0,
+                _pad: 0,
             },
             0,
         );
@@ -74,15 +77,21 @@ pub fn on_close(sk: u64) {
     }
 }
 
-/// Thread or goroutine `who` read a new inbound request of trace `trace`.
+/// Thread or goroutine `who` read a new inbound request of trace `trace`. A thread's entry
+/// stays when it serves nothing (count 0) and is updated in place from then on: a server
+/// thread costs one insert in its life, not one per request (the map is LRU).
 #[inline(always)]
 fn acquire(who: ServingKey, trace: [u64; 2]) {
     if let Some(t) = maps::THREAD_TRACE.get_ptr_mut(who) {
         // SAFETY: map value pointer, valid for this program run.
         let t = unsafe { &mut *t };
-        // A second request in flight: which one a later call belongs to is not provable.
-        t.serving = t.serving.saturating_add(1);
-        t.known = 0;
+        if t.serving == 0 {
+            *t = ThreadServing { trace_hi: trace[0], trace_lo: trace[1], serving: 1, known: 1 };
+        } else {
+            // A second request in flight: which one a later call belongs to is not provable.
+            t.serving = t.serving.saturating_add(1);
+            t.known = 0;
+        }
         return;
     }
     let value = ThreadServing { trace_hi: trace[0], trace_lo: trace[1], serving: 1, known: 1 };
@@ -95,12 +104,8 @@ fn release(who: ServingKey) {
     let Some(t) = maps::THREAD_TRACE.get_ptr_mut(who) else { return };
     // SAFETY: map value pointer, valid for this program run.
     let t = unsafe { &mut *t };
-    if t.serving > 1 {
-        // Still unprovable: `known` stays cleared until the thread serves nothing.
-        t.serving -= 1;
-    } else {
-        let _ = maps::THREAD_TRACE.remove(who);
-    }
+    // Above one, still unprovable: `known` stays cleared until the thread serves nothing.
+    t.serving = t.serving.saturating_sub(1);
 }
 
 /// The trace of the request `who` provably serves alone.
@@ -149,10 +154,12 @@ pub fn on_enter(args: &mut SyscallArgs, who: ServingKey, egress: bool) {
     let off = maps::OFFSETS.load();
     if !egress {
         if state.role == ROLE_SERVER {
-            state.reading = 1;
+            state.reading = READ_UNKNOWN;
             if let Some(seq) = tcp_seq(sk, off.tcp_copied_seq) {
                 args.seq = seq;
                 args.has_seq = 1;
+                state.reading = READ_AT;
+                state.read_seq = seq;
             }
         }
         return;
@@ -170,7 +177,14 @@ pub fn on_enter(args: &mut SyscallArgs, who: ServingKey, egress: bool) {
                 None => [random64(), random64()],
             };
             let ctx = WireContext { trace_hi: trace[0], trace_lo: trace[1], span_id: random64() };
-            let _ = maps::PENDING_OPTION.insert(OptionKey { sock: sk, seq, _pad: 0 }, ctx, 0);
+            if state.ctx_held != 0 && state.pending != 0 {
+                // The previous start's packet is not built yet (pipelining): its context waits
+                // in the map, keyed by its sequence number. The usual case costs no map update.
+                let key = OptionKey { sock: sk, seq: state.pending_seq, _pad: 0 };
+                let _ = maps::PENDING_OPTION.insert(key, state.ctx, 0);
+            }
+            state.ctx = ctx;
+            state.ctx_held = 1;
             state.pending_seq = seq;
             state.pending = 1;
             args.seq = seq;
@@ -194,21 +208,27 @@ pub fn on_exit(args: &mut SyscallArgs, who: ServingKey, egress: bool, ret: i64) 
         return;
     }
     let sk = args.sock;
+    if egress && (ret > 0 || args.ctx_kind != CTX_CLIENT) {
+        // A write's work was done at entry.
+        return;
+    }
     let Some(state) = maps::SOCK_STATE.get_ptr_mut(sk) else { return };
     // SAFETY: map value pointer, valid for this program run.
     let state = unsafe { &mut *state };
     if egress {
-        if ret <= 0 && args.ctx_kind == CTX_CLIENT {
-            // Nothing was sent (EAGAIN, error): the next write starts the request again.
+        // Nothing was sent (EAGAIN, error): the next write starts the request again.
+        if state.ctx_held != 0 && state.pending_seq == args.seq {
+            state.ctx_held = 0;
+        } else {
             let _ = maps::PENDING_OPTION.remove(OptionKey { sock: sk, seq: args.seq, _pad: 0 });
-            state.last = LAST_NONE;
-            args.ctx_kind = CTX_NONE;
-            args.has_seq = 0;
         }
+        state.last = LAST_NONE;
+        args.ctx_kind = CTX_NONE;
+        args.has_seq = 0;
         return;
     }
     if state.role == ROLE_SERVER {
-        state.reading = 0;
+        state.reading = READ_NONE;
     }
     if ret <= 0 {
         return;

@@ -48,13 +48,29 @@ fn sock_and_skb(ctx: &SockOpsContext) -> (u64, u64) {
     }
 }
 
-/// `TCP_SKB_CB(skb)->seq` and `end_seq`.
+/// The kernel `struct sock *` from the context's own `sk` field: a load the verifier
+/// rewrites, no helper call. Only a map key: the verifier forbids arithmetic on it, so the
+/// paths that read the socket take `sock_and_skb`'s instead.
+#[inline(always)]
+fn ctx_sock(ctx: &SockOpsContext) -> u64 {
+    // SAFETY: `ops` is the program's context; `sk` is one of its readable fields.
+    unsafe { (*ctx.ops).__bindgen_anon_2.sk as u64 }
+}
+
+/// The `struct sk_buff *` behind the context (0 when the callback has no packet).
+#[inline(always)]
+fn ctx_skb(ctx: &SockOpsContext) -> u64 {
+    // SAFETY: read of the kernel context through bpf_probe_read_kernel.
+    unsafe { kernel::read::<u64>(ctx.ops as u64, maps::OFFSETS.load().ops_kern_skb) }.unwrap_or(0)
+}
+
+/// `TCP_SKB_CB(skb)->seq` and `end_seq`, adjacent: one read.
 #[inline(always)]
 fn skb_seq(skb: u64) -> Result<(u32, u32), Failed> {
     let cb = maps::OFFSETS.load().skb_cb;
-    // SAFETY: reads through bpf_probe_read_kernel.
-    let read = |at: u32| unsafe { kernel::read::<u32>(skb, at) }.ok_or_else(|| event::fail(COUNTER_READ_ERROR));
-    Ok((read(cb)?, read(cb + 4)?))
+    // SAFETY: read through bpf_probe_read_kernel.
+    let [seq, end] = unsafe { kernel::read::<[u32; 2]>(skb, cb) }.ok_or_else(|| event::fail(COUNTER_READ_ERROR))?;
+    Ok((seq, end))
 }
 
 #[inline(always)]
@@ -78,7 +94,9 @@ fn try_sock_ops(ctx: &SockOpsContext) -> Outcome {
             let _ = ctx.set_cb_flags((ctx.cb_flags() | wanted) as i32);
         }
         BPF_SOCK_OPS_HDR_OPT_LEN_CB => {
-            let (sk, skb) = sock_and_skb(ctx);
+            // Runs for every segment a client socket sends and every sizing of its MSS: the
+            // common case (nothing pending) costs one context load and one lookup.
+            let sk = ctx_sock(ctx);
             // Not a socket whose role the kernel saw: nothing to write.
             let Some(state) = maps::SOCK_STATE.get_ptr_mut(sk) else { return Ok(()) };
             // SAFETY: map value pointer, valid for this program run.
@@ -87,6 +105,7 @@ fn try_sock_ops(ctx: &SockOpsContext) -> Outcome {
                 // Every request start with a context is already on a built packet.
                 return Ok(());
             }
+            let skb = ctx_skb(ctx);
             if skb == 0 {
                 // Sizing the MSS (no packet yet): keep room while a request start is pending.
                 // SAFETY: helper on this program's context.
@@ -94,31 +113,51 @@ fn try_sock_ops(ctx: &SockOpsContext) -> Outcome {
                 return Ok(());
             }
             let (start, end) = skb_seq(skb)?;
-            if seq_before(state.pending_seq, end) {
+            let latest = state.pending_seq;
+            if seq_before(latest, end) {
                 // Packets are built in sequence order: this one reaches the latest start.
                 state.pending = 0;
             }
             // The option rides only on a packet that begins with the request's first byte: a
             // request that shares its packet with earlier bytes goes without (the receiver keys
             // the option by the packet's first byte).
+            let held = state.ctx_held != 0 && latest == start;
             let key = OptionKey { sock: sk, seq: start, _pad: 0 };
             // SAFETY: the value is only tested.
-            if unsafe { maps::PENDING_OPTION.get(key) }.is_none() {
+            if !held && unsafe { maps::PENDING_OPTION.get(key) }.is_none() {
+                if state.pending == 0 {
+                    // The latest start is inside this packet, not at its head: never written.
+                    state.ctx_held = 0;
+                }
                 return Ok(());
             }
             // SAFETY: helper on this program's context.
             if unsafe { bpf_reserve_hdr_opt(ctx.ops, TCP_OPTION_LEN, 0) } != 0 {
                 maps::count(COUNTER_OPTION_NO_SPACE);
-                let _ = maps::PENDING_OPTION.remove(key);
+                if held {
+                    state.ctx_held = 0;
+                } else {
+                    let _ = maps::PENDING_OPTION.remove(key);
+                }
             }
         }
         BPF_SOCK_OPS_WRITE_HDR_OPT_CB => {
-            let (sk, skb) = sock_and_skb(ctx);
+            let (sk, skb) = (ctx_sock(ctx), ctx_skb(ctx));
             let (start, _) = skb_seq(skb)?;
-            let key = OptionKey { sock: sk, seq: start, _pad: 0 };
-            // SAFETY: the value is copied out.
-            let Some(pending) = unsafe { maps::PENDING_OPTION.get(key) }.copied() else { return Ok(()) };
-            let _ = maps::PENDING_OPTION.remove(key);
+            // The latest start's context is held by the socket's state; earlier ones in the map.
+            let Some(state) = maps::SOCK_STATE.get_ptr_mut(sk) else { return Ok(()) };
+            // SAFETY: map value pointer, valid for this program run.
+            let state = unsafe { &mut *state };
+            let pending = if state.ctx_held != 0 && state.pending_seq == start {
+                state.ctx_held = 0;
+                state.ctx
+            } else {
+                let key = OptionKey { sock: sk, seq: start, _pad: 0 };
+                // SAFETY: the value is copied out.
+                let Some(found) = unsafe { maps::PENDING_OPTION.get(key) }.copied() else { return Ok(()) };
+                let _ = maps::PENDING_OPTION.remove(key);
+                found
+            };
             let mut opt = [0u8; LEN];
             opt[0] = TCP_OPTION_KIND;
             opt[1] = LEN as u8;
@@ -171,15 +210,18 @@ fn try_sock_ops(ctx: &SockOpsContext) -> Outcome {
             let _ = maps::RECEIVED_OPTION.insert(OptionKey { sock: sk, seq, _pad: 0 }, ctx, 0);
             maps::count(COUNTER_OPTION_RECEIVED);
             // A packet that begins where the server's next read will begin (nothing unread
-            // ahead of it, no read in flight) starts that read: the read's own lookup finds its
-            // option. Otherwise its request may begin anywhere in a read (pipelining, or a
-            // request that arrived before `accept` returned), and the daemon matches it by `seq`.
+            // ahead of it) starts that read, and the read's own lookup finds its option: when no
+            // read is in flight, or when the read in flight began at this very byte (a server
+            // blocked in `read`). A read in flight that began earlier may go on into this
+            // packet, so its request may begin inside a read, as with pipelining or a request
+            // that arrived before `accept` returned: the daemon matches those by `seq`.
             if let Some(state) = maps::SOCK_STATE.get_ptr_mut(sk) {
                 // SAFETY: map value pointer, valid for this program run.
-                let reading = unsafe { (*state).reading } != 0;
+                let (reading, read_seq) = unsafe { ((*state).reading, (*state).read_seq) };
                 // SAFETY: read through bpf_probe_read_kernel. (A failed read never equals.)
                 let copied = unsafe { kernel::read::<u32>(sk, maps::OFFSETS.load().tcp_copied_seq) }.unwrap_or(!seq);
-                if !reading && copied == seq {
+                let starts_read = reading == READ_NONE || (reading == READ_AT && read_seq == seq);
+                if copied == seq && starts_read {
                     return Ok(());
                 }
             }

@@ -10,7 +10,7 @@ use tracer_common::*;
 
 use crate::{
     event::{self, Outcome},
-    filter, kernel, maps, propagate,
+    filter, kernel, loss, maps, propagate,
 };
 
 const EINPROGRESS: i64 = 115;
@@ -45,6 +45,8 @@ fn is_self() -> bool {
 #[inline(always)]
 pub fn emit_close(sk: u64, fd: i64) -> Outcome {
     propagate::on_close(sk);
+    // What the socket lost no longer matters to anything after it.
+    let _ = loss::take(sk);
     emit_conn(EVENT_CLOSE, SYS_CLOSE, sk, fd, 0, 0)
 }
 

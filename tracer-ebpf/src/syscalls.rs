@@ -14,7 +14,7 @@ use tracer_common::*;
 use crate::{
     data,
     event::{self, Outcome},
-    filter, goroutine, kernel, maps, propagate, sockets,
+    filter, goroutine, kernel, loss, maps, propagate, sockets,
 };
 
 // x86_64 syscall numbers of the calls we trace or count.
@@ -240,7 +240,13 @@ fn stash(id: u64, syscall: u32, fd: i64, ptr: u64, len: u64, sock: u64) -> Outco
         let key = goroutine::serving_key(tgid, tid, args.goid);
         propagate::on_enter(&mut args, key, is_egress(syscall));
     }
-    maps::INFLIGHT.insert(tid, args, 0).map_err(|_| event::fail(COUNTER_INFLIGHT_FULL))
+    maps::INFLIGHT.insert(tid, args, 0).map_err(|_| {
+        // A data call not traced: its socket is marked for the daemon.
+        if sock != 0 && syscall != SYS_CONNECT && syscall != SYS_ACCEPT && syscall != SYS_ACCEPT4 {
+            loss::mark(sock, loss::bit(data::direction_of(syscall)));
+        }
+        event::fail(COUNTER_INFLIGHT_FULL)
+    })
 }
 
 #[inline(always)]

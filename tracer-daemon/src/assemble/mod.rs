@@ -200,8 +200,31 @@ impl Assembler {
         }
     }
 
+    /// The kernel lost calls of `conn` before `rec` (its ring buffer or in-flight table was
+    /// full): the spans that follow are marked, make no same-host joins by number, and the
+    /// session re-pairs from the next message boundary in each direction that lost calls.
+    fn on_lost(&mut self, conn: &mut Conn<ConnSpans>, rec: &DataRecord) {
+        let st = &mut conn.state;
+        if !st.lost {
+            st.lost = true;
+            self.env.counters.lost_calls.inc();
+        }
+        if let Proto::Active(session) = &mut st.proto {
+            for dir in [Direction::Ingress, Direction::Egress] {
+                if rec.lost_before.has(dir) {
+                    session.lost_calls(pdir(dir));
+                }
+            }
+        }
+        // A sequence number after the loss is the new reference.
+        st.next_seq = None;
+    }
+
     /// One captured data call on `conn`.
     pub fn on_data<I: IdSource>(&mut self, conn: &mut Conn<ConnSpans>, rec: &DataRecord, st: &mut Stitcher<I>) {
+        if !rec.lost_before.is_none() {
+            self.on_lost(conn, rec);
+        }
         if rec.ret < 0 {
             if rec.ret == -ECONNRESET || rec.ret == -EPIPE {
                 conn.state.reset = true;

@@ -45,6 +45,8 @@ struct Host {
     ts: u64,
     /// Context for the next data call.
     pending_context: Option<KernelContext>,
+    /// What the kernel says the next call's socket lost before it.
+    pending_lost: crate::reader::decode::LostBefore,
     /// Sequence number of the next data call's first byte.
     pending_seq: Option<u32>,
     /// The goroutine the next data calls run on (Go programs).
@@ -61,6 +63,7 @@ impl Host {
             counters,
             ts: 1_000_000,
             pending_context: None,
+            pending_lost: Default::default(),
             pending_seq: None,
             goid: None,
         }
@@ -131,6 +134,7 @@ impl Host {
             netns: 0,
             goid: self.goid,
             tuple: conn.tuple,
+            lost_before: std::mem::take(&mut self.pending_lost),
             payload: bytes.to_vec(),
         };
         let mut ev = Vec::new();
@@ -604,6 +608,42 @@ fn a_lost_server_read_ends_same_host_joins_on_its_connection() {
     assert!(!lost(server("GET /a")) && !logged(server("GET /a")), "{spans:#?}");
     assert!(lost(server("GET /c")) && logged(server("GET /c")), "{spans:#?}");
     assert!(!lost(client("GET /c")), "the client's connection lost nothing: {spans:#?}");
+}
+
+#[test]
+fn a_loss_the_kernel_reports_re_pairs_the_connection_at_the_next_response() {
+    // The server's responses to /b and /b2 were lost in the kernel (ring buffer full); no
+    // sequence number shows it. The next call on the socket says so each time: /c's response
+    // must not be taken for /b's or /b2's.
+    let mut h = Host::new();
+    let s = tuple("127.0.0.1:8080", "127.0.0.1:40100");
+    h.open(ConnKind::Accept, 2, 200, s);
+    let req = |p: &str| format!("GET /{p} HTTP/1.1\r\nHost: a\r\n\r\n").into_bytes();
+    let status = |code: u16| format!("HTTP/1.1 {code} X\r\nContent-Length: 0\r\n\r\n").into_bytes();
+    h.data(2, 200, Direction::Ingress, &req("a"));
+    h.data(2, 200, Direction::Egress, &status(201));
+    h.data(2, 200, Direction::Ingress, &req("b"));
+    h.pending_lost.egress = true;
+    h.data(2, 200, Direction::Ingress, &req("b2"));
+    // /b2's response was lost too: reported again by the next read.
+    h.pending_lost.egress = true;
+    h.data(2, 200, Direction::Ingress, &req("c"));
+    h.data(2, 200, Direction::Egress, &status(404));
+    h.data(2, 200, Direction::Ingress, &req("d"));
+    h.data(2, 200, Direction::Egress, &status(202));
+    let spans = h.spans();
+    let span = |op: &str| spans.iter().find(|s| s.operation == op).unwrap_or_else(|| panic!("{op}: {spans:#?}"));
+    let code = |op: &str| tag(span(op), "http.status_code").cloned();
+    assert_eq!(code("GET /a"), Some(TagValue::Long(201)));
+    assert_eq!(code("GET /c"), Some(TagValue::Long(404)), "/c's own response: {spans:#?}");
+    assert_eq!(code("GET /d"), Some(TagValue::Long(202)));
+    for op in ["GET /b", "GET /b2"] {
+        assert_eq!(code(op), None, "{op}'s response was never seen: {spans:#?}");
+        assert_eq!(tag(span(op), "tracer.truncated"), Some(&TagValue::Bool(true)));
+    }
+    let lost = |op: &str| tag(span(op), "tracer.data_lost") == Some(&TagValue::Bool(true));
+    assert!(!lost("GET /a") && lost("GET /c") && lost("GET /d"), "{spans:#?}");
+    assert_eq!(h.counters.lost_calls.get(), 1);
 }
 
 #[test]

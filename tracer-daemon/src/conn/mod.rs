@@ -309,6 +309,7 @@ mod tests {
             goid: None,
             context: None,
             tuple: tuple(lport),
+            lost_before: Default::default(),
             payload: b"hello".to_vec(),
         }
     }

@@ -276,6 +276,31 @@ impl Session {
         }
     }
 
+    /// The kernel lost calls of this connection that moved bytes in `dir`, before the next one
+    /// fed. That direction's framing is gone: it resynchronises at the next message boundary.
+    /// Lost requests make the request count drift; after lost responses, the requests sent
+    /// before the loss end unanswered once a response to a later request is found, so that
+    /// responses never pair with the wrong request.
+    pub fn lost_calls(&mut self, dir: Direction) {
+        match &mut self.0 {
+            Kind::Fifo(f) => {
+                let side = if dir == f.ctx.role.request_direction() { Side::Request } else { Side::Response };
+                if !f.streams[index(side)].lost {
+                    f.lose(side);
+                }
+                if side == Side::Response {
+                    // Every request so far may have lost its response, those since an earlier
+                    // loss too: only a response to a later request resynchronises.
+                    f.response_lost_at = Some(f.next_seq);
+                }
+            }
+            Kind::Http2(h) => {
+                let side = if dir == h.role().request_direction() { Side::Request } else { Side::Response };
+                h.lost_calls(side);
+            }
+        }
+    }
+
     /// Requests still waiting for their response.
     pub fn pending(&self) -> usize {
         match &self.0 {

@@ -134,8 +134,33 @@ pub struct DataRecord {
     /// Go processes: the goroutine that made the call (`runtime.g.goid`), when it was read.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub goid: Option<u64>,
+    /// Data calls of this socket the kernel lost before this one, by direction.
+    #[serde(skip_serializing_if = "LostBefore::is_none")]
+    pub lost_before: LostBefore,
     #[serde(serialize_with = "escaped")]
     pub payload: Vec<u8>,
+}
+
+/// Directions in which a socket's data calls were lost in the kernel (ring buffer full,
+/// in-flight table full) before the call that reports it.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct LostBefore {
+    pub ingress: bool,
+    pub egress: bool,
+}
+
+impl LostBefore {
+    pub fn is_none(&self) -> bool {
+        !self.ingress && !self.egress
+    }
+
+    /// Whether calls moving bytes in `dir` were lost.
+    pub fn has(&self, dir: Direction) -> bool {
+        match dir {
+            Direction::Ingress => self.ingress,
+            Direction::Egress => self.egress,
+        }
+    }
 }
 
 /// Trace context attached to a data call by the kernel's propagation (`CTX_*`).
@@ -481,6 +506,10 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
                 seq: (e.flags & k::FLAG_SEQ != 0).then_some(e.seq),
                 netns: e.netns,
                 goid: (e.goid != 0).then_some(e.goid),
+                lost_before: LostBefore {
+                    ingress: e.flags & k::FLAG_LOST_INGRESS != 0,
+                    egress: e.flags & k::FLAG_LOST_EGRESS != 0,
+                },
                 payload: payload[..e.captured as usize].to_vec(),
             }))
         }

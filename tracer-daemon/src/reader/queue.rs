@@ -195,6 +195,7 @@ mod tests {
             netns: 0,
             context: None,
             tuple: Tuple { local: "127.0.0.1:1".parse().unwrap(), remote: "127.0.0.1:2".parse().unwrap() },
+            lost_before: Default::default(),
             payload: vec![0; len],
         })
     }

@@ -538,6 +538,14 @@ impl Session {
         self.counters.resyncs.inc();
     }
 
+    /// Calls of `side` were lost in the kernel: that direction's framing and header table are
+    /// gone until a call starts with a plausible run of frames.
+    pub fn lost_calls(&mut self, side: Side) {
+        if !self.dirs[index(side)].lost {
+            self.lose(side);
+        }
+    }
+
     /// The frame being read in `side` is complete (its last byte came with the call that
     /// exits at `exit`).
     fn frame_done(&mut self, side: Side, exit: u64, out: &mut Vec<Exchange>) {
