@@ -2,7 +2,8 @@
 //! mariadb and HTTP service B. The daemon prints spans as JSON lines; one trace must come out
 //! with the right parent for every hop and the conventional tags. Error paths give error spans;
 //! pipelined Redis gives one span per command; a connection whose events the full ring buffer
-//! lost pairs its later commands right again, and says it lost data.
+//! lost pairs its later commands right again, and says it lost data; a half-full ring cuts
+//! captures short instead of losing calls.
 
 use std::{collections::HashMap, time::Duration};
 
@@ -203,20 +204,12 @@ fn after_the_ring_buffer_overflows_a_connection_pairs_right_and_says_it_lost_dat
     });
     let lost_before = d.metric("tracer_kernel_events_total{counter=\"ringbuf_full\"}");
 
-    struct Resume(u32);
-    impl Drop for Resume {
-        fn drop(&mut self) {
-            // SAFETY: a signal to the daemon this test started.
-            unsafe { libc::kill(self.0 as i32, libc::SIGCONT) };
+    {
+        let _paused = Paused::new(&d);
+        for _ in 0..150 {
+            redis_call(&mut conn, &["GET", "big"], Some(3000));
         }
     }
-    // SAFETY: a signal to the daemon this test started; `Resume` continues it.
-    assert_eq!(unsafe { libc::kill(d.pid() as i32, libc::SIGSTOP) }, 0);
-    let resume = Resume(d.pid());
-    for _ in 0..60 {
-        redis_call(&mut conn, &["GET", "big"], Some(3000));
-    }
-    drop(resume);
     // The daemon reads what the ring holds (this test's own scrapes add a few events).
     wait_for(TIMEOUT, "the daemon to drain the ring", || {
         let m = d.metrics();
@@ -242,10 +235,69 @@ fn after_the_ring_buffer_overflows_a_connection_pairs_right_and_says_it_lost_dat
     assert!(gets.iter().all(|g| g["tags"]["error"] != true), "no GET took LPOP's error: {gets:#?}");
     // The server's side of the connection says so too.
     let server_lpop = wait_for(TIMEOUT, "the server's LPOP span", || {
-        spans(&d).into_iter().find(|s| {
-            s["kind"] == "server" && s["operation"] == "redis LPOP" && s["tags"]["net.peer.port"] == local
-        })
+        spans(&d)
+            .into_iter()
+            .find(|s| s["kind"] == "server" && s["operation"] == "redis LPOP" && s["tags"]["net.peer.port"] == local)
     });
     assert_eq!(server_lpop["tags"]["error"], true, "{server_lpop:#}");
     assert_eq!(server_lpop["tags"]["tracer.data_lost"], true, "{server_lpop:#}");
+}
+
+/// Stops the daemon (SIGSTOP) until dropped (SIGCONT).
+struct Paused(u32);
+
+impl Paused {
+    fn new(d: &Daemon) -> Paused {
+        // SAFETY: a signal to the daemon this test started; `drop` continues it.
+        assert_eq!(unsafe { libc::kill(d.pid() as i32, libc::SIGSTOP) }, 0);
+        Paused(d.pid())
+    }
+}
+
+impl Drop for Paused {
+    fn drop(&mut self) {
+        // SAFETY: a signal to the daemon this test started.
+        unsafe { libc::kill(self.0 as i32, libc::SIGCONT) };
+    }
+}
+
+#[test]
+fn a_half_full_ring_cuts_captures_short_instead_of_losing_calls() {
+    // With the daemon stopped, 3 KB replies fill half of a 64 KiB ring; the calls after that
+    // are captured with their first 256 bytes, which is enough to pair every GET, and none is lost.
+    let d = Daemon::start(&["--output", "json", "--ring-buffer-bytes", "65536"]);
+    let redis = servers::redis();
+    let mut conn = std::net::TcpStream::connect(redis.addr()).expect("connecting to redis");
+    let value = "w".repeat(3000);
+    redis_call(&mut conn, &["SET", "big", &value], None);
+    redis_call(&mut conn, &["GET", "big"], Some(3000));
+    let local = u64::from(conn.local_addr().unwrap().port());
+    let gets = || -> Vec<Value> {
+        spans(&d)
+            .into_iter()
+            .filter(|s| s["kind"] == "client" && s["tags"]["net.host.port"] == local && s["operation"] == "redis GET")
+            .collect()
+    };
+    wait_for(TIMEOUT, "the span of the first GET", || (!gets().is_empty()).then_some(()));
+    let metric = |c: &str| d.metric(&format!("tracer_kernel_events_total{{counter=\"{c}\"}}"));
+    let (lost, degraded) = (metric("ringbuf_full"), metric("degraded"));
+    {
+        let _paused = Paused::new(&d);
+        for _ in 0..20 {
+            redis_call(&mut conn, &["GET", "big"], Some(3000));
+        }
+    }
+    let all = wait_for(TIMEOUT, "the span of every GET", || {
+        let g = gets();
+        (g.len() >= 21).then_some(g)
+    });
+    assert_eq!(all.len(), 21, "one span per GET: {all:#?}");
+    assert!(metric("degraded") > degraded, "captures were cut short");
+    assert_eq!(metric("ringbuf_full"), lost, "nothing was lost");
+    assert!(all.iter().any(|s| s["tags"]["tracer.capture_degraded"] == true), "{all:#?}");
+    for s in &all {
+        assert_eq!(s["tags"]["db.statement"], "GET big", "{s:#}");
+        assert_ne!(s["tags"]["error"], true, "{s:#}");
+        assert_ne!(s["tags"]["tracer.data_lost"], true, "{s:#}");
+    }
 }

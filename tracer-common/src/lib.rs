@@ -261,7 +261,10 @@ pub const COUNTER_PEEKED: u32 = 17;
 /// Data calls lost on a socket that could not be marked for it (`MAX_LOST_SOCKETS` sockets were
 /// already marked): its next spans go without `tracer.data_lost`.
 pub const COUNTER_LOSS_UNMARKED: u32 = 18;
-pub const COUNTERS_LEN: u32 = 19;
+/// Data calls captured with only their first `DEGRADED_CAPTURE` bytes because half the ring
+/// buffer was waiting for the daemon (`FLAG_DEGRADED`).
+pub const COUNTER_DEGRADED: u32 = 19;
+pub const COUNTERS_LEN: u32 = 20;
 
 /// Names of the counters, for metrics (index = counter id).
 pub const COUNTER_NAMES: [&str; COUNTERS_LEN as usize] = [
@@ -284,6 +287,7 @@ pub const COUNTER_NAMES: [&str; COUNTERS_LEN as usize] = [
     "go_stream_not_tcp",
     "peeked",
     "loss_unmarked",
+    "degraded",
 ];
 
 // ---------------------------------------------------------------------------------------------
@@ -396,6 +400,11 @@ pub const DIR_INGRESS: u32 = 1;
 pub const FLAG_TRUNCATED: u32 = 1;
 /// `DataEvent.flags`: `seq` holds the TCP sequence number of the call's first byte.
 pub const FLAG_SEQ: u32 = 2;
+/// `DataEvent.flags`: half the ring buffer was waiting for the daemon, so the call's capture was
+/// cut to `DEGRADED_CAPTURE` bytes (it moved more).
+pub const FLAG_DEGRADED: u32 = 16;
+/// Bytes a data call captures while the ring buffer is half full or more.
+pub const DEGRADED_CAPTURE: u32 = 256;
 /// `DataEvent.flags`: data calls of this socket that received bytes were lost before this one.
 pub const FLAG_LOST_INGRESS: u32 = 4;
 /// `DataEvent.flags`: data calls of this socket that sent bytes were lost before this one.

@@ -96,6 +96,7 @@ impl Gen {
             goid: None,
             netns: 0,
             lost_before: Default::default(),
+            degraded: false,
             payload: payload.to_vec(),
         }));
     }

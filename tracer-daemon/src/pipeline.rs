@@ -292,6 +292,7 @@ mod tests {
             context: None,
             tuple: Tuple { local: "127.0.0.1:8080".parse().unwrap(), remote: "127.0.0.1:40000".parse().unwrap() },
             lost_before: Default::default(),
+            degraded: false,
             payload: get,
         };
         tx.try_send(Event::Data(rec)).expect("queued");

@@ -35,9 +35,13 @@ pub fn emit(args: &SyscallArgs, ret: i64) -> Outcome {
     };
     // SAFETY: per-CPU scratch slot, used by this program run only.
     let scratch = unsafe { &mut *scratch };
+    let degraded = maps::ring_fill().degraded();
     let mut captured: u64 = 0;
     if ret > 0 {
-        let cap = (maps::SETTINGS.load().capture_bytes as u64).min(MASK);
+        let mut cap = (maps::SETTINGS.load().capture_bytes as u64).min(MASK);
+        if degraded && cap > DEGRADED_CAPTURE as u64 {
+            cap = DEGRADED_CAPTURE as u64;
+        }
         let want = (ret as u64).min(cap);
         let payload = scratch.payload.as_mut_ptr();
         captured = match args.syscall {
@@ -61,11 +65,14 @@ pub fn emit(args: &SyscallArgs, ret: i64) -> Outcome {
     e.direction = direction;
     e.captured = captured as u32;
     e.flags = if ret > 0 && (ret as u64) > captured { FLAG_TRUNCATED } else { 0 };
+    if degraded && ret > 0 && (ret as u64) > DEGRADED_CAPTURE as u64 {
+        e.flags |= FLAG_DEGRADED;
+        maps::count(COUNTER_DEGRADED);
+    }
     if args.has_seq != 0 {
         e.flags |= FLAG_SEQ;
     }
-    let lost_before = loss::take(args.sock);
-    e.flags |= lost_before;
+    e.flags |= loss::take(args.sock);
     e.ctx_kind = args.ctx_kind;
     e.tuple = tuple;
     e.ctx = args.ctx;
@@ -80,7 +87,8 @@ pub fn emit(args: &SyscallArgs, ret: i64) -> Outcome {
     let sent = event::submit::<[u8]>(bytes, maps::wakeup());
     if sent.is_err() {
         // This call is lost, and with it the mark it carried.
-        loss::mark(args.sock, lost_before | loss::bit(direction));
+        let carried = scratch.event.flags & (FLAG_LOST_INGRESS | FLAG_LOST_EGRESS);
+        loss::mark(args.sock, carried | loss::bit(direction));
     }
     sent
 }

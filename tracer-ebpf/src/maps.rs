@@ -23,11 +23,38 @@ pub static EVENTS: RingBuf = RingBuf::with_byte_size(16 * 1024 * 1024, 0);
 /// the traced thread an irq_work and the daemon a context switch on every syscall.
 #[inline(always)]
 pub fn wakeup() -> u64 {
+    ring_fill().wakeup()
+}
+
+/// How much of the ring is waiting for the daemon.
+#[derive(Clone, Copy)]
+pub struct RingFill {
+    waiting: u64,
+    size: u64,
+}
+
+impl RingFill {
+    /// The submit flags `wakeup` gives.
+    #[inline(always)]
+    pub fn wakeup(self) -> u64 {
+        const NO_WAKEUP: u64 = 1;
+        if self.waiting >= self.size / 8 { WAKE_NOW } else { NO_WAKEUP }
+    }
+
+    /// Half the ring or more is waiting: data calls capture only `DEGRADED_CAPTURE` bytes, so
+    /// that the ring holds more calls before any is lost.
+    #[inline(always)]
+    pub fn degraded(self) -> bool {
+        self.waiting >= self.size / 2
+    }
+}
+
+#[inline(always)]
+pub fn ring_fill() -> RingFill {
     // Flags of `bpf_ringbuf_query` (uapi `BPF_RB_*`).
     const AVAIL_DATA: u64 = 0;
     const RING_SIZE: u64 = 1;
-    const NO_WAKEUP: u64 = 1;
-    if EVENTS.query(AVAIL_DATA) >= EVENTS.query(RING_SIZE) / 8 { WAKE_NOW } else { NO_WAKEUP }
+    RingFill { waiting: EVENTS.query(AVAIL_DATA), size: EVENTS.query(RING_SIZE) }
 }
 
 /// Submit flag for connection and process-exit events: wake the daemon at once. They are rare

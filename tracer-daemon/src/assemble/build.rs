@@ -20,6 +20,8 @@ pub(super) struct Facts {
     pub truncated: bool,
     /// Calls of the connection were lost before the span ended.
     pub data_lost: bool,
+    /// A call of the span was captured short (the ring buffer was half full).
+    pub capture_degraded: bool,
     /// CLOCK_MONOTONIC ns.
     pub start_ns: u64,
     pub end_ns: u64,
@@ -45,6 +47,7 @@ pub(super) fn span(f: Facts, ids: &Ids, env: &Env) -> Span {
         library: None,
         truncated: f.truncated,
         data_lost_at_us: f.data_lost.then(|| env.clock.unix_us(f.start_ns)),
+        capture_degraded: f.capture_degraded,
     };
     Span {
         trace_id: ids.trace_id,

@@ -428,6 +428,7 @@ impl Calls {
             attrs,
             truncated: false,
             data_lost: false,
+            capture_degraded: false,
             start_ns: call.enter_ns,
             end_ns,
             error: out.error.clone(),

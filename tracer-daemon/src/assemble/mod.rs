@@ -87,6 +87,9 @@ pub struct ConnSpans {
     /// Calls of the connection were lost (a sequence number jumped): request numbers may
     /// differ from the other end's.
     lost: bool,
+    /// The exit (CLOCK_MONOTONIC ns) of the connection's latest call captured short because
+    /// the ring buffer was half full: spans begun before it may miss details.
+    degraded_until_ns: Option<u64>,
     /// grpc-go streams a goroutine took up before their request started: (stream id, goid).
     handoffs: VecDeque<(u64, u64)>,
 }
@@ -224,6 +227,9 @@ impl Assembler {
     pub fn on_data<I: IdSource>(&mut self, conn: &mut Conn<ConnSpans>, rec: &DataRecord, st: &mut Stitcher<I>) {
         if !rec.lost_before.is_none() {
             self.on_lost(conn, rec);
+        }
+        if rec.degraded {
+            conn.state.degraded_until_ns = Some(rec.ts_exit_ns);
         }
         if rec.ret < 0 {
             if rec.ret == -ECONNRESET || rec.ret == -EPIPE {
@@ -459,6 +465,8 @@ impl Assembler {
             attrs: ex.attrs,
             truncated: ex.truncated,
             data_lost: conn.state.lost,
+            // The span began before the connection's last call captured short ended.
+            capture_degraded: conn.state.degraded_until_ns.is_some_and(|until| ex.start_ns <= until),
             start_ns: ex.start_ns,
             end_ns: ex.end_ns,
             error: ex.error,

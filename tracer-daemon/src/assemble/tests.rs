@@ -47,6 +47,8 @@ struct Host {
     pending_context: Option<KernelContext>,
     /// What the kernel says the next call's socket lost before it.
     pending_lost: crate::reader::decode::LostBefore,
+    /// Whether the next call's capture was cut short (the ring buffer half full).
+    pending_degraded: bool,
     /// Sequence number of the next data call's first byte.
     pending_seq: Option<u32>,
     /// The goroutine the next data calls run on (Go programs).
@@ -64,6 +66,7 @@ impl Host {
             ts: 1_000_000,
             pending_context: None,
             pending_lost: Default::default(),
+            pending_degraded: false,
             pending_seq: None,
             goid: None,
         }
@@ -135,6 +138,7 @@ impl Host {
             goid: self.goid,
             tuple: conn.tuple,
             lost_before: std::mem::take(&mut self.pending_lost),
+            degraded: std::mem::take(&mut self.pending_degraded),
             payload: bytes.to_vec(),
         };
         let mut ev = Vec::new();
@@ -644,6 +648,25 @@ fn a_loss_the_kernel_reports_re_pairs_the_connection_at_the_next_response() {
     let lost = |op: &str| tag(span(op), "tracer.data_lost") == Some(&TagValue::Bool(true));
     assert!(!lost("GET /a") && lost("GET /c") && lost("GET /d"), "{spans:#?}");
     assert_eq!(h.counters.lost_calls.get(), 1);
+}
+
+#[test]
+fn spans_over_a_call_captured_short_say_so_and_later_ones_do_not() {
+    let mut h = Host::new();
+    h.open(ConnKind::Accept, 2, 200, tuple("127.0.0.1:8080", "127.0.0.1:40100"));
+    let req = |p: &str| format!("GET /{p} HTTP/1.1\r\nHost: a\r\n\r\n").into_bytes();
+    h.data(2, 200, Direction::Ingress, &req("a"));
+    h.pending_degraded = true;
+    h.data(2, 200, Direction::Egress, OK);
+    h.data(2, 200, Direction::Ingress, &req("b"));
+    h.data(2, 200, Direction::Egress, OK);
+    let spans = h.spans();
+    let degraded = |op: &str| {
+        let s = spans.iter().find(|s| s.operation == op).unwrap_or_else(|| panic!("{op}: {spans:#?}"));
+        tag(s, "tracer.capture_degraded") == Some(&TagValue::Bool(true))
+    };
+    assert!(degraded("GET /a"), "its response was captured short: {spans:#?}");
+    assert!(!degraded("GET /b"), "{spans:#?}");
 }
 
 #[test]

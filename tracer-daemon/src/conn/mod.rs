@@ -310,6 +310,7 @@ mod tests {
             context: None,
             tuple: tuple(lport),
             lost_before: Default::default(),
+            degraded: false,
             payload: b"hello".to_vec(),
         }
     }

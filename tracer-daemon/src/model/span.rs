@@ -78,9 +78,11 @@ pub struct Traced {
     pub library: Option<LibraryCall>,
     /// The response was not seen (its stream lost framing).
     pub truncated: bool,
-    /// Calls of the span's connection were lost before it ended (a TCP sequence gap in the
-    /// request direction): when (Unix µs) the span's log says so.
+    /// Calls of the span's connection were lost before it ended (the kernel's loss mark, or a
+    /// TCP sequence gap in the request direction): when (Unix µs) the span's log says so.
     pub data_lost_at_us: Option<i64>,
+    /// A call of the span was captured short because the ring buffer was half full.
+    pub capture_degraded: bool,
 }
 
 /// An application's own span as its tracing client sent it.

@@ -137,6 +137,9 @@ pub struct DataRecord {
     /// Data calls of this socket the kernel lost before this one, by direction.
     #[serde(skip_serializing_if = "LostBefore::is_none")]
     pub lost_before: LostBefore,
+    /// The ring buffer was half full: the call's capture was cut short (`truncated` too).
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub degraded: bool,
     #[serde(serialize_with = "escaped")]
     pub payload: Vec<u8>,
 }
@@ -510,6 +513,7 @@ pub fn decode(bytes: &[u8]) -> Result<Event, DecodeError> {
                     ingress: e.flags & k::FLAG_LOST_INGRESS != 0,
                     egress: e.flags & k::FLAG_LOST_EGRESS != 0,
                 },
+                degraded: e.flags & k::FLAG_DEGRADED != 0,
                 payload: payload[..e.captured as usize].to_vec(),
             }))
         }

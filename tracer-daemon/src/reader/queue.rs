@@ -196,6 +196,7 @@ mod tests {
             context: None,
             tuple: Tuple { local: "127.0.0.1:1".parse().unwrap(), remote: "127.0.0.1:2".parse().unwrap() },
             lost_before: Default::default(),
+            degraded: false,
             payload: vec![0; len],
         })
     }

@@ -84,6 +84,9 @@ pub(super) fn evidence_tags(t: &Traced, tags: &mut Vec<Tag>) {
     if t.data_lost_at_us.is_some() {
         tags.push(Tag::bool(k::TRACER_DATA_LOST, true));
     }
+    if t.capture_degraded {
+        tags.push(Tag::bool(k::TRACER_CAPTURE_DEGRADED, true));
+    }
 }
 
 fn address_tags(kind: SpanKind, local: SocketAddr, peer: SocketAddr, tags: &mut Vec<Tag>) {

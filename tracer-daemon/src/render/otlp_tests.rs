@@ -40,6 +40,7 @@ fn traced_span() -> Span {
             library: None,
             truncated: false,
             data_lost_at_us: None,
+            capture_degraded: false,
         })),
     }
 }

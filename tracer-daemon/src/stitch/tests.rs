@@ -44,6 +44,7 @@ fn span(ids: &Ids) -> Span {
         library: None,
         truncated: false,
         data_lost_at_us: None,
+        capture_degraded: false,
     };
     Span {
         trace_id: ids.trace_id,

@@ -182,6 +182,7 @@ fn traced(trace: u64, id: u64, service: &Arc<Process>, status: Status) -> Arc<Sp
             library: None,
             truncated: false,
             data_lost_at_us: None,
+            capture_degraded: false,
         })),
     })
 }

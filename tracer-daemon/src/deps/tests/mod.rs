@@ -182,6 +182,7 @@ fn traced(j: JaegerSpan) -> Span {
         library: None,
         truncated: false,
         data_lost_at_us: None,
+        capture_degraded: false,
     };
     Span {
         trace_id: j.trace_id,
