@@ -404,7 +404,7 @@ pub const FLAG_SEQ: u32 = 2;
 /// cut to `DEGRADED_CAPTURE` bytes (it moved more).
 pub const FLAG_DEGRADED: u32 = 16;
 /// Bytes a data call captures while the ring buffer is half full or more.
-pub const DEGRADED_CAPTURE: u32 = 256;
+pub const DEGRADED_CAPTURE: u32 = 1024;
 /// `DataEvent.flags`: data calls of this socket that received bytes were lost before this one.
 pub const FLAG_LOST_INGRESS: u32 = 4;
 /// `DataEvent.flags`: data calls of this socket that sent bytes were lost before this one.

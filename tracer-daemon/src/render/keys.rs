@@ -74,7 +74,7 @@ pub const TRACER_DATA_LOST: &str = "tracer.data_lost";
 pub const EVENT_DATA_LOST: &str = "data_lost";
 pub const DATA_LOST_MESSAGE: &str = "captured calls of this connection were lost before this span ended (the kernel could not hand them over, or a TCP sequence gap showed it): its request number may differ from the peer's, so it was not joined by number, and its session was paired afresh from the next message";
 /// The span's connection had calls captured short while the ring buffer was half full: details
-/// past their first `DEGRADED_CAPTURE` bytes (statements, headers) may be missing.
+/// past their first `DEGRADED_CAPTURE` bytes (1024: statements, headers) may be missing.
 pub const TRACER_CAPTURE_DEGRADED: &str = "tracer.capture_degraded";
 /// `uprobe` on spans with client-library details.
 pub const TRACER_SOURCE: &str = "tracer.source";
