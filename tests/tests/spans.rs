@@ -186,18 +186,31 @@ fn redis_call(conn: &mut std::net::TcpStream, args: &[&str], bulk_len: Option<us
     }
 }
 
+/// The daemon with a 64 KiB ring, a redis-server holding a 3000-byte string at `big`, and a
+/// connection to it (its local port in `local`) that has read it once.
+struct SmallRing {
+    d: Daemon,
+    redis: Server,
+    conn: std::net::TcpStream,
+    local: u64,
+}
+
+fn small_ring() -> SmallRing {
+    let d = Daemon::start(&["--output", "json", "--ring-buffer-bytes", "65536"]);
+    let redis = servers::redis();
+    let mut conn = std::net::TcpStream::connect(redis.addr()).expect("connecting to redis");
+    redis_call(&mut conn, &["SET", "big", &"v".repeat(3000)], None);
+    redis_call(&mut conn, &["GET", "big"], Some(3000));
+    let local = u64::from(conn.local_addr().unwrap().port());
+    SmallRing { d, redis, conn, local }
+}
+
 #[test]
 fn after_the_ring_buffer_overflows_a_connection_pairs_right_and_says_it_lost_data() {
     // A small ring, and the daemon stopped while the connection runs: the kernel loses events
     // of both directions, requests whose replies were lost among them. The next event of each
     // socket says so; the command after the loss must get its own reply, not a lost one's.
-    let d = Daemon::start(&["--output", "json", "--ring-buffer-bytes", "65536"]);
-    let redis = servers::redis();
-    let mut conn = std::net::TcpStream::connect(redis.addr()).expect("connecting to redis");
-    let value = "v".repeat(3000);
-    redis_call(&mut conn, &["SET", "big", &value], None);
-    redis_call(&mut conn, &["GET", "big"], Some(3000));
-    let local = u64::from(conn.local_addr().unwrap().port());
+    let SmallRing { d, redis: _redis, mut conn, local } = small_ring();
     let on_conn = |s: &Value| s["kind"] == "client" && s["tags"]["net.host.port"] == local;
     wait_for(TIMEOUT, "the span of the first GET", || {
         spans(&d).into_iter().find(|s| on_conn(s) && s["operation"] == "redis GET")
@@ -266,13 +279,7 @@ fn a_half_full_ring_cuts_captures_short_instead_of_losing_calls() {
     // With the daemon stopped, five GETs' 3 KB replies fill half of a 64 KiB ring; the calls
     // after that are captured with their first 1024 bytes, which is enough to pair every GET,
     // and none is lost (the ring would hold 16 such GETs).
-    let d = Daemon::start(&["--output", "json", "--ring-buffer-bytes", "65536"]);
-    let redis = servers::redis();
-    let mut conn = std::net::TcpStream::connect(redis.addr()).expect("connecting to redis");
-    let value = "w".repeat(3000);
-    redis_call(&mut conn, &["SET", "big", &value], None);
-    redis_call(&mut conn, &["GET", "big"], Some(3000));
-    let local = u64::from(conn.local_addr().unwrap().port());
+    let SmallRing { d, redis: _redis, mut conn, local } = small_ring();
     let gets = || -> Vec<Value> {
         spans(&d)
             .into_iter()

@@ -341,7 +341,14 @@ impl Calls {
             release(call, rec.ts_ns, st);
         }
         let Some(mut call) = done else { return };
-        let out = outcome(&call, rec);
+        let mut out = outcome(&call, rec);
+        if env.redaction.enabled
+            && !call.function.is_hiredis()
+            && let Some(message) = &mut out.error
+        {
+            // libmysqlclient's error messages echo the statement's values.
+            *message = protocol::redact::redact_message(message);
+        }
         let parked = std::mem::take(&mut call.parked);
         if let Some((first, rest)) = parked.split_first() {
             let mut first = first.clone();

@@ -6,7 +6,7 @@ use crate::model::hash::FastMap;
 
 use super::context::find_sql_traceparent;
 use super::mysql_resp::{MAX_PAYLOAD, Outcome, ResponseReader};
-use super::redact::{redact_sql, sql_operation};
+use super::redact::{redact_message, redact_sql, sql_operation};
 use super::{
     Ctx, Event, GapOutcome, MAX_TAG_LEN, Progress, Request, RequestMeta as Meta, Response, ResponseFacts, Side,
     TraceContext, bounded_str, truncate,
@@ -208,7 +208,17 @@ impl Machine {
                 self.phase = Phase::Command;
                 (true, self.command(payload, ctx))
             }
-            (Side::Response, Phase::Command) => (seq == 1, self.response(payload, len, head)),
+            (Side::Response, Phase::Command) => {
+                let mut event = self.response(payload, len, head);
+                if ctx.redaction.enabled
+                    && let Some(Event::Response(resp)) = &mut event
+                    && let Some(message) = &mut resp.error
+                {
+                    // Error messages echo the statement's values.
+                    *message = redact_message(message);
+                }
+                (seq == 1, event)
+            }
         }
     }
 

@@ -1,5 +1,6 @@
-//! Redaction of what spans keep of requests: SQL literals, URL query values; and the first
-//! keyword of a SQL statement.
+//! Redaction of what spans keep of requests and errors: SQL literals (in comments too), URL
+//! credentials, path parameters and query items, quoted values in database error messages;
+//! and the first keyword of a SQL statement.
 
 use super::{MAX_TAG_LEN, truncate};
 
@@ -8,7 +9,9 @@ fn is_ident(c: u8) -> bool {
 }
 
 /// SQL with string, number and hex/bit literals replaced by `?`, and `IN (?, ?, …)` lists
-/// collapsed to `IN (?)`. Comments and identifiers are kept. Bounded to `MAX_TAG_LEN`.
+/// collapsed to `IN (?)`. Identifiers and the words of comments are kept; literals inside
+/// comments are replaced too (`/* user='bob' */` → `/* user=? */`): comments carry values as
+/// well. Bounded to `MAX_TAG_LEN`.
 pub fn redact_sql(sql: &str) -> String {
     let b = sql.as_bytes();
     let mut out: Vec<u8> = Vec::with_capacity(b.len().min(MAX_TAG_LEN));
@@ -23,21 +26,6 @@ pub fn redact_sql(sql: &str) -> String {
             }
             b'`' => {
                 let end = skip_quoted(b, i, b'`');
-                out.extend_from_slice(&b[i..end]);
-                i = end;
-            }
-            b'/' if b.get(i + 1) == Some(&b'*') => {
-                let end = super::context::find(&b[i + 2..], b"*/").map_or(b.len(), |e| i + 2 + e + 2);
-                out.extend_from_slice(&b[i..end]);
-                i = end;
-            }
-            b'-' if b.get(i + 1) == Some(&b'-') && b.get(i + 2).is_none_or(|c| c.is_ascii_whitespace()) => {
-                let end = b[i..].iter().position(|&c| c == b'\n').map_or(b.len(), |e| i + e);
-                out.extend_from_slice(&b[i..end]);
-                i = end;
-            }
-            b'#' => {
-                let end = b[i..].iter().position(|&c| c == b'\n').map_or(b.len(), |e| i + e);
                 out.extend_from_slice(&b[i..end]);
                 i = end;
             }
@@ -190,27 +178,102 @@ pub fn sql_operation(sql: &[u8]) -> Option<String> {
     Some(String::from_utf8_lossy(&word).to_ascii_uppercase())
 }
 
-/// A request target with every query value replaced by `?` (`/p?a=1&b` -> `/p?a=?&b`).
+/// A request target with what may hold secrets replaced: credentials of an absolute URL
+/// (`http://u:p@h/` → `http://REDACTED:REDACTED@h/`, as OpenTelemetry's `url.full` asks), the
+/// values of path parameters (`/cart;jsessionid=AB12` → `/cart;jsessionid=?`), query values
+/// (`?a=1` → `?a=?`) and query items without a value (`?s3cret` → `??`: a bare item can be a
+/// token). Fragments are dropped (clients never send them; one that does is treated as query).
 pub fn redact_query(target: &str) -> String {
-    let Some((path, query)) = target.split_once('?') else {
-        return target.to_string();
+    if !target.contains(['?', ';', '@', '#']) {
+        // Nothing that can hold a value (credentials need an `@`).
+        return target.to_owned();
+    }
+    let (path, query) = match target.split_once('?') {
+        Some((p, q)) => (p, Some(q)),
+        None => (target, None),
     };
-    let mut out = String::with_capacity(target.len());
-    out.push_str(path);
-    out.push('?');
-    for (n, pair) in query.split('&').enumerate() {
-        if n > 0 {
-            out.push('&');
-        }
-        match pair.split_once('=') {
-            Some((key, _)) => {
-                out.push_str(key);
-                out.push_str("=?");
+    let mut out = String::with_capacity(target.len() + 16);
+    out.push_str(&redact_path(path));
+    if let Some(query) = query {
+        out.push('?');
+        for (n, pair) in query.split(['&', '#']).enumerate() {
+            if n > 0 {
+                out.push('&');
             }
-            None => out.push_str(pair),
+            match pair.split_once('=') {
+                Some((key, _)) => {
+                    out.push_str(key);
+                    out.push_str("=?");
+                }
+                None if pair.is_empty() => {}
+                None => out.push('?'),
+            }
         }
     }
     out
+}
+
+/// The path part of a target: credentials of an absolute URL and path parameter values.
+fn redact_path(path: &str) -> String {
+    let mut out = String::with_capacity(path.len() + 16);
+    let mut rest = path;
+    // Absolute form (`scheme://authority/path`, as sent to proxies): credentials out.
+    if let Some(at) = rest.find("://") {
+        let (scheme, after) = rest.split_at(at + 3);
+        let authority_end = after.find('/').unwrap_or(after.len());
+        let (authority, tail) = after.split_at(authority_end);
+        out.push_str(scheme);
+        match authority.rfind('@') {
+            Some(userinfo) => {
+                out.push_str("REDACTED:REDACTED@");
+                out.push_str(&authority[userinfo + 1..]);
+            }
+            None => out.push_str(authority),
+        }
+        rest = tail;
+    }
+    for (n, segment) in rest.split('/').enumerate() {
+        if n > 0 {
+            out.push('/');
+        }
+        let mut params = segment.split(';');
+        out.push_str(params.next().unwrap_or_default());
+        for param in params {
+            out.push(';');
+            match param.split_once('=') {
+                Some((key, _)) => {
+                    out.push_str(key);
+                    out.push_str("=?");
+                }
+                None => out.push_str(param),
+            }
+        }
+    }
+    out
+}
+
+/// A database error message with its quoted parts replaced by `?`: servers echo the values a
+/// statement carried (`Duplicate entry 'alice@example.com' for key 'email'` →
+/// `Duplicate entry ? for key ?`). Bounded to `MAX_TAG_LEN`.
+pub fn redact_message(message: &str) -> String {
+    let b = message.as_bytes();
+    let mut out: Vec<u8> = Vec::with_capacity(b.len().min(MAX_TAG_LEN));
+    let mut i = 0;
+    while i < b.len() && out.len() < MAX_TAG_LEN {
+        // A quote after a letter or digit is an apostrophe (`doesn't`), not a value's start.
+        let in_word = i > 0 && b[i - 1].is_ascii_alphanumeric();
+        match b[i] {
+            q @ (b'\'' | b'"' | b'`') if !in_word => {
+                i = skip_quoted(b, i, q);
+                out.push(b'?');
+            }
+            c => {
+                out.push(c);
+                i += 1;
+            }
+        }
+    }
+    truncate(String::from_utf8_lossy(&out).into_owned(), MAX_TAG_LEN)
 }
 
 #[cfg(test)]
@@ -229,7 +292,9 @@ mod tests {
                 "SELECT `col1`, t1.c2 FROM `odd``name` WHERE a = ? AND b = -?",
             ),
             ("SELECT X'0AFF', b'101', N'nat', 'it''s' FROM dual", "SELECT ?, ?, ?, ? FROM dual"),
-            ("/* keep */ SELECT 1 -- trailing 2\n, 3 # four", "/* keep */ SELECT ? -- trailing 2\n, ? # four"),
+            ("/* keep */ SELECT 1 -- trailing 2\n, 3 # four", "/* keep */ SELECT ? -- trailing ?\n, ? # four"),
+            ("SELECT a /* user='bob', id=42 */ FROM t", "SELECT a /* user=?, id=? */ FROM t"),
+            ("/*traceparent='00-0af7-b7ad-01'*/ SELECT 1", "/*traceparent=?*/ SELECT ?"),
             ("SELECT 'unterminated", "SELECT ?"),
             ("SELECT id IN (SELECT 1)", "SELECT id IN (SELECT ?)"),
         ];
@@ -262,7 +327,37 @@ mod tests {
     #[test]
     fn query_values() {
         assert_eq!(redact_query("/missing.html?user=alice&token=s3cret"), "/missing.html?user=?&token=?");
-        assert_eq!(redact_query("/p?flag&a=1=2&"), "/p?flag&a=?&");
+        assert_eq!(redact_query("/p?flag&a=1=2&"), "/p??&a=?&", "a bare item may be a token");
+        assert_eq!(redact_query("/reset?0f9a8b7c"), "/reset??");
         assert_eq!(redact_query("/plain"), "/plain");
+        assert_eq!(redact_query("/p?a=1#frag"), "/p?a=?&?");
+    }
+
+    #[test]
+    fn credentials_and_path_parameters() {
+        assert_eq!(
+            redact_query("http://alice:s3cret@example.com:8080/a?b=1"),
+            "http://REDACTED:REDACTED@example.com:8080/a?b=?"
+        );
+        assert_eq!(redact_query("https://token@example.com"), "https://REDACTED:REDACTED@example.com");
+        assert_eq!(redact_query("http://example.com/x/y"), "http://example.com/x/y");
+        assert_eq!(redact_query("/cart;jsessionid=0A1B2C3D?item=7"), "/cart;jsessionid=??item=?");
+        assert_eq!(redact_query("/a;v=1/b;x=2;flag/c"), "/a;v=?/b;x=?;flag/c");
+        assert_eq!(redact_query("*"), "*");
+    }
+
+    #[test]
+    fn error_messages() {
+        assert_eq!(
+            redact_message("ERROR 1062 (23000): Duplicate entry 'alice@example.com' for key 'email'"),
+            "ERROR 1062 (23000): Duplicate entry ? for key ?"
+        );
+        assert_eq!(redact_message("Unknown column \"x\" in `t`"), "Unknown column ? in ?");
+        assert_eq!(redact_message("no quotes 42"), "no quotes 42");
+        assert_eq!(redact_message("unterminated 'secret"), "unterminated ?");
+        assert_eq!(
+            redact_message("ERROR 1146 (42S02): Table 'shop.no_such_table' doesn't exist"),
+            "ERROR 1146 (42S02): Table ? doesn't exist"
+        );
     }
 }
