@@ -28,7 +28,7 @@ use tracer_daemon::protocol::Redaction;
 use tracer_daemon::reader::clock::WallClock;
 use tracer_daemon::reader::decode::{
     ConnRecord, DataRecord, Event, GoStreamRecord, KernelContext, LibFunction, LibPhase, LibRecord, Library,
-    OptionRecord, StateRecord, StreamRole, Syscall,
+    LostBefore, OptionRecord, StateRecord, StreamRole, Syscall,
 };
 use tracer_daemon::render;
 use tracer_daemon::stitch::{IdSource, StitchConfig, Stitcher};
@@ -188,6 +188,12 @@ impl Reader<'_> {
                     seq,
                     netns: u32::from(flags >> 7),
                     goid: (op & 0x40 != 0).then_some(u64::from(flags & 3)),
+                    // Losses the kernel reports, and captures cut short, in any order.
+                    lost_before: LostBefore {
+                        ingress: op & 0x80 != 0 && flags & 1 != 0,
+                        egress: op & 0x80 != 0 && flags & 2 != 0,
+                    },
+                    degraded: op & 0x10 != 0 && ret > payload.len() as i64,
                     payload,
                 })
             }

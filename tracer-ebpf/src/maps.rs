@@ -123,8 +123,8 @@ pub static PENDING_OPTION: LruHashMap<OptionKey, WireContext> = LruHashMap::with
 pub static RECEIVED_OPTION: LruHashMap<OptionKey, WireContext> = LruHashMap::with_max_entries(MAX_SOCKETS, 0);
 
 /// Inbound requests each thread (or goroutine of a Go process) serves (`ThreadServing`). Key:
-/// `ServingKey`. Bound: `MAX_INFLIGHT`. Eviction: LRU; removed when the last request it counts is
-/// answered or its socket closed.
+/// `ServingKey`. Bound: `MAX_INFLIGHT`. Eviction: LRU. A thread's entry stays at count 0 between
+/// requests (updated in place) and is removed when the thread exits.
 #[map(name = "THREAD_TRACE")]
 pub static THREAD_TRACE: LruHashMap<ServingKey, ThreadServing> = LruHashMap::with_max_entries(MAX_INFLIGHT, 0);
 

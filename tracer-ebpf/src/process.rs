@@ -1,8 +1,10 @@
-//! Thread and process exit: a thread's calls in flight end with it, and the daemon drops a
-//! process's connections and metadata. Exec: the process is no longer known to be Go.
+//! Thread and process exit: a thread's calls in flight and its serving state end with it, and
+//! the daemon drops a process's connections and metadata. Exec: the process is no longer known to be Go.
 
 use aya_ebpf::{helpers::bpf_get_current_pid_tgid, macros::raw_tracepoint, programs::RawTracePointContext};
-use tracer_common::{EVENT_PROCESS_EXIT, ExitEvent, PROG_INDEX_PROCESS_EXEC, PROG_INDEX_PROCESS_EXIT};
+use tracer_common::{
+    EVENT_PROCESS_EXIT, ExitEvent, PROG_INDEX_PROCESS_EXEC, PROG_INDEX_PROCESS_EXIT, ServingKey, UNIT_THREAD,
+};
 
 use crate::{
     event::{self, Outcome},
@@ -22,6 +24,9 @@ fn try_process_exit() -> Outcome {
     // A thread that ends inside a traced call never reaches its exit hook.
     let _ = maps::INFLIGHT.remove(tid);
     let _ = maps::LIB_INFLIGHT.remove(tid);
+    // What the thread served ends with it (a goroutine's entry goes by LRU: goroutines are
+    // not threads).
+    let _ = maps::THREAD_TRACE.remove(ServingKey { id: u64::from(tid), tgid, kind: UNIT_THREAD });
     // One event per process: when the thread group leader exits.
     if tgid != tid {
         return Ok(());
