@@ -215,7 +215,7 @@ fn on_enter(sys: u32, a0: u64, a1: u64, a2: u64, a3: u64) -> Outcome {
 
 #[inline(always)]
 fn is_egress(sys: u32) -> bool {
-    matches!(sys, SYS_WRITE | SYS_SENDTO | SYS_SENDMSG | SYS_WRITEV)
+    data::direction_of(sys) == DIR_EGRESS
 }
 
 #[inline(always)]
